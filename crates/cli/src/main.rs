@@ -1,0 +1,51 @@
+//! The `funetun` binary: one executable for every role of the market.
+//!
+//! `main` parses arguments, sets up logging and hands each subcommand to its
+//! module; the work itself lives in the library crates.
+
+mod bench;
+mod output;
+mod task;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+/// Funetun: train neural networks on other people's hardware, paid on-chain.
+#[derive(Debug, Parser)]
+#[command(name = "funetun", version, about)]
+struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `funetun_ml=trace`.
+    #[arg(long, global = true, env = "FUNETUN_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model locally on a data set and report test accuracy.
+    Train(train::TrainArgs),
+    /// Run single training tasks (what a trainer does for one lease).
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Benchmarks that print a ratio against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Task(cmd) => task::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,1 @@
+//! Funetun core types.
