@@ -69,6 +69,9 @@ pub enum Error {
     /// Optimizer state does not belong to this optimizer or model.
     #[error("invalid optimizer state: {0}")]
     State(String),
+    /// An optimizer step produced a NaN or infinite parameter.
+    #[error("the step diverged: {0}")]
+    Diverged(String),
     /// A thread pool could not be built.
     #[error("cannot build thread pool: {0}")]
     ThreadPool(String),

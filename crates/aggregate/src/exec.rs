@@ -69,7 +69,9 @@ impl Exec {
     /// A new pool of `threads` threads; 1 means the calling thread only.
     pub fn with_threads(threads: usize) -> Result<Self> {
         match threads {
-            0 => Err(Error::InvalidOption("thread count must be at least 1".into())),
+            0 => Err(Error::InvalidOption(
+                "thread count must be at least 1".into(),
+            )),
             1 => Ok(Self::sequential()),
             t => {
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -112,21 +114,31 @@ impl Exec {
         }
     }
 
-    /// Splits `out` into chunks of `chunk` elements and calls
-    /// `f(start, chunk)` on each, in parallel; returns the OR of the results.
-    pub(crate) fn chunks_any<T, F>(&self, out: &mut [T], chunk: usize, f: F) -> bool
+    /// Splits `out` into chunks of `chunk` elements and returns
+    /// `f(start, chunk)` of each, computed in parallel, in chunk order.
+    pub(crate) fn map_chunks<T, R, F>(&self, out: &mut [T], chunk: usize, f: F) -> Vec<R>
     where
         T: Send,
-        F: Fn(usize, &mut [T]) -> bool + Sync,
+        R: Send,
+        F: Fn(usize, &mut [T]) -> R + Sync,
     {
         let chunk = chunk.max(1);
+        let run = |(k, c): (usize, &mut [T])| f(k * chunk, c);
         match &self.threads {
-            Threads::Sequential => out
-                .chunks_mut(chunk)
+            Threads::Sequential => out.chunks_mut(chunk).enumerate().map(run).collect(),
+            Threads::Current => out
+                .par_chunks_mut(chunk)
+                .with_max_len(1)
                 .enumerate()
-                .fold(false, |acc, (k, c)| f(k * chunk, c) | acc),
-            Threads::Current => par_chunks_any(out, chunk, &f),
-            Threads::Pool(p) => p.install(|| par_chunks_any(out, chunk, &f)),
+                .map(run)
+                .collect(),
+            Threads::Pool(p) => p.install(|| {
+                out.par_chunks_mut(chunk)
+                    .with_max_len(1)
+                    .enumerate()
+                    .map(run)
+                    .collect()
+            }),
         }
     }
 
@@ -144,60 +156,41 @@ impl Exec {
             }
         }
     }
-}
 
-fn par_chunks_any<T, F>(out: &mut [T], chunk: usize, f: &F) -> bool
-where
-    T: Send,
-    F: Fn(usize, &mut [T]) -> bool + Sync,
-{
-    out.par_chunks_mut(chunk)
-        .with_max_len(1)
-        .enumerate()
-        .map(|(k, c)| f(k * chunk, c))
-        .reduce(|| false, |a, b| a | b)
-}
-
-/// Length of the coordinate blocks whose partial sums a reduction combines.
-pub(crate) const REDUCE_BLOCK: usize = 2048;
-/// Blocks per task of a reduction: each task sums its blocks in order, then
-/// the tasks' sums are added in order.
-pub(crate) const REDUCE_BLOCKS_PER_TASK: usize = 32;
-
-impl Exec {
-    /// Sums `k` quantities over the coordinates `0..d` deterministically.
-    ///
-    /// `block(range, acc)` adds the partial sums of the coordinates in `range`
-    /// (at most [`REDUCE_BLOCK`] long, always starting at a multiple of it)
-    /// into `acc[0..k]`. Blocks are added in coordinate order within a task of
-    /// [`REDUCE_BLOCKS_PER_TASK`] blocks, and task sums in task order, so the
-    /// result does not depend on the thread count.
-    pub(crate) fn reduce<F>(&self, d: usize, k: usize, block: F) -> Vec<f64>
+    /// `f` of every item, computed in parallel, in item order.
+    pub(crate) fn map_each<T, R, F>(&self, items: Vec<T>, f: F) -> Vec<R>
     where
-        F: Fn(std::ops::Range<usize>, &mut [f64]) + Sync,
+        T: Send,
+        R: Send,
+        F: Fn(T) -> R + Sync,
     {
-        let task_len = REDUCE_BLOCK * REDUCE_BLOCKS_PER_TASK;
-        let tasks = d.div_ceil(task_len);
-        let partials = self.map(tasks, |t| {
-            let mut acc = vec![0.0f64; k];
-            let start = t * task_len;
-            let end = (start + task_len).min(d);
-            let mut b = start;
-            while b < end {
-                let e = (b + REDUCE_BLOCK).min(end);
-                block(b..e, &mut acc);
-                b = e;
-            }
-            acc
-        });
-        let mut total = vec![0.0f64; k];
-        for p in partials {
-            for (t, v) in total.iter_mut().zip(p) {
-                *t += v;
+        match &self.threads {
+            Threads::Sequential => items.into_iter().map(f).collect(),
+            Threads::Current => items.into_par_iter().with_max_len(1).map(&f).collect(),
+            Threads::Pool(p) => {
+                p.install(|| items.into_par_iter().with_max_len(1).map(&f).collect())
             }
         }
-        total
     }
+}
+
+/// Coordinates per task of a reduction. Each task adds the partial sums of
+/// its [`BLOCK`]-long blocks in coordinate order; the tasks' sums are then
+/// added in task order ([`sum_in_order`]). Both lengths are constants, so the
+/// order of every addition is fixed by `d` alone.
+pub(crate) const TASK: usize = 64 * 1024;
+/// Coordinates per block of a reduction.
+pub(crate) const BLOCK: usize = 2048;
+
+/// Adds per-task partial sums element-wise, in task order.
+pub(crate) fn sum_in_order(partials: impl IntoIterator<Item = Vec<f64>>, k: usize) -> Vec<f64> {
+    let mut total = vec![0.0f64; k];
+    for p in partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -206,7 +199,10 @@ mod tests {
 
     #[test]
     fn zero_threads_is_an_error() {
-        assert!(matches!(Exec::with_threads(0), Err(Error::InvalidOption(_))));
+        assert!(matches!(
+            Exec::with_threads(0),
+            Err(Error::InvalidOption(_))
+        ));
     }
 
     #[test]
@@ -218,39 +214,31 @@ mod tests {
     }
 
     #[test]
-    fn chunks_cover_everything_once_and_report_any() {
+    fn chunks_cover_everything_once_in_order() {
         for exec in [Exec::sequential(), Exec::with_threads(3).unwrap()] {
             let mut out = vec![0u32; 1001];
-            let any = exec.chunks_any(&mut out, 64, |start, c| {
+            let starts = exec.map_chunks(&mut out, 64, |start, c| {
                 for (i, v) in c.iter_mut().enumerate() {
                     *v += (start + i) as u32;
                 }
-                start == 960
+                start
             });
-            assert!(any);
+            assert_eq!(starts, (0..1001).step_by(64).collect::<Vec<_>>());
             assert!(out.iter().enumerate().all(|(i, &v)| v == i as u32));
+            assert_eq!(exec.map(5, |i| i * i), vec![0, 1, 4, 9, 16]);
+            assert_eq!(
+                exec.map_each(vec![3, 1, 2], |i: usize| i + 1),
+                vec![4, 2, 3]
+            );
         }
     }
 
     #[test]
-    fn reduce_is_the_same_at_any_thread_count() {
-        let d = REDUCE_BLOCK * REDUCE_BLOCKS_PER_TASK * 3 + 777;
-        let x: Vec<f64> = (0..d).map(|i| ((i * 7919) % 1013) as f64 * 1e-3 + 1e-9).collect();
-        let run = |exec: &Exec| {
-            exec.reduce(d, 2, |r, acc| {
-                let mut s = 0.0;
-                for v in &x[r.clone()] {
-                    s += v;
-                }
-                acc[0] += s;
-                acc[1] += r.len() as f64;
-            })
-        };
-        let a = run(&Exec::sequential());
-        let b = run(&Exec::with_threads(2).unwrap());
-        let c = run(&Exec::with_threads(3).unwrap());
-        assert_eq!(a[1], d as f64);
-        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), c.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    fn sum_in_order_adds_elementwise() {
+        assert_eq!(
+            sum_in_order(vec![vec![1.0, 2.0], vec![3.0, 4.0]], 2),
+            vec![4.0, 6.0]
+        );
+        assert_eq!(sum_in_order(Vec::<Vec<f64>>::new(), 1), vec![0.0]);
     }
 }

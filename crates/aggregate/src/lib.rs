@@ -1,57 +1,74 @@
-//! Robust aggregation (WIP).
+//! Robust aggregation rules and outer optimizers on flat `f32` buffers, at
+//! memory speed.
+//!
+//! The orchestrator of a Funetun job merges the accepted weight deltas of a
+//! round into the next checkpoint. This crate does that merge on plain
+//! slices: `n` inputs of `d` values each, borrowed, never copied. It knows
+//! nothing of tensors, files, HTTP or chains.
+//!
+//! ```
+//! use funetun_aggregate::{Exec, Options, Rule};
+//! let deltas: Vec<Vec<f32>> = vec![vec![1.0, 2.0], vec![1.5, -1.0], vec![100.0, 2.5]];
+//! let inputs: Vec<&[f32]> = deltas.iter().map(|d| d.as_slice()).collect();
+//! let rule: Rule = "median".parse()?;
+//! let agg = rule.aggregate(&inputs, &Options::default(), &Exec::sequential())?;
+//! assert_eq!(agg.output, vec![1.5, 2.0]);
+//! # Ok::<(), funetun_aggregate::Error>(())
+//! ```
+//!
+//! # Modules
+//!
+//! - [`rule`]: the rules ([`Rule`]), their strings, options and reports, and
+//!   the entry point [`Rule::aggregate`].
+//! - [`outer`]: outer optimizers ([`Outer`]: SGD, Nesterov, Adam) and their
+//!   state ([`OuterState`]).
+//! - [`guard`]: input checks, norms and norm-outlier flags.
+//! - [`exec`]: threads ([`Exec`]) and the fixed work split that makes
+//!   results independent of the thread count.
+//! - [`membw`]: the read-once memory-bandwidth baseline for benchmarks.
+//! - [`error`]: the crate's [`Error`] and [`Result`].
+//!
+//! Inside: `simd` (16-lane vectors for AVX-512, AVX2 and portable code, with
+//! identical results), `network` (sorting networks), `order` (median and
+//! trimmed mean), `combine` (weighted combinations and distances),
+//! `pairwise` (Krum distances), `krum`, `iterative` (geometric median,
+//! centered clipping).
+//!
+//! # Determinism
+//!
+//! The output bits depend only on the inputs, the rule and its options: not
+//! on the thread count, not on the SIMD level. Element-wise kernels compute
+//! every output coordinate with the same sequential code; sums over
+//! coordinates (norms, distances) add fixed-size blocks in a fixed order.
+//! Median and trimmed mean depend only on the multiset of inputs
+//! ([`Rule::is_order_free`]); the other rules add inputs in input order.
+//!
+//! # Speed
+//!
+//! Median and trimmed mean sort 16 coordinates at a time with a sorting
+//! network over the `n` input rows, kept in vector registers for `n <= 32`,
+//! reading each row as a sequential stream; they run at about the speed of
+//! reading the inputs once. Mean and the iterative rules read the inputs once
+//! per pass. See `docs/aggregation.md` for measurements.
 
 pub mod error;
 pub mod exec;
+pub mod guard;
 pub mod membw;
+pub mod outer;
+pub mod rule;
+
+mod combine;
+mod iterative;
+mod krum;
 mod network;
 mod order;
+mod pairwise;
 mod simd;
 
 pub use error::{Error, Result};
 pub use exec::Exec;
+pub use guard::{flag_outliers, norms};
+pub use outer::{Outer, OuterState};
+pub use rule::{Aggregate, Options, Report, Rule};
 pub use simd::SimdLevel;
-
-#[cfg(test)]
-mod perf {
-    use crate::exec::Exec;
-    use crate::order::{Stat, order_stat};
-    use std::time::Instant;
-
-    #[test]
-    #[ignore]
-    fn perf_order() {
-        let n = 16;
-        let d = 10_000_000;
-        let exec = Exec::with_threads(2).unwrap();
-        let rows: Vec<Vec<f32>> = (0..n).map(|i| {
-            let mut s = i as u64 + 1;
-            (0..d).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 40) as f32 * 1e-7 - 0.8 }).collect()
-        }).collect();
-        let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
-        let scales = vec![1.0; n];
-        let mut out = vec![0.0; d];
-        for level in [crate::SimdLevel::Avx512, crate::SimdLevel::Avx2, crate::SimdLevel::Portable] {
-            let e = exec.clone().with_simd(level);
-            for stat in [Stat::Median, Stat::Trimmed(2)] {
-                let mut best = f64::MAX;
-                for _ in 0..5 {
-                    let t = Instant::now();
-                    order_stat(&refs, &scales, stat, &mut out, &e);
-                    best = best.min(t.elapsed().as_secs_f64());
-                }
-                let mut base = f64::MAX;
-                let mut s = 0.0;
-                for _ in 0..5 {
-                    let t = Instant::now();
-                    s = crate::membw::read_once(&refs, &e);
-                    base = base.min(t.elapsed().as_secs_f64());
-                }
-                eprintln!("{level:?} {stat:?}: {best:.4}s, read-once {base:.4}s ({s})");
-            }
-        }
-    }
-}
-#[allow(missing_docs)]
-pub fn tmp_median(rows: &[&[f32]], out: &mut [f32], exec: &Exec) -> bool {
-    order::order_stat(rows, &vec![1.0; rows.len()], order::Stat::Median, out, exec)
-}

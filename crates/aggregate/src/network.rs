@@ -183,7 +183,9 @@ mod tests {
         (0..n)
             .map(|_| {
                 std::array::from_fn(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((s >> 40) % 7) as f32 - 3.0
                 })
             })
@@ -224,11 +226,23 @@ mod tests {
     fn check_fixed<const N: usize>() {
         for seed in 0..10 {
             let rows = fill(N, seed);
-            let want = dispatch(SimdLevel::Portable, Sort::<N> { rows: rows.clone(), fixed: false });
+            let want = dispatch(
+                SimdLevel::Portable,
+                Sort::<N> {
+                    rows: rows.clone(),
+                    fixed: false,
+                },
+            );
             assert!(lanes_sorted(&want), "N = {N}");
             for level in [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512] {
                 for fixed in [false, true] {
-                    let got = dispatch(level, Sort::<N> { rows: rows.clone(), fixed });
+                    let got = dispatch(
+                        level,
+                        Sort::<N> {
+                            rows: rows.clone(),
+                            fixed,
+                        },
+                    );
                     assert_eq!(got, want, "N = {N}, {level:?}, fixed = {fixed}");
                 }
             }
@@ -250,7 +264,13 @@ mod tests {
     #[test]
     fn large_table_networks_sort() {
         for n in [33, 50, 64, 100] {
-            let got = dispatch(SimdLevel::detect(), Sort::<0> { rows: fill(n, n as u64), fixed: false });
+            let got = dispatch(
+                SimdLevel::detect(),
+                Sort::<0> {
+                    rows: fill(n, n as u64),
+                    fixed: false,
+                },
+            );
             assert!(lanes_sorted(&got), "n = {n}");
         }
     }

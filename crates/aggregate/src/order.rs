@@ -54,9 +54,11 @@ pub(crate) fn order_stat(
         ($($n:literal)*) => {
             match n {
                 $($n => {
-                    return exec.chunks_any(out, CHUNK, |start, out| {
-                        dispatch(level, Fixed::<$n> { rows, scales, stat, start, out })
-                    });
+                    return exec
+                        .map_chunks(out, CHUNK, |start, out| {
+                            dispatch(level, Fixed::<$n> { rows, scales, stat, start, out })
+                        })
+                        .contains(&true);
                 })*
                 _ => {}
             }
@@ -65,9 +67,20 @@ pub(crate) fn order_stat(
     fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
     debug_assert!(n > FIXED_MAX);
     let net = batcher(n);
-    exec.chunks_any(out, CHUNK, |start, out| {
-        dispatch(level, Table { rows, scales, stat, net: &net, start, out })
+    exec.map_chunks(out, CHUNK, |start, out| {
+        dispatch(
+            level,
+            Table {
+                rows,
+                scales,
+                stat,
+                net: &net,
+                start,
+                out,
+            },
+        )
     })
+    .contains(&true)
 }
 
 /// Loads the scaled vectors of coordinates `range` (at most [`L`]) into `v`,
@@ -127,8 +140,22 @@ impl<const N: usize> Kernel for Fixed<'_, N> {
     fn run<S: Simd>(self, s: S) -> bool {
         if !S::REGISTERS {
             let net = batcher(N);
-            let Fixed { rows, scales, stat, start, out } = self;
-            return Table { rows, scales, stat, net: &net, start, out }.run(s);
+            let Fixed {
+                rows,
+                scales,
+                stat,
+                start,
+                out,
+            } = self;
+            return Table {
+                rows,
+                scales,
+                stat,
+                net: &net,
+                start,
+                out,
+            }
+            .run(s);
         }
         let len = self.out.len();
         let start = self.start;
@@ -209,7 +236,9 @@ mod tests {
             .map(|_| {
                 (0..d)
                     .map(|_| {
-                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        s = s
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         ((s >> 33) as i32 % 1000) as f32 * 0.01
                     })
                     .collect()
@@ -257,7 +286,13 @@ mod tests {
                 rows[n - 1][36] = bad;
                 let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
                 let mut out = vec![0.0; 37];
-                assert!(order_stat(&refs, &vec![1.0; n], Stat::Median, &mut out, &exec));
+                assert!(order_stat(
+                    &refs,
+                    &vec![1.0; n],
+                    Stat::Median,
+                    &mut out,
+                    &exec
+                ));
             }
         }
     }

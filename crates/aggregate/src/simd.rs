@@ -119,8 +119,6 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn widen(self, a: Self::F32) -> Self::F64;
     /// Conversion to `f32`, rounding to nearest even.
     fn narrow(self, a: Self::F64) -> Self::F32;
-    /// Loads 16 values.
-    fn load64(self, x: &[f64; L]) -> Self::F64;
     /// Stores 16 values.
     fn store64(self, v: Self::F64, out: &mut [f64; L]);
     /// All lanes `x`.
@@ -246,10 +244,6 @@ impl Simd for Portable {
         a.map(|x| x as f32)
     }
     #[inline(always)]
-    fn load64(self, x: &[f64; L]) -> [f64; L] {
-        *x
-    }
-    #[inline(always)]
     fn store64(self, v: [f64; L], out: &mut [f64; L]) {
         *out = v;
     }
@@ -338,7 +332,12 @@ mod x86 {
         #[inline(always)]
         fn load(self, x: &[f32; L]) -> Self::F32 {
             // SAFETY: AVX2 checked; `x` covers the 16 values read.
-            unsafe { [_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(x.as_ptr().add(8))] }
+            unsafe {
+                [
+                    _mm256_loadu_ps(x.as_ptr()),
+                    _mm256_loadu_ps(x.as_ptr().add(8)),
+                ]
+            }
         }
         #[inline(always)]
         fn store(self, v: Self::F32, out: &mut [f32; L]) {
@@ -413,11 +412,6 @@ mod x86 {
                     _mm256_set_m128(_mm256_cvtpd_ps(a[3]), _mm256_cvtpd_ps(a[2])),
                 ]
             }
-        }
-        #[inline(always)]
-        fn load64(self, x: &[f64; L]) -> Self::F64 {
-            // SAFETY: AVX2 checked; `x` covers the 16 values read.
-            unsafe { std::array::from_fn(|k| _mm256_loadu_pd(x.as_ptr().add(4 * k))) }
         }
         #[inline(always)]
         fn store64(self, v: Self::F64, out: &mut [f64; L]) {
@@ -529,11 +523,6 @@ mod x86 {
             }
         }
         #[inline(always)]
-        fn load64(self, x: &[f64; L]) -> Self::F64 {
-            // SAFETY: AVX-512 checked; `x` covers the 16 values read.
-            unsafe { [_mm512_loadu_pd(x.as_ptr()), _mm512_loadu_pd(x.as_ptr().add(8))] }
-        }
-        #[inline(always)]
         fn store64(self, v: Self::F64, out: &mut [f64; L]) {
             // SAFETY: AVX-512 checked; `out` covers the 16 values written.
             unsafe {
@@ -603,7 +592,7 @@ mod tests {
                 s.sub64(wa, wb),
                 s.mul64(wa, wb),
                 s.div64(wa, s.splat64(3.0)),
-                s.load64(&[0.1; L]),
+                s.splat64(0.1),
             ] {
                 let mut o = [0.0; L];
                 s.store64(v, &mut o);

@@ -1,0 +1,160 @@
+//! Iterative rules: the geometric median and centered clipping.
+//!
+//! Both start from a robust point (the coordinate-wise median, or a center the
+//! caller passes for centered clipping) and repeat one fused pass: combine the
+//! inputs with per-input coefficients into the next point and, while the
+//! block is in cache, measure every input's distance to it. Each iteration
+//! therefore reads the inputs once.
+//!
+//! **Geometric median** (Weiszfeld's algorithm, smoothed as in Pillutla,
+//! Kakade, Harchaoui, "Robust Aggregation for Federated Learning", 2022):
+//! `z <- sum_i x_i / max(|x_i - z|, nu) / sum_i 1 / max(|x_i - z|, nu)`,
+//! with `nu = 1e-10` times the mean distance to the starting point. It stops
+//! after `max_iter` steps or when a step lowers the objective
+//! `sum_i |x_i - z|` by no more than `tol` times its value; if a step raised
+//! the objective (rounding, smoothing), the previous point is kept.
+//!
+//! **Centered clipping** (Karimireddy, He, Jaggi, "Learning from History for
+//! Byzantine Robust Optimization", ICML 2021):
+//! `v <- v + (1/n) sum_i (x_i - v) min(1, tau / |x_i - v|)`, `iters` times.
+
+use crate::combine::{Coeffs, Scaled, combine, distances};
+use crate::exec::Exec;
+use crate::order::{Stat, order_stat};
+
+/// What an iterative rule did.
+pub(crate) struct Outcome {
+    /// Steps taken.
+    pub iterations: usize,
+    /// Whether an input value was not finite.
+    pub bad: bool,
+}
+
+/// Smoothing of the Weiszfeld weights, relative to the mean distance.
+const NU: f64 = 1e-10;
+
+/// Writes the geometric median of the scaled inputs into `out`.
+pub(crate) fn geometric_median(
+    x: Scaled,
+    max_iter: usize,
+    tol: f64,
+    out: &mut [f32],
+    exec: &Exec,
+) -> Outcome {
+    let n = x.n();
+    if order_stat(x.rows, x.scales, Stat::Median, out, exec) {
+        return Outcome {
+            iterations: 0,
+            bad: true,
+        };
+    }
+    let pass = distances(x, Some(out), exec);
+    if pass.bad {
+        return Outcome {
+            iterations: 0,
+            bad: true,
+        };
+    }
+    let mut dist: Vec<f64> = pass.dist2.iter().map(|v| v.sqrt()).collect();
+    let mut obj: f64 = dist.iter().sum();
+    if obj == 0.0 {
+        return Outcome {
+            iterations: 0,
+            bad: false,
+        };
+    }
+    let nu = NU * obj / n as f64;
+    let mut next = vec![0.0f32; out.len()];
+    let mut iterations = 0;
+    while iterations < max_iter {
+        let beta: Vec<f64> = dist.iter().map(|&d| 1.0 / d.max(nu)).collect();
+        let k = Coeffs {
+            c: &beta,
+            divisor: beta.iter().sum(),
+            center: None,
+        };
+        let pass = combine(x, k, &mut next, true, exec);
+        if pass.bad {
+            return Outcome {
+                iterations,
+                bad: true,
+            };
+        }
+        iterations += 1;
+        let new_dist: Vec<f64> = pass.dist2.iter().map(|v| v.sqrt()).collect();
+        let new_obj: f64 = new_dist.iter().sum();
+        if new_obj > obj {
+            break;
+        }
+        out.copy_from_slice(&next);
+        if obj - new_obj <= tol * obj {
+            break;
+        }
+        obj = new_obj;
+        dist = new_dist;
+    }
+    Outcome {
+        iterations,
+        bad: false,
+    }
+}
+
+/// Writes the centered-clipping aggregate of the scaled inputs into `out`,
+/// starting from `start` (the coordinate-wise median when `None`).
+pub(crate) fn centered_clip(
+    x: Scaled,
+    tau: f64,
+    iters: usize,
+    start: Option<&[f32]>,
+    out: &mut [f32],
+    exec: &Exec,
+) -> Outcome {
+    let n = x.n();
+    match start {
+        Some(v) => out.copy_from_slice(v),
+        None => {
+            if order_stat(x.rows, x.scales, Stat::Median, out, exec) {
+                return Outcome {
+                    iterations: 0,
+                    bad: true,
+                };
+            }
+        }
+    }
+    let pass = distances(x, Some(out), exec);
+    if pass.bad {
+        return Outcome {
+            iterations: 0,
+            bad: true,
+        };
+    }
+    let mut dist2 = pass.dist2;
+    let mut next = vec![0.0f32; out.len()];
+    for it in 0..iters {
+        let alpha: Vec<f64> = dist2
+            .iter()
+            .map(|&d2| {
+                let d = d2.sqrt();
+                if d > tau { tau / d } else { 1.0 }
+            })
+            .collect();
+        let k = Coeffs {
+            c: &alpha,
+            divisor: n as f64,
+            center: Some(out),
+        };
+        let pass = combine(x, k, &mut next, it + 1 < iters, exec);
+        if pass.bad {
+            return Outcome {
+                iterations: it,
+                bad: true,
+            };
+        }
+        out.copy_from_slice(&next);
+        dist2 = pass.dist2;
+    }
+    Outcome {
+        iterations: iters,
+        bad: false,
+    }
+}
