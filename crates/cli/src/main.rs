@@ -3,6 +3,7 @@
 //! `main` parses arguments, sets up logging and hands each subcommand to its
 //! module; the work itself lives in the library crates.
 
+mod args;
 mod bench;
 mod output;
 mod task;

@@ -1,1 +1,31 @@
-//! Funetun ML.
+//! Funetun's machine learning: data, models and deterministic training.
+//!
+//! - [`data`]: MNIST / Fashion-MNIST IDX files (found locally or
+//!   downloaded with checksums), the built-in synthetic set, shards and
+//!   seeded batch order.
+//! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded θ₀.
+//! - [`engine`]: the CPU engine, forward and backward by hand over `gemm`,
+//!   bitwise reproducible at any thread count.
+//! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
+//! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` and evaluation.
+//! - [`reference`]: the same networks in candle, the oracle for the engine's
+//!   gradients and the baseline of the training benchmark.
+//! - [`platform`]: the platform class under which results are bit-exact.
+//! - [`rng`]: seeded randomness.
+
+pub mod data;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod optim;
+pub mod platform;
+pub mod reference;
+pub mod rng;
+pub mod train;
+
+pub use data::{Dataset, DatasetName, LoadOptions};
+pub use engine::Compute;
+pub use error::{Error, Result};
+pub use model::ModelKind;
+pub use optim::OptimizerKind;
+pub use train::{Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task};

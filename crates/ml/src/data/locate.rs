@@ -1,0 +1,231 @@
+//! Where data set files come from: `--data-dir`, then `FUNETUN_DATA_DIR`,
+//! then the per-user cache, and finally a download from the usual public
+//! mirrors, checked against the known SHA-256 of every file.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::{DatasetName, IDX_FILES, find_file};
+use crate::error::{Error, Result};
+
+/// Environment variable naming a directory of data sets.
+pub const DATA_DIR_ENV: &str = "FUNETUN_DATA_DIR";
+
+/// Reports download progress: file name, bytes so far, total if known.
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, u64, Option<u64>) + Sync);
+
+/// How to find data set files.
+#[derive(Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// A directory given on the command line; searched first.
+    pub data_dir: Option<&'a Path>,
+    /// Whether to download missing files into the cache directory.
+    pub download: bool,
+    /// Called while downloading.
+    pub progress: Option<ProgressFn<'a>>,
+}
+
+struct Source {
+    subdir: &'static str,
+    mirrors: &'static [&'static str],
+    /// SHA-256 of the four `.gz` files, in [`IDX_FILES`] order.
+    sha256: [&'static str; 4],
+}
+
+fn source(name: &DatasetName) -> Option<Source> {
+    match name {
+        DatasetName::Mnist => Some(Source {
+            subdir: "mnist",
+            mirrors: &[
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            ],
+            sha256: [
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ],
+        }),
+        DatasetName::FashionMnist => Some(Source {
+            subdir: "fashion-mnist",
+            mirrors: &[
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+            ],
+            sha256: [
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ],
+        }),
+        _ => None,
+    }
+}
+
+/// The per-user cache directory for data sets.
+pub fn cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("funetun").join("data"))
+}
+
+/// The directories searched, in order, for a data set's folder.
+pub fn search_dirs(options: &LoadOptions<'_>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = options.data_dir {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.extend(cache_dir());
+    dirs
+}
+
+fn complete(dir: &Path) -> bool {
+    IDX_FILES.iter().all(|f| find_file(dir, f).is_some())
+}
+
+/// Returns the directory holding `name`'s four IDX files, downloading them
+/// into the cache when allowed and needed.
+pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> {
+    let Some(src) = source(name) else {
+        return Err(Error::invalid(
+            "data set",
+            format!("{name} has no files to locate"),
+        ));
+    };
+    let searched = search_dirs(options);
+    for base in &searched {
+        for dir in [base.join(src.subdir), base.clone()] {
+            if complete(&dir) {
+                tracing::debug!(dir = %dir.display(), "found {name}");
+                return Ok(dir);
+            }
+        }
+    }
+    let listed = searched
+        .iter()
+        .map(|d| d.join(src.subdir).display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let how_to = format!(
+        "put {} in a folder `{}/` under a directory D and pass `--data-dir D` or set {DATA_DIR_ENV}=D",
+        IDX_FILES.map(|f| format!("{f}.gz")).join(", "),
+        src.subdir
+    );
+    if !options.download {
+        return Err(Error::DataUnavailable(format!(
+            "{name} not found (searched {listed}); {how_to}"
+        )));
+    }
+    let Some(cache) = cache_dir() else {
+        return Err(Error::DataUnavailable(format!(
+            "{name} not found (searched {listed}) and there is no cache directory to download into; {how_to}"
+        )));
+    };
+    let dir = cache.join(src.subdir);
+    download_all(&src, &dir, options).map_err(|e| {
+        Error::DataUnavailable(format!(
+            "{name} not found (searched {listed}) and the download failed: {e}. \
+             If this machine is offline, {how_to}"
+        ))
+    })?;
+    Ok(dir)
+}
+
+fn download_all(src: &Source, dir: &Path, options: &LoadOptions<'_>) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .map_err(|e| Error::DataUnavailable(format!("cannot build an HTTP client: {e}")))?;
+    for (stem, sha) in IDX_FILES.iter().zip(src.sha256) {
+        let file = format!("{stem}.gz");
+        let target = dir.join(&file);
+        if target.is_file() && sha256_file(&target)? == sha {
+            continue;
+        }
+        let mut last_err = String::new();
+        let mut ok = false;
+        for mirror in src.mirrors {
+            let url = format!("{mirror}{file}");
+            tracing::info!(%url, "downloading");
+            match fetch_verified(&client, &url, &target, sha, &file, options) {
+                Ok(()) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) => last_err = format!("{url}: {e}"),
+            }
+        }
+        if !ok {
+            return Err(Error::DataUnavailable(last_err));
+        }
+    }
+    Ok(())
+}
+
+/// Downloads `url` to a temporary file, checks its SHA-256 and renames it
+/// into place, so a half-downloaded file is never mistaken for a good one.
+fn fetch_verified(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    target: &Path,
+    sha: &str,
+    label: &str,
+    options: &LoadOptions<'_>,
+) -> std::result::Result<(), String> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| e.to_string())?;
+    let total = resp.content_length();
+    let tmp = target.with_extension("gz.part");
+    let mut out = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    loop {
+        let n = resp.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        done += n as u64;
+        if let Some(p) = options.progress {
+            p(label, done, total);
+        }
+    }
+    out.sync_all().map_err(|e| e.to_string())?;
+    let got = hex_lower(&hasher.finalize());
+    if got != sha {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "checksum mismatch: expected sha256 {sha}, got {got}"
+        ));
+    }
+    std::fs::rename(&tmp, target).map_err(|e| e.to_string())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(hex_lower(&Sha256::digest(&bytes)))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,194 @@
+//! Strided matrix views, a bounds-checked product over `gemm`, and the
+//! small reductions the layers need.
+
+use super::Par;
+
+/// A read-only matrix view with arbitrary (non-negative) strides.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows × cols` view of the start of `data`.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy: strides swap).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    fn check(&self, what: &str) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
+            assert!(
+                last < self.data.len(),
+                "{what}: {}×{} view with strides ({}, {}) overruns a buffer of {}",
+                self.rows,
+                self.cols,
+                self.rs,
+                self.cs,
+                self.data.len()
+            );
+        }
+    }
+}
+
+/// `dst (m×n, row-major) = [dst +] a (m×k) · b (k×n)`.
+///
+/// # Panics
+/// When shapes disagree or a view overruns its buffer; shapes here are set
+/// by the layers themselves, so a panic is a bug in a layer, never input.
+pub fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par) {
+    assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    a.check("lhs");
+    b.check("rhs");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the three views were checked to lie inside their slices, the
+    // destination holds m×n elements with row stride n, and `dst` does not
+    // alias `a` or `b` (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par.gemm(),
+        );
+    }
+}
+
+/// `out[j] = Σ_i m[i, j]` over a row-major `rows × cols` matrix, summed in
+/// row order.
+pub fn column_sums(out: &mut [f32], m: &[f32], rows: usize, cols: usize) {
+    out[..cols].fill(0.0);
+    for row in m[..rows * cols].chunks_exact(cols) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// Fills each of the `rows` rows of `dst` with `bias`.
+pub fn broadcast_rows(dst: &mut [f32], bias: &[f32], rows: usize) {
+    for row in dst[..rows * bias.len()].chunks_exact_mut(bias.len()) {
+        row.copy_from_slice(bias);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_and_transposes_match_the_naive_loop() {
+        let (m, k, n) = (7, 13, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+        let want = naive(&a, &b, m, k, n);
+        let mut got = vec![0.0; m * n];
+        matmul(
+            &mut got,
+            Mat::rows(&a, m, k),
+            Mat::rows(&b, k, n),
+            false,
+            Par::SERIAL,
+        );
+        assert_eq!(got, want);
+        // (bᵀ)ᵀ through a stored transpose.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        matmul(
+            &mut got,
+            Mat::rows(&a, m, k),
+            Mat::rows(&bt, n, k).t(),
+            false,
+            Par::SERIAL,
+        );
+        assert_eq!(got, want);
+        matmul(
+            &mut got,
+            Mat::rows(&a, m, k),
+            Mat::rows(&b, k, n),
+            true,
+            Par::SERIAL,
+        );
+        assert_eq!(got, want.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+    }
+
+    #[test]
+    #[should_panic(expected = "overruns")]
+    fn an_overrunning_view_is_caught() {
+        let a = vec![0.0; 5];
+        let mut d = vec![0.0; 4];
+        matmul(
+            &mut d,
+            Mat::rows(&a, 2, 3),
+            Mat::rows(&a, 3, 2),
+            false,
+            Par::SERIAL,
+        );
+    }
+
+    #[test]
+    fn column_sums_and_broadcast() {
+        let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut s = [9.0; 3];
+        column_sums(&mut s, &m, 2, 3);
+        assert_eq!(s, [5.0, 7.0, 9.0]);
+        let mut d = [0.0; 6];
+        broadcast_rows(&mut d, &[1.0, 2.0], 3);
+        assert_eq!(d, [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    }
+}

@@ -1,0 +1,140 @@
+//! The 784-256-10 MLP: `logits = W2·relu(W1·x + b1) + b2`.
+
+use super::linalg::{Mat, broadcast_rows, column_sums, matmul};
+use super::loss::softmax_cross_entropy;
+use super::{Network, Par};
+use crate::model::ModelKind;
+
+const IN: usize = 784;
+const HIDDEN: usize = 256;
+const OUT: usize = 10;
+
+/// Parameter offsets in the flat view (name order).
+struct Offsets {
+    b1: std::ops::Range<usize>,
+    w1: std::ops::Range<usize>,
+    b2: std::ops::Range<usize>,
+    w2: std::ops::Range<usize>,
+}
+
+/// The MLP with its scratch buffers.
+pub struct Mlp {
+    max_batch: usize,
+    at: Offsets,
+    hidden: Vec<f32>,
+    logits: Vec<f32>,
+    dlogits: Vec<f32>,
+    dhidden: Vec<f32>,
+}
+
+impl Mlp {
+    /// An MLP with scratch for batches up to `max_batch`.
+    pub fn new(max_batch: usize) -> Self {
+        let l = ModelKind::Mlp.layout();
+        Self {
+            max_batch,
+            at: Offsets {
+                b1: l.range("fc1.bias"),
+                w1: l.range("fc1.weight"),
+                b2: l.range("fc2.bias"),
+                w2: l.range("fc2.weight"),
+            },
+            hidden: vec![0.0; max_batch * HIDDEN],
+            logits: vec![0.0; max_batch * OUT],
+            dlogits: vec![0.0; max_batch * OUT],
+            dhidden: vec![0.0; max_batch * HIDDEN],
+        }
+    }
+
+    fn forward_into_scratch(&mut self, p: &[f32], x: &[f32], batch: usize, par: Par) {
+        assert!(
+            batch <= self.max_batch,
+            "batch {batch} exceeds the scratch size {}",
+            self.max_batch
+        );
+        let h = &mut self.hidden[..batch * HIDDEN];
+        broadcast_rows(h, &p[self.at.b1.clone()], batch);
+        matmul(
+            h,
+            Mat::rows(x, batch, IN),
+            Mat::rows(&p[self.at.w1.clone()], HIDDEN, IN).t(),
+            true,
+            par,
+        );
+        for v in h.iter_mut() {
+            *v = v.max(0.0);
+        }
+        let z = &mut self.logits[..batch * OUT];
+        broadcast_rows(z, &p[self.at.b2.clone()], batch);
+        matmul(
+            z,
+            Mat::rows(h, batch, HIDDEN),
+            Mat::rows(&p[self.at.w2.clone()], OUT, HIDDEN).t(),
+            true,
+            par,
+        );
+    }
+}
+
+impl Network for Mlp {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn loss_and_grad(
+        &mut self,
+        p: &[f32],
+        x: &[f32],
+        labels: &[u8],
+        grads: &mut [f32],
+        par: Par,
+    ) -> f32 {
+        let batch = labels.len();
+        self.forward_into_scratch(p, x, batch, par);
+        let dz = &mut self.dlogits[..batch * OUT];
+        let loss = softmax_cross_entropy(&self.logits[..batch * OUT], labels, OUT, dz);
+        let h = &self.hidden[..batch * HIDDEN];
+        let dh = &mut self.dhidden[..batch * HIDDEN];
+
+        let [gb1, gw1, gb2, gw2] =
+            <[&mut [f32]; 4]>::try_from(ModelKind::Mlp.layout().split_mut(grads))
+                .unwrap_or_else(|_| unreachable!("the MLP has four parameter tensors"));
+        // Output layer.
+        matmul(
+            gw2,
+            Mat::rows(dz, batch, OUT).t(),
+            Mat::rows(h, batch, HIDDEN),
+            false,
+            par,
+        );
+        column_sums(gb2, dz, batch, OUT);
+        // Back through W2 and the ReLU.
+        matmul(
+            dh,
+            Mat::rows(dz, batch, OUT),
+            Mat::rows(&p[self.at.w2.clone()], OUT, HIDDEN),
+            false,
+            par,
+        );
+        for (g, &a) in dh.iter_mut().zip(h) {
+            if a <= 0.0 {
+                *g = 0.0;
+            }
+        }
+        // Hidden layer.
+        matmul(
+            gw1,
+            Mat::rows(dh, batch, HIDDEN).t(),
+            Mat::rows(x, batch, IN),
+            false,
+            par,
+        );
+        column_sums(gb1, dh, batch, HIDDEN);
+        loss
+    }
+
+    fn forward(&mut self, p: &[f32], x: &[f32], batch: usize, logits: &mut [f32], par: Par) {
+        self.forward_into_scratch(p, x, batch, par);
+        logits[..batch * OUT].copy_from_slice(&self.logits[..batch * OUT]);
+    }
+}

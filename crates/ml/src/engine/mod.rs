@@ -1,0 +1,106 @@
+//! The CPU training engine: forward and backward passes written out by
+//! hand over flat f32 buffers, with matrix products from `gemm`.
+//!
+//! - [`linalg`]: a checked, strided matrix-product wrapper and row sums.
+//! - [`mlp`], [`cnn`]: the two networks, each owning its scratch buffers so
+//!   a training step allocates nothing.
+//! - [`loss`]: softmax cross-entropy and its gradient.
+//!
+//! Every kernel reduces in a fixed order whatever the thread count: `gemm`
+//! splits work across threads by output blocks, never along the reduction
+//! axis, and our own loops are either sequential or split by sample with
+//! each output written by exactly one thread. So a step's result is a pure
+//! function of its inputs on a given instruction set (see [`crate::platform`]).
+
+pub mod cnn;
+pub mod linalg;
+pub mod loss;
+pub mod mlp;
+
+use crate::model::ModelKind;
+
+/// A thread pool sized for one training job, used by every kernel of it.
+pub struct Compute {
+    threads: usize,
+    pool: rayon::ThreadPool,
+}
+
+impl Compute {
+    /// A pool of `threads` threads (at least one).
+    pub fn new(threads: usize) -> crate::Result<Self> {
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("funetun-compute-{i}"))
+            .build()
+            .map_err(|e| {
+                crate::Error::invalid("threads", format!("cannot start {threads} threads: {e}"))
+            })?;
+        Ok(Self { threads, pool })
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f` inside the pool, so kernels it calls use these threads.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
+    pub(crate) fn par(&self) -> Par {
+        Par {
+            threads: self.threads,
+        }
+    }
+}
+
+/// How kernels may parallelise; copied into every call.
+#[derive(Clone, Copy, Debug)]
+pub struct Par {
+    /// Threads available in the current pool.
+    pub threads: usize,
+}
+
+impl Par {
+    /// A single-threaded setting.
+    pub const SERIAL: Par = Par { threads: 1 };
+
+    pub(crate) fn gemm(self) -> gemm::Parallelism {
+        if self.threads > 1 {
+            gemm::Parallelism::Rayon(self.threads)
+        } else {
+            gemm::Parallelism::None
+        }
+    }
+}
+
+/// A network with fixed-size scratch buffers for batches up to a maximum.
+pub trait Network: Send {
+    /// The largest batch the scratch buffers hold.
+    fn max_batch(&self) -> usize;
+
+    /// Mean cross-entropy over the batch; writes the gradient of every
+    /// parameter (flat, name order) into `grads`, overwriting it.
+    /// `x` holds `labels.len()` normalised images, one per row.
+    fn loss_and_grad(
+        &mut self,
+        params: &[f32],
+        x: &[f32],
+        labels: &[u8],
+        grads: &mut [f32],
+        par: Par,
+    ) -> f32;
+
+    /// Writes the logits of `batch` images into `logits` (`batch × 10`).
+    fn forward(&mut self, params: &[f32], x: &[f32], batch: usize, logits: &mut [f32], par: Par);
+}
+
+/// A network of `kind` with scratch for batches up to `max_batch`.
+pub fn network(kind: ModelKind, max_batch: usize) -> Box<dyn Network> {
+    match kind {
+        ModelKind::Mlp => Box::new(mlp::Mlp::new(max_batch)),
+        ModelKind::Cnn => Box::new(cnn::Cnn::new(max_batch)),
+    }
+}

@@ -1,0 +1,196 @@
+//! The models a job can train, their parameter layouts and seeded
+//! initialisation.
+//!
+//! Parameter names follow candle's `VarBuilder` paths (`fc1.weight`, …) and
+//! PyTorch's shapes (`[out, in]` for linear layers, `[out, in, kh, kw]` for
+//! convolutions), so checkpoints read naturally in either ecosystem. The
+//! flat view of a model ([`funetun_core::TensorSet::to_flat`]) is the
+//! concatenation of these tensors in name order.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+use funetun_core::{Tensor, TensorSet};
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// Which network to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// 784-256-10 multilayer perceptron with ReLU.
+    Mlp,
+    /// conv5×5×32, max-pool 2, conv5×5×64, max-pool 2, fc128, fc10, ReLU
+    /// after every hidden layer; no padding.
+    Cnn,
+}
+
+impl FromStr for ModelKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mlp" => Ok(Self::Mlp),
+            "cnn" => Ok(Self::Cnn),
+            _ => Err(Error::invalid("model", format!("`{s}`; choose mlp or cnn"))),
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Mlp => "mlp",
+            Self::Cnn => "cnn",
+        })
+    }
+}
+
+/// Input side length every model expects (MNIST-family images).
+pub const IMAGE_SIDE: usize = 28;
+
+impl ModelKind {
+    /// Parameter names and shapes, in name order.
+    pub fn shapes(self) -> Vec<(&'static str, Vec<usize>)> {
+        let mut v = match self {
+            Self::Mlp => vec![
+                ("fc1.weight", vec![256, 784]),
+                ("fc1.bias", vec![256]),
+                ("fc2.weight", vec![10, 256]),
+                ("fc2.bias", vec![10]),
+            ],
+            Self::Cnn => vec![
+                ("conv1.weight", vec![32, 1, 5, 5]),
+                ("conv1.bias", vec![32]),
+                ("conv2.weight", vec![64, 32, 5, 5]),
+                ("conv2.bias", vec![64]),
+                ("fc1.weight", vec![128, 1024]),
+                ("fc1.bias", vec![128]),
+                ("fc2.weight", vec![10, 128]),
+                ("fc2.bias", vec![10]),
+            ],
+        };
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Where each parameter lives in the flat view.
+    pub fn layout(self) -> Layout {
+        let mut entries = Vec::new();
+        let mut at = 0;
+        for (name, shape) in self.shapes() {
+            let len: usize = shape.iter().product();
+            entries.push((name, at..at + len));
+            at += len;
+        }
+        Layout { entries, total: at }
+    }
+
+    /// θ₀ for `seed`: every tensor uniform in ±1/√fan_in (PyTorch's default
+    /// for linear and convolution layers), drawn in name order from a
+    /// ChaCha8 stream, so the same seed gives the same bytes everywhere.
+    pub fn init(self, seed: u64) -> TensorSet {
+        let mut rng = Rng::derived(seed, "init");
+        let mut set = TensorSet::new();
+        for (name, shape) in self.shapes() {
+            let bound = 1.0 / (self.fan_in(name) as f32).sqrt();
+            let n: usize = shape.iter().product();
+            let data = (0..n).map(|_| rng.uniform(-bound, bound)).collect();
+            set.insert(name, Tensor { shape, data });
+        }
+        set
+    }
+
+    /// The fan-in of the layer that owns parameter `name`.
+    pub fn fan_in(self, name: &str) -> usize {
+        let layer = name.split('.').next().unwrap_or(name);
+        match (self, layer) {
+            (Self::Mlp, "fc1") => 784,
+            (Self::Mlp, "fc2") => 256,
+            (Self::Cnn, "conv1") => 25,
+            (Self::Cnn, "conv2") => 32 * 25,
+            (Self::Cnn, "fc1") => 1024,
+            (Self::Cnn, "fc2") => 128,
+            _ => 1,
+        }
+    }
+
+    /// A zero-filled set with this model's names and shapes.
+    pub fn zeros(self) -> TensorSet {
+        let mut set = TensorSet::new();
+        for (name, shape) in self.shapes() {
+            set.insert(name, Tensor::zeros(shape));
+        }
+        set
+    }
+
+    /// Number of scalar parameters.
+    pub fn num_params(self) -> usize {
+        self.layout().total
+    }
+}
+
+/// Offsets of each named parameter in a model's flat view.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    entries: Vec<(&'static str, Range<usize>)>,
+    /// Total number of parameters.
+    pub total: usize,
+}
+
+impl Layout {
+    /// The range of `name` in the flat view.
+    ///
+    /// # Panics
+    /// On a name the model does not have: layouts are only queried with the
+    /// model's own constant names.
+    pub fn range(&self, name: &str) -> Range<usize> {
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("model has no parameter `{name}`"))
+    }
+
+    /// Splits a flat buffer into one mutable slice per parameter, in name order.
+    pub fn split_mut<'a>(&self, mut flat: &'a mut [f32]) -> Vec<&'a mut [f32]> {
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (_, r) in &self.entries {
+            let (head, tail) = flat.split_at_mut(r.len());
+            out.push(head);
+            flat = tail;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_in_name_order_and_sized() {
+        assert_eq!(ModelKind::Mlp.num_params(), 784 * 256 + 256 + 2570);
+        assert_eq!(ModelKind::Cnn.num_params(), 832 + 51264 + 131200 + 1290);
+        let l = ModelKind::Mlp.layout();
+        assert_eq!(l.range("fc1.bias"), 0..256);
+        assert_eq!(l.range("fc1.weight"), 256..256 + 784 * 256);
+        let names: Vec<_> = ModelKind::Cnn.init(0).names().map(String::from).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn init_is_seeded_and_bounded() {
+        let a = ModelKind::Mlp.init(1);
+        assert_eq!(a, ModelKind::Mlp.init(1));
+        assert_ne!(a, ModelKind::Mlp.init(2));
+        let w = &a.get("fc1.weight").unwrap().data;
+        let bound = 1.0 / 784f32.sqrt();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        let mean = w.iter().sum::<f32>() / w.len() as f32;
+        assert!(mean.abs() < 1e-3, "{mean}");
+    }
+}
