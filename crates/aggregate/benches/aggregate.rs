@@ -60,7 +60,9 @@ fn rules(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2));
-        g.bench_function("read-once", |b| b.iter(|| black_box(membw::read_once(&views, &exec))));
+        g.bench_function("read-once", |b| {
+            b.iter(|| black_box(membw::read_once(&views, &exec)))
+        });
         let opts = Options {
             weights: Some(&weights[..n]),
             ..Options::default()

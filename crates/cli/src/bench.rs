@@ -15,6 +15,9 @@ pub enum BenchCommand {
     /// Training throughput (forward + backward + SGD step) against candle's
     /// autograd on the same model, batch and threads.
     Train(TrainBenchArgs),
+    /// An aggregation rule on n random inputs of length d, against the time
+    /// to read them once (the memory bandwidth).
+    Aggregate(crate::aggregate::AggregateBenchArgs),
 }
 
 /// Arguments of `funetun bench train`.
@@ -54,6 +57,7 @@ struct TrainReport {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Train(args) => bench_train(args),
+        BenchCommand::Aggregate(args) => crate::aggregate::bench(args),
     }
 }
 

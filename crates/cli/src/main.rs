@@ -3,6 +3,7 @@
 //! `main` parses arguments, sets up logging and hands each subcommand to its
 //! module; the work itself lives in the library crates.
 
+mod aggregate;
 mod args;
 mod bench;
 mod output;
@@ -29,6 +30,8 @@ enum Command {
     /// Run single training tasks (what a trainer does for one lease).
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Merge weight-delta files with an aggregation rule (and an outer optimizer).
+    Aggregate(aggregate::AggregateArgs),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -43,6 +46,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(args),
         Command::Task(cmd) => task::run(cmd),
+        Command::Aggregate(args) => aggregate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(err) = result {
