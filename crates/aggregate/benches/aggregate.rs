@@ -7,6 +7,9 @@
 //! `cargo bench -p funetun-aggregate` finishes in a few minutes; use
 //! `funetun bench aggregate` for full-size runs.
 
+// `criterion_group!` defines a public function without documentation.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -147,10 +147,9 @@ mod tests {
         }
         for &(a, b) in net {
             let (a, b) = (a as usize, b as usize);
-            for k in 0..words {
-                let (x, y) = (wire[a][k], wire[b][k]);
-                wire[a][k] = x & y;
-                wire[b][k] = x | y;
+            let (lo, hi) = wire.split_at_mut(b);
+            for (x, y) in lo[a].iter_mut().zip(hi[0].iter_mut()) {
+                (*x, *y) = (*x & *y, *x | *y);
             }
         }
         // sorted ascending: a 1 on wire w implies a 1 on wire w + 1

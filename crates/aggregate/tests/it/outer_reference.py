@@ -7,6 +7,7 @@ any PyTorch 2.x:
     python crates/aggregate/tests/it/outer_reference.py
 """
 
+import numpy as np
 import torch
 
 THETA0 = [0.5, -1.0, 2.0, 0.0, 1e-3, -7.25]
@@ -24,14 +25,15 @@ def run(make):
     for d in DELTAS:
         p.grad = -torch.tensor(d, dtype=torch.float32)
         opt.step()
-        out.append([float(x) for x in p.detach()])
+        out.append([x for x in p.detach().numpy()])
     return out
 
 
 def show(name, rows):
     print(f"const {name}: [[f32; {len(THETA0)}]; {len(rows)}] = [")
     for r in rows:
-        print("    [" + ", ".join(repr(x) for x in r) + "],")
+        # shortest decimal that reads back as the same f32
+        print("    [" + ", ".join(np.format_float_positional(x, unique=True, trim="0") for x in r) + "],")
     print("];")
 
 

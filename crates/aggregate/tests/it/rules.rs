@@ -207,10 +207,10 @@ proptest! {
         let n = sorted.len();
         let med = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
         // Norms equal to the limit up to rounding may go either way.
-        for i in 0..n {
-            let limit = factor * med;
-            if (norms[i] - limit).abs() > 1e-9 * limit {
-                prop_assert_eq!(got.report.flagged.contains(&i), norms[i] > limit);
+        let limit = factor * med;
+        for (i, &norm) in norms.iter().enumerate() {
+            if (norm - limit).abs() > 1e-9 * limit {
+                prop_assert_eq!(got.report.flagged.contains(&i), norm > limit);
             }
         }
         // Flagged inputs are still aggregated.
