@@ -109,34 +109,76 @@ fn load_scaled<S: Simd>(s: S, x: &Scaled, i: usize, r: Range<usize>) -> S::F32 {
     s.mul(s.load_part(x.rows[i], r), s.splat(x.scales[i]))
 }
 
-/// Adds to `acc[i]` the squared distance of scaled input `i` to `z` (zero
-/// when `None`) over the block `b`, for every input. The block's lane sums
-/// run in coordinate order and are reduced in a fixed order.
+/// How far ahead (in values) a streaming loop asks for its input.
+const AHEAD: usize = 1024;
+
+/// `lanes + (x * scale - z)^2`, lane-wise in `f64`, noting non-finite `x`.
 #[inline(always)]
-fn block_dists<S: Simd>(
+fn add_dist2<S: Simd>(
+    s: S,
+    lanes: S::F64,
+    x: S::F32,
+    scale: S::F32,
+    z: Option<S::F32>,
+    check: &mut S::Check,
+) -> S::F64 {
+    let xv = s.mul(x, scale);
+    *check = s.check(*check, xv);
+    let mut w = s.widen(xv);
+    if let Some(z) = z {
+        w = s.sub64(w, s.widen(z));
+    }
+    s.add64(lanes, s.mul64(w, w))
+}
+
+/// The squared distance of scaled input `i` to `z` (zero when `None`) over
+/// the block `b`: lane sums in coordinate order, reduced in a fixed order.
+#[inline(always)]
+fn block_dist<S: Simd>(
     s: S,
     x: &Scaled,
+    i: usize,
     z: Option<&[f32]>,
     b: Range<usize>,
-    acc: &mut [f64],
     check: &mut S::Check,
-) {
-    for (i, a) in acc.iter_mut().enumerate() {
-        let mut lanes = s.splat64(0.0);
-        let mut g = b.start;
-        while g < b.end {
-            let r = g..(g + L).min(b.end);
-            let xv = load_scaled(s, x, i, r.clone());
-            *check = s.check(*check, xv);
-            let mut w = s.widen(xv);
-            if let Some(z) = z {
-                w = s.sub64(w, s.widen(s.load_part(z, r.clone())));
+) -> f64 {
+    let scale = s.splat(x.scales[i]);
+    let row = &x.rows[i][b.clone()];
+    let mut lanes = s.splat64(0.0);
+    let full = row.len() / L * L;
+    match z {
+        Some(z) => {
+            let z = &z[b.clone()];
+            for (k, (xc, zc)) in row[..full]
+                .chunks_exact(L)
+                .zip(z[..full].chunks_exact(L))
+                .enumerate()
+            {
+                s.prefetch(row, k * L + AHEAD);
+                let (xv, zv) = (
+                    s.load(xc.try_into().unwrap()),
+                    s.load(zc.try_into().unwrap()),
+                );
+                lanes = add_dist2(s, lanes, xv, scale, Some(zv), check);
             }
-            lanes = s.add64(lanes, s.mul64(w, w));
-            g = r.end;
+            if full < row.len() {
+                let r = full..row.len();
+                let (xv, zv) = (s.load_part(row, r.clone()), s.load_part(z, r));
+                lanes = add_dist2(s, lanes, xv, scale, Some(zv), check);
+            }
         }
-        *a += s.sum64(lanes);
+        None => {
+            for (k, xc) in row[..full].chunks_exact(L).enumerate() {
+                s.prefetch(row, k * L + AHEAD);
+                lanes = add_dist2(s, lanes, s.load(xc.try_into().unwrap()), scale, None, check);
+            }
+            if full < row.len() {
+                let xv = s.load_part(row, full..row.len());
+                lanes = add_dist2(s, lanes, xv, scale, None, check);
+            }
+        }
     }
+    s.sum64(lanes)
 }
 
 /// One task of [`distances`].
@@ -151,13 +193,17 @@ impl Kernel for DistTask<'_> {
 
     #[inline(always)]
     fn run<S: Simd>(self, s: S) -> Self::Output {
+        // Row by row: each row of the task is one long sequential stream.
+        // The sum of a row adds its blocks in order, as everywhere else.
         let mut acc = vec![0.0f64; self.x.n()];
         let mut check = s.check_none();
-        let mut b = self.range.start;
-        while b < self.range.end {
-            let e = (b + BLOCK).min(self.range.end);
-            block_dists(s, &self.x, self.z, b..e, &mut acc, &mut check);
-            b = e;
+        for (i, a) in acc.iter_mut().enumerate() {
+            let mut b = self.range.start;
+            while b < self.range.end {
+                let e = (b + BLOCK).min(self.range.end);
+                *a += block_dist(s, &self.x, i, self.z, b..e, &mut check);
+                b = e;
+            }
         }
         (acc, s.check_any(check))
     }
@@ -204,6 +250,7 @@ impl Kernel for CombineTask<'_> {
                 let v = center.map(|v| s.widen(s.load_part(v, r.clone())));
                 let mut sum = s.splat64(0.0);
                 for (i, &c) in k.c.iter().enumerate() {
+                    s.prefetch(x.rows[i], r.start + AHEAD / 2);
                     let xv = load_scaled(s, &x, i, r.clone());
                     check = s.check(check, xv);
                     let mut w = s.widen(xv);
@@ -219,8 +266,9 @@ impl Kernel for CombineTask<'_> {
                 s.store_part(s.narrow(y), &mut out[r.clone()]);
                 g = r.end;
             }
-            if dists {
-                block_dists(s, &x, Some(&*out), b..e, &mut acc, &mut check);
+            // The block's rows are still in cache: measure them against it.
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a += block_dist(s, &x, i, Some(&*out), b..e, &mut check);
             }
             b = e;
         }

@@ -6,13 +6,20 @@
 //! block is in cache, measure every input's distance to it. Each iteration
 //! therefore reads the inputs once.
 //!
-//! **Geometric median** (Weiszfeld's algorithm, smoothed as in Pillutla,
-//! Kakade, Harchaoui, "Robust Aggregation for Federated Learning", 2022):
-//! `z <- sum_i x_i / max(|x_i - z|, nu) / sum_i 1 / max(|x_i - z|, nu)`,
-//! with `nu = 1e-10` times the mean distance to the starting point. It stops
-//! after `max_iter` steps or when a step lowers the objective
-//! `sum_i |x_i - z|` by no more than `tol` times its value; if a step raised
-//! the objective (rounding, smoothing), the previous point is kept.
+//! **Geometric median**, the point `z` minimising `sum_i |x_i - z|`, by
+//! Weiszfeld's algorithm `z <- T(z) = sum_i x_i / |x_i - z| / sum_i 1 / |x_i - z|`
+//! with the modification of Vardi and Zhang ("The multivariate L1-median and
+//! associated data depth", PNAS 2000) for iterates that land on inputs,
+//! which plain Weiszfeld cannot leave (the coordinate-wise median often is an
+//! input): inputs within `nu` of `z` (`nu = 1e-10` times the mean distance to
+//! the start) are left out of `T`; with `m` of them and
+//! `r = |sum_{others} (x_i - z) / |x_i - z||`, the step is
+//! `z <- (1 - m/r) T(z) + (m/r) z` if `r > m`, and `z` is optimal otherwise.
+//! It stops after `max_iter` steps, when `z` is optimal, or when a step
+//! lowers the objective by no more than `tol` times its value; if a step
+//! raised the objective (rounding), the previous point is kept. `tol` bounds
+//! the objective, which is flat at the minimum: the point itself is
+//! typically within about `sqrt(tol)` (relative) of the optimum.
 //!
 //! **Centered clipping** (Karimireddy, He, Jaggi, "Learning from History for
 //! Byzantine Robust Optimization", ICML 2021):
@@ -65,12 +72,22 @@ pub(crate) fn geometric_median(
     }
     let nu = NU * obj / n as f64;
     let mut next = vec![0.0f32; out.len()];
+    let mut blend = vec![0.0f32; out.len()];
     let mut iterations = 0;
     while iterations < max_iter {
-        let beta: Vec<f64> = dist.iter().map(|&d| 1.0 / d.max(nu)).collect();
+        // Inputs within `nu` of the current point count as on it.
+        let beta: Vec<f64> = dist
+            .iter()
+            .map(|&d| if d <= nu { 0.0 } else { 1.0 / d })
+            .collect();
+        let on = dist.iter().filter(|&&d| d <= nu).count() as f64;
+        let w: f64 = beta.iter().sum();
+        if w == 0.0 {
+            break; // every input is on the current point
+        }
         let k = Coeffs {
             c: &beta,
-            divisor: beta.iter().sum(),
+            divisor: w,
             center: None,
         };
         let pass = combine(x, k, &mut next, true, exec);
@@ -81,12 +98,47 @@ pub(crate) fn geometric_median(
             };
         }
         iterations += 1;
-        let new_dist: Vec<f64> = pass.dist2.iter().map(|v| v.sqrt()).collect();
+        let (cand, cand_dist2): (&[f32], Vec<f64>) = if on > 0.0 {
+            // Vardi-Zhang: the pull of the other inputs, r = w |T - z|,
+            // against the `on` inputs sitting at z.
+            let step = distances(
+                Scaled {
+                    rows: &[&next],
+                    scales: &[1.0],
+                },
+                Some(out),
+                exec,
+            );
+            let r = w * step.dist2[0].sqrt();
+            if r <= on {
+                break; // the current point is the geometric median
+            }
+            let lambda = on / r;
+            let k = Coeffs {
+                c: &[1.0 - lambda, lambda],
+                divisor: 1.0,
+                center: None,
+            };
+            combine(
+                Scaled {
+                    rows: &[&next, out],
+                    scales: &[1.0, 1.0],
+                },
+                k,
+                &mut blend,
+                false,
+                exec,
+            );
+            (&blend, distances(x, Some(&blend), exec).dist2)
+        } else {
+            (&next, pass.dist2)
+        };
+        let new_dist: Vec<f64> = cand_dist2.iter().map(|v| v.sqrt()).collect();
         let new_obj: f64 = new_dist.iter().sum();
         if new_obj > obj {
             break;
         }
-        out.copy_from_slice(&next);
+        out.copy_from_slice(cand);
         if obj - new_obj <= tol * obj {
             break;
         }

@@ -29,6 +29,9 @@ pub(crate) enum Stat {
     Trimmed(usize),
 }
 
+/// How far ahead (in values) each input stream is prefetched.
+const AHEAD: usize = 512;
+
 /// Coordinates per parallel task.
 const CHUNK: usize = 16 * 1024;
 
@@ -95,6 +98,7 @@ fn load<S: Simd>(
     check: &mut S::Check,
 ) {
     for ((vi, row), &sc) in v.iter_mut().zip(rows).zip(scales) {
+        s.prefetch(row, range.start + AHEAD);
         let x = s.load_part(row, range.clone());
         *check = s.check(*check, x);
         *vi = s.mul(x, s.splat(sc));

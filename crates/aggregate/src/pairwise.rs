@@ -66,6 +66,7 @@ impl Kernel for PairTask<'_> {
                 for i in 0..n {
                     for g in 0..used {
                         let r = sb + g * L..(sb + (g + 1) * L).min(se);
+                        s.prefetch(x.rows[i], r.start + SUB);
                         let v = s.mul(s.load_part(x.rows[i], r), s.splat(x.scales[i]));
                         check = s.check(check, v);
                         wide[i * groups + g] = s.widen(v);

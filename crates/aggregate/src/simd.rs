@@ -132,6 +132,13 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// Lane-wise `a / b`.
     fn div64(self, a: Self::F64, b: Self::F64) -> Self::F64;
 
+    /// Hints that `x[at..]` will be read soon (nothing on the portable
+    /// level); `at` may lie past the end.
+    #[inline(always)]
+    fn prefetch(self, x: &[f32], at: usize) {
+        let _ = (x, at);
+    }
+
     /// Loads up to 16 values from `x[range]`, padding with `+0.0`.
     #[inline(always)]
     fn load_part(self, x: &[f32], range: Range<usize>) -> Self::F32 {
@@ -324,6 +331,12 @@ mod x86 {
     const UNORD: i32 = _CMP_UNORD_Q;
 
     impl Simd for Avx2 {
+        #[inline(always)]
+        fn prefetch(self, x: &[f32], at: usize) {
+            // SAFETY: a prefetch is a hint; it never faults, whatever the
+            // address, and `wrapping_add` computes it without dereferencing.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().wrapping_add(at).cast()) }
+        }
         type F32 = [__m256; 2];
         type F64 = [__m256d; 4];
         type Check = __m256;
@@ -451,6 +464,12 @@ mod x86 {
     const NON_FINITE: i32 = 0x01 | 0x08 | 0x10 | 0x80;
 
     impl Simd for Avx512 {
+        #[inline(always)]
+        fn prefetch(self, x: &[f32], at: usize) {
+            // SAFETY: a prefetch is a hint; it never faults, whatever the
+            // address, and `wrapping_add` computes it without dereferencing.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().wrapping_add(at).cast()) }
+        }
         type F32 = __m512;
         type F64 = [__m512d; 2];
         type Check = u16;

@@ -271,6 +271,9 @@ struct BenchReport {
     read_once_gb_per_sec: f64,
     /// `seconds / read_once_seconds`.
     ratio_to_read_once: f64,
+    /// Iterations of an iterative rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iterations: Option<usize>,
 }
 
 /// Largest input the bench allocates.
@@ -331,7 +334,7 @@ pub fn bench(args: AggregateBenchArgs) -> anyhow::Result<()> {
     let mut out = vec![0.0f32; args.d];
     // Warm-up, then alternate the rule and the baseline so both see the same
     // machine load.
-    args.rule.aggregate_into(&inputs, &opts, &exec, &mut out)?;
+    let warm = args.rule.aggregate_into(&inputs, &opts, &exec, &mut out)?;
     std::hint::black_box(membw::read_once(&inputs, &exec));
     let mut rule_times = Vec::new();
     let mut base_times = Vec::new();
@@ -359,6 +362,7 @@ pub fn bench(args: AggregateBenchArgs) -> anyhow::Result<()> {
         read_once_seconds: base,
         read_once_gb_per_sec: gb / base,
         ratio_to_read_once: best / base,
+        iterations: warm.iterations,
     };
     eprintln!(
         "{}: {:.4} s (max {:.4}), {:.1} GB/s; read once {:.4} s, {:.1} GB/s; ratio {:.2}",

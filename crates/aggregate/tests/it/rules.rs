@@ -260,3 +260,28 @@ fn geometric_median_of_an_equilateral_triangle_is_its_center() {
     assert!((got.output[0] - fermat[0]).abs() < 1e-4, "{:?}", got.output);
     assert!((got.output[1] - fermat[1]).abs() < 1e-4, "{:?}", got.output);
 }
+
+#[test]
+fn geometric_median_leaves_an_input_it_starts_on_when_that_is_not_optimal() {
+    // The coordinate-wise median is the third input, where plain Weiszfeld
+    // would stay; the optimum lies elsewhere.
+    let rows = vec![
+        vec![-53.57074f32, 91.60713],
+        vec![69.664635, -30.336868],
+        vec![-38.902275, 0.0],
+    ];
+    let start = crate::support::geomed_objective(&rows, &rows[2]);
+    let got = run("geometric-median:1000,1e-12", &rows, &Options::default(), 0);
+    let obj = crate::support::geomed_objective(&rows, &got.output);
+    assert!(obj < start - 0.2, "{obj} vs {start}");
+}
+
+#[test]
+fn geometric_median_stays_on_an_input_that_is_optimal() {
+    // The angle at (0, 0) exceeds 120 degrees: the Fermat point is that
+    // vertex, which is also the coordinate-wise median, where it starts.
+    let rows = vec![vec![-10.0f32, 2.0], vec![10.0, -1.0], vec![0.0, 0.0]];
+    let got = run("geometric-median", &rows, &Options::default(), 0);
+    assert_eq!(got.output, vec![0.0, 0.0]);
+    assert_eq!(got.report.iterations, Some(1));
+}
