@@ -2,7 +2,7 @@
 //!
 //! The kernels note NaN and infinities as they read (at no measurable cost),
 //! so a clean input is never read just to be checked. When a kernel saw one,
-//! [`non_finite`] scans the inputs to name the first offending input and
+//! the crate scans the inputs to name the first offending input and
 //! coordinate for the error.
 //!
 //! Norm outliers: an input whose L2 norm exceeds `factor` times the median of

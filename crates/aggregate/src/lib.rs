@@ -34,6 +34,23 @@
 //! `pairwise` (Krum distances), `krum`, `iterative` (geometric median,
 //! centered clipping).
 //!
+//! # Decisions
+//!
+//! - Even `n`: the median is the mean of the two middle values (not the lower
+//!   one, as `torch.median` returns), computed in `f64`.
+//! - Sums are `f64` in a fixed order, rounded to `f32` once; a zero median is
+//!   `+0.0`. Krum ranks equal scores by input index.
+//! - A NaN or infinity in an input is an error naming the input and the
+//!   coordinate. An input whose L2 norm exceeds [`Options::outlier_factor`]
+//!   times the median norm is *flagged* in the [`Report`], not dropped.
+//! - The geometric median starts at the coordinate-wise median, steps by
+//!   Weiszfeld with the Vardi–Zhang correction, and stops after `MAX_ITER`
+//!   steps or when a step lowers the objective by at most `TOL` of it.
+//! - Centered clipping starts at [`Options::center`] or the coordinate-wise
+//!   median; `norm-clip` scales inputs as it reads them, never copying them.
+//!
+//! `docs/aggregation.md` has the full definitions and the measurements.
+//!
 //! # Determinism
 //!
 //! The output bits depend only on the inputs, the rule and its options: not
@@ -49,7 +66,7 @@
 //! network over the `n` input rows, kept in vector registers for `n <= 32`,
 //! reading each row as a sequential stream; they run at about the speed of
 //! reading the inputs once. Mean and the iterative rules read the inputs once
-//! per pass. See `docs/aggregation.md` for measurements.
+//! per pass.
 
 pub mod error;
 pub mod exec;

@@ -276,9 +276,8 @@ impl Outer {
                 beta2,
                 eps,
             } => {
-                let t = i32::try_from(t).unwrap_or(i32::MAX);
-                let bc1 = 1.0 - beta1.powi(t);
-                let bc2 = 1.0 - beta2.powi(t);
+                let bc1 = 1.0 - pow(beta1, t);
+                let bc2 = 1.0 - pow(beta2, t);
                 Op::Adam {
                     b1: beta1 as f32,
                     one_minus_b1: (1.0 - beta1) as f32,
@@ -310,6 +309,21 @@ impl Outer {
         }
         Ok(())
     }
+}
+
+/// `b^t` by square-and-multiply: a fixed sequence of correctly rounded
+/// multiplications, so the same bits on every platform (unlike `powi`, whose
+/// rounding is up to the compiler and the math library).
+fn pow(b: f64, mut t: u64) -> f64 {
+    let (mut acc, mut sq) = (1.0f64, b);
+    while t > 0 {
+        if t & 1 == 1 {
+            acc *= sq;
+        }
+        sq *= sq;
+        t >>= 1;
+    }
+    acc
 }
 
 /// One step's element-wise operation with its scalars in `f32`.
@@ -429,6 +443,14 @@ mod tests {
                 other => panic!("`{s}` gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn pow_multiplies() {
+        assert_eq!(pow(0.5, 0), 1.0);
+        assert_eq!(pow(0.5, 3), 0.125);
+        assert_eq!(pow(3.0, 5), 243.0);
+        assert!((pow(0.999, 1000) - 0.999f64.powf(1000.0)).abs() < 1e-12);
     }
 
     #[test]
