@@ -119,11 +119,29 @@ pub(crate) fn sort_fixed<S: Simd, const N: usize>(s: S, v: &mut [S::F32; N]) {
 }
 
 /// Sorts each lane of `v` ascending with the table `net` from [`batcher`].
+#[cfg(test)]
 #[inline(always)]
 pub(crate) fn sort_table<S: Simd>(s: S, v: &mut [S::F32], net: &[(u16, u16)]) {
     for &(a, b) in net {
         let (lo, hi) = v.split_at_mut(b as usize);
         cx(s, &mut lo[a as usize], &mut hi[0]);
+    }
+}
+
+/// Sorts `G` independent sets of vectors with the table `net`, applying each
+/// comparator to all of them in turn: the `G` compare-exchanges are
+/// independent, which hides the latency of going through memory.
+#[inline(always)]
+pub(crate) fn sort_table_many<S: Simd, const G: usize>(
+    s: S,
+    v: &mut [Vec<S::F32>; G],
+    net: &[(u16, u16)],
+) {
+    for &(a, b) in net {
+        for vq in v.iter_mut() {
+            let (lo, hi) = vq.split_at_mut(b as usize);
+            cx(s, &mut lo[a as usize], &mut hi[0]);
+        }
     }
 }
 

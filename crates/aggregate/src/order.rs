@@ -16,7 +16,7 @@
 //! - `+0.0` is added to every median, so a zero result is always `+0.0`.
 
 use crate::exec::Exec;
-use crate::network::{FIXED_MAX, batcher, sort_fixed, sort_table};
+use crate::network::{FIXED_MAX, batcher, sort_fixed, sort_table_many};
 use crate::simd::{Kernel, L, Simd, dispatch};
 
 /// Which order statistic to compute.
@@ -179,7 +179,12 @@ impl<const N: usize> Kernel for Fixed<'_, N> {
     }
 }
 
-/// One chunk for any `n`, with the network from a table over scratch.
+/// Groups of [`L`] coordinates the table network sorts side by side.
+const G: usize = 4;
+
+/// One chunk for any `n`, with the network from a table over scratch:
+/// [`G`] groups at a time, so that each comparator does `G` independent
+/// compare-exchanges.
 struct Table<'a> {
     rows: &'a [&'a [f32]],
     scales: &'a [f32],
@@ -198,13 +203,21 @@ impl Kernel for Table<'_> {
         let start = self.start;
         let rows: Vec<&[f32]> = self.rows.iter().map(|r| &r[start..start + len]).collect();
         let mut check = s.check_none();
-        let mut v = vec![s.splat(0.0); rows.len()];
+        let mut v: [Vec<S::F32>; G] = std::array::from_fn(|_| vec![s.splat(0.0); rows.len()]);
         let mut o = 0;
         while o < len {
-            let e = (o + L).min(len);
-            load(s, &mut v, &rows, self.scales, o..e, &mut check);
-            sort_table(s, &mut v, self.net);
-            finish(s, &v, self.stat, &mut self.out[o..e]);
+            let e = (o + G * L).min(len);
+            let range = |q: usize| {
+                let a = (o + q * L).min(e);
+                a..(a + L).min(e)
+            };
+            for (q, vq) in v.iter_mut().enumerate() {
+                load(s, vq, &rows, self.scales, range(q), &mut check);
+            }
+            sort_table_many(s, &mut v, self.net);
+            for (q, vq) in v.iter().enumerate() {
+                finish(s, vq, self.stat, &mut self.out[range(q)]);
+            }
             o = e;
         }
         s.check_any(check)

@@ -151,6 +151,13 @@ fn state_from_tensors(
 pub fn run(args: AggregateArgs) -> anyhow::Result<()> {
     let exec = exec_for(args.threads)?;
     args.rule.check_n(args.inputs.len())?;
+    anyhow::ensure!(
+        !args.rule.needs_weights() || args.weights.len() == args.inputs.len(),
+        "rule `{}` needs --weights with one weight per input ({} inputs, {} weights)",
+        args.rule,
+        args.inputs.len(),
+        args.weights.len()
+    );
     let first = read(&args.inputs[0], None)?;
     let mut flats = vec![first.to_flat()];
     for path in &args.inputs[1..] {
