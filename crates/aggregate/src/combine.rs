@@ -80,7 +80,12 @@ pub(crate) fn combine(x: Scaled, k: Coeffs, out: &mut [f32], dists: bool, exec: 
             },
         )
     });
-    collect(parts, if dists { n } else { 0 })
+    // One partial per task, n each: small beside the inputs.
+    let bad = parts.iter().any(|p| p.1);
+    Pass {
+        dist2: sum_in_order(parts.into_iter().map(|p| p.0), if dists { n } else { 0 }),
+        bad,
+    }
 }
 
 /// Squared L2 distances of the scaled inputs to `z` (to zero when `None`:
@@ -88,19 +93,11 @@ pub(crate) fn combine(x: Scaled, k: Coeffs, out: &mut [f32], dists: bool, exec: 
 pub(crate) fn distances(x: Scaled, z: Option<&[f32]>, exec: &Exec) -> Pass {
     let level = exec.simd();
     let d = x.d();
-    let parts = exec.map(d.div_ceil(TASK), |t| {
+    let (dist2, bad) = exec.sum_tasks(d.div_ceil(TASK), x.n(), |t| {
         let range = t * TASK..((t + 1) * TASK).min(d);
         dispatch(level, DistTask { x, z, range })
     });
-    collect(parts, x.n())
-}
-
-fn collect(parts: Vec<(Vec<f64>, bool)>, k: usize) -> Pass {
-    let bad = parts.iter().any(|p| p.1);
-    Pass {
-        dist2: sum_in_order(parts.into_iter().map(|p| p.0), k),
-        bad,
-    }
+    Pass { dist2, bad }
 }
 
 /// Loads coordinates `r` of scaled input `i`.

@@ -59,6 +59,16 @@ pub enum Error {
         /// The number of inputs given.
         n: usize,
     },
+    /// More inputs than the rule handles.
+    #[error("rule `{rule}` takes at most {max} inputs, got n = {n}")]
+    TooManyInputs {
+        /// The rule, as its canonical string.
+        rule: String,
+        /// The largest `n` it takes.
+        max: usize,
+        /// The number of inputs given.
+        n: usize,
+    },
     /// Weights are missing, have the wrong count, or are not finite and
     /// non-negative with a positive sum.
     #[error("invalid weights: {0}")]

@@ -182,6 +182,36 @@ pub(crate) const TASK: usize = 64 * 1024;
 /// Coordinates per block of a reduction.
 pub(crate) const BLOCK: usize = 2048;
 
+/// Tasks whose partial sums are held at once by [`Exec::sum_tasks`].
+const WAVE: usize = 16;
+
+impl Exec {
+    /// Runs `task(0..tasks)` in parallel and adds their `k` partial sums
+    /// element-wise in task order; returns the sums and whether any task
+    /// reported `true`. Tasks run in waves of a fixed size, so at most that
+    /// many partial vectors exist at once, and the order of the additions
+    /// is the same at any thread count.
+    pub(crate) fn sum_tasks<F>(&self, tasks: usize, k: usize, task: F) -> (Vec<f64>, bool)
+    where
+        F: Fn(usize) -> (Vec<f64>, bool) + Sync,
+    {
+        let mut total = vec![0.0f64; k];
+        let mut any = false;
+        let mut start = 0;
+        while start < tasks {
+            let end = (start + WAVE).min(tasks);
+            for (p, flag) in self.map(end - start, |t| task(start + t)) {
+                for (t, v) in total.iter_mut().zip(p) {
+                    *t += v;
+                }
+                any |= flag;
+            }
+            start = end;
+        }
+        (total, any)
+    }
+}
+
 /// Adds per-task partial sums element-wise, in task order.
 pub(crate) fn sum_in_order(partials: impl IntoIterator<Item = Vec<f64>>, k: usize) -> Vec<f64> {
     let mut total = vec![0.0f64; k];
@@ -230,6 +260,17 @@ mod tests {
                 exec.map_each(vec![3, 1, 2], |i: usize| i + 1),
                 vec![4, 2, 3]
             );
+        }
+    }
+
+    #[test]
+    fn sum_tasks_adds_in_task_order_in_waves() {
+        for exec in [Exec::sequential(), Exec::with_threads(3).unwrap()] {
+            let (sums, any) = exec.sum_tasks(40, 2, |t| (vec![t as f64, 1.0], t == 33));
+            assert_eq!(sums, vec![780.0, 40.0]);
+            assert!(any);
+            let (sums, any) = exec.sum_tasks(0, 1, |_| (vec![1.0], true));
+            assert_eq!((sums, any), (vec![0.0], false));
         }
     }
 

@@ -1,16 +1,18 @@
 //! Squared L2 distances between every pair of inputs (for Krum).
 //!
-//! Per block of coordinates, the scaled inputs are widened to `f64` into a
-//! small scratch buffer (`n x SUB` values, reused), and every pair's squared
-//! differences are accumulated lane-wise from it, so each input value is read
-//! from memory once however many pairs use it. Differences are taken in `f64`,
-//! where they cannot overflow. Block sums are added in the fixed order of
-//! [`crate::exec`], so the distances do not depend on the thread count.
+//! Per block of `SUB` coordinates, the scaled inputs are widened to `f64`
+//! into a small scratch buffer (`n x SUB` values, reused), and every pair's
+//! squared differences are summed lane-wise from it, so each input value is
+//! read from memory once however many pairs use it. Differences are taken in
+//! `f64`, where they cannot overflow. Block sums are added in coordinate
+//! order within a task and task sums in task order ([`Exec::sum_tasks`]), so
+//! the distances do not depend on the thread count. Memory: `n (n - 1) / 2`
+//! sums per task in flight.
 
 use std::ops::Range;
 
 use crate::combine::Scaled;
-use crate::exec::{BLOCK, Exec, TASK, sum_in_order};
+use crate::exec::{Exec, TASK};
 use crate::simd::{Kernel, L, Simd, dispatch};
 
 /// Coordinates widened at a time: `n * SUB * 8` bytes of scratch per thread.
@@ -29,12 +31,10 @@ pub(crate) fn pairwise(x: Scaled, exec: &Exec) -> (Vec<f64>, bool) {
     let d = x.d();
     let pairs = n * n.saturating_sub(1) / 2;
     let level = exec.simd();
-    let parts = exec.map(d.div_ceil(TASK), |t| {
+    exec.sum_tasks(d.div_ceil(TASK), pairs, |t| {
         let range = t * TASK..((t + 1) * TASK).min(d);
         dispatch(level, PairTask { x, range })
-    });
-    let bad = parts.iter().any(|p| p.1);
-    (sum_in_order(parts.into_iter().map(|p| p.0), pairs), bad)
+    })
 }
 
 struct PairTask<'a> {
@@ -52,46 +52,36 @@ impl Kernel for PairTask<'_> {
         let groups = SUB / L;
         let pairs = n * n.saturating_sub(1) / 2;
         let mut total = vec![0.0f64; pairs];
-        let mut acc = vec![s.splat64(0.0); pairs];
         let mut wide = vec![s.splat64(0.0); n * groups];
         let mut check = s.check_none();
-        let mut b = self.range.start;
-        while b < self.range.end {
-            let be = (b + BLOCK).min(self.range.end);
-            acc.fill(s.splat64(0.0));
-            let mut sb = b;
-            while sb < be {
-                let se = (sb + SUB).min(be);
-                let used = (se - sb).div_ceil(L);
-                for i in 0..n {
-                    for g in 0..used {
-                        let r = sb + g * L..(sb + (g + 1) * L).min(se);
-                        s.prefetch(x.rows[i], r.start + SUB);
-                        let v = s.mul(s.load_part(x.rows[i], r), s.splat(x.scales[i]));
-                        check = s.check(check, v);
-                        wide[i * groups + g] = s.widen(v);
-                    }
+        let mut sb = self.range.start;
+        while sb < self.range.end {
+            let se = (sb + SUB).min(self.range.end);
+            let used = (se - sb).div_ceil(L);
+            for i in 0..n {
+                for g in 0..used {
+                    let r = sb + g * L..(sb + (g + 1) * L).min(se);
+                    s.prefetch(x.rows[i], r.start + SUB);
+                    let v = s.mul(s.load_part(x.rows[i], r), s.splat(x.scales[i]));
+                    check = s.check(check, v);
+                    wide[i * groups + g] = s.widen(v);
                 }
-                let mut p = 0;
-                for i in 0..n {
-                    let wi = &wide[i * groups..i * groups + used];
-                    for j in i + 1..n {
-                        let wj = &wide[j * groups..j * groups + used];
-                        let mut a = acc[p];
-                        for (&u, &v) in wi.iter().zip(wj) {
-                            let t = s.sub64(u, v);
-                            a = s.add64(a, s.mul64(t, t));
-                        }
-                        acc[p] = a;
-                        p += 1;
+            }
+            let mut p = 0;
+            for i in 0..n {
+                let wi = &wide[i * groups..i * groups + used];
+                for j in i + 1..n {
+                    let wj = &wide[j * groups..j * groups + used];
+                    let mut a = s.splat64(0.0);
+                    for (&u, &v) in wi.iter().zip(wj) {
+                        let t = s.sub64(u, v);
+                        a = s.add64(a, s.mul64(t, t));
                     }
+                    total[p] += s.sum64(a);
+                    p += 1;
                 }
-                sb = se;
             }
-            for (t, &a) in total.iter_mut().zip(&acc) {
-                *t += s.sum64(a);
-            }
-            b = be;
+            sb = se;
         }
         (total, s.check_any(check))
     }
@@ -100,6 +90,7 @@ impl Kernel for PairTask<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::BLOCK;
     use crate::simd::SimdLevel;
 
     #[test]

@@ -30,6 +30,13 @@ use crate::order::{Stat, order_stat};
 pub const RULES: &str = "mean, weighted-mean, median, trimmed-mean:Q, krum:F, multi-krum:F,M, \
     geometric-median[:MAX_ITER,TOL], centered-clip:TAU[,ITERS], norm-clip:C[/RULE]";
 
+/// The most inputs any rule takes (the sorting networks index wires with
+/// 16 bits).
+pub const MAX_INPUTS: usize = 1 << 16;
+/// The most inputs Krum and Multi-Krum take: they keep `n (n - 1) / 2`
+/// distances per thread and do `O(n^2 d)` work.
+pub const MAX_KRUM_INPUTS: usize = 4096;
+
 /// Default iteration cap of the geometric median.
 pub const GEOMED_MAX_ITER: usize = 100;
 /// Default relative tolerance of the geometric median.
@@ -349,6 +356,22 @@ impl Rule {
             return Err(Error::NoInputs);
         }
         self.check_params()?;
+        let max = match self {
+            Rule::Krum { .. } | Rule::MultiKrum { .. } => MAX_KRUM_INPUTS,
+            Rule::NormClip { inner, .. }
+                if matches!(**inner, Rule::Krum { .. } | Rule::MultiKrum { .. }) =>
+            {
+                MAX_KRUM_INPUTS
+            }
+            _ => MAX_INPUTS,
+        };
+        if n > max {
+            return Err(Error::TooManyInputs {
+                rule: self.to_string(),
+                max,
+                n,
+            });
+        }
         match *self {
             Rule::TrimmedMean { q } if 2 * q >= n => fail(format!("n > 2Q = {}", 2 * q)),
             Rule::Krum { f } | Rule::MultiKrum { f, .. } if n < 2 * f + 3 => {
@@ -635,6 +658,17 @@ mod tests {
         assert!(!too_few("multi-krum:1,4", 5));
         assert!(too_few("norm-clip:1/krum:2", 6));
         assert_eq!(Rule::Mean.check_n(0), Err(Error::NoInputs));
+        let too_many = |r: &str, n: usize| {
+            matches!(
+                r.parse::<Rule>().unwrap().check_n(n),
+                Err(Error::TooManyInputs { .. })
+            )
+        };
+        assert!(too_many("median", MAX_INPUTS + 1));
+        assert!(!too_many("median", MAX_INPUTS));
+        assert!(too_many("krum:1", MAX_KRUM_INPUTS + 1));
+        assert!(too_many("norm-clip:1/multi-krum:1,2", MAX_KRUM_INPUTS + 1));
+        assert!(!too_many("krum:1", MAX_KRUM_INPUTS));
     }
 
     #[test]

@@ -285,3 +285,31 @@ fn geometric_median_stays_on_an_input_that_is_optimal() {
     assert_eq!(got.output, vec![0.0, 0.0]);
     assert_eq!(got.report.iterations, Some(1));
 }
+
+#[test]
+fn empty_vectors_and_single_inputs() {
+    let empty: Vec<Vec<f32>> = vec![Vec::new(); 5];
+    for rule in [
+        "mean",
+        "weighted-mean",
+        "median",
+        "trimmed-mean:2",
+        "krum:1",
+        "multi-krum:1,3",
+        "geometric-median",
+        "centered-clip:1",
+        "norm-clip:1/median",
+    ] {
+        let opts = Options {
+            weights: Some(&[1.0; 5]),
+            outlier_factor: Some(2.0),
+            center: None,
+        };
+        let got = run(rule, &empty, &opts, 1);
+        assert!(got.output.is_empty(), "{rule}");
+    }
+    let one = vec![vec![1.5f32, -2.0, 3.25]];
+    for rule in ["mean", "median", "trimmed-mean:0", "geometric-median", "centered-clip:1", "norm-clip:100/median"] {
+        assert_eq!(run(rule, &one, &Options::default(), 2).output, one[0], "{rule}");
+    }
+}
