@@ -309,7 +309,18 @@ fn empty_vectors_and_single_inputs() {
         assert!(got.output.is_empty(), "{rule}");
     }
     let one = vec![vec![1.5f32, -2.0, 3.25]];
-    for rule in ["mean", "median", "trimmed-mean:0", "geometric-median", "centered-clip:1", "norm-clip:100/median"] {
-        assert_eq!(run(rule, &one, &Options::default(), 2).output, one[0], "{rule}");
+    for rule in [
+        "mean",
+        "median",
+        "trimmed-mean:0",
+        "geometric-median",
+        "centered-clip:1",
+        "norm-clip:100/median",
+    ] {
+        assert_eq!(
+            run(rule, &one, &Options::default(), 2).output,
+            one[0],
+            "{rule}"
+        );
     }
 }
