@@ -71,15 +71,20 @@ contract JobManager {
 
     // ---------------------------------------------------------------------- state
 
-    /// @dev Fields read or written on every update, packed in one slot.
-    struct JobCore {
-        uint96 remaining; // unreserved deposit
-        uint80 baseReward;
-        uint32 challengeWindow; // seconds
-        uint32 checkpoints; // number of checkpoints committed (rounds 0..checkpoints-1)
-        uint8 quorum;
-        uint8 status;
-    }
+    // Hot data lives in single packed words, read and written with one SLOAD/SSTORE each.
+    //
+    // Job core word:  remaining (bits 0..96) | baseReward (96..176) | challengeWindow (176..208)
+    //                 | checkpoints (208..240) | quorum (240..248) | status (248..256)
+    // Update word:    status (0..8) | validVotes (8..16) | invalidVotes (16..24)
+    //                 | deadline (24..64) | first 24 bytes of the update hash (64..256)
+    // Account word:   stake (0..96) | credit (96..192) | unlockAt (192..232)
+    //                 | pending (232..248) | roles (248..256)
+    uint256 private constant MASK96 = (1 << 96) - 1;
+    uint256 private constant MASK80 = (1 << 80) - 1;
+    uint256 private constant MASK64 = (1 << 64) - 1;
+    uint256 private constant MASK40 = (1 << 40) - 1;
+    uint256 private constant MASK32 = (1 << 32) - 1;
+    uint256 private constant PENDING_ONE = 1 << 232;
 
     /// @dev Fields of a job that the hot path never touches.
     struct JobInfo {
@@ -91,26 +96,6 @@ contract JobManager {
         uint128 deposited;
         uint128 slashedIn;
         uint128 withdrawn;
-    }
-
-    /// @dev One update in one slot: the first 24 bytes of its hash (the full hash is in
-    /// `UpdateSubmitted`), the end of its challenge window, its status and vote counts.
-    struct Update {
-        bytes24 hashPrefix;
-        uint40 deadline;
-        uint8 status;
-        uint8 validVotes;
-        uint8 invalidVotes;
-    }
-
-    /// @dev A participant in one slot: stake, withdrawable credit, leave time, the number of
-    /// its updates and stored votes awaiting a verdict, and its role bits.
-    struct Account {
-        uint96 stake;
-        uint96 credit;
-        uint40 unlockAt;
-        uint16 pending;
-        uint8 roles;
     }
 
     /// @notice A job as returned by `getJob`.
@@ -155,12 +140,12 @@ contract JobManager {
     /// @notice Number of jobs created; job ids run from 1 to `jobCount`.
     uint256 public jobCount;
 
-    mapping(uint256 => JobCore) private _jobCore;
+    mapping(uint256 => uint256) private _jobCore;
     mapping(uint256 => JobInfo) private _jobInfo;
-    mapping(uint256 => mapping(uint256 => Update)) private _updates;
+    mapping(uint256 => mapping(uint256 => uint256)) private _updates;
     mapping(uint256 => mapping(uint256 => uint256[])) private _votes;
     mapping(uint256 => mapping(uint256 => address)) private _challengers;
-    mapping(address => Account) private _accounts;
+    mapping(address => uint256) private _accounts;
 
     /// @notice Checkpoint hash of a job's round (round 0 is the initial model).
     mapping(uint256 => mapping(uint256 => bytes32)) public checkpointHash;
@@ -353,19 +338,13 @@ contract JobManager {
         if (leader == address(0)) revert ZeroAddress();
         if (rounds == 0) revert InvalidRounds();
         if (quorum == 0 || quorum > MAX_QUORUM) revert InvalidQuorum(quorum);
-        if (baseReward == 0 || baseReward > type(uint80).max) revert InvalidReward();
+        if (baseReward == 0 || baseReward > MASK80) revert InvalidReward();
         if (msg.value <= baseReward) revert DepositTooSmall(msg.value, baseReward);
-        if (msg.value > type(uint96).max || bonusReward > type(uint96).max) revert AmountTooLarge();
+        if (msg.value > MASK96 || bonusReward > MASK96) revert AmountTooLarge();
 
         jobId = ++jobCount;
-        _jobCore[jobId] = JobCore({
-            remaining: uint96(msg.value),
-            baseReward: uint80(baseReward),
-            challengeWindow: challengeWindow,
-            checkpoints: 0,
-            quorum: quorum,
-            status: JOB_ACTIVE
-        });
+        _jobCore[jobId] = msg.value | (baseReward << 96) | (uint256(challengeWindow) << 176)
+            | (uint256(quorum) << 240) | (uint256(JOB_ACTIVE) << 248);
         _jobInfo[jobId] = JobInfo({
             owner: msg.sender,
             rounds: rounds,
@@ -387,16 +366,18 @@ contract JobManager {
     /// @param round Must equal the number of checkpoints committed so far.
     /// @param hash keccak256 of the checkpoint's canonical encoding.
     function commitCheckpoint(uint256 jobId, uint256 round, bytes32 hash) external {
-        JobCore memory j = _jobCore[jobId];
-        if (j.status == JOB_NONE) revert JobNotFound(jobId);
+        uint256 j = _jobCore[jobId];
+        uint256 status = j >> 248;
+        if (status == JOB_NONE) revert JobNotFound(jobId);
         JobInfo storage info = _jobInfo[jobId];
         if (msg.sender != info.leader) revert NotLeader(jobId);
-        if (round != j.checkpoints || round > info.rounds) revert WrongRound(j.checkpoints, round);
+        uint256 checkpoints = (j >> 208) & MASK32;
+        if (round != checkpoints || round > info.rounds) revert WrongRound(checkpoints, round);
         if (hash == bytes32(0)) revert ZeroHash();
         checkpointHash[jobId][round] = hash;
-        j.checkpoints = uint32(round + 1);
-        bool finished = round == info.rounds && j.status == JOB_ACTIVE;
-        if (finished) j.status = JOB_CLOSED;
+        j = (j & ~(MASK32 << 208)) | ((round + 1) << 208);
+        bool finished = round == info.rounds && status == JOB_ACTIVE;
+        if (finished) j = _withStatus(j, JOB_CLOSED);
         _jobCore[jobId] = j;
         emit CheckpointCommitted(jobId, round, hash);
         if (finished) emit JobClosed(jobId, CLOSED_FINISHED);
@@ -406,15 +387,16 @@ contract JobManager {
     /// May be called again later to collect rewards released by rejected updates.
     /// @param jobId The job.
     function withdrawUnusedFunds(uint256 jobId) external nonReentrant {
-        JobCore memory j = _jobCore[jobId];
-        if (j.status == JOB_NONE) revert JobNotFound(jobId);
+        uint256 j = _jobCore[jobId];
+        uint256 status = j >> 248;
+        if (status == JOB_NONE) revert JobNotFound(jobId);
         JobInfo storage info = _jobInfo[jobId];
         if (msg.sender != info.owner) revert NotJobOwner(jobId);
-        uint256 amount = j.remaining;
-        bool closing = j.status == JOB_ACTIVE;
+        uint256 amount = j & MASK96;
+        bool closing = status == JOB_ACTIVE;
         if (!closing && amount == 0) revert NothingToWithdraw();
-        j.remaining = 0;
-        if (closing) j.status = JOB_CLOSED;
+        j &= ~MASK96;
+        if (closing) j = _withStatus(j, JOB_CLOSED);
         _jobCore[jobId] = j;
         info.withdrawn += uint128(amount);
         if (closing) emit JobClosed(jobId, CLOSED_BY_OWNER);
@@ -437,35 +419,35 @@ contract JobManager {
     /// @notice Gives up every role; the stake unlocks after `LEAVE_COOLDOWN`. Refused while any
     /// of the caller's updates or stored votes awaits a verdict.
     function requestLeave() external {
-        Account memory a = _accounts[msg.sender];
-        if (a.roles == 0) revert NotRegistered(msg.sender);
-        if (a.pending != 0) revert PendingVerdicts(a.pending);
-        uint40 unlockAt = uint40(block.timestamp + LEAVE_COOLDOWN);
-        a.unlockAt = unlockAt;
-        a.roles = 0;
-        _accounts[msg.sender] = a;
-        emit LeaveRequested(msg.sender, unlockAt);
+        uint256 a = _accounts[msg.sender];
+        if (a >> 248 == 0) revert NotRegistered(msg.sender);
+        uint256 pending = (a >> 232) & 0xffff;
+        if (pending != 0) revert PendingVerdicts(pending);
+        uint256 unlockAt = block.timestamp + LEAVE_COOLDOWN;
+        // Clear roles, set the unlock time.
+        _accounts[msg.sender] = (a & ((1 << 192) - 1)) | (unlockAt << 192);
+        emit LeaveRequested(msg.sender, uint64(unlockAt));
     }
 
     /// @notice Sends the caller its whole stake once its leave cooldown has passed.
     function withdrawStake() external nonReentrant {
-        Account memory a = _accounts[msg.sender];
-        if (a.unlockAt == 0) revert NotLeaving(msg.sender);
-        if (block.timestamp < a.unlockAt) revert StakeLocked(a.unlockAt);
-        uint256 amount = a.stake;
-        a.stake = 0;
-        a.unlockAt = 0;
-        _accounts[msg.sender] = a;
+        uint256 a = _accounts[msg.sender];
+        uint256 unlockAt = (a >> 192) & MASK40;
+        if (unlockAt == 0) revert NotLeaving(msg.sender);
+        if (block.timestamp < unlockAt) revert StakeLocked(unlockAt);
+        uint256 amount = a & MASK96;
+        // Keep only the credit.
+        _accounts[msg.sender] = a & (MASK96 << 96);
         emit StakeWithdrawn(msg.sender, amount);
         if (amount != 0) _send(msg.sender, amount);
     }
 
     /// @notice Sends the caller all its credited payouts.
     function withdraw() external nonReentrant {
-        Account storage a = _accounts[msg.sender];
-        uint256 amount = a.credit;
+        uint256 a = _accounts[msg.sender];
+        uint256 amount = (a >> 96) & MASK96;
         if (amount == 0) revert NothingToWithdraw();
-        a.credit = 0;
+        _accounts[msg.sender] = a & ~(MASK96 << 96);
         emit Withdrawn(msg.sender, amount);
         _send(msg.sender, amount);
     }
@@ -480,39 +462,35 @@ contract JobManager {
     /// @param updateHash keccak256 of the delta's canonical encoding.
     /// @return index The update index, `round << 160 | msg.sender`.
     function submitUpdate(uint256 jobId, uint256 round, bytes32 updateHash) external returns (uint256 index) {
-        JobCore memory j = _jobCore[jobId];
-        if (j.status != JOB_ACTIVE) {
-            if (j.status == JOB_NONE) revert JobNotFound(jobId);
+        uint256 j = _jobCore[jobId];
+        if (j >> 248 != JOB_ACTIVE) {
+            if (j >> 248 == JOB_NONE) revert JobNotFound(jobId);
             revert JobNotActive(jobId);
         }
-        if (j.checkpoints == 0 || round != j.checkpoints - 1) {
-            revert WrongRound(j.checkpoints == 0 ? 0 : j.checkpoints - 1, round);
+        uint256 checkpoints = (j >> 208) & MASK32;
+        if (checkpoints == 0 || round != checkpoints - 1) {
+            revert WrongRound(checkpoints == 0 ? 0 : checkpoints - 1, round);
         }
         if (updateHash == bytes32(0)) revert ZeroHash();
-        Account memory a = _accounts[msg.sender];
-        if (a.roles & ROLE_TRAINER == 0) revert NotTrainer(msg.sender);
-        if (a.stake < MIN_STAKE) revert StakeTooLow(a.stake, MIN_STAKE);
-        if (a.pending == type(uint16).max) revert TooManyPending();
+        uint256 a = _accounts[msg.sender];
+        if ((a >> 248) & ROLE_TRAINER == 0) revert NotTrainer(msg.sender);
+        if (a & MASK96 < MIN_STAKE) revert StakeTooLow(a & MASK96, MIN_STAKE);
+        if ((a >> 232) & 0xffff == 0xffff) revert TooManyPending();
         index = (round << 160) | uint256(uint160(msg.sender));
-        Update storage slot = _updates[jobId][index];
-        if (slot.status != UPDATE_NONE) revert AlreadySubmitted(jobId, index);
+        mapping(uint256 => uint256) storage updates = _updates[jobId];
+        if (updates[index] != 0) revert AlreadySubmitted(jobId, index);
 
-        unchecked {
-            // Active implies remaining >= baseReward.
-            j.remaining -= j.baseReward;
-            a.pending += 1;
-        }
-        bool exhausted = j.remaining < j.baseReward;
-        if (exhausted) j.status = JOB_CLOSED;
+        uint256 reward = (j >> 96) & MASK80;
+        // Active implies remaining >= reward: the subtraction cannot borrow.
+        j -= reward;
+        bool exhausted = j & MASK96 < reward;
+        if (exhausted) j = _withStatus(j, JOB_CLOSED);
         _jobCore[jobId] = j;
-        _accounts[msg.sender] = a;
-        _updates[jobId][index] = Update({
-            hashPrefix: bytes24(updateHash),
-            deadline: uint40(block.timestamp + j.challengeWindow),
-            status: UPDATE_PENDING,
-            validVotes: 0,
-            invalidVotes: 0
-        });
+        unchecked {
+            _accounts[msg.sender] = a + PENDING_ONE;
+        }
+        uint256 deadline = block.timestamp + ((j >> 176) & MASK32);
+        updates[index] = (uint256(updateHash) & ~MASK64) | (deadline << 24) | UPDATE_PENDING;
         emit UpdateSubmitted(jobId, msg.sender, round, updateHash);
         if (exhausted) emit JobClosed(jobId, CLOSED_EXHAUSTED);
     }
@@ -524,31 +502,32 @@ contract JobManager {
     /// @param index The update index.
     /// @param valid The caller's verdict.
     function validateUpdate(uint256 jobId, uint256 index, bool valid) external {
-        Update memory u = _updates[jobId][index];
-        if (u.status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
-        if (u.status > UPDATE_CHALLENGED) revert AlreadyDecided(jobId, index);
+        uint256 u = _updates[jobId][index];
+        uint256 status = u & 0xff;
+        if (status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
+        if (status > UPDATE_CHALLENGED) revert AlreadyDecided(jobId, index);
         if (msg.sender == address(uint160(index))) revert SelfValidation();
-        Account memory a = _accounts[msg.sender];
-        if (a.roles & ROLE_VALIDATOR == 0) revert NotValidator(msg.sender);
-        if (a.stake < MIN_STAKE) revert StakeTooLow(a.stake, MIN_STAKE);
-        JobCore memory j = _jobCore[jobId];
+        uint256 a = _accounts[msg.sender];
+        if ((a >> 248) & ROLE_VALIDATOR == 0) revert NotValidator(msg.sender);
+        if (a & MASK96 < MIN_STAKE) revert StakeTooLow(a & MASK96, MIN_STAKE);
+        uint256 j = _jobCore[jobId];
 
-        uint256 stored = uint256(u.validVotes) + u.invalidVotes;
+        uint256 validVotes = (u >> 8) & 0xff;
+        uint256 invalidVotes = (u >> 16) & 0xff;
+        uint256 stored = validVotes + invalidVotes;
         if (stored != 0) {
             uint256[] storage list = _votes[jobId][index];
             for (uint256 i = 0; i < stored; ++i) {
                 if (address(uint160(list[i])) == msg.sender) revert AlreadyVoted(msg.sender);
             }
         }
-        uint256 count = (valid ? u.validVotes : u.invalidVotes) + 1;
-        if (count < j.quorum) {
-            if (a.pending == type(uint16).max) revert TooManyPending();
+        if ((valid ? validVotes : invalidVotes) + 1 < (j >> 240) & 0xff) {
+            if ((a >> 232) & 0xffff == 0xffff) revert TooManyPending();
             _votes[jobId][index].push(uint256(uint160(msg.sender)) | (valid ? VALID_BIT : 0));
-            if (valid) u.validVotes += 1;
-            else u.invalidVotes += 1;
-            _updates[jobId][index] = u;
-            a.pending += 1;
-            _accounts[msg.sender] = a;
+            _updates[jobId][index] = u + (valid ? 1 << 8 : 1 << 16);
+            unchecked {
+                _accounts[msg.sender] = a + PENDING_ONE;
+            }
             emit VoteCast(jobId, index, msg.sender, valid);
             return;
         }
@@ -561,14 +540,15 @@ contract JobManager {
     /// @param jobId The job.
     /// @param index The update index.
     function challenge(uint256 jobId, uint256 index) external payable {
-        Update memory u = _updates[jobId][index];
-        if (u.status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
-        if (u.status == UPDATE_CHALLENGED) revert AlreadyChallenged(jobId, index);
-        if (u.status != UPDATE_PENDING) revert AlreadyDecided(jobId, index);
-        if (block.timestamp >= u.deadline) revert WindowClosed(u.deadline);
+        uint256 u = _updates[jobId][index];
+        uint256 status = u & 0xff;
+        if (status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
+        if (status == UPDATE_CHALLENGED) revert AlreadyChallenged(jobId, index);
+        if (status != UPDATE_PENDING) revert AlreadyDecided(jobId, index);
+        uint256 deadline = (u >> 24) & MASK40;
+        if (block.timestamp >= deadline) revert WindowClosed(deadline);
         if (msg.value != CHALLENGE_BOND) revert WrongBond(CHALLENGE_BOND, msg.value);
-        u.status = UPDATE_CHALLENGED;
-        _updates[jobId][index] = u;
+        _updates[jobId][index] = (u & ~uint256(0xff)) | UPDATE_CHALLENGED;
         _challengers[jobId][index] = msg.sender;
         emit Challenged(jobId, index, msg.sender, msg.value);
     }
@@ -577,13 +557,13 @@ contract JobManager {
     /// @param jobId The job.
     /// @param index The update index.
     function finalizeUpdate(uint256 jobId, uint256 index) external {
-        Update memory u = _updates[jobId][index];
-        if (u.status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
-        if (u.status > UPDATE_CHALLENGED) revert AlreadyDecided(jobId, index);
-        if (u.status == UPDATE_CHALLENGED || u.validVotes != 0 || u.invalidVotes != 0) {
-            revert UnderReview(jobId, index);
-        }
-        if (block.timestamp < u.deadline) revert WindowOpen(u.deadline);
+        uint256 u = _updates[jobId][index];
+        uint256 status = u & 0xff;
+        if (status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
+        if (status > UPDATE_CHALLENGED) revert AlreadyDecided(jobId, index);
+        if (status == UPDATE_CHALLENGED || (u >> 8) & 0xffff != 0) revert UnderReview(jobId, index);
+        uint256 deadline = (u >> 24) & MASK40;
+        if (block.timestamp < deadline) revert WindowOpen(deadline);
         _decide(jobId, index, u, _jobCore[jobId], true, address(0), 0);
     }
 
@@ -591,19 +571,20 @@ contract JobManager {
     /// @param jobId The job.
     /// @param index The update index.
     function awardBonus(uint256 jobId, uint256 index) external {
-        JobCore memory j = _jobCore[jobId];
-        if (j.status == JOB_NONE) revert JobNotFound(jobId);
+        uint256 j = _jobCore[jobId];
+        if (j >> 248 == JOB_NONE) revert JobNotFound(jobId);
         JobInfo storage info = _jobInfo[jobId];
         if (msg.sender != info.leader) revert NotLeader(jobId);
         uint256 bonus = info.bonusReward;
         if (bonus == 0) revert NoBonus(jobId);
-        Update storage u = _updates[jobId][index];
-        if (u.status != UPDATE_ACCEPTED) revert NotAccepted(jobId, index);
-        if (j.remaining < bonus) revert InsufficientDeposit(j.remaining, bonus);
-        u.status = UPDATE_BONUSED;
-        j.remaining -= uint96(bonus);
-        bool exhausted = j.status == JOB_ACTIVE && j.remaining < j.baseReward;
-        if (exhausted) j.status = JOB_CLOSED;
+        uint256 u = _updates[jobId][index];
+        if (u & 0xff != UPDATE_ACCEPTED) revert NotAccepted(jobId, index);
+        uint256 remaining = j & MASK96;
+        if (remaining < bonus) revert InsufficientDeposit(remaining, bonus);
+        _updates[jobId][index] = (u & ~uint256(0xff)) | UPDATE_BONUSED;
+        j -= bonus;
+        bool exhausted = j >> 248 == JOB_ACTIVE && j & MASK96 < (j >> 96) & MASK80;
+        if (exhausted) j = _withStatus(j, JOB_CLOSED);
         _jobCore[jobId] = j;
         address trainer = address(uint160(index));
         _credit(trainer, bonus);
@@ -618,23 +599,23 @@ contract JobManager {
     /// @param jobId The job.
     /// @return v The job's fields.
     function getJob(uint256 jobId) external view returns (JobView memory v) {
-        JobCore memory j = _jobCore[jobId];
+        uint256 j = _jobCore[jobId];
         JobInfo memory info = _jobInfo[jobId];
         v = JobView({
             owner: info.owner,
             leader: info.leader,
             specHash: info.specHash,
             deposited: info.deposited,
-            remaining: j.remaining,
+            remaining: j & MASK96,
             slashedIn: info.slashedIn,
             withdrawn: info.withdrawn,
-            baseReward: j.baseReward,
+            baseReward: (j >> 96) & MASK80,
             bonusReward: info.bonusReward,
             rounds: info.rounds,
-            checkpoints: j.checkpoints,
-            challengeWindow: j.challengeWindow,
-            quorum: j.quorum,
-            status: j.status
+            checkpoints: uint32(j >> 208),
+            challengeWindow: uint32(j >> 176),
+            quorum: uint8(j >> 240),
+            status: uint8(j >> 248)
         });
     }
 
@@ -643,15 +624,15 @@ contract JobManager {
     /// @param index The update index.
     /// @return v The update's fields.
     function getUpdate(uint256 jobId, uint256 index) external view returns (UpdateView memory v) {
-        Update memory u = _updates[jobId][index];
+        uint256 u = _updates[jobId][index];
         v = UpdateView({
             trainer: address(uint160(index)),
             round: uint64(index >> 160),
-            hashPrefix: u.hashPrefix,
-            deadline: u.deadline,
-            status: u.status,
-            validVotes: u.validVotes,
-            invalidVotes: u.invalidVotes,
+            hashPrefix: bytes24(bytes32(u)),
+            deadline: uint64((u >> 24) & MASK40),
+            status: uint8(u),
+            validVotes: uint8(u >> 8),
+            invalidVotes: uint8(u >> 16),
             challenger: _challengers[jobId][index]
         });
     }
@@ -676,8 +657,14 @@ contract JobManager {
     /// @param account The address.
     /// @return v Its stake, credit, unlock time, pending count and roles.
     function getAccount(address account) external view returns (AccountView memory v) {
-        Account memory a = _accounts[account];
-        v = AccountView({stake: a.stake, credit: a.credit, unlockAt: a.unlockAt, pending: a.pending, roles: a.roles});
+        uint256 a = _accounts[account];
+        v = AccountView({
+            stake: a & MASK96,
+            credit: (a >> 96) & MASK96,
+            unlockAt: uint64((a >> 192) & MASK40),
+            pending: uint16(a >> 232),
+            roles: uint8(a >> 248)
+        });
     }
 
     /// @notice Whether `updateHash` is the hash committed for the update (its first 24 bytes
@@ -687,8 +674,8 @@ contract JobManager {
     /// @param updateHash The full hash to check.
     /// @return True when the update exists and its stored prefix matches.
     function matchesHash(uint256 jobId, uint256 index, bytes32 updateHash) external view returns (bool) {
-        Update memory u = _updates[jobId][index];
-        return u.status != UPDATE_NONE && u.hashPrefix == bytes24(updateHash);
+        uint256 u = _updates[jobId][index];
+        return u != 0 && (u & ~MASK64) == (uint256(updateHash) & ~MASK64);
     }
 
     /// @notice The update index of `trainer`'s update in `round`.
@@ -701,15 +688,18 @@ contract JobManager {
 
     // ------------------------------------------------------------------ internals
 
+    function _withStatus(uint256 j, uint256 status) private pure returns (uint256) {
+        return (j & ~(uint256(0xff) << 248)) | (status << 248);
+    }
+
     function _register(uint8 role) private {
-        Account memory a = _accounts[msg.sender];
-        if (a.unlockAt != 0) revert Leaving(a.unlockAt);
-        uint256 stake = uint256(a.stake) + msg.value;
-        if (stake > type(uint96).max) revert AmountTooLarge();
+        uint256 a = _accounts[msg.sender];
+        uint256 unlockAt = (a >> 192) & MASK40;
+        if (unlockAt != 0) revert Leaving(unlockAt);
+        uint256 stake = (a & MASK96) + msg.value;
+        if (stake > MASK96) revert AmountTooLarge();
         if (stake < MIN_STAKE) revert StakeTooLow(stake, MIN_STAKE);
-        a.stake = uint96(stake);
-        a.roles |= role;
-        _accounts[msg.sender] = a;
+        _accounts[msg.sender] = (a & ~MASK96) | stake | (uint256(role) << 248);
         emit Registered(msg.sender, role, msg.value, stake);
     }
 
@@ -718,27 +708,26 @@ contract JobManager {
     function _decide(
         uint256 jobId,
         uint256 index,
-        Update memory u,
-        JobCore memory j,
+        uint256 u,
+        uint256 j,
         bool accepted,
         address decider,
         uint256 stored
     ) private {
-        bool challenged = u.status == UPDATE_CHALLENGED;
-        u.status = accepted ? UPDATE_ACCEPTED : UPDATE_REJECTED;
-        _updates[jobId][index] = u;
+        bool challenged = u & 0xff == UPDATE_CHALLENGED;
+        _updates[jobId][index] = (u & ~uint256(0xff)) | (accepted ? UPDATE_ACCEPTED : UPDATE_REJECTED);
+        uint256 reward = (j >> 96) & MASK80;
         // Slashed stake that goes to the job's deposit.
         uint256 toJob = accepted
-            ? _accept(jobId, index, j.baseReward, challenged, stored)
-            : _reject(jobId, index, u.invalidVotes, challenged, decider, stored);
+            ? _accept(jobId, index, reward, challenged, stored)
+            : _reject(jobId, index, (u >> 16) & 0xff, challenged, decider, stored);
         if (toJob != 0) _jobInfo[jobId].slashedIn += uint128(toJob);
         // A rejected update's reserved reward returns to the deposit.
-        uint256 back = toJob + (accepted ? 0 : j.baseReward);
+        uint256 back = toJob + (accepted ? 0 : reward);
         if (back != 0) {
-            uint256 remaining = uint256(j.remaining) + back;
-            if (remaining > type(uint96).max) revert AmountTooLarge();
-            j.remaining = uint96(remaining);
-            _jobCore[jobId] = j;
+            uint256 remaining = (j & MASK96) + back;
+            if (remaining > MASK96) revert AmountTooLarge();
+            _jobCore[jobId] = (j & ~MASK96) | remaining;
         }
         emit UpdateDecided(jobId, index, decider, accepted);
     }
@@ -749,14 +738,11 @@ contract JobManager {
         returns (uint256 toJob)
     {
         address trainer = address(uint160(index));
-        Account memory t = _accounts[trainer];
-        uint256 credit = uint256(t.credit) + reward + (challenged ? CHALLENGE_BOND : 0);
-        if (credit > type(uint96).max) revert AmountTooLarge();
-        t.credit = uint96(credit);
-        unchecked {
-            t.pending -= 1;
-        }
-        _accounts[trainer] = t;
+        uint256 t = _accounts[trainer];
+        uint256 amount = reward + (challenged ? CHALLENGE_BOND : 0);
+        if (((t >> 96) & MASK96) + amount > MASK96) revert AmountTooLarge();
+        // Add the credit and release the pending mark in one write.
+        _accounts[trainer] = t + (amount << 96) - PENDING_ONE;
         if (challenged) emit Credited(trainer, jobId, CHALLENGE_BOND);
         if (stored != 0) toJob = _settleVotes(jobId, index, stored, true, 0);
     }
@@ -791,13 +777,9 @@ contract JobManager {
 
     /// @dev Takes `TRAINER_SLASH_BPS` of a rejected trainer's stake and clears its pending mark.
     function _slashTrainer(uint256 jobId, address trainer) private returns (uint256 slash) {
-        Account memory t = _accounts[trainer];
-        slash = uint256(t.stake) * TRAINER_SLASH_BPS / BPS;
-        t.stake -= uint96(slash);
-        unchecked {
-            t.pending -= 1;
-        }
-        _accounts[trainer] = t;
+        uint256 t = _accounts[trainer];
+        slash = (t & MASK96) * TRAINER_SLASH_BPS / BPS;
+        _accounts[trainer] = t - slash - PENDING_ONE;
         emit Slashed(trainer, jobId, slash);
     }
 
@@ -820,21 +802,16 @@ contract JobManager {
             uint256 entry = list[i];
             address voter = address(uint160(entry));
             bool votedValid = entry & VALID_BIT != 0;
-            Account memory v = _accounts[voter];
-            unchecked {
-                v.pending -= 1;
-            }
+            uint256 v = _accounts[voter] - PENDING_ONE;
             if (votedValid != accepted) {
-                uint256 penalty = uint256(v.stake) * VALIDATOR_PENALTY_BPS / BPS;
-                v.stake -= uint96(penalty);
+                uint256 penalty = (v & MASK96) * VALIDATOR_PENALTY_BPS / BPS;
+                _accounts[voter] = v - penalty;
                 penalties += penalty;
-                _accounts[voter] = v;
                 if (penalty != 0) emit Slashed(voter, jobId, penalty);
             } else {
                 if (share != 0) {
-                    uint256 credit = uint256(v.credit) + share;
-                    if (credit > type(uint96).max) revert AmountTooLarge();
-                    v.credit = uint96(credit);
+                    if (((v >> 96) & MASK96) + share > MASK96) revert AmountTooLarge();
+                    v += share << 96;
                 }
                 _accounts[voter] = v;
                 if (share != 0) emit Credited(voter, jobId, share);
@@ -843,10 +820,9 @@ contract JobManager {
     }
 
     function _credit(address account, uint256 amount) private {
-        Account storage a = _accounts[account];
-        uint256 credit = uint256(a.credit) + amount;
-        if (credit > type(uint96).max) revert AmountTooLarge();
-        a.credit = uint96(credit);
+        uint256 a = _accounts[account];
+        if (((a >> 96) & MASK96) + amount > MASK96) revert AmountTooLarge();
+        _accounts[account] = a + (amount << 96);
     }
 
     function _send(address to, uint256 amount) private {

@@ -83,7 +83,7 @@ async fn create_job_rules(env: &Env) {
         (NewJob { quorum: 0, ..good.clone() }, |e| matches!(e, E::InvalidQuorum(q) if q.quorum == 0)),
         (NewJob { quorum: 16, ..good.clone() }, |e| matches!(e, E::InvalidQuorum(q) if q.quorum == 16)),
         (NewJob { base_reward: U256::ZERO, ..good.clone() }, |e| matches!(e, E::InvalidReward(_))),
-        (NewJob { base_reward: U256::from(1u128 << 80), deposit: U256::from(1u128 << 81), ..good.clone() }, |e| {
+        (NewJob { base_reward: U256::from(1u128 << 80), ..good.clone() }, |e| {
             matches!(e, E::InvalidReward(_))
         }),
         (NewJob { deposit: eth(1), ..good.clone() }, |e| matches!(e, E::DepositTooSmall(_))),
@@ -300,7 +300,7 @@ async fn challenges(env: &Env) {
     let reserved = job.base_reward; // index3 is still pending
     assert_eq!(
         env.balance(env.contract).await,
-        j.remaining + reserved + eth(300) - slash + t2.account(t2.address()).await.unwrap().credit
+        j.remaining + reserved + eth(600) - slash + t2.account(t2.address()).await.unwrap().credit
             + v.account(v.address()).await.unwrap().credit
     );
 }
@@ -384,7 +384,7 @@ async fn exhaustion_and_owner_withdrawal(env: &Env) {
 
 async fn bonuses(env: &Env) {
     register_all(env).await;
-    let job = NewJob { bonus_reward: eth(2), ..env.job(1, 10) };
+    let job = NewJob { bonus_reward: eth(2), ..env.job(1, 7) };
     let id = env.open_job(&job).await;
     let leader = env.ledger(1);
     let (index, _) = env.ledger(2).submit_update(id, 0, h("good")).await.unwrap();
@@ -402,7 +402,9 @@ async fn bonuses(env: &Env) {
     env.ledger(5).validate_update(id, i2, true).await.unwrap();
     let (i3, _) = env.ledger(4).submit_update(id, 0, h("g3")).await.unwrap();
     env.ledger(5).validate_update(id, i3, true).await.unwrap();
-    leader.award_bonus(id, i2).await.unwrap();
+    // 7 - 3 rewards - 2 bonuses = 0: the second bonus empties the deposit and closes the job.
+    let out = leader.award_bonus(id, i2).await.unwrap();
+    assert!(out.events.iter().any(|e| matches!(&e.event, Ev::JobClosed(c) if c.reason == 1)));
     assert!(matches!(revert(leader.award_bonus(id, i3).await), E::InsufficientDeposit(_)));
     // A job without a bonus.
     let id2 = env.open_job(&env.job(1, 10)).await;
