@@ -4,7 +4,7 @@
 //! `JobManager::JobManagerErrors` holds every custom error, `JobManager::JobManagerEvents`
 //! every event, and `JobManager::BYTECODE` the creation code the dev chain and `deploy` use.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::too_many_arguments)]
 
 alloy::sol!(
     #[sol(rpc)]

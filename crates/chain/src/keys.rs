@@ -37,7 +37,10 @@ pub fn dev_accounts(count: usize) -> Vec<DevAccount> {
                 .expect("index is a valid derivation step")
                 .build()
                 .expect("the test mnemonic derives");
-            DevAccount { address: signer.address(), private_key: signer.to_bytes() }
+            DevAccount {
+                address: signer.address(),
+                private_key: signer.to_bytes(),
+            }
         })
         .collect()
 }
@@ -49,7 +52,9 @@ pub fn new_key() -> PrivateKeySigner {
 
 /// Parses a hex private key (with or without `0x`).
 pub fn parse_key(text: &str) -> Result<PrivateKeySigner> {
-    text.trim().parse::<PrivateKeySigner>().map_err(|e| ChainError::InvalidKey(e.to_string()))
+    text.trim()
+        .parse::<PrivateKeySigner>()
+        .map_err(|e| ChainError::InvalidKey(e.to_string()))
 }
 
 #[cfg(test)]
@@ -61,11 +66,15 @@ mod tests {
         let accounts = dev_accounts(2);
         assert_eq!(
             accounts[0].address,
-            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse::<Address>().unwrap()
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+                .parse::<Address>()
+                .unwrap()
         );
         assert_eq!(
             accounts[1].address,
-            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse::<Address>().unwrap()
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+                .parse::<Address>()
+                .unwrap()
         );
         assert_eq!(accounts[0].signer().address(), accounts[0].address);
     }

@@ -116,22 +116,37 @@ pub struct Ledger<P = DynProvider> {
 
 impl Ledger<DynProvider> {
     /// Connects to `rpc_url` over HTTP and binds the contract at `contract`.
-    pub async fn connect(rpc_url: &str, contract: Address, signer: PrivateKeySigner, config: LedgerConfig) -> Result<Self> {
+    pub async fn connect(
+        rpc_url: &str,
+        contract: Address,
+        signer: PrivateKeySigner,
+        config: LedgerConfig,
+    ) -> Result<Self> {
         Ledger::new(http_provider(rpc_url)?, contract, signer, config).await
     }
 }
 
 /// A plain HTTP provider (no fillers: the [`Ledger`] fills and signs itself).
 pub fn http_provider(rpc_url: &str) -> Result<DynProvider> {
-    let url = rpc_url
-        .parse()
-        .map_err(|e| ChainError::Rpc { code: 0, message: format!("invalid RPC URL {rpc_url}: {e}") })?;
-    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased())
+    let url = rpc_url.parse().map_err(|e| ChainError::Rpc {
+        code: 0,
+        message: format!("invalid RPC URL {rpc_url}: {e}"),
+    })?;
+    Ok(ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url)
+        .erased())
 }
 
 fn is_transient(error: &TransportError) -> bool {
     match error {
-        RpcError::Transport(kind) => kind.is_retry_err() || !matches!(kind, alloy::transports::TransportErrorKind::MissingBatchResponse(_)),
+        RpcError::Transport(kind) => {
+            kind.is_retry_err()
+                || !matches!(
+                    kind,
+                    alloy::transports::TransportErrorKind::MissingBatchResponse(_)
+                )
+        }
         RpcError::NullResp => true,
         RpcError::ErrorResp(payload) => payload.code == 429 || payload.code == -32005,
         _ => false,
@@ -147,19 +162,39 @@ fn node_error(error: TransportError) -> ChainError {
             } else if let Some(data) = payload.as_revert_data() {
                 ChainError::RevertData(data.to_vec())
             } else {
-                ChainError::Rpc { code: payload.code, message: payload.message.to_string() }
+                ChainError::Rpc {
+                    code: payload.code,
+                    message: payload.message.to_string(),
+                }
             }
         }
-        other => ChainError::Rpc { code: 0, message: other.to_string() },
+        other => ChainError::Rpc {
+            code: 0,
+            message: other.to_string(),
+        },
     }
 }
 
 impl<P: Provider + Clone> Ledger<P> {
     /// Binds the contract at `contract` for `signer` over `provider`; checks that code is there.
-    pub async fn new(provider: P, contract: Address, signer: PrivateKeySigner, config: LedgerConfig) -> Result<Self> {
-        let mut ledger = Ledger { provider, contract, signer, chain_id: 0, next_nonce: Mutex::new(None), config };
+    pub async fn new(
+        provider: P,
+        contract: Address,
+        signer: PrivateKeySigner,
+        config: LedgerConfig,
+    ) -> Result<Self> {
+        let mut ledger = Ledger {
+            provider,
+            contract,
+            signer,
+            chain_id: 0,
+            next_nonce: Mutex::new(None),
+            config,
+        };
         ledger.chain_id = ledger.retry(|| ledger.provider.get_chain_id()).await?;
-        let code = ledger.retry(|| ledger.provider.get_code_at(contract)).await?;
+        let code = ledger
+            .retry(|| ledger.provider.get_code_at(contract))
+            .await?;
         if code.is_empty() {
             return Err(ChainError::NoContract(contract));
         }
@@ -173,7 +208,14 @@ impl<P: Provider + Clone> Ledger<P> {
         params: &ContractParams,
         config: LedgerConfig,
     ) -> Result<(Self, Deployment)> {
-        let mut ledger = Ledger { provider, contract: Address::ZERO, signer, chain_id: 0, next_nonce: Mutex::new(None), config };
+        let mut ledger = Ledger {
+            provider,
+            contract: Address::ZERO,
+            signer,
+            chain_id: 0,
+            next_nonce: Mutex::new(None),
+            config,
+        };
         ledger.chain_id = ledger.retry(|| ledger.provider.get_chain_id()).await?;
         let args = JobManager::constructorCall {
             minStake: params.min_stake,
@@ -186,10 +228,12 @@ impl<P: Provider + Clone> Ledger<P> {
         .abi_encode();
         let mut code = JobManager::BYTECODE.to_vec();
         code.extend_from_slice(&args);
-        let (outcome, receipt) = ledger.send_raw(TxKind::Create, code.into(), U256::ZERO).await?;
-        let address = receipt
-            .contract_address
-            .ok_or_else(|| ChainError::Unexpected("deployment receipt without a contract address".into()))?;
+        let (outcome, receipt) = ledger
+            .send_raw(TxKind::Create, code.into(), U256::ZERO)
+            .await?;
+        let address = receipt.contract_address.ok_or_else(|| {
+            ChainError::Unexpected("deployment receipt without a contract address".into())
+        })?;
         ledger.contract = address;
         let deployment = Deployment {
             address,
@@ -264,66 +308,129 @@ impl<P: Provider + Clone> Ledger<P> {
 
     /// `registerTrainer`: stakes `stake` (adds to an existing stake).
     pub async fn register_trainer(&self, stake: U256) -> Result<TxOutcome> {
-        self.send(JobManager::registerTrainerCall {}.abi_encode(), stake).await
+        self.send(JobManager::registerTrainerCall {}.abi_encode(), stake)
+            .await
     }
 
     /// `registerValidator`: stakes `stake` (adds to an existing stake).
     pub async fn register_validator(&self, stake: U256) -> Result<TxOutcome> {
-        self.send(JobManager::registerValidatorCall {}.abi_encode(), stake).await
+        self.send(JobManager::registerValidatorCall {}.abi_encode(), stake)
+            .await
     }
 
     /// `requestLeave`: gives up every role; the stake unlocks after the cooldown.
     pub async fn request_leave(&self) -> Result<TxOutcome> {
-        self.send(JobManager::requestLeaveCall {}.abi_encode(), U256::ZERO).await
+        self.send(JobManager::requestLeaveCall {}.abi_encode(), U256::ZERO)
+            .await
     }
 
     /// `withdrawStake`: takes the whole stake back after the cooldown.
     pub async fn withdraw_stake(&self) -> Result<TxOutcome> {
-        self.send(JobManager::withdrawStakeCall {}.abi_encode(), U256::ZERO).await
+        self.send(JobManager::withdrawStakeCall {}.abi_encode(), U256::ZERO)
+            .await
     }
 
     /// `withdraw`: takes every credited payout.
     pub async fn withdraw(&self) -> Result<TxOutcome> {
-        self.send(JobManager::withdrawCall {}.abi_encode(), U256::ZERO).await
+        self.send(JobManager::withdrawCall {}.abi_encode(), U256::ZERO)
+            .await
     }
 
     /// `submitUpdate`: commits the delta hash of `round`; returns the update index.
-    pub async fn submit_update(&self, job_id: U256, round: u64, update_hash: B256) -> Result<(U256, TxOutcome)> {
-        let call = JobManager::submitUpdateCall { jobId: job_id, round: U256::from(round), updateHash: update_hash };
+    pub async fn submit_update(
+        &self,
+        job_id: U256,
+        round: u64,
+        update_hash: B256,
+    ) -> Result<(U256, TxOutcome)> {
+        let call = JobManager::submitUpdateCall {
+            jobId: job_id,
+            round: U256::from(round),
+            updateHash: update_hash,
+        };
         let outcome = self.send(call.abi_encode(), U256::ZERO).await?;
-        Ok((crate::bindings::update_index(round, self.address()), outcome))
+        Ok((
+            crate::bindings::update_index(round, self.address()),
+            outcome,
+        ))
     }
 
     /// `validateUpdate`: votes on an update.
-    pub async fn validate_update(&self, job_id: U256, index: U256, valid: bool) -> Result<TxOutcome> {
-        let call = JobManager::validateUpdateCall { jobId: job_id, index, valid };
+    pub async fn validate_update(
+        &self,
+        job_id: U256,
+        index: U256,
+        valid: bool,
+    ) -> Result<TxOutcome> {
+        let call = JobManager::validateUpdateCall {
+            jobId: job_id,
+            index,
+            valid,
+        };
         self.send(call.abi_encode(), U256::ZERO).await
     }
 
     /// `challenge`: disputes a pending update with `bond` (must equal `CHALLENGE_BOND`).
     pub async fn challenge(&self, job_id: U256, index: U256, bond: U256) -> Result<TxOutcome> {
-        self.send(JobManager::challengeCall { jobId: job_id, index }.abi_encode(), bond).await
+        self.send(
+            JobManager::challengeCall {
+                jobId: job_id,
+                index,
+            }
+            .abi_encode(),
+            bond,
+        )
+        .await
     }
 
     /// `finalizeUpdate`: accepts an update whose window closed unchallenged and unvoted.
     pub async fn finalize_update(&self, job_id: U256, index: U256) -> Result<TxOutcome> {
-        self.send(JobManager::finalizeUpdateCall { jobId: job_id, index }.abi_encode(), U256::ZERO).await
+        self.send(
+            JobManager::finalizeUpdateCall {
+                jobId: job_id,
+                index,
+            }
+            .abi_encode(),
+            U256::ZERO,
+        )
+        .await
     }
 
     /// `commitCheckpoint`: the leader commits a round's checkpoint hash.
-    pub async fn commit_checkpoint(&self, job_id: U256, round: u64, hash: B256) -> Result<TxOutcome> {
-        let call = JobManager::commitCheckpointCall { jobId: job_id, round: U256::from(round), hash };
+    pub async fn commit_checkpoint(
+        &self,
+        job_id: U256,
+        round: u64,
+        hash: B256,
+    ) -> Result<TxOutcome> {
+        let call = JobManager::commitCheckpointCall {
+            jobId: job_id,
+            round: U256::from(round),
+            hash,
+        };
         self.send(call.abi_encode(), U256::ZERO).await
     }
 
     /// `awardBonus`: the leader pays the job's bonus to an accepted update.
     pub async fn award_bonus(&self, job_id: U256, index: U256) -> Result<TxOutcome> {
-        self.send(JobManager::awardBonusCall { jobId: job_id, index }.abi_encode(), U256::ZERO).await
+        self.send(
+            JobManager::awardBonusCall {
+                jobId: job_id,
+                index,
+            }
+            .abi_encode(),
+            U256::ZERO,
+        )
+        .await
     }
 
     /// `withdrawUnusedFunds`: the owner closes the job and takes the unreserved deposit.
     pub async fn withdraw_unused_funds(&self, job_id: U256) -> Result<TxOutcome> {
-        self.send(JobManager::withdrawUnusedFundsCall { jobId: job_id }.abi_encode(), U256::ZERO).await
+        self.send(
+            JobManager::withdrawUnusedFundsCall { jobId: job_id }.abi_encode(),
+            U256::ZERO,
+        )
+        .await
     }
 
     // ------------------------------------------------------------------- reads
@@ -335,7 +442,11 @@ impl<P: Provider + Clone> Ledger<P> {
 
     /// The update at `index` of `job_id` (status `NONE` when there is none).
     pub async fn update(&self, job_id: U256, index: U256) -> Result<JobManager::UpdateView> {
-        self.view(JobManager::getUpdateCall { jobId: job_id, index }).await
+        self.view(JobManager::getUpdateCall {
+            jobId: job_id,
+            index,
+        })
+        .await
     }
 
     /// The account of `account`: stake, credit, unlock time, pending count, roles.
@@ -345,18 +456,32 @@ impl<P: Provider + Clone> Ledger<P> {
 
     /// The votes stored on an update before its verdict.
     pub async fn votes(&self, job_id: U256, index: U256) -> Result<Vec<(Address, bool)>> {
-        let r = self.view(JobManager::getVotesCall { jobId: job_id, index }).await?;
+        let r = self
+            .view(JobManager::getVotesCall {
+                jobId: job_id,
+                index,
+            })
+            .await?;
         Ok(r.voters.into_iter().zip(r.valid).collect())
     }
 
     /// Whether `update_hash` is the hash committed for the update.
     pub async fn matches_hash(&self, job_id: U256, index: U256, update_hash: B256) -> Result<bool> {
-        self.view(JobManager::matchesHashCall { jobId: job_id, index, updateHash: update_hash }).await
+        self.view(JobManager::matchesHashCall {
+            jobId: job_id,
+            index,
+            updateHash: update_hash,
+        })
+        .await
     }
 
     /// The checkpoint hash of `round` (zero when not committed).
     pub async fn checkpoint(&self, job_id: U256, round: u64) -> Result<B256> {
-        self.view(JobManager::checkpointHashCall { _0: job_id, _1: U256::from(round) }).await
+        self.view(JobManager::checkpointHashCall {
+            _0: job_id,
+            _1: U256::from(round),
+        })
+        .await
     }
 
     /// The number of jobs created.
@@ -369,7 +494,10 @@ impl<P: Provider + Clone> Ledger<P> {
         let bps = |v: U256| v.saturating_to::<u16>();
         Ok(ContractParams {
             min_stake: self.view(JobManager::MIN_STAKECall {}).await?,
-            leave_cooldown: self.view(JobManager::LEAVE_COOLDOWNCall {}).await?.saturating_to(),
+            leave_cooldown: self
+                .view(JobManager::LEAVE_COOLDOWNCall {})
+                .await?
+                .saturating_to(),
             challenge_bond: self.view(JobManager::CHALLENGE_BONDCall {}).await?,
             trainer_slash_bps: bps(self.view(JobManager::TRAINER_SLASH_BPSCall {}).await?),
             validator_share_bps: bps(self.view(JobManager::VALIDATOR_SHARE_BPSCall {}).await?),
@@ -389,7 +517,13 @@ impl<P: Provider + Clone> Ledger<P> {
 
     /// The full 32-byte hash committed for `trainer`'s update of `round`, from its
     /// `UpdateSubmitted` event at or after `from_block`, checked against the stored prefix.
-    pub async fn update_hash(&self, job_id: U256, round: u64, trainer: Address, from_block: u64) -> Result<Option<B256>> {
+    pub async fn update_hash(
+        &self,
+        job_id: U256,
+        round: u64,
+        trainer: Address,
+        from_block: u64,
+    ) -> Result<Option<B256>> {
         let filter = Filter::new()
             .address(self.contract)
             .event_signature(JobManager::UpdateSubmitted::SIGNATURE_HASH)
@@ -402,7 +536,10 @@ impl<P: Provider + Clone> Ledger<P> {
                 && e.round == U256::from(round)
             {
                 let index = crate::bindings::update_index(round, trainer);
-                return Ok(self.matches_hash(job_id, index, e.updateHash).await?.then_some(e.updateHash));
+                return Ok(self
+                    .matches_hash(job_id, index, e.updateHash)
+                    .await?
+                    .then_some(e.updateHash));
             }
         }
         Ok(None)
@@ -418,7 +555,10 @@ impl<P: Provider + Clone> Ledger<P> {
         let mut start = from;
         while start <= to {
             let end = to.min(start.saturating_add(self.config.log_chunk.max(1) - 1));
-            let filter = Filter::new().address(self.contract).from_block(start).to_block(end);
+            let filter = Filter::new()
+                .address(self.contract)
+                .from_block(start)
+                .to_block(end);
             let logs = self.retry(|| self.provider.get_logs(&filter)).await?;
             out.extend(decode_logs(self.contract, &logs));
             start = end + 1;
@@ -465,9 +605,12 @@ impl<P: Provider + Clone> Ledger<P> {
 
     /// Runs a view call and decodes its return.
     pub async fn view<C: SolCall>(&self, call: C) -> Result<C::Return> {
-        let request = TransactionRequest::default().to(self.contract).input(Bytes::from(call.abi_encode()).into());
+        let request = TransactionRequest::default()
+            .to(self.contract)
+            .input(Bytes::from(call.abi_encode()).into());
         let output = self.retry(|| self.provider.call(request.clone())).await?;
-        C::abi_decode_returns(&output).map_err(|e| ChainError::Unexpected(format!("cannot decode the return: {e}")))
+        C::abi_decode_returns(&output)
+            .map_err(|e| ChainError::Unexpected(format!("cannot decode the return: {e}")))
     }
 
     /// Retries `f` with exponential backoff while it fails with transport errors.
@@ -487,7 +630,10 @@ impl<P: Provider + Clone> Ledger<P> {
                     delay = delay.saturating_mul(2);
                 }
                 Err(e) if is_transient(&e) => {
-                    return Err(ChainError::Transport { attempts, message: e.to_string() });
+                    return Err(ChainError::Transport {
+                        attempts,
+                        message: e.to_string(),
+                    });
                 }
                 Err(e) => return Err(node_error(e)),
             }
@@ -496,26 +642,48 @@ impl<P: Provider + Clone> Ledger<P> {
     }
 
     async fn send(&self, data: Vec<u8>, value: U256) -> Result<TxOutcome> {
-        Ok(self.send_raw(TxKind::Call(self.contract), data.into(), value).await?.0)
+        Ok(self
+            .send_raw(TxKind::Call(self.contract), data.into(), value)
+            .await?
+            .0)
     }
 
     /// Estimates, signs with the next local nonce, broadcasts, waits for the receipt at the
     /// confirmation depth.
-    async fn send_raw(&self, to: TxKind, data: Bytes, value: U256) -> Result<(TxOutcome, TransactionReceipt)> {
+    async fn send_raw(
+        &self,
+        to: TxKind,
+        data: Bytes,
+        value: U256,
+    ) -> Result<(TxOutcome, TransactionReceipt)> {
         let from = self.address();
         let (raw, hash, request) = {
             let mut next_nonce = self.next_nonce.lock().await;
             let nonce = match *next_nonce {
                 Some(n) => n,
-                None => self.retry(|| self.provider.get_transaction_count(from).pending()).await?,
+                None => {
+                    self.retry(|| self.provider.get_transaction_count(from).pending())
+                        .await?
+                }
             };
-            let mut request =
-                TransactionRequest::default().from(from).input(data.clone().into()).value(value).nonce(nonce);
+            let mut request = TransactionRequest::default()
+                .from(from)
+                .input(data.clone().into())
+                .value(value)
+                .nonce(nonce);
             request.to = Some(to);
-            let estimate = self.retry(|| self.provider.estimate_gas(request.clone())).await?;
-            let gas_limit = estimate.saturating_add(estimate * self.config.gas_margin_percent / 100);
-            let tip = self.retry(|| self.provider.get_max_priority_fee_per_gas()).await?;
-            let base = match self.retry(|| self.provider.get_block_by_number(Default::default())).await? {
+            let estimate = self
+                .retry(|| self.provider.estimate_gas(request.clone()))
+                .await?;
+            let gas_limit =
+                estimate.saturating_add(estimate * self.config.gas_margin_percent / 100);
+            let tip = self
+                .retry(|| self.provider.get_max_priority_fee_per_gas())
+                .await?;
+            let base = match self
+                .retry(|| self.provider.get_block_by_number(Default::default()))
+                .await?
+            {
                 Some(block) => u128::from(block.header.base_fee_per_gas.unwrap_or(1_000_000_000)),
                 None => 1_000_000_000,
             };
@@ -555,7 +723,10 @@ impl<P: Provider + Clone> Ledger<P> {
                 Err(e) => node_error(e).contract_error().cloned(),
                 Ok(_) => None,
             };
-            return Err(ChainError::TxFailed { tx_hash: hash, error });
+            return Err(ChainError::TxFailed {
+                tx_hash: hash,
+                error,
+            });
         }
         let outcome = TxOutcome {
             tx_hash: hash,
@@ -577,7 +748,9 @@ impl<P: Provider + Clone> Ledger<P> {
         for attempt in 1..=attempts {
             match self.provider.send_raw_transaction(raw).await {
                 Ok(_) => return Ok(()),
-                Err(RpcError::ErrorResp(payload)) if !is_transient(&RpcError::ErrorResp(payload.clone())) => {
+                Err(RpcError::ErrorResp(payload))
+                    if !is_transient(&RpcError::ErrorResp(payload.clone())) =>
+                {
                     if attempt > 1 && self.tx_known(hash).await {
                         return Ok(());
                     }
@@ -594,11 +767,17 @@ impl<P: Provider + Clone> Ledger<P> {
                 }
             }
         }
-        Err(ChainError::Transport { attempts, message: last })
+        Err(ChainError::Transport {
+            attempts,
+            message: last,
+        })
     }
 
     async fn tx_known(&self, hash: B256) -> bool {
-        matches!(self.provider.get_transaction_by_hash(hash).await, Ok(Some(_)))
+        matches!(
+            self.provider.get_transaction_by_hash(hash).await,
+            Ok(Some(_))
+        )
     }
 
     async fn wait_receipt(&self, hash: B256) -> Result<TransactionReceipt> {
@@ -615,7 +794,8 @@ impl<P: Provider + Clone> Ledger<P> {
             }
             tokio::time::sleep(self.config.poll_interval).await;
         };
-        let needed = receipt.block_number.unwrap_or_default() + self.config.confirmations.saturating_sub(1);
+        let needed =
+            receipt.block_number.unwrap_or_default() + self.config.confirmations.saturating_sub(1);
         while self.block_number().await? < needed {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ChainError::ReceiptTimeout(hash));

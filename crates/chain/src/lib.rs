@@ -11,8 +11,10 @@
 //! - [`devchain`]: the embedded dev chain: the committed bytecode on revm behind Ethereum
 //!   JSON-RPC on loopback, with state kept in a data directory.
 //! - [`keys`]: the standard test mnemonic's dev accounts and fresh keys.
+//! - [`bench`]: the measurements behind `funetun bench gas` and `funetun bench chain`.
 //! - [`error`]: [`ChainError`] and the crate's [`Result`].
 
+pub mod bench;
 pub mod bindings;
 pub mod deploy;
 pub mod devchain;

@@ -11,13 +11,13 @@ use alloy::eips::Typed2718;
 use alloy::eips::eip2718::Encodable2718;
 use alloy::primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256, keccak256};
 use alloy::rpc::types::TransactionRequest;
+use revm::DatabaseRef;
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::context::{BlockEnv, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
 use revm::handler::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainnetContext, MainnetEvm};
 use revm::primitives::hardfork::SpecId;
 use revm::state::AccountInfo;
-use revm::DatabaseRef;
 
 use super::store::{BlockRecord, Genesis, Store};
 use crate::error::{ChainError, Result};
@@ -38,7 +38,11 @@ pub(crate) struct RpcFailure {
 
 impl RpcFailure {
     pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcFailure { code, message: message.into(), data: None }
+        RpcFailure {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
     pub(crate) fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(-32602, message)
@@ -47,7 +51,11 @@ impl RpcFailure {
         Self::new(-32000, message)
     }
     fn reverted(data: Bytes) -> Self {
-        RpcFailure { code: 3, message: "execution reverted".into(), data: Some(data) }
+        RpcFailure {
+            code: 3,
+            message: "execution reverted".into(),
+            data: Some(data),
+        }
     }
 }
 
@@ -97,7 +105,13 @@ impl Engine {
     pub(crate) fn open(genesis: Genesis, store: Option<Store>) -> Result<Self> {
         let mut db = Db::new(EmptyDB::default());
         for (address, balance) in &genesis.alloc {
-            db.insert_account_info(*address, AccountInfo { balance: *balance, ..Default::default() });
+            db.insert_account_info(
+                *address,
+                AccountInfo {
+                    balance: *balance,
+                    ..Default::default()
+                },
+            );
         }
         let header = Header {
             number: 0,
@@ -118,7 +132,11 @@ impl Engine {
         let mut engine = Engine {
             db,
             genesis,
-            blocks: vec![BlockEntry { header, hash, tx: None }],
+            blocks: vec![BlockEntry {
+                header,
+                hash,
+                tx: None,
+            }],
             by_hash: HashMap::from([(hash, 0)]),
             tx_block: HashMap::new(),
             queued: HashMap::new(),
@@ -139,28 +157,40 @@ impl Engine {
     fn replay(&mut self, record: BlockRecord) -> Result<()> {
         let expected = self.blocks.len() as u64;
         if record.number != expected {
-            return Err(ChainError::Replay(format!("block {} out of order (expected {expected})", record.number)));
+            return Err(ChainError::Replay(format!(
+                "block {} out of order (expected {expected})",
+                record.number
+            )));
         }
         match &record.raw {
             None => {
                 self.push_empty_block(record.timestamp);
             }
             Some(raw) => {
-                let tx = decode_raw(raw)
-                    .map_err(|e| ChainError::Replay(format!("block {}: {}", record.number, e.message)))?;
-                let mined = self
-                    .execute(tx, Some(record.timestamp))
-                    .map_err(|e| ChainError::Replay(format!("block {}: {}", record.number, e.message)))?;
-                if record.gas_used != Some(mined.gas_used) || record.success != Some(mined.success) {
+                let tx = decode_raw(raw).map_err(|e| {
+                    ChainError::Replay(format!("block {}: {}", record.number, e.message))
+                })?;
+                let mined = self.execute(tx, Some(record.timestamp)).map_err(|e| {
+                    ChainError::Replay(format!("block {}: {}", record.number, e.message))
+                })?;
+                if record.gas_used != Some(mined.gas_used) || record.success != Some(mined.success)
+                {
                     return Err(ChainError::Replay(format!(
                         "block {} replays to gas {} / success {}, recorded {:?} / {:?}",
-                        record.number, mined.gas_used, mined.success, record.gas_used, record.success
+                        record.number,
+                        mined.gas_used,
+                        mined.success,
+                        record.gas_used,
+                        record.success
                     )));
                 }
             }
         }
         if self.latest().hash != record.hash {
-            return Err(ChainError::Replay(format!("block {} hash differs from the recorded one", record.number)));
+            return Err(ChainError::Replay(format!(
+                "block {} hash differs from the recorded one",
+                record.number
+            )));
         }
         Ok(())
     }
@@ -195,7 +225,11 @@ impl Engine {
     }
 
     pub(crate) fn account(&self, address: Address) -> AccountInfo {
-        self.db().basic_ref(address).ok().flatten().unwrap_or_default()
+        self.db()
+            .basic_ref(address)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     pub(crate) fn code(&self, address: Address) -> Bytes {
@@ -231,7 +265,12 @@ impl Engine {
 
     /// Runs `f` on an EVM over the chain's state (Prague rules) for one block environment.
     /// The EVM is built per use: revm's EVM is not `Send`, the state is.
-    fn with_evm<R>(&mut self, block: BlockEnv, call_mode: bool, f: impl FnOnce(&mut Evm) -> R) -> R {
+    fn with_evm<R>(
+        &mut self,
+        block: BlockEnv,
+        call_mode: bool,
+        f: impl FnOnce(&mut Evm) -> R,
+    ) -> R {
         let db = std::mem::replace(&mut self.db, Db::new(EmptyDB::default()));
         let mut ctx = MainnetContext::<Db>::new(db, SpecId::PRAGUE);
         ctx.cfg.chain_id = self.genesis.chain_id;
@@ -245,13 +284,20 @@ impl Engine {
 
     /// Moves the clock of future blocks forward by `seconds`; returns the total offset.
     pub(crate) fn increase_time(&mut self, seconds: u64) -> i64 {
-        self.time_offset = self.time_offset.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
+        self.time_offset = self
+            .time_offset
+            .saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
         self.time_offset
     }
 
-    pub(crate) fn set_next_timestamp(&mut self, timestamp: u64) -> std::result::Result<(), RpcFailure> {
+    pub(crate) fn set_next_timestamp(
+        &mut self,
+        timestamp: u64,
+    ) -> std::result::Result<(), RpcFailure> {
         if timestamp < self.latest().header.timestamp {
-            return Err(RpcFailure::invalid_params("timestamp is before the latest block"));
+            return Err(RpcFailure::invalid_params(
+                "timestamp is before the latest block",
+            ));
         }
         self.next_timestamp = Some(timestamp);
         Ok(())
@@ -298,12 +344,20 @@ impl Engine {
         };
         let hash = header.hash_slow();
         self.by_hash.insert(hash, header.number);
-        self.blocks.push(BlockEntry { header, hash, tx: None });
+        self.blocks.push(BlockEntry {
+            header,
+            hash,
+            tx: None,
+        });
     }
 
     /// Accepts a signed transaction: executes it now (one block) when its nonce is next, or
     /// queues it until the gap closes. Returns its hash.
-    pub(crate) fn submit(&mut self, tx: Recovered<TxEnvelope>, raw: Bytes) -> std::result::Result<B256, RpcFailure> {
+    pub(crate) fn submit(
+        &mut self,
+        tx: Recovered<TxEnvelope>,
+        raw: Bytes,
+    ) -> std::result::Result<B256, RpcFailure> {
         let hash = *tx.tx_hash();
         if self.tx_block.contains_key(&hash) {
             return Err(RpcFailure::server("transaction already imported"));
@@ -312,7 +366,9 @@ impl Engine {
         let state_nonce = self.account(sender).nonce;
         let nonce = tx.nonce();
         if nonce < state_nonce {
-            return Err(RpcFailure::server(format!("nonce too low: next nonce {state_nonce}, tx nonce {nonce}")));
+            return Err(RpcFailure::server(format!(
+                "nonce too low: next nonce {state_nonce}, tx nonce {nonce}"
+            )));
         }
         if nonce > state_nonce {
             check_static(&tx, self.genesis.chain_id)?;
@@ -321,23 +377,32 @@ impl Engine {
                 return Err(RpcFailure::server("transaction already imported"));
             }
             if queue.len() >= MAX_QUEUED_PER_SENDER {
-                return Err(RpcFailure::server("too many queued transactions for this sender"));
+                return Err(RpcFailure::server(
+                    "too many queued transactions for this sender",
+                ));
             }
             queue.insert(nonce, (tx, raw));
             return Ok(hash);
         }
         self.execute(tx, None)?;
-        self.persist_latest().map_err(|e| RpcFailure::server(e.to_string()))?;
+        self.persist_latest()
+            .map_err(|e| RpcFailure::server(e.to_string()))?;
         // Run what was waiting for this nonce.
         loop {
             let next = self.account(sender).nonce;
-            let Some(queue) = self.queued.get_mut(&sender) else { break };
-            let Some((tx, _raw)) = queue.remove(&next) else { break };
+            let Some(queue) = self.queued.get_mut(&sender) else {
+                break;
+            };
+            let Some((tx, _raw)) = queue.remove(&next) else {
+                break;
+            };
             if queue.is_empty() {
                 self.queued.remove(&sender);
             }
             match self.execute(tx, None) {
-                Ok(_) => self.persist_latest().map_err(|e| RpcFailure::server(e.to_string()))?,
+                Ok(_) => self
+                    .persist_latest()
+                    .map_err(|e| RpcFailure::server(e.to_string()))?,
                 Err(e) => {
                     tracing::warn!(%sender, nonce = next, error = %e.message, "queued transaction dropped");
                     break;
@@ -348,13 +413,18 @@ impl Engine {
     }
 
     fn persist_latest(&mut self) -> Result<()> {
-        let Some(store) = self.store.as_mut() else { return Ok(()) };
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
         let block = &self.blocks[self.blocks.len() - 1];
         let record = BlockRecord {
             number: block.header.number,
             timestamp: block.header.timestamp,
             hash: block.hash,
-            raw: block.tx.as_ref().map(|t| t.tx.inner().encoded_2718().into()),
+            raw: block
+                .tx
+                .as_ref()
+                .map(|t| t.tx.inner().encoded_2718().into()),
             gas_used: block.tx.as_ref().map(|t| t.gas_used),
             success: block.tx.as_ref().map(|t| t.success),
         };
@@ -370,7 +440,11 @@ impl Engine {
     }
 
     /// Executes `tx` as the next block (at `timestamp`, or now) and appends the block.
-    fn execute(&mut self, tx: Recovered<TxEnvelope>, timestamp: Option<u64>) -> std::result::Result<MinedTx, RpcFailure> {
+    fn execute(
+        &mut self,
+        tx: Recovered<TxEnvelope>,
+        timestamp: Option<u64>,
+    ) -> std::result::Result<MinedTx, RpcFailure> {
         check_static(&tx, self.genesis.chain_id)?;
         let ts = timestamp.unwrap_or_else(|| self.peek_timestamp());
         let base_fee = self.genesis.base_fee;
@@ -382,14 +456,20 @@ impl Engine {
         }
         let env = tx_env(&tx);
         let block = self.block_env(ts, base_fee);
-        let result = self.with_evm(block, false, |evm| evm.transact_commit(env)).map_err(evm_failure)?;
+        let result = self
+            .with_evm(block, false, |evm| evm.transact_commit(env))
+            .map_err(evm_failure)?;
         if timestamp.is_none() {
             self.next_timestamp = None;
         }
         let hash = *tx.tx_hash();
         let effective_gas_price = tx.effective_gas_price(Some(base_fee));
         let success = result.is_success();
-        let contract_address = if success { result.created_address() } else { None };
+        let contract_address = if success {
+            result.created_address()
+        } else {
+            None
+        };
         let gas_used = result.tx_gas_used();
         let logs = result.into_logs();
         let mut bloom = Bloom::default();
@@ -418,7 +498,9 @@ impl Engine {
             base_fee_per_gas: Some(base_fee),
             beneficiary: Address::ZERO,
             logs_bloom: bloom,
-            transactions_root: proofs::calculate_transaction_root(std::slice::from_ref(mined.tx.inner())),
+            transactions_root: proofs::calculate_transaction_root(std::slice::from_ref(
+                mined.tx.inner(),
+            )),
             receipts_root: proofs::calculate_receipt_root(std::slice::from_ref(&receipt)),
             mix_hash: keccak256(number.to_be_bytes()),
             ..self.blocks[0].header.clone()
@@ -426,15 +508,26 @@ impl Engine {
         let block_hash = header.hash_slow();
         self.by_hash.insert(block_hash, number);
         self.tx_block.insert(hash, number);
-        self.blocks.push(BlockEntry { header, hash: block_hash, tx: Some(mined.clone()) });
+        self.blocks.push(BlockEntry {
+            header,
+            hash: block_hash,
+            tx: Some(mined.clone()),
+        });
         Ok(mined)
     }
 
     /// Runs a call against the pending block without changing state (no fees, no nonce or
     /// balance checks). Returns (success, gas used, output).
-    pub(crate) fn call(&mut self, request: &TransactionRequest, gas_limit: Option<u64>) -> std::result::Result<(bool, u64, Bytes), RpcFailure> {
+    pub(crate) fn call(
+        &mut self,
+        request: &TransactionRequest,
+        gas_limit: Option<u64>,
+    ) -> std::result::Result<(bool, u64, Bytes), RpcFailure> {
         let caller = request.from.unwrap_or_default();
-        let gas = gas_limit.or(request.gas).unwrap_or(self.genesis.gas_limit).min(self.genesis.gas_limit);
+        let gas = gas_limit
+            .or(request.gas)
+            .unwrap_or(self.genesis.gas_limit)
+            .min(self.genesis.gas_limit);
         let nonce = request.nonce.unwrap_or_else(|| self.account(caller).nonce);
         let data = request.input.input().cloned().unwrap_or_default();
         let env = TxEnv {
@@ -452,9 +545,14 @@ impl Engine {
         };
         let ts = self.peek_timestamp();
         let block = self.block_env(ts, 0);
-        let result = self.with_evm(block, true, |evm| evm.transact(env)).map_err(evm_failure)?.result;
+        let result = self
+            .with_evm(block, true, |evm| evm.transact(env))
+            .map_err(evm_failure)?
+            .result;
         Ok(match result {
-            ExecutionResult::Success { gas, output, .. } => (true, gas.tx_gas_used(), output.into_data()),
+            ExecutionResult::Success { gas, output, .. } => {
+                (true, gas.tx_gas_used(), output.into_data())
+            }
             ExecutionResult::Revert { gas, output, .. } => (false, gas.tx_gas_used(), output),
             ExecutionResult::Halt { gas, reason, .. } => {
                 tracing::debug!(?reason, "call halted");
@@ -464,7 +562,10 @@ impl Engine {
     }
 
     /// `eth_call`: output or a revert failure.
-    pub(crate) fn eth_call(&mut self, request: &TransactionRequest) -> std::result::Result<Bytes, RpcFailure> {
+    pub(crate) fn eth_call(
+        &mut self,
+        request: &TransactionRequest,
+    ) -> std::result::Result<Bytes, RpcFailure> {
         match self.call(request, None)? {
             (true, _, output) => Ok(output),
             (false, _, output) if !output.is_empty() => Err(RpcFailure::reverted(output)),
@@ -473,12 +574,22 @@ impl Engine {
     }
 
     /// `eth_estimateGas`: the smallest gas limit under which the call succeeds.
-    pub(crate) fn estimate_gas(&mut self, request: &TransactionRequest) -> std::result::Result<u64, RpcFailure> {
-        let cap = request.gas.unwrap_or(self.genesis.gas_limit).min(self.genesis.gas_limit);
+    pub(crate) fn estimate_gas(
+        &mut self,
+        request: &TransactionRequest,
+    ) -> std::result::Result<u64, RpcFailure> {
+        let cap = request
+            .gas
+            .unwrap_or(self.genesis.gas_limit)
+            .min(self.genesis.gas_limit);
         let (ok, used, output) = self.call(request, Some(cap))?;
         if !ok {
             return Err(if output.is_empty() {
-                RpcFailure { code: 3, message: "execution reverted or ran out of gas".into(), data: Some(output) }
+                RpcFailure {
+                    code: 3,
+                    message: "execution reverted or ran out of gas".into(),
+                    data: Some(output),
+                }
             } else {
                 RpcFailure::reverted(output)
             });
@@ -509,7 +620,9 @@ pub(crate) fn decode_raw(raw: &[u8]) -> std::result::Result<Recovered<TxEnvelope
     let envelope = TxEnvelope::decode_2718(&mut buf)
         .map_err(|e| RpcFailure::invalid_params(format!("invalid transaction encoding: {e}")))?;
     if !buf.is_empty() {
-        return Err(RpcFailure::invalid_params("trailing bytes after the transaction"));
+        return Err(RpcFailure::invalid_params(
+            "trailing bytes after the transaction",
+        ));
     }
     let signer = envelope
         .recover_signer()
@@ -520,12 +633,18 @@ pub(crate) fn decode_raw(raw: &[u8]) -> std::result::Result<Recovered<TxEnvelope
 fn check_static(tx: &Recovered<TxEnvelope>, chain_id: u64) -> std::result::Result<(), RpcFailure> {
     match tx.tx_type() {
         TxType::Legacy | TxType::Eip2930 | TxType::Eip1559 => {}
-        other => return Err(RpcFailure::invalid_params(format!("unsupported transaction type {other}"))),
+        other => {
+            return Err(RpcFailure::invalid_params(format!(
+                "unsupported transaction type {other}"
+            )));
+        }
     }
     if let Some(id) = tx.chain_id()
         && id != chain_id
     {
-        return Err(RpcFailure::invalid_params(format!("invalid chain id {id}, expected {chain_id}")));
+        return Err(RpcFailure::invalid_params(format!(
+            "invalid chain id {id}, expected {chain_id}"
+        )));
     }
     Ok(())
 }
@@ -549,9 +668,11 @@ fn tx_env(tx: &Recovered<TxEnvelope>) -> TxEnv {
 
 fn evm_failure<E: std::fmt::Display>(error: EVMError<E, InvalidTransaction>) -> RpcFailure {
     match error {
-        EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance }) => RpcFailure::server(format!(
-            "insufficient funds for gas * price + value: balance {balance}, cost {fee}"
-        )),
+        EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { fee, balance }) => {
+            RpcFailure::server(format!(
+                "insufficient funds for gas * price + value: balance {balance}, cost {fee}"
+            ))
+        }
         EVMError::Transaction(e) => RpcFailure::server(format!("invalid transaction: {e}")),
         EVMError::Header(e) => RpcFailure::server(format!("invalid block: {e}")),
         EVMError::Database(e) => RpcFailure::new(-32603, format!("state error: {e}")),

@@ -105,7 +105,10 @@ impl DevChain {
                 .unwrap_or(0),
             gas_limit: config.gas_limit,
             base_fee: config.base_fee,
-            alloc: accounts.iter().map(|a| (a.address, config.balance)).collect(),
+            alloc: accounts
+                .iter()
+                .map(|a| (a.address, config.balance))
+                .collect(),
         };
         let engine = match &config.data_dir {
             Some(dir) => {
@@ -123,7 +126,8 @@ impl DevChain {
         let chain_id = engine.chain_id();
         let blocks = engine.latest().header.number;
         let node = Arc::new(Node::new(engine, accounts.clone()));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = rpc::app(node.clone());
@@ -136,7 +140,14 @@ impl DevChain {
             }
         });
         tracing::info!(%addr, chain_id, blocks, "dev chain ready");
-        Ok(DevChain { addr, chain_id, accounts, node, shutdown: Some(tx), task: Some(task) })
+        Ok(DevChain {
+            addr,
+            chain_id,
+            accounts,
+            node,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// The JSON-RPC endpoint, e.g. `http://127.0.0.1:8545`.
@@ -166,7 +177,11 @@ impl DevChain {
 
     /// What `funetun chain --json` prints.
     pub fn ready_info(&self) -> ReadyInfo {
-        ReadyInfo { rpc_url: self.rpc_url(), chain_id: self.chain_id, accounts: self.accounts.clone() }
+        ReadyInfo {
+            rpc_url: self.rpc_url(),
+            chain_id: self.chain_id,
+            accounts: self.accounts.clone(),
+        }
     }
 
     /// Stops serving, waits for open requests to end and forces the journal to disk.

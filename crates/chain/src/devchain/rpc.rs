@@ -9,8 +9,8 @@ use alloy::consensus::Transaction as _;
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256, Bytes, U64, U256};
 use alloy::rpc::types::{
-    Block, BlockTransactions, FeeHistory, Filter, FilterBlockOption, Header as RpcHeader, Log as RpcLog,
-    Transaction as RpcTransaction, TransactionReceipt, TransactionRequest,
+    Block, BlockTransactions, FeeHistory, Filter, FilterBlockOption, Header as RpcHeader,
+    Log as RpcLog, Transaction as RpcTransaction, TransactionReceipt, TransactionRequest,
 };
 use axum::Router;
 use axum::body::Bytes as Body;
@@ -49,7 +49,11 @@ type RpcResult = Result<Value, RpcFailure>;
 
 impl Node {
     pub(crate) fn new(engine: Engine, accounts: Vec<DevAccount>) -> Self {
-        Node { engine: Mutex::new(engine), accounts, filters: Mutex::new((1, HashMap::new())) }
+        Node {
+            engine: Mutex::new(engine),
+            accounts,
+            filters: Mutex::new((1, HashMap::new())),
+        }
     }
 
     /// The engine, even if a panicking request poisoned the lock (state changes are applied
@@ -69,15 +73,22 @@ impl Node {
             return error_response(id, &RpcFailure::new(-32600, "Invalid Request"));
         };
         let Some(method) = object.get("method").and_then(Value::as_str) else {
-            return error_response(id, &RpcFailure::new(-32600, "Invalid Request: missing method"));
+            return error_response(
+                id,
+                &RpcFailure::new(-32600, "Invalid Request: missing method"),
+            );
         };
         let params = match object.get("params") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items.clone(),
-            Some(_) => return error_response(id, &RpcFailure::new(-32602, "params must be an array")),
+            Some(_) => {
+                return error_response(id, &RpcFailure::new(-32602, "params must be an array"));
+            }
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(method, &params)))
-            .unwrap_or_else(|_| Err(RpcFailure::new(-32603, "internal error")));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.dispatch(method, &params)
+        }))
+        .unwrap_or_else(|_| Err(RpcFailure::new(-32603, "internal error")));
         match result {
             Ok(value) => json!({ "jsonrpc": "2.0", "id": id, "result": value }),
             Err(e) => error_response(id, &e),
@@ -89,14 +100,21 @@ impl Node {
             "eth_chainId" => Ok(json!(U64::from(self.engine().chain_id()))),
             "net_version" => Ok(json!(self.engine().chain_id().to_string())),
             "net_listening" => Ok(json!(true)),
-            "web3_clientVersion" => Ok(json!(concat!("funetun-devchain/", env!("CARGO_PKG_VERSION")))),
+            "web3_clientVersion" => Ok(json!(concat!(
+                "funetun-devchain/",
+                env!("CARGO_PKG_VERSION")
+            ))),
             "eth_syncing" => Ok(json!(false)),
             "eth_mining" => Ok(json!(true)),
             "eth_blockNumber" => Ok(json!(U64::from(self.engine().latest().header.number))),
-            "eth_accounts" => Ok(json!(self.accounts.iter().map(|a| a.address).collect::<Vec<_>>())),
+            "eth_accounts" => Ok(json!(
+                self.accounts.iter().map(|a| a.address).collect::<Vec<_>>()
+            )),
             "eth_gasPrice" => {
                 let engine = self.engine();
-                Ok(json!(U256::from(engine.base_fee()) + U256::from(suggested_tip(&engine))))
+                Ok(json!(
+                    U256::from(engine.base_fee()) + U256::from(suggested_tip(&engine))
+                ))
             }
             "eth_maxPriorityFeePerGas" => Ok(json!(U256::from(suggested_tip(&self.engine())))),
             "eth_feeHistory" => self.fee_history(params),
@@ -112,7 +130,11 @@ impl Node {
                 drop(engine);
                 self.check_latest(params.get(1))?;
                 let engine = self.engine();
-                let nonce = if pending { engine.pending_nonce(address) } else { engine.account(address).nonce };
+                let nonce = if pending {
+                    engine.pending_nonce(address)
+                } else {
+                    engine.account(address).nonce
+                };
                 Ok(json!(U64::from(nonce)))
             }
             "eth_getCode" => {
@@ -150,32 +172,52 @@ impl Node {
             "eth_getTransactionByHash" => {
                 let hash: B256 = param(params, 0)?;
                 let engine = self.engine();
-                Ok(engine.tx_block(&hash).map(rpc_transaction).map(|t| json!(t)).unwrap_or(Value::Null))
+                Ok(engine
+                    .tx_block(&hash)
+                    .map(rpc_transaction)
+                    .map(|t| json!(t))
+                    .unwrap_or(Value::Null))
             }
             "eth_getTransactionReceipt" => {
                 let hash: B256 = param(params, 0)?;
                 let engine = self.engine();
-                Ok(engine.tx_block(&hash).map(rpc_receipt).map(|r| json!(r)).unwrap_or(Value::Null))
+                Ok(engine
+                    .tx_block(&hash)
+                    .map(rpc_receipt)
+                    .map(|r| json!(r))
+                    .unwrap_or(Value::Null))
             }
             "eth_getBlockByNumber" => {
                 let tag: BlockNumberOrTag = param(params, 0)?;
                 let full: bool = optional_param(params, 1)?.unwrap_or(false);
                 let engine = self.engine();
                 let number = resolve(&engine, tag);
-                Ok(engine.block(number).map(|b| json!(rpc_block(b, full))).unwrap_or(Value::Null))
+                Ok(engine
+                    .block(number)
+                    .map(|b| json!(rpc_block(b, full)))
+                    .unwrap_or(Value::Null))
             }
             "eth_getBlockByHash" => {
                 let hash: B256 = param(params, 0)?;
                 let full: bool = optional_param(params, 1)?.unwrap_or(false);
                 let engine = self.engine();
-                Ok(engine.block_by_hash(&hash).map(|b| json!(rpc_block(b, full))).unwrap_or(Value::Null))
+                Ok(engine
+                    .block_by_hash(&hash)
+                    .map(|b| json!(rpc_block(b, full)))
+                    .unwrap_or(Value::Null))
             }
             "eth_getBlockReceipts" => {
                 let tag: BlockNumberOrTag = param(params, 0)?;
                 let engine = self.engine();
                 let number = resolve(&engine, tag);
                 Ok(match engine.block(number) {
-                    Some(block) => json!(block.tx.iter().map(|_| rpc_receipt(block)).collect::<Vec<_>>()),
+                    Some(block) => json!(
+                        block
+                            .tx
+                            .iter()
+                            .map(|_| rpc_receipt(block))
+                            .collect::<Vec<_>>()
+                    ),
                     None => Value::Null,
                 })
             }
@@ -183,7 +225,10 @@ impl Node {
                 let tag: BlockNumberOrTag = param(params, 0)?;
                 let engine = self.engine();
                 let number = resolve(&engine, tag);
-                Ok(engine.block(number).map(|b| json!(U64::from(b.tx.is_some() as u64))).unwrap_or(Value::Null))
+                Ok(engine
+                    .block(number)
+                    .map(|b| json!(U64::from(b.tx.is_some() as u64)))
+                    .unwrap_or(Value::Null))
             }
             "eth_getLogs" => {
                 let filter: Filter = param(params, 0)?;
@@ -206,7 +251,9 @@ impl Node {
                 let id = filter_id(param::<U256>(params, 0)?)?;
                 let filter = match self.filters().1.get(&id).map(|f| &f.kind) {
                     Some(FilterKind::Logs(filter)) => filter.clone(),
-                    Some(FilterKind::Blocks) => return Err(RpcFailure::invalid_params("not a log filter")),
+                    Some(FilterKind::Blocks) => {
+                        return Err(RpcFailure::invalid_params("not a log filter"));
+                    }
                     None => return Err(RpcFailure::server("filter not found")),
                 };
                 Ok(json!(self.logs(&filter)?))
@@ -217,20 +264,27 @@ impl Node {
             }
             "evm_increaseTime" => {
                 let seconds: U256 = param(params, 0)?;
-                let seconds = u64::try_from(seconds).map_err(|_| RpcFailure::invalid_params("seconds too large"))?;
+                let seconds = u64::try_from(seconds)
+                    .map_err(|_| RpcFailure::invalid_params("seconds too large"))?;
                 Ok(json!(self.engine().increase_time(seconds)))
             }
             "evm_setNextBlockTimestamp" => {
                 let ts: U256 = param(params, 0)?;
-                let ts = u64::try_from(ts).map_err(|_| RpcFailure::invalid_params("timestamp too large"))?;
+                let ts = u64::try_from(ts)
+                    .map_err(|_| RpcFailure::invalid_params("timestamp too large"))?;
                 self.engine().set_next_timestamp(ts)?;
                 Ok(Value::Null)
             }
             "evm_mine" => {
-                self.engine().mine_empty().map_err(|e| RpcFailure::server(e.to_string()))?;
+                self.engine()
+                    .mine_empty()
+                    .map_err(|e| RpcFailure::server(e.to_string()))?;
                 Ok(json!("0x0"))
             }
-            _ => Err(RpcFailure::new(-32601, format!("the method {method} does not exist/is not available"))),
+            _ => Err(RpcFailure::new(
+                -32601,
+                format!("the method {method} does not exist/is not available"),
+            )),
         }
     }
 
@@ -244,7 +298,11 @@ impl Node {
             if let Some(hash) = value.get("blockHash") {
                 let hash: B256 = serde_json::from_value(hash.clone())
                     .map_err(|e| RpcFailure::invalid_params(format!("invalid block hash: {e}")))?;
-                return if hash == latest { Ok(()) } else { Err(RpcFailure::server("historical state is not available")) };
+                return if hash == latest {
+                    Ok(())
+                } else {
+                    Err(RpcFailure::server("historical state is not available"))
+                };
             }
         }
         let tag: BlockNumberOrTag = serde_json::from_value(value.clone())
@@ -279,9 +337,17 @@ impl Node {
         };
         let mut rewards = Vec::new();
         for number in oldest..=newest {
-            let Some(block) = engine.block(number) else { continue };
-            history.gas_used_ratio.push(block.header.gas_used as f64 / block.header.gas_limit as f64);
-            let tip = block.tx.as_ref().map(|t| t.effective_gas_price.saturating_sub(base)).unwrap_or(0);
+            let Some(block) = engine.block(number) else {
+                continue;
+            };
+            history
+                .gas_used_ratio
+                .push(block.header.gas_used as f64 / block.header.gas_limit as f64);
+            let tip = block
+                .tx
+                .as_ref()
+                .map(|t| t.effective_gas_price.saturating_sub(base))
+                .unwrap_or(0);
             if let Some(p) = &percentiles {
                 rewards.push(vec![tip; p.len()]);
             }
@@ -299,15 +365,24 @@ impl Node {
                 Some(block) => (block.header.number, block.header.number),
                 None => return Err(RpcFailure::server("unknown block hash")),
             },
-            FilterBlockOption::Range { from_block, to_block } => {
+            FilterBlockOption::Range {
+                from_block,
+                to_block,
+            } => {
                 let latest = engine.latest().header.number;
                 let from = from_block.map(|t| resolve(&engine, t)).unwrap_or(latest);
-                let to = to_block.map(|t| resolve(&engine, t)).unwrap_or(latest).min(latest);
+                let to = to_block
+                    .map(|t| resolve(&engine, t))
+                    .unwrap_or(latest)
+                    .min(latest);
                 (from, to)
             }
         };
         if to >= from && to - from > MAX_LOG_RANGE {
-            return Err(RpcFailure::new(-32005, format!("block range too large: at most {MAX_LOG_RANGE}")));
+            return Err(RpcFailure::new(
+                -32005,
+                format!("block range too large: at most {MAX_LOG_RANGE}"),
+            ));
         }
         Ok(collect_logs(engine.blocks(), from, to, filter))
     }
@@ -335,10 +410,18 @@ impl Node {
         }
         Ok(match &installed.kind {
             FilterKind::Blocks => {
-                json!((from..=latest).filter_map(|n| engine.block(n).map(|b| b.hash)).collect::<Vec<_>>())
+                json!(
+                    (from..=latest)
+                        .filter_map(|n| engine.block(n).map(|b| b.hash))
+                        .collect::<Vec<_>>()
+                )
             }
             FilterKind::Logs(filter) => {
-                let to = filter.block_option.get_to_block().map(|t| resolve(&engine, *t)).unwrap_or(latest);
+                let to = filter
+                    .block_option
+                    .get_to_block()
+                    .map(|t| resolve(&engine, *t))
+                    .unwrap_or(latest);
                 json!(collect_logs(engine.blocks(), from, to.min(latest), filter))
             }
         })
@@ -370,7 +453,10 @@ fn param<T: serde::de::DeserializeOwned>(params: &[Value], index: usize) -> Resu
         .map_err(|e| RpcFailure::invalid_params(format!("invalid parameter {index}: {e}")))
 }
 
-fn optional_param<T: serde::de::DeserializeOwned>(params: &[Value], index: usize) -> Result<Option<T>, RpcFailure> {
+fn optional_param<T: serde::de::DeserializeOwned>(
+    params: &[Value],
+    index: usize,
+) -> Result<Option<T>, RpcFailure> {
     match params.get(index) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => param(params, index).map(Some),
@@ -481,15 +567,22 @@ pub(crate) fn app(node: Arc<Node>) -> Router {
 async fn handle(State(node): State<Arc<Node>>, body: Body) -> Response {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return json_response(error_response(Value::Null, &RpcFailure::new(-32700, "Parse error"))),
+        Err(_) => {
+            return json_response(error_response(
+                Value::Null,
+                &RpcFailure::new(-32700, "Parse error"),
+            ));
+        }
     };
     let reply = match value {
-        Value::Array(items) if items.is_empty() => {
-            error_response(Value::Null, &RpcFailure::new(-32600, "Invalid Request: empty batch"))
-        }
-        Value::Array(items) if items.len() > MAX_BATCH => {
-            error_response(Value::Null, &RpcFailure::new(-32600, "Invalid Request: batch too large"))
-        }
+        Value::Array(items) if items.is_empty() => error_response(
+            Value::Null,
+            &RpcFailure::new(-32600, "Invalid Request: empty batch"),
+        ),
+        Value::Array(items) if items.len() > MAX_BATCH => error_response(
+            Value::Null,
+            &RpcFailure::new(-32600, "Invalid Request: batch too large"),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(|r| node.handle_value(r)).collect()),
         other => node.handle_value(&other),
     };
@@ -498,5 +591,10 @@ async fn handle(State(node): State<Arc<Node>>, body: Body) -> Response {
 
 fn json_response(value: Value) -> Response {
     let body = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

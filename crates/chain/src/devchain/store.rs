@@ -43,7 +43,10 @@ pub(crate) struct Store {
 }
 
 fn storage_error(path: &Path, error: impl std::fmt::Display) -> ChainError {
-    ChainError::Storage { path: path.display().to_string(), message: error.to_string() }
+    ChainError::Storage {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    }
 }
 
 impl Store {
@@ -52,12 +55,17 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| storage_error(dir, e))?;
         let genesis_path = dir.join("genesis.json");
         let genesis = if genesis_path.exists() {
-            let text = std::fs::read_to_string(&genesis_path).map_err(|e| storage_error(&genesis_path, e))?;
-            let stored: Genesis = serde_json::from_str(&text).map_err(|e| storage_error(&genesis_path, e))?;
+            let text = std::fs::read_to_string(&genesis_path)
+                .map_err(|e| storage_error(&genesis_path, e))?;
+            let stored: Genesis =
+                serde_json::from_str(&text).map_err(|e| storage_error(&genesis_path, e))?;
             if stored.chain_id != fresh.chain_id {
                 return Err(storage_error(
                     &genesis_path,
-                    format!("holds chain id {}, asked for {}", stored.chain_id, fresh.chain_id),
+                    format!(
+                        "holds chain id {}, asked for {}",
+                        stored.chain_id, fresh.chain_id
+                    ),
                 ));
             }
             stored
@@ -68,7 +76,13 @@ impl Store {
             std::fs::rename(&tmp, &genesis_path).map_err(|e| storage_error(&genesis_path, e))?;
             fresh
         };
-        Ok((Store { dir: dir.to_path_buf(), writer: None }, genesis))
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                writer: None,
+            },
+            genesis,
+        ))
     }
 
     fn journal_path(&self) -> PathBuf {
@@ -96,10 +110,19 @@ impl Store {
                 }
                 Err(_) if is_last => {
                     tracing::warn!(path = %path.display(), "dropping a torn last journal line");
-                    let file = OpenOptions::new().write(true).open(&path).map_err(|e| storage_error(&path, e))?;
-                    file.set_len(good_len).map_err(|e| storage_error(&path, e))?;
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| storage_error(&path, e))?;
+                    file.set_len(good_len)
+                        .map_err(|e| storage_error(&path, e))?;
                 }
-                Err(e) => return Err(storage_error(&path, format!("line {}: {e}", records.len() + 1))),
+                Err(e) => {
+                    return Err(storage_error(
+                        &path,
+                        format!("line {}: {e}", records.len() + 1),
+                    ));
+                }
             }
         }
         Ok(records)
@@ -125,7 +148,9 @@ impl Store {
         };
         let mut line = serde_json::to_vec(record).map_err(|e| storage_error(&path, e))?;
         line.push(b'\n');
-        writer.write_all(&line).map_err(|e| storage_error(&path, e))?;
+        writer
+            .write_all(&line)
+            .map_err(|e| storage_error(&path, e))?;
         writer.flush().map_err(|e| storage_error(&path, e))
     }
 
@@ -134,7 +159,10 @@ impl Store {
         let path = self.journal_path();
         if let Some(writer) = self.writer.as_mut() {
             writer.flush().map_err(|e| storage_error(&path, e))?;
-            writer.get_ref().sync_data().map_err(|e| storage_error(&path, e))?;
+            writer
+                .get_ref()
+                .sync_data()
+                .map_err(|e| storage_error(&path, e))?;
         }
         Ok(())
     }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::providers::{DynProvider, Provider};
-use alloy::signers::local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_chain::ledger::{NewJob, http_provider};
-use funetun_chain::{ChainError, ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig, dev_accounts};
+use funetun_chain::{
+    ChainError, ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig, dev_accounts,
+};
 
 pub const ETH: u128 = 1_000_000_000_000_000_000;
 
@@ -57,7 +58,9 @@ impl Env {
     pub async fn with_params(kind: Kind, params: ContractParams) -> Option<Env> {
         let (rpc_url, dev, anvil) = match kind {
             Kind::Dev => {
-                let chain = DevChain::start(DevChainConfig::default()).await.expect("dev chain starts");
+                let chain = DevChain::start(DevChainConfig::default())
+                    .await
+                    .expect("dev chain starts");
                 (chain.rpc_url(), Some(chain), None)
             }
             Kind::Anvil => {
@@ -74,7 +77,10 @@ impl Env {
         };
         let provider = http_provider(&rpc_url).expect("provider");
         let keys = dev_accounts(10);
-        let config = LedgerConfig { poll_interval: std::time::Duration::from_millis(5), ..LedgerConfig::default() };
+        let config = LedgerConfig {
+            poll_interval: std::time::Duration::from_millis(5),
+            ..LedgerConfig::default()
+        };
         let (deployer, _) = Ledger::deploy(provider.clone(), keys[0].signer(), &params, config)
             .await
             .expect("deploys");
@@ -84,7 +90,16 @@ impl Env {
         for key in &keys[1..] {
             ledgers.push(Arc::new(deployer.with_signer(key.signer())));
         }
-        Some(Env { kind, rpc_url, provider, params, ledgers, contract, _dev: dev, _anvil: anvil })
+        Some(Env {
+            kind,
+            rpc_url,
+            provider,
+            params,
+            ledgers,
+            contract,
+            _dev: dev,
+            _anvil: anvil,
+        })
     }
 
     pub fn ledger(&self, i: usize) -> &Ledger {
@@ -97,28 +112,20 @@ impl Env {
 
     /// Moves the chain's clock forward and mines a block.
     pub async fn warp(&self, seconds: u64) {
-        let _: serde_json::Value =
-            self.provider.raw_request("evm_increaseTime".into(), (seconds,)).await.expect("evm_increaseTime");
-        let _: serde_json::Value = self.provider.raw_request("evm_mine".into(), ()).await.expect("evm_mine");
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_increaseTime".into(), (seconds,))
+            .await
+            .expect("evm_increaseTime");
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
     }
 
     pub async fn balance(&self, a: Address) -> U256 {
         self.provider.get_balance(a).await.expect("balance")
-    }
-
-    /// A ledger for a fresh key funded with `amount` by account 9.
-    pub async fn funded(&self, amount: U256) -> Ledger {
-        let key = PrivateKeySigner::random();
-        let funder = self.ledger(9);
-        let tx = alloy::rpc::types::TransactionRequest::default()
-            .to(key.address())
-            .value(amount)
-            .from(funder.address());
-        let wallet = alloy::providers::ProviderBuilder::new()
-            .wallet(dev_accounts(10)[9].signer())
-            .connect_http(self.rpc_url.parse().unwrap());
-        wallet.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
-        self.ledger(0).with_signer(key)
     }
 
     /// A standard job: leader = account 1, reward 1 milli-eth, quorum `quorum`.
@@ -138,7 +145,10 @@ impl Env {
     /// Creates a job (owner: account 0), commits checkpoint 0 (leader: account 1).
     pub async fn open_job(&self, job: &NewJob) -> U256 {
         let (id, _) = self.ledger(0).create_job(job).await.expect("createJob");
-        self.ledger(1).commit_checkpoint(id, 0, keccak256(b"theta0")).await.expect("checkpoint 0");
+        self.ledger(1)
+            .commit_checkpoint(id, 0, keccak256(b"theta0"))
+            .await
+            .expect("checkpoint 0");
         id
     }
 }
