@@ -5,6 +5,8 @@
 
 mod args;
 mod bench;
+mod chain;
+mod keys;
 mod output;
 mod task;
 mod train;
@@ -29,6 +31,13 @@ enum Command {
     /// Run single training tasks (what a trainer does for one lease).
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Run the embedded dev chain (Ethereum JSON-RPC on loopback, state kept in --data-dir).
+    Chain(chain::ChainArgs),
+    /// Deploy the JobManager contract; prints {"address","tx_hash","gas_used"}.
+    Deploy(chain::DeployArgs),
+    /// Key management.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +53,9 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::Task(cmd) => task::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Chain(args) => chain::run_chain(args),
+        Command::Deploy(args) => chain::run_deploy(args),
+        Command::Keys(cmd) => keys::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
