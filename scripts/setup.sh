@@ -15,3 +15,17 @@ if ! cargo clippy --version >/dev/null 2>&1; then
   log "installing clippy"
   rustup component add clippy
 fi
+
+# The pinned Solidity compiler (solc-js) and anvil, for the contract artifact check and the
+# contract tests that run against a real anvil (contracts/package-lock.json pins both).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "node and npm are required for the contract tools (solc, anvil): install Node.js 20+"
+  exit 1
+fi
+if [ ! -x contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] \
+  || [ ! -f contracts/node_modules/solc/package.json ] \
+  || ! cmp -s contracts/package-lock.json contracts/node_modules/.funetun-installed 2>/dev/null; then
+  log "installing solc and anvil into contracts/node_modules"
+  (cd contracts && npm install --no-save --no-audit --no-fund --loglevel=error)
+  cp contracts/package-lock.json contracts/node_modules/.funetun-installed
+fi

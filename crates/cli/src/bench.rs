@@ -18,6 +18,22 @@ pub enum BenchCommand {
     /// An aggregation rule on n random inputs of length d, against the time
     /// to read them once (the memory bandwidth).
     Aggregate(crate::aggregate::AggregateBenchArgs),
+    /// Deploys JobManager on the embedded chain, runs every call once, prints call → gas.
+    Gas,
+    /// submitUpdate transactions per second over JSON-RPC on loopback (embedded chain),
+    /// against plain transfers as the baseline.
+    Chain(ChainBenchArgs),
+}
+
+/// Arguments of `funetun bench chain`.
+#[derive(Debug, clap::Args)]
+pub struct ChainBenchArgs {
+    /// Number of submitUpdate transactions.
+    #[arg(long, env = "FUNETUN_BENCH_TXS", default_value_t = 4000)]
+    pub txs: usize,
+    /// Concurrent senders, one key each (at most 8).
+    #[arg(long, env = "FUNETUN_BENCH_SENDERS", default_value_t = 8)]
+    pub senders: usize,
 }
 
 /// Arguments of `funetun bench train`.
@@ -58,7 +74,34 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Train(args) => bench_train(args),
         BenchCommand::Aggregate(args) => crate::aggregate::bench(args),
+        BenchCommand::Gas => {
+            let rt = runtime()?;
+            print_json(&rt.block_on(funetun_chain::bench::gas_report())?)
+        }
+        BenchCommand::Chain(args) => {
+            let rt = runtime()?;
+            let r = rt.block_on(funetun_chain::bench::chain_throughput(
+                args.txs,
+                args.senders,
+            ))?;
+            eprintln!(
+                "submitUpdate: {} tx in {:.2} s = {:.0} tx/s over JSON-RPC ({} senders); plain transfers {:.0} tx/s; ratio {:.2}",
+                r.transactions,
+                r.seconds,
+                r.tx_per_sec,
+                r.senders,
+                r.transfer_tx_per_sec,
+                r.tx_per_sec / r.transfer_tx_per_sec
+            );
+            print_json(&r)
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Steps per timed chunk: enough that timing overhead is negligible.

@@ -6,6 +6,8 @@
 mod aggregate;
 mod args;
 mod bench;
+mod chain;
+mod keys;
 mod output;
 mod task;
 mod train;
@@ -32,6 +34,13 @@ enum Command {
     Task(task::TaskCommand),
     /// Merge weight-delta files with an aggregation rule (and an outer optimizer).
     Aggregate(aggregate::AggregateArgs),
+    /// Run the embedded dev chain (Ethereum JSON-RPC on loopback, state kept in --data-dir).
+    Chain(chain::ChainArgs),
+    /// Deploy the JobManager contract; prints {"address","tx_hash","gas_used"}.
+    Deploy(chain::DeployArgs),
+    /// Key management.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -48,6 +57,9 @@ fn main() {
         Command::Task(cmd) => task::run(cmd),
         Command::Aggregate(args) => aggregate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Chain(args) => chain::run_chain(args),
+        Command::Deploy(args) => chain::run_deploy(args),
+        Command::Keys(cmd) => keys::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

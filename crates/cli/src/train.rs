@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// Passes over the training split.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
-    /// Learning rate (default: 0.01 for mlp, 0.001 for cnn).
+    /// Learning rate (default: 0.02 for mlp, 0.001 for cnn).
     #[arg(long)]
     lr: Option<f32>,
     /// Samples per step.
@@ -59,7 +59,7 @@ struct Report {
 /// Runs `funetun train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (default_lr, default_opt) = match args.model {
-        ModelKind::Mlp => (0.01, OptimizerKind::Momentum { momentum: 0.9 }),
+        ModelKind::Mlp => (0.02, OptimizerKind::Momentum { momentum: 0.9 }),
         ModelKind::Cnn => (0.001, OptimizerKind::ADAM),
     };
     let lr = args.lr.unwrap_or(default_lr);

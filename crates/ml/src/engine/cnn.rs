@@ -153,9 +153,7 @@ impl Cnn {
         let out1 = &self.out1[..];
         let arg1 = &mut self.arg1[..batch * P1 * P1 * C1];
         let pool1 = &mut self.pool1[..batch * P1 * P1 * C1];
-        pool_forward(par, out1, pool1, arg1, bias1, S1, C1, |b, py, px, c| {
-            ((b * P1 + py) * P1 + px) * C1 + c
-        });
+        pool_forward(par, out1, pool1, arg1, bias1, S1, C1, POOL1);
         // conv2: im2col with columns (ky, kx, c), weights permuted to match.
         let col2 = &mut self.col2[..batch * S2 * S2 * COL2];
         let pool1 = &self.pool1[..];
@@ -192,9 +190,7 @@ impl Cnn {
         let out2 = &self.out2[..];
         let arg2 = &mut self.arg2[..batch * FEAT];
         let feat = &mut self.feat[..batch * FEAT];
-        pool_forward(par, out2, feat, arg2, bias2, S2, C2, |b, py, px, c| {
-            b * FEAT + (c * P2 + py) * P2 + px
-        });
+        pool_forward(par, out2, feat, arg2, bias2, S2, C2, POOL2);
         // fc1 + ReLU, fc2.
         let h = &mut self.hidden[..batch * HIDDEN];
         broadcast_rows(h, &p[self.at.f1b.clone()], batch);
@@ -220,10 +216,20 @@ impl Cnn {
     }
 }
 
+/// Where pooled values go: element `(py, px, c)` of sample `b` lives at
+/// `b × per_sample + py × row + px × col + c × channel`.
+#[derive(Clone, Copy)]
+struct PooledLayout {
+    per_sample: usize,
+    row: usize,
+    col: usize,
+    channel: usize,
+}
+
 /// Fused bias + ReLU + 2×2 max-pool over a channels-last `side × side × ch`
-/// map per sample. `dst_index(b, py, px, c)` places each pooled value; the
-/// winning position (0..4, first maximum on ties) goes to the same index
-/// of `arg`. ReLU after the max equals the max after ReLU.
+/// map per sample. The winning position (0..4, first maximum on ties, as in
+/// PyTorch) is stored at the same index of `arg`. ReLU after the max equals
+/// the max after ReLU.
 #[allow(clippy::too_many_arguments)]
 fn pool_forward(
     par: Par,
@@ -233,38 +239,52 @@ fn pool_forward(
     bias: &[f32],
     side: usize,
     ch: usize,
-    dst_index: impl Fn(usize, usize, usize, usize) -> usize + Sync,
+    out: PooledLayout,
 ) {
     let half = side / 2;
-    let per = half * half * ch;
-    let dst_arg: Vec<(&mut [f32], &mut [u8])> =
-        dst.chunks_mut(per).zip(arg.chunks_mut(per)).collect();
     let body = |(b, (d, a)): (usize, (&mut [f32], &mut [u8]))| {
-        let base = b * per;
         let map = &src[b * side * side * ch..(b + 1) * side * side * ch];
+        let mut best = [0f32; 64];
+        let mut which = [0u8; 64];
         for py in 0..half {
             for px in 0..half {
-                for (c, &bc) in bias.iter().enumerate() {
-                    let at =
-                        |dy: usize, dx: usize| map[((2 * py + dy) * side + 2 * px + dx) * ch + c];
-                    let cands = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
-                    let mut best = 0;
-                    for i in 1..4 {
-                        if cands[i] > cands[best] {
-                            best = i;
-                        }
+                let at = |dy: usize, dx: usize| {
+                    let o = ((2 * py + dy) * side + 2 * px + dx) * ch;
+                    &map[o..o + ch]
+                };
+                let (r0, r1, r2, r3) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                for c in 0..ch {
+                    let (mut m, mut w) = (r0[c], 0u8);
+                    if r1[c] > m {
+                        (m, w) = (r1[c], 1);
                     }
-                    let i = dst_index(b, py, px, c) - base;
-                    d[i] = (cands[best] + bc).max(0.0);
-                    a[i] = best as u8;
+                    if r2[c] > m {
+                        (m, w) = (r2[c], 2);
+                    }
+                    if r3[c] > m {
+                        (m, w) = (r3[c], 3);
+                    }
+                    best[c] = (m + bias[c]).max(0.0);
+                    which[c] = w;
+                }
+                let base = py * out.row + px * out.col;
+                for c in 0..ch {
+                    d[base + c * out.channel] = best[c];
+                    a[base + c * out.channel] = which[c];
                 }
             }
         }
     };
+    let chunks = dst
+        .chunks_mut(out.per_sample)
+        .zip(arg.chunks_mut(out.per_sample));
     if par.threads > 1 {
-        dst_arg.into_par_iter().enumerate().for_each(body);
+        dst.par_chunks_mut(out.per_sample)
+            .zip(arg.par_chunks_mut(out.per_sample))
+            .enumerate()
+            .for_each(body);
     } else {
-        dst_arg.into_iter().enumerate().for_each(body);
+        chunks.enumerate().for_each(body);
     }
 }
 
@@ -280,15 +300,17 @@ fn pool_backward(
     arg: &[u8],
     side: usize,
     ch: usize,
-    index: impl Fn(usize, usize, usize, usize) -> usize + Sync,
+    out: PooledLayout,
 ) {
     let half = side / 2;
     per_sample(par, dsrc, side * side * ch, |b, d| {
         d.fill(0.0);
+        let sample = b * out.per_sample;
         for py in 0..half {
             for px in 0..half {
+                let base = sample + py * out.row + px * out.col;
                 for c in 0..ch {
-                    let i = index(b, py, px, c);
+                    let i = base + c * out.channel;
                     if pooled[i] > 0.0 {
                         let (dy, dx) = (arg[i] as usize / 2, arg[i] as usize % 2);
                         d[((2 * py + dy) * side + 2 * px + dx) * ch + c] = dpooled[i];
@@ -298,6 +320,21 @@ fn pool_backward(
         }
     });
 }
+
+/// pool1's output: channels-last `P1 × P1 × C1`.
+const POOL1: PooledLayout = PooledLayout {
+    per_sample: P1 * P1 * C1,
+    row: P1 * C1,
+    col: C1,
+    channel: 1,
+};
+/// pool2's output: PyTorch's flatten order `C2 × P2 × P2`.
+const POOL2: PooledLayout = PooledLayout {
+    per_sample: FEAT,
+    row: P2,
+    col: 1,
+    channel: P2 * P2,
+};
 
 impl Network for Cnn {
     fn max_batch(&self) -> usize {
@@ -371,7 +408,7 @@ impl Network for Cnn {
             &self.arg2,
             S2,
             C2,
-            |b, py, px, c| b * FEAT + (c * P2 + py) * P2 + px,
+            POOL2,
         );
         // conv2 weights (permuted layout, then back to [out, in, ky, kx]).
         let dout2 = &self.dout2[..batch * S2 * S2 * C2];
@@ -428,7 +465,7 @@ impl Network for Cnn {
             &self.arg1,
             S1,
             C1,
-            |b, py, px, c| ((b * P1 + py) * P1 + px) * C1 + c,
+            POOL1,
         );
         // conv1 weights.
         let dout1 = &self.dout1[..batch * S1 * S1 * C1];

@@ -58,6 +58,17 @@ impl<'a> Mat<'a> {
 /// When shapes disagree or a view overruns its buffer; shapes here are set
 /// by the layers themselves, so a panic is a bug in a layer, never input.
 pub fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par) {
+    product(dst, a, b, accumulate, par, false);
+}
+
+/// Same result as [`matmul`], computed as `dstᵀ = bᵀ · aᵀ`: gemm blocks
+/// its problem differently, which is faster for short, wide outputs such
+/// as a linear layer's activations (batch × features).
+pub fn matmul_transposed(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par) {
+    product(dst, a, b, accumulate, par, true);
+}
+
+fn product(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par, transposed: bool) {
     assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     assert!(dst.len() >= m * n, "matmul: destination too small");
@@ -72,24 +83,30 @@ pub fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Pa
         }
         return;
     }
-    // SAFETY: the three views were checked to lie inside their slices, the
-    // destination holds m×n elements with row stride n, and `dst` does not
-    // alias `a` or `b` (it is borrowed mutably).
+    // (rows, cols, dst col stride, dst row stride, lhs, rhs) of the problem gemm sees.
+    let (gm, gn, dcs, drs, lhs, rhs) = if transposed {
+        (n, m, n, 1, b.t(), a.t())
+    } else {
+        (m, n, 1, n, a, b)
+    };
+    // SAFETY: the two views were checked to lie inside their slices, the
+    // destination holds m×n elements addressed by (dcs, drs) within that
+    // range, and `dst` does not alias `a` or `b` (it is borrowed mutably).
     unsafe {
         gemm::gemm(
-            m,
-            n,
+            gm,
+            gn,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dcs as isize,
+            drs as isize,
             accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
             1.0,
             1.0,
             false,

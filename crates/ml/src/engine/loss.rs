@@ -37,13 +37,13 @@ pub fn evaluate_logits(logits: &[f32], labels: &[u8], classes: usize) -> (f64, u
     let mut correct = 0;
     for (i, &label) in labels.iter().enumerate() {
         let row = &logits[i * classes..(i + 1) * classes];
-        let (arg, max) = row
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(ai, am), (j, v)| {
-                if v > am { (j, v) } else { (ai, am) }
-            });
+        let (arg, max) =
+            row.iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(ai, am), (j, v)| {
+                    if v > am { (j, v) } else { (ai, am) }
+                });
         let sum: f32 = row.iter().map(|&z| (z - max).exp()).sum();
         total += f64::from(sum.ln() - (row[label as usize] - max));
         correct += usize::from(arg == label as usize);

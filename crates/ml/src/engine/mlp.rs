@@ -1,6 +1,6 @@
 //! The 784-256-10 MLP: `logits = W2·relu(W1·x + b1) + b2`.
 
-use super::linalg::{Mat, broadcast_rows, column_sums, matmul};
+use super::linalg::{Mat, broadcast_rows, column_sums, matmul, matmul_transposed};
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
 use crate::model::ModelKind;
@@ -54,7 +54,7 @@ impl Mlp {
         );
         let h = &mut self.hidden[..batch * HIDDEN];
         broadcast_rows(h, &p[self.at.b1.clone()], batch);
-        matmul(
+        matmul_transposed(
             h,
             Mat::rows(x, batch, IN),
             Mat::rows(&p[self.at.w1.clone()], HIDDEN, IN).t(),

@@ -1,0 +1,7 @@
+//! Integration tests of the chain crate, in one binary so they link once.
+
+mod artifact;
+mod common;
+mod contract;
+mod devchain;
+mod invariant;
