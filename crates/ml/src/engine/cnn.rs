@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::linalg::{Mat, broadcast_rows, column_sums, matmul};
+use super::linalg::{Dense, Mat, column_sums, matmul};
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
 use crate::model::ModelKind;
@@ -29,6 +29,16 @@ const FEAT: usize = C2 * P2 * P2; // 1024
 const HIDDEN: usize = 128;
 const OUT: usize = 10;
 const COL2: usize = KK * C1; // 800: one conv2 im2col row
+const FC1: Dense = Dense {
+    batch: 0,
+    inputs: FEAT,
+    outputs: HIDDEN,
+};
+const FC2: Dense = Dense {
+    batch: 0,
+    inputs: HIDDEN,
+    outputs: OUT,
+};
 
 struct Offsets {
     c1b: std::ops::Range<usize>,
@@ -192,25 +202,23 @@ impl Cnn {
         let feat = &mut self.feat[..batch * FEAT];
         pool_forward(par, out2, feat, arg2, bias2, S2, C2, POOL2);
         // fc1 + ReLU, fc2.
-        let h = &mut self.hidden[..batch * HIDDEN];
-        broadcast_rows(h, &p[self.at.f1b.clone()], batch);
-        matmul(
-            h,
-            Mat::rows(feat, batch, FEAT),
-            Mat::rows(&p[self.at.f1w.clone()], HIDDEN, FEAT).t(),
+        let at = &self.at;
+        let feat = &self.feat[..batch * FEAT];
+        FC1.with_batch(batch).forward(
+            &mut self.hidden,
+            feat,
+            &p[at.f1w.clone()],
+            &p[at.f1b.clone()],
             true,
             par,
         );
-        for v in h.iter_mut() {
-            *v = v.max(0.0);
-        }
-        let z = &mut self.logits[..batch * OUT];
-        broadcast_rows(z, &p[self.at.f2b.clone()], batch);
-        matmul(
-            z,
-            Mat::rows(h, batch, HIDDEN),
-            Mat::rows(&p[self.at.f2w.clone()], OUT, HIDDEN).t(),
-            true,
+        let h = &self.hidden[..batch * HIDDEN];
+        FC2.with_batch(batch).forward(
+            &mut self.logits,
+            h,
+            &p[at.f2w.clone()],
+            &p[at.f2b.clone()],
+            false,
             par,
         );
     }
@@ -357,44 +365,21 @@ impl Network for Cnn {
             <[&mut [f32]; 8]>::try_from(ModelKind::Cnn.layout().split_mut(grads))
                 .unwrap_or_else(|_| unreachable!("the CNN has eight parameter tensors"));
 
-        // fc2
+        // fc2, then fc1 (through fc1's ReLU).
         let h = &self.hidden[..batch * HIDDEN];
-        matmul(
-            gf2w,
-            Mat::rows(dz, batch, OUT).t(),
-            Mat::rows(h, batch, HIDDEN),
-            false,
-            par,
-        );
-        column_sums(gf2b, dz, batch, OUT);
-        let dh = &mut self.dhidden[..batch * HIDDEN];
-        matmul(
-            dh,
-            Mat::rows(dz, batch, OUT),
-            Mat::rows(&p[self.at.f2w.clone()], OUT, HIDDEN),
-            false,
-            par,
-        );
-        for (g, &a) in dh.iter_mut().zip(h) {
-            if a <= 0.0 {
-                *g = 0.0;
-            }
-        }
-        // fc1
+        let dh = Some(&mut self.dhidden[..]);
+        FC2.with_batch(batch)
+            .backward(gf2w, gf2b, dh, dz, h, &p[self.at.f2w.clone()], true, par);
+        let dh = &self.dhidden[..batch * HIDDEN];
         let feat = &self.feat[..batch * FEAT];
-        matmul(
+        let dfeat = Some(&mut self.dfeat[..]);
+        FC1.with_batch(batch).backward(
             gf1w,
-            Mat::rows(dh, batch, HIDDEN).t(),
-            Mat::rows(feat, batch, FEAT),
-            false,
-            par,
-        );
-        column_sums(gf1b, dh, batch, HIDDEN);
-        let dfeat = &mut self.dfeat[..batch * FEAT];
-        matmul(
+            gf1b,
             dfeat,
-            Mat::rows(dh, batch, HIDDEN),
-            Mat::rows(&p[self.at.f1w.clone()], HIDDEN, FEAT),
+            dh,
+            feat,
+            &p[self.at.f1w.clone()],
             false,
             par,
         );

@@ -135,6 +135,95 @@ pub fn broadcast_rows(dst: &mut [f32], bias: &[f32], rows: usize) {
     }
 }
 
+/// Shapes of a fully connected layer `y = x·Wᵀ + b` with `W` of shape
+/// `[outputs, inputs]` (PyTorch's layout).
+#[derive(Clone, Copy, Debug)]
+pub struct Dense {
+    /// Rows of `x` and `y`.
+    pub batch: usize,
+    /// Columns of `x`.
+    pub inputs: usize,
+    /// Columns of `y`.
+    pub outputs: usize,
+}
+
+impl Dense {
+    /// The same layer at another batch size.
+    pub const fn with_batch(self, batch: usize) -> Self {
+        Self { batch, ..self }
+    }
+
+    /// `y = x·Wᵀ + b`, then ReLU when `relu` is set.
+    pub fn forward(self, y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], relu: bool, par: Par) {
+        let Dense {
+            batch,
+            inputs,
+            outputs,
+        } = self;
+        let y = &mut y[..batch * outputs];
+        broadcast_rows(y, b, batch);
+        matmul_transposed(
+            y,
+            Mat::rows(x, batch, inputs),
+            Mat::rows(w, outputs, inputs).t(),
+            true,
+            par,
+        );
+        if relu {
+            for v in y.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+    }
+
+    /// Weight and bias gradients from the output gradient `dy`, and the
+    /// input gradient `dx = dy·W` when asked for. When `x_relu` is set, `x`
+    /// is the output of a ReLU and `dx` is masked where it was clipped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        self,
+        gw: &mut [f32],
+        gb: &mut [f32],
+        dx: Option<&mut [f32]>,
+        dy: &[f32],
+        x: &[f32],
+        w: &[f32],
+        x_relu: bool,
+        par: Par,
+    ) {
+        let Dense {
+            batch,
+            inputs,
+            outputs,
+        } = self;
+        matmul(
+            gw,
+            Mat::rows(dy, batch, outputs).t(),
+            Mat::rows(x, batch, inputs),
+            false,
+            par,
+        );
+        column_sums(gb, dy, batch, outputs);
+        if let Some(dx) = dx {
+            let dx = &mut dx[..batch * inputs];
+            matmul(
+                dx,
+                Mat::rows(dy, batch, outputs),
+                Mat::rows(w, outputs, inputs),
+                false,
+                par,
+            );
+            if x_relu {
+                for (g, &a) in dx.iter_mut().zip(x) {
+                    if a <= 0.0 {
+                        *g = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The 784-256-10 MLP: `logits = W2·relu(W1·x + b1) + b2`.
 
-use super::linalg::{Mat, broadcast_rows, column_sums, matmul, matmul_transposed};
+use super::linalg::Dense;
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
 use crate::model::ModelKind;
@@ -8,6 +8,17 @@ use crate::model::ModelKind;
 const IN: usize = 784;
 const HIDDEN: usize = 256;
 const OUT: usize = 10;
+
+const FC1: Dense = Dense {
+    batch: 0,
+    inputs: IN,
+    outputs: HIDDEN,
+};
+const FC2: Dense = Dense {
+    batch: 0,
+    inputs: HIDDEN,
+    outputs: OUT,
+};
 
 /// Parameter offsets in the flat view (name order).
 struct Offsets {
@@ -52,25 +63,22 @@ impl Mlp {
             "batch {batch} exceeds the scratch size {}",
             self.max_batch
         );
-        let h = &mut self.hidden[..batch * HIDDEN];
-        broadcast_rows(h, &p[self.at.b1.clone()], batch);
-        matmul_transposed(
-            h,
-            Mat::rows(x, batch, IN),
-            Mat::rows(&p[self.at.w1.clone()], HIDDEN, IN).t(),
+        let at = &self.at;
+        FC1.with_batch(batch).forward(
+            &mut self.hidden,
+            x,
+            &p[at.w1.clone()],
+            &p[at.b1.clone()],
             true,
             par,
         );
-        for v in h.iter_mut() {
-            *v = v.max(0.0);
-        }
-        let z = &mut self.logits[..batch * OUT];
-        broadcast_rows(z, &p[self.at.b2.clone()], batch);
-        matmul(
-            z,
-            Mat::rows(h, batch, HIDDEN),
-            Mat::rows(&p[self.at.w2.clone()], OUT, HIDDEN).t(),
-            true,
+        let h = &self.hidden[..batch * HIDDEN];
+        FC2.with_batch(batch).forward(
+            &mut self.logits,
+            h,
+            &p[at.w2.clone()],
+            &p[at.b2.clone()],
+            false,
             par,
         );
     }
@@ -93,43 +101,17 @@ impl Network for Mlp {
         self.forward_into_scratch(p, x, batch, par);
         let dz = &mut self.dlogits[..batch * OUT];
         let loss = softmax_cross_entropy(&self.logits[..batch * OUT], labels, OUT, dz);
-        let h = &self.hidden[..batch * HIDDEN];
-        let dh = &mut self.dhidden[..batch * HIDDEN];
-
         let [gb1, gw1, gb2, gw2] =
             <[&mut [f32]; 4]>::try_from(ModelKind::Mlp.layout().split_mut(grads))
                 .unwrap_or_else(|_| unreachable!("the MLP has four parameter tensors"));
-        // Output layer.
-        matmul(
-            gw2,
-            Mat::rows(dz, batch, OUT).t(),
-            Mat::rows(h, batch, HIDDEN),
-            false,
-            par,
-        );
-        column_sums(gb2, dz, batch, OUT);
-        // Back through W2 and the ReLU.
-        matmul(
-            dh,
-            Mat::rows(dz, batch, OUT),
-            Mat::rows(&p[self.at.w2.clone()], OUT, HIDDEN),
-            false,
-            par,
-        );
-        for (g, &a) in dh.iter_mut().zip(h) {
-            if a <= 0.0 {
-                *g = 0.0;
-            }
-        }
-        // Hidden layer.
-        matmul(
-            gw1,
-            Mat::rows(dh, batch, HIDDEN).t(),
-            Mat::rows(x, batch, IN),
-            false,
-            par,
-        );
-        column_sums(gb1, dh, batch, HIDDEN);
+        let h = &self.hidden[..batch * HIDDEN];
+        let w2 = &p[self.at.w2.clone()];
+        let dh = Some(&mut self.dhidden[..]);
+        FC2.with_batch(batch)
+            .backward(gw2, gb2, dh, dz, h, w2, true, par);
+        let dh = &self.dhidden[..batch * HIDDEN];
+        FC1.with_batch(batch)
+            .backward(gw1, gb1, None, dh, x, &p[self.at.w1.clone()], false, par);
         loss
     }
 
