@@ -108,19 +108,25 @@ impl fmt::Display for OptimizerKind {
 pub struct Optimizer {
     kind: OptimizerKind,
     lr: f32,
+    /// First moment (momentum buffer or Adam's m); zero for plain SGD.
     m: Vec<f32>,
+    /// Second moment (Adam's v); zero for the other rules.
     v: Vec<f32>,
     t: i32,
 }
 
+/// One chunk of an update: ((parameters, gradients), first moment), second moment.
+type Chunk<'a> = (((&'a mut [f32], &'a [f32]), &'a mut [f32]), &'a mut [f32]);
+
+/// Elements per parallel chunk of an update.
+const CHUNK: usize = 1 << 14;
+
 impl Optimizer {
     /// A fresh optimizer for `len` parameters.
     pub fn new(kind: OptimizerKind, lr: f32, len: usize) -> Self {
-        let (m, v) = match kind {
-            OptimizerKind::Sgd => (Vec::new(), Vec::new()),
-            OptimizerKind::Momentum { .. } => (vec![0.0; len], Vec::new()),
-            OptimizerKind::AdamW { .. } => (vec![0.0; len], vec![0.0; len]),
-        };
+        // State a rule does not use stays zero; keeping it allocated lets
+        // every rule walk the same chunks with no per-step allocation.
+        let (m, v) = (vec![0.0; len], vec![0.0; len]);
         Self {
             kind,
             lr,
@@ -130,46 +136,77 @@ impl Optimizer {
         }
     }
 
-    /// Applies one update to `params` given `grads`.
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32]) {
-        let lr = self.lr;
+    /// Applies one update to `params` given `grads`, spread over the
+    /// current rayon pool when `parallel` is set. Every element's update is
+    /// independent of the others, so the result is the same either way.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], parallel: bool) {
+        use rayon::prelude::*;
         self.t += 1;
-        match self.kind {
-            OptimizerKind::Sgd => {
-                for (p, g) in params.iter_mut().zip(grads) {
-                    *p -= lr * g;
-                }
+        let (kind, lr, t) = (self.kind, self.lr, self.t);
+        let (m, v) = (&mut self.m, &mut self.v);
+        let run = |(((p, g), m), v): Chunk<'_>| update(kind, lr, t, p, g, m, v);
+        if parallel {
+            params
+                .par_chunks_mut(CHUNK)
+                .zip(grads.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(run);
+        } else {
+            params
+                .chunks_mut(CHUNK)
+                .zip(grads.chunks(CHUNK))
+                .zip(m.chunks_mut(CHUNK))
+                .zip(v.chunks_mut(CHUNK))
+                .for_each(run);
+        }
+    }
+}
+
+/// The update rule on one slice of parameters, gradients and state.
+fn update(
+    kind: OptimizerKind,
+    lr: f32,
+    t: i32,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    match kind {
+        OptimizerKind::Sgd => {
+            for (p, g) in params.iter_mut().zip(grads) {
+                *p -= lr * g;
             }
-            OptimizerKind::Momentum { momentum } => {
-                let first = self.t == 1;
-                for ((p, g), b) in params.iter_mut().zip(grads).zip(self.m.iter_mut()) {
-                    // PyTorch seeds the buffer with the first gradient.
-                    *b = if first { *g } else { momentum * *b + g };
-                    *p -= lr * *b;
-                }
+        }
+        OptimizerKind::Momentum { momentum } => {
+            for ((p, g), b) in params.iter_mut().zip(grads).zip(m.iter_mut()) {
+                // PyTorch seeds the buffer with the first gradient.
+                *b = if t == 1 { *g } else { momentum * *b + g };
+                *p -= lr * *b;
             }
-            OptimizerKind::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                let bc1 = 1.0 - beta1.powi(self.t);
-                let bc2 = 1.0 - beta2.powi(self.t);
-                let step = lr / bc1;
-                let bc2_sqrt = bc2.sqrt();
-                let decay = 1.0 - lr * weight_decay;
-                for (((p, g), m), v) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(self.m.iter_mut())
-                    .zip(self.v.iter_mut())
-                {
-                    *p *= decay;
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
-                }
+        }
+        OptimizerKind::AdamW {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
+            let bc1 = 1.0 - beta1.powi(t);
+            let bc2 = 1.0 - beta2.powi(t);
+            let step = lr / bc1;
+            let bc2_sqrt = bc2.sqrt();
+            let decay = 1.0 - lr * weight_decay;
+            for (((p, g), m), v) in params
+                .iter_mut()
+                .zip(grads)
+                .zip(m.iter_mut())
+                .zip(v.iter_mut())
+            {
+                *p *= decay;
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
             }
         }
     }
@@ -197,19 +234,19 @@ mod tests {
     fn updates_match_hand_computed_values() {
         let mut p = [1.0f32];
         let mut sgd = Optimizer::new(OptimizerKind::Sgd, 0.1, 1);
-        sgd.step(&mut p, &[2.0]);
+        sgd.step(&mut p, &[2.0], false);
         assert!((p[0] - 0.8).abs() < 1e-7);
 
         let mut p = [0.0f32];
         let mut mom = Optimizer::new(OptimizerKind::Momentum { momentum: 0.5 }, 1.0, 1);
-        mom.step(&mut p, &[1.0]); // v = 1
-        mom.step(&mut p, &[1.0]); // v = 1.5
+        mom.step(&mut p, &[1.0], false); // v = 1
+        mom.step(&mut p, &[1.0], true); // v = 1.5
         assert!((p[0] + 2.5).abs() < 1e-7);
 
         // Adam's first step moves each weight by lr·sign(g) (up to ε).
         let mut p = [0.5f32, -0.5];
         let mut adam = Optimizer::new(OptimizerKind::ADAM, 0.01, 2);
-        adam.step(&mut p, &[3.0, -0.001]);
+        adam.step(&mut p, &[3.0, -0.001], false);
         assert!(
             (p[0] - 0.49).abs() < 1e-6 && (p[1] + 0.49).abs() < 1e-5,
             "{p:?}"

@@ -167,7 +167,7 @@ impl LocalTrainer {
         } = self;
         let loss = compute.run(|| {
             let loss = net.loss_and_grad(params, inputs, labels, grads, par);
-            optimizer.step(params, grads);
+            optimizer.step(params, grads, par.threads > 1);
             loss
         });
         self.steps_done += 1;

@@ -89,32 +89,54 @@ fn product(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par, 
     } else {
         (m, n, 1, n, a, b)
     };
-    // SAFETY: the two views were checked to lie inside their slices, the
-    // destination holds m×n elements addressed by (dcs, drs) within that
-    // range, and `dst` does not alias `a` or `b` (it is borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            gm,
-            gn,
-            k,
-            dst.as_mut_ptr(),
-            dcs as isize,
-            drs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par.gemm(),
-        );
+    // The rows are cut into chunks fixed by the shape alone, each a
+    // single-threaded gemm; threads only decide which chunks run at once,
+    // so the bits never depend on the thread count.
+    let chunk = row_chunk(gm);
+    let chunks = gm.div_ceil(chunk);
+    let dst_addr = dst.as_mut_ptr() as usize;
+    let run = |c: usize| {
+        let r0 = c * chunk;
+        let rows = chunk.min(gm - r0);
+        // SAFETY: the two views were checked to lie inside their slices;
+        // chunk `c` covers rows r0..r0+rows of the destination (m×n
+        // elements addressed by (dcs, drs)), disjoint from every other
+        // chunk's rows, and `dst` does not alias `a` or `b`.
+        unsafe {
+            gemm::gemm(
+                rows,
+                gn,
+                k,
+                (dst_addr as *mut f32).add(r0 * drs),
+                dcs as isize,
+                drs as isize,
+                accumulate,
+                lhs.data.as_ptr().add(r0 * lhs.rs),
+                lhs.cs as isize,
+                lhs.rs as isize,
+                rhs.data.as_ptr(),
+                rhs.cs as isize,
+                rhs.rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    if par.threads > 1 && chunks > 1 {
+        use rayon::prelude::*;
+        (0..chunks).into_par_iter().for_each(run);
+    } else {
+        (0..chunks).for_each(run);
     }
+}
+
+/// Rows per gemm chunk: at least 64, and at most eight chunks per product.
+fn row_chunk(rows: usize) -> usize {
+    rows.div_ceil(8).next_multiple_of(16).max(64)
 }
 
 /// `out[j] = Σ_i m[i, j]` over a row-major `rows × cols` matrix, summed in

@@ -66,14 +66,6 @@ pub struct Par {
 impl Par {
     /// A single-threaded setting.
     pub const SERIAL: Par = Par { threads: 1 };
-
-    pub(crate) fn gemm(self) -> gemm::Parallelism {
-        if self.threads > 1 {
-            gemm::Parallelism::Rayon(self.threads)
-        } else {
-            gemm::Parallelism::None
-        }
-    }
 }
 
 /// A network with fixed-size scratch buffers for batches up to a maximum.
