@@ -37,6 +37,14 @@ pub(crate) struct Outcome {
     pub bad: bool,
 }
 
+impl Outcome {
+    /// Stopped before the first step: a non-finite input value was found.
+    const NON_FINITE: Outcome = Outcome {
+        iterations: 0,
+        bad: true,
+    };
+}
+
 /// Smoothing of the Weiszfeld weights, relative to the mean distance.
 const NU: f64 = 1e-10;
 
@@ -50,17 +58,11 @@ pub(crate) fn geometric_median(
 ) -> Outcome {
     let n = x.n();
     if order_stat(x.rows, x.scales, Stat::Median, out, exec) {
-        return Outcome {
-            iterations: 0,
-            bad: true,
-        };
+        return Outcome::NON_FINITE;
     }
     let pass = distances(x, Some(out), exec);
     if pass.bad {
-        return Outcome {
-            iterations: 0,
-            bad: true,
-        };
+        return Outcome::NON_FINITE;
     }
     let mut dist: Vec<f64> = pass.dist2.iter().map(|v| v.sqrt()).collect();
     let mut obj: f64 = dist.iter().sum();
@@ -166,19 +168,13 @@ pub(crate) fn centered_clip(
         Some(v) => out.copy_from_slice(v),
         None => {
             if order_stat(x.rows, x.scales, Stat::Median, out, exec) {
-                return Outcome {
-                    iterations: 0,
-                    bad: true,
-                };
+                return Outcome::NON_FINITE;
             }
         }
     }
     let pass = distances(x, Some(out), exec);
     if pass.bad {
-        return Outcome {
-            iterations: 0,
-            bad: true,
-        };
+        return Outcome::NON_FINITE;
     }
     let mut dist2 = pass.dist2;
     let mut next = vec![0.0f32; out.len()];

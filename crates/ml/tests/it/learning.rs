@@ -1,35 +1,35 @@
 //! The networks learn real data.
 
 use funetun_ml::train::{LocalTrainer, evaluate};
-use funetun_ml::{Compute, ModelKind, OptimizerKind};
+use funetun_ml::{Compute, Dataset, ModelKind, OptimizerKind};
+
+/// A trainer over the whole training split, `steps` steps taken.
+fn trained(
+    data: &Dataset,
+    compute: &Compute,
+    model: ModelKind,
+    (batch, lr, optimizer): (usize, f32, OptimizerKind),
+    seed: u64,
+    steps: usize,
+) -> LocalTrainer {
+    let pool = (0..data.train.len() as u32).collect();
+    let mut t =
+        LocalTrainer::new(model, &model.init(seed), pool, batch, lr, optimizer, seed).unwrap();
+    for _ in 0..steps {
+        t.step(data, compute).unwrap();
+    }
+    t
+}
+
+const MOMENTUM: (usize, f32, OptimizerKind) = (64, 0.01, OptimizerKind::Momentum { momentum: 0.9 });
 
 #[test]
 fn mlp_learns_mnist_in_a_few_hundred_steps() {
     let data = crate::mnist_or_synthetic();
     let compute = Compute::new(2).unwrap();
-    let n = data.train.len() as u32;
-    let mut t = LocalTrainer::new(
-        ModelKind::Mlp,
-        &ModelKind::Mlp.init(0),
-        (0..n).collect(),
-        64,
-        0.01,
-        OptimizerKind::Momentum { momentum: 0.9 },
-        0,
-    )
-    .unwrap();
-    let before = evaluate(
-        ModelKind::Mlp,
-        t.params(),
-        &data,
-        &data.test,
-        None,
-        &compute,
-    )
-    .unwrap();
-    for _ in 0..400 {
-        t.step(&data, &compute).unwrap();
-    }
+    let init = ModelKind::Mlp.init(0).to_flat();
+    let before = evaluate(ModelKind::Mlp, &init, &data, &data.test, None, &compute).unwrap();
+    let t = trained(&data, &compute, ModelKind::Mlp, MOMENTUM, 0, 400);
     let after = evaluate(
         ModelKind::Mlp,
         t.params(),
@@ -55,19 +55,7 @@ fn mlp_learns_mnist_in_a_few_hundred_steps() {
 fn the_synthetic_set_is_learnable_past_90_percent() {
     let data = funetun_ml::data::synthetic::generate(0, 12_000, 2_000).unwrap();
     let compute = Compute::new(1).unwrap();
-    let mut t = LocalTrainer::new(
-        ModelKind::Mlp,
-        &ModelKind::Mlp.init(1),
-        (0..data.train.len() as u32).collect(),
-        64,
-        0.01,
-        OptimizerKind::Momentum { momentum: 0.9 },
-        1,
-    )
-    .unwrap();
-    for _ in 0..300 {
-        t.step(&data, &compute).unwrap();
-    }
+    let t = trained(&data, &compute, ModelKind::Mlp, MOMENTUM, 1, 300);
     let eval = evaluate(
         ModelKind::Mlp,
         t.params(),
@@ -84,19 +72,14 @@ fn the_synthetic_set_is_learnable_past_90_percent() {
 fn cnn_learns_in_a_few_steps() {
     let data = crate::mnist_or_synthetic();
     let compute = Compute::new(2).unwrap();
-    let mut t = LocalTrainer::new(
+    let t = trained(
+        &data,
+        &compute,
         ModelKind::Cnn,
-        &ModelKind::Cnn.init(0),
-        (0..data.train.len() as u32).collect(),
-        32,
-        0.001,
-        OptimizerKind::ADAM,
+        (32, 0.001, OptimizerKind::ADAM),
         0,
-    )
-    .unwrap();
-    for _ in 0..60 {
-        t.step(&data, &compute).unwrap();
-    }
+        60,
+    );
     let sample: Vec<u32> = (0..1000).collect();
     let eval = evaluate(
         ModelKind::Cnn,
