@@ -5,14 +5,24 @@
 //! - [`encoding`]: the canonical safetensors bytes of a [`TensorSet`] and a
 //!   strict decoder, so the same weights always give the same keccak256.
 //! - [`hash`]: keccak256, the chain's own hash, and the [`Hash`] type.
+//! - [`spec`]: the job spec (TOML) an owner writes, with field-naming errors.
+//! - [`api`]: every request and response body of the orchestrator's HTTP API.
+//! - [`auth`]: the signed-request format (EIP-191 over method, path, body
+//!   hash, timestamp and nonce).
+//! - [`amount`]: ether amounts with units, and wei as decimal JSON strings.
 //! - [`error`]: the crate's error type.
 
+pub mod amount;
+pub mod api;
+pub mod auth;
 pub mod encoding;
 pub mod error;
 pub mod hash;
+pub mod spec;
 pub mod tensors;
 
 pub use encoding::{DecodeLimits, decode, encode};
 pub use error::{Error, Result};
 pub use hash::{Hash, keccak256};
+pub use spec::JobSpec;
 pub use tensors::{Tensor, TensorSet};

@@ -1,0 +1,337 @@
+//! A typed client for the orchestrator's HTTP API (`funetun_core::api`).
+//!
+//! Every mutating request is signed with the participant's key in the format
+//! of [`funetun_core::auth`]: a fresh random nonce and the current time per
+//! request. Reads are plain GETs. A 204 answer ("nothing to do") is `None`;
+//! a 4xx/5xx is [`ClientError::Api`] with the server's code and detail.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{Address, B256};
+use alloy_signer_local::PrivateKeySigner;
+use funetun_core::api::ErrorBody;
+use funetun_core::api::{
+    Graph, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, Task, UpdateAck,
+    UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
+    ValidationRequest,
+};
+use funetun_core::auth::sign_request;
+use funetun_core::keccak256;
+use rand_core::{OsRng, TryRngCore};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What can go wrong talking to the orchestrator.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("orchestrator refused {method} {path} ({status}): {code}: {detail}")]
+    Api {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's error code.
+        code: String,
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach the orchestrator at {url}: {source}")]
+    Transport {
+        /// The URL tried.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer to {path}: {detail}")]
+    Protocol {
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A downloaded blob does not hash to the name it was asked by.
+    #[error("blob {expected} downloaded with hash {actual}: refusing it")]
+    HashMismatch {
+        /// The hash asked for.
+        expected: B256,
+        /// The hash of the bytes received.
+        actual: B256,
+    },
+}
+
+impl ClientError {
+    /// True for errors worth retrying later: the server was unreachable or
+    /// answered 5xx/429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Api { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
+    /// The server's error code, if it answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A client bound to one orchestrator URL and (optionally) one key.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    signer: Option<PrivateKeySigner>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn fresh_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random source is available");
+    hex::encode(bytes)
+}
+
+impl Client {
+    /// A client for the orchestrator at `base_url` (e.g. `http://127.0.0.1:8080`),
+    /// signing with `signer` when given (reads need no key).
+    pub fn new(base_url: &str, signer: Option<PrivateKeySigner>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(4)
+            .build()
+            .expect("a default HTTP client builds");
+        Self {
+            base: base_url.trim_end_matches('/').to_string(),
+            http,
+            signer,
+        }
+    }
+
+    /// The orchestrator's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The signing address, if any.
+    pub fn address(&self) -> Option<Address> {
+        self.signer.as_ref().map(|s| s.address())
+    }
+
+    /// Sends one request; signs it when a key is set. Returns the status and body.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(signer) = &self.signer {
+            let auth = sign_request(
+                signer,
+                method.as_str(),
+                path_and_query,
+                &body,
+                now_secs(),
+                &fresh_nonce(),
+            );
+            for (name, value) in auth.headers() {
+                req = req.header(name, value);
+            }
+        }
+        if !body.is_empty() || method != Method::GET {
+            req = req.header("content-type", content_type).body(body);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        if status.is_client_error() || status.is_server_error() {
+            let (code, detail) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => (e.error, e.detail),
+                Err(_) => (
+                    "http_error".to_string(),
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                ),
+            };
+            return Err(ClientError::Api {
+                method: method.to_string(),
+                path: path_and_query.to_string(),
+                status: status.as_u16(),
+                code,
+                detail,
+            });
+        }
+        Ok((status, bytes.to_vec()))
+    }
+
+    async fn json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Option<T>> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).expect("API bodies serialize"),
+            None => Vec::new(),
+        };
+        let (status, out) = self
+            .send_raw(method, path, bytes, "application/json")
+            .await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        serde_json::from_slice(&out)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol {
+                path: path.to_string(),
+                detail: e.to_string(),
+            })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.json::<(), T>(Method::GET, path, None)
+            .await?
+            .ok_or_else(|| ClientError::Protocol {
+                path: path.to_string(),
+                detail: "empty answer".into(),
+            })
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.json(Method::POST, path, Some(body))
+            .await?
+            .ok_or_else(|| ClientError::Protocol {
+                path: path.to_string(),
+                detail: "empty answer".into(),
+            })
+    }
+
+    /// `POST /v1/tasks`: leases a task, or `None` when nothing is available.
+    pub async fn lease_task(&self, req: &LeaseRequest) -> Result<Option<Task>> {
+        self.json(Method::POST, "/v1/tasks", Some(req)).await
+    }
+
+    /// `PUT /v1/blobs/{hash}?job=ID`: uploads a checkpoint or delta for a job.
+    /// Returns its hash.
+    pub async fn put_blob(&self, job_id: u64, bytes: Vec<u8>) -> Result<B256> {
+        let hash = keccak256(&bytes);
+        self.send_raw(
+            Method::PUT,
+            &format!("/v1/blobs/{hash}?job={job_id}"),
+            bytes,
+            "application/octet-stream",
+        )
+        .await?;
+        Ok(hash)
+    }
+
+    /// `PUT /v1/blobs/{hash}?kind=spec`: uploads a job spec (TOML). Returns its hash.
+    pub async fn put_spec(&self, bytes: Vec<u8>) -> Result<B256> {
+        let hash = keccak256(&bytes);
+        self.send_raw(
+            Method::PUT,
+            &format!("/v1/blobs/{hash}?kind=spec"),
+            bytes,
+            "application/toml",
+        )
+        .await?;
+        Ok(hash)
+    }
+
+    /// `GET /v1/blobs/{hash}`: downloads a blob and checks its hash.
+    pub async fn get_blob(&self, hash: B256) -> Result<Vec<u8>> {
+        let client = Client {
+            signer: None,
+            ..self.clone()
+        };
+        let (_, bytes) = client
+            .send_raw(Method::GET, &format!("/v1/blobs/{hash}"), Vec::new(), "")
+            .await?;
+        let actual = keccak256(&bytes);
+        if actual != hash {
+            return Err(ClientError::HashMismatch {
+                expected: hash,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// `POST /v1/updates`: reports an update after `submitUpdate`.
+    pub async fn report_update(&self, report: &UpdateReport) -> Result<UpdateAck> {
+        self.post("/v1/updates", report).await
+    }
+
+    /// `POST /v1/validations/next`: asks for an update to check.
+    pub async fn next_validation(
+        &self,
+        req: &ValidationRequest,
+    ) -> Result<Option<ValidationAssignment>> {
+        self.json(Method::POST, "/v1/validations/next", Some(req))
+            .await
+    }
+
+    /// `POST /v1/validations`: reports a vote after `validateUpdate`.
+    pub async fn report_validation(&self, report: &ValidationReport) -> Result<ValidationAck> {
+        self.post("/v1/validations", report).await
+    }
+
+    /// `GET /v1/jobs`.
+    pub async fn jobs(&self) -> Result<Vec<JobSummary>> {
+        self.get("/v1/jobs").await
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, job_id: u64) -> Result<JobDetail> {
+        self.get(&format!("/v1/jobs/{job_id}")).await
+    }
+
+    /// `GET /v1/jobs/{id}/rounds`.
+    pub async fn rounds(&self, job_id: u64) -> Result<Vec<RoundInfo>> {
+        self.get(&format!("/v1/jobs/{job_id}/rounds")).await
+    }
+
+    /// `GET /v1/jobs/{id}/updates`.
+    pub async fn updates(&self, job_id: u64) -> Result<Vec<UpdateInfo>> {
+        self.get(&format!("/v1/jobs/{job_id}/updates")).await
+    }
+
+    /// `GET /v1/participants`.
+    pub async fn participants(&self) -> Result<Vec<ParticipantInfo>> {
+        self.get("/v1/participants").await
+    }
+
+    /// `GET /graph`.
+    pub async fn graph(&self) -> Result<Graph> {
+        self.get("/graph").await
+    }
+}

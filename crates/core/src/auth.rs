@@ -1,0 +1,284 @@
+//! The signed-request format: how a participant proves which address sent an
+//! HTTP request to the orchestrator.
+//!
+//! The signer builds a message from the request —
+//!
+//! ```text
+//! funetun-request-v1
+//! {METHOD}
+//! {path and query}
+//! {keccak256(body) as 0x-hex}
+//! {timestamp, unix seconds}
+//! {nonce}
+//! ```
+//!
+//! — and signs it with EIP-191 `personal_sign` (the `"\x19Ethereum Signed
+//! Message:\n" + len` prefix, so a request signature can never be replayed as
+//! a transaction). Four headers carry the claim: [`HEADER_ADDRESS`],
+//! [`HEADER_TIMESTAMP`], [`HEADER_NONCE`], [`HEADER_SIGNATURE`]. The server
+//! recomputes the message from what it received, recovers the address and
+//! compares it with the claimed one; freshness (timestamp window) and nonce
+//! reuse are the server's business.
+
+use alloy_primitives::{Address, Signature, eip191_hash_message};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+
+use crate::hash::keccak256;
+
+/// Header naming the address that signed the request.
+pub const HEADER_ADDRESS: &str = "x-funetun-address";
+/// Header with the request's unix time in seconds.
+pub const HEADER_TIMESTAMP: &str = "x-funetun-timestamp";
+/// Header with a fresh random nonce (8 to 64 characters of `[0-9a-zA-Z_-]`).
+pub const HEADER_NONCE: &str = "x-funetun-nonce";
+/// Header with the 65-byte signature as 0x-hex.
+pub const HEADER_SIGNATURE: &str = "x-funetun-signature";
+
+/// First line of every signed message; a new format gets a new tag.
+pub const DOMAIN_TAG: &str = "funetun-request-v1";
+
+/// Why a request's signature headers were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A header is absent.
+    #[error("missing header `{0}`: sign the request (see docs/api.md)")]
+    Missing(&'static str),
+    /// A header is present but not in the expected form.
+    #[error("malformed header `{header}`: {detail}")]
+    Malformed {
+        /// Which header.
+        header: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The signature is valid but by another key than the claimed address.
+    #[error("signature was made by {recovered}, not by the claimed {claimed}")]
+    WrongSigner {
+        /// The address in [`HEADER_ADDRESS`].
+        claimed: Address,
+        /// The address the signature recovers to.
+        recovered: Address,
+    },
+}
+
+/// The four signature headers of one request, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAuth {
+    /// The claimed signer.
+    pub address: Address,
+    /// Unix seconds at signing.
+    pub timestamp: u64,
+    /// Single-use nonce.
+    pub nonce: String,
+    /// The EIP-191 signature of [`signing_message`].
+    pub signature: Signature,
+}
+
+impl RequestAuth {
+    /// The headers as (name, value) pairs, ready to attach to a request.
+    pub fn headers(&self) -> [(&'static str, String); 4] {
+        [
+            (HEADER_ADDRESS, self.address.to_checksum(None)),
+            (HEADER_TIMESTAMP, self.timestamp.to_string()),
+            (HEADER_NONCE, self.nonce.clone()),
+            (
+                HEADER_SIGNATURE,
+                format!("0x{}", hex::encode(self.signature.as_bytes())),
+            ),
+        ]
+    }
+
+    /// Parses the four headers; `get` looks a header up by lower-case name.
+    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, AuthError> {
+        let need = |name: &'static str| get(name).ok_or(AuthError::Missing(name));
+        let malformed =
+            |header: &'static str, detail: String| AuthError::Malformed { header, detail };
+        let address = need(HEADER_ADDRESS)?
+            .trim()
+            .parse::<Address>()
+            .map_err(|e| malformed(HEADER_ADDRESS, format!("not an address: {e}")))?;
+        let timestamp = need(HEADER_TIMESTAMP)?
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| malformed(HEADER_TIMESTAMP, format!("not unix seconds: {e}")))?;
+        let nonce = need(HEADER_NONCE)?.trim().to_string();
+        if !valid_nonce(&nonce) {
+            return Err(malformed(
+                HEADER_NONCE,
+                "must be 8 to 64 characters of [0-9a-zA-Z_-]".into(),
+            ));
+        }
+        let sig_hex = need(HEADER_SIGNATURE)?.trim();
+        let bytes = hex::decode(sig_hex.strip_prefix("0x").unwrap_or(sig_hex))
+            .map_err(|e| malformed(HEADER_SIGNATURE, format!("not hex: {e}")))?;
+        let signature = Signature::try_from(bytes.as_slice())
+            .map_err(|e| malformed(HEADER_SIGNATURE, format!("not a 65-byte signature: {e}")))?;
+        Ok(Self {
+            address,
+            timestamp,
+            nonce,
+            signature,
+        })
+    }
+
+    /// Checks that the signature covers this request and was made by
+    /// `self.address`.
+    pub fn verify(&self, method: &str, path_and_query: &str, body: &[u8]) -> Result<(), AuthError> {
+        let message = signing_message(method, path_and_query, body, self.timestamp, &self.nonce);
+        let recovered = self
+            .signature
+            .recover_address_from_prehash(&eip191_hash_message(message.as_bytes()))
+            .map_err(|e| AuthError::Malformed {
+                header: HEADER_SIGNATURE,
+                detail: format!("does not recover to an address: {e}"),
+            })?;
+        if recovered != self.address {
+            return Err(AuthError::WrongSigner {
+                claimed: self.address,
+                recovered,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn valid_nonce(nonce: &str) -> bool {
+    (8..=64).contains(&nonce.len())
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The text that is signed for one request.
+pub fn signing_message(
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    timestamp: u64,
+    nonce: &str,
+) -> String {
+    format!(
+        "{DOMAIN_TAG}\n{}\n{path_and_query}\n{}\n{timestamp}\n{nonce}",
+        method.to_ascii_uppercase(),
+        keccak256(body)
+    )
+}
+
+/// Signs one request with `signer` at `timestamp` with `nonce`.
+pub fn sign_request(
+    signer: &PrivateKeySigner,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    timestamp: u64,
+    nonce: &str,
+) -> RequestAuth {
+    let message = signing_message(method, path_and_query, body, timestamp, nonce);
+    let signature = signer
+        .sign_message_sync(message.as_bytes())
+        .expect("a local secp256k1 key always signs");
+    RequestAuth {
+        address: signer.address(),
+        timestamp,
+        nonce: nonce.to_string(),
+        signature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> PrivateKeySigner {
+        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+            .parse()
+            .unwrap()
+    }
+
+    fn roundtrip(auth: &RequestAuth) -> RequestAuth {
+        let headers = auth.headers();
+        RequestAuth::from_headers(|name| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_signed_request_verifies_and_any_change_breaks_it() {
+        let auth = sign_request(
+            &key(),
+            "POST",
+            "/v1/tasks",
+            b"{\"job_id\":1}",
+            1_700_000_000,
+            "abcdef0123",
+        );
+        let parsed = roundtrip(&auth);
+        assert_eq!(parsed, auth);
+        parsed
+            .verify("post", "/v1/tasks", b"{\"job_id\":1}")
+            .unwrap();
+        assert!(
+            parsed
+                .verify("POST", "/v1/tasks", b"{\"job_id\":2}")
+                .is_err()
+        );
+        assert!(
+            parsed
+                .verify("PUT", "/v1/tasks", b"{\"job_id\":1}")
+                .is_err()
+        );
+        assert!(
+            parsed
+                .verify("POST", "/v1/updates", b"{\"job_id\":1}")
+                .is_err()
+        );
+        let mut later = parsed.clone();
+        later.timestamp += 1;
+        assert!(matches!(
+            later.verify("POST", "/v1/tasks", b"{\"job_id\":1}"),
+            Err(AuthError::WrongSigner { .. }) | Err(AuthError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_claimed_address_that_did_not_sign_is_named() {
+        let mut auth = sign_request(&key(), "GET", "/v1/jobs", b"", 5, "nonce-0001");
+        auth.address = Address::repeat_byte(7);
+        let err = auth.verify("GET", "/v1/jobs", b"").unwrap_err();
+        assert!(matches!(err, AuthError::WrongSigner { .. }), "{err}");
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_with_the_header_name() {
+        let auth = sign_request(&key(), "GET", "/", b"", 5, "nonce-0001");
+        let headers = auth.headers();
+        for (broken, value) in [
+            (HEADER_ADDRESS, "0x12"),
+            (HEADER_TIMESTAMP, "-1"),
+            (HEADER_NONCE, "short"),
+            (HEADER_NONCE, "has spaces in it"),
+            (HEADER_SIGNATURE, "0xzz"),
+            (HEADER_SIGNATURE, "0x1234"),
+        ] {
+            let err = RequestAuth::from_headers(|name| {
+                if name == broken {
+                    Some(value)
+                } else {
+                    headers
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.as_str())
+                }
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(broken), "{err}");
+        }
+        let err = RequestAuth::from_headers(|_| None).unwrap_err();
+        assert_eq!(err, AuthError::Missing(HEADER_ADDRESS));
+    }
+}

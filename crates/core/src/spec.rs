@@ -1,0 +1,329 @@
+//! The job spec: what an owner asks for, written as TOML
+//! (`examples/mnist-mlp.toml`), stored content-addressed as a blob and named
+//! on-chain by its keccak256.
+//!
+//! This module checks what it can without knowing models or rules (ranges,
+//! amounts, probabilities); the crates that own the names (`ml` for models,
+//! data sets and optimizers, `aggregate` for rules) check those.
+
+use alloy_primitives::U256;
+use serde::{Deserialize, Serialize};
+
+use crate::amount::parse_amount;
+
+/// Largest spec file accepted, in bytes.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
+/// A training job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSpec {
+    /// A name for people; not used by the protocol.
+    pub name: String,
+    /// Seed of θ₀, of every task's data order and of the replay draws' salt.
+    pub seed: u64,
+    /// `mlp` or `cnn`.
+    pub model: String,
+    /// `mnist`, `fashion-mnist`, `synthetic[:SEED]`.
+    pub dataset: String,
+    /// Number of rounds (checkpoints after θ₀).
+    pub rounds: u32,
+    /// Shards of the training split; one task per shard per round.
+    pub shards: u32,
+    /// Local steps of a task for a capacity-M trainer (S: half, L: double).
+    pub steps: u32,
+    /// Samples per local step.
+    pub batch: u32,
+    /// Inner learning rate.
+    pub lr: f32,
+    /// Inner optimizer: `sgd`, `momentum[:μ]`, `adam`, `adamw[:wd]`.
+    pub optimizer: String,
+    /// Robust aggregation rule, e.g. `mean`, `median`, `trimmed-mean:0.1`.
+    pub aggregation: String,
+    /// Outer optimizer applied to the aggregate, e.g. `sgd`, `nesterov:0.7,0.9`.
+    pub outer_optimizer: String,
+    /// A round closes early when every shard has an accepted update; at
+    /// `round_timeout_secs` it closes with at least this many.
+    pub min_updates: u32,
+    /// Seconds after a round opens before it closes with what it has.
+    pub round_timeout_secs: u64,
+    /// Seconds a trainer holds a task lease before it is handed to another.
+    pub lease_secs: u64,
+    /// Test samples evaluated per checkpoint (0: the whole test split).
+    pub eval_samples: u32,
+    /// How updates are checked.
+    pub validation: ValidationPolicy,
+    /// What is paid.
+    pub rewards: Rewards,
+}
+
+/// How updates are checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationPolicy {
+    /// `replay` (bit-exact re-run) or `spot-check` (loss on a held-out sample).
+    pub mode: String,
+    /// Probability that an update is checked by validators, for a trainer
+    /// with no record.
+    pub replay_prob: f64,
+    /// Lowest replay probability adaptive replication may reach.
+    pub replay_floor: f64,
+    /// Votes that decide an update (`quorum` on-chain).
+    pub quorum: u8,
+    /// Seconds after submission during which an update can be challenged.
+    pub challenge_window_secs: u32,
+    /// Spot-check: relative excess of the measured loss over the reported one
+    /// that still counts as honest.
+    pub spot_check_tolerance: f64,
+}
+
+/// Payments, as amounts with units (`0.001eth`, `5gwei`, `1000wei`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rewards {
+    /// Paid for each accepted update.
+    pub base_reward: String,
+    /// Paid on top by the leader for exceptional updates (may be 0).
+    pub bonus_reward: String,
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        Self {
+            name: "job".into(),
+            seed: 0,
+            model: "mlp".into(),
+            dataset: "mnist".into(),
+            rounds: 10,
+            shards: 4,
+            steps: 100,
+            batch: 64,
+            lr: 0.05,
+            optimizer: "momentum:0.9".into(),
+            aggregation: "mean".into(),
+            outer_optimizer: "sgd".into(),
+            min_updates: 1,
+            round_timeout_secs: 120,
+            lease_secs: 60,
+            eval_samples: 0,
+            validation: ValidationPolicy::default(),
+            rewards: Rewards::default(),
+        }
+    }
+}
+
+impl Default for ValidationPolicy {
+    fn default() -> Self {
+        Self {
+            mode: "replay".into(),
+            replay_prob: 0.25,
+            replay_floor: 0.05,
+            quorum: 1,
+            challenge_window_secs: 2,
+            spot_check_tolerance: 0.05,
+        }
+    }
+}
+
+impl Default for Rewards {
+    fn default() -> Self {
+        Self {
+            base_reward: "0.001eth".into(),
+            bonus_reward: "0eth".into(),
+        }
+    }
+}
+
+/// A spec that cannot be used, naming the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("job spec: `{field}` {detail}")]
+pub struct SpecError {
+    /// Dotted path of the field, e.g. `validation.replay_prob`.
+    pub field: String,
+    /// What is wrong and what would be right.
+    pub detail: String,
+}
+
+fn err(field: &str, detail: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        detail: detail.into(),
+    }
+}
+
+impl JobSpec {
+    /// Parses TOML and checks every range this crate can judge.
+    pub fn from_toml(text: &str) -> Result<Self, SpecError> {
+        if text.len() > MAX_SPEC_BYTES {
+            return Err(err(
+                "(file)",
+                format!("is {} bytes; the limit is {MAX_SPEC_BYTES}", text.len()),
+            ));
+        }
+        let spec: JobSpec = toml::from_str(text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|s| format!(" at byte {}", s.start))
+                .unwrap_or_default();
+            err(
+                "(file)",
+                format!("is not a valid job spec{span}: {}", e.message()),
+            )
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Parses spec bytes (UTF-8 TOML), as fetched from the blob store.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SpecError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| err("(file)", "is not UTF-8 text"))?;
+        Self::from_toml(text)
+    }
+
+    /// The canonical TOML of this spec.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a job spec always serializes")
+    }
+
+    /// Checks ranges and amounts.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let positive = |field: &str, v: u64, max: u64| {
+            if v == 0 || v > max {
+                Err(err(field, format!("is {v}; use 1..={max}")))
+            } else {
+                Ok(())
+            }
+        };
+        positive("rounds", self.rounds.into(), 100_000)?;
+        positive("shards", self.shards.into(), 10_000)?;
+        positive("steps", self.steps.into(), 100_000)?;
+        positive("batch", self.batch.into(), 4096)?;
+        positive("round_timeout_secs", self.round_timeout_secs, 86_400 * 7)?;
+        positive("lease_secs", self.lease_secs, 86_400)?;
+        if self.min_updates == 0 || self.min_updates > self.shards {
+            return Err(err(
+                "min_updates",
+                format!("is {}; use 1..=shards ({})", self.min_updates, self.shards),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
+            return Err(err(
+                "lr",
+                format!("is {}; use a number in (0, 10]", self.lr),
+            ));
+        }
+        for (field, value) in [
+            ("model", &self.model),
+            ("dataset", &self.dataset),
+            ("optimizer", &self.optimizer),
+            ("aggregation", &self.aggregation),
+            ("outer_optimizer", &self.outer_optimizer),
+        ] {
+            if value.trim().is_empty() {
+                return Err(err(field, "is empty"));
+            }
+        }
+        let v = &self.validation;
+        if v.mode != "replay" && v.mode != "spot-check" {
+            return Err(err(
+                "validation.mode",
+                format!("is `{}`; use `replay` or `spot-check`", v.mode),
+            ));
+        }
+        for (field, p) in [
+            ("validation.replay_prob", v.replay_prob),
+            ("validation.replay_floor", v.replay_floor),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(err(field, format!("is {p}; use a probability in [0, 1]")));
+            }
+        }
+        if v.replay_floor > v.replay_prob {
+            return Err(err(
+                "validation.replay_floor",
+                format!(
+                    "({}) is above replay_prob ({})",
+                    v.replay_floor, v.replay_prob
+                ),
+            ));
+        }
+        if v.quorum == 0 {
+            return Err(err("validation.quorum", "is 0; use at least 1"));
+        }
+        if !(v.spot_check_tolerance.is_finite() && v.spot_check_tolerance >= 0.0) {
+            return Err(err(
+                "validation.spot_check_tolerance",
+                "must be a number ≥ 0",
+            ));
+        }
+        let base = self.base_reward_wei()?;
+        if base.is_zero() {
+            return Err(err(
+                "rewards.base_reward",
+                "is 0; trainers must be paid something",
+            ));
+        }
+        self.bonus_reward_wei()?;
+        Ok(())
+    }
+
+    /// The base reward in wei.
+    pub fn base_reward_wei(&self) -> Result<U256, SpecError> {
+        parse_amount(&self.rewards.base_reward).map_err(|e| err("rewards.base_reward", e))
+    }
+
+    /// The bonus reward in wei.
+    pub fn bonus_reward_wei(&self) -> Result<U256, SpecError> {
+        parse_amount(&self.rewards.bonus_reward).map_err(|e| err("rewards.bonus_reward", e))
+    }
+
+    /// Local steps for a trainer of the given capacity class.
+    pub fn steps_for(&self, capacity: crate::api::Capacity) -> u32 {
+        use crate::api::Capacity;
+        match capacity {
+            Capacity::S => self.steps.div_ceil(2),
+            Capacity::M => self.steps,
+            Capacity::L => self.steps.saturating_mul(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_spec_round_trips_through_toml() {
+        let spec = JobSpec::default();
+        let text = spec.to_toml();
+        assert_eq!(JobSpec::from_toml(&text).unwrap(), spec);
+    }
+
+    #[test]
+    fn the_example_spec_parses() {
+        let text = include_str!("../../../examples/mnist-mlp.toml");
+        let spec = JobSpec::from_toml(text).unwrap();
+        assert_eq!(spec.model, "mlp");
+        assert_eq!(spec.dataset, "mnist");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("rounds = 0", "rounds"),
+            ("lr = -1.0", "lr"),
+            ("shards = 2\nmin_updates = 3", "min_updates"),
+            ("[validation]\nreplay_prob = 1.5", "validation.replay_prob"),
+            ("[validation]\nmode = \"guess\"", "validation.mode"),
+            ("[validation]\nquorum = 0", "validation.quorum"),
+            ("[rewards]\nbase_reward = \"lots\"", "rewards.base_reward"),
+            ("[rewards]\nbase_reward = \"0eth\"", "rewards.base_reward"),
+        ];
+        for (text, field) in cases {
+            let e = JobSpec::from_toml(text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+        let e = JobSpec::from_toml("learning_rate = 0.1").unwrap_err();
+        assert!(e.detail.contains("learning_rate"), "{e}");
+    }
+}

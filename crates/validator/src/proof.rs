@@ -1,0 +1,1 @@
+//! Proof of training: the six checks over a chain of checkpoints.
