@@ -69,6 +69,15 @@ pub enum ChainError {
 }
 
 impl ChainError {
+    /// True for failures worth retrying later: the node was unreachable, refused the
+    /// request for a reason of the moment, or a receipt was slow.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Transport { .. } | ChainError::ReceiptTimeout(_) | ChainError::Rpc { .. }
+        )
+    }
+
     /// The contract error, when this is a decoded revert (directly or of a failed transaction).
     pub fn contract_error(&self) -> Option<&JobManagerErrors> {
         match self {

@@ -524,6 +524,22 @@ impl<P: Provider + Clone> Ledger<P> {
         trainer: Address,
         from_block: u64,
     ) -> Result<Option<B256>> {
+        Ok(self
+            .update_submission(job_id, round, trainer, from_block)
+            .await?
+            .map(|(hash, _)| hash))
+    }
+
+    /// The full hash and the transaction of `trainer`'s `submitUpdate` for `round`, from
+    /// its `UpdateSubmitted` event at or after `from_block`, checked against the stored
+    /// prefix. A restarted trainer uses it to report a submission it did not record.
+    pub async fn update_submission(
+        &self,
+        job_id: U256,
+        round: u64,
+        trainer: Address,
+        from_block: u64,
+    ) -> Result<Option<(B256, B256)>> {
         let filter = Filter::new()
             .address(self.contract)
             .event_signature(JobManager::UpdateSubmitted::SIGNATURE_HASH)
@@ -539,7 +555,7 @@ impl<P: Provider + Clone> Ledger<P> {
                 return Ok(self
                     .matches_hash(job_id, index, e.updateHash)
                     .await?
-                    .then_some(e.updateHash));
+                    .then_some((e.updateHash, event.tx_hash)));
             }
         }
         Ok(None)
