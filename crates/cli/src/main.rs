@@ -7,8 +7,10 @@ mod aggregate;
 mod args;
 mod bench;
 mod chain;
+mod job;
 mod keys;
 mod output;
+mod participant;
 mod task;
 mod train;
 
@@ -41,6 +43,15 @@ enum Command {
     /// Key management.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Train for a job: lease tasks, train, upload deltas, submit their hashes on-chain.
+    Trainer(participant::TrainerArgs),
+    /// Check sampled updates (replay or spot-check) and vote on-chain.
+    Validator(participant::ValidatorArgs),
+    /// Withdraw your credits (payments for accepted updates) from the contract.
+    Withdraw(participant::WithdrawArgs),
+    /// The job owner's commands: create, status, download, withdraw.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -60,6 +71,10 @@ fn main() {
         Command::Chain(args) => chain::run_chain(args),
         Command::Deploy(args) => chain::run_deploy(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Trainer(args) => participant::run_trainer(args),
+        Command::Validator(args) => participant::run_validator(args),
+        Command::Withdraw(args) => participant::run_withdraw(args),
+        Command::Job(cmd) => job::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -11,8 +11,8 @@ use alloy_primitives::{Address, B256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_core::api::ErrorBody;
 use funetun_core::api::{
-    Graph, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, Task, UpdateAck,
-    UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
+    Graph, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, ServiceInfo, Task,
+    UpdateAck, UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
     ValidationRequest,
 };
 use funetun_core::auth::sign_request;
@@ -303,6 +303,11 @@ impl Client {
     /// `POST /v1/validations`: reports a vote after `validateUpdate`.
     pub async fn report_validation(&self, report: &ValidationReport) -> Result<ValidationAck> {
         self.post("/v1/validations", report).await
+    }
+
+    /// `GET /v1/info`: the leader address and contract this orchestrator serves.
+    pub async fn info(&self) -> Result<ServiceInfo> {
+        self.get("/v1/info").await
     }
 
     /// `GET /v1/jobs`.

@@ -405,6 +405,20 @@ pub struct GraphEdge {
     pub last_seen: u64,
 }
 
+/// `GET /v1/info`: who this orchestrator is and which contract it serves,
+/// so participants need only its URL and the RPC endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// The orchestrator's (leader's) address.
+    pub leader: Address,
+    /// The `JobManager` contract.
+    pub contract: Address,
+    /// The chain's id.
+    pub chain_id: u64,
+    /// The orchestrator's version.
+    pub version: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

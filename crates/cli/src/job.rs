@@ -1,0 +1,382 @@
+//! `funetun job create | status | download | withdraw`: the job owner's
+//! commands.
+
+use std::path::PathBuf;
+
+use alloy_primitives::{Address, B256, U256};
+use anyhow::Context as _;
+use funetun_chain::bindings::job_status;
+use funetun_chain::ledger::NewJob;
+use funetun_chain::{Ledger, LedgerConfig, keys};
+use funetun_client::Client;
+use funetun_core::JobSpec;
+use funetun_core::amount::{format_eth, parse_amount};
+use serde::Serialize;
+
+use crate::chain::runtime;
+use crate::output::{print_json, write_atomic};
+
+/// Subcommands of `funetun job`.
+#[derive(Debug, clap::Subcommand)]
+pub enum JobCommand {
+    /// Upload a job spec and lock its deposit on-chain (`createJob`).
+    Create(CreateArgs),
+    /// Rounds, accuracy, updates and money of a job.
+    Status(StatusArgs),
+    /// Download the job's latest checkpoint, checked against its on-chain hash.
+    Download(DownloadArgs),
+    /// Take back the deposit that was not paid out (`withdrawUnusedFunds`; closes the job).
+    Withdraw(WithdrawJobArgs),
+}
+
+/// Orchestrator and chain, for the owner.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OwnerArgs {
+    /// Base URL of the orchestrator.
+    #[arg(
+        long,
+        env = "FUNETUN_ORCHESTRATOR",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub orchestrator: String,
+    /// Ethereum JSON-RPC endpoint.
+    #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+    /// The JobManager contract (default: the one the orchestrator serves).
+    #[arg(long, env = "FUNETUN_CONTRACT")]
+    pub contract: Option<Address>,
+    /// Print one JSON line as the last stdout line.
+    #[arg(long, env = "FUNETUN_JSON")]
+    pub json: bool,
+}
+
+/// Arguments of `funetun job create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    owner: OwnerArgs,
+    /// The job spec (TOML), e.g. examples/mnist-mlp.toml.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Deposit, e.g. `1.5eth`; must cover at least one base reward.
+    #[arg(long)]
+    deposit: String,
+    /// The owner's private key (hex).
+    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
+    key: String,
+    /// The job's leader (default: the orchestrator's address).
+    #[arg(long)]
+    leader: Option<Address>,
+}
+
+/// Arguments of `funetun job status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The job id.
+    id: u64,
+    #[command(flatten)]
+    owner: OwnerArgs,
+}
+
+/// Arguments of `funetun job download`.
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// The job id.
+    id: u64,
+    #[command(flatten)]
+    owner: OwnerArgs,
+    /// Where to write the weights (canonical safetensors).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Arguments of `funetun job withdraw`.
+#[derive(Debug, clap::Args)]
+pub struct WithdrawJobArgs {
+    /// The job id.
+    id: u64,
+    #[command(flatten)]
+    owner: OwnerArgs,
+    /// The owner's private key (hex).
+    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
+    key: String,
+}
+
+/// Checks the names in a spec against the models, data sets, optimizers and
+/// rules this build knows, naming the field and the choices.
+pub fn check_spec_names(spec: &JobSpec) -> anyhow::Result<()> {
+    spec.model
+        .parse::<funetun_ml::ModelKind>()
+        .map_err(|e| anyhow::anyhow!("job spec: `model` {e}"))?;
+    spec.dataset
+        .parse::<funetun_ml::DatasetName>()
+        .map_err(|e| anyhow::anyhow!("job spec: `dataset` {e}"))?;
+    spec.optimizer
+        .parse::<funetun_ml::OptimizerKind>()
+        .map_err(|e| anyhow::anyhow!("job spec: `optimizer` {e}"))?;
+    let rule = spec
+        .aggregation
+        .parse::<funetun_aggregate::Rule>()
+        .map_err(|e| anyhow::anyhow!("job spec: `aggregation` {e}"))?;
+    rule.check_params()
+        .map_err(|e| anyhow::anyhow!("job spec: `aggregation` {e}"))?;
+    let outer = spec
+        .outer_optimizer
+        .parse::<funetun_aggregate::Outer>()
+        .map_err(|e| anyhow::anyhow!("job spec: `outer_optimizer` {e}"))?;
+    outer
+        .check_params()
+        .map_err(|e| anyhow::anyhow!("job spec: `outer_optimizer` {e}"))?;
+    Ok(())
+}
+
+/// Reads and fully checks a spec file; returns the spec and its bytes.
+pub fn read_spec(path: &std::path::Path) -> anyhow::Result<(JobSpec, Vec<u8>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = JobSpec::from_bytes(&bytes).with_context(|| format!("in {}", path.display()))?;
+    check_spec_names(&spec).with_context(|| format!("in {}", path.display()))?;
+    Ok((spec, bytes))
+}
+
+/// A ledger for reading only (any key will do for views).
+async fn reader(rpc: &str, contract: Address) -> anyhow::Result<Ledger> {
+    Ok(Ledger::connect(rpc, contract, keys::new_key(), LedgerConfig::default()).await?)
+}
+
+async fn contract_of(owner: &OwnerArgs, client: &Client) -> anyhow::Result<Address> {
+    match owner.contract {
+        Some(c) => Ok(c),
+        None => Ok(client
+            .info()
+            .await
+            .context("asking the orchestrator which contract it serves (or pass --contract)")?
+            .contract),
+    }
+}
+
+/// What `job create` prints.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    /// The new job's id.
+    pub job_id: u64,
+    /// keccak256 of the spec blob.
+    pub spec_hash: B256,
+    /// The `createJob` transaction.
+    pub tx_hash: B256,
+    /// The deposit in wei.
+    pub deposit_wei: String,
+}
+
+/// Uploads the spec and calls `createJob`; shared by `job create` and the demo.
+pub async fn create_job(
+    client: &Client,
+    ledger: &Ledger,
+    spec: &JobSpec,
+    spec_bytes: Vec<u8>,
+    deposit: U256,
+    leader: Address,
+) -> anyhow::Result<Created> {
+    let base_reward = spec.base_reward_wei()?;
+    anyhow::ensure!(
+        deposit >= base_reward,
+        "--deposit {} does not cover one base reward of {}",
+        format_eth(deposit),
+        format_eth(base_reward)
+    );
+    let spec_hash = client
+        .put_spec(spec_bytes)
+        .await
+        .context("uploading the spec")?;
+    let (job_id, outcome) = ledger
+        .create_job(&NewJob {
+            spec_hash,
+            leader,
+            base_reward,
+            bonus_reward: spec.bonus_reward_wei()?,
+            rounds: spec.rounds,
+            quorum: spec.validation.quorum,
+            challenge_window: spec.validation.challenge_window_secs,
+            deposit,
+        })
+        .await
+        .context("createJob")?;
+    Ok(Created {
+        job_id: job_id.saturating_to(),
+        spec_hash,
+        tx_hash: outcome.tx_hash,
+        deposit_wei: deposit.to_string(),
+    })
+}
+
+/// Runs `funetun job …`.
+pub fn run(cmd: JobCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        match cmd {
+            JobCommand::Create(args) => create(args).await,
+            JobCommand::Status(args) => status(args).await,
+            JobCommand::Download(args) => download(args).await,
+            JobCommand::Withdraw(args) => withdraw(args).await,
+        }
+    })
+}
+
+async fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let (spec, bytes) = read_spec(&args.spec)?;
+    let deposit = parse_amount(&args.deposit).map_err(|e| anyhow::anyhow!("--deposit: {e}"))?;
+    let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
+    let client = Client::new(&args.owner.orchestrator, Some(key.clone()));
+    let (contract, leader) = match (args.owner.contract, args.leader) {
+        (Some(c), Some(l)) => (c, l),
+        (c, l) => {
+            let info = client.info().await.context(
+                "asking the orchestrator for its address (or pass --contract and --leader)",
+            )?;
+            (c.unwrap_or(info.contract), l.unwrap_or(info.leader))
+        }
+    };
+    let ledger = Ledger::connect(&args.owner.rpc, contract, key, LedgerConfig::default()).await?;
+    let created = create_job(&client, &ledger, &spec, bytes, deposit, leader).await?;
+    eprintln!(
+        "job {} created: {} rounds of {} on {}, deposit {} (tx {})",
+        created.job_id,
+        spec.rounds,
+        spec.model,
+        spec.dataset,
+        format_eth(deposit),
+        created.tx_hash
+    );
+    if args.owner.json {
+        print_json(&created)?;
+    }
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.owner.orchestrator, None);
+    let job = client.job(args.id).await?;
+    let rounds = client.rounds(args.id).await?;
+    let updates = client.updates(args.id).await?;
+    let contract = contract_of(&args.owner, &client).await?;
+    let chain = reader(&args.owner.rpc, contract)
+        .await?
+        .job(U256::from(args.id))
+        .await?;
+    let s = &job.summary;
+    eprintln!(
+        "job {} `{}`: {} — round {}/{}, {} on {}",
+        s.job_id, s.name, s.status, s.round, s.rounds, job.spec.model, job.spec.dataset
+    );
+    eprintln!(
+        "money: deposit {}, paid {}, slashed in {}, remaining {}, withdrawn {}",
+        format_eth(chain.deposited),
+        format_eth(s.paid_wei),
+        format_eth(chain.slashedIn),
+        format_eth(chain.remaining),
+        format_eth(chain.withdrawn)
+    );
+    eprintln!(
+        "{:>5}  {:>6}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
+        "round", "status", "submitted", "replayed", "accepted", "rejected", "test loss", "accuracy"
+    );
+    for r in &rounds {
+        eprintln!(
+            "{:>5}  {:>6}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
+            r.round,
+            r.status,
+            r.submitted,
+            r.replayed,
+            r.accepted,
+            r.rejected,
+            r.test_loss.map(|l| format!("{l:.4}")).unwrap_or_default(),
+            r.test_accuracy
+                .map(|a| format!("{:.2}%", a * 100.0))
+                .unwrap_or_default()
+        );
+    }
+    eprintln!("{} updates reported", updates.len());
+    if args.owner.json {
+        print_json(&serde_json::json!({
+            "job": job,
+            "rounds": rounds,
+            "chain": {
+                "deposited_wei": chain.deposited.to_string(),
+                "remaining_wei": chain.remaining.to_string(),
+                "slashed_in_wei": chain.slashedIn.to_string(),
+                "withdrawn_wei": chain.withdrawn.to_string(),
+                "checkpoints": chain.checkpoints,
+                "open": chain.status == job_status::ACTIVE,
+            },
+        }))?;
+    }
+    Ok(())
+}
+
+/// Downloads the latest on-chain checkpoint of a job and checks its hash.
+/// Returns (round, hash, bytes).
+pub async fn download_latest(
+    client: &Client,
+    ledger: &Ledger,
+    job_id: u64,
+) -> anyhow::Result<(u64, B256, Vec<u8>)> {
+    let chain = ledger.job(U256::from(job_id)).await?;
+    anyhow::ensure!(
+        chain.checkpoints > 0,
+        "job {job_id} has no committed checkpoint yet"
+    );
+    let round = u64::from(chain.checkpoints) - 1;
+    let hash = ledger.checkpoint(U256::from(job_id), round).await?;
+    let bytes = client
+        .get_blob(hash)
+        .await
+        .with_context(|| format!("downloading checkpoint {round} ({hash})"))?;
+    Ok((round, hash, bytes))
+}
+
+async fn download(args: DownloadArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.owner.orchestrator, None);
+    let contract = contract_of(&args.owner, &client).await?;
+    let ledger = reader(&args.owner.rpc, contract).await?;
+    let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
+    let spec = client.job(args.id).await?.spec;
+    let model: funetun_ml::ModelKind = spec.model.parse()?;
+    funetun_trainer::work::decode_tensors(&bytes, model)
+        .with_context(|| format!("checkpoint {hash} is not a {model}"))?;
+    write_atomic(&args.out, &bytes)?;
+    eprintln!(
+        "checkpoint {round} of job {} ({hash}, matches the chain) written to {}",
+        args.id,
+        args.out.display()
+    );
+    if args.owner.json {
+        print_json(&serde_json::json!({
+            "job_id": args.id,
+            "round": round,
+            "hash": hash,
+            "path": args.out,
+        }))?;
+    }
+    Ok(())
+}
+
+async fn withdraw(args: WithdrawJobArgs) -> anyhow::Result<()> {
+    let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
+    let client = Client::new(&args.owner.orchestrator, None);
+    let contract = contract_of(&args.owner, &client).await?;
+    let ledger = Ledger::connect(&args.owner.rpc, contract, key, LedgerConfig::default()).await?;
+    let before = ledger.job(U256::from(args.id)).await?;
+    let outcome = ledger.withdraw_unused_funds(U256::from(args.id)).await?;
+    eprintln!(
+        "withdrew {} from job {} (tx {}); the job is closed",
+        format_eth(before.remaining),
+        args.id,
+        outcome.tx_hash
+    );
+    if args.owner.json {
+        print_json(&serde_json::json!({
+            "job_id": args.id,
+            "amount_wei": before.remaining.to_string(),
+            "tx_hash": outcome.tx_hash,
+        }))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! `funetun trainer`, `funetun validator` and `funetun withdraw`: the
+//! participant processes, against any orchestrator and any Ethereum RPC.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy_primitives::{Address, U256};
+use alloy_signer_local::PrivateKeySigner;
+use anyhow::Context as _;
+use funetun_chain::{Ledger, LedgerConfig, keys};
+use funetun_core::amount::{format_eth, parse_amount};
+use funetun_core::api::Capacity;
+use funetun_trainer::session::Endpoints;
+use funetun_trainer::work::DataConfig;
+
+use crate::chain::{runtime, shutdown_signal};
+use crate::output::print_json;
+
+/// Where a participant connects, and as whom.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// Base URL of the orchestrator.
+    #[arg(
+        long,
+        env = "FUNETUN_ORCHESTRATOR",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub orchestrator: String,
+    /// Ethereum JSON-RPC endpoint.
+    #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+    /// Address of the JobManager contract.
+    #[arg(long, env = "FUNETUN_CONTRACT")]
+    pub contract: Address,
+    /// Private key (hex). Keep it out of shell history: prefer FUNETUN_KEY.
+    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Blocks a transaction must be under before it counts (1 = included).
+    #[arg(long, env = "FUNETUN_CONFIRMATIONS", default_value_t = 1)]
+    pub confirmations: u64,
+}
+
+impl ConnectArgs {
+    /// The endpoints and the parsed key.
+    pub fn resolve(&self) -> anyhow::Result<(Endpoints, PrivateKeySigner)> {
+        let key = keys::parse_key(&self.key).context("--key / FUNETUN_KEY")?;
+        Ok((
+            Endpoints {
+                orchestrator: self.orchestrator.clone(),
+                rpc_url: self.rpc.clone(),
+                contract: self.contract,
+                confirmations: self.confirmations,
+            },
+            key,
+        ))
+    }
+}
+
+/// What a trainer or validator does besides connecting.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkArgs {
+    /// Compute threads.
+    #[arg(long, env = "FUNETUN_THREADS", default_value_t = 1)]
+    pub threads: usize,
+    /// Directory holding data sets (searched before FUNETUN_DATA_DIR and the cache).
+    #[arg(long, env = "FUNETUN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Never download missing data sets.
+    #[arg(long, env = "FUNETUN_OFFLINE")]
+    pub offline: bool,
+    /// Checkpoint cache (and the trainer's submission journal).
+    #[arg(long, env = "FUNETUN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Stake to hold, e.g. `0.05eth` (the contract's minimum if lower).
+    #[arg(long, env = "FUNETUN_STAKE", default_value = "0.01eth")]
+    pub stake: String,
+    /// Work only on this job (default: the oldest active one).
+    #[arg(long, env = "FUNETUN_JOB")]
+    pub job: Option<u64>,
+    /// Exit when the job is over instead of waiting for the next one.
+    #[arg(long)]
+    pub exit_when_done: bool,
+    /// Seconds between polls when there is nothing to do.
+    #[arg(long, env = "FUNETUN_POLL_SECS", default_value_t = 0.2)]
+    pub poll_secs: f64,
+    /// Print one JSON report line when stopping.
+    #[arg(long, env = "FUNETUN_JSON")]
+    pub json: bool,
+}
+
+impl WorkArgs {
+    fn data(&self) -> DataConfig {
+        DataConfig {
+            data_dir: self.data_dir.clone(),
+            download: !self.offline,
+        }
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("funetun")
+                .join("participant")
+        })
+    }
+
+    fn stake(&self) -> anyhow::Result<U256> {
+        parse_amount(&self.stake).map_err(|e| anyhow::anyhow!("--stake: {e}"))
+    }
+
+    fn poll(&self) -> anyhow::Result<Duration> {
+        anyhow::ensure!(
+            self.poll_secs.is_finite() && self.poll_secs > 0.0 && self.poll_secs <= 600.0,
+            "--poll-secs must be in (0, 600]"
+        );
+        Ok(Duration::from_secs_f64(self.poll_secs))
+    }
+}
+
+/// Arguments of `funetun trainer`.
+#[derive(Debug, clap::Args)]
+pub struct TrainerArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    work: WorkArgs,
+    /// Declared size: S (half the job's steps), M, L (double).
+    #[arg(long, env = "FUNETUN_CAPACITY", default_value = "M")]
+    capacity: Capacity,
+    /// Stop after this many tasks.
+    #[arg(long)]
+    max_tasks: Option<u64>,
+}
+
+/// Arguments of `funetun validator`.
+#[derive(Debug, clap::Args)]
+pub struct ValidatorArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    work: WorkArgs,
+}
+
+/// Arguments of `funetun withdraw`.
+#[derive(Debug, clap::Args)]
+pub struct WithdrawArgs {
+    /// Ethereum JSON-RPC endpoint.
+    #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+    /// Address of the JobManager contract.
+    #[arg(long, env = "FUNETUN_CONTRACT")]
+    contract: Address,
+    /// Private key (hex) of the payee.
+    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
+    key: String,
+    /// Print one JSON line.
+    #[arg(long, env = "FUNETUN_JSON")]
+    json: bool,
+}
+
+/// Runs `funetun trainer` until Ctrl-C/SIGTERM or, with `--exit-when-done`, the job's end.
+pub fn run_trainer(args: TrainerArgs) -> anyhow::Result<()> {
+    let (endpoints, key) = args.connect.resolve()?;
+    let config = funetun_trainer::TrainerConfig {
+        endpoints,
+        key,
+        capacity: args.capacity,
+        threads: args.work.threads,
+        data: args.work.data(),
+        cache_dir: args.work.cache_dir(),
+        stake: args.work.stake()?,
+        job_id: args.work.job,
+        exit_when_over: args.work.exit_when_done,
+        max_tasks: args.max_tasks,
+        poll: args.work.poll()?,
+    };
+    let report = runtime()?.block_on(funetun_trainer::run(config, shutdown_signal()))?;
+    eprintln!(
+        "trainer {}: {} submitted, {} resumed, {} dropped, {} steps in {:.1}s of training",
+        report.address,
+        report.submitted,
+        report.resumed,
+        report.dropped,
+        report.steps,
+        report.training_seconds
+    );
+    if args.work.json {
+        print_json(&report)?;
+    }
+    Ok(())
+}
+
+/// Runs `funetun validator` until Ctrl-C/SIGTERM or, with `--exit-when-done`, the job's end.
+pub fn run_validator(args: ValidatorArgs) -> anyhow::Result<()> {
+    let (endpoints, key) = args.connect.resolve()?;
+    let config = funetun_validator::ValidatorConfig {
+        endpoints,
+        key,
+        threads: args.work.threads,
+        data: args.work.data(),
+        cache_dir: args.work.cache_dir(),
+        stake: args.work.stake()?,
+        job_id: args.work.job,
+        exit_when_over: args.work.exit_when_done,
+        poll: args.work.poll()?,
+    };
+    let report = runtime()?.block_on(funetun_validator::run(config, shutdown_signal()))?;
+    eprintln!(
+        "validator {}: {} votes ({} invalid), {} skipped, {} replay steps",
+        report.address, report.votes, report.invalid_votes, report.skipped, report.replay_steps
+    );
+    if args.work.json {
+        print_json(&report)?;
+    }
+    Ok(())
+}
+
+/// Runs `funetun withdraw`: pays out the caller's credits.
+pub fn run_withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
+    let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
+    runtime()?.block_on(async {
+        let ledger =
+            Ledger::connect(&args.rpc, args.contract, key, LedgerConfig::default()).await?;
+        let credit = ledger.account(ledger.address()).await?.credit;
+        anyhow::ensure!(
+            !credit.is_zero(),
+            "{} has no credits to withdraw",
+            ledger.address()
+        );
+        let outcome = ledger.withdraw().await?;
+        eprintln!(
+            "withdrew {} to {} (tx {})",
+            format_eth(credit),
+            ledger.address(),
+            outcome.tx_hash
+        );
+        if args.json {
+            print_json(&serde_json::json!({
+                "address": ledger.address(),
+                "amount_wei": credit.to_string(),
+                "tx_hash": outcome.tx_hash,
+            }))?;
+        }
+        Ok(())
+    })
+}
