@@ -399,7 +399,8 @@ mod tests {
         assert!(!store.insert(a, "nonce-001", 100, 11));
         assert!(store.insert(Address::repeat_byte(2), "nonce-001", 100, 11));
         assert!(store.insert(a, "nonce-001", 200, 100));
-        assert_eq!(store.live(150).len(), 2);
+        assert_eq!(store.live(50).len(), 2);
+        assert_eq!(store.live(150).len(), 1);
     }
 
     #[test]

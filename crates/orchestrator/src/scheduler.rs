@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 7 });
         let a = tick(&mut s, &[ask(2)], 1_001, 0);
         assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
-        let a = tick(&mut s, &[lease(8, 2, 1, 1_060), ask(3)], 1_002, 0);
+        let a = tick(&mut s, &[lease(8, 2, 1, 1_070), ask(3)], 1_002, 0);
         assert_eq!(lease_of(&a), LeaseDecision::NoneAvailable);
         // Trainer 1's lease lapses: its shard goes to trainer 3.
         let a = tick(&mut s, &[ask(3)], 1_060, 0);
