@@ -1,0 +1,218 @@
+//! The measurement behind `funetun bench api`: signed lease requests per
+//! second against a real orchestrator (embedded dev chain, SQLite on disk).
+//!
+//! [`prepare`] starts the chain and an orchestrator, creates a job with one
+//! shard per trainer and registers the trainers; [`fire`] (run in a second
+//! process by the CLI, so client and server do not share a runtime) sends
+//! signed `POST /v1/tasks` from several connections for a while and reports
+//! throughput and latency percentiles. After its first lease each trainer
+//! holds a live lease, so the measured path is the full authenticated,
+//! role-checked, idempotent lease decision against SQLite.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::U256;
+use alloy_signer_local::PrivateKeySigner;
+use funetun_chain::ledger::NewJob;
+use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_client::Client;
+use funetun_core::JobSpec;
+use funetun_core::api::{Capacity, LeaseRequest};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::{Config, Orchestrator};
+
+/// A prepared environment: chain, orchestrator, a job, registered trainers.
+pub struct Prepared {
+    /// The dev chain (kept alive).
+    pub chain: DevChain,
+    /// The orchestrator under test.
+    pub orchestrator: Orchestrator,
+    /// The job to lease from.
+    pub job_id: u64,
+    /// Registered trainer keys.
+    pub trainers: Vec<PrivateKeySigner>,
+}
+
+/// Starts a dev chain and an orchestrator (state under `dir`), creates a job
+/// and registers `trainers` trainers (at most 8).
+pub async fn prepare(dir: &Path, trainers: usize) -> Result<Prepared> {
+    let trainers = trainers.clamp(1, 8);
+    let chain = DevChain::start(DevChainConfig::default()).await?;
+    let accounts = chain.accounts().to_vec();
+    let owner_key = accounts[0].signer();
+    let provider = funetun_chain::ledger::http_provider(&chain.rpc_url())?;
+    let ledger_config = LedgerConfig {
+        poll_interval: Duration::from_millis(5),
+        ..LedgerConfig::default()
+    };
+    let (owner, _) = Ledger::deploy(
+        provider,
+        owner_key.clone(),
+        &ContractParams::default(),
+        ledger_config.clone(),
+    )
+    .await?;
+    let mut config = Config::new(chain.rpc_url(), owner.contract(), accounts[1].signer());
+    config.db_url = format!("sqlite://{}", dir.join("state.db").display());
+    config.blobs_dir = dir.join("blobs");
+    config.listen = "127.0.0.1:0".parse().expect("a socket address");
+    config.poll_interval = Duration::from_millis(50);
+    config.auth.rate_per_sec = 1e9;
+    config.auth.rate_burst = 1e9;
+    let orchestrator = crate::start(config).await?;
+    let spec = JobSpec {
+        name: "bench-api".into(),
+        dataset: "synthetic".into(),
+        rounds: 1,
+        shards: trainers as u32,
+        steps: 1,
+        round_timeout_secs: 86_400,
+        lease_secs: 86_400,
+        ..JobSpec::default()
+    };
+    let text = spec.to_toml().into_bytes();
+    let owner_client = Client::new(&orchestrator.url(), Some(owner_key));
+    let spec_hash = owner_client.put_spec(text).await.map_err(client_error)?;
+    let (job_id, _) = owner
+        .create_job(&NewJob {
+            spec_hash,
+            leader: orchestrator.address(),
+            base_reward: spec
+                .base_reward_wei()
+                .map_err(|e| Error::Config(e.to_string()))?,
+            bonus_reward: U256::ZERO,
+            rounds: spec.rounds,
+            quorum: spec.validation.quorum,
+            challenge_window: spec.validation.challenge_window_secs,
+            deposit: U256::from(10u64).pow(U256::from(18u64)),
+        })
+        .await?;
+    let job_id: u64 = job_id.saturating_to();
+    let mut keys = Vec::with_capacity(trainers);
+    for account in &accounts[2..2 + trainers] {
+        let ledger = owner.with_signer(account.signer());
+        ledger
+            .register_trainer(ContractParams::default().min_stake)
+            .await?;
+        keys.push(account.signer());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = owner_client.jobs().await.map_err(client_error)?;
+        if jobs
+            .iter()
+            .any(|j| j.job_id == job_id && j.status == "active")
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Inconsistent(
+                "the bench job did not start within a minute".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Prepared {
+        chain,
+        orchestrator,
+        job_id,
+        trainers: keys,
+    })
+}
+
+fn client_error(e: funetun_client::ClientError) -> Error {
+    Error::Config(format!("bench client: {e}"))
+}
+
+/// What [`fire`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Successful lease requests per second.
+    pub requests_per_sec: f64,
+    /// 99th percentile latency, milliseconds.
+    pub p99_ms: f64,
+    /// Median latency, milliseconds.
+    pub p50_ms: f64,
+    /// Successful requests.
+    pub requests: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Seconds measured.
+    pub seconds: f64,
+}
+
+/// Sends signed lease requests for `job_id` from `connections` concurrent
+/// connections (connection i signs with `keys[i % len]`) for `duration`,
+/// after a short warm-up.
+pub async fn fire(
+    url: &str,
+    keys: &[PrivateKeySigner],
+    job_id: u64,
+    connections: usize,
+    duration: Duration,
+) -> Result<LoadReport> {
+    if keys.is_empty() {
+        return Err(Error::Config("no trainer keys to sign with".into()));
+    }
+    let connections = connections.max(1);
+    let request = LeaseRequest {
+        job_id,
+        capacity: Capacity::M,
+        platform: None,
+    };
+    let clients: Vec<Client> = (0..connections)
+        .map(|i| Client::new(url, Some(keys[i % keys.len()].clone())))
+        .collect();
+    for client in &clients {
+        client.lease_task(&request).await.map_err(client_error)?;
+    }
+    let start = Instant::now();
+    let end = start + duration;
+    let mut tasks = Vec::with_capacity(connections);
+    for client in clients {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            while Instant::now() < end {
+                let t0 = Instant::now();
+                match client.lease_task(&request).await {
+                    Ok(_) => latencies.push(t0.elapsed().as_secs_f64()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            0.0
+        } else {
+            let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+            latencies[i] * 1000.0
+        }
+    };
+    Ok(LoadReport {
+        requests_per_sec: latencies.len() as f64 / seconds,
+        p99_ms: pct(0.99),
+        p50_ms: pct(0.50),
+        requests: latencies.len() as u64,
+        errors,
+        connections,
+        seconds,
+    })
+}

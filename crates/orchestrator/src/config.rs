@@ -1,0 +1,96 @@
+//! [`Config`]: everything the orchestrator needs to run, with defaults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use alloy_signer_local::PrivateKeySigner;
+
+/// How the orchestrator runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Ethereum JSON-RPC endpoint of the chain holding the contract.
+    pub rpc_url: String,
+    /// The `JobManager` contract.
+    pub contract: Address,
+    /// The leader key: jobs whose on-chain leader is this key's address are led here.
+    pub key: PrivateKeySigner,
+    /// `sqlite://path/to/state.db` (created if missing) or `sqlite::memory:`.
+    pub db_url: String,
+    /// Directory of the content-addressed blob store.
+    pub blobs_dir: PathBuf,
+    /// Address the HTTP API listens on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Directory holding data sets (searched before `FUNETUN_DATA_DIR` and the cache).
+    pub data_dir: Option<PathBuf>,
+    /// Never download missing data sets.
+    pub offline: bool,
+    /// Compute threads for aggregation and evaluation.
+    pub threads: usize,
+    /// Pause between chain polls and scheduler ticks.
+    pub poll_interval: Duration,
+    /// Blocks an event must be under before it is applied (1 = in the latest block).
+    pub confirmations: u64,
+    /// Signed requests: timestamp window, rate limit, body limits.
+    pub auth: AuthConfig,
+    /// How long a positive on-chain role lookup is trusted.
+    pub role_ttl: Duration,
+    /// How long a negative on-chain role lookup is trusted (short, so a
+    /// participant that just registered gets in).
+    pub negative_role_ttl: Duration,
+    /// Half-life of reputation points (docs/reputation.md).
+    pub reputation_half_life: Duration,
+    /// Longest pause between attempts to fetch a job's spec blob.
+    pub spec_retry_max: Duration,
+}
+
+/// Limits on signed requests.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// A request's timestamp may differ from the server's clock by at most this much.
+    pub timestamp_window: Duration,
+    /// Sustained requests per second per address (token bucket refill rate).
+    pub rate_per_sec: f64,
+    /// Burst size per address (token bucket capacity).
+    pub rate_burst: f64,
+    /// Largest JSON body, in bytes.
+    pub max_json_bytes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            timestamp_window: Duration::from_secs(60),
+            rate_per_sec: 200.0,
+            rate_burst: 400.0,
+            max_json_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for the contract at `contract` on `rpc_url`, leading with
+    /// `key`; state in memory and blobs in `./funetun-blobs`, listening on
+    /// `127.0.0.1:8080`. Adjust the public fields for anything else.
+    pub fn new(rpc_url: impl Into<String>, contract: Address, key: PrivateKeySigner) -> Self {
+        Config {
+            rpc_url: rpc_url.into(),
+            contract,
+            key,
+            db_url: "sqlite::memory:".into(),
+            blobs_dir: PathBuf::from("funetun-blobs"),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            data_dir: None,
+            offline: false,
+            threads: 1,
+            poll_interval: Duration::from_millis(200),
+            confirmations: 1,
+            auth: AuthConfig::default(),
+            role_ttl: Duration::from_secs(30),
+            negative_role_ttl: Duration::from_secs(1),
+            reputation_half_life: Duration::from_secs(7 * 24 * 3600),
+            spec_retry_max: Duration::from_secs(30),
+        }
+    }
+}

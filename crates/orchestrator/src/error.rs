@@ -1,0 +1,130 @@
+//! Errors of the orchestrator crate, and how each one is answered over HTTP.
+//!
+//! Refusals of outside input carry a stable code and a detail for people and
+//! become 4xx answers `{ "error", "detail" }`; everything else (database,
+//! chain, disk, compute) is logged and answered as a 500 that reveals nothing
+//! internal.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use funetun_core::api::ErrorBody;
+
+/// Result alias of the orchestrator crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the orchestrator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A refused request: an HTTP status, a stable code and a detail.
+    #[error("{code}: {detail}")]
+    Refused {
+        /// The HTTP status to answer with (4xx).
+        status: StatusCode,
+        /// Stable machine-readable code, e.g. `bad_signature`.
+        code: &'static str,
+        /// What went wrong and what to do.
+        detail: String,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The chain could not be read or a transaction failed.
+    #[error("chain: {0}")]
+    Chain(#[from] funetun_chain::ChainError),
+    /// Disk I/O failed (blobs, sockets).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Training, evaluation or data loading failed.
+    #[error("ml: {0}")]
+    Ml(#[from] funetun_ml::Error),
+    /// Aggregation failed.
+    #[error("aggregation: {0}")]
+    Aggregate(#[from] funetun_aggregate::Error),
+    /// A tensor file could not be encoded or decoded.
+    #[error("tensors: {0}")]
+    Tensors(#[from] funetun_core::Error),
+    /// The configuration cannot work.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Stored state contradicts itself or the chain.
+    #[error("inconsistent state: {0}")]
+    Inconsistent(String),
+    /// A background task panicked or was cancelled.
+    #[error("background task: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// A refusal with `status` and `code`.
+    pub fn refused(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Error::Refused {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::refused(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 401.
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::refused(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    /// 403.
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::refused(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::refused(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    /// 409.
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::refused(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Refused { status, .. } => *status,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code of a refusal, `internal` otherwise.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Refused { code, .. } => code,
+            _ => "internal",
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match self {
+            Error::Refused { code, detail, .. } => ErrorBody {
+                error: code.to_string(),
+                detail,
+            },
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ErrorBody {
+                    error: "internal".into(),
+                    detail: "the orchestrator failed to handle the request; try again later".into(),
+                }
+            }
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,199 @@
+//! The blocking work of a round: θ₀ from the spec's seed, the next
+//! checkpoint from the accepted deltas (rule, then outer optimizer), and the
+//! evaluation on the test split. Pure functions of their inputs, run in
+//! `spawn_blocking` by the driver.
+
+use funetun_aggregate::{Exec, Options, OuterState, Rule};
+use funetun_core::encoding::{decode, decode_with_layout};
+use funetun_core::{DecodeLimits, Tensor, TensorSet, encode};
+use funetun_ml::{Compute, Dataset, Evaluation};
+
+use crate::error::Result;
+use crate::state::JobInfo;
+
+/// The canonical bytes of θ₀.
+pub fn initial_checkpoint(info: &JobInfo) -> Vec<u8> {
+    encode(&info.model.init(info.spec.seed))
+}
+
+/// The next checkpoint and the outer optimizer's state after this round.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// Canonical bytes of θ_{t+1}.
+    pub checkpoint: Vec<u8>,
+    /// θ_{t+1} flat, for evaluation.
+    pub flat: Vec<f32>,
+    /// Canonical bytes of the outer state's buffers (none for plain SGD).
+    pub outer_state: Option<Vec<u8>>,
+    /// Whether the rule had too few inputs and the mean was used instead.
+    pub fell_back_to_mean: bool,
+}
+
+fn limits(info: &JobInfo) -> DecodeLimits {
+    DecodeLimits::for_model(info.model.num_params(), info.model.shapes().len())
+}
+
+/// Builds θ_{t+1} of round `round` from θ_t (`base`), the accepted deltas in
+/// their fixed order, and the outer state left by the previous round.
+pub fn build_checkpoint(
+    info: &JobInfo,
+    round: u64,
+    base: &[u8],
+    deltas: &[Vec<u8>],
+    outer_state: Option<&[u8]>,
+    exec: &Exec,
+) -> Result<Built> {
+    let layout = info.model.zeros();
+    let limits = limits(info);
+    let base = decode_with_layout(base, &limits, &layout)?;
+    let flats: Vec<Vec<f32>> = deltas
+        .iter()
+        .map(|d| Ok(decode_with_layout(d, &limits, &layout)?.to_flat()))
+        .collect::<Result<_>>()?;
+    let inputs: Vec<&[f32]> = flats.iter().map(|f| f.as_slice()).collect();
+    let (rule, fell_back_to_mean) = match info.rule.check_n(inputs.len()) {
+        Ok(()) => (info.rule.clone(), false),
+        Err(_) => (Rule::Mean, true),
+    };
+    let agg = rule.aggregate(&inputs, &Options::default(), exec)?;
+    let mut theta = base.to_flat();
+    let d = theta.len();
+    let mut state = match outer_state {
+        Some(bytes) => {
+            let set = decode(bytes, &DecodeLimits::default())?;
+            let slots = info
+                .outer
+                .slot_names()
+                .iter()
+                .map(|name| {
+                    let data = set
+                        .get(name)
+                        .map(|t| t.data.clone())
+                        .unwrap_or_else(|| vec![0.0; d]);
+                    (name.to_string(), data)
+                })
+                .collect();
+            OuterState { step: round, slots }
+        }
+        None => {
+            let mut s = info.outer.init_state(d);
+            s.step = round;
+            s
+        }
+    };
+    info.outer.step(&mut theta, &agg.output, &mut state, exec)?;
+    let next = base.from_flat_like(&theta)?;
+    let outer_state = if state.slots.is_empty() {
+        None
+    } else {
+        let mut set = TensorSet::new();
+        for (name, data) in state.slots {
+            set.insert(name, Tensor::new(vec![d], data)?);
+        }
+        Some(encode(&set))
+    };
+    Ok(Built {
+        checkpoint: encode(&next),
+        flat: theta,
+        outer_state,
+        fell_back_to_mean,
+    })
+}
+
+/// Test loss and accuracy of flat weights on the first `eval_samples` test
+/// samples (all when 0).
+pub fn evaluate(
+    info: &JobInfo,
+    flat: &[f32],
+    data: &Dataset,
+    compute: &Compute,
+) -> Result<Evaluation> {
+    let n = match info.spec.eval_samples as usize {
+        0 => data.test.len(),
+        n => n.min(data.test.len()),
+    };
+    let indices: Vec<u32> = (0..n as u32).collect();
+    Ok(funetun_ml::evaluate(
+        info.model,
+        flat,
+        data,
+        &data.test,
+        Some(&indices),
+        compute,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funetun_core::JobSpec;
+
+    fn info(outer: &str, rule: &str) -> JobInfo {
+        let spec = JobSpec {
+            outer_optimizer: outer.into(),
+            aggregation: rule.into(),
+            dataset: "synthetic".into(),
+            ..JobSpec::default()
+        };
+        JobInfo::resolve(1, spec, 1, vec![0; 32]).unwrap()
+    }
+
+    fn delta(info: &JobInfo, v: f32) -> Vec<u8> {
+        let mut z = info.model.zeros();
+        for (_, t) in z.iter_mut() {
+            t.data.iter_mut().for_each(|x| *x = v);
+        }
+        encode(&z)
+    }
+
+    #[test]
+    fn the_mean_of_deltas_moves_the_base_and_the_result_is_reproducible() {
+        let info = info("sgd", "mean");
+        let base = initial_checkpoint(&info);
+        let deltas = vec![delta(&info, 0.5), delta(&info, 1.5)];
+        let exec = Exec::sequential();
+        let a = build_checkpoint(&info, 0, &base, &deltas, None, &exec).unwrap();
+        let b = build_checkpoint(&info, 0, &base, &deltas, None, &exec).unwrap();
+        assert_eq!(a.checkpoint, b.checkpoint);
+        assert!(a.outer_state.is_none());
+        let base_flat = info.model.init(0).to_flat();
+        assert!((a.flat[0] - (base_flat[0] + 1.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nesterov_state_is_carried_between_rounds() {
+        let info = info("nesterov:0.7,0.9", "median");
+        let base = initial_checkpoint(&info);
+        let exec = Exec::sequential();
+        let deltas = vec![delta(&info, 1.0)];
+        let r0 = build_checkpoint(&info, 0, &base, &deltas, None, &exec).unwrap();
+        assert!(r0.outer_state.is_some());
+        let r1 = build_checkpoint(
+            &info,
+            1,
+            &r0.checkpoint,
+            &deltas,
+            r0.outer_state.as_deref(),
+            &exec,
+        )
+        .unwrap();
+        let fresh = build_checkpoint(&info, 1, &r0.checkpoint, &deltas, None, &exec).unwrap();
+        assert_ne!(r1.checkpoint, fresh.checkpoint, "momentum must carry over");
+    }
+
+    #[test]
+    fn too_few_inputs_for_the_rule_fall_back_to_the_mean() {
+        let info = info("sgd", "trimmed-mean:1");
+        let base = initial_checkpoint(&info);
+        let built = build_checkpoint(
+            &info,
+            0,
+            &base,
+            &[delta(&info, 1.0)],
+            None,
+            &Exec::sequential(),
+        )
+        .unwrap();
+        assert!(built.fell_back_to_mean);
+    }
+}

@@ -1,0 +1,796 @@
+//! The round scheduler as a pure state machine: [`tick`] takes a job's
+//! state, the events since that state was read, the time and a seed, and
+//! returns what to do. It never sleeps, reads a clock or touches storage;
+//! the driver (`driver.rs`) reads the state from SQLite, calls [`tick`] and
+//! applies the [`Action`]s in transactions, and the lease handler calls it
+//! with a [`Event::LeaseRequested`].
+//!
+//! Rules (docs/orchestrator.md):
+//!
+//! - a lease goes to a shard of the open round with no accepted or undecided
+//!   update and no live lease; a trainer holding a live lease gets it back; a
+//!   trainer that already reported an update for the round gets nothing;
+//! - updates not drawn for checking are finalized once their challenge
+//!   window has passed;
+//! - a round closes when every shard has an accepted update; or when nothing
+//!   is in flight, every trainer active in the job has reported, and at least
+//!   `min_updates` were accepted; or at its deadline with at least
+//!   `min_updates` accepted (otherwise the deadline moves on by
+//!   `round_timeout_secs`);
+//! - once the chain closed the job (owner withdrew, deposit exhausted), the
+//!   open round closes with whatever was accepted when nothing is in flight,
+//!   and the job ends there.
+
+use std::collections::BTreeSet;
+
+use alloy_primitives::{Address, B256, U256};
+use funetun_core::api::Capacity;
+
+/// Whether the open round still takes leases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundPhase {
+    /// Leasing and collecting updates.
+    Open,
+    /// Inputs fixed; the checkpoint is being built and committed.
+    Closing,
+}
+
+/// A lease of the open round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id.
+    pub task_id: u64,
+    /// Who holds it.
+    pub trainer: Address,
+    /// The shard.
+    pub shard: u32,
+    /// When it lapses.
+    pub expires_at: u64,
+    /// Whether its update was reported.
+    pub submitted: bool,
+}
+
+impl Lease {
+    /// Whether the lease still binds its shard at `now`.
+    pub fn live(&self, now: u64) -> bool {
+        !self.submitted && self.expires_at > now
+    }
+}
+
+/// Where an update stands on-chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateStatus {
+    /// Submitted, undecided.
+    Pending,
+    /// Challenged: only a quorum decides it.
+    Challenged,
+    /// Accepted (paid).
+    Accepted,
+    /// Rejected (slashed).
+    Rejected,
+}
+
+impl UpdateStatus {
+    /// Not yet decided.
+    pub fn undecided(self) -> bool {
+        matches!(self, UpdateStatus::Pending | UpdateStatus::Challenged)
+    }
+
+    /// The API's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateStatus::Pending => "pending",
+            UpdateStatus::Challenged => "challenged",
+            UpdateStatus::Accepted => "accepted",
+            UpdateStatus::Rejected => "rejected",
+        }
+    }
+
+    /// Parses the stored word (unknown words count as pending).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "challenged" => UpdateStatus::Challenged,
+            "accepted" => UpdateStatus::Accepted,
+            "rejected" => UpdateStatus::Rejected,
+            _ => UpdateStatus::Pending,
+        }
+    }
+}
+
+/// A reported update of the open round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    /// On-chain index.
+    pub index: U256,
+    /// Who submitted it.
+    pub trainer: Address,
+    /// Its shard.
+    pub shard: u32,
+    /// The delta's hash.
+    pub hash: B256,
+    /// Status on-chain.
+    pub status: UpdateStatus,
+    /// Drawn for checking (validators decide it; never finalized by us).
+    pub replay: bool,
+    /// End of the challenge window (chain time).
+    pub deadline: u64,
+    /// Whether a vote was stored on it (then only a quorum decides it).
+    pub voted: bool,
+}
+
+/// What the scheduler knows of one job's open round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobState {
+    /// The job.
+    pub job_id: u64,
+    /// The open round.
+    pub round: u64,
+    /// Its phase.
+    pub phase: RoundPhase,
+    /// Shards per round.
+    pub shards: u32,
+    /// Accepted updates needed to close at the deadline.
+    pub min_updates: u32,
+    /// Seconds a round may run before it closes with what it has.
+    pub round_timeout_secs: u64,
+    /// When the round closes with what it has.
+    pub deadline: u64,
+    /// The chain closed the job (no more submissions possible).
+    pub chain_closed: bool,
+    /// Leases of the open round.
+    pub leases: Vec<Lease>,
+    /// Reported updates of the open round.
+    pub updates: Vec<Update>,
+    /// Trainers active in the job (leased in this or the previous round).
+    pub active_trainers: BTreeSet<Address>,
+}
+
+/// What happened since the state was read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A trainer asks for a task.
+    LeaseRequested {
+        /// Who asks.
+        trainer: Address,
+        /// Its size class.
+        capacity: Capacity,
+    },
+    /// A lease was issued.
+    Leased(Lease),
+    /// An update was reported.
+    Reported(Update),
+    /// The chain decided an update.
+    Decided {
+        /// The update.
+        index: U256,
+        /// The verdict.
+        accepted: bool,
+    },
+    /// A vote was stored on an update.
+    Voted {
+        /// The update.
+        index: U256,
+    },
+    /// Someone challenged an update.
+    Challenged {
+        /// The update.
+        index: U256,
+    },
+    /// The chain closed the job.
+    ChainClosed,
+}
+
+/// The answer to a lease request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseDecision {
+    /// The trainer's live lease, handed back.
+    Existing {
+        /// Its id.
+        task_id: u64,
+    },
+    /// A new lease on this shard.
+    New {
+        /// The shard.
+        shard: u32,
+    },
+    /// The trainer already reported an update for this round.
+    AlreadySubmitted,
+    /// Every shard is taken (or the round is closing).
+    NoneAvailable,
+}
+
+/// What the driver should do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Answer a lease request.
+    Lease {
+        /// Who asked.
+        trainer: Address,
+        /// What they get.
+        decision: LeaseDecision,
+    },
+    /// Call `finalizeUpdate` (window over, not drawn, unchallenged).
+    Finalize {
+        /// The update.
+        index: U256,
+    },
+    /// Close the round with these updates, in this order.
+    CloseRound {
+        /// The round.
+        round: u64,
+        /// (update index, delta hash), ordered by shard then index.
+        inputs: Vec<(U256, B256)>,
+    },
+    /// Keep the round open until `deadline`.
+    ExtendRound {
+        /// The round.
+        round: u64,
+        /// The new deadline.
+        deadline: u64,
+    },
+    /// The chain closed the job and nothing is left to aggregate: stop.
+    EndJob,
+}
+
+/// The seed of the task on `shard` in `round`: whoever takes the shard trains
+/// with the same data order, so honest deltas of a shard are identical.
+pub fn task_seed(spec_seed: u64, round: u64, shard: u32) -> u64 {
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(b"funetun-task-seed");
+    msg.extend_from_slice(&spec_seed.to_be_bytes());
+    msg.extend_from_slice(&round.to_be_bytes());
+    msg.extend_from_slice(&shard.to_be_bytes());
+    let h = funetun_core::keccak256(&msg);
+    u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
+impl JobState {
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::LeaseRequested { .. } => {}
+            Event::Leased(lease) => {
+                self.active_trainers.insert(lease.trainer);
+                self.leases.push(lease.clone());
+            }
+            Event::Reported(update) => {
+                for lease in &mut self.leases {
+                    if lease.trainer == update.trainer && lease.shard == update.shard {
+                        lease.submitted = true;
+                    }
+                }
+                self.updates.retain(|u| u.index != update.index);
+                self.updates.push(update.clone());
+            }
+            Event::Decided { index, accepted } => {
+                if let Some(u) = self.updates.iter_mut().find(|u| u.index == *index) {
+                    u.status = if *accepted {
+                        UpdateStatus::Accepted
+                    } else {
+                        UpdateStatus::Rejected
+                    };
+                }
+            }
+            Event::Voted { index } => {
+                if let Some(u) = self.updates.iter_mut().find(|u| u.index == *index) {
+                    u.voted = true;
+                }
+            }
+            Event::Challenged { index } => {
+                if let Some(u) = self.updates.iter_mut().find(|u| u.index == *index)
+                    && u.status == UpdateStatus::Pending
+                {
+                    u.status = UpdateStatus::Challenged;
+                    u.replay = true;
+                }
+            }
+            Event::ChainClosed => self.chain_closed = true,
+        }
+    }
+
+    /// Decides a lease request by `trainer` at `now`; `seed` picks among the
+    /// free shards.
+    pub fn decide_lease(&self, trainer: Address, now: u64, seed: u64) -> LeaseDecision {
+        if self.phase != RoundPhase::Open || self.chain_closed {
+            return LeaseDecision::NoneAvailable;
+        }
+        if self.updates.iter().any(|u| u.trainer == trainer) {
+            return LeaseDecision::AlreadySubmitted;
+        }
+        if let Some(lease) = self
+            .leases
+            .iter()
+            .filter(|l| l.trainer == trainer && l.live(now))
+            .max_by_key(|l| l.task_id)
+        {
+            return LeaseDecision::Existing {
+                task_id: lease.task_id,
+            };
+        }
+        let busy: BTreeSet<u32> = self
+            .updates
+            .iter()
+            .filter(|u| u.status != UpdateStatus::Rejected)
+            .map(|u| u.shard)
+            .chain(self.leases.iter().filter(|l| l.live(now)).map(|l| l.shard))
+            .collect();
+        let free: Vec<u32> = (0..self.shards).filter(|s| !busy.contains(s)).collect();
+        if free.is_empty() {
+            return LeaseDecision::NoneAvailable;
+        }
+        LeaseDecision::New {
+            shard: free[(seed % free.len() as u64) as usize],
+        }
+    }
+
+    /// The accepted updates, ordered by shard then index, a repeated delta
+    /// hash counted once.
+    pub fn accepted_inputs(&self) -> Vec<(U256, B256)> {
+        let mut accepted: Vec<&Update> = self
+            .updates
+            .iter()
+            .filter(|u| u.status == UpdateStatus::Accepted)
+            .collect();
+        accepted.sort_by_key(|u| (u.shard, u.index));
+        let mut seen = BTreeSet::new();
+        accepted
+            .into_iter()
+            .filter(|u| seen.insert(u.hash))
+            .map(|u| (u.index, u.hash))
+            .collect()
+    }
+
+    fn in_flight(&self, now: u64) -> bool {
+        self.leases.iter().any(|l| l.live(now)) || self.updates.iter().any(|u| u.status.undecided())
+    }
+}
+
+/// Applies `events` to `state`, then decides what to do at `now`. `seed`
+/// spreads new leases over the free shards.
+pub fn tick(state: &mut JobState, events: &[Event], now: u64, seed: u64) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for event in events {
+        state.apply(event);
+        if let Event::LeaseRequested { trainer, .. } = event {
+            let decision = state.decide_lease(*trainer, now, seed);
+            actions.push(Action::Lease {
+                trainer: *trainer,
+                decision,
+            });
+        }
+    }
+    if state.phase != RoundPhase::Open {
+        return actions;
+    }
+    for u in &state.updates {
+        if u.status == UpdateStatus::Pending && !u.replay && !u.voted && now >= u.deadline {
+            actions.push(Action::Finalize { index: u.index });
+        }
+    }
+    let inputs = state.accepted_inputs();
+    let accepted_shards: BTreeSet<u32> = state
+        .updates
+        .iter()
+        .filter(|u| u.status == UpdateStatus::Accepted)
+        .map(|u| u.shard)
+        .collect();
+    let enough = inputs.len() >= state.min_updates.max(1) as usize;
+    let in_flight = state.in_flight(now);
+    let all_shards = (0..state.shards).all(|s| accepted_shards.contains(&s));
+    let reported: BTreeSet<Address> = state.updates.iter().map(|u| u.trainer).collect();
+    let everyone_reported = !state.active_trainers.is_empty()
+        && state.active_trainers.iter().all(|t| reported.contains(t));
+    let close = Action::CloseRound {
+        round: state.round,
+        inputs: inputs.clone(),
+    };
+    if all_shards || (!in_flight && everyone_reported && enough) {
+        actions.push(close);
+    } else if state.chain_closed {
+        if !in_flight {
+            actions.push(if inputs.is_empty() {
+                Action::EndJob
+            } else {
+                close
+            });
+        }
+    } else if now >= state.deadline {
+        if enough {
+            actions.push(close);
+        } else {
+            actions.push(Action::ExtendRound {
+                round: state.round,
+                deadline: now + state.round_timeout_secs.max(1),
+            });
+        }
+    }
+    actions
+}
+
+/// An update waiting for validators, as [`pick_assignment`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Who submitted it (never its own validator).
+    pub trainer: Address,
+    /// The trainer's platform class.
+    pub platform: Option<String>,
+    /// Validators that voted on it (on-chain or reported).
+    pub voters: BTreeSet<Address>,
+    /// Assignments handed out: (validator, expires_at, done).
+    pub assigned: Vec<(Address, u64, bool)>,
+    /// Votes that decide it.
+    pub quorum: u32,
+}
+
+/// Which candidate `validator` (of `platform`) should check at `now`, and
+/// whether it already holds that assignment. A validator gets back a live
+/// assignment it has not voted on; otherwise the first candidate (in the
+/// given order, platform matches first) that it did not train, did not vote
+/// on, and that has fewer than `quorum` votes plus live assignments.
+pub fn pick_assignment(
+    candidates: &[Candidate],
+    validator: Address,
+    platform: Option<&str>,
+    now: u64,
+) -> Option<(usize, bool)> {
+    for (i, c) in candidates.iter().enumerate() {
+        if !c.voters.contains(&validator)
+            && c.assigned
+                .iter()
+                .any(|(v, exp, done)| *v == validator && !done && *exp > now)
+        {
+            return Some((i, true));
+        }
+    }
+    let eligible = |c: &Candidate| {
+        let live = c
+            .assigned
+            .iter()
+            .filter(|(v, exp, done)| *v != validator && !done && *exp > now)
+            .count();
+        c.trainer != validator
+            && !c.voters.contains(&validator)
+            && !c
+                .assigned
+                .iter()
+                .any(|(v, _, done)| *v == validator && *done)
+            && live + c.voters.len() < c.quorum.max(1) as usize
+    };
+    let same_platform = |c: &Candidate| platform.is_some() && c.platform.as_deref() == platform;
+    candidates
+        .iter()
+        .position(|c| eligible(c) && same_platform(c))
+        .or_else(|| candidates.iter().position(eligible))
+        .map(|i| (i, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(n: u8) -> Address {
+        Address::repeat_byte(n)
+    }
+
+    fn state(shards: u32) -> JobState {
+        JobState {
+            job_id: 1,
+            round: 0,
+            phase: RoundPhase::Open,
+            shards,
+            min_updates: 1,
+            round_timeout_secs: 100,
+            deadline: 1_100,
+            chain_closed: false,
+            leases: vec![],
+            updates: vec![],
+            active_trainers: BTreeSet::new(),
+        }
+    }
+
+    fn lease(task_id: u64, trainer: u8, shard: u32, expires_at: u64) -> Event {
+        Event::Leased(Lease {
+            task_id,
+            trainer: addr(trainer),
+            shard,
+            expires_at,
+            submitted: false,
+        })
+    }
+
+    fn report(trainer: u8, shard: u32, replay: bool, deadline: u64) -> Event {
+        Event::Reported(Update {
+            index: funetun_chain::bindings::update_index(0, addr(trainer)),
+            trainer: addr(trainer),
+            shard,
+            hash: B256::repeat_byte(shard as u8 + 1),
+            status: UpdateStatus::Pending,
+            replay,
+            deadline,
+            voted: false,
+        })
+    }
+
+    fn idx(trainer: u8) -> U256 {
+        funetun_chain::bindings::update_index(0, addr(trainer))
+    }
+
+    fn ask(trainer: u8) -> Event {
+        Event::LeaseRequested {
+            trainer: addr(trainer),
+            capacity: Capacity::M,
+        }
+    }
+
+    fn lease_of(actions: &[Action]) -> LeaseDecision {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Lease { decision, .. } => Some(decision.clone()),
+                _ => None,
+            })
+            .expect("a lease answer")
+    }
+
+    #[test]
+    fn leases_take_free_shards_and_hand_back_live_ones() {
+        let mut s = state(2);
+        let a = tick(&mut s, &[ask(1)], 1_000, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+        let a = tick(&mut s, &[lease(7, 1, 0, 1_060), ask(1)], 1_001, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 7 });
+        let a = tick(&mut s, &[ask(2)], 1_001, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        let a = tick(&mut s, &[lease(8, 2, 1, 1_070), ask(3)], 1_002, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::NoneAvailable);
+        // Trainer 1's lease lapses: its shard goes to trainer 3.
+        let a = tick(&mut s, &[ask(3)], 1_060, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+    }
+
+    #[test]
+    fn a_reporting_trainer_gets_no_second_task_and_a_rejected_shard_is_free_again() {
+        let mut s = state(2);
+        tick(
+            &mut s,
+            &[lease(1, 1, 0, 2_000), report(1, 0, true, 1_010)],
+            1_000,
+            0,
+        );
+        let a = tick(&mut s, &[ask(1)], 1_001, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::AlreadySubmitted);
+        let a = tick(&mut s, &[ask(2)], 1_001, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        let a = tick(
+            &mut s,
+            &[
+                Event::Decided {
+                    index: idx(1),
+                    accepted: false,
+                },
+                ask(3),
+            ],
+            1_002,
+            5,
+        );
+        // Shards 0 (rejected) and 1 (free) are both open; seed 5 picks index 1.
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        let a = tick(&mut s, &[ask(3)], 1_002, 4);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+    }
+
+    #[test]
+    fn the_seed_is_a_pure_function_of_job_round_and_shard() {
+        assert_eq!(task_seed(7, 1, 2), task_seed(7, 1, 2));
+        assert_ne!(task_seed(7, 1, 2), task_seed(7, 1, 3));
+        assert_ne!(task_seed(7, 1, 2), task_seed(7, 2, 2));
+        assert_ne!(task_seed(7, 1, 2), task_seed(8, 1, 2));
+    }
+
+    #[test]
+    fn undrawn_updates_are_finalized_after_their_window_only() {
+        let mut s = state(2);
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            report(1, 0, false, 1_010),
+            lease(2, 2, 1, 2_000),
+            report(2, 1, true, 1_010),
+        ];
+        let a = tick(&mut s, &ev, 1_009, 0);
+        assert!(a.is_empty(), "{a:?}");
+        let a = tick(&mut s, &[], 1_010, 0);
+        assert_eq!(a, vec![Action::Finalize { index: idx(1) }]);
+        let a = tick(&mut s, &[Event::Challenged { index: idx(1) }], 1_011, 0);
+        assert!(
+            a.is_empty(),
+            "a challenged update waits for a quorum: {a:?}"
+        );
+    }
+
+    #[test]
+    fn a_round_closes_when_every_shard_is_accepted() {
+        let mut s = state(2);
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            report(1, 0, true, 1_010),
+            lease(2, 2, 1, 2_000),
+            report(2, 1, true, 1_010),
+            Event::Decided {
+                index: idx(2),
+                accepted: true,
+            },
+        ];
+        assert!(tick(&mut s, &ev, 1_001, 0).is_empty());
+        let a = tick(
+            &mut s,
+            &[Event::Decided {
+                index: idx(1),
+                accepted: true,
+            }],
+            1_002,
+            0,
+        );
+        assert_eq!(
+            a,
+            vec![Action::CloseRound {
+                round: 0,
+                inputs: vec![
+                    (idx(1), B256::repeat_byte(1)),
+                    (idx(2), B256::repeat_byte(2))
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_round_closes_early_when_every_active_trainer_reported() {
+        let mut s = state(4);
+        s.min_updates = 2;
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            report(1, 0, true, 1_010),
+            lease(2, 2, 1, 2_000),
+            report(2, 1, true, 1_010),
+            Event::Decided {
+                index: idx(1),
+                accepted: true,
+            },
+        ];
+        assert!(tick(&mut s, &ev, 1_001, 0).is_empty());
+        // Trainer 2's update is still undecided: in flight.
+        let a = tick(
+            &mut s,
+            &[Event::Decided {
+                index: idx(2),
+                accepted: false,
+            }],
+            1_002,
+            0,
+        );
+        // Rejected: only one accepted, below min_updates = 2; wait.
+        assert!(a.is_empty(), "{a:?}");
+        s.min_updates = 1;
+        let a = tick(&mut s, &[], 1_003, 0);
+        assert!(matches!(a.as_slice(), [Action::CloseRound { inputs, .. }] if inputs.len() == 1));
+    }
+
+    #[test]
+    fn a_live_lease_keeps_the_round_open_until_the_deadline() {
+        let mut s = state(4);
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            report(1, 0, true, 1_010),
+            Event::Decided {
+                index: idx(1),
+                accepted: true,
+            },
+            lease(2, 2, 1, 2_000),
+        ];
+        assert!(tick(&mut s, &ev, 1_001, 0).is_empty());
+        let a = tick(&mut s, &[], 1_100, 0);
+        assert!(matches!(a.as_slice(), [Action::CloseRound { .. }]), "{a:?}");
+    }
+
+    #[test]
+    fn at_the_deadline_without_enough_updates_the_round_is_extended() {
+        let mut s = state(4);
+        s.min_updates = 2;
+        let a = tick(&mut s, &[], 1_100, 0);
+        assert_eq!(
+            a,
+            vec![Action::ExtendRound {
+                round: 0,
+                deadline: 1_200
+            }]
+        );
+    }
+
+    #[test]
+    fn a_closed_job_ends_with_what_it_has() {
+        let mut s = state(4);
+        let a = tick(&mut s, &[Event::ChainClosed], 1_001, 0);
+        assert_eq!(a, vec![Action::EndJob]);
+        let mut s = state(4);
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            report(1, 0, true, 1_010),
+            Event::ChainClosed,
+        ];
+        assert!(tick(&mut s, &ev, 1_001, 0).is_empty());
+        let a = tick(
+            &mut s,
+            &[
+                Event::Decided {
+                    index: idx(1),
+                    accepted: true,
+                },
+                ask(2),
+            ],
+            1_002,
+            0,
+        );
+        assert_eq!(lease_of(&a), LeaseDecision::NoneAvailable);
+        assert!(a.iter().any(|a| matches!(a, Action::CloseRound { .. })));
+    }
+
+    #[test]
+    fn a_closing_round_hands_out_nothing() {
+        let mut s = state(2);
+        s.phase = RoundPhase::Closing;
+        let a = tick(&mut s, &[ask(1)], 1_000, 0);
+        assert_eq!(
+            a,
+            vec![Action::Lease {
+                trainer: addr(1),
+                decision: LeaseDecision::NoneAvailable
+            }]
+        );
+    }
+
+    fn cand(trainer: u8, platform: &str, quorum: u32) -> Candidate {
+        Candidate {
+            trainer: addr(trainer),
+            platform: Some(platform.into()),
+            voters: BTreeSet::new(),
+            assigned: vec![],
+            quorum,
+        }
+    }
+
+    #[test]
+    fn validators_never_check_their_own_updates_and_prefer_their_platform() {
+        let cands = vec![cand(1, "x86", 1), cand(2, "arm", 1)];
+        assert_eq!(
+            pick_assignment(&cands, addr(1), Some("x86"), 0),
+            Some((1, false))
+        );
+        assert_eq!(
+            pick_assignment(&cands, addr(3), Some("arm"), 0),
+            Some((1, false))
+        );
+        assert_eq!(pick_assignment(&cands, addr(3), None, 0), Some((0, false)));
+    }
+
+    #[test]
+    fn an_assignment_goes_to_at_most_quorum_validators_at_once() {
+        let mut c = cand(1, "x86", 2);
+        c.assigned = vec![(addr(5), 100, false), (addr(6), 100, false)];
+        let cands = vec![c];
+        assert_eq!(pick_assignment(&cands, addr(7), None, 50), None);
+        // The holders get theirs back; after expiry it is re-issued.
+        assert_eq!(pick_assignment(&cands, addr(5), None, 50), Some((0, true)));
+        assert_eq!(
+            pick_assignment(&cands, addr(7), None, 100),
+            Some((0, false))
+        );
+    }
+
+    #[test]
+    fn a_validator_that_voted_gets_nothing_more_on_that_update() {
+        let mut c = cand(1, "x86", 3);
+        c.voters.insert(addr(5));
+        c.assigned = vec![(addr(5), 100, true)];
+        let cands = vec![c];
+        assert_eq!(pick_assignment(&cands, addr(5), None, 50), None);
+        assert_eq!(pick_assignment(&cands, addr(6), None, 50), Some((0, false)));
+    }
+}

@@ -1,0 +1,401 @@
+//! [`AppState`]: what every handler and the driver share — configuration,
+//! database, blob store, ledger, caches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use alloy_primitives::{Address, U256};
+use funetun_aggregate::{Exec, Outer, Rule};
+use funetun_chain::{Ledger, LedgerConfig};
+use funetun_core::JobSpec;
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, OptimizerKind};
+use sqlx::Row;
+use tokio::sync::Notify;
+
+use crate::auth::{NonceStore, RateLimiter, RoleCache};
+use crate::blobs::{BlobStore, LocalBlobStore};
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::graph::GraphBuffer;
+use crate::reputation::Decay;
+use crate::util::{addr_text, now_secs, parse_addr, parse_hash};
+
+/// A job's spec, resolved into the types that run it.
+#[derive(Debug)]
+pub struct JobInfo {
+    /// On-chain id.
+    pub job_id: u64,
+    /// The spec.
+    pub spec: JobSpec,
+    /// The network.
+    pub model: ModelKind,
+    /// The data set.
+    pub dataset: DatasetName,
+    /// The inner optimizer.
+    pub optimizer: OptimizerKind,
+    /// The aggregation rule.
+    pub rule: Rule,
+    /// The outer optimizer.
+    pub outer: Outer,
+    /// Votes that decide an update (on-chain).
+    pub quorum: u32,
+    /// Salt of the replay draws.
+    pub secret: Vec<u8>,
+    /// Largest accepted delta or checkpoint, in bytes.
+    pub max_blob_bytes: usize,
+}
+
+impl JobInfo {
+    /// Resolves a spec; the error names what is wrong.
+    pub fn resolve(
+        job_id: u64,
+        spec: JobSpec,
+        quorum: u32,
+        secret: Vec<u8>,
+    ) -> std::result::Result<Self, String> {
+        spec.validate().map_err(|e| e.to_string())?;
+        let model: ModelKind = spec.model.parse().map_err(|e| format!("model: {e}"))?;
+        let dataset: DatasetName = spec.dataset.parse().map_err(|e| format!("dataset: {e}"))?;
+        let optimizer: OptimizerKind = spec
+            .optimizer
+            .parse()
+            .map_err(|e| format!("optimizer: {e}"))?;
+        let rule: Rule = spec
+            .aggregation
+            .parse()
+            .map_err(|e| format!("aggregation: {e}"))?;
+        rule.check_params()
+            .map_err(|e| format!("aggregation: {e}"))?;
+        if rule.needs_weights() {
+            return Err(format!(
+                "aggregation: `{}` needs per-update weights, which jobs do not provide; use mean",
+                spec.aggregation
+            ));
+        }
+        let outer: Outer = spec
+            .outer_optimizer
+            .parse()
+            .map_err(|e| format!("outer_optimizer: {e}"))?;
+        outer
+            .check_params()
+            .map_err(|e| format!("outer_optimizer: {e}"))?;
+        let max_blob_bytes = blob_limit(model);
+        Ok(JobInfo {
+            job_id,
+            spec,
+            model,
+            dataset,
+            optimizer,
+            rule,
+            outer,
+            quorum,
+            secret,
+            max_blob_bytes,
+        })
+    }
+}
+
+/// Largest canonical tensor file of `model`.
+pub fn blob_limit(model: ModelKind) -> usize {
+    funetun_core::DecodeLimits::for_model(model.num_params(), model.shapes().len()).max_bytes
+}
+
+/// Shared state of the service.
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// SQLite.
+    pub db: Db,
+    /// Blobs.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The contract, signing as the leader.
+    pub ledger: Ledger,
+    /// The leader address.
+    pub address: Address,
+    /// The contract's minimum stake.
+    pub min_stake: U256,
+    /// Unix second the service started (older request timestamps are refused).
+    pub started_at: u64,
+    /// Nonces seen.
+    pub nonces: NonceStore,
+    /// Per-address rate limit.
+    pub rate: RateLimiter,
+    /// On-chain roles.
+    pub roles: RoleCache,
+    /// Message counts for `/graph`, flushed to SQLite every tick.
+    pub graph: GraphBuffer,
+    /// Reputation decay.
+    pub decay: Decay,
+    /// Largest blob any model accepts (the body limit of uploads).
+    pub max_blob_bytes: usize,
+    /// Wakes the driver early (a report or vote arrived).
+    pub wake: Notify,
+    /// Serialises validation assignments.
+    pub assign_lock: tokio::sync::Mutex<()>,
+    jobs: Mutex<HashMap<u64, Arc<JobInfo>>>,
+    job_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+    compute: Arc<Compute>,
+    exec: Exec,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("address", &self.address)
+            .field("contract", &self.config.contract)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Opens the database and blob store, connects to the chain and loads
+    /// the known jobs. Starts no background work.
+    pub async fn open(config: Config) -> Result<Arc<AppState>> {
+        let db = Db::open(&config.db_url).await?;
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(&config.blobs_dir)?);
+        let ledger = Ledger::connect(
+            &config.rpc_url,
+            config.contract,
+            config.key.clone(),
+            LedgerConfig {
+                confirmations: config.confirmations.max(1),
+                poll_interval: std::time::Duration::from_millis(20),
+                ..LedgerConfig::default()
+            },
+        )
+        .await?;
+        let min_stake = ledger
+            .view(funetun_chain::JobManager::MIN_STAKECall {})
+            .await?;
+        let address = config.key.address();
+        if let Some(stored) = crate::db::meta_get(&db.read, "leader").await?
+            && stored != addr_text(address)
+        {
+            return Err(Error::Config(format!(
+                "the database belongs to leader {stored}, not to {address}; use the same key or another database"
+            )));
+        }
+        if let Some(stored) = crate::db::meta_get(&db.read, "contract").await?
+            && stored != addr_text(config.contract)
+        {
+            return Err(Error::Config(format!(
+                "the database follows contract {stored}, not {}; use another database",
+                config.contract
+            )));
+        }
+        let mut tx = db.begin().await?;
+        crate::db::meta_set(&mut *tx, "leader", &addr_text(address)).await?;
+        crate::db::meta_set(&mut *tx, "contract", &addr_text(config.contract)).await?;
+        tx.commit().await?;
+        let compute = Arc::new(Compute::new(config.threads)?);
+        let exec = Exec::with_threads(config.threads.max(1))?;
+        let max_blob_bytes = [ModelKind::Mlp, ModelKind::Cnn]
+            .into_iter()
+            .map(blob_limit)
+            .max()
+            .unwrap_or(1 << 20);
+        let state = AppState {
+            rate: RateLimiter::new(config.auth.rate_per_sec, config.auth.rate_burst),
+            roles: RoleCache::new(config.role_ttl, config.negative_role_ttl),
+            decay: Decay::new(config.reputation_half_life),
+            graph: GraphBuffer::default(),
+            nonces: NonceStore::default(),
+            started_at: now_secs(),
+            wake: Notify::new(),
+            assign_lock: tokio::sync::Mutex::new(()),
+            jobs: Mutex::default(),
+            job_locks: Mutex::default(),
+            datasets: Mutex::default(),
+            config,
+            db,
+            blobs,
+            ledger,
+            address,
+            min_stake,
+            max_blob_bytes,
+            compute,
+            exec,
+        };
+        state.load_nonces().await?;
+        state.load_jobs().await?;
+        Ok(Arc::new(state))
+    }
+
+    async fn load_nonces(&self) -> Result<()> {
+        let now = now_secs();
+        let rows =
+            sqlx::query("SELECT address, nonce, expires_at FROM nonces WHERE expires_at > ?")
+                .bind(now as i64)
+                .fetch_all(&self.db.read)
+                .await?;
+        for row in rows {
+            let address = parse_addr(row.get::<&str, _>(0))?;
+            self.nonces
+                .insert(address, row.get(1), row.get::<i64, _>(2) as u64, now);
+        }
+        sqlx::query("DELETE FROM nonces")
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_jobs(&self) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT job_id, spec, quorum, secret FROM jobs WHERE spec IS NOT NULL AND status != 'invalid'",
+        )
+        .fetch_all(&self.db.read)
+        .await?;
+        for row in rows {
+            let job_id = row.get::<i64, _>(0) as u64;
+            let spec = JobSpec::from_toml(row.get::<&str, _>(1))
+                .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
+            let info = JobInfo::resolve(job_id, spec, row.get::<i64, _>(2) as u32, row.get(3))
+                .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
+            self.put_job(Arc::new(info));
+        }
+        Ok(())
+    }
+
+    /// Remembers a resolved job.
+    pub fn put_job(&self, info: Arc<JobInfo>) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.job_id, info);
+    }
+
+    /// A job whose spec is resolved, if known.
+    pub fn job_info(&self, job_id: u64) -> Option<Arc<JobInfo>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job_id)
+            .cloned()
+    }
+
+    /// A job with its spec resolved, or 404 `unknown_job` / 409 when it has
+    /// no usable spec.
+    pub async fn job(&self, job_id: u64) -> Result<Arc<JobInfo>> {
+        if let Some(info) = self.job_info(job_id) {
+            return Ok(info);
+        }
+        let row = sqlx::query("SELECT status, reason FROM jobs WHERE job_id = ?")
+            .bind(job_id as i64)
+            .fetch_optional(&self.db.read)
+            .await?;
+        match row {
+            None => Err(Error::not_found(
+                "unknown_job",
+                format!(
+                    "job {job_id} is not led by this orchestrator ({})",
+                    self.address
+                ),
+            )),
+            Some(row) if row.get::<&str, _>(0) == "invalid" => Err(Error::conflict(
+                "job_invalid",
+                format!(
+                    "job {job_id} has an unusable spec: {}",
+                    row.get::<Option<String>, _>(1).unwrap_or_default()
+                ),
+            )),
+            Some(_) => Err(Error::conflict(
+                "job_not_started",
+                format!(
+                    "job {job_id} is waiting for its spec blob and first checkpoint; try again shortly"
+                ),
+            )),
+        }
+    }
+
+    /// The status of a known job (`active`, `finished`, …).
+    pub async fn job_status(&self, job_id: u64) -> Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = ?")
+                .bind(job_id as i64)
+                .fetch_optional(&self.db.read)
+                .await?
+                .unwrap_or_else(|| "unknown".into()),
+        )
+    }
+
+    /// The lock serialising lease decisions and round changes of one job.
+    pub fn job_lock(&self, job_id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.job_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job_id)
+            .or_default()
+            .clone()
+    }
+
+    /// The compute pool for evaluation.
+    pub fn compute(&self) -> Arc<Compute> {
+        self.compute.clone()
+    }
+
+    /// The aggregation threads.
+    pub fn exec(&self) -> Exec {
+        self.exec.clone()
+    }
+
+    /// Loads (once) and returns a data set. Blocking: call from a blocking task.
+    pub fn dataset_blocking(&self, name: &DatasetName) -> Result<Arc<Dataset>> {
+        let key = name.to_string();
+        if let Some(d) = self
+            .datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(d.clone());
+        }
+        let options = LoadOptions {
+            data_dir: self.config.data_dir.as_deref(),
+            download: !self.config.offline,
+            progress: None,
+        };
+        let data = Arc::new(Dataset::load(name, &options)?);
+        self.datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, data.clone());
+        Ok(data)
+    }
+
+    /// Writes buffered counters and live nonces to SQLite.
+    pub async fn flush(&self) -> Result<()> {
+        crate::graph::flush(self).await?;
+        let now = now_secs();
+        let live = self.nonces.live(now);
+        let mut tx = self.db.begin().await?;
+        sqlx::query("DELETE FROM nonces").execute(&mut *tx).await?;
+        for (address, nonce, expires) in live {
+            sqlx::query(
+                "INSERT OR IGNORE INTO nonces (address, nonce, expires_at) VALUES (?, ?, ?)",
+            )
+            .bind(addr_text(address))
+            .bind(nonce)
+            .bind(expires as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads a blob's bytes, or fails with `Inconsistent` when a blob the
+    /// state refers to is missing.
+    pub async fn blob(&self, hash: alloy_primitives::B256) -> Result<Vec<u8>> {
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.get(hash))
+            .await??
+            .ok_or_else(|| Error::Inconsistent(format!("blob {hash} is missing from the store")))
+    }
+}
+
+/// Parses a stored optional hash.
+pub fn opt_hash(s: Option<String>) -> Result<Option<alloy_primitives::B256>> {
+    s.map(|s| parse_hash(&s)).transpose()
+}

@@ -1,0 +1,258 @@
+//! Test environments: a fresh embedded dev chain with the contract, keys per
+//! role, a tiny job spec, and the trainer and validator loops over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
+use funetun_chain::ledger::{NewJob, http_provider};
+use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_client::Client;
+use funetun_core::api::{
+    Capacity, LeaseRequest, Task, UpdateReport, ValidationReport, ValidationRequest,
+};
+use funetun_core::{DecodeLimits, JobSpec, decode, encode, keccak256};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, TaskSpec, train_task};
+use funetun_orchestrator::Config;
+
+pub const ETH: u64 = 1_000_000_000_000_000_000;
+
+/// A chain with a deployed contract, keys and a state directory.
+pub struct Env {
+    pub chain: DevChain,
+    pub dir: tempfile::TempDir,
+    pub owner: Ledger,
+    pub keys: Vec<PrivateKeySigner>,
+}
+
+pub fn ledger_config() -> LedgerConfig {
+    LedgerConfig {
+        poll_interval: Duration::from_millis(5),
+        ..LedgerConfig::default()
+    }
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        let chain = DevChain::start(DevChainConfig::default())
+            .await
+            .expect("dev chain starts");
+        let keys: Vec<_> = chain.accounts().iter().map(|a| a.signer()).collect();
+        let provider = http_provider(&chain.rpc_url()).unwrap();
+        let (owner, _) = Ledger::deploy(
+            provider,
+            keys[0].clone(),
+            &ContractParams::default(),
+            ledger_config(),
+        )
+        .await
+        .expect("deploys");
+        Env {
+            chain,
+            dir: tempfile::tempdir().unwrap(),
+            owner,
+            keys,
+        }
+    }
+
+    /// The orchestrator's configuration: leader key = dev account 1, state in
+    /// the temp dir.
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(
+            self.chain.rpc_url(),
+            self.owner.contract(),
+            self.keys[1].clone(),
+        );
+        c.db_url = format!("sqlite://{}", self.dir.path().join("state.db").display());
+        c.blobs_dir = self.dir.path().join("blobs");
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.poll_interval = Duration::from_millis(50);
+        c.offline = true;
+        c
+    }
+
+    pub fn leader(&self) -> Address {
+        self.keys[1].address()
+    }
+
+    pub fn ledger(&self, i: usize) -> Ledger {
+        self.owner.with_signer(self.keys[i].clone())
+    }
+
+    pub async fn create_job(&self, spec: &JobSpec) -> u64 {
+        let (id, _) = self
+            .owner
+            .create_job(&NewJob {
+                spec_hash: keccak256(spec.to_toml().as_bytes()),
+                leader: self.leader(),
+                base_reward: spec.base_reward_wei().unwrap(),
+                bonus_reward: U256::ZERO,
+                rounds: spec.rounds,
+                quorum: spec.validation.quorum,
+                challenge_window: spec.validation.challenge_window_secs,
+                deposit: U256::from(ETH),
+            })
+            .await
+            .expect("createJob");
+        id.saturating_to()
+    }
+
+    pub async fn register_trainer(&self, i: usize) {
+        self.ledger(i)
+            .register_trainer(ContractParams::default().min_stake)
+            .await
+            .unwrap();
+    }
+
+    /// Registers trainer `i`; returns the transaction (a contract call that is
+    /// not a submission).
+    pub async fn register_trainer_tx(&self, i: usize) -> B256 {
+        self.ledger(i)
+            .register_trainer(ContractParams::default().min_stake)
+            .await
+            .unwrap()
+            .tx_hash
+    }
+
+    pub async fn register_validator(&self, i: usize) {
+        self.ledger(i)
+            .register_validator(ContractParams::default().min_stake)
+            .await
+            .unwrap();
+    }
+}
+
+/// A job small enough to train in milliseconds.
+pub fn tiny_spec(replay_prob: f64) -> JobSpec {
+    let mut spec = JobSpec {
+        name: "tiny".into(),
+        seed: 3,
+        model: "mlp".into(),
+        dataset: "synthetic".into(),
+        rounds: 2,
+        shards: 2,
+        steps: 3,
+        batch: 16,
+        lr: 0.05,
+        optimizer: "sgd".into(),
+        aggregation: "mean".into(),
+        outer_optimizer: "nesterov:0.7,0.9".into(),
+        min_updates: 1,
+        round_timeout_secs: 3_600,
+        lease_secs: 600,
+        eval_samples: 200,
+        ..JobSpec::default()
+    };
+    spec.validation.replay_prob = replay_prob;
+    spec.validation.replay_floor = 0.0;
+    spec.validation.challenge_window_secs = 1;
+    spec
+}
+
+pub fn synthetic() -> Arc<Dataset> {
+    Arc::new(Dataset::load(&DatasetName::Synthetic(0), &LoadOptions::default()).unwrap())
+}
+
+/// Runs a task exactly as a trainer does; returns the canonical delta bytes.
+pub fn run_task(task: &Task, base: &[u8], data: &Dataset) -> (Vec<u8>, f32, f32) {
+    let base = decode(base, &DecodeLimits::default()).unwrap();
+    let spec = TaskSpec {
+        model: task.model.parse().unwrap(),
+        shard: task.shard as usize,
+        shards: task.shards as usize,
+        steps: task.steps as usize,
+        batch: task.batch as usize,
+        lr: task.lr,
+        optimizer: task.optimizer.parse().unwrap(),
+        seed: task.seed,
+    };
+    let compute = Compute::new(1).unwrap();
+    let out = train_task(&base, data, &spec, &compute, &mut |_| {}).unwrap();
+    (encode(&out.delta), out.loss_before, out.loss_after)
+}
+
+/// One trainer turn: lease, train, upload, submit on-chain, report.
+/// Returns the round trained, or None when there was nothing to do.
+pub async fn trainer_turn(
+    client: &Client,
+    ledger: &Ledger,
+    job: u64,
+    data: &Dataset,
+) -> Option<u64> {
+    let task = match client
+        .lease_task(&LeaseRequest {
+            job_id: job,
+            capacity: Capacity::M,
+            platform: Some(funetun_ml::platform::platform_class()),
+        })
+        .await
+    {
+        Ok(Some(task)) => task,
+        Ok(None) => return None,
+        Err(e) if e.code() == Some("job_closed") => return None,
+        Err(e) => panic!("lease: {e}"),
+    };
+    let base = client.get_blob(task.base_hash).await.unwrap();
+    let (delta, before, after) = run_task(&task, &base, data);
+    let hash = client.put_blob(job, delta).await.unwrap();
+    let (_, outcome) = ledger
+        .submit_update(U256::from(job), task.round, hash)
+        .await
+        .expect("submitUpdate");
+    client
+        .report_update(&UpdateReport {
+            task_id: task.task_id,
+            update_hash: hash,
+            tx_hash: outcome.tx_hash,
+            loss_before: before,
+            loss_after: after,
+            platform: Some(funetun_ml::platform::platform_class()),
+        })
+        .await
+        .expect("report");
+    Some(task.round)
+}
+
+/// One validator turn: take an assignment, replay it, vote, report.
+pub async fn validator_turn(client: &Client, ledger: &Ledger, data: &Dataset) -> Option<bool> {
+    let a = client
+        .next_validation(&ValidationRequest {
+            job_id: None,
+            platform: Some(funetun_ml::platform::platform_class()),
+        })
+        .await
+        .expect("next validation")?;
+    let base = client.get_blob(a.task.base_hash).await.unwrap();
+    let (delta, _, _) = run_task(&a.task, &base, data);
+    let replayed: B256 = keccak256(&delta);
+    let valid = replayed == a.update_hash;
+    let outcome = ledger
+        .validate_update(U256::from(a.job_id), a.update_index, valid)
+        .await
+        .expect("validateUpdate");
+    client
+        .report_validation(&ValidationReport {
+            job_id: a.job_id,
+            update_index: a.update_index,
+            valid,
+            tx_hash: outcome.tx_hash,
+            detail: format!("replayed {replayed}"),
+        })
+        .await
+        .expect("report vote");
+    Some(valid)
+}
+
+/// Waits until the job has `status` (polling the API), or panics after a minute.
+pub async fn wait_status(client: &Client, job: u64, status: &str) {
+    for _ in 0..1200 {
+        if let Ok(jobs) = client.jobs().await
+            && jobs.iter().any(|j| j.job_id == job && j.status == status)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {job} never reached status {status}");
+}

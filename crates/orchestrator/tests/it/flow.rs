@@ -1,0 +1,140 @@
+//! Two trainers and one validator drive a job through two rounds over real
+//! HTTP, with the embedded chain deciding every update.
+
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use funetun_client::Client;
+use funetun_core::keccak256;
+
+use crate::common::{Env, synthetic, tiny_spec, trainer_turn, validator_turn, wait_status};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_trainers_and_a_validator_finish_two_rounds() {
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    assert_eq!(orch.address(), env.leader());
+    let spec = tiny_spec(1.0);
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
+    let job = env.create_job(&spec).await;
+    env.register_trainer(2).await;
+    env.register_trainer(3).await;
+    env.register_validator(4).await;
+    wait_status(&owner, job, "active").await;
+
+    let data = synthetic();
+    let trainers = [
+        (
+            Client::new(&orch.url(), Some(env.keys[2].clone())),
+            env.ledger(2),
+        ),
+        (
+            Client::new(&orch.url(), Some(env.keys[3].clone())),
+            env.ledger(3),
+        ),
+    ];
+    let validator = (
+        Client::new(&orch.url(), Some(env.keys[4].clone())),
+        env.ledger(4),
+    );
+    let mut votes = 0;
+    for _ in 0..600 {
+        let jobs = owner.jobs().await.unwrap();
+        if jobs
+            .iter()
+            .any(|j| j.job_id == job && j.status == "finished")
+        {
+            break;
+        }
+        for (client, ledger) in &trainers {
+            trainer_turn(client, ledger, job, &data).await;
+        }
+        while let Some(valid) = validator_turn(&validator.0, &validator.1, &data).await {
+            assert!(valid, "an honest replay matches bit for bit");
+            votes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&owner, job, "finished").await;
+    assert_eq!(
+        votes, 4,
+        "every update was drawn (replay_prob = 1) and voted on"
+    );
+
+    let detail = owner.job(job).await.unwrap();
+    assert_eq!(detail.summary.round, 2);
+    assert_eq!(detail.spec, spec);
+    let rounds = owner.rounds(job).await.unwrap();
+    assert_eq!(rounds.len(), 2);
+    for r in &rounds {
+        assert_eq!(r.status, "closed");
+        assert_eq!(
+            (r.submitted, r.accepted, r.rejected, r.replayed),
+            (2, 2, 0, 2)
+        );
+        assert!(r.test_accuracy.is_some() && r.test_loss.is_some());
+        assert!(r.commit_tx.is_some());
+    }
+    assert_eq!(rounds[1].base_hash, rounds[0].checkpoint_hash.unwrap());
+    let last = rounds[1].checkpoint_hash.unwrap();
+    assert_eq!(detail.summary.latest_checkpoint, Some(last));
+    assert_eq!(
+        env.owner.checkpoint(U256::from(job), 2).await.unwrap(),
+        last
+    );
+    let weights = owner.get_blob(last).await.unwrap();
+    assert_eq!(keccak256(&weights), last);
+
+    let updates = owner.updates(job).await.unwrap();
+    assert_eq!(updates.len(), 4);
+    for u in &updates {
+        assert_eq!(u.status, "accepted");
+        assert!(u.replay);
+        assert_eq!(u.votes.len(), 1);
+        assert!(u.votes[0].valid);
+        assert_eq!(u.paid_wei, spec.base_reward_wei().unwrap());
+    }
+    let participants = owner.participants().await.unwrap();
+    for i in [2, 3] {
+        let p = participants
+            .iter()
+            .find(|p| p.address == env.keys[i].address())
+            .unwrap();
+        assert_eq!(p.accepted, 2);
+        assert!(p.roles.contains(&"trainer".to_string()));
+        assert_eq!(
+            p.earned_wei,
+            spec.base_reward_wei().unwrap() * U256::from(2u64)
+        );
+        // 2 accepted updates of 3 steps, barely decayed: 0.6 · 6.
+        assert!((p.reputation - 3.6).abs() < 0.01, "{}", p.reputation);
+    }
+    let v = participants
+        .iter()
+        .find(|p| p.address == env.keys[4].address())
+        .unwrap();
+    assert_eq!(v.validations, 4);
+    assert!((v.reputation - 0.4 * 12.0).abs() < 0.01, "{}", v.reputation);
+
+    let graph = owner.graph().await.unwrap();
+    for label in [
+        "lease",
+        "blob",
+        "update",
+        "validation",
+        "submitUpdate",
+        "validateUpdate",
+        "commitCheckpoint",
+        "createJob",
+    ] {
+        assert!(
+            graph.edges.iter().any(|e| e.label == label && e.count > 0),
+            "no `{label}` edge in {:?}",
+            graph.edges
+        );
+    }
+    assert!(graph.nodes.iter().any(|n| n.kind == "orchestrator"));
+    assert!(graph.nodes.iter().any(|n| n.kind == "contract"));
+    orch.shutdown().await.unwrap();
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the orchestrator on the embedded dev chain, real
+//! SQLite in a temporary directory and real HTTP.
+
+mod common;
+mod flow;
+mod handlers;
+mod restart;

@@ -1,0 +1,107 @@
+//! A job interrupted mid-round (the orchestrator dropped, as in a crash) and
+//! resumed on the same database and blob directory ends on the same final
+//! checkpoint as a run that never stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{B256, U256};
+use funetun_client::Client;
+use funetun_ml::Dataset;
+
+use crate::common::{Env, synthetic, tiny_spec, trainer_turn, wait_status};
+
+/// Trains until the job is finished; updates are finalized after their window.
+async fn drive(env: &Env, url: &str, job: u64, data: &Dataset) {
+    let owner = Client::new(url, None);
+    let trainers = [
+        (Client::new(url, Some(env.keys[2].clone())), env.ledger(2)),
+        (Client::new(url, Some(env.keys[3].clone())), env.ledger(3)),
+    ];
+    for _ in 0..1200 {
+        let jobs = owner.jobs().await.unwrap();
+        if jobs
+            .iter()
+            .any(|j| j.job_id == job && j.status == "finished")
+        {
+            return;
+        }
+        for (client, ledger) in &trainers {
+            trainer_turn(client, ledger, job, data).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {job} did not finish");
+}
+
+async fn setup(env: &Env, url: &str) -> u64 {
+    let spec = tiny_spec(0.0);
+    Client::new(url, Some(env.keys[0].clone()))
+        .put_spec(spec.to_toml().into_bytes())
+        .await
+        .unwrap();
+    let job = env.create_job(&spec).await;
+    env.register_trainer(2).await;
+    env.register_trainer(3).await;
+    wait_status(&Client::new(url, None), job, "active").await;
+    job
+}
+
+async fn final_hash(env: &Env, job: u64) -> B256 {
+    env.owner.checkpoint(U256::from(job), 2).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_orchestrator_ends_on_the_same_checkpoint() {
+    let data: Arc<Dataset> = synthetic();
+
+    // Uninterrupted.
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let job = setup(&env, &orch.url()).await;
+    drive(&env, &orch.url(), job, &data).await;
+    let expected = final_hash(&env, job).await;
+    assert_ne!(expected, B256::ZERO);
+    orch.shutdown().await.unwrap();
+
+    // Interrupted: one trainer submits in round 0, then the orchestrator dies.
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let url = orch.url();
+    let job = setup(&env, &url).await;
+    let first = Client::new(&url, Some(env.keys[2].clone()));
+    assert_eq!(
+        trainer_turn(&first, &env.ledger(2), job, &data).await,
+        Some(0)
+    );
+    let second = Client::new(&url, Some(env.keys[3].clone()));
+    let leased = second
+        .lease_task(&funetun_core::api::LeaseRequest {
+            job_id: job,
+            capacity: funetun_core::api::Capacity::M,
+            platform: None,
+        })
+        .await
+        .unwrap()
+        .expect("a task for the second trainer");
+    drop(orch);
+
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    // The lease survived the restart: the same task comes back.
+    let again = Client::new(&orch.url(), Some(env.keys[3].clone()))
+        .lease_task(&funetun_core::api::LeaseRequest {
+            job_id: job,
+            capacity: funetun_core::api::Capacity::M,
+            platform: None,
+        })
+        .await
+        .unwrap()
+        .expect("the same task");
+    assert_eq!(again.task_id, leased.task_id);
+    drive(&env, &orch.url(), job, &data).await;
+    assert_eq!(final_hash(&env, job).await, expected);
+    let rounds = Client::new(&orch.url(), None).rounds(job).await.unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert!(rounds.iter().all(|r| r.accepted == 2));
+    orch.shutdown().await.unwrap();
+}
