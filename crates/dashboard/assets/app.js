@@ -91,12 +91,12 @@
       res = await fetch(url, { cache: 'no-store', signal: ctl.signal, headers: { accept: asJson ? 'application/json' : '*/*' } });
       text = await res.text();
     } catch (e) {
-      throw new Unreachable(ctl.signal.aborted ? `no answer from ${url} within ${FETCH_TIMEOUT_MS / 1000}s` : `cannot reach ${url}`);
+      throw new Unreachable(ctl.signal.aborted ? `No answer from ${url} within ${FETCH_TIMEOUT_MS / 1000} s.` : `Cannot reach ${url}.`);
     } finally {
       clearTimeout(timer);
     }
     if (res.status === 502 || res.status === 503 || res.status === 504) {
-      throw new Unreachable(`${url} answered ${res.status}`);
+      throw new Unreachable(`${url} answered ${res.status}.`);
     }
     const date = Date.parse(res.headers.get('date') || '');
     if (isFinite(date)) live.serverNow = date / 1000;
@@ -144,10 +144,16 @@
 
   // ---- network graph -----------------------------------------------------
 
+  // Layout: trainers | orchestrator and contract | validators in three
+  // columns; owners and challengers in a row above, right of the centre, so
+  // their edges to the orchestrator and the contract cross nobody. Within a
+  // group nodes are sorted by id: the same graph always gives the same picture.
   const TYPE_ORDER = ['owner', 'challenger', 'trainer', 'orchestrator', 'contract', 'validator'];
-  const TYPE_COLUMN = { owner: 0, challenger: 0, trainer: 1, orchestrator: 2, contract: 2, validator: 3 };
-  const COLUMN_X = [100, 350, 610, 860];
+  const TYPE_COLUMN = { trainer: 0, orchestrator: 1, contract: 1, validator: 2 };
+  const COLUMN_X = [170, 480, 790];
   const GRAPH_W = 960;
+  const TOP_ROW_Y = 44;
+  const BODY_TOP = 120;
 
   function graphView(graph, now) {
     const nodes = Array.isArray(graph && graph.nodes) ? graph.nodes : [];
@@ -159,17 +165,19 @@
       const i = TYPE_ORDER.indexOf(t);
       return i < 0 ? TYPE_ORDER.length : i;
     };
-    const columns = [[], [], [], []];
+    const columns = [[], [], []];
+    const topRow = [];
     for (const n of [...nodes].sort((a, b) => rank(a.type) - rank(b.type) || String(a.id).localeCompare(String(b.id)))) {
-      columns[TYPE_COLUMN[n.type] ?? 0].push(n);
+      if (n.type in TYPE_COLUMN) columns[TYPE_COLUMN[n.type]].push(n);
+      else topRow.push(n);
     }
-    const tallest = Math.max(...columns.map((c) => c.length));
-    const top = 40;
-    const height = Math.max(320, top + 30 + tallest * 78);
+    const tallest = Math.max(1, ...columns.map((c) => c.length));
+    const height = Math.max(380, BODY_TOP + 40 + tallest * 84);
     const pos = new Map();
+    topRow.forEach((n, i) => pos.set(n.id, { x: COLUMN_X[1] + 210 + i * 110, y: TOP_ROW_Y, n }));
     columns.forEach((col, ci) => {
-      const step = (height - top - 20) / col.length;
-      col.forEach((n, i) => pos.set(n.id, { x: COLUMN_X[ci], y: top + step * (i + 0.5), n }));
+      const step = (height - BODY_TOP - 20) / col.length;
+      col.forEach((n, i) => pos.set(n.id, { x: COLUMN_X[ci], y: BODY_TOP + step * (i + 0.5), n }));
     });
     const idle = (t) => !t || now - t > IDLE_SECS;
 
@@ -184,11 +192,11 @@
     });
     svg.append(
       s('defs', {},
-        s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+        s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' },
           s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow' }))),
     );
-    ['owners', 'trainers', 'orchestrator · contract', 'validators'].forEach((t, i) =>
-      svg.append(s('text', { x: COLUMN_X[i], y: 18, class: 'column-title', 'text-anchor': 'middle' }, t)));
+    ['trainers', 'orchestrator · contract', 'validators'].forEach((t, i) =>
+      svg.append(s('text', { x: COLUMN_X[i], y: BODY_TOP - 14, class: 'column-title', 'text-anchor': 'middle' }, t)));
 
     // Edges between the same two nodes fan out so each stays readable.
     const groups = new Map();

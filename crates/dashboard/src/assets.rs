@@ -10,7 +10,9 @@
 use std::sync::OnceLock;
 
 use axum::extract::Path;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -161,9 +163,10 @@ pub async fn asset(
         )
             .into_response();
     };
-    let versioned = query
-        .as_deref()
-        .is_some_and(|q| q.split('&').any(|kv| kv.strip_prefix("v=") == Some(version_of(asset))));
+    let versioned = query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.strip_prefix("v=") == Some(version_of(asset)))
+    });
     let cache = if versioned {
         "public, max-age=31536000, immutable"
     } else {

@@ -240,13 +240,30 @@ fn hex(c: RGBColor) -> String {
     format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
 }
 
+/// The points of a series not yet matched to a `<circle>`.
+type PointsLeft<'a> = std::slice::Iter<'a, (u64, f64)>;
+
 /// Adds the data attributes to the root element and to every point.
 fn tag(svg: String, s: &Series) -> String {
-    let mut out = String::with_capacity(svg.len() + 64 * (s.accuracy.len() + 2 * s.test_loss.len()));
-    let mut pending: Vec<(String, &str, std::slice::Iter<'_, (u64, f64)>)> = vec![
-        (format!("fill=\"{}\"", hex(ACCURACY)), "accuracy-point", s.accuracy.iter()),
-        (format!("fill=\"{}\"", hex(TEST_LOSS)), "test-loss-point", s.test_loss.iter()),
-        (format!("fill=\"{}\"", hex(TRAIN_LOSS)), "train-loss-point", s.train_loss.iter()),
+    let mut out =
+        String::with_capacity(svg.len() + 64 * (s.accuracy.len() + 2 * s.test_loss.len()));
+    // (the fill that marks a series' points, their test id, the points left)
+    let mut pending: Vec<(String, &str, PointsLeft<'_>)> = vec![
+        (
+            format!("fill=\"{}\"", hex(ACCURACY)),
+            "accuracy-point",
+            s.accuracy.iter(),
+        ),
+        (
+            format!("fill=\"{}\"", hex(TEST_LOSS)),
+            "test-loss-point",
+            s.test_loss.iter(),
+        ),
+        (
+            format!("fill=\"{}\"", hex(TRAIN_LOSS)),
+            "train-loss-point",
+            s.train_loss.iter(),
+        ),
     ];
     let mut rest = svg.as_str();
     if let Some(at) = rest.find("<svg ") {
@@ -331,7 +348,14 @@ mod tests {
     #[test]
     fn one_tagged_point_per_closed_round() {
         let rounds: Vec<_> = (0..5)
-            .map(|t| round(t, "closed", Some(0.5 + t as f64 / 20.0), Some(1.0 / (t + 1) as f64)))
+            .map(|t| {
+                round(
+                    t,
+                    "closed",
+                    Some(0.5 + t as f64 / 20.0),
+                    Some(1.0 / (t + 1) as f64),
+                )
+            })
             .chain([round(5, "open", None, None)])
             .collect();
         let svg = round_charts_svg(&rounds);

@@ -72,8 +72,16 @@ impl Browser {
     /// called `test` (used to name its screenshots). `Ok(None)`: no browser
     /// here and not CI, so the caller should skip.
     pub async fn start(test: &str) -> Result<Option<Self>> {
-        let chromium = find_binary("FUNETUN_CHROMIUM", "/usr/bin/chromium", &["chromium", "chromium-browser", "google-chrome"]);
-        let driver = find_binary("FUNETUN_CHROMEDRIVER", "/usr/bin/chromedriver", &["chromedriver"]);
+        let chromium = find_binary(
+            "FUNETUN_CHROMIUM",
+            "/usr/bin/chromium",
+            &["chromium", "chromium-browser", "google-chrome"],
+        );
+        let driver = find_binary(
+            "FUNETUN_CHROMEDRIVER",
+            "/usr/bin/chromedriver",
+            &["chromedriver"],
+        );
         let (Some(chromium), Some(driver)) = (chromium, driver) else {
             let why = "headless Chromium and chromedriver are needed for the dashboard's browser tests: \
                        run `bash scripts/setup.sh` (installs Debian's chromium and chromium-driver) \
@@ -105,7 +113,7 @@ impl Browser {
                     "--disable-dev-shm-usage",
                     "--disable-extensions",
                     "--no-first-run",
-                    "--window-size=1280,1100",
+                    "--window-size=1280,1600",
                 ],
             }
         });
@@ -126,11 +134,17 @@ impl Browser {
                     let _ = e;
                     tokio::time::sleep(Duration::from_millis(150)).await;
                 }
-                Err(e) => return Err(anyhow!("no WebDriver session from {} at {url}: {e}", driver.display())),
+                Err(e) => {
+                    return Err(anyhow!(
+                        "no WebDriver session from {} at {url}: {e}",
+                        driver.display()
+                    ));
+                }
             }
         };
         let artifacts = artifacts_dir();
-        std::fs::create_dir_all(&artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
+        std::fs::create_dir_all(&artifacts)
+            .with_context(|| format!("creating {}", artifacts.display()))?;
         Ok(Some(Self {
             client,
             _driver: child,
@@ -147,8 +161,16 @@ impl Browser {
 
     /// Loads `url` and waits for the document to finish loading.
     pub async fn open(&self, url: &str) -> Result<()> {
-        self.client.goto(url).await.with_context(|| format!("opening {url}"))?;
-        self.wait_for("document loaded", DEFAULT_WAIT, "return document.readyState === 'complete'").await?;
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        self.wait_for(
+            "document loaded",
+            DEFAULT_WAIT,
+            "return document.readyState === 'complete'",
+        )
+        .await?;
         Ok(())
     }
 
@@ -162,14 +184,23 @@ impl Browser {
 
     /// How many elements match the CSS selector.
     pub async fn count(&self, css: &str) -> Result<u64> {
-        let v = self.js("return document.querySelectorAll(arguments[0]).length", vec![json!(css)]).await?;
-        v.as_u64().ok_or_else(|| anyhow!("count of `{css}` is not a number: {v}"))
+        let v = self
+            .js(
+                "return document.querySelectorAll(arguments[0]).length",
+                vec![json!(css)],
+            )
+            .await?;
+        v.as_u64()
+            .ok_or_else(|| anyhow!("count of `{css}` is not a number: {v}"))
     }
 
     /// The text of the first element matching the selector, if any.
     pub async fn text(&self, css: &str) -> Result<Option<String>> {
         let v = self
-            .js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null", vec![json!(css)])
+            .js(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+                vec![json!(css)],
+            )
             .await?;
         Ok(v.as_str().map(str::to_owned))
     }
@@ -183,7 +214,11 @@ impl Browser {
             )
             .await?;
         Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -194,13 +229,20 @@ impl Browser {
             .find(fantoccini::Locator::Css(css))
             .await
             .with_context(|| format!("finding `{css}`"))?;
-        el.click().await.with_context(|| format!("clicking `{css}`"))?;
+        el.click()
+            .await
+            .with_context(|| format!("clicking `{css}`"))?;
         Ok(())
     }
 
     /// Waits until `check` gives `Some`, polling every 100 ms, for at most
     /// `timeout`; on a timeout saves a screenshot and fails naming `what`.
-    pub async fn wait_until<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> Result<T>
+    pub async fn wait_until<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>>>,
@@ -231,7 +273,12 @@ impl Browser {
     /// Waits until `script` (a function body) returns `true` in the page.
     pub async fn wait_for(&self, what: &str, timeout: Duration, script: &str) -> Result<()> {
         self.wait_until(what, timeout, || async move {
-            Ok(self.js(script, vec![]).await?.as_bool().filter(|b| *b).map(|_| ()))
+            Ok(self
+                .js(script, vec![])
+                .await?
+                .as_bool()
+                .filter(|b| *b)
+                .map(|_| ()))
         })
         .await
     }
@@ -247,10 +294,20 @@ impl Browser {
 
     /// Saves a PNG of the viewport as `<artifacts>/<test>-<name>.png`.
     pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
-        let png = self.client.screenshot().await.context("taking a screenshot")?;
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .context("taking a screenshot")?;
         let clean: String = format!("{}-{name}", self.test)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let path = self.artifacts.join(format!("{clean}.png"));
         std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
@@ -259,7 +316,11 @@ impl Browser {
 
     /// Ends the session; chromedriver stops when the browser is dropped.
     pub async fn close(self) -> Result<()> {
-        self.client.clone().close().await.context("closing the browser session")?;
+        self.client
+            .clone()
+            .close()
+            .await
+            .context("closing the browser session")?;
         Ok(())
     }
 }

@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use funetun_core::JobSpec;
 use funetun_core::api::{
-    ErrorBody, Graph, GraphEdge, GraphNode, JobDetail, JobSummary, ParticipantInfo, RoundInfo, UpdateInfo, VoteInfo,
+    ErrorBody, Graph, GraphEdge, GraphNode, JobDetail, JobSummary, ParticipantInfo, RoundInfo,
+    UpdateInfo, VoteInfo,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -127,24 +128,57 @@ impl World {
             }))
             .collect();
         let mut nodes = vec![
-            GraphNode { id: format!("{}", addr(OWNER)), label: "owner".into(), kind: "owner".into(), last_seen: now },
-            GraphNode { id: "orchestrator".into(), label: "orchestrator".into(), kind: "orchestrator".into(), last_seen: now },
-            GraphNode { id: "contract".into(), label: "JobManager".into(), kind: "contract".into(), last_seen: now },
+            GraphNode {
+                id: format!("{}", addr(OWNER)),
+                label: "owner".into(),
+                kind: "owner".into(),
+                last_seen: now,
+            },
+            GraphNode {
+                id: "orchestrator".into(),
+                label: "orchestrator".into(),
+                kind: "orchestrator".into(),
+                last_seen: now,
+            },
+            GraphNode {
+                id: "contract".into(),
+                label: "JobManager".into(),
+                kind: "contract".into(),
+                last_seen: now,
+            },
         ];
         for (i, &t) in TRAINERS.iter().enumerate() {
             // The last trainer has not been heard from for an hour: idle.
-            let seen = if i + 1 == TRAINERS.len() { now - 3600 } else { now };
-            nodes.push(GraphNode { id: format!("{}", addr(t)), label: format!("trainer {}", i + 1), kind: "trainer".into(), last_seen: seen });
+            let seen = if i + 1 == TRAINERS.len() {
+                now - 3600
+            } else {
+                now
+            };
+            nodes.push(GraphNode {
+                id: format!("{}", addr(t)),
+                label: format!("trainer {}", i + 1),
+                kind: "trainer".into(),
+                last_seen: seen,
+            });
         }
         for (i, &v) in VALIDATORS.iter().enumerate() {
-            nodes.push(GraphNode { id: format!("{}", addr(v)), label: format!("validator {}", i + 1), kind: "validator".into(), last_seen: now });
+            nodes.push(GraphNode {
+                id: format!("{}", addr(v)),
+                label: format!("validator {}", i + 1),
+                kind: "validator".into(),
+                last_seen: now,
+            });
         }
         let mut world = Self {
             jobs: BTreeMap::from([(1, job)]),
             rounds: BTreeMap::from([(1, vec![open_round(0, now)])]),
             updates: BTreeMap::from([(1, Vec::new())]),
             participants,
-            graph: Graph { nodes, edges: Vec::new(), updated_at: now },
+            graph: Graph {
+                nodes,
+                edges: Vec::new(),
+                updated_at: now,
+            },
             now,
         };
         world.bump_edge(&format!("{}", addr(OWNER)), "contract", "createJob", 1);
@@ -178,8 +212,12 @@ impl World {
     /// replayed by both validators; all accepted), opens the next one.
     pub fn close_round(&mut self, job_id: u64) {
         let now = self.now;
-        let Some(rounds) = self.rounds.get_mut(&job_id) else { return };
-        let Some(open) = rounds.iter_mut().find(|r| r.status == "open") else { return };
+        let Some(rounds) = self.rounds.get_mut(&job_id) else {
+            return;
+        };
+        let Some(open) = rounds.iter_mut().find(|r| r.status == "open") else {
+            return;
+        };
         let t = open.round;
         let reward = U256::from(10u64).pow(U256::from(17));
         let mut new_updates = Vec::new();
@@ -202,7 +240,8 @@ impl World {
             new_updates.push(UpdateInfo {
                 job_id,
                 round: t,
-                update_index: (U256::from(t) << 160) | U256::from_be_slice(addr(trainer).as_slice()),
+                update_index: (U256::from(t) << 160)
+                    | U256::from_be_slice(addr(trainer).as_slice()),
                 trainer: addr(trainer),
                 task_id: t * 10 + i as u64,
                 shard: i as u32,
@@ -289,13 +328,18 @@ fn open_round(t: u64, now: u64) -> RoundInfo {
 type Shared = Arc<Mutex<World>>;
 
 fn lock(state: &Shared) -> MutexGuard<'_, World> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unknown_job(id: u64) -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(ErrorBody { error: "unknown_job".into(), detail: format!("no job {id}") }),
+        Json(ErrorBody {
+            error: "unknown_job".into(),
+            detail: format!("no job {id}"),
+        }),
     )
         .into_response()
 }
@@ -303,37 +347,62 @@ fn unknown_job(id: u64) -> Response {
 /// The stand-in orchestrator's routes: the dashboard plus the API it reads.
 pub fn app(state: Shared) -> Router {
     funetun_dashboard::router()
-        .route("/v1/jobs", get(|State(s): State<Shared>| async move {
-            Json(lock(&s).jobs.values().map(|j| j.summary.clone()).collect::<Vec<_>>())
-        }))
-        .route("/v1/jobs/{id}", get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
-            match lock(&s).jobs.get(&id) {
-                Some(j) => Json(j.clone()).into_response(),
-                None => unknown_job(id),
-            }
-        }))
-        .route("/v1/jobs/{id}/rounds", get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
-            match lock(&s).rounds.get(&id) {
-                Some(r) => Json(r.clone()).into_response(),
-                None => unknown_job(id),
-            }
-        }))
-        .route("/v1/jobs/{id}/updates", get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
-            match lock(&s).updates.get(&id) {
-                Some(u) => Json(u.clone()).into_response(),
-                None => unknown_job(id),
-            }
-        }))
-        .route("/v1/jobs/{id}/charts.svg", get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
-            match lock(&s).rounds.get(&id) {
-                Some(r) => funetun_dashboard::charts::round_charts_response(r),
-                None => unknown_job(id),
-            }
-        }))
-        .route("/v1/participants", get(|State(s): State<Shared>| async move {
-            Json(lock(&s).participants.clone())
-        }))
-        .route("/graph", get(|State(s): State<Shared>| async move { Json(lock(&s).graph.clone()) }))
+        .route(
+            "/v1/jobs",
+            get(|State(s): State<Shared>| async move {
+                Json(
+                    lock(&s)
+                        .jobs
+                        .values()
+                        .map(|j| j.summary.clone())
+                        .collect::<Vec<_>>(),
+                )
+            }),
+        )
+        .route(
+            "/v1/jobs/{id}",
+            get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
+                match lock(&s).jobs.get(&id) {
+                    Some(j) => Json(j.clone()).into_response(),
+                    None => unknown_job(id),
+                }
+            }),
+        )
+        .route(
+            "/v1/jobs/{id}/rounds",
+            get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
+                match lock(&s).rounds.get(&id) {
+                    Some(r) => Json(r.clone()).into_response(),
+                    None => unknown_job(id),
+                }
+            }),
+        )
+        .route(
+            "/v1/jobs/{id}/updates",
+            get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
+                match lock(&s).updates.get(&id) {
+                    Some(u) => Json(u.clone()).into_response(),
+                    None => unknown_job(id),
+                }
+            }),
+        )
+        .route(
+            "/v1/jobs/{id}/charts.svg",
+            get(|State(s): State<Shared>, Path(id): Path<u64>| async move {
+                match lock(&s).rounds.get(&id) {
+                    Some(r) => funetun_dashboard::charts::round_charts_response(r),
+                    None => unknown_job(id),
+                }
+            }),
+        )
+        .route(
+            "/v1/participants",
+            get(|State(s): State<Shared>| async move { Json(lock(&s).participants.clone()) }),
+        )
+        .route(
+            "/graph",
+            get(|State(s): State<Shared>| async move { Json(lock(&s).graph.clone()) }),
+        )
         .with_state(state)
 }
 
@@ -350,7 +419,11 @@ impl Fixture {
     pub async fn start(world: World) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let mut f = Self { world: Arc::new(Mutex::new(world)), addr, running: None };
+        let mut f = Self {
+            world: Arc::new(Mutex::new(world)),
+            addr,
+            running: None,
+        };
         f.serve(listener);
         Ok(f)
     }

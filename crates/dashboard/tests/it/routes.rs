@@ -15,8 +15,11 @@ async fn get(uri: &str, etag: Option<&str>) -> Response {
     app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
 }
 
-fn header<'a>(res: &'a Response, name: axum::http::HeaderName) -> &'a str {
-    res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+fn header(res: &Response, name: axum::http::HeaderName) -> &str {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 async fn body(res: Response) -> String {
@@ -34,7 +37,11 @@ async fn index_is_html_revalidated_every_visit_and_links_versioned_assets() {
     assert!(html.contains("data-testid=\"unreachable-banner\""));
     for asset in funetun_dashboard::assets::ASSETS {
         let version = asset.etag.trim_matches('"');
-        assert!(html.contains(&format!("/assets/{}?v={version}", asset.name)), "{}", asset.name);
+        assert!(
+            html.contains(&format!("/assets/{}?v={version}", asset.name)),
+            "{}",
+            asset.name
+        );
     }
     let again = get("/", Some(&tag)).await;
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
@@ -52,7 +59,10 @@ async fn assets_have_content_types_and_cache_headers() {
         let res = get(&format!("/assets/{name}?v={version}"), None).await;
         assert_eq!(res.status(), StatusCode::OK, "{name}");
         assert_eq!(header(&res, CONTENT_TYPE), ctype);
-        assert_eq!(header(&res, CACHE_CONTROL), "public, max-age=31536000, immutable");
+        assert_eq!(
+            header(&res, CACHE_CONTROL),
+            "public, max-age=31536000, immutable"
+        );
         assert_eq!(header(&res, ETAG), asset.etag);
         assert_eq!(body(res).await.len(), asset.body.len());
 
@@ -65,7 +75,11 @@ async fn assets_have_content_types_and_cache_headers() {
 
 #[tokio::test]
 async fn unknown_assets_are_json_404s() {
-    for uri in ["/assets/nope.js", "/assets/../Cargo.toml", "/assets/app.js/x"] {
+    for uri in [
+        "/assets/nope.js",
+        "/assets/../Cargo.toml",
+        "/assets/app.js/x",
+    ] {
         let res = get(uri, None).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{uri}");
         if header(&res, CONTENT_TYPE) == "application/json" {
@@ -80,10 +94,16 @@ async fn the_router_merges_into_a_stateful_router() {
     #[derive(Clone)]
     struct AppState;
     let app: axum::Router = axum::Router::new()
-        .route("/v1/ping", axum::routing::get(|_: axum::extract::State<AppState>| async { "pong" }))
+        .route(
+            "/v1/ping",
+            axum::routing::get(|_: axum::extract::State<AppState>| async { "pong" }),
+        )
         .merge(funetun_dashboard::router())
         .with_state(AppState);
-    let res = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let res = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
 
