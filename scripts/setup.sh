@@ -29,3 +29,25 @@ if [ ! -x contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] \
   (cd contracts && npm install --no-save --no-audit --no-fund --loglevel=error)
   cp contracts/package-lock.json contracts/node_modules/.funetun-installed
 fi
+
+# Headless Chromium and its WebDriver, for the dashboard's browser tests
+# (crates/dashboard/tests/it). Debian packages; apt-get update only when the
+# package lists do not know them yet; sudo only when not already root.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+      SUDO="sudo"
+    fi
+    log "installing chromium and chromium-driver for the browser tests"
+    if ! apt-cache show chromium chromium-driver >/dev/null 2>&1; then
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      chromium chromium-driver
+  else
+    log "chromium and chromedriver are missing and apt-get is not available:"
+    log "install them so that /usr/bin/chromium and /usr/bin/chromedriver exist"
+    log "(the browser tests fail under CI=true without them)"
+  fi
+fi

@@ -1,0 +1,289 @@
+//! The page in headless Chromium against the stand-in orchestrator.
+//!
+//! Each test skips (with a message) where no browser is installed, unless
+//! `CI` is set, where it fails. Screenshots land in the artifacts folder
+//! (see `browser::artifacts_dir`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde_json::json;
+
+use crate::browser::{Browser, DEFAULT_WAIT};
+use crate::fixture::{Fixture, TRAINERS, VALIDATORS, World};
+
+/// Marks the page's window so a later check can tell it was not reloaded.
+async fn mark_window(b: &Browser) -> Result<()> {
+    b.js("window.__funetunMark = 'still-here'; return true", vec![])
+        .await?;
+    Ok(())
+}
+
+async fn assert_not_reloaded(b: &Browser) -> Result<()> {
+    let mark = b.js("return window.__funetunMark || null", vec![]).await?;
+    ensure!(
+        mark == json!("still-here"),
+        "the page was reloaded (mark: {mark})"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn network_view_shows_typed_nodes_and_weighted_edges() -> Result<()> {
+    let Some(b) = Browser::start("network_view").await? else {
+        return Ok(());
+    };
+    let fixture = Fixture::start(World::sample(2)).await?;
+    b.open(&format!("{}/", fixture.base_url())).await?;
+
+    let nodes = fixture.world.lock().map_or(0, |w| w.graph.nodes.len()) as u64;
+    b.wait_count("[data-testid=graph-node]", nodes, DEFAULT_WAIT)
+        .await?;
+    ensure!(
+        b.count("[data-testid=graph-node][data-type=trainer]")
+            .await?
+            == TRAINERS.len() as u64
+    );
+    ensure!(
+        b.count("[data-testid=graph-node][data-type=validator]")
+            .await?
+            == VALIDATORS.len() as u64
+    );
+    for kind in ["owner", "orchestrator", "contract"] {
+        ensure!(
+            b.count(&format!("[data-testid=graph-node][data-type={kind}]"))
+                .await?
+                == 1,
+            "{kind}"
+        );
+    }
+    // The trainer last seen an hour ago is greyed; the others are not.
+    ensure!(
+        b.count("[data-testid=graph-node][data-type=trainer][data-idle=true]")
+            .await?
+            == 1
+    );
+    ensure!(
+        b.count("[data-testid=graph-node][data-type=validator][data-idle=true]")
+            .await?
+            == 0
+    );
+    let labels = b
+        .attrs("[data-testid=graph-node][data-type=trainer]", "data-id")
+        .await?;
+    ensure!(labels.len() == 3, "{labels:?}");
+
+    // Edges carry their counts and are wider the more messages they carry.
+    let edges = fixture.world.lock().map_or(0, |w| w.graph.edges.len()) as u64;
+    b.wait_count("[data-testid=graph-edge]", edges, DEFAULT_WAIT)
+        .await?;
+    let widths = b
+        .js(
+            "const w = l => parseFloat(document.querySelector(`[data-testid=graph-edge][data-label=${l}]`).getAttribute('stroke-width'));\
+             return [w('createJob'), w('validateUpdate')]",
+            vec![],
+        )
+        .await?;
+    let (one, more) = (
+        widths[0].as_f64().unwrap_or(0.0),
+        widths[1].as_f64().unwrap_or(0.0),
+    );
+    ensure!(
+        more > one,
+        "an edge with 2 messages ({more}) is wider than one with 1 ({one})"
+    );
+
+    // The jobs list under the graph links to the job.
+    b.wait_count("[data-testid=job-row]", 1, DEFAULT_WAIT)
+        .await?;
+    b.screenshot("network").await?;
+    b.close().await
+}
+
+#[tokio::test]
+async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
+    let Some(b) = Browser::start("job_page").await? else {
+        return Ok(());
+    };
+    let fixture = Fixture::start(World::sample(2)).await?;
+    b.open(&format!("{}/", fixture.base_url())).await?;
+    b.wait_count("[data-testid=job-link]", 1, DEFAULT_WAIT)
+        .await?;
+    mark_window(&b).await?;
+    b.click("[data-testid=job-link]").await?;
+
+    // A point per finished round, in the inlined chart.
+    b.wait_count(
+        "[data-testid=charts] [data-testid=accuracy-point]",
+        2,
+        DEFAULT_WAIT,
+    )
+    .await?;
+    let rounds = b
+        .attrs("[data-testid=accuracy-point]", "data-round")
+        .await?;
+    ensure!(rounds == ["0", "1"], "{rounds:?}");
+    b.wait_count("[data-testid=round-row]", 3, DEFAULT_WAIT)
+        .await?;
+    let status = b.text("[data-testid=job-status]").await?;
+    ensure!(status.as_deref() == Some("active"), "{status:?}");
+
+    // The updates table matches the API.
+    let api: BTreeSet<String> = fixture
+        .world
+        .lock()
+        .map(|w| {
+            w.updates[&1]
+                .iter()
+                .map(|u| format!("{}", u.update_hash))
+                .collect()
+        })
+        .unwrap_or_default();
+    b.wait_count("[data-testid=update-row]", api.len() as u64, DEFAULT_WAIT)
+        .await?;
+    let shown: BTreeSet<String> = b
+        .attrs("[data-testid=update-row]", "data-hash")
+        .await?
+        .into_iter()
+        .collect();
+    ensure!(shown == api, "table {shown:?} != api {api:?}");
+    let verdicts = b
+        .text("[data-testid=update-row][data-round='1'] [data-testid=update-verdicts]")
+        .await?;
+    ensure!(verdicts.as_deref() == Some("✓2 ✗0"), "{verdicts:?}");
+
+    // Money in ETH: 10 deposited, 4 × 0.1 paid.
+    let money = |k: &'static str| {
+        let b = &b;
+        async move { b.text(&format!("[data-testid=money-{k}]")).await }
+    };
+    ensure!(money("deposit").await?.as_deref() == Some("10 ETH"));
+    ensure!(money("paid").await?.as_deref() == Some("0.4 ETH"));
+    ensure!(money("remaining").await?.as_deref() == Some("9.6 ETH"));
+    b.screenshot("two-rounds").await?;
+
+    // A round closes: the page follows without a reload.
+    fixture.change(|w| w.close_round(1));
+    b.wait_count(
+        "[data-testid=charts] [data-testid=accuracy-point]",
+        3,
+        DEFAULT_WAIT,
+    )
+    .await?;
+    b.wait_count("[data-testid=round-row]", 4, DEFAULT_WAIT)
+        .await?;
+    b.wait_count("[data-testid=update-row]", 6, DEFAULT_WAIT)
+        .await?;
+    b.wait_until("paid to follow", DEFAULT_WAIT, || async {
+        Ok((money("paid").await?.as_deref() == Some("0.6 ETH")).then_some(()))
+    })
+    .await?;
+    assert_not_reloaded(&b).await?;
+    b.screenshot("three-rounds").await?;
+    b.close().await
+}
+
+#[tokio::test]
+async fn participants_page_lists_stake_credits_and_reputation() -> Result<()> {
+    let Some(b) = Browser::start("participants").await? else {
+        return Ok(());
+    };
+    let fixture = Fixture::start(World::sample(3)).await?;
+    b.open(&format!("{}/#/participants", fixture.base_url()))
+        .await?;
+    let n = (TRAINERS.len() + VALIDATORS.len()) as u64;
+    b.wait_count("[data-testid=participant-row]", n, DEFAULT_WAIT)
+        .await?;
+    ensure!(
+        b.count("[data-testid=participant-row][data-roles=trainer]")
+            .await?
+            == TRAINERS.len() as u64
+    );
+    let top = b
+        .text("[data-testid=participant-row] [data-field=accepted]")
+        .await?;
+    ensure!(
+        top.as_deref() == Some("3"),
+        "most reputable trainer first: {top:?}"
+    );
+    let credit = b
+        .text("[data-testid=participant-row] [data-testid=participant-credit]")
+        .await?;
+    ensure!(credit.as_deref() == Some("0.3 ETH"), "{credit:?}");
+    let stake = b
+        .text("[data-testid=participant-row][data-roles=validator] [data-testid=participant-stake]")
+        .await?;
+    ensure!(stake.as_deref() == Some("2 ETH"), "{stake:?}");
+    b.screenshot("participants").await?;
+    b.close().await
+}
+
+#[tokio::test]
+async fn unreachable_orchestrator_shows_a_banner_and_recovers() -> Result<()> {
+    let Some(b) = Browser::start("unreachable").await? else {
+        return Ok(());
+    };
+    let mut fixture = Fixture::start(World::sample(1)).await?;
+    b.open(&format!("{}/#/jobs/1", fixture.base_url())).await?;
+    b.wait_for(
+        "the page to be live",
+        DEFAULT_WAIT,
+        "return document.querySelector('[data-testid=live-status]').dataset.state === 'live'",
+    )
+    .await?;
+    b.wait_count("[data-testid=accuracy-point]", 1, DEFAULT_WAIT)
+        .await?;
+    mark_window(&b).await?;
+    let banner_shown = "const e = document.querySelector('[data-testid=unreachable-banner]'); \
+                        return !e.hidden && e.getBoundingClientRect().height > 0";
+    ensure!(
+        !b.js(banner_shown, vec![]).await?.as_bool().unwrap_or(true),
+        "banner shown while reachable"
+    );
+
+    fixture.stop().await?;
+    b.wait_for("the unreachable banner", DEFAULT_WAIT, banner_shown)
+        .await?;
+    let text = b
+        .text("[data-testid=unreachable-banner]")
+        .await?
+        .unwrap_or_default();
+    ensure!(text.contains("Orchestrator unreachable"), "{text}");
+    ensure!(
+        b.attrs("[data-testid=live-status]", "data-state").await? == ["unreachable"],
+        "live status says unreachable"
+    );
+    // The last data stays on the page.
+    ensure!(b.count("[data-testid=accuracy-point]").await? == 1);
+    b.screenshot("down").await?;
+
+    // It comes back, with news: the page recovers by itself.
+    fixture.change(|w| w.close_round(1));
+    fixture.restart().await?;
+    b.wait_for(
+        "the banner to go",
+        Duration::from_secs(15),
+        "return document.querySelector('[data-testid=unreachable-banner]').hidden \
+         && document.querySelector('[data-testid=live-status]').dataset.state === 'live'",
+    )
+    .await?;
+    b.wait_count("[data-testid=accuracy-point]", 2, DEFAULT_WAIT)
+        .await?;
+    assert_not_reloaded(&b).await?;
+    b.screenshot("recovered").await?;
+    b.close().await
+}
+
+#[tokio::test]
+async fn unknown_jobs_say_so() -> Result<()> {
+    let Some(b) = Browser::start("unknown_job").await? else {
+        return Ok(());
+    };
+    let fixture = Fixture::start(World::sample(0)).await?;
+    b.open(&format!("{}/#/jobs/99", fixture.base_url())).await?;
+    b.wait_count("[data-testid=job-missing]", 1, DEFAULT_WAIT)
+        .await?;
+    ensure!(b.attrs("[data-testid=live-status]", "data-state").await? == ["live"]);
+    b.close().await
+}
