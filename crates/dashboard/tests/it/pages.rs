@@ -181,6 +181,12 @@ async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
     .await?;
     assert_not_reloaded(&b).await?;
     b.screenshot("three-rounds").await?;
+    b.js(
+        "document.querySelector('[data-testid=round-timeline]').scrollIntoView(); return true",
+        vec![],
+    )
+    .await?;
+    b.screenshot("three-rounds-tables").await?;
     b.close().await
 }
 
