@@ -561,6 +561,19 @@ impl<P: Provider + Clone> Ledger<P> {
         Ok(None)
     }
 
+    /// Gas used by every transaction in blocks `from..=to` (block headers' `gasUsed`).
+    pub async fn gas_used(&self, from: u64, to: u64) -> Result<u64> {
+        let mut total = 0u64;
+        for number in from..=to {
+            let block = self
+                .retry(|| self.provider.get_block_by_number(number.into()))
+                .await?
+                .ok_or_else(|| ChainError::Unexpected(format!("block {number} is missing")))?;
+            total = total.saturating_add(block.header.gas_used);
+        }
+        Ok(total)
+    }
+
     /// Every contract event in blocks `from..=to` (`to` defaults to the confirmed head).
     pub async fn events(&self, from: u64, to: Option<u64>) -> Result<Vec<LoggedEvent>> {
         let to = match to {

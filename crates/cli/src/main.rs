@@ -7,6 +7,7 @@ mod aggregate;
 mod args;
 mod bench;
 mod chain;
+mod demo;
 mod job;
 mod keys;
 mod output;
@@ -43,6 +44,9 @@ enum Command {
     /// Key management.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run the whole market on this machine: chain, contract, orchestrator,
+    /// trainers and validators training a model on MNIST, with a summary.
+    Demo(demo::DemoArgs),
     /// Train for a job: lease tasks, train, upload deltas, submit their hashes on-chain.
     Trainer(participant::TrainerArgs),
     /// Check sampled updates (replay or spot-check) and vote on-chain.
@@ -71,6 +75,7 @@ fn main() {
         Command::Chain(args) => chain::run_chain(args),
         Command::Deploy(args) => chain::run_deploy(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Demo(args) => demo::run(args),
         Command::Trainer(args) => participant::run_trainer(args),
         Command::Validator(args) => participant::run_validator(args),
         Command::Withdraw(args) => participant::run_withdraw(args),

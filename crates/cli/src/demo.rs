@@ -1,0 +1,813 @@
+//! `funetun demo`: the whole market on this machine — a chain, the contract,
+//! an orchestrator, trainer and validator processes, and an MNIST job —
+//! with a progress bar per round, a live accuracy line, a summary table and
+//! `demo-out/` (final weights, every round's checkpoint, a plot, the JSON
+//! summary).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
+use anyhow::Context as _;
+use funetun_chain::bindings::update_status;
+use funetun_chain::ledger::http_provider;
+use funetun_chain::{
+    ContractParams, DevChain, DevChainConfig, JobManager, Ledger, LedgerConfig, dev_accounts,
+};
+use funetun_client::Client;
+use funetun_core::JobSpec;
+use funetun_core::amount::{format_eth, parse_amount};
+use funetun_core::api::{RoundInfo, UpdateInfo};
+use funetun_ml::{Dataset, DatasetName, LoadOptions};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::chain::shutdown_signal;
+use crate::job::{check_spec_names, create_job};
+use crate::output::{print_json, write_atomic};
+
+/// Arguments of `funetun demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Trainer processes.
+    #[arg(long, env = "FUNETUN_DEMO_TRAINERS", default_value_t = 4)]
+    pub trainers: usize,
+    /// Validator processes.
+    #[arg(long, env = "FUNETUN_DEMO_VALIDATORS", default_value_t = 2)]
+    pub validators: usize,
+    /// Rounds (default: 8 for the MLP, 3 for the CNN).
+    #[arg(long, env = "FUNETUN_DEMO_ROUNDS")]
+    pub rounds: Option<u32>,
+    /// Data set: mnist, fashion-mnist, synthetic[:SEED] or a directory of IDX files.
+    #[arg(long, env = "FUNETUN_DATASET", default_value = "mnist")]
+    pub dataset: String,
+    /// Network: mlp or cnn.
+    #[arg(long, env = "FUNETUN_MODEL", default_value = "mlp")]
+    pub model: String,
+    /// Aggregation rule (docs/aggregation.md).
+    #[arg(long, default_value = "mean")]
+    pub aggregation: String,
+    /// Probability that an update is replayed by a validator.
+    #[arg(long)]
+    pub replay_prob: Option<f64>,
+    /// Local steps per task (capacity M).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// The job's seed: θ₀, data order, task seeds.
+    #[arg(long, env = "FUNETUN_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// A job spec to run instead of the built-in one (the flags above then only
+    /// override what they name explicitly: rounds, steps, replay probability).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Directory holding data sets (searched before FUNETUN_DATA_DIR and the cache).
+    #[arg(long, env = "FUNETUN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Never download missing data sets.
+    #[arg(long, env = "FUNETUN_OFFLINE")]
+    pub offline: bool,
+    /// Use this Ethereum JSON-RPC endpoint (e.g. anvil) instead of the embedded
+    /// chain; its first accounts must be the standard funded dev accounts.
+    #[arg(long, env = "FUNETUN_RPC")]
+    pub rpc: Option<String>,
+    /// Output directory (replaced).
+    #[arg(long, default_value = "demo-out")]
+    pub out: PathBuf,
+    /// The owner's deposit.
+    #[arg(long, default_value = "1eth")]
+    pub deposit: String,
+    /// Keep the orchestrator and its dashboard running after the job; print the URL.
+    #[arg(long)]
+    pub serve: bool,
+    /// Address for the orchestrator to listen on (with --serve, e.g. 127.0.0.1:8080).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Compute threads of the orchestrator (aggregation, evaluation).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Print the JSON summary as the last stdout line.
+    #[arg(long, env = "FUNETUN_JSON")]
+    pub json: bool,
+}
+
+/// One participant in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParticipantSummary {
+    /// Its address.
+    pub address: Address,
+    /// `trainer` or `validator`.
+    pub role: String,
+    /// Accepted updates (trainers).
+    pub accepted: u64,
+    /// Rejected updates (trainers).
+    pub rejected: u64,
+    /// Credited on-chain for this job.
+    pub paid_wei: String,
+    /// Slashed on-chain for this job.
+    pub slashed_wei: String,
+}
+
+/// The demo's JSON summary (the last stdout line with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSummary {
+    /// The data set trained on.
+    pub dataset: String,
+    /// The network.
+    pub model: String,
+    /// Rounds run.
+    pub rounds: u64,
+    /// Test accuracy of the final checkpoint.
+    pub test_accuracy: f64,
+    /// Test loss of the final checkpoint.
+    pub test_loss: f64,
+    /// Accuracy per round (after round t's checkpoint).
+    pub accuracy_per_round: Vec<f64>,
+    /// Updates accepted.
+    pub updates_accepted: u64,
+    /// Updates rejected.
+    pub updates_rejected: u64,
+    /// Updates drawn for replay.
+    pub updates_replayed: u64,
+    /// The owner's deposit.
+    pub deposit_wei: String,
+    /// Credited to trainers (base rewards and bonuses).
+    pub paid_wei: String,
+    /// Stake slashed and credited to the job.
+    pub slashed_wei: String,
+    /// Deposit left.
+    pub remaining_wei: String,
+    /// Whether deposit + slashed == paid + reserved + remaining + withdrawn on-chain.
+    pub conservation_holds: bool,
+    /// keccak256 of the final weights written to `final.safetensors`.
+    pub final_hash: B256,
+    /// The final checkpoint hash committed on-chain.
+    pub onchain_final_hash: B256,
+    /// Seconds from start to summary.
+    pub wall_seconds: f64,
+    /// Gas of every transaction of the run.
+    pub gas_used: u64,
+    /// The job's seed (θ₀ = the model's initializer with this seed).
+    pub init_seed: u64,
+    /// Where every round's checkpoint was written.
+    pub checkpoints_dir: PathBuf,
+    /// The job id.
+    pub job_id: u64,
+    /// The chain's RPC URL.
+    pub rpc_url: String,
+    /// The contract.
+    pub contract: Address,
+    /// Per participant.
+    pub participants: Vec<ParticipantSummary>,
+}
+
+/// The built-in job for `model`, shaped by the flags.
+pub fn demo_spec(args: &DemoArgs, dataset: &str) -> anyhow::Result<JobSpec> {
+    let mut spec = match &args.spec {
+        Some(path) => crate::job::read_spec(path)?.0,
+        None => {
+            let cnn = args.model == "cnn";
+            JobSpec {
+                name: format!("demo-{}-{}", args.model, dataset),
+                seed: args.seed,
+                model: args.model.clone(),
+                dataset: dataset.to_string(),
+                rounds: if cnn { 3 } else { 8 },
+                shards: args.trainers.max(1) as u32,
+                steps: if cnn { 50 } else { 200 },
+                batch: 64,
+                lr: if cnn { 0.02 } else { 0.05 },
+                optimizer: "momentum:0.9".into(),
+                aggregation: args.aggregation.clone(),
+                outer_optimizer: "sgd".into(),
+                min_updates: (args.trainers.max(1) as u32).div_ceil(2),
+                round_timeout_secs: 60,
+                lease_secs: 30,
+                eval_samples: 0,
+                validation: funetun_core::spec::ValidationPolicy {
+                    challenge_window_secs: 1,
+                    ..Default::default()
+                },
+                rewards: Default::default(),
+            }
+        }
+    };
+    if let Some(r) = args.rounds {
+        spec.rounds = r;
+    }
+    if let Some(s) = args.steps {
+        spec.steps = s;
+    }
+    if let Some(p) = args.replay_prob {
+        spec.validation.replay_prob = p;
+        spec.validation.replay_floor = spec.validation.replay_floor.min(p);
+    }
+    spec.validate()?;
+    check_spec_names(&spec)?;
+    Ok(spec)
+}
+
+/// Picks the data set: the requested one when it can be found or
+/// downloaded, else — loudly — the synthetic one.
+fn choose_dataset(args: &DemoArgs) -> anyhow::Result<String> {
+    let name: DatasetName = args.dataset.parse()?;
+    if matches!(name, DatasetName::Synthetic(_)) {
+        return Ok(args.dataset.clone());
+    }
+    let options = LoadOptions {
+        data_dir: args.data_dir.as_deref(),
+        download: !args.offline,
+        progress: None,
+    };
+    match Dataset::load(&name, &options) {
+        Ok(_) => Ok(args.dataset.clone()),
+        Err(e) => {
+            eprintln!();
+            eprintln!("!!! {name} is neither on this machine nor downloadable: {e}");
+            eprintln!("!!! running on the built-in SYNTHETIC data set instead; accuracy numbers");
+            eprintln!(
+                "!!! are not {name} numbers. Point --data-dir or FUNETUN_DATA_DIR at the files."
+            );
+            eprintln!();
+            Ok("synthetic".into())
+        }
+    }
+}
+
+struct Children {
+    procs: Vec<(String, Child)>,
+}
+
+impl Children {
+    fn spawn(&mut self, name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<()> {
+        let file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = file.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("starting the {name} process"))?;
+        self.procs.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// Waits up to `grace` for every child to exit on its own, then kills the rest.
+    fn finish(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for (name, child) in &mut self.procs {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        if !status.success() {
+                            tracing::warn!(%name, %status, "participant exited with an error");
+                        }
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.procs.clear();
+    }
+
+    /// The first child that exited with an error, if any.
+    fn failed(&mut self) -> Option<String> {
+        self.procs
+            .iter_mut()
+            .find_map(|(name, child)| match child.try_wait() {
+                Ok(Some(status)) if !status.success() => {
+                    Some(format!("{name} exited with {status}"))
+                }
+                _ => None,
+            })
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.procs {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn hex_key(key: &PrivateKeySigner) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
+}
+
+/// Runs `funetun demo`.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let runtime = crate::chain::runtime()?;
+    let summary = runtime.block_on(run_demo(&args))?;
+    if args.json {
+        print_json(&summary)?;
+    }
+    Ok(())
+}
+
+/// The demo, returning its summary (also used by `funetun bench demo`).
+pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
+    let started = Instant::now();
+    anyhow::ensure!(args.trainers >= 1, "--trainers must be at least 1");
+    anyhow::ensure!(
+        args.trainers + args.validators <= 8,
+        "--trainers + --validators is at most 8 (the funded dev accounts after owner and orchestrator)"
+    );
+    let dataset = tokio::task::block_in_place(|| choose_dataset(args))?;
+    let spec = demo_spec(args, &dataset)?;
+    let deposit = parse_amount(&args.deposit).map_err(|e| anyhow::anyhow!("--deposit: {e}"))?;
+
+    let out = &args.out;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    for sub in ["logs", "checkpoints", "participants", "blobs"] {
+        std::fs::create_dir_all(out.join(sub))
+            .with_context(|| format!("creating {}", out.join(sub).display()))?;
+    }
+
+    // The chain: embedded unless --rpc names one.
+    let (chain, rpc_url) = match &args.rpc {
+        Some(url) => (None, url.clone()),
+        None => {
+            let chain = DevChain::start(DevChainConfig::default())
+                .await
+                .context("starting the embedded chain")?;
+            let url = chain.rpc_url();
+            (Some(chain), url)
+        }
+    };
+    let accounts: Vec<PrivateKeySigner> =
+        dev_accounts(10).into_iter().map(|a| a.signer()).collect();
+    let owner_key = accounts[0].clone();
+    let leader_key = accounts[1].clone();
+    let (owner, _deployment) = Ledger::deploy(
+        http_provider(&rpc_url)?,
+        owner_key.clone(),
+        &ContractParams::default(),
+        LedgerConfig::default(),
+    )
+    .await
+    .with_context(|| format!("deploying the contract on {rpc_url}"))?;
+    let contract = owner.contract();
+    let first_block = owner.block_number().await?;
+
+    // The orchestrator, in this process.
+    let mut config = funetun_orchestrator::Config::new(&rpc_url, contract, leader_key.clone());
+    config.db_url = format!("sqlite://{}", out.join("orchestrator.db").display());
+    config.blobs_dir = out.join("blobs");
+    config.listen = args.listen;
+    config.data_dir = args.data_dir.clone();
+    config.offline = args.offline;
+    config.threads = args.threads;
+    config.poll_interval = Duration::from_millis(50);
+    let orchestrator = funetun_orchestrator::start(config)
+        .await
+        .context("starting the orchestrator")?;
+    let url = orchestrator.url();
+    let owner_client = Client::new(&url, Some(owner_key.clone()));
+
+    // The job.
+    let spec_bytes = spec.to_toml().into_bytes();
+    write_atomic(&out.join("job.toml"), &spec_bytes)?;
+    let created = create_job(
+        &owner_client,
+        &owner,
+        &spec,
+        spec_bytes,
+        deposit,
+        orchestrator.address(),
+    )
+    .await?;
+    let job_id = created.job_id;
+
+    // Trainers and validators, as separate processes of this binary.
+    let exe = std::env::current_exe().context("finding the funetun binary")?;
+    let mut children = Children { procs: Vec::new() };
+    let mut roles: Vec<(String, Address)> = Vec::new();
+    let participant_keys = &accounts[2..2 + args.trainers + args.validators];
+    for (i, key) in participant_keys.iter().enumerate() {
+        let (role, name) = if i < args.trainers {
+            ("trainer", format!("trainer-{}", i + 1))
+        } else {
+            ("validator", format!("validator-{}", i - args.trainers + 1))
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.arg(role)
+            .args(["--orchestrator", &url, "--rpc", &rpc_url])
+            .args(["--contract", &contract.to_string()])
+            .args(["--job", &job_id.to_string(), "--exit-when-done"])
+            .args(["--threads", "1", "--poll-secs", "0.05"])
+            .arg("--cache-dir")
+            .arg(out.join("participants").join(&name))
+            .env("FUNETUN_KEY", hex_key(key))
+            .env("FUNETUN_LOG", "info")
+            .env_remove("FUNETUN_JSON");
+        if let Some(dir) = &args.data_dir {
+            cmd.arg("--data-dir").arg(dir);
+        }
+        if args.offline {
+            cmd.arg("--offline");
+        }
+        children.spawn(&name, cmd, &out.join("logs").join(format!("{name}.log")))?;
+        roles.push((role.to_string(), key.address()));
+    }
+
+    eprintln!(
+        "funetun demo: job {job_id} — {} on {}, {} rounds × {} shards × {} steps; {} trainers, {} validators; chain {rpc_url}, orchestrator {url}",
+        spec.model,
+        spec.dataset,
+        spec.rounds,
+        spec.shards,
+        spec.steps,
+        args.trainers,
+        args.validators
+    );
+    let rounds = follow_rounds(&owner_client, job_id, &spec, &mut children).await?;
+    children.finish(Duration::from_secs(20));
+
+    let summary = summarize(SummaryInput {
+        args,
+        spec: &spec,
+        client: &owner_client,
+        ledger: &owner,
+        job_id,
+        deposit,
+        rounds: &rounds,
+        roles: &roles,
+        first_block,
+        rpc_url: &rpc_url,
+        started,
+    })
+    .await?;
+    print_summary(&summary, &rounds);
+
+    if args.serve {
+        eprintln!("dashboard: {url}/  (Ctrl-C to stop)");
+        shutdown_signal().await;
+    }
+    orchestrator.shutdown().await?;
+    if let Some(chain) = chain {
+        chain.stop().await?;
+    }
+    Ok(summary)
+}
+
+/// Shows a bar per round and a live accuracy line until the job is finished.
+async fn follow_rounds(
+    client: &Client,
+    job_id: u64,
+    spec: &JobSpec,
+    children: &mut Children,
+) -> anyhow::Result<Vec<RoundInfo>> {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let hidden = multi.is_hidden();
+    let total = multi.add(ProgressBar::new(u64::from(spec.rounds)));
+    total.set_style(
+        ProgressStyle::with_template("rounds   {bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let round_style =
+        ProgressStyle::with_template("round {prefix:>3} {bar:30} {pos}/{len} accepted {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut bars: BTreeMap<u64, ProgressBar> = BTreeMap::new();
+    let mut reported = 0usize;
+    let mut last_change = Instant::now();
+    let mut last_seen = String::new();
+    loop {
+        if let Some(failed) = children.failed() {
+            anyhow::bail!("{failed}; see its log in demo-out/logs/");
+        }
+        let (job, rounds) = match (client.job(job_id).await, client.rounds(job_id).await) {
+            (Ok(job), Ok(rounds)) => (job, rounds),
+            (Err(e), _) | (_, Err(e)) if e.code() == Some("unknown_job") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        anyhow::ensure!(
+            job.summary.status != "invalid",
+            "the orchestrator refused the job spec; see its log"
+        );
+        for r in &rounds {
+            let bar = bars.entry(r.round).or_insert_with(|| {
+                let b = multi.insert_before(&total, ProgressBar::new(u64::from(spec.shards)));
+                b.set_style(round_style.clone());
+                b.set_prefix(r.round.to_string());
+                b
+            });
+            bar.set_position(r.accepted.min(u64::from(spec.shards)));
+            bar.set_message(format!(
+                "(submitted {}, replayed {}, rejected {})",
+                r.submitted, r.replayed, r.rejected
+            ));
+            if r.status == "closed" && !bar.is_finished() {
+                bar.finish_with_message(format!(
+                    "test accuracy {:.2}%, loss {:.4}",
+                    r.test_accuracy.unwrap_or(0.0) * 100.0,
+                    r.test_loss.unwrap_or(f64::NAN)
+                ));
+            }
+        }
+        let closed: Vec<&RoundInfo> = rounds.iter().filter(|r| r.status == "closed").collect();
+        total.set_position(closed.len() as u64);
+        if let Some(last) = closed.last() {
+            total.set_message(format!(
+                "test accuracy {:.2}%",
+                last.test_accuracy.unwrap_or(0.0) * 100.0
+            ));
+        }
+        if hidden {
+            for r in closed.iter().skip(reported) {
+                eprintln!(
+                    "round {:>3}: accepted {}/{}, replayed {}, rejected {} — test accuracy {:.2}%, loss {:.4}",
+                    r.round,
+                    r.accepted,
+                    spec.shards,
+                    r.replayed,
+                    r.rejected,
+                    r.test_accuracy.unwrap_or(0.0) * 100.0,
+                    r.test_loss.unwrap_or(f64::NAN)
+                );
+            }
+        }
+        reported = closed.len();
+        let fingerprint = format!("{:?}", rounds);
+        if fingerprint != last_seen {
+            last_seen = fingerprint;
+            last_change = Instant::now();
+        }
+        anyhow::ensure!(
+            last_change.elapsed() < Duration::from_secs(spec.round_timeout_secs + 120),
+            "no progress for {} s; see demo-out/logs/",
+            last_change.elapsed().as_secs()
+        );
+        if job.summary.status == "finished" && closed.len() as u64 >= u64::from(spec.rounds) {
+            total.finish();
+            return Ok(rounds);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct SummaryInput<'a> {
+    args: &'a DemoArgs,
+    spec: &'a JobSpec,
+    client: &'a Client,
+    ledger: &'a Ledger,
+    job_id: u64,
+    deposit: U256,
+    rounds: &'a [RoundInfo],
+    roles: &'a [(String, Address)],
+    first_block: u64,
+    rpc_url: &'a str,
+    started: Instant,
+}
+
+async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
+    let SummaryInput {
+        args,
+        spec,
+        client,
+        ledger,
+        job_id,
+        deposit,
+        rounds,
+        roles,
+        first_block,
+        rpc_url,
+        started,
+    } = input;
+    let out = &args.out;
+    let job = U256::from(job_id);
+
+    // Every round's checkpoint, each checked against its on-chain hash.
+    let chain_job = ledger.job(job).await?;
+    let model: funetun_ml::ModelKind = spec.model.parse()?;
+    let mut final_hash = B256::ZERO;
+    let mut onchain_final_hash = B256::ZERO;
+    for round in 0..u64::from(chain_job.checkpoints) {
+        let on_chain = ledger.checkpoint(job, round).await?;
+        let bytes = client
+            .get_blob(on_chain)
+            .await
+            .with_context(|| format!("downloading checkpoint {round}"))?;
+        funetun_trainer::work::decode_tensors(&bytes, model)
+            .with_context(|| format!("checkpoint {round} is not a {model}"))?;
+        write_atomic(
+            &out.join("checkpoints")
+                .join(format!("round-{round:04}.safetensors")),
+            &bytes,
+        )?;
+        onchain_final_hash = on_chain;
+        final_hash = funetun_core::keccak256(&bytes);
+        if round + 1 == u64::from(chain_job.checkpoints) {
+            write_atomic(&out.join("final.safetensors"), &bytes)?;
+        }
+    }
+
+    // Money and verdicts from the chain's events.
+    let head = ledger.block_number().await?;
+    let events = ledger.events(first_block, Some(head)).await?;
+    let mut paid = U256::ZERO;
+    let mut slashed_job = U256::ZERO;
+    let mut per_paid: BTreeMap<Address, U256> = BTreeMap::new();
+    let mut per_slashed: BTreeMap<Address, U256> = BTreeMap::new();
+    let mut per_accepted: BTreeMap<Address, u64> = BTreeMap::new();
+    let mut per_rejected: BTreeMap<Address, u64> = BTreeMap::new();
+    for e in &events {
+        use JobManager::JobManagerEvents as E;
+        match &e.event {
+            E::UpdateDecided(d) if d.jobId == job => {
+                let (_, trainer) = funetun_chain::bindings::split_update_index(d.index);
+                if d.accepted {
+                    paid += chain_job.baseReward;
+                    *per_paid.entry(trainer).or_default() += chain_job.baseReward;
+                    *per_accepted.entry(trainer).or_default() += 1;
+                } else {
+                    *per_rejected.entry(trainer).or_default() += 1;
+                }
+            }
+            E::BonusAwarded(b) if b.jobId == job => {
+                paid += b.amount;
+                let (_, trainer) = funetun_chain::bindings::split_update_index(b.index);
+                *per_paid.entry(trainer).or_default() += b.amount;
+            }
+            E::Credited(c) if c.jobId == job => {
+                *per_paid.entry(c.account).or_default() += c.amount;
+            }
+            E::Slashed(s) if s.jobId == job => {
+                *per_slashed.entry(s.account).or_default() += s.amount;
+            }
+            _ => {}
+        }
+    }
+    slashed_job += chain_job.slashedIn;
+    let updates: Vec<UpdateInfo> = client.updates(job_id).await?;
+    let mut reserved = U256::ZERO;
+    for u in &updates {
+        let view = ledger.update(job, u.update_index).await?;
+        if view.status == update_status::PENDING || view.status == update_status::CHALLENGED {
+            reserved += chain_job.baseReward;
+        }
+    }
+    let conservation_holds = chain_job.deposited + chain_job.slashedIn
+        == paid + reserved + chain_job.remaining + chain_job.withdrawn;
+    let gas_used = ledger.gas_used(first_block, head).await?;
+
+    let last = rounds
+        .iter()
+        .filter(|r| r.status == "closed")
+        .max_by_key(|r| r.round);
+    let participants = roles
+        .iter()
+        .map(|(role, address)| ParticipantSummary {
+            address: *address,
+            role: role.clone(),
+            accepted: per_accepted.get(address).copied().unwrap_or(0),
+            rejected: per_rejected.get(address).copied().unwrap_or(0),
+            paid_wei: per_paid
+                .get(address)
+                .copied()
+                .unwrap_or_default()
+                .to_string(),
+            slashed_wei: per_slashed
+                .get(address)
+                .copied()
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect();
+    let summary = DemoSummary {
+        dataset: spec.dataset.clone(),
+        model: spec.model.clone(),
+        rounds: rounds.iter().filter(|r| r.status == "closed").count() as u64,
+        test_accuracy: last.and_then(|r| r.test_accuracy).unwrap_or(0.0),
+        test_loss: last.and_then(|r| r.test_loss).unwrap_or(f64::NAN),
+        accuracy_per_round: rounds
+            .iter()
+            .filter(|r| r.status == "closed")
+            .map(|r| r.test_accuracy.unwrap_or(0.0))
+            .collect(),
+        updates_accepted: updates.iter().filter(|u| u.status == "accepted").count() as u64,
+        updates_rejected: updates.iter().filter(|u| u.status == "rejected").count() as u64,
+        updates_replayed: updates.iter().filter(|u| u.replay).count() as u64,
+        deposit_wei: deposit.to_string(),
+        paid_wei: paid.to_string(),
+        slashed_wei: slashed_job.to_string(),
+        remaining_wei: chain_job.remaining.to_string(),
+        conservation_holds,
+        final_hash,
+        onchain_final_hash,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        gas_used,
+        init_seed: spec.seed,
+        checkpoints_dir: out.join("checkpoints"),
+        job_id,
+        rpc_url: rpc_url.to_string(),
+        contract: ledger.contract(),
+        participants,
+    };
+    funetun_dashboard::charts::write_round_charts(&out.join("curves.svg"), rounds)
+        .with_context(|| format!("writing {}", out.join("curves.svg").display()))?;
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
+    let wei = |t: &str| format_eth(U256::from_str_radix(t, 10).unwrap_or_default());
+    eprintln!();
+    eprintln!(
+        "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
+        "round", "submitted", "replayed", "accepted", "rejected", "test loss", "accuracy"
+    );
+    for r in rounds.iter().filter(|r| r.status == "closed") {
+        eprintln!(
+            "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9.4}  {:>8.2}%",
+            r.round,
+            r.submitted,
+            r.replayed,
+            r.accepted,
+            r.rejected,
+            r.test_loss.unwrap_or(f64::NAN),
+            r.test_accuracy.unwrap_or(0.0) * 100.0
+        );
+    }
+    eprintln!();
+    eprintln!(
+        "{:<44}  {:<9}  {:>8}  {:>8}  {:>12}  {:>12}",
+        "participant", "role", "accepted", "rejected", "paid", "slashed"
+    );
+    for p in &s.participants {
+        eprintln!(
+            "{:<44}  {:<9}  {:>8}  {:>8}  {:>12}  {:>12}",
+            p.address.to_string(),
+            p.role,
+            p.accepted,
+            p.rejected,
+            wei(&p.paid_wei),
+            wei(&p.slashed_wei)
+        );
+    }
+    eprintln!();
+    eprintln!(
+        "{} on {}: test accuracy {:.2}% after {} rounds; updates {} accepted, {} rejected, {} replayed",
+        s.model,
+        s.dataset,
+        s.test_accuracy * 100.0,
+        s.rounds,
+        s.updates_accepted,
+        s.updates_rejected,
+        s.updates_replayed
+    );
+    eprintln!(
+        "money: deposit {}, paid {}, slashed into the job {}, remaining {} (conservation {})",
+        wei(&s.deposit_wei),
+        wei(&s.paid_wei),
+        wei(&s.slashed_wei),
+        wei(&s.remaining_wei),
+        if s.conservation_holds {
+            "holds"
+        } else {
+            "BROKEN"
+        }
+    );
+    eprintln!(
+        "final weights {} ({} the on-chain hash); gas used {}; wall time {:.1}s",
+        s.final_hash,
+        if s.final_hash == s.onchain_final_hash {
+            "matches"
+        } else {
+            "DOES NOT MATCH"
+        },
+        s.gas_used,
+        s.wall_seconds
+    );
+    eprintln!(
+        "wrote {}/final.safetensors, checkpoints/, curves.svg, summary.json; logs in {}/logs/",
+        s.checkpoints_dir
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        s.checkpoints_dir
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+}
