@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod chain;
 mod keys;
+mod orchestrator;
 mod output;
 mod task;
 mod train;
@@ -41,6 +42,8 @@ enum Command {
     /// Key management.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run the orchestrator: the signed HTTP API and round driver of the jobs this key leads.
+    Orchestrator(orchestrator::OrchestratorArgs),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -60,6 +63,7 @@ fn main() {
         Command::Chain(args) => chain::run_chain(args),
         Command::Deploy(args) => chain::run_deploy(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Orchestrator(args) => orchestrator::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
