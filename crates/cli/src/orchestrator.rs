@@ -49,6 +49,9 @@ pub struct OrchestratorArgs {
     /// Blocks an event must be under before it counts (1 = latest block).
     #[arg(long, env = "FUNETUN_CONFIRMATIONS", default_value_t = 1)]
     pub confirmations: u64,
+    /// First block to read events from on a new database (the contract's deployment block).
+    #[arg(long, env = "FUNETUN_START_BLOCK", default_value_t = 0)]
+    pub start_block: u64,
     /// Accepted clock difference of signed requests, in seconds.
     #[arg(long, env = "FUNETUN_AUTH_WINDOW_SECS", default_value_t = 60)]
     pub auth_window_secs: u64,
@@ -96,6 +99,7 @@ pub fn run(args: OrchestratorArgs) -> anyhow::Result<()> {
     config.threads = args.threads.max(1);
     config.poll_interval = Duration::from_millis(args.poll_ms.max(1));
     config.confirmations = args.confirmations.max(1);
+    config.start_block = args.start_block;
     config.auth.timestamp_window = Duration::from_secs(args.auth_window_secs);
     config.auth.rate_per_sec = args.rate_limit;
     config.auth.rate_burst = args.rate_burst;
