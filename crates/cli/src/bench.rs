@@ -23,6 +23,12 @@ pub enum BenchCommand {
     /// submitUpdate transactions per second over JSON-RPC on loopback (embedded chain),
     /// against plain transfers as the baseline.
     Chain(ChainBenchArgs),
+    /// Signed lease requests per second against an orchestrator (SQLite, dev chain),
+    /// sent from a second process over loopback.
+    Api(crate::orchestrator::ApiBenchArgs),
+    /// The load process of `bench api`.
+    #[command(hide = true)]
+    ApiClient(crate::orchestrator::ApiClientArgs),
 }
 
 /// Arguments of `funetun bench chain`.
@@ -78,6 +84,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             let rt = runtime()?;
             print_json(&rt.block_on(funetun_chain::bench::gas_report())?)
         }
+        BenchCommand::Api(args) => crate::orchestrator::bench_api(args),
+        BenchCommand::ApiClient(args) => crate::orchestrator::api_client(args),
         BenchCommand::Chain(args) => {
             let rt = runtime()?;
             let r = rt.block_on(funetun_chain::bench::chain_throughput(

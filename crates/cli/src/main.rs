@@ -10,6 +10,7 @@ mod chain;
 mod demo;
 mod job;
 mod keys;
+mod orchestrator;
 mod output;
 mod participant;
 mod task;
@@ -56,6 +57,8 @@ enum Command {
     /// The job owner's commands: create, status, download, withdraw.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Run the orchestrator: the signed HTTP API and round driver of the jobs this key leads.
+    Orchestrator(orchestrator::OrchestratorArgs),
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -80,6 +83,7 @@ fn main() {
         Command::Validator(args) => participant::run_validator(args),
         Command::Withdraw(args) => participant::run_withdraw(args),
         Command::Job(cmd) => job::run(cmd),
+        Command::Orchestrator(args) => orchestrator::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -195,6 +195,24 @@ async fn lease_task(
     );
     st.require_role(address, role::TRAINER).await?;
     let info = st.job(body.job_id).await?;
+    // Fast path, the same answer the scheduler gives (`Existing`): the
+    // trainer holds a live lease of the open round and reported nothing yet.
+    if let Some(row) = sqlx::query(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.job_id = ? AND t.trainer = ?
+           AND t.submitted = 0 AND t.expires_at > ?
+           AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = 'active')
+           AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = 'open')
+           AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = t.job_id AND u.round = t.round AND u.trainer = t.trainer)
+         ORDER BY t.task_id DESC LIMIT 1"
+    ))
+    .bind(body.job_id as i64)
+    .bind(addr_text(address))
+    .bind(now as i64)
+    .fetch_optional(&st.db.read)
+    .await?
+    {
+        return Ok(Json(task_of(&info, &task_row(&row)?)).into_response());
+    }
     match st.job_status(body.job_id).await?.as_str() {
         "active" => {}
         "finished" | "closed" => {
@@ -667,13 +685,13 @@ async fn next_validation(
     Signed { address, body }: Signed<ValidationRequest>,
 ) -> Result<Response> {
     let now = now_secs();
+    st.require_role(address, role::VALIDATOR).await?;
     st.graph.record(
         Node::Peer(address, "validator"),
         Node::Orchestrator,
         "validation",
         now,
     );
-    st.require_role(address, role::VALIDATOR).await?;
     if let Some(job) = body.job_id {
         st.job(job).await?;
     }
@@ -811,28 +829,28 @@ async fn report_validation(
         .map_err(chain_read)?;
     let mut found = false;
     let mut decided = None;
-    if let Some(receipt) = &receipt {
-        if receipt.status() {
-            for l in funetun_chain::events::decode_logs(st.config.contract, receipt.inner.logs()) {
-                match &l.event {
-                    E::VoteCast(e)
-                        if e.jobId == U256::from(job)
-                            && e.index == body.update_index
-                            && e.validator == address
-                            && e.valid == body.valid =>
-                    {
-                        found = true
-                    }
-                    E::UpdateDecided(e)
-                        if e.jobId == U256::from(job) && e.index == body.update_index =>
-                    {
-                        decided = Some(e.accepted);
-                        if e.decidedBy == address && e.accepted == body.valid {
-                            found = true;
-                        }
-                    }
-                    _ => {}
+    if let Some(receipt) = &receipt
+        && receipt.status()
+    {
+        for l in funetun_chain::events::decode_logs(st.config.contract, receipt.inner.logs()) {
+            match &l.event {
+                E::VoteCast(e)
+                    if e.jobId == U256::from(job)
+                        && e.index == body.update_index
+                        && e.validator == address
+                        && e.valid == body.valid =>
+                {
+                    found = true
                 }
+                E::UpdateDecided(e)
+                    if e.jobId == U256::from(job) && e.index == body.update_index =>
+                {
+                    decided = Some(e.accepted);
+                    if e.decidedBy == address && e.accepted == body.valid {
+                        found = true;
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -32,6 +32,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Blocks an event must be under before it is applied (1 = in the latest block).
     pub confirmations: u64,
+    /// First block to read events from when the database is new (the
+    /// contract's deployment block saves scanning a long chain from 0).
+    pub start_block: u64,
     /// Signed requests: timestamp window, rate limit, body limits.
     pub auth: AuthConfig,
     /// How long a positive on-chain role lookup is trusted.
@@ -86,6 +89,7 @@ impl Config {
             threads: 1,
             poll_interval: Duration::from_millis(200),
             confirmations: 1,
+            start_block: 0,
             auth: AuthConfig::default(),
             role_ttl: Duration::from_secs(30),
             negative_role_ttl: Duration::from_secs(1),

@@ -70,6 +70,32 @@ pub async fn step(state: &Arc<AppState>) -> Result<()> {
             tracing::warn!(job, error = %e, "job step failed; retrying");
         }
     }
+    finalize_stragglers(state, now).await
+}
+
+/// Finalizes unchecked updates outside the open round (reported after their
+/// round closed, or of jobs that ended) once their window passed; the open
+/// round's are the scheduler's.
+async fn finalize_stragglers(state: &AppState, now: u64) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT u.job_id, u.update_index FROM updates u
+         JOIN jobs j ON j.job_id = u.job_id
+         LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
+         WHERE u.replay = 0 AND COALESCE(c.status, 'pending') = 'pending' AND u.deadline <= ?
+           AND (j.status != 'active' OR u.round < j.round)
+           AND NOT EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index)
+         ORDER BY u.submitted_at LIMIT 32",
+    )
+    .bind(now as i64)
+    .fetch_all(&state.db.read)
+    .await?;
+    for row in rows {
+        let job = row.get::<i64, _>(0) as u64;
+        let index = parse_index(row.get::<&str, _>(1))?;
+        if let Err(e) = finalize(state, job, index, now).await {
+            tracing::warn!(job, index = %index_text(index), error = %e, "cannot finalize the update");
+        }
+    }
     Ok(())
 }
 

@@ -46,7 +46,7 @@ pub async fn poll(state: &AppState) -> Result<usize> {
     loop {
         let from = match last_block(state).await? {
             Some(b) => b + 1,
-            None => 0,
+            None => state.config.start_block,
         };
         if from > head {
             return Ok(applied);

@@ -710,3 +710,20 @@ async fn a_job_naming_another_leader_is_ignored_and_a_bad_spec_is_invalid() {
     }
     panic!("the job never started after its spec arrived");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonces_survive_a_clean_restart() {
+    let f = fixture().await;
+    let key = &f.env.keys[2];
+    let body = serde_json::to_vec(&lease_body(f.job)).unwrap();
+    // Signed a little ahead, so the timestamp is not older than the next start.
+    let ts = now() + 5;
+    let req = signed_with(key, "POST", "/v1/tasks", body.clone(), ts, "nonce-kept");
+    assert_eq!(call(&f.app, req).await.0, StatusCode::OK);
+    f.state.flush().await.unwrap();
+    f.state.db.close().await;
+    let state = AppState::open(f.env.config()).await.unwrap();
+    let app = app(state);
+    let req = signed_with(key, "POST", "/v1/tasks", body, ts, "nonce-kept");
+    refused(&app, req, StatusCode::UNAUTHORIZED, "replayed_nonce").await;
+}

@@ -1,0 +1,229 @@
+//! `funetun orchestrator` (the job leader's service) and `funetun bench api`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use funetun_orchestrator::Config;
+
+use crate::output::print_json;
+
+/// Arguments of `funetun orchestrator`.
+#[derive(Debug, clap::Args)]
+pub struct OrchestratorArgs {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+    /// Address of the JobManager contract.
+    #[arg(long, env = "FUNETUN_CONTRACT")]
+    pub contract: alloy_primitives::Address,
+    /// Leader private key (hex); jobs naming its address as leader are run here.
+    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
+    pub key: String,
+    /// State database: `sqlite://path` (created if missing) or `sqlite::memory:`.
+    #[arg(
+        long,
+        env = "FUNETUN_DB",
+        default_value = "sqlite://funetun-orchestrator.db"
+    )]
+    pub db: String,
+    /// Directory of the blob store.
+    #[arg(long, env = "FUNETUN_BLOBS", default_value = "funetun-blobs")]
+    pub blobs: PathBuf,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "FUNETUN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory holding data sets for evaluation (searched before FUNETUN_DATA_DIR and the cache).
+    #[arg(long, env = "FUNETUN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Never download missing data sets.
+    #[arg(long, env = "FUNETUN_OFFLINE")]
+    pub offline: bool,
+    /// Threads for aggregation and evaluation.
+    #[arg(long, env = "FUNETUN_THREADS", default_value_t = 1)]
+    pub threads: usize,
+    /// Milliseconds between chain polls.
+    #[arg(long, env = "FUNETUN_POLL_MS", default_value_t = 200)]
+    pub poll_ms: u64,
+    /// Blocks an event must be under before it counts (1 = latest block).
+    #[arg(long, env = "FUNETUN_CONFIRMATIONS", default_value_t = 1)]
+    pub confirmations: u64,
+    /// First block to read events from on a new database (the contract's deployment block).
+    #[arg(long, env = "FUNETUN_START_BLOCK", default_value_t = 0)]
+    pub start_block: u64,
+    /// Accepted clock difference of signed requests, in seconds.
+    #[arg(long, env = "FUNETUN_AUTH_WINDOW_SECS", default_value_t = 60)]
+    pub auth_window_secs: u64,
+    /// Sustained requests per second per address.
+    #[arg(long, env = "FUNETUN_RATE_LIMIT", default_value_t = 200.0)]
+    pub rate_limit: f64,
+    /// Burst of requests per address.
+    #[arg(long, env = "FUNETUN_RATE_BURST", default_value_t = 400.0)]
+    pub rate_burst: f64,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Runs `funetun orchestrator` until Ctrl-C or SIGTERM.
+pub fn run(args: OrchestratorArgs) -> anyhow::Result<()> {
+    let key = funetun_chain::keys::parse_key(&args.key).context("--key")?;
+    let mut config = Config::new(args.rpc, args.contract, key);
+    config.db_url = args.db;
+    config.blobs_dir = args.blobs;
+    config.listen = args.listen;
+    config.data_dir = args.data_dir;
+    config.offline = args.offline;
+    config.threads = args.threads.max(1);
+    config.poll_interval = Duration::from_millis(args.poll_ms.max(1));
+    config.confirmations = args.confirmations.max(1);
+    config.start_block = args.start_block;
+    config.auth.timestamp_window = Duration::from_secs(args.auth_window_secs);
+    config.auth.rate_per_sec = args.rate_limit;
+    config.auth.rate_burst = args.rate_burst;
+    runtime()?
+        .block_on(funetun_orchestrator::run(config, shutdown_signal()))
+        .context("orchestrator")
+}
+
+/// Arguments of `funetun bench api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiBenchArgs {
+    /// Concurrent connections of the load process.
+    #[arg(long, env = "FUNETUN_BENCH_CONNECTIONS", default_value_t = 8)]
+    pub connections: usize,
+    /// Registered trainers the connections sign as (at most 8).
+    #[arg(long, env = "FUNETUN_BENCH_TRAINERS", default_value_t = 8)]
+    pub trainers: usize,
+    /// Seconds to measure.
+    #[arg(long, env = "FUNETUN_BENCH_SECONDS", default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Print one JSON object as the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of the load process `funetun bench api-client` (started by `bench api`).
+#[derive(Debug, clap::Args)]
+pub struct ApiClientArgs {
+    /// The orchestrator's URL.
+    #[arg(long)]
+    pub url: String,
+    /// The job to lease from.
+    #[arg(long)]
+    pub job: u64,
+    /// Trainer keys, comma-separated hex.
+    #[arg(long, env = "FUNETUN_BENCH_KEYS", hide_env_values = true)]
+    pub keys: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+}
+
+/// `funetun bench api`: a dev chain and an orchestrator here, the load from
+/// a second process of this binary.
+pub fn bench_api(args: ApiBenchArgs) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let prepared = funetun_orchestrator::bench::prepare(dir.path(), args.trainers).await?;
+        let keys: Vec<String> = prepared
+            .trainers
+            .iter()
+            .map(|k| format!("0x{}", hex_key(k)))
+            .collect();
+        let exe = std::env::current_exe().context("locating this binary")?;
+        let output = tokio::process::Command::new(exe)
+            .args([
+                "bench",
+                "api-client",
+                "--url",
+                &prepared.orchestrator.url(),
+                "--job",
+                &prepared.job_id.to_string(),
+                "--connections",
+                &args.connections.to_string(),
+                "--seconds",
+                &args.seconds.to_string(),
+            ])
+            .env("FUNETUN_BENCH_KEYS", keys.join(","))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .context("starting the load process")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "the load process failed ({})",
+            output.status
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .context("the load process printed no report")?;
+        let report: serde_json::Value = serde_json::from_str(line)?;
+        eprintln!(
+            "signed lease requests: {:.0}/s over {} connections, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            report["requests_per_sec"].as_f64().unwrap_or(0.0),
+            report["connections"],
+            report["p50_ms"].as_f64().unwrap_or(0.0),
+            report["p99_ms"].as_f64().unwrap_or(0.0),
+            report["errors"],
+        );
+        prepared.orchestrator.shutdown().await?;
+        prepared.chain.stop().await?;
+        if args.json {
+            print_json(&report)?;
+        }
+        Ok(())
+    })
+}
+
+fn hex_key(key: &alloy_signer_local::PrivateKeySigner) -> String {
+    key.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The load process of `funetun bench api`.
+pub fn api_client(args: ApiClientArgs) -> anyhow::Result<()> {
+    let keys = args
+        .keys
+        .split(',')
+        .filter(|k| !k.trim().is_empty())
+        .map(funetun_chain::keys::parse_key)
+        .collect::<Result<Vec<_>, _>>()
+        .context("--keys")?;
+    let report = runtime()?.block_on(funetun_orchestrator::bench::fire(
+        &args.url,
+        &keys,
+        args.job,
+        args.connections,
+        Duration::from_secs_f64(args.seconds.max(0.1)),
+    ))?;
+    print_json(&report)
+}
