@@ -88,7 +88,7 @@ impl Default for ProofConfig {
             alpha: 1e-3,
             pairing_seed: 0,
             distance_tolerance: 0.05,
-            init_final_ratio: 0.75,
+            init_final_ratio: 0.9,
             fresh_seed: 0x5eed_f8e5,
         }
     }
@@ -239,3 +239,6 @@ pub fn verify(
         checks::init_to_final(chain, init_seed, config),
     ]))
 }
+
+#[cfg(test)]
+mod tests;

@@ -200,7 +200,7 @@ mod tests {
         assert!(pearson([(1.0, 2.0), (1.0, 3.0), (1.0, 4.0)].into_iter()).is_none());
         assert!(pearson([(1.0, 2.0)].into_iter()).is_none());
         // χ²_k has mean k: its deviate is near 0; the 99.9% point of χ²_10 is 29.59.
-        assert!(chi_square_to_z(10.0, 10).abs() < 0.1);
+        assert!(chi_square_to_z(10.0, 10).abs() < 0.2);
         assert!((chi_square_to_z(29.588, 10) - 3.09).abs() < 0.05);
     }
 }
