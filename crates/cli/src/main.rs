@@ -11,6 +11,7 @@ mod keys;
 mod output;
 mod task;
 mod train;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,8 @@ enum Command {
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Proof of training: the six checks over a chain of checkpoints (a directory or a job).
+    VerifyChain(verify::VerifyChainArgs),
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn main() {
         Command::Chain(args) => chain::run_chain(args),
         Command::Deploy(args) => chain::run_deploy(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::VerifyChain(args) => verify::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

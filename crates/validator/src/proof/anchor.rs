@@ -39,7 +39,10 @@ impl std::fmt::Display for AnchorProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotCommitted { round } => {
-                write!(f, "checkpoint of round {round} has no hash committed on-chain")
+                write!(
+                    f,
+                    "checkpoint of round {round} has no hash committed on-chain"
+                )
             }
             Self::Mismatch {
                 round,
@@ -114,7 +117,10 @@ mod tests {
             ]
         );
         let text = problems[1].to_string();
-        assert!(text.contains("round 1") && text.contains(&h1.to_string()), "{text}");
+        assert!(
+            text.contains("round 1") && text.contains(&h1.to_string()),
+            "{text}"
+        );
         assert_eq!(problems[2].round(), 2);
     }
 }

@@ -7,8 +7,8 @@ use funetun_ml::{Compute, Dataset, ModelKind, evaluate};
 
 use super::stats::{self, KsTest};
 use super::{
-    ACCURACY_MONOTONIC, Chain, CheckResult, DISTANCE_TO_FINAL, INIT_TO_FINAL,
-    INITIAL_DISTRIBUTION, INITIAL_INDEPENDENCE, PARAMETER_CONTINUITY, ProofConfig, Result,
+    ACCURACY_MONOTONIC, Chain, CheckResult, DISTANCE_TO_FINAL, INIT_TO_FINAL, INITIAL_DISTRIBUTION,
+    INITIAL_INDEPENDENCE, PARAMETER_CONTINUITY, ProofConfig, Result,
 };
 
 /// Fewest element pairs (or row/column pairs) a correlation test uses.
@@ -109,7 +109,11 @@ fn set_distance(a: &TensorSet, b: &TensorSet) -> f64 {
 /// Infinite ratios (a zero denominator) as the largest finite number, so
 /// they stay numbers in JSON.
 fn finite(v: f64) -> f64 {
-    if v.is_nan() { f64::MAX } else { v.min(f64::MAX) }
+    if v.is_nan() {
+        f64::MAX
+    } else {
+        v.min(f64::MAX)
+    }
 }
 
 /// The layer a parameter belongs to: its name up to the last dot
@@ -150,7 +154,11 @@ pub fn parameter_continuity(chain: &Chain, config: &ProofConfig) -> CheckResult 
     let mut worst = (0.0f64, 0usize, String::new());
     for (i, pair) in chain.checkpoints().windows(2).enumerate() {
         for (layer, d, na, nb) in layer_steps(&pair[0], &pair[1]) {
-            let rel = if d == 0.0 { 0.0 } else { finite(d / na.max(nb)) };
+            let rel = if d == 0.0 {
+                0.0
+            } else {
+                finite(d / na.max(nb))
+            };
             if rel > worst.0 || worst.2.is_empty() {
                 worst = (rel, i, layer);
             }
@@ -162,7 +170,12 @@ pub fn parameter_continuity(chain: &Chain, config: &ProofConfig) -> CheckResult 
         worst.1,
         worst.1 + 1
     );
-    CheckResult::new(PARAMETER_CONTINUITY, worst.0, config.continuity_delta, detail)
+    CheckResult::new(
+        PARAMETER_CONTINUITY,
+        worst.0,
+        config.continuity_delta,
+        detail,
+    )
 }
 
 /// Per-layer KS tests of θ₀ against Uniform(±1/√fan_in), in name order.
@@ -220,17 +233,20 @@ pub fn initial_distribution(
                 INITIAL_DISTRIBUTION,
                 differing as f64 / total as f64,
                 0.0,
-                format!("{head}; KS fit to Uniform(±1/√fan_in): {fit_text} (critical {critical:.2})"),
+                format!(
+                    "{head}; KS fit to Uniform(±1/√fan_in): {fit_text} (critical {critical:.2})"
+                ),
             )
         }
         None => {
-            let worst = fits
-                .iter()
-                .max_by(|a, b| a.1.lambda.total_cmp(&b.1.lambda));
+            let worst = fits.iter().max_by(|a, b| a.1.lambda.total_cmp(&b.1.lambda));
             let (value, head) = match worst {
                 Some((name, ks)) => (
                     ks.lambda,
-                    format!("no seed declared, goodness of fit only; worst `{name}` p={:.2e}", ks.p),
+                    format!(
+                        "no seed declared, goodness of fit only; worst `{name}` p={:.2e}",
+                        ks.p
+                    ),
                 ),
                 None => (0.0, "no seed declared and nothing to fit".to_string()),
             };
@@ -270,11 +286,7 @@ fn pooled(x: &[f32], pairs: impl Iterator<Item = (usize, usize)>) -> Option<f64>
 
 /// χ² over disjoint random pairs of lines (rows or columns): each pair's
 /// correlation as a Fisher z, squared and summed, as a normal deviate.
-fn paired_lines(
-    lines: usize,
-    line: impl Fn(usize) -> Vec<f64>,
-    rng: &mut Rng,
-) -> Option<f64> {
+fn paired_lines(lines: usize, line: impl Fn(usize) -> Vec<f64>, rng: &mut Rng) -> Option<f64> {
     let mut order: Vec<usize> = (0..lines).collect();
     rng.shuffle(&mut order);
     let (mut chi2, mut k) = (0.0, 0usize);
@@ -292,7 +304,11 @@ fn paired_lines(
 /// (a vector is one row).
 pub fn independence_tests(name: &str, t: &Tensor, rng: &mut Rng) -> Vec<IndependenceTest> {
     let x = &t.data;
-    let rows = if t.shape.len() >= 2 { t.shape[0].max(1) } else { 1 };
+    let rows = if t.shape.len() >= 2 {
+        t.shape[0].max(1)
+    } else {
+        1
+    };
     let cols = x.len() / rows;
     let mut out = Vec::new();
     let mut push = |pairing, z: Option<f64>| {
@@ -305,15 +321,22 @@ pub fn independence_tests(name: &str, t: &Tensor, rng: &mut Rng) -> Vec<Independ
         }
     };
     if cols >= 2 {
-        let pairs = (0..rows).flat_map(|i| (0..cols - 1).map(move |c| (i * cols + c, i * cols + c + 1)));
+        let pairs =
+            (0..rows).flat_map(|i| (0..cols - 1).map(move |c| (i * cols + c, i * cols + c + 1)));
         push("lag-1 along rows", pooled(x, pairs));
     }
     if rows >= 2 {
-        let pairs = (0..rows - 1).flat_map(|i| (0..cols).map(move |c| (i * cols + c, (i + 1) * cols + c)));
+        let pairs =
+            (0..rows - 1).flat_map(|i| (0..cols).map(move |c| (i * cols + c, (i + 1) * cols + c)));
         push("lag-1 down columns", pooled(x, pairs));
     }
     if rows >= 4 && cols >= 8 {
-        let row = |i: usize| x[i * cols..(i + 1) * cols].iter().map(|&v| f64::from(v)).collect();
+        let row = |i: usize| {
+            x[i * cols..(i + 1) * cols]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect()
+        };
         push("row pairs", paired_lines(rows, row, rng));
     }
     if cols >= 4 && rows >= 8 {
@@ -383,7 +406,11 @@ pub fn distance_to_final(chain: &Chain, config: &ProofConfig) -> CheckResult {
     let mut min = (0usize, d[0]);
     let mut worst = (0.0f64, 0usize, 0usize);
     for (i, &di) in d.iter().enumerate().skip(1) {
-        let rise = if scale > 0.0 { (di - min.1) / scale } else { 0.0 };
+        let rise = if scale > 0.0 {
+            (di - min.1) / scale
+        } else {
+            0.0
+        };
         if rise > worst.0 {
             worst = (rise, i, min.0);
         }
@@ -404,7 +431,12 @@ pub fn distance_to_final(chain: &Chain, config: &ProofConfig) -> CheckResult {
     } else {
         format!("never rises; ‖C_i − C_n‖ by round: {list}")
     };
-    CheckResult::new(DISTANCE_TO_FINAL, worst.0, config.distance_tolerance, detail)
+    CheckResult::new(
+        DISTANCE_TO_FINAL,
+        worst.0,
+        config.distance_tolerance,
+        detail,
+    )
 }
 
 /// The seed of check 6's fresh initialization: `config.fresh_seed`, moved
@@ -432,9 +464,6 @@ pub fn init_to_final(chain: &Chain, init_seed: Option<u64>, config: &ProofConfig
         INIT_TO_FINAL,
         ratio,
         config.init_final_ratio,
-        format!(
-            "‖C_n − C₀‖ = {travelled:.3}, ‖C_n − init(seed {seed})‖ = {to_fresh:.3}"
-        ),
+        format!("‖C_n − C₀‖ = {travelled:.3}, ‖C_n − init(seed {seed})‖ = {to_fresh:.3}"),
     )
 }
-

@@ -7,9 +7,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError {
     /// Fewer than two checkpoints: there is no training to check.
-    #[error(
-        "a chain needs at least two checkpoints (θ₀ and one trained round), got {0}"
-    )]
+    #[error("a chain needs at least two checkpoints (θ₀ and one trained round), got {0}")]
     TooShort(usize),
     /// A checkpoint does not fit the declared model or holds non-finite values.
     #[error("checkpoint {index} does not fit the declared model: {source}")]

@@ -109,7 +109,10 @@ impl ProofConfig {
             }
         }
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
-            return bad("alpha", format!("is {}; use a probability in (0, 1)", self.alpha));
+            return bad(
+                "alpha",
+                format!("is {}; use a probability in (0, 1)", self.alpha),
+            );
         }
         Ok(())
     }
@@ -213,7 +216,10 @@ impl Chain {
 
 /// Decodes one checkpoint file of `model` (canonical safetensors), refusing
 /// anything larger than the model or of another layout.
-pub fn decode_checkpoint(model: ModelKind, bytes: &[u8]) -> std::result::Result<TensorSet, funetun_core::Error> {
+pub fn decode_checkpoint(
+    model: ModelKind,
+    bytes: &[u8],
+) -> std::result::Result<TensorSet, funetun_core::Error> {
     let layout = model.zeros();
     let limits = DecodeLimits::for_model(layout.num_params(), layout.len());
     decode_with_layout(bytes, &limits, &layout)

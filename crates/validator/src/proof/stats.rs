@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn ks_accepts_a_uniform_grid_and_rejects_a_squeezed_one() {
-        let grid: Vec<f32> = (0..1000).map(|i| -1.0 + (2 * i + 1) as f32 / 1000.0).collect();
+        let grid: Vec<f32> = (0..1000)
+            .map(|i| -1.0 + (2 * i + 1) as f32 / 1000.0)
+            .collect();
         let ks = ks_uniform(&grid, 1.0).unwrap();
         assert!(ks.d < 2e-3 && ks.p > 0.99, "{ks:?}");
         let squeezed: Vec<f32> = grid.iter().map(|v| v * 0.8).collect();
@@ -192,7 +194,9 @@ mod tests {
 
     #[test]
     fn pearson_and_chi_square_behave() {
-        let xs: Vec<(f64, f64)> = (0..100).map(|i| (f64::from(i), 2.0 * f64::from(i) + 1.0)).collect();
+        let xs: Vec<(f64, f64)> = (0..100)
+            .map(|i| (f64::from(i), 2.0 * f64::from(i) + 1.0))
+            .collect();
         let (r, n) = pearson(xs.iter().copied()).unwrap();
         assert!((r - 1.0).abs() < 1e-12 && n == 100);
         let anti = xs.iter().map(|&(x, y)| (x, -y));

@@ -65,8 +65,14 @@ fn fixture() -> &'static Fixture {
         let compute = Compute::new(1).unwrap();
         let plan = plan(1);
         let honest = federated_chain(MODEL, MODEL.init(INIT_SEED), &data, &plan, &compute).unwrap();
-        let other = federated_chain(MODEL, MODEL.init(OTHER_SEED), &data, &self::plan(2), &compute)
-            .unwrap();
+        let other = federated_chain(
+            MODEL,
+            MODEL.init(OTHER_SEED),
+            &data,
+            &self::plan(2),
+            &compute,
+        )
+        .unwrap();
         Fixture {
             data,
             compute,
@@ -206,7 +212,11 @@ fn correlated_init_fails_the_independence_check() {
     // Each row a copy of the one above it, every other row: the marginal
     // stays exactly Uniform(±1/√fan_in), so only the correlations show it.
     let twins = map_tensors(&honest0, |_, t| {
-        let cols = if t.shape.len() >= 2 { t.len() / t.shape[0] } else { 2 };
+        let cols = if t.shape.len() >= 2 {
+            t.len() / t.shape[0]
+        } else {
+            2
+        };
         let mut data = t.data.clone();
         for (k, v) in data.iter_mut().enumerate() {
             if (k / cols) % 2 == 1 {
@@ -217,7 +227,11 @@ fn correlated_init_fails_the_independence_check() {
     });
     // Rows sorted: same multiset of values per row, perfectly ordered.
     let sorted = map_tensors(&honest0, |_, t| {
-        let cols = if t.shape.len() >= 2 { t.len() / t.shape[0] } else { t.len() };
+        let cols = if t.shape.len() >= 2 {
+            t.len() / t.shape[0]
+        } else {
+            t.len()
+        };
         let mut data = t.data.clone();
         for row in data.chunks_mut(cols) {
             row.sort_by(f32::total_cmp);
@@ -225,12 +239,18 @@ fn correlated_init_fails_the_independence_check() {
         data
     });
     let trained = trained_from(shared.clone());
-    assert_fails(&run("shared-pattern init, trained", trained, None), INITIAL_INDEPENDENCE);
+    assert_fails(
+        &run("shared-pattern init, trained", trained, None),
+        INITIAL_INDEPENDENCE,
+    );
     for (label, theta0) in [("twin-row init", twins), ("sorted-row init", sorted)] {
         let report = run(label, moved_onto(&theta0), None);
         assert_fails(&report, INITIAL_INDEPENDENCE);
         // The marginal is untouched, so only check 4 catches these.
-        assert!(report.check(INITIAL_DISTRIBUTION).unwrap().passed, "{label}");
+        assert!(
+            report.check(INITIAL_DISTRIBUTION).unwrap().passed,
+            "{label}"
+        );
     }
 }
 
@@ -258,7 +278,11 @@ fn final_model_trained_from_another_init_fails_the_init_to_final_distance() {
             f.honest[0].from_flat_like(&flat).unwrap()
         })
         .collect();
-    let report = run("interpolated to foreign final", interpolated, Some(INIT_SEED));
+    let report = run(
+        "interpolated to foreign final",
+        interpolated,
+        Some(INIT_SEED),
+    );
     assert_fails(&report, INIT_TO_FINAL);
     assert!(report.check(DISTANCE_TO_FINAL).unwrap().passed);
 }
@@ -288,12 +312,21 @@ fn statistical_checks_accept_honest_inits_of_many_seeds() {
             let theta0 = model.init(seed);
             let fit = checks::initial_distribution(model, &theta0, None, &config);
             let ind = checks::initial_independence(model, &theta0, &config);
-            assert!(fit.passed && ind.passed, "{model} seed {seed}: {fit:?} {ind:?}");
+            assert!(
+                fit.passed && ind.passed,
+                "{model} seed {seed}: {fit:?} {ind:?}"
+            );
             let exact = checks::initial_distribution(model, &theta0, Some(seed), &config);
             assert!(exact.passed && exact.value == 0.0, "{exact:?}");
-            worst = (worst.0.max(fit.value / fit.threshold), worst.1.max(ind.value / ind.threshold));
+            worst = (
+                worst.0.max(fit.value / fit.threshold),
+                worst.1.max(ind.value / ind.threshold),
+            );
         }
-        eprintln!("{model}: largest value/threshold over 12 seeds: KS {:.2}, independence {:.2}", worst.0, worst.1);
+        eprintln!(
+            "{model}: largest value/threshold over 12 seeds: KS {:.2}, independence {:.2}",
+            worst.0, worst.1
+        );
     }
 }
 
@@ -312,12 +345,18 @@ fn chains_that_cannot_be_checked_are_errors() {
         Err(ProofError::TooShort(1))
     ));
     let err = Chain::new(MODEL, vec![MODEL.init(0), ModelKind::Cnn.init(0)]).unwrap_err();
-    assert!(matches!(err, ProofError::Checkpoint { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, ProofError::Checkpoint { index: 1, .. }),
+        "{err}"
+    );
     let bad = ProofConfig {
         alpha: 0.0,
         ..ProofConfig::default()
     };
-    assert!(matches!(bad.validate(), Err(ProofError::Config { field: "alpha", .. })));
+    assert!(matches!(
+        bad.validate(),
+        Err(ProofError::Config { field: "alpha", .. })
+    ));
     let bytes = funetun_core::encode(&ModelKind::Cnn.init(0));
     assert!(decode_checkpoint(MODEL, &bytes).is_err());
     let bytes = funetun_core::encode(&MODEL.init(0));
@@ -348,11 +387,27 @@ fn measure_demo_sized_chains() {
         ..f.plan.clone()
     };
     let long = federated_chain(MODEL, MODEL.init(0), &f.data, &plan, &f.compute).unwrap();
-    let ten = FederatedPlan { rounds: 10, seed: 5, ..plan.clone() };
+    let ten = FederatedPlan {
+        rounds: 10,
+        seed: 5,
+        ..plan.clone()
+    };
     let other = federated_chain(MODEL, MODEL.init(INIT_SEED), &f.data, &ten, &f.compute).unwrap();
-    for (seed, rounds, chain) in [(0, 10, &long), (0, 20, &long), (0, 30, &long), (INIT_SEED, 10, &other)] {
+    for (seed, rounds, chain) in [
+        (0, 10, &long),
+        (0, 20, &long),
+        (0, 30, &long),
+        (INIT_SEED, 10, &other),
+    ] {
         let chain = Chain::new(MODEL, chain[..=rounds].to_vec()).unwrap();
-        let report = verify(&chain, Some(seed), &f.data, &f.compute, &ProofConfig::default()).unwrap();
+        let report = verify(
+            &chain,
+            Some(seed),
+            &f.data,
+            &f.compute,
+            &ProofConfig::default(),
+        )
+        .unwrap();
         for c in &report.checks {
             eprintln!(
                 "demo-sized seed {seed} {rounds:>2} rounds {:<29} {:>10.4} {:>9.4} {} | {}",
