@@ -20,7 +20,7 @@
 //!   compared before any check runs.
 //! - [`simulate`]: an honest federated run (mean of shard deltas), the
 //!   reference the thresholds are measured on.
-//! - [`error`]: [`ProofError`].
+//! - [`error`]: what stops a chain from being checked ([`ProofError`]).
 
 pub mod anchor;
 pub mod checks;
