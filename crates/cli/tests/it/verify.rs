@@ -112,6 +112,7 @@ fn verify_chain_passes_an_honest_directory() {
     let out = verify(dir.path(), false);
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{table}");
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 7, "{table}");
     assert!(
