@@ -15,6 +15,7 @@ mod output;
 mod participant;
 mod task;
 mod train;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -62,6 +63,8 @@ enum Command {
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Proof of training: the six checks over a chain of checkpoints (a directory or a job).
+    VerifyChain(verify::VerifyChainArgs),
 }
 
 fn main() {
@@ -84,6 +87,7 @@ fn main() {
         Command::Withdraw(args) => participant::run_withdraw(args),
         Command::Job(cmd) => job::run(cmd),
         Command::Orchestrator(args) => orchestrator::run(args),
+        Command::VerifyChain(args) => verify::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

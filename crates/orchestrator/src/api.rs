@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use funetun_chain::JobManager::JobManagerEvents as E;
 use funetun_chain::bindings::{update_index, update_status};
 use funetun_core::api::{
-    Capacity, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, Task, UpdateAck,
+    Capacity, JobDetail, ServiceInfo, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, Task, UpdateAck,
     UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
     ValidationRequest, VoteInfo,
 };
@@ -58,14 +58,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/participants", get(participants))
         .route("/graph", get(graph))
         .route("/openapi.json", get(openapi))
-        .route("/healthz", get(health));
-    // The dashboard (crate `funetun-dashboard`) is merged here:
-    //     .merge(funetun_dashboard::router())
-    // and its chart route added beside the API:
-    //     .route("/v1/jobs/{id}/charts.svg", get(job_charts))
-    // where `job_charts` answers
-    //     funetun_dashboard::charts::round_charts_svg(&rounds_of(&state, id).await?)
-    // with content type `image/svg+xml`.
+        .route("/healthz", get(health))
+        .route("/v1/info", get(info))
+        .route(funetun_dashboard::CHARTS_PATH, get(job_charts))
+        .merge(funetun_dashboard::router());
     api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -107,6 +103,25 @@ async fn health(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "contract": st.config.contract,
         "last_block": crate::watcher::last_block(&st).await.ok().flatten(),
     }))
+}
+
+/// `GET /v1/info`: the leader address and contract, so participants need only the URL.
+async fn info(State(st): State<Arc<AppState>>) -> Json<ServiceInfo> {
+    Json(ServiceInfo {
+        leader: st.address,
+        contract: st.config.contract,
+        chain_id: st.ledger.chain_id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+/// `GET /v1/jobs/{id}/charts.svg`: test accuracy and losses per closed round.
+async fn job_charts(
+    State(st): State<Arc<AppState>>,
+    PathParam(id): PathParam<u64>,
+) -> Result<Response> {
+    let rounds = rounds_of(&st, id).await?;
+    Ok(funetun_dashboard::charts::round_charts_response(&rounds))
 }
 
 async fn openapi() -> Response {

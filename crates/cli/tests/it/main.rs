@@ -1,6 +1,7 @@
 //! End-to-end tests of the `funetun` binary, in one test binary.
 
 mod ml;
+mod verify;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,602 @@
+//! `funetun verify-chain`: proof of training over a chain of checkpoints,
+//! either a directory of `round-NNNN.safetensors` files or a job's chain
+//! downloaded from its orchestrator and anchored to the hashes committed
+//! on-chain before any check runs.
+
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::{Address, B256, U256};
+use anyhow::{Context as _, bail};
+use funetun_chain::{Ledger, LedgerConfig, bindings::job_status, dev_accounts, keys};
+use funetun_client::{Client, ClientError};
+use funetun_core::JobSpec;
+use funetun_core::api::RoundInfo;
+use funetun_ml::{DatasetName, ModelKind};
+use funetun_validator::proof::{
+    self, AnchorProblem, Chain, CheckResult, ProofConfig, Report, check_anchors,
+};
+use serde::Serialize;
+
+use crate::args::{ComputeArgs, DataArgs};
+use crate::output::print_json;
+
+/// Arguments of `funetun verify-chain`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "job"])))]
+pub struct VerifyChainArgs {
+    /// Directory of checkpoints `round-0000.safetensors` (θ₀), `round-0001…`,
+    /// numbered without gaps (what `funetun demo` writes to demo-out/checkpoints).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// On-chain job id: download every committed checkpoint from --orchestrator
+    /// and check its hash against --rpc's ledger.
+    #[arg(long, conflicts_with = "dir")]
+    job: Option<u64>,
+    /// Orchestrator base URL (with --job).
+    #[arg(long, env = "FUNETUN_ORCHESTRATOR")]
+    orchestrator: Option<String>,
+    /// Ethereum JSON-RPC endpoint (with --job).
+    #[arg(long, env = "FUNETUN_RPC")]
+    rpc: Option<String>,
+    /// JobManager address (with --job); defaults to the address of the first
+    /// deployment by the first dev account, what `funetun deploy` gives on a
+    /// fresh dev chain.
+    #[arg(long, env = "FUNETUN_CONTRACT")]
+    contract: Option<Address>,
+    /// Seed of θ₀. With --job it defaults to the job spec's seed; without a
+    /// seed the initial-distribution check is a goodness-of-fit test only.
+    #[arg(long, env = "FUNETUN_INIT_SEED")]
+    init_seed: Option<u64>,
+    /// Network: mlp or cnn (with --job: the job spec's; with --dir: mlp).
+    #[arg(long, env = "FUNETUN_MODEL")]
+    model: Option<ModelKind>,
+    /// Data set whose test split measures accuracy: mnist, fashion-mnist,
+    /// synthetic[:SEED] or a directory (with --job: the job spec's; with --dir: mnist).
+    #[arg(long, env = "FUNETUN_DATASET")]
+    dataset: Option<String>,
+    /// Directory holding data sets (searched before FUNETUN_DATA_DIR and the cache).
+    #[arg(long, env = "FUNETUN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Never download missing data sets.
+    #[arg(long, env = "FUNETUN_OFFLINE")]
+    offline: bool,
+    #[command(flatten)]
+    compute: ComputeArgs,
+    #[command(flatten)]
+    thresholds: ThresholdArgs,
+    /// Print one JSON object `{"passed", "checks": [...]}` as the last stdout line.
+    #[arg(long, env = "FUNETUN_JSON")]
+    json: bool,
+}
+
+/// The checks' thresholds; unset ones keep the documented defaults
+/// (docs/proof-of-training.md).
+#[derive(Debug, clap::Args)]
+struct ThresholdArgs {
+    /// Check 1: largest accepted drop of test accuracy below the best earlier round (default 0.03).
+    #[arg(long, env = "FUNETUN_PROOF_ACCURACY_TOLERANCE")]
+    accuracy_tolerance: Option<f64>,
+    /// Check 1: test samples per checkpoint, spread over the test split; 0 = all (default 10000).
+    #[arg(long, env = "FUNETUN_PROOF_EVAL_SAMPLES")]
+    eval_samples: Option<usize>,
+    /// Check 2: largest accepted per-layer relative step δ (default 1.0).
+    #[arg(long, env = "FUNETUN_PROOF_CONTINUITY_DELTA")]
+    continuity_delta: Option<f64>,
+    /// Checks 3 and 4: family-wise false-alarm rate of the statistical tests (default 0.001).
+    #[arg(long, env = "FUNETUN_PROOF_ALPHA")]
+    alpha: Option<f64>,
+    /// Check 5: largest accepted rise of ‖C_i − C_n‖, as a share of ‖C₀ − C_n‖ (default 0.05).
+    #[arg(long, env = "FUNETUN_PROOF_DISTANCE_TOLERANCE")]
+    distance_tolerance: Option<f64>,
+    /// Check 6: largest accepted ‖C_n − C₀‖ / ‖C_n − fresh init‖ (default 0.9).
+    #[arg(long, env = "FUNETUN_PROOF_INIT_FINAL_RATIO")]
+    init_final_ratio: Option<f64>,
+}
+
+impl ThresholdArgs {
+    fn config(&self) -> anyhow::Result<ProofConfig> {
+        let d = ProofConfig::default();
+        let config = ProofConfig {
+            accuracy_tolerance: self.accuracy_tolerance.unwrap_or(d.accuracy_tolerance),
+            eval_samples: self.eval_samples.unwrap_or(d.eval_samples),
+            continuity_delta: self.continuity_delta.unwrap_or(d.continuity_delta),
+            alpha: self.alpha.unwrap_or(d.alpha),
+            distance_tolerance: self.distance_tolerance.unwrap_or(d.distance_tolerance),
+            init_final_ratio: self.init_final_ratio.unwrap_or(d.init_final_ratio),
+            ..d
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// What the checks run on, wherever it came from.
+struct Loaded {
+    model: ModelKind,
+    dataset: String,
+    init_seed: Option<u64>,
+    checkpoints: Vec<funetun_core::TensorSet>,
+    source: String,
+}
+
+/// Runs `funetun verify-chain`.
+pub fn run(args: VerifyChainArgs) -> anyhow::Result<()> {
+    let config = args.thresholds.config()?;
+    let loaded = match (&args.dir, args.job) {
+        (Some(dir), _) => load_dir(dir, &args)?,
+        (None, Some(job)) => match load_job(job, &args)? {
+            Ok(loaded) => loaded,
+            Err(problems) => return report_anchor_problems(&problems, args.json),
+        },
+        (None, None) => bail!("pass --dir DIR or --job ID"),
+    };
+    let chain = Chain::new(loaded.model, loaded.checkpoints)?;
+    let data = DataArgs {
+        dataset: loaded.dataset.clone(),
+        data_dir: args.data_dir.clone(),
+        offline: args.offline,
+    }
+    .load()?;
+    let compute = args.compute.compute()?;
+    eprintln!(
+        "verifying {} checkpoints of {} from {} against the {} test split",
+        chain.checkpoints().len(),
+        loaded.model,
+        loaded.source,
+        loaded.dataset
+    );
+    let report = proof::verify(&chain, loaded.init_seed, &data, &compute, &config)?;
+    print_report(&report, args.json)?;
+    verdict(&report)
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    passed: bool,
+    checks: &'a [CheckResult],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    anchors: &'a [AnchorProblem],
+}
+
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    for line in human_lines(report) {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    if json {
+        print_json(&JsonReport {
+            passed: report.passed,
+            checks: &report.checks,
+            anchors: &[],
+        })?;
+    }
+    Ok(())
+}
+
+/// A number readable at any size (huge ones in exponent form).
+fn number(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// One line per check, then the verdict.
+fn human_lines(report: &Report) -> Vec<String> {
+    let mut lines: Vec<String> = report
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{} {:<29} value {:>10}  threshold {:>10}  {}  {}",
+                i + 1,
+                c.name,
+                number(c.value),
+                number(c.threshold),
+                if c.passed { "PASS" } else { "FAIL" },
+                c.detail
+            )
+        })
+        .collect();
+    let failed = report.checks.iter().filter(|c| !c.passed).count();
+    lines.push(if failed == 0 {
+        format!("PASS: all {} checks passed", report.checks.len())
+    } else {
+        format!("FAIL: {failed} of {} checks failed", report.checks.len())
+    });
+    lines
+}
+
+fn verdict(report: &Report) -> anyhow::Result<()> {
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("proof of training failed: {}", failed.join(", "))
+    }
+}
+
+fn report_anchor_problems(problems: &[AnchorProblem], json: bool) -> anyhow::Result<()> {
+    for p in problems {
+        eprintln!("MISMATCH {p}");
+    }
+    if json {
+        print_json(&JsonReport {
+            passed: false,
+            checks: &[],
+            anchors: problems,
+        })?;
+    }
+    bail!(
+        "{} checkpoint(s) do not match the hashes committed on-chain; no check was run",
+        problems.len()
+    )
+}
+
+// ------------------------------------------------------------ directories
+
+/// The round of a file called `round-NNNN.safetensors`.
+fn round_of(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("round-")?.strip_suffix(".safetensors")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The checkpoint files of `dir` in round order, which must run 0, 1, … without gaps.
+fn chain_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
+        if let Some(round) = entry.file_name().to_str().and_then(round_of) {
+            files.push((round, entry.path()));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{} holds no checkpoint files named round-NNNN.safetensors",
+            dir.display()
+        );
+    }
+    for (expected, (round, path)) in files.iter().enumerate() {
+        if *round != expected as u64 {
+            bail!(
+                "{}: expected round {expected} next, found {} (checkpoints must be numbered 0, 1, 2, … without gaps or duplicates)",
+                dir.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+fn read_checkpoint_file(path: &Path, model: ModelKind) -> anyhow::Result<funetun_core::TensorSet> {
+    let layout = model.zeros();
+    let limit = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len()).max_bytes;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if size > limit as u64 {
+        bail!(
+            "{} is {size} bytes, more than a {model} checkpoint ({limit} bytes at most)",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    proof::decode_checkpoint(model, &bytes)
+        .with_context(|| format!("{} is not a {model} checkpoint", path.display()))
+}
+
+fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
+    let model = args.model.unwrap_or(ModelKind::Mlp);
+    let files = chain_files(dir)?;
+    let checkpoints = files
+        .iter()
+        .map(|p| read_checkpoint_file(p, model))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Loaded {
+        model,
+        dataset: args.dataset.clone().unwrap_or_else(|| "mnist".into()),
+        init_seed: args.init_seed,
+        source: format!(
+            "{} (round-0000 … round-{:04})",
+            dir.display(),
+            checkpoints.len().saturating_sub(1)
+        ),
+        checkpoints,
+    })
+}
+
+// ------------------------------------------------------------------- jobs
+
+/// The hash the orchestrator lists for each checkpoint `0..count`:
+/// checkpoint 0 is round 0's base, checkpoint t+1 is round t's result
+/// (or round t+1's base).
+fn listed_hashes(rounds: &[RoundInfo], count: usize) -> Vec<Option<B256>> {
+    let mut listed = vec![None; count];
+    for r in rounds {
+        let Ok(t) = usize::try_from(r.round) else {
+            continue;
+        };
+        if let Some(slot) = listed.get_mut(t) {
+            slot.get_or_insert(r.base_hash);
+        }
+        if let (Some(hash), Some(slot)) = (r.checkpoint_hash, listed.get_mut(t + 1)) {
+            slot.get_or_insert(hash);
+        }
+    }
+    listed
+}
+
+/// The contract `funetun deploy` creates first on a fresh dev chain.
+fn default_contract() -> Address {
+    dev_accounts(1)
+        .first()
+        .map(|a| a.address.create(0))
+        .unwrap_or_default()
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Downloads and anchors a job's chain. `Ok(Err(problems))` when some
+/// checkpoint does not match its on-chain hash.
+fn load_job(
+    job: u64,
+    args: &VerifyChainArgs,
+) -> anyhow::Result<Result<Loaded, Vec<AnchorProblem>>> {
+    let (Some(orchestrator), Some(rpc)) = (&args.orchestrator, &args.rpc) else {
+        bail!(
+            "--job needs --orchestrator URL and --rpc URL (or FUNETUN_ORCHESTRATOR and FUNETUN_RPC)"
+        );
+    };
+    let contract = args.contract.unwrap_or_else(default_contract);
+    runtime()?.block_on(async {
+        let ledger = Ledger::connect(rpc, contract, keys::new_key(), LedgerConfig::default())
+            .await
+            .with_context(|| format!("connecting to the JobManager at {contract} via {rpc}"))?;
+        let view = ledger.job(U256::from(job)).await?;
+        if view.status == job_status::NONE {
+            bail!("job {job} does not exist on the JobManager at {contract}");
+        }
+        let committed = view.checkpoints as usize;
+        if committed < 2 {
+            bail!(
+                "job {job} has {committed} checkpoint(s) committed on-chain; at least θ₀ and one round are needed"
+            );
+        }
+        let mut onchain = Vec::with_capacity(committed);
+        for round in 0..committed as u64 {
+            onchain.push(ledger.checkpoint(U256::from(job), round).await?);
+        }
+        let client = Client::new(orchestrator, None);
+        let rounds = client
+            .rounds(job)
+            .await
+            .with_context(|| format!("listing the rounds of job {job}"))?;
+        let listed = listed_hashes(&rounds, committed);
+
+        let mut problems = Vec::new();
+        let mut downloads = Vec::with_capacity(committed);
+        for (round, (&expected, listed)) in onchain.iter().zip(&listed).enumerate() {
+            let round = round as u64;
+            let hash = listed.unwrap_or(expected);
+            match client.get_blob(hash).await {
+                Ok(bytes) => downloads.push((round, bytes, expected)),
+                Err(ClientError::HashMismatch { actual, .. }) => {
+                    problems.push(AnchorProblem::Mismatch {
+                        round,
+                        onchain: expected,
+                        downloaded: actual,
+                    });
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("downloading the checkpoint of round {round} ({hash})")));
+                }
+            }
+        }
+        problems.extend(check_anchors(
+            downloads
+                .iter()
+                .map(|(round, bytes, expected)| (*round, bytes.as_slice(), *expected)),
+        ));
+        if !problems.is_empty() {
+            problems.sort_by_key(AnchorProblem::round);
+            return Ok(Err(problems));
+        }
+
+        let spec = job_spec(&client, job, view.specHash).await?;
+        let model = match args.model {
+            Some(m) => m,
+            None => spec
+                .model
+                .parse()
+                .with_context(|| format!("job {job}'s spec names model `{}`", spec.model))?,
+        };
+        let dataset = args.dataset.clone().unwrap_or_else(|| spec.dataset.clone());
+        dataset
+            .parse::<DatasetName>()
+            .with_context(|| format!("job {job}'s data set `{dataset}`"))?;
+        let checkpoints = downloads
+            .iter()
+            .map(|(round, bytes, _)| {
+                proof::decode_checkpoint(model, bytes).with_context(|| {
+                    format!("the checkpoint of round {round} is not a {model} checkpoint")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Ok(Loaded {
+            model,
+            dataset,
+            init_seed: Some(args.init_seed.unwrap_or(spec.seed)),
+            checkpoints,
+            source: format!("job {job} at {orchestrator}, anchored to {contract}"),
+        }))
+    })
+}
+
+/// The job's spec: the blob named by the on-chain spec hash (so seed, model
+/// and data set are the committed ones), else the orchestrator's copy.
+async fn job_spec(client: &Client, job: u64, spec_hash: B256) -> anyhow::Result<JobSpec> {
+    match client.get_blob(spec_hash).await {
+        Ok(bytes) => Ok(JobSpec::from_bytes(&bytes)
+            .with_context(|| format!("job {job}'s spec blob {spec_hash}"))?),
+        Err(e) => {
+            tracing::warn!(error = %e, "spec blob {spec_hash} not served; using the orchestrator's copy of the spec");
+            Ok(client.job(job).await?.spec)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_file_names_give_their_round() {
+        assert_eq!(round_of("round-0000.safetensors"), Some(0));
+        assert_eq!(round_of("round-0012.safetensors"), Some(12));
+        assert_eq!(round_of("round-12345.safetensors"), Some(12345));
+        for bad in [
+            "round-.safetensors",
+            "round-00a1.safetensors",
+            "round-0001.safetensors.tmp",
+            "round--001.safetensors",
+            "delta-0001.safetensors",
+        ] {
+            assert_eq!(round_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn chain_files_must_start_at_zero_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(chain_files(dir.path()).is_err());
+        for r in [0, 1, 3] {
+            std::fs::write(dir.path().join(format!("round-{r:04}.safetensors")), b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let err = chain_files(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("expected round 2"), "{err}");
+        std::fs::write(dir.path().join("round-0002.safetensors"), b"x").unwrap();
+        assert_eq!(chain_files(dir.path()).unwrap().len(), 4);
+    }
+
+    fn round(t: u64, base: u8, next: Option<u8>) -> RoundInfo {
+        RoundInfo {
+            round: t,
+            status: if next.is_some() { "closed" } else { "open" }.into(),
+            base_hash: B256::repeat_byte(base),
+            checkpoint_hash: next.map(B256::repeat_byte),
+            leased: 0,
+            submitted: 0,
+            replayed: 0,
+            accepted: 0,
+            rejected: 0,
+            test_loss: None,
+            test_accuracy: None,
+            train_loss: None,
+            opened_at: 0,
+            closed_at: None,
+            commit_tx: None,
+        }
+    }
+
+    #[test]
+    fn listed_hashes_follow_rounds_and_leave_gaps_empty() {
+        let rounds = vec![round(1, 2, None), round(0, 1, Some(2))];
+        let listed = listed_hashes(&rounds, 4);
+        assert_eq!(
+            listed,
+            vec![
+                Some(B256::repeat_byte(1)),
+                Some(B256::repeat_byte(2)),
+                None,
+                None
+            ]
+        );
+        assert_eq!(listed_hashes(&[], 2), vec![None, None]);
+    }
+
+    #[test]
+    fn failing_reports_exit_non_zero_and_read_as_a_table() {
+        let pass = CheckResult {
+            name: proof::ACCURACY_MONOTONIC,
+            passed: true,
+            value: 0.0,
+            threshold: 0.03,
+            detail: "never drops".into(),
+        };
+        let fail = CheckResult {
+            name: proof::INIT_TO_FINAL,
+            passed: false,
+            value: f64::MAX,
+            threshold: 0.9,
+            detail: "far".into(),
+        };
+        let report = Report::new(vec![pass.clone(), fail]);
+        let lines = human_lines(&report);
+        assert!(
+            lines[0].contains("PASS") && lines[0].contains("0.0300"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("FAIL") && lines[1].contains("e308"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2], "FAIL: 1 of 2 checks failed");
+        let err = verdict(&report).unwrap_err().to_string();
+        assert!(err.contains(proof::INIT_TO_FINAL), "{err}");
+        assert!(verdict(&Report::new(vec![pass])).is_ok());
+    }
+
+    #[test]
+    fn anchor_problems_stop_before_any_check() {
+        let problem = AnchorProblem::Mismatch {
+            round: 2,
+            onchain: B256::repeat_byte(1),
+            downloaded: B256::repeat_byte(2),
+        };
+        let err = report_anchor_problems(&[problem], false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no check was run"), "{err}");
+        let json = serde_json::to_value(JsonReport {
+            passed: false,
+            checks: &[],
+            anchors: &[AnchorProblem::NotCommitted { round: 3 }],
+        })
+        .unwrap();
+        assert_eq!(json["anchors"][0]["problem"], "not_committed");
+        assert_eq!(json["anchors"][0]["round"], 3);
+    }
+
+    #[test]
+    fn the_default_contract_is_the_first_dev_deployment() {
+        assert_eq!(
+            default_contract().to_string(),
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        );
+    }
+}

@@ -1,1 +1,0 @@
-//! Proof of training: the six checks over a chain of checkpoints.
