@@ -38,7 +38,7 @@ pub struct DemoArgs {
     /// Validator processes.
     #[arg(long, env = "FUNETUN_DEMO_VALIDATORS", default_value_t = 2)]
     pub validators: usize,
-    /// Rounds (default: 8 for the MLP, 3 for the CNN).
+    /// Rounds (default: 4 for the MLP, 3 for the CNN).
     #[arg(long, env = "FUNETUN_DEMO_ROUNDS")]
     pub rounds: Option<u32>,
     /// Data set: mnist, fashion-mnist, synthetic[:SEED] or a directory of IDX files.
@@ -147,6 +147,10 @@ pub struct DemoSummary {
     pub onchain_final_hash: B256,
     /// Seconds from start to summary.
     pub wall_seconds: f64,
+    /// Seconds from the job's creation to its final checkpoint: the market's
+    /// training time, without starting the chain and processes or writing
+    /// the summary.
+    pub training_seconds: f64,
     /// Gas of every transaction of the run.
     pub gas_used: u64,
     /// The job's seed (θ₀ = the model's initializer with this seed).
@@ -174,9 +178,9 @@ pub fn demo_spec(args: &DemoArgs, dataset: &str) -> anyhow::Result<JobSpec> {
                 seed: args.seed,
                 model: args.model.clone(),
                 dataset: dataset.to_string(),
-                rounds: if cnn { 3 } else { 8 },
+                rounds: if cnn { 3 } else { 4 },
                 shards: args.trainers.max(1) as u32,
-                steps: if cnn { 50 } else { 200 },
+                steps: if cnn { 50 } else { 400 },
                 batch: 64,
                 lr: if cnn { 0.02 } else { 0.05 },
                 optimizer: "momentum:0.9".into(),
@@ -392,6 +396,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     )
     .await?;
     let job_id = created.job_id;
+    let job_started = Instant::now();
 
     // Trainers and validators, as separate processes of this binary.
     let exe = std::env::current_exe().context("finding the funetun binary")?;
@@ -436,6 +441,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         args.validators
     );
     let rounds = follow_rounds(&owner_client, job_id, &spec, &mut children).await?;
+    let training_seconds = job_started.elapsed().as_secs_f64();
     children.finish(Duration::from_secs(20));
 
     let summary = summarize(SummaryInput {
@@ -450,6 +456,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         first_block,
         rpc_url: &rpc_url,
         started,
+        training_seconds,
     })
     .await?;
     print_summary(&summary, &rounds);
@@ -514,7 +521,7 @@ async fn follow_rounds(
                 "(submitted {}, replayed {}, rejected {})",
                 r.submitted, r.replayed, r.rejected
             ));
-            if r.status == "closed" && !bar.is_finished() {
+            if r.status == "closed" && r.test_accuracy.is_some() && !bar.is_finished() {
                 bar.finish_with_message(format!(
                     "test accuracy {:.2}%, loss {:.4}",
                     r.test_accuracy.unwrap_or(0.0) * 100.0,
@@ -522,7 +529,12 @@ async fn follow_rounds(
                 ));
             }
         }
-        let closed: Vec<&RoundInfo> = rounds.iter().filter(|r| r.status == "closed").collect();
+        // A round counts once closed and evaluated (evaluation runs while
+        // the next round trains).
+        let closed: Vec<&RoundInfo> = rounds
+            .iter()
+            .filter(|r| r.status == "closed" && r.test_accuracy.is_some())
+            .collect();
         total.set_position(closed.len() as u64);
         if let Some(last) = closed.last() {
             total.set_message(format!(
@@ -575,6 +587,7 @@ struct SummaryInput<'a> {
     first_block: u64,
     rpc_url: &'a str,
     started: Instant,
+    training_seconds: f64,
 }
 
 async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
@@ -590,6 +603,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         first_block,
         rpc_url,
         started,
+        training_seconds,
     } = input;
     let out = &args.out;
     let job = U256::from(job_id);
@@ -713,6 +727,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         final_hash,
         onchain_final_hash,
         wall_seconds: started.elapsed().as_secs_f64(),
+        training_seconds,
         gas_used,
         init_seed: spec.seed,
         checkpoints_dir: out.join("checkpoints"),
@@ -810,4 +825,104 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     );
+}
+
+/// What `funetun bench demo` prints.
+#[derive(Debug, Serialize)]
+pub struct DemoBench {
+    /// The demo's training time (job creation to final checkpoint).
+    pub demo_seconds: f64,
+    /// The same tasks, trained one after another in this process with every
+    /// core, merged by the mean, without chain, HTTP or validation.
+    pub local_seconds: f64,
+    /// demo / local.
+    pub ratio: f64,
+    /// The demo's whole wall time, start-up and summary included.
+    pub demo_wall_seconds: f64,
+    /// Test accuracy the demo reached.
+    pub demo_accuracy: f64,
+    /// Test accuracy the local run reached.
+    pub local_accuracy: f64,
+    /// Threads of the local run.
+    pub local_threads: usize,
+}
+
+/// Runs `funetun bench demo`.
+pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
+    let runtime = crate::chain::runtime()?;
+    let summary = runtime.block_on(run_demo(&args))?;
+    let spec: JobSpec = {
+        let text = std::fs::read(args.out.join("job.toml"))?;
+        JobSpec::from_bytes(&text)?
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (local_seconds, local_accuracy) = local_run(&spec, &args, threads)?;
+    let report = DemoBench {
+        demo_seconds: summary.training_seconds,
+        local_seconds,
+        ratio: summary.training_seconds / local_seconds,
+        demo_wall_seconds: summary.wall_seconds,
+        demo_accuracy: summary.test_accuracy,
+        local_accuracy,
+        local_threads: threads,
+    };
+    eprintln!(
+        "demo {:.2} s ({:.2}% accuracy) vs local {:.2} s ({:.2}%, {threads} threads): ratio {:.2}",
+        report.demo_seconds,
+        report.demo_accuracy * 100.0,
+        report.local_seconds,
+        report.local_accuracy * 100.0,
+        report.ratio
+    );
+    print_json(&report)
+}
+
+/// Trains the spec's tasks (every shard, every round, the task seeds the
+/// orchestrator uses) one after another and merges them by the spec's rule.
+fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<(f64, f64)> {
+    let model: funetun_ml::ModelKind = spec.model.parse()?;
+    let name: DatasetName = spec.dataset.parse()?;
+    let data = Dataset::load(
+        &name,
+        &LoadOptions {
+            data_dir: args.data_dir.as_deref(),
+            download: !args.offline,
+            progress: None,
+        },
+    )?;
+    let compute = funetun_ml::Compute::new(threads)?;
+    let optimizer: funetun_ml::OptimizerKind = spec.optimizer.parse()?;
+    let rule: funetun_aggregate::Rule = spec.aggregation.parse()?;
+    let exec = funetun_aggregate::Exec::with_threads(threads)?;
+    let started = Instant::now();
+    let mut theta = model.init(spec.seed);
+    for round in 0..u64::from(spec.rounds) {
+        let mut deltas = Vec::new();
+        for shard in 0..spec.shards {
+            let task = funetun_ml::TaskSpec {
+                model,
+                shard: shard as usize,
+                shards: spec.shards as usize,
+                steps: spec.steps as usize,
+                batch: spec.batch as usize,
+                lr: spec.lr,
+                optimizer,
+                seed: funetun_orchestrator::scheduler::task_seed(spec.seed, round, shard),
+            };
+            let out = funetun_ml::train_task(&theta, &data, &task, &compute, &mut |_| {})?;
+            deltas.push(out.delta.to_flat());
+        }
+        let inputs: Vec<&[f32]> = deltas.iter().map(|d| d.as_slice()).collect();
+        let merged = rule.aggregate(&inputs, &funetun_aggregate::Options::default(), &exec)?;
+        let flat: Vec<f32> = theta
+            .to_flat()
+            .iter()
+            .zip(&merged.output)
+            .map(|(t, d)| t + d)
+            .collect();
+        theta = theta.from_flat_like(&flat)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let eval = funetun_ml::evaluate(model, &theta.to_flat(), &data, &data.test, None, &compute)?;
+    Ok((seconds, eval.accuracy))
 }

@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use funetun_chain::JobManager::JobManagerEvents as E;
 use funetun_chain::bindings::{update_index, update_status};
 use funetun_core::api::{
-    Capacity, JobDetail, ServiceInfo, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, Task, UpdateAck,
-    UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
+    Capacity, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, ServiceInfo, Task,
+    UpdateAck, UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
     ValidationRequest, VoteInfo,
 };
 use funetun_core::spec::MAX_SPEC_BYTES;

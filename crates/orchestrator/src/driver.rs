@@ -30,6 +30,9 @@ use crate::util::{
 /// Runs [`step`] every poll interval (or sooner when woken) until `shutdown`
 /// turns true.
 pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    if let Err(e) = backfill_evaluations(&state).await {
+        tracing::warn!(error = %e, "cannot re-evaluate checkpoints left without test metrics");
+    }
     loop {
         if *shutdown.borrow() {
             break;
@@ -513,23 +516,6 @@ async fn close_round(
         })
         .await??;
     }
-    let eval = {
-        let st = state.clone();
-        let info = info.clone();
-        let flat = built.flat;
-        tokio::task::spawn_blocking(move || -> Result<funetun_ml::Evaluation> {
-            let data = st.dataset_blocking(&info.dataset)?;
-            crate::rounds::evaluate(&info, &flat, &data, &st.compute())
-        })
-        .await?
-    };
-    let eval = match eval {
-        Ok(e) => Some(e),
-        Err(e) => {
-            tracing::warn!(job, round, error = %e, "cannot evaluate the checkpoint; test metrics left empty");
-            None
-        }
-    };
     let train_loss: Option<f64> = {
         let mut sum = 0.0;
         let mut n = 0;
@@ -561,15 +547,13 @@ async fn close_round(
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "UPDATE rounds SET status = 'closed', checkpoint_hash = ?, outer_state = ?, closed_at = ?,
-         commit_tx = COALESCE(?, commit_tx), test_loss = ?, test_accuracy = ?, train_loss = ?
+         commit_tx = COALESCE(?, commit_tx), train_loss = ?
          WHERE job_id = ? AND round = ?",
     )
     .bind(hash_text(hash))
     .bind(outer_hash.map(hash_text))
     .bind(now as i64)
     .bind(commit_tx.map(hash_text))
-    .bind(eval.map(|e| e.loss))
-    .bind(eval.map(|e| e.accuracy))
     .bind(train_loss)
     .bind(job)
     .bind(round as i64)
@@ -606,10 +590,82 @@ async fn close_round(
         round,
         inputs = rows.len(),
         checkpoint = %hash,
-        test_accuracy = eval.map(|e| e.accuracy),
         secs = started.elapsed().as_secs_f64(),
         finished,
         "round closed"
     );
+    // Test metrics are for people, not for the protocol: evaluate off the
+    // round's critical path, while the next round trains.
+    spawn_evaluation(state.clone(), info.clone(), round, built.flat);
+    Ok(())
+}
+
+/// Evaluates checkpoint `round + 1` on the test split in the background and
+/// stores its test loss and accuracy on round `round`.
+fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: Vec<f32>) {
+    tokio::spawn(async move {
+        let job = info.job_id;
+        let eval = {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || -> Result<funetun_ml::Evaluation> {
+                let data = st.dataset_blocking(&info.dataset)?;
+                crate::rounds::evaluate(&info, &flat, &data, &st.compute())
+            })
+            .await
+        };
+        let eval = match eval {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                tracing::warn!(job, round, error = %e, "cannot evaluate the checkpoint; test metrics left empty");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job, round, error = %e, "evaluation stopped");
+                return;
+            }
+        };
+        let stored = sqlx::query(
+            "UPDATE rounds SET test_loss = ?, test_accuracy = ? WHERE job_id = ? AND round = ?",
+        )
+        .bind(eval.loss)
+        .bind(eval.accuracy)
+        .bind(job as i64)
+        .bind(round as i64)
+        .execute(&state.db.write)
+        .await;
+        match stored {
+            Ok(_) => tracing::info!(
+                job,
+                round,
+                test_accuracy = eval.accuracy,
+                test_loss = eval.loss,
+                "checkpoint evaluated"
+            ),
+            Err(e) => tracing::warn!(job, round, error = %e, "cannot store the test metrics"),
+        }
+    });
+}
+
+/// Evaluates closed rounds whose test metrics are missing (a crash between
+/// a round's close and its evaluation).
+async fn backfill_evaluations(state: &Arc<AppState>) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT job_id, round, checkpoint_hash FROM rounds
+         WHERE status = 'closed' AND test_accuracy IS NULL AND checkpoint_hash IS NOT NULL",
+    )
+    .fetch_all(&state.db.read)
+    .await?;
+    for row in rows {
+        let job = row.get::<i64, _>(0) as u64;
+        let round = row.get::<i64, _>(1) as u64;
+        let Some(info) = state.job_info(job) else {
+            continue;
+        };
+        let bytes = state.blob(parse_hash(row.get::<&str, _>(2))?).await?;
+        let layout = info.model.zeros();
+        let limits = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len());
+        let weights = funetun_core::encoding::decode_with_layout(&bytes, &limits, &layout)?;
+        spawn_evaluation(state.clone(), info, round, weights.to_flat());
+    }
     Ok(())
 }
