@@ -1,6 +1,8 @@
 //! End-to-end tests of the `funetun` binary, in one test binary.
 
+mod demo;
 mod ml;
+mod trainer_restart;
 mod verify;
 
 use std::process::{Command, Output};
