@@ -160,6 +160,15 @@
   // edge whose label finds no room keeps it in its tooltip. A real market
   // has many message kinds between the same two nodes, and labels stacked
   // on each other help nobody.
+  let measureCtx = null;
+  function labelWidth(text) {
+    // The width the browser will draw: edge labels are 10px in the page's font.
+    if (!measureCtx) measureCtx = document.createElement('canvas').getContext('2d');
+    if (!measureCtx) return text.length * 6.5;
+    measureCtx.font = `10px ${getComputedStyle(document.body).fontFamily}`;
+    return measureCtx.measureText(text).width;
+  }
+
   function placeLabels(labels, pos, height) {
     const boxes = [];
     for (const { x, y, n } of pos.values()) {
@@ -172,7 +181,7 @@
     const placed = [];
     const order = [...labels].sort((p, q) => q.count - p.count || p.text.localeCompare(q.text));
     for (const l of order) {
-      const half = (l.text.length * 5.9) / 2 + 3;
+      const half = labelWidth(l.text) / 2 + 3;
       for (const t of [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78]) {
         const u = 1 - t;
         const x = u * u * l.a.x + 2 * u * t * l.c.x + t * t * l.b.x;
