@@ -315,7 +315,8 @@ fn hex_key(key: &PrivateKeySigner) -> String {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = crate::chain::runtime()?;
     let summary = runtime.block_on(run_demo(&args))?;
-    if args.json {
+    // With --serve the summary line was printed before serving.
+    if args.json && !args.serve {
         print_json(&summary)?;
     }
     Ok(())
@@ -462,6 +463,11 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     print_summary(&summary, &rounds);
 
     if args.serve {
+        // The summary is final now: a script reading stdout gets it while the
+        // orchestrator (and the embedded chain) keep serving.
+        if args.json {
+            print_json(&summary)?;
+        }
         eprintln!("dashboard: {url}/  (Ctrl-C to stop)");
         shutdown_signal().await;
     }
@@ -499,7 +505,19 @@ async fn follow_rounds(
         }
         let (job, rounds) = match (client.job(job_id).await, client.rounds(job_id).await) {
             (Ok(job), Ok(rounds)) => (job, rounds),
-            (Err(e), _) | (_, Err(e)) if e.code() == Some("unknown_job") => {
+            // Not seen yet, or seen and its spec not fetched yet (or refused).
+            (Err(e), _) | (_, Err(e))
+                if matches!(e.code(), Some("unknown_job" | "spec_unavailable")) =>
+            {
+                let refused = client
+                    .jobs()
+                    .await?
+                    .iter()
+                    .any(|j| j.job_id == job_id && j.status == "invalid");
+                anyhow::ensure!(
+                    !refused,
+                    "the orchestrator refused the job spec; see its log"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -655,10 +673,9 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                     *per_rejected.entry(trainer).or_default() += 1;
                 }
             }
+            // The trainer's share of a bonus comes with its own `Credited` event.
             E::BonusAwarded(b) if b.jobId == job => {
                 paid += b.amount;
-                let (_, trainer) = funetun_chain::bindings::split_update_index(b.index);
-                *per_paid.entry(trainer).or_default() += b.amount;
             }
             E::Credited(c) if c.jobId == job => {
                 *per_paid.entry(c.account).or_default() += c.amount;

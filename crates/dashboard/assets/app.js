@@ -155,6 +155,47 @@
   const TOP_ROW_Y = 44;
   const BODY_TOP = 120;
 
+  // Edge labels where they fit: busiest edges first, each at the first spot
+  // along its curve that overlaps no node and no label already placed; an
+  // edge whose label finds no room keeps it in its tooltip. A real market
+  // has many message kinds between the same two nodes, and labels stacked
+  // on each other help nobody.
+  let measureCtx = null;
+  function labelWidth(text) {
+    // The width the browser will draw: edge labels are 10px in the page's font.
+    if (!measureCtx) measureCtx = document.createElement('canvas').getContext('2d');
+    if (!measureCtx) return text.length * 6.5;
+    measureCtx.font = `10px ${getComputedStyle(document.body).fontFamily}`;
+    return measureCtx.measureText(text).width;
+  }
+
+  function placeLabels(labels, pos, height) {
+    const boxes = [];
+    for (const { x, y, n } of pos.values()) {
+      const service = n.type === 'orchestrator' || n.type === 'contract';
+      boxes.push(service ? { x0: x - 50, y0: y - 24, x1: x + 50, y1: y + 24 } : { x0: x - 24, y0: y - 24, x1: x + 24, y1: y + 24 });
+      if (!service) boxes.push({ x0: x - 48, y0: y + 24, x1: x + 48, y1: y + 42 });
+    }
+    COLUMN_X.forEach((x) => boxes.push({ x0: x - 110, y0: BODY_TOP - 28, x1: x + 110, y1: BODY_TOP - 8 }));
+    const hits = (r) => boxes.some((q) => r.x0 < q.x1 && q.x0 < r.x1 && r.y0 < q.y1 && q.y0 < r.y1);
+    const placed = [];
+    const order = [...labels].sort((p, q) => q.count - p.count || p.text.localeCompare(q.text));
+    for (const l of order) {
+      const half = labelWidth(l.text) / 2 + 3;
+      for (const t of [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78]) {
+        const u = 1 - t;
+        const x = u * u * l.a.x + 2 * u * t * l.c.x + t * t * l.b.x;
+        const y = u * u * l.a.y + 2 * u * t * l.c.y + t * t * l.b.y + 3;
+        const r = { x0: x - half, y0: y - 10, x1: x + half, y1: y + 3 };
+        if (r.x0 < 0 || r.x1 > GRAPH_W || r.y0 < 0 || r.y1 > height || hits(r)) continue;
+        boxes.push(r);
+        placed.push({ x, y, text: l.text });
+        break;
+      }
+    }
+    return placed;
+  }
+
   function graphView(graph, now) {
     const nodes = Array.isArray(graph && graph.nodes) ? graph.nodes : [];
     const edges = Array.isArray(graph && graph.edges) ? graph.edges : [];
@@ -208,6 +249,7 @@
     }
     const edgeLayer = s('g', { class: 'edges' });
     const labelLayer = s('g', { class: 'edge-labels' });
+    const labels = [];
     for (const group of groups.values()) {
       group.sort((a, b) => String(a.id).localeCompare(String(b.id)));
       group.forEach((e, i) => {
@@ -243,11 +285,11 @@
             'data-idle': String(stale),
           }, s('title', {}, `${e.label}: ${count} message${count === 1 ? '' : 's'}, last ${ago(e.last_seen, now)}`)),
         );
-        const mx = 0.25 * a.x + 0.5 * cx + 0.25 * b.x;
-        const my = 0.25 * a.y + 0.5 * cy + 0.25 * b.y;
-        labelLayer.append(s('text', { x: mx, y: my, class: 'edge-label', 'text-anchor': 'middle' }, `${e.label} ×${count}`));
+        labels.push({ text: `${e.label} ×${count}`, count, a, c: { x: cx, y: cy }, b });
       });
     }
+    placeLabels(labels, pos, height).forEach(({ x, y, text }) =>
+      labelLayer.append(s('text', { x, y, class: 'edge-label', 'text-anchor': 'middle', 'data-testid': 'graph-edge-label' }, text)));
     svg.append(edgeLayer, labelLayer);
 
     const nodeLayer = s('g', { class: 'nodes' });
@@ -294,7 +336,7 @@
       h('thead', {}, h('tr', {}, ['job', 'name', 'status', 'round', 'accuracy', 'deposit', 'paid', 'slashed', 'remaining'].map((c) => h('th', {}, c)))),
       h('tbody', {}, [...jobs].sort((a, b) => b.job_id - a.job_id).map((j) =>
         h('tr', { 'data-testid': 'job-row', 'data-job-id': j.job_id },
-          h('td', {}, h('a', { href: `#/jobs/${j.job_id}`, 'data-testid': 'job-link' }, `#${j.job_id}`)),
+          h('td', {}, h('a', { href: `#/jobs/${j.job_id}`, 'data-testid': 'job-link', 'data-job-id': j.job_id }, `#${j.job_id}`)),
           h('td', {}, j.name),
           h('td', {}, badge(j.status, 'job-row-status')),
           h('td', {}, `${j.round} / ${j.rounds}`),

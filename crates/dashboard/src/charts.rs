@@ -82,6 +82,17 @@ impl Series {
         }
     }
 
+    /// The accuracy panel's y range: up to 100 %, from a whole ten percent
+    /// at least two points below the lowest accuracy, so a curve that climbs
+    /// from 92 % to 96 % bends visibly instead of lying flat on top; the
+    /// whole axis while there is no point.
+    fn accuracy_range(&self) -> std::ops::Range<f64> {
+        match self.accuracy.iter().map(|p| p.1).reduce(f64::min) {
+            Some(lo) => (((lo - 0.02) * 10.0).floor() / 10.0).clamp(0.0, 0.9)..1.0,
+            None => 0.0..1.0,
+        }
+    }
+
     /// The loss panel's y range: zero to a little above the largest loss.
     fn loss_range(&self) -> std::ops::Range<f64> {
         let hi = self
@@ -172,7 +183,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> DrawResult {
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(52)
-        .build_cartesian_2d(x.clone(), 0.0f64..1.0)?;
+        .build_cartesian_2d(x.clone(), s.accuracy_range())?;
     acc.configure_mesh()
         .x_labels(x_ticks)
         .x_label_formatter(&round_label)
@@ -373,6 +384,25 @@ mod tests {
         assert!(svg.contains("data-value=\"0.7\""));
         assert!(svg.contains(">test accuracy<") || svg.contains("test accuracy"));
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn the_accuracy_axis_starts_below_the_lowest_point() {
+        let high: Vec<_> = [0.923, 0.94, 0.959]
+            .iter()
+            .enumerate()
+            .map(|(t, &a)| round(t as u64, "closed", Some(a), Some(0.2)))
+            .collect();
+        // Plotters writes each tick label as the only line of its <text>.
+        let tick = |svg: &str, label: &str| svg.contains(&format!(">\n{label}\n</text>"));
+        let svg = round_charts_svg(&high);
+        assert!(tick(&svg, "90%") && tick(&svg, "100%"), "{svg}");
+        assert!(!tick(&svg, "0%") && !tick(&svg, "80%"));
+        // Low accuracies and no accuracies keep the whole axis.
+        for rounds in [vec![round(0, "closed", Some(0.11), Some(2.0))], vec![]] {
+            let svg = round_charts_svg(&rounds);
+            assert!(tick(&svg, "0%") && tick(&svg, "100%"));
+        }
     }
 
     #[test]

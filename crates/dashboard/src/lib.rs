@@ -9,6 +9,8 @@
 //! - [`charts`]: test accuracy, test loss and mean train loss per closed round
 //!   as an SVG drawn with plotters, served by the orchestrator at
 //!   [`CHARTS_PATH`] and written to a file by `funetun demo`.
+//! - `testing` (feature `browser-test`): a headless Chromium driven over
+//!   WebDriver, for browser tests here and in other crates.
 //!
 //! Nothing here needs a JavaScript toolchain: the page is plain JavaScript
 //! and CSS, embedded with `include_str!`. What the page shows and how its
@@ -16,6 +18,8 @@
 
 pub mod assets;
 pub mod charts;
+#[cfg(feature = "browser-test")]
+pub mod testing;
 
 use axum::Router;
 use axum::routing::get;

@@ -116,6 +116,15 @@ pub async fn pick_job(client: &Client, wanted: Option<u64>) -> Result<JobChoice>
             Ok(job) => Ok(JobChoice::Work(job.summary)),
             // The orchestrator has not seen the job's creation yet.
             Err(e) if e.code() == Some("unknown_job") => Ok(JobChoice::Wait),
+            // It has, but holds no usable spec: still fetching it (pending),
+            // or it refused it (invalid), which the job list tells apart.
+            Err(e) if e.code() == Some("spec_unavailable") => Ok(client
+                .jobs()
+                .await?
+                .into_iter()
+                .find(|j| j.job_id == id && job_is_over(j))
+                .map(JobChoice::Over)
+                .unwrap_or(JobChoice::Wait)),
             Err(e) => Err(e.into()),
         },
         None => {

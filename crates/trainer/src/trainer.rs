@@ -280,7 +280,7 @@ impl Trainer {
                 .get(&(task.job_id, task.round))
                 .cloned()
         {
-            self.report_update(task, &entry).await?;
+            self.report_update(&entry).await?;
             return Ok(TaskEnd::Resumed);
         }
 
@@ -334,7 +334,7 @@ impl Trainer {
             loss_after: computed.loss_after,
         };
         self.journal.append(entry.clone())?;
-        self.report_update(task, &entry).await?;
+        self.report_update(&entry).await?;
         Ok(if already {
             TaskEnd::Resumed
         } else {
@@ -366,9 +366,13 @@ impl Trainer {
         }
     }
 
-    async fn report_update(&self, task: &Task, entry: &JournalEntry) -> Result<()> {
+    async fn report_update(&self, entry: &JournalEntry) -> Result<()> {
+        // The task the submission answers: a restarted trainer whose lease
+        // expired may hold a new lease (another shard) for the same round,
+        // and reporting the old delta under it would have honest replays of
+        // the new task reject it.
         let report = UpdateReport {
-            task_id: task.task_id,
+            task_id: entry.task_id,
             update_hash: entry.update_hash,
             tx_hash: entry.tx_hash,
             loss_before: entry.loss_before,

@@ -1,6 +1,9 @@
 //! End-to-end tests of the `funetun` binary, in one test binary.
 
+mod browser_e2e;
+mod demo;
 mod ml;
+mod trainer_restart;
 mod verify;
 
 use std::process::{Command, Output};

@@ -1,12 +1,11 @@
 //! The dashboard's integration tests, one binary.
 //!
-//! - `browser`: the headless-Chromium harness (reusable: it needs only a URL).
 //! - `fixture`: a stand-in orchestrator serving the dashboard and JSON built
 //!   from `funetun_core::api` types, changed while the page watches.
 //! - `routes`: the router's answers without a socket or a browser.
-//! - `pages`: the page in Chromium against the stand-in.
+//! - `pages`: the page in Chromium against the stand-in, through
+//!   `funetun_dashboard::testing` (the harness, feature `browser-test`).
 
-mod browser;
 mod fixture;
 mod pages;
 mod routes;

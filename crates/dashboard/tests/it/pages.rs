@@ -2,32 +2,15 @@
 //!
 //! Each test skips (with a message) where no browser is installed, unless
 //! `CI` is set, where it fails. Screenshots land in the artifacts folder
-//! (see `browser::artifacts_dir`).
+//! (see `funetun_dashboard::testing::artifacts_dir`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use serde_json::json;
 
-use crate::browser::{Browser, DEFAULT_WAIT};
 use crate::fixture::{Fixture, TRAINERS, VALIDATORS, World};
-
-/// Marks the page's window so a later check can tell it was not reloaded.
-async fn mark_window(b: &Browser) -> Result<()> {
-    b.js("window.__funetunMark = 'still-here'; return true", vec![])
-        .await?;
-    Ok(())
-}
-
-async fn assert_not_reloaded(b: &Browser) -> Result<()> {
-    let mark = b.js("return window.__funetunMark || null", vec![]).await?;
-    ensure!(
-        mark == json!("still-here"),
-        "the page was reloaded (mark: {mark})"
-    );
-    Ok(())
-}
+use funetun_dashboard::testing::{Browser, DEFAULT_WAIT};
 
 #[tokio::test]
 async fn network_view_shows_typed_nodes_and_weighted_edges() -> Result<()> {
@@ -110,7 +93,7 @@ async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
     b.open(&format!("{}/", fixture.base_url())).await?;
     b.wait_count("[data-testid=job-link]", 1, DEFAULT_WAIT)
         .await?;
-    mark_window(&b).await?;
+    b.mark_window().await?;
     b.click("[data-testid=job-link]").await?;
 
     // A point per finished round, in the inlined chart.
@@ -179,7 +162,7 @@ async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
         Ok((money("paid").await?.as_deref() == Some("0.6 ETH")).then_some(()))
     })
     .await?;
-    assert_not_reloaded(&b).await?;
+    b.ensure_not_reloaded().await?;
     b.screenshot("three-rounds").await?;
     b.js(
         "document.querySelector('[data-testid=round-timeline]').scrollIntoView(); return true",
@@ -240,7 +223,7 @@ async fn unreachable_orchestrator_shows_a_banner_and_recovers() -> Result<()> {
     .await?;
     b.wait_count("[data-testid=accuracy-point]", 1, DEFAULT_WAIT)
         .await?;
-    mark_window(&b).await?;
+    b.mark_window().await?;
     let banner_shown = "const e = document.querySelector('[data-testid=unreachable-banner]'); \
                         return !e.hidden && e.getBoundingClientRect().height > 0";
     ensure!(
@@ -276,7 +259,7 @@ async fn unreachable_orchestrator_shows_a_banner_and_recovers() -> Result<()> {
     .await?;
     b.wait_count("[data-testid=accuracy-point]", 2, DEFAULT_WAIT)
         .await?;
-    assert_not_reloaded(&b).await?;
+    b.ensure_not_reloaded().await?;
     b.screenshot("recovered").await?;
     b.close().await
 }

@@ -1,5 +1,7 @@
 //! A headless Chromium driven over WebDriver, for any test that has a base
-//! URL to look at.
+//! URL to look at: the dashboard's own tests against a stand-in orchestrator,
+//! and the end-to-end tests against `funetun demo --serve`. Behind the
+//! `browser-test` feature.
 //!
 //! [`Browser::start`] starts `chromedriver` on a free loopback port and a
 //! headless Chromium session through it; dropping the [`Browser`] ends both.
@@ -10,7 +12,7 @@
 //! Binaries: `$FUNETUN_CHROMIUM` / `$FUNETUN_CHROMEDRIVER`, else
 //! `/usr/bin/chromium` / `/usr/bin/chromedriver` (Debian's `chromium` and
 //! `chromium-driver`, installed by `scripts/setup.sh`), else `PATH`.
-//! Screenshots go to `$FUNETUN_ARTIFACTS`, else `target/browser-artifacts/`.
+//! Screenshots go to [`artifacts_dir`].
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -53,13 +55,22 @@ fn find_binary(env: &str, default: &str, names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Where screenshots go: `$FUNETUN_ARTIFACTS`, else `target/browser-artifacts`.
+/// Where screenshots go: `$FUNETUN_ARTIFACTS`, else `browser-artifacts/` in
+/// the Cargo target directory of the running test binary
+/// (`<target>/<profile>/deps/<test>` gives `<target>/browser-artifacts`),
+/// else the system's temporary directory.
 pub fn artifacts_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("FUNETUN_ARTIFACTS").filter(|p| !p.is_empty()) {
         return PathBuf::from(dir);
     }
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).join("browser-artifacts")
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let deps = exe.parent()?;
+            (deps.file_name()? == "deps").then_some(())?;
+            Some(deps.parent()?.parent()?.join("browser-artifacts"))
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join("funetun-browser-artifacts"))
 }
 
 fn free_port() -> Result<u16> {
@@ -154,7 +165,6 @@ impl Browser {
     }
 
     /// The WebDriver client, for anything the helpers do not cover.
-    #[allow(dead_code, reason = "for tests beyond this crate's own")]
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -290,6 +300,26 @@ impl Browser {
             Ok((self.count(css).await? == n).then_some(()))
         })
         .await
+    }
+
+    /// Sets a mark on the page's `window`; a reload loses it, which
+    /// [`Browser::ensure_not_reloaded`] checks.
+    pub async fn mark_window(&self) -> Result<()> {
+        self.js("window.__funetunMark = 'still-here'; return true", vec![])
+            .await?;
+        Ok(())
+    }
+
+    /// Fails unless the mark set by [`Browser::mark_window`] is still there,
+    /// i.e. the page changed since without a reload.
+    pub async fn ensure_not_reloaded(&self) -> Result<()> {
+        let mark = self
+            .js("return window.__funetunMark || null", vec![])
+            .await?;
+        if mark != json!("still-here") {
+            bail!("the page was reloaded (mark: {mark})");
+        }
+        Ok(())
     }
 
     /// Saves a PNG of the viewport as `<artifacts>/<test>-<name>.png`.

@@ -1,0 +1,381 @@
+//! A `funetun trainer` process killed after its `submitUpdate` and before
+//! its report, then restarted on the same `--cache-dir`: it must report the
+//! update it already committed instead of submitting a second one, and the
+//! job must go on to finish.
+//!
+//! The crash is made deterministic with a proxy between the trainer and the
+//! orchestrator: the proxy forwards everything until the trainer's report
+//! (`POST /v1/updates`) arrives, swallows that request, cuts every connection
+//! and tells the test, which SIGKILLs the trainer while it waits for the
+//! answer. At that instant the delta is uploaded, the submission is mined on
+//! the embedded chain and written to the trainer's journal, and the
+//! orchestrator has no record of it — the window a crash (or an
+//! orchestrator outage) can hit for real. The restarted trainer talks to the
+//! orchestrator directly. Two variants: with the journal intact (the
+//! trainer reports from it without training again) and with the journal
+//! lost (a crash between the transaction and the journal line: the trainer
+//! recomputes the deterministic delta and finds its transaction from the
+//! `UpdateSubmitted` event).
+//!
+//! Everything is real: the chain, the contract, the orchestrator (in this
+//! process, over HTTP) and the trainer binary.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
+use funetun_chain::JobManager::JobManagerEvents as E;
+use funetun_chain::bindings::{update_index, update_status};
+use funetun_chain::ledger::{NewJob, http_provider};
+use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_client::Client;
+use funetun_core::JobSpec;
+use funetun_orchestrator::Orchestrator;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::dataset;
+
+const ROUNDS: u64 = 2;
+const STEPS: u32 = 20;
+
+/// A guard against a wedged process, not a performance assertion.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+/// The request line of a trainer's report.
+const REPORT: &[u8] = b"POST /v1/updates HTTP/1.1\r\n";
+
+/// A TCP proxy that forwards until it sees a report, then forwards nothing
+/// ever again.
+struct CutProxy {
+    url: String,
+    cut: Arc<Notify>,
+}
+
+impl CutProxy {
+    async fn start(upstream: SocketAddr) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(Notify::new());
+        let done = Arc::new(AtomicBool::new(false));
+        let notify = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if done.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                tokio::spawn(pump(client, upstream, done.clone(), notify.clone()));
+            }
+        });
+        CutProxy { url, cut }
+    }
+}
+
+async fn pump(client: TcpStream, upstream: SocketAddr, done: Arc<AtomicBool>, cut: Arc<Notify>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let down = tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+    let mut buf = vec![0u8; 64 * 1024];
+    // The tail of what was forwarded, so a request line split across reads is seen.
+    let mut window: Vec<u8> = Vec::new();
+    loop {
+        let n = match from_client.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        window.extend_from_slice(&buf[..n]);
+        if done.load(Ordering::SeqCst) || window.windows(REPORT.len()).any(|w| w == REPORT) {
+            done.store(true, Ordering::SeqCst);
+            cut.notify_one();
+            break;
+        }
+        if to_server.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        let keep = window.len().saturating_sub(REPORT.len() - 1);
+        window.drain(..keep);
+    }
+    down.abort();
+}
+
+/// The embedded chain, the contract, the orchestrator and one open job.
+struct Env {
+    _chain: DevChain,
+    dir: tempfile::TempDir,
+    rpc_url: String,
+    owner: Ledger,
+    orchestrator: Orchestrator,
+    trainer: PrivateKeySigner,
+    spec: JobSpec,
+}
+
+const JOB: u64 = 1;
+
+fn spec() -> JobSpec {
+    let mut spec = JobSpec {
+        name: "trainer-restart".into(),
+        seed: 1,
+        model: "mlp".into(),
+        dataset: dataset().into(),
+        rounds: ROUNDS as u32,
+        shards: 1,
+        steps: STEPS,
+        batch: 32,
+        lr: 0.05,
+        optimizer: "sgd".into(),
+        aggregation: "mean".into(),
+        outer_optimizer: "sgd".into(),
+        min_updates: 1,
+        round_timeout_secs: 3_600,
+        // The restarted trainer gets its live lease back, the same task.
+        lease_secs: 3_600,
+        eval_samples: 200,
+        ..JobSpec::default()
+    };
+    // No validators: an unchecked update is accepted when its window closes.
+    spec.validation.replay_prob = 0.0;
+    spec.validation.replay_floor = 0.0;
+    spec.validation.challenge_window_secs = 1;
+    spec
+}
+
+impl Env {
+    async fn new() -> Env {
+        let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
+        let rpc_url = chain.rpc_url();
+        let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
+        let config = LedgerConfig {
+            poll_interval: Duration::from_millis(5),
+            ..LedgerConfig::default()
+        };
+        let (owner, _) = Ledger::deploy(
+            http_provider(&rpc_url).unwrap(),
+            keys[0].clone(),
+            &ContractParams::default(),
+            config,
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config =
+            funetun_orchestrator::Config::new(rpc_url.clone(), owner.contract(), keys[1].clone());
+        config.db_url = format!("sqlite://{}", dir.path().join("orchestrator.db").display());
+        config.blobs_dir = dir.path().join("blobs");
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.poll_interval = Duration::from_millis(50);
+        config.offline = true;
+        let orchestrator = funetun_orchestrator::start(config).await.unwrap();
+
+        let spec = spec();
+        let bytes = spec.to_toml().into_bytes();
+        let spec_hash = Client::new(&orchestrator.url(), Some(keys[0].clone()))
+            .put_spec(bytes)
+            .await
+            .unwrap();
+        let (id, _) = owner
+            .create_job(&NewJob {
+                spec_hash,
+                leader: orchestrator.address(),
+                base_reward: spec.base_reward_wei().unwrap(),
+                bonus_reward: U256::ZERO,
+                rounds: spec.rounds,
+                quorum: spec.validation.quorum,
+                challenge_window: spec.validation.challenge_window_secs,
+                deposit: U256::from(10u64).pow(U256::from(18)),
+            })
+            .await
+            .unwrap();
+        assert_eq!(id, U256::from(JOB));
+        Env {
+            _chain: chain,
+            dir,
+            rpc_url,
+            owner,
+            orchestrator,
+            trainer: keys[2].clone(),
+            spec,
+        }
+    }
+
+    fn cache_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("trainer-cache")
+    }
+
+    fn journal(&self) -> std::path::PathBuf {
+        self.cache_dir()
+            .join(format!("journal-{}.jsonl", self.trainer.address()))
+    }
+
+    /// `funetun trainer` for the job against `orchestrator`, logging to `log`.
+    fn trainer(&self, orchestrator: &str, log: &Path) -> tokio::process::Command {
+        let log = std::fs::File::create(log).unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_funetun"));
+        cmd.arg("trainer")
+            .args(["--orchestrator", orchestrator, "--rpc", &self.rpc_url])
+            .args(["--contract", &self.owner.contract().to_string()])
+            .args(["--job", &JOB.to_string(), "--exit-when-done"])
+            .args([
+                "--threads",
+                "1",
+                "--poll-secs",
+                "0.05",
+                "--offline",
+                "--json",
+            ])
+            .arg("--cache-dir")
+            .arg(self.cache_dir())
+            .env(
+                "FUNETUN_KEY",
+                format!(
+                    "0x{}",
+                    alloy_primitives::hex::encode(self.trainer.to_bytes())
+                ),
+            )
+            .env("FUNETUN_LOG", "info")
+            .env_remove("FUNETUN_JSON")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// The job's `UpdateSubmitted` transactions by (round, trainer).
+    async fn submissions(&self) -> BTreeMap<(u64, Address), Vec<B256>> {
+        let mut out: BTreeMap<(u64, Address), Vec<B256>> = BTreeMap::new();
+        for e in self.owner.events(0, None).await.unwrap() {
+            if let E::UpdateSubmitted(u) = &e.event
+                && u.jobId == U256::from(JOB)
+            {
+                out.entry((u.round.saturating_to(), u.trainer))
+                    .or_default()
+                    .push(e.tx_hash);
+            }
+        }
+        out
+    }
+}
+
+fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn restart_after_a_lost_report(lose_journal: bool) {
+    let env = Env::new().await;
+    let me = env.trainer.address();
+    let client = Client::new(&env.orchestrator.url(), None);
+    let proxy = CutProxy::start(env.orchestrator.local_addr()).await;
+
+    // First run: through the proxy, killed when its report goes out.
+    let first_log = env.dir.path().join("trainer-1.log");
+    let mut first = env.trainer(&proxy.url, &first_log).spawn().unwrap();
+    tokio::select! {
+        _ = proxy.cut.notified() => {}
+        status = first.wait() => panic!(
+            "the trainer exited ({status:?}) before reporting:\n{}", log_of(&first_log)
+        ),
+        _ = tokio::time::sleep(HANG_GUARD) => panic!(
+            "the trainer never reported:\n{}", log_of(&first_log)
+        ),
+    }
+    first.kill().await.unwrap(); // SIGKILL
+    let status = first.wait().await.unwrap();
+    assert!(!status.success(), "killed, not exited: {status}");
+
+    // The crash window: submitted and journaled, unknown to the orchestrator.
+    let job = U256::from(JOB);
+    let view = env.owner.update(job, update_index(0, me)).await.unwrap();
+    assert_eq!(view.status, update_status::PENDING, "{view:?}");
+    let before = env.submissions().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let first_tx = before[&(0, me)][0];
+    assert!(
+        client.updates(JOB).await.unwrap().is_empty(),
+        "the report reached the orchestrator"
+    );
+    let journal = std::fs::read_to_string(env.journal()).unwrap();
+    assert_eq!(journal.lines().count(), 1, "{journal}");
+    assert!(journal.contains(&first_tx.to_string()), "{journal}");
+    if lose_journal {
+        std::fs::remove_file(env.journal()).unwrap();
+    }
+
+    // Second run: same key, same cache directory, straight to the orchestrator.
+    let second_log = env.dir.path().join("trainer-2.log");
+    let second = env
+        .trainer(&env.orchestrator.url(), &second_log)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(HANG_GUARD, second.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the restarted trainer hangs:\n{}", log_of(&second_log)))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the restarted trainer failed:\n{}",
+        log_of(&second_log)
+    );
+    let report = crate::last_json(&out);
+    assert_eq!(report["address"], me.to_string().to_lowercase(), "{report}");
+    assert_eq!(report["resumed"], 1, "round 0 is resumed: {report}");
+    assert_eq!(report["submitted"], ROUNDS - 1, "{report}");
+    assert_eq!(report["dropped"], 0, "{report}");
+    // From the journal the trainer reports without training again; without
+    // it, it recomputes round 0's delta.
+    let trained_rounds = if lose_journal { ROUNDS } else { ROUNDS - 1 };
+    assert_eq!(
+        report["steps"],
+        trained_rounds * u64::from(STEPS),
+        "{report}"
+    );
+
+    // Exactly one submission per (round, trainer), round 0's the first one.
+    let after = env.submissions().await;
+    let expected: BTreeMap<(u64, Address), usize> = (0..ROUNDS).map(|r| ((r, me), 1)).collect();
+    let counts: BTreeMap<(u64, Address), usize> =
+        after.iter().map(|(k, v)| (*k, v.len())).collect();
+    assert_eq!(counts, expected, "{after:?}");
+    assert_eq!(after[&(0, me)], vec![first_tx]);
+
+    // The orchestrator recorded every update, with its transaction, and the
+    // job went on to finish on-chain.
+    let updates = client.updates(JOB).await.unwrap();
+    assert_eq!(updates.len() as u64, ROUNDS, "{updates:?}");
+    for u in &updates {
+        assert_eq!(u.trainer, me);
+        assert_eq!(after[&(u.round, me)], vec![u.submit_tx], "{u:?}");
+        assert_eq!(u.status, "accepted", "{u:?}");
+    }
+    let detail = client.job(JOB).await.unwrap();
+    assert_eq!(detail.summary.status, "finished", "{:?}", detail.summary);
+    let chain_job = env.owner.job(job).await.unwrap();
+    assert_eq!(u64::from(chain_job.checkpoints), ROUNDS + 1);
+    let base = env.spec.base_reward_wei().unwrap();
+    assert_eq!(
+        env.owner.account(me).await.unwrap().credit,
+        U256::from(ROUNDS) * base,
+        "paid once per round"
+    );
+    let log = log_of(&second_log);
+    assert!(!log.contains("task failed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_trainer_reports_its_submission_from_the_journal() {
+    restart_after_a_lost_report(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_trainer_without_a_journal_finds_its_submission_on_chain() {
+    restart_after_a_lost_report(true).await;
+}
