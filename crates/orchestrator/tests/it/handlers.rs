@@ -591,6 +591,24 @@ async fn reads_are_public_and_refusals_are_json() {
     let (status, doc): (_, Value) = call_json(&f.app, get("/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["paths"]["/v1/tasks"]["post"].is_object());
+    assert!(doc["paths"]["/v1/info"]["get"].is_object());
+    let (status, info): (_, funetun_core::api::ServiceInfo) =
+        call_json(&f.app, get("/v1/info")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info.leader, jobs[0].leader);
+    let charts = f
+        .app
+        .clone()
+        .oneshot(get(&format!("/v1/jobs/{}/charts.svg", f.job)))
+        .await
+        .unwrap();
+    assert_eq!(charts.status(), StatusCode::OK);
+    assert_eq!(
+        charts.headers()["content-type"].to_str().unwrap(),
+        "image/svg+xml"
+    );
+    let page = f.app.clone().oneshot(get("/")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
 
     refused(
         &f.app,
