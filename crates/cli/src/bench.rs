@@ -28,7 +28,7 @@ pub enum BenchCommand {
     Api(crate::orchestrator::ApiBenchArgs),
     /// `funetun demo` against the same training work in one process without
     /// chain, HTTP or validation; prints {"demo_seconds","local_seconds","ratio"}.
-    Demo(crate::demo::DemoArgs),
+    Demo(Box<crate::demo::DemoArgs>),
     /// The load process of `bench api`.
     #[command(hide = true)]
     ApiClient(crate::orchestrator::ApiClientArgs),
@@ -88,7 +88,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             print_json(&rt.block_on(funetun_chain::bench::gas_report())?)
         }
         BenchCommand::Api(args) => crate::orchestrator::bench_api(args),
-        BenchCommand::Demo(args) => crate::demo::bench(args),
+        BenchCommand::Demo(args) => crate::demo::bench(*args),
         BenchCommand::ApiClient(args) => crate::orchestrator::api_client(args),
         BenchCommand::Chain(args) => {
             let rt = runtime()?;
