@@ -180,7 +180,7 @@ pub fn demo_spec(args: &DemoArgs, dataset: &str) -> anyhow::Result<JobSpec> {
                 dataset: dataset.to_string(),
                 rounds: if cnn { 3 } else { 4 },
                 shards: args.trainers.max(1) as u32,
-                steps: if cnn { 50 } else { 400 },
+                steps: if cnn { 100 } else { 400 },
                 batch: 64,
                 lr: if cnn { 0.02 } else { 0.05 },
                 optimizer: "momentum:0.9".into(),
