@@ -386,8 +386,6 @@ impl Trainer {
                     info!(index = %ack.update_index, status = %ack.status, "update reported");
                     return Ok(());
                 }
-                // The orchestrator already has it (e.g. a retry after a lost answer).
-                Err(e) if e.code() == Some("already_reported") => return Ok(()),
                 Err(e) if e.is_transient() && backoff.failures() < 8 => backoff.wait(&e).await,
                 Err(e) => return Err(e.into()),
             }
