@@ -7,6 +7,7 @@ use funetun_ml::reference::CandleModel;
 use funetun_ml::{ModelKind, OptimizerKind, TaskSpec, train_task};
 use serde::Serialize;
 
+use crate::chain::runtime;
 use crate::output::print_json;
 
 /// Subcommands of `funetun bench`.
@@ -108,12 +109,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             print_json(&r)
         }
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }
 
 /// Steps per timed chunk: enough that timing overhead is negligible.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use funetun_orchestrator::Config;
 
+use crate::chain::{runtime, shutdown_signal};
 use crate::output::print_json;
 
 /// Arguments of `funetun orchestrator`.
@@ -61,30 +62,6 @@ pub struct OrchestratorArgs {
     /// Burst of requests per address.
     #[arg(long, env = "FUNETUN_RATE_BURST", default_value_t = 400.0)]
     pub rate_burst: f64,
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
 /// Runs `funetun orchestrator` until Ctrl-C or SIGTERM.

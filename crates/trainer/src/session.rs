@@ -92,6 +92,58 @@ pub async fn ensure_registered(
     Ok(Some(outcome))
 }
 
+/// Registers `role` (see [`ensure_registered`]), retrying through chain
+/// outages. Returns false when `stop` was raised first.
+pub async fn register_until_ready(
+    ledger: &Ledger,
+    role: Role,
+    stake: U256,
+    stop: &Stop,
+) -> Result<bool> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match ensure_registered(ledger, role, stake).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_transient() => backoff.wait(&e).await,
+            Err(e) => return Err(e),
+        }
+        if stop.is_raised() {
+            return Ok(false);
+        }
+    }
+}
+
+/// Paces a participant loop after one step whose outcome is `Some(true)`
+/// (did work), `Some(false)` (nothing to do: sleep `poll`), `None` (done) or
+/// an error: transient ones back off, others are logged as `what failed`
+/// and paused on. Returns false when the loop should end.
+pub async fn pace<E: std::fmt::Display>(
+    outcome: std::result::Result<Option<bool>, E>,
+    is_transient: impl Fn(&E) -> bool,
+    backoff: &mut Backoff,
+    stop: &Stop,
+    poll: Duration,
+    what: &str,
+) -> bool {
+    match outcome {
+        Ok(Some(true)) => backoff.reset(),
+        Ok(Some(false)) => {
+            backoff.reset();
+            stop.sleep(poll).await;
+        }
+        Ok(None) => return false,
+        Err(e) if is_transient(&e) => backoff.wait(&e).await,
+        Err(e) => {
+            // A refused request or a bad task: say why, pause, go on.
+            warn!(error = %e, "{what} failed");
+            if stop.sleep(poll.max(Duration::from_secs(1))).await {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// What the participant should do about jobs right now.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobChoice {

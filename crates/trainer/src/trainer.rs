@@ -24,11 +24,11 @@ use funetun_core::api::{Capacity, LeaseRequest, Task, UpdateReport};
 use funetun_ml::Compute;
 use funetun_ml::platform::platform_class;
 use serde::{Deserialize, Serialize};
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use crate::error::{Error, Result};
 use crate::session::{
-    Backoff, Endpoints, JobChoice, Participant, Role, Stop, ensure_registered, pick_job,
+    Backoff, Endpoints, JobChoice, Participant, Role, Stop, pace, pick_job, register_until_ready,
 };
 use crate::work::{BlobCache, DataConfig, Datasets, compute_delta, task_spec};
 
@@ -184,44 +184,30 @@ pub async fn run(
 
 impl Trainer {
     async fn run(&mut self, stop: &Stop) -> Result<()> {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         // Registration retries through chain outages like everything else.
-        loop {
-            match ensure_registered(&self.me.ledger, Role::Trainer, self.config.stake).await {
-                Ok(_) => break,
-                Err(e) if e.is_transient() => backoff.wait(&e).await,
-                Err(e) => return Err(e),
-            }
-            if stop.is_raised() {
-                return Ok(());
-            }
+        if !register_until_ready(&self.me.ledger, Role::Trainer, self.config.stake, stop).await? {
+            return Ok(());
         }
-        backoff.reset();
         info!(address = %self.report.address, capacity = %self.config.capacity, "trainer ready");
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !stop.is_raised() {
             if let Some(max) = self.config.max_tasks
                 && self.report.submitted + self.report.resumed >= max
             {
                 break;
             }
-            match self.step().await {
-                Ok(Some(true)) => backoff.reset(),
-                Ok(Some(false)) => {
-                    backoff.reset();
-                    stop.sleep(self.config.poll).await;
-                }
-                Ok(None) => break,
-                Err(e) if e.is_transient() => backoff.wait(&e).await,
-                Err(e) => {
-                    // A refused request or a bad task: say why, pause, go on.
-                    warn!(error = %e, "task failed");
-                    if stop
-                        .sleep(self.config.poll.max(Duration::from_secs(1)))
-                        .await
-                    {
-                        break;
-                    }
-                }
+            let outcome = self.step().await;
+            if !pace(
+                outcome,
+                Error::is_transient,
+                &mut backoff,
+                stop,
+                self.config.poll,
+                "task",
+            )
+            .await
+            {
+                break;
             }
         }
         info!(report = ?self.report, "trainer stopped");

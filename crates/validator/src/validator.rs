@@ -17,7 +17,7 @@ use funetun_core::api::{ValidationAssignment, ValidationReport, ValidationReques
 use funetun_ml::Compute;
 use funetun_ml::platform::platform_class;
 use funetun_trainer::session::{
-    Backoff, Endpoints, JobChoice, Participant, Role, Stop, ensure_registered, pick_job,
+    Backoff, Endpoints, JobChoice, Participant, Role, Stop, pace, pick_job, register_until_ready,
 };
 use funetun_trainer::work::{BlobCache, DataConfig, Datasets, task_spec};
 use serde::Serialize;
@@ -100,37 +100,24 @@ pub async fn run(
 
 impl Validator {
     async fn run(&mut self, stop: &Stop) -> Result<()> {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        loop {
-            match ensure_registered(&self.me.ledger, Role::Validator, self.config.stake).await {
-                Ok(_) => break,
-                Err(e) if e.is_transient() => backoff.wait(&e).await,
-                Err(e) => return Err(e.into()),
-            }
-            if stop.is_raised() {
-                return Ok(());
-            }
+        if !register_until_ready(&self.me.ledger, Role::Validator, self.config.stake, stop).await? {
+            return Ok(());
         }
-        backoff.reset();
         info!(address = %self.report.address, "validator ready");
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !stop.is_raised() {
-            match self.step().await {
-                Ok(Some(true)) => backoff.reset(),
-                Ok(Some(false)) => {
-                    backoff.reset();
-                    stop.sleep(self.config.poll).await;
-                }
-                Ok(None) => break,
-                Err(e) if e.is_transient() => backoff.wait(&e).await,
-                Err(e) => {
-                    warn!(error = %e, "check failed");
-                    if stop
-                        .sleep(self.config.poll.max(Duration::from_secs(1)))
-                        .await
-                    {
-                        break;
-                    }
-                }
+            let outcome = self.step().await;
+            if !pace(
+                outcome,
+                Error::is_transient,
+                &mut backoff,
+                stop,
+                self.config.poll,
+                "check",
+            )
+            .await
+            {
+                break;
             }
         }
         info!(report = ?self.report, "validator stopped");
