@@ -91,6 +91,35 @@ pub struct DemoArgs {
     /// Print the JSON summary as the last stdout line.
     #[arg(long, env = "FUNETUN_JSON")]
     pub json: bool,
+    /// How many trainers cheat (the last K), with --attack.
+    #[arg(long, default_value_t = 0)]
+    pub byzantine: usize,
+    /// How the byzantine trainers cheat: sign-flip, scale:X, noise, nan,
+    /// zero, stale, copy, lazy, wrong-shard.
+    #[arg(long, default_value = "sign-flip")]
+    pub attack: funetun_trainer::attack::Attack,
+    /// How many validators vote without checking (the last K), with
+    /// --validator-attack.
+    #[arg(long, default_value_t = 0)]
+    pub bad_validators: usize,
+    /// How the bad validators vote: always-valid, always-invalid, random.
+    #[arg(long, default_value = "always-invalid")]
+    pub validator_attack: funetun_validator::validator::ValidatorAttack,
+    /// Challengers replaying every update during its window.
+    #[arg(long, default_value_t = 0)]
+    pub challengers: usize,
+    /// Votes that decide an update (default: the spec's, 1).
+    #[arg(long)]
+    pub quorum: Option<u8>,
+    /// Lowest replay probability of adaptive replication.
+    #[arg(long)]
+    pub replay_floor: Option<f64>,
+    /// Turn adaptive replication off: every update is drawn at --replay-prob.
+    #[arg(long)]
+    pub no_adaptive: bool,
+    /// Challenge window in seconds (default: the spec's, 1 in the demo).
+    #[arg(long)]
+    pub challenge_window: Option<u32>,
 }
 
 /// One participant in the summary.
@@ -98,8 +127,10 @@ pub struct DemoArgs {
 pub struct ParticipantSummary {
     /// Its address.
     pub address: Address,
-    /// `trainer` or `validator`.
+    /// `trainer`, `validator` or `challenger`.
     pub role: String,
+    /// Its attack, if it cheats.
+    pub attack: Option<String>,
     /// Accepted updates (trainers).
     pub accepted: u64,
     /// Rejected updates (trainers).
@@ -108,6 +139,12 @@ pub struct ParticipantSummary {
     pub paid_wei: String,
     /// Slashed on-chain for this job.
     pub slashed_wei: String,
+    /// Its reputation at the end (effective compute points).
+    pub reputation: f64,
+    /// Forged updates it submitted (from its journal).
+    pub forged: u64,
+    /// Training steps it spent replaying (validators and challengers).
+    pub replay_steps: u64,
 }
 
 /// The demo's JSON summary (the last stdout line with `--json`).
@@ -165,6 +202,24 @@ pub struct DemoSummary {
     pub contract: Address,
     /// Per participant.
     pub participants: Vec<ParticipantSummary>,
+    /// Forged updates submitted on-chain by the byzantine trainers.
+    pub forged_submitted: u64,
+    /// Forged updates rejected on-chain.
+    pub forged_caught: u64,
+    /// Forged updates paid (accepted).
+    pub forged_paid: u64,
+    /// forged_caught / forged_submitted (1 when nothing was forged).
+    pub detection_rate: f64,
+    /// Honest updates rejected.
+    pub honest_rejected: u64,
+    /// Training steps the validators spent replaying.
+    pub validator_replay_steps: u64,
+    /// Training steps of every submitted update, as assigned.
+    pub trainer_steps: u64,
+    /// validator_replay_steps / trainer_steps (full replication = 1).
+    pub verification_ratio: f64,
+    /// Training steps the challengers spent replaying.
+    pub challenger_replay_steps: u64,
 }
 
 /// The built-in job for `model`, shaped by the flags.
@@ -207,6 +262,18 @@ pub fn demo_spec(args: &DemoArgs, dataset: &str) -> anyhow::Result<JobSpec> {
     if let Some(p) = args.replay_prob {
         spec.validation.replay_prob = p;
         spec.validation.replay_floor = spec.validation.replay_floor.min(p);
+    }
+    if let Some(f) = args.replay_floor {
+        spec.validation.replay_floor = f;
+    }
+    if args.no_adaptive {
+        spec.validation.adaptive = false;
+    }
+    if let Some(q) = args.quorum {
+        spec.validation.quorum = q;
+    }
+    if let Some(w) = args.challenge_window {
+        spec.validation.challenge_window_secs = w;
     }
     spec.validate()?;
     check_spec_names(&spec)?;
@@ -307,6 +374,31 @@ impl Drop for Children {
     }
 }
 
+/// Funded accounts of the embedded chain: owner, orchestrator and up to 14
+/// participants.
+const DEMO_ACCOUNTS: usize = 16;
+
+/// A participant process of the demo.
+struct DemoParticipant {
+    role: String,
+    address: Address,
+    attack: Option<String>,
+    cache_dir: PathBuf,
+    log: PathBuf,
+}
+
+/// The number `field` of the last JSON object line of `log` (a
+/// participant's `--json` report, printed as it exits).
+fn last_json_field(log: &Path, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter(|l| l.starts_with('{'))
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())?
+        .get(field)?
+        .as_u64()
+}
+
 fn hex_key(key: &PrivateKeySigner) -> String {
     format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
 }
@@ -326,9 +418,33 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let started = Instant::now();
     anyhow::ensure!(args.trainers >= 1, "--trainers must be at least 1");
+    let people = args.trainers + args.validators + args.challengers;
+    let funded = if args.rpc.is_some() {
+        10
+    } else {
+        DEMO_ACCOUNTS
+    };
     anyhow::ensure!(
-        args.trainers + args.validators <= 8,
-        "--trainers + --validators is at most 8 (the funded dev accounts after owner and orchestrator)"
+        people + 2 <= funded,
+        "--trainers + --validators + --challengers is at most {} (the funded dev accounts after owner and orchestrator{})",
+        funded - 2,
+        if args.rpc.is_some() {
+            "; anvil funds 10"
+        } else {
+            ""
+        }
+    );
+    anyhow::ensure!(
+        args.byzantine <= args.trainers,
+        "--byzantine {} is more than --trainers {}",
+        args.byzantine,
+        args.trainers
+    );
+    anyhow::ensure!(
+        args.bad_validators <= args.validators,
+        "--bad-validators {} is more than --validators {}",
+        args.bad_validators,
+        args.validators
     );
     let dataset = tokio::task::block_in_place(|| choose_dataset(args))?;
     let spec = demo_spec(args, &dataset)?;
@@ -347,15 +463,20 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let (chain, rpc_url) = match &args.rpc {
         Some(url) => (None, url.clone()),
         None => {
-            let chain = DevChain::start(DevChainConfig::default())
-                .await
-                .context("starting the embedded chain")?;
+            let chain = DevChain::start(DevChainConfig {
+                accounts: DEMO_ACCOUNTS,
+                ..DevChainConfig::default()
+            })
+            .await
+            .context("starting the embedded chain")?;
             let url = chain.rpc_url();
             (Some(chain), url)
         }
     };
-    let accounts: Vec<PrivateKeySigner> =
-        dev_accounts(10).into_iter().map(|a| a.signer()).collect();
+    let accounts: Vec<PrivateKeySigner> = dev_accounts(funded)
+        .into_iter()
+        .map(|a| a.signer())
+        .collect();
     let owner_key = accounts[0].clone();
     let leader_key = accounts[1].clone();
     let (owner, _deployment) = Ledger::deploy(
@@ -402,33 +523,61 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     // Trainers and validators, as separate processes of this binary.
     let exe = std::env::current_exe().context("finding the funetun binary")?;
     let mut children = Children { procs: Vec::new() };
-    let mut roles: Vec<(String, Address)> = Vec::new();
-    let participant_keys = &accounts[2..2 + args.trainers + args.validators];
+    let mut roles: Vec<DemoParticipant> = Vec::new();
+    let participant_keys = &accounts[2..2 + people];
     for (i, key) in participant_keys.iter().enumerate() {
-        let (role, name) = if i < args.trainers {
-            ("trainer", format!("trainer-{}", i + 1))
+        let (role, name, attack) = if i < args.trainers {
+            let cheats = i >= args.trainers - args.byzantine;
+            (
+                "trainer",
+                format!("trainer-{}", i + 1),
+                cheats.then(|| args.attack.to_string()),
+            )
+        } else if i < args.trainers + args.validators {
+            let v = i - args.trainers;
+            let bad = v >= args.validators - args.bad_validators;
+            (
+                "validator",
+                format!("validator-{}", v + 1),
+                bad.then(|| args.validator_attack.to_string()),
+            )
         } else {
-            ("validator", format!("validator-{}", i - args.trainers + 1))
+            (
+                "challenger",
+                format!("challenger-{}", i - args.trainers - args.validators + 1),
+                None,
+            )
         };
+        let cache_dir = out.join("participants").join(&name);
         let mut cmd = Command::new(&exe);
         cmd.arg(role)
             .args(["--orchestrator", &url, "--rpc", &rpc_url])
             .args(["--contract", &contract.to_string()])
             .args(["--job", &job_id.to_string(), "--exit-when-done"])
-            .args(["--threads", "1", "--poll-secs", "0.05"])
+            .args(["--threads", "1", "--poll-secs", "0.05", "--json"])
             .arg("--cache-dir")
-            .arg(out.join("participants").join(&name))
+            .arg(&cache_dir)
             .env("FUNETUN_KEY", hex_key(key))
             .env("FUNETUN_LOG", "info")
             .env_remove("FUNETUN_JSON");
+        if let Some(attack) = &attack {
+            cmd.args(["--attack", attack]);
+        }
         if let Some(dir) = &args.data_dir {
             cmd.arg("--data-dir").arg(dir);
         }
         if args.offline {
             cmd.arg("--offline");
         }
-        children.spawn(&name, cmd, &out.join("logs").join(format!("{name}.log")))?;
-        roles.push((role.to_string(), key.address()));
+        let log = out.join("logs").join(format!("{name}.log"));
+        children.spawn(&name, cmd, &log)?;
+        roles.push(DemoParticipant {
+            role: role.to_string(),
+            address: key.address(),
+            attack,
+            cache_dir,
+            log,
+        });
     }
 
     eprintln!(
@@ -601,7 +750,7 @@ struct SummaryInput<'a> {
     job_id: u64,
     deposit: U256,
     rounds: &'a [RoundInfo],
-    roles: &'a [(String, Address)],
+    roles: &'a [DemoParticipant],
     first_block: u64,
     rpc_url: &'a str,
     started: Instant,
@@ -703,23 +852,76 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         .iter()
         .filter(|r| r.status == "closed")
         .max_by_key(|r| r.round);
+    let reputation: BTreeMap<Address, f64> = client
+        .participants()
+        .await?
+        .into_iter()
+        .map(|p| (p.address, p.reputation))
+        .collect();
+    // Forged updates: what the byzantine trainers' journals say they forged,
+    // judged by the chain.
+    let (mut forged_submitted, mut forged_caught, mut forged_paid) = (0u64, 0u64, 0u64);
+    let mut per_forged: BTreeMap<Address, u64> = BTreeMap::new();
+    for p in roles
+        .iter()
+        .filter(|p| p.role == "trainer" && p.attack.is_some())
+    {
+        let journal = funetun_trainer::trainer::journal_path(&p.cache_dir, p.address);
+        for line in funetun_trainer::trainer::read_journal(&journal)? {
+            if line.job_id != job_id || !line.forged {
+                continue;
+            }
+            forged_submitted += 1;
+            *per_forged.entry(p.address).or_default() += 1;
+            let index = funetun_chain::bindings::update_index(line.round, p.address);
+            match ledger.update(job, index).await?.status {
+                update_status::REJECTED => forged_caught += 1,
+                update_status::ACCEPTED | update_status::BONUSED => forged_paid += 1,
+                _ => {}
+            }
+        }
+    }
+    let all_rejected: u64 = per_rejected.values().sum();
+    let trainer_steps: u64 = updates.iter().map(|u| u64::from(u.steps)).sum();
+    let replay_steps: BTreeMap<Address, u64> = roles
+        .iter()
+        .filter(|p| p.role != "trainer")
+        .map(|p| {
+            (
+                p.address,
+                last_json_field(&p.log, "replay_steps").unwrap_or(0),
+            )
+        })
+        .collect();
+    let steps_of = |role: &str| -> u64 {
+        roles
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| replay_steps.get(&p.address).copied().unwrap_or(0))
+            .sum()
+    };
+    let validator_replay_steps = steps_of("validator");
     let participants = roles
         .iter()
-        .map(|(role, address)| ParticipantSummary {
-            address: *address,
-            role: role.clone(),
-            accepted: per_accepted.get(address).copied().unwrap_or(0),
-            rejected: per_rejected.get(address).copied().unwrap_or(0),
+        .map(|p| ParticipantSummary {
+            address: p.address,
+            role: p.role.clone(),
+            attack: p.attack.clone(),
+            accepted: per_accepted.get(&p.address).copied().unwrap_or(0),
+            rejected: per_rejected.get(&p.address).copied().unwrap_or(0),
             paid_wei: per_paid
-                .get(address)
+                .get(&p.address)
                 .copied()
                 .unwrap_or_default()
                 .to_string(),
             slashed_wei: per_slashed
-                .get(address)
+                .get(&p.address)
                 .copied()
                 .unwrap_or_default()
                 .to_string(),
+            reputation: reputation.get(&p.address).copied().unwrap_or(0.0),
+            forged: per_forged.get(&p.address).copied().unwrap_or(0),
+            replay_steps: replay_steps.get(&p.address).copied().unwrap_or(0),
         })
         .collect();
     let summary = DemoSummary {
@@ -752,6 +954,23 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         rpc_url: rpc_url.to_string(),
         contract: ledger.contract(),
         participants,
+        forged_submitted,
+        forged_caught,
+        forged_paid,
+        detection_rate: if forged_submitted == 0 {
+            1.0
+        } else {
+            forged_caught as f64 / forged_submitted as f64
+        },
+        honest_rejected: all_rejected - forged_caught,
+        validator_replay_steps,
+        trainer_steps,
+        verification_ratio: if trainer_steps == 0 {
+            0.0
+        } else {
+            validator_replay_steps as f64 / trainer_steps as f64
+        },
+        challenger_replay_steps: steps_of("challenger"),
     };
     funetun_dashboard::charts::write_round_charts(&out.join("curves.svg"), rounds)
         .with_context(|| format!("writing {}", out.join("curves.svg").display()))?;
@@ -783,20 +1002,43 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
     }
     eprintln!();
     eprintln!(
-        "{:<44}  {:<9}  {:>8}  {:>8}  {:>12}  {:>12}",
-        "participant", "role", "accepted", "rejected", "paid", "slashed"
+        "{:<44}  {:<10}  {:<14}  {:>8}  {:>8}  {:>12}  {:>12}  {:>10}",
+        "participant", "role", "attack", "accepted", "rejected", "paid", "slashed", "reputation"
     );
     for p in &s.participants {
         eprintln!(
-            "{:<44}  {:<9}  {:>8}  {:>8}  {:>12}  {:>12}",
+            "{:<44}  {:<10}  {:<14}  {:>8}  {:>8}  {:>12}  {:>12}  {:>10.0}",
             p.address.to_string(),
             p.role,
+            p.attack.as_deref().unwrap_or("-"),
             p.accepted,
             p.rejected,
             wei(&p.paid_wei),
-            wei(&p.slashed_wei)
+            wei(&p.slashed_wei),
+            p.reputation
         );
     }
+    if s.forged_submitted > 0 {
+        eprintln!(
+            "forged updates: {} submitted, {} caught, {} paid — detection rate {:.1}%; honest updates rejected: {}",
+            s.forged_submitted,
+            s.forged_caught,
+            s.forged_paid,
+            s.detection_rate * 100.0,
+            s.honest_rejected
+        );
+    }
+    eprintln!(
+        "verification: validators replayed {} of {} training steps (ratio {:.3}){}",
+        s.validator_replay_steps,
+        s.trainer_steps,
+        s.verification_ratio,
+        if s.challenger_replay_steps > 0 {
+            format!("; challengers {} steps", s.challenger_replay_steps)
+        } else {
+            String::new()
+        }
+    );
     eprintln!();
     eprintln!(
         "{} on {}: test accuracy {:.2}% after {} rounds; updates {} accepted, {} rejected, {} replayed",

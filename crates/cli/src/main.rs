@@ -53,6 +53,8 @@ enum Command {
     Trainer(participant::TrainerArgs),
     /// Check sampled updates (replay or spot-check) and vote on-chain.
     Validator(participant::ValidatorArgs),
+    /// Replay updates during their challenge windows and challenge forgeries with a bond.
+    Challenger(participant::ChallengerArgs),
     /// Withdraw your credits (payments for accepted updates) from the contract.
     Withdraw(participant::WithdrawArgs),
     /// The job owner's commands: create, status, download, withdraw.
@@ -84,6 +86,7 @@ fn main() {
         Command::Demo(args) => demo::run(args),
         Command::Trainer(args) => participant::run_trainer(args),
         Command::Validator(args) => participant::run_validator(args),
+        Command::Challenger(args) => participant::run_challenger(args),
         Command::Withdraw(args) => participant::run_withdraw(args),
         Command::Job(cmd) => job::run(cmd),
         Command::Orchestrator(args) => orchestrator::run(args),

@@ -131,6 +131,10 @@ pub struct TrainerArgs {
     /// Stop after this many tasks.
     #[arg(long)]
     max_tasks: Option<u64>,
+    /// Forge every update (tests and demos of the defences): sign-flip,
+    /// scale:X, noise, nan, zero, stale, copy, lazy, wrong-shard.
+    #[arg(long, env = "FUNETUN_ATTACK")]
+    attack: Option<funetun_trainer::attack::Attack>,
 }
 
 /// Arguments of `funetun validator`.
@@ -140,6 +144,23 @@ pub struct ValidatorArgs {
     connect: ConnectArgs,
     #[command(flatten)]
     work: WorkArgs,
+    /// Vote without checking (tests of the quorum): always-valid,
+    /// always-invalid, random.
+    #[arg(long, env = "FUNETUN_VALIDATOR_ATTACK")]
+    attack: Option<funetun_validator::validator::ValidatorAttack>,
+}
+
+/// `funetun challenger`: replays updates during their challenge windows and
+/// challenges mismatches with the contract's bond.
+#[derive(Debug, clap::Args)]
+pub struct ChallengerArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    work: WorkArgs,
+    /// Share of updates to replay, in [0, 1] (1: every update).
+    #[arg(long, env = "FUNETUN_CHALLENGE_SAMPLE", default_value_t = 1.0)]
+    sample: f64,
 }
 
 /// Arguments of `funetun withdraw`.
@@ -174,12 +195,14 @@ pub fn run_trainer(args: TrainerArgs) -> anyhow::Result<()> {
         exit_when_over: args.work.exit_when_done,
         max_tasks: args.max_tasks,
         poll: args.work.poll()?,
+        attack: args.attack,
     };
     let report = runtime()?.block_on(funetun_trainer::run(config, shutdown_signal()))?;
     eprintln!(
-        "trainer {}: {} submitted, {} resumed, {} dropped, {} steps in {:.1}s of training",
+        "trainer {}: {} submitted ({} forged), {} resumed, {} dropped, {} steps in {:.1}s of training",
         report.address,
         report.submitted,
+        report.forged,
         report.resumed,
         report.dropped,
         report.steps,
@@ -204,6 +227,7 @@ pub fn run_validator(args: ValidatorArgs) -> anyhow::Result<()> {
         job_id: args.work.job,
         exit_when_over: args.work.exit_when_done,
         poll: args.work.poll()?,
+        attack: args.attack,
     };
     let report = runtime()?.block_on(funetun_validator::run(config, shutdown_signal()))?;
     eprintln!(
@@ -217,6 +241,33 @@ pub fn run_validator(args: ValidatorArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `funetun withdraw`: pays out the caller's credits.
+pub fn run_challenger(args: ChallengerArgs) -> anyhow::Result<()> {
+    let (endpoints, key) = args.connect.resolve()?;
+    let config = funetun_validator::challenger::ChallengerConfig {
+        endpoints,
+        key,
+        threads: args.work.threads,
+        data: args.work.data(),
+        cache_dir: args.work.cache_dir(),
+        job_id: args.work.job,
+        sample: args.sample,
+        exit_when_over: args.work.exit_when_done,
+        poll: args.work.poll()?,
+    };
+    let report = runtime()?.block_on(funetun_validator::challenger::run(
+        config,
+        shutdown_signal(),
+    ))?;
+    eprintln!(
+        "challenger {}: {} replayed, {} challenged, {} too late, {} replay steps",
+        report.address, report.replayed, report.challenges, report.too_late, report.replay_steps
+    );
+    if args.work.json {
+        print_json(&report)?;
+    }
+    Ok(())
+}
+
 pub fn run_withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
     let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
     runtime()?.block_on(async {

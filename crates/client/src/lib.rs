@@ -330,6 +330,11 @@ impl Client {
         self.get(&format!("/v1/jobs/{job_id}/updates")).await
     }
 
+    /// `GET /v1/tasks/{id}`: a leased task (public).
+    pub async fn task(&self, task_id: u64) -> Result<Task> {
+        self.get(&format!("/v1/tasks/{task_id}")).await
+    }
+
     /// `GET /v1/participants`.
     pub async fn participants(&self) -> Result<Vec<ParticipantInfo>> {
         self.get("/v1/participants").await

@@ -166,6 +166,85 @@ pub struct ValidationAssignment {
     pub loss_after: f32,
     /// Spot-check tolerance from the job's spec.
     pub tolerance: f64,
+    /// Why the update is checked (see [`CheckReason`]).
+    #[serde(default)]
+    pub reason: CheckReason,
+    /// With [`CheckReason::KnownHash`]: an earlier update of the job, for
+    /// another task, that committed the same hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<U256>,
+}
+
+/// Why an update goes to validators (docs/security.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckReason {
+    /// Not checked.
+    #[default]
+    None,
+    /// The random draw at the trainer's replay probability.
+    Drawn,
+    /// Its trainer is on probation (new, or rejected since its last
+    /// accepted update): replayed with probability 1.
+    Probation,
+    /// Its norm is far from the round's honest norms.
+    Norm,
+    /// It does not lower the loss of a held-out probe batch.
+    Loss,
+    /// Its hash was already committed for another task (a copied or stale
+    /// delta): invalid without any replay.
+    KnownHash,
+    /// Committed on-chain but never reported with its delta.
+    Unreported,
+    /// Challenged on-chain.
+    Challenged,
+}
+
+impl CheckReason {
+    /// The word used in the API and the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckReason::None => "none",
+            CheckReason::Drawn => "drawn",
+            CheckReason::Probation => "probation",
+            CheckReason::Norm => "norm",
+            CheckReason::Loss => "loss",
+            CheckReason::KnownHash => "known-hash",
+            CheckReason::Unreported => "unreported",
+            CheckReason::Challenged => "challenged",
+        }
+    }
+
+    /// Parses [`CheckReason::as_str`]'s words (anything else is `None`).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "drawn" => CheckReason::Drawn,
+            "probation" => CheckReason::Probation,
+            "norm" => CheckReason::Norm,
+            "loss" => CheckReason::Loss,
+            "known-hash" => CheckReason::KnownHash,
+            "unreported" => CheckReason::Unreported,
+            "challenged" => CheckReason::Challenged,
+            _ => CheckReason::None,
+        }
+    }
+
+    /// Whether a guard (not the draw) sent it to validators.
+    pub fn is_guard(self) -> bool {
+        matches!(
+            self,
+            CheckReason::Norm
+                | CheckReason::Loss
+                | CheckReason::KnownHash
+                | CheckReason::Unreported
+        )
+    }
+}
+
+impl std::fmt::Display for CheckReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `POST /v1/validations` (alias `POST /submit_validation`): report a vote
@@ -306,6 +385,9 @@ pub struct UpdateInfo {
     pub task_id: u64,
     /// The shard it trained on.
     pub shard: u32,
+    /// Local steps of its task, as assigned.
+    #[serde(default)]
+    pub steps: u32,
     /// The committed hash.
     pub update_hash: B256,
     /// The `submitUpdate` transaction.
@@ -314,6 +396,9 @@ pub struct UpdateInfo {
     pub status: String,
     /// Whether it was drawn for checking.
     pub replay: bool,
+    /// Why it went to validators (`none` when it did not).
+    #[serde(default)]
+    pub reason: CheckReason,
     /// Votes reported so far.
     pub votes: Vec<VoteInfo>,
     /// Reported loss before training.

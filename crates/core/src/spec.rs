@@ -63,11 +63,18 @@ pub struct JobSpec {
 pub struct ValidationPolicy {
     /// `replay` (bit-exact re-run) or `spot-check` (loss on a held-out sample).
     pub mode: String,
-    /// Probability that an update is checked by validators, for a trainer
-    /// with no record.
+    /// Probability that an update is checked by validators once its
+    /// trainer has one clean (accepted) update since joining or since its
+    /// last rejection. 0 turns replay off (challengers and guards remain).
     pub replay_prob: f64,
     /// Lowest replay probability adaptive replication may reach.
     pub replay_floor: f64,
+    /// Adaptive replication (docs/security.md): a trainer on probation (no
+    /// accepted update yet, or rejected since its last accepted one) is
+    /// replayed with probability 1, and every further clean update halves
+    /// `replay_prob`, down to `replay_floor`. `false`: `replay_prob` for
+    /// everyone.
+    pub adaptive: bool,
     /// Votes that decide an update (`quorum` on-chain).
     pub quorum: u8,
     /// Seconds after submission during which an update can be challenged.
@@ -118,6 +125,7 @@ impl Default for ValidationPolicy {
             mode: "replay".into(),
             replay_prob: 0.25,
             replay_floor: 0.05,
+            adaptive: true,
             quorum: 1,
             challenge_window_secs: 2,
             spot_check_tolerance: 0.05,

@@ -16,9 +16,9 @@ use axum::{Json, Router};
 use funetun_chain::JobManager::JobManagerEvents as E;
 use funetun_chain::bindings::{update_index, update_status};
 use funetun_core::api::{
-    Capacity, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, ServiceInfo, Task,
-    UpdateAck, UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
-    ValidationRequest, VoteInfo,
+    Capacity, CheckReason, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo,
+    ServiceInfo, Task, UpdateAck, UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment,
+    ValidationReport, ValidationRequest, VoteInfo,
 };
 use funetun_core::spec::MAX_SPEC_BYTES;
 use funetun_core::{DecodeLimits, JobSpec, keccak256};
@@ -29,7 +29,7 @@ use sqlx::sqlite::SqliteRow;
 use crate::auth::{Signed, SignedBytes, role, too_large};
 use crate::error::{Error, Result};
 use crate::graph::Node;
-use crate::replay::{TrainerRecord, drawn, replay_probability};
+use crate::replay::{TrainerRecord, drawn, replay_probability, task_steps};
 use crate::scheduler::{Candidate, Event, LeaseDecision, pick_assignment, task_seed, tick};
 use crate::state::{AppState, JobInfo};
 use crate::util::{
@@ -44,6 +44,7 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 pub fn app(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/tasks", post(lease_task))
+        .route("/v1/tasks/{id}", get(get_task))
         .route("/get_task", post(lease_task))
         .route("/v1/blobs/{hash}", put(put_blob).get(get_blob))
         .route("/v1/updates", post(report_update))
@@ -137,13 +138,13 @@ fn chain_read(e: impl std::fmt::Display) -> Error {
 
 // ------------------------------------------------------------------- tasks
 
-struct TaskRow {
+pub(crate) struct TaskRow {
     task_id: u64,
     job_id: u64,
     round: u64,
-    shard: u32,
+    pub(crate) shard: u32,
     trainer: Address,
-    steps: u32,
+    pub(crate) steps: u32,
     seed: u64,
     base_hash: B256,
     expires_at: u64,
@@ -164,6 +165,11 @@ fn task_row(r: &SqliteRow) -> Result<TaskRow> {
         base_hash: parse_hash(r.get::<&str, _>(7))?,
         expires_at: r.get::<i64, _>(8) as u64,
     })
+}
+
+/// The task `task_id` as leased (shard, steps, seed, base).
+pub(crate) async fn task_by_id(st: &AppState, task_id: u64) -> Result<Option<TaskRow>> {
+    load_task(st, task_id).await
 }
 
 async fn load_task(st: &AppState, task_id: u64) -> Result<Option<TaskRow>> {
@@ -274,6 +280,18 @@ async fn lease_task(
     Ok(Json(task_of(&info, &task)).into_response())
 }
 
+/// `GET /v1/tasks/{id}`: a leased task, public (challengers replay it).
+async fn get_task(
+    State(st): State<Arc<AppState>>,
+    PathParam(id): PathParam<u64>,
+) -> Result<Json<Task>> {
+    let task = load_task(&st, id)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_task", format!("no task {id} was leased here")))?;
+    let info = st.job(task.job_id).await?;
+    Ok(Json(task_of(&info, &task)))
+}
+
 async fn issue_lease(
     st: &AppState,
     info: &JobInfo,
@@ -289,7 +307,8 @@ async fn issue_lease(
             .bind(round as i64)
             .fetch_one(&st.db.read)
             .await?;
-    let steps = info.spec.steps_for(req.capacity);
+    let record = trainer_record(st, trainer, now).await?;
+    let steps = task_steps(&info.spec, req.capacity, &record);
     let seed = task_seed(info.spec.seed, round, shard);
     let expires_at = now + info.spec.lease_secs;
     let mut tx = st.db.begin().await?;
@@ -625,26 +644,28 @@ async fn report_update(
     }
     let view = st.ledger.update(U256::from(job), index).await?;
     let block_hash = receipt.block_hash.unwrap_or_default();
-    let record: Option<(i64, i64)> =
-        sqlx::query_as("SELECT accepted, rejected FROM participants WHERE address = ?")
-            .bind(addr_text(address))
-            .fetch_optional(&st.db.read)
-            .await?;
-    let record = record
-        .map(|(a, r)| TrainerRecord {
-            accepted: a as u64,
-            rejected: r as u64,
-        })
-        .unwrap_or_default();
+    let record = trainer_record(&st, address, now).await?;
+    let screen = screen_update(&st, &info, &task, body.update_hash).await?;
     let p = replay_probability(&info.spec, &record);
-    let replay =
-        view.status == update_status::CHALLENGED || drawn(&info.secret, block_hash, index, p);
+    let reason = if view.status == update_status::CHALLENGED {
+        CheckReason::Challenged
+    } else if let Some(flag) = screen.flag {
+        flag
+    } else if p >= 1.0 {
+        CheckReason::Probation
+    } else if drawn(&info.secret, block_hash, index, p) {
+        CheckReason::Drawn
+    } else {
+        CheckReason::None
+    };
+    let replay = reason != CheckReason::None;
     let platform = body.platform.clone();
     let mut tx = st.db.begin().await?;
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO updates (job_id, update_index, round, trainer, task_id, shard, steps,
          update_hash, submit_tx, submit_block, deadline, replay, loss_before, loss_after, platform,
-         submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         submitted_at, reason, duplicate_of, norm, probe_gain)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(job as i64)
     .bind(&idx)
@@ -662,6 +683,10 @@ async fn report_update(
     .bind(finite(body.loss_after))
     .bind(platform.as_deref())
     .bind(now as i64)
+    .bind(reason.as_str())
+    .bind(screen.duplicate_of.map(index_text))
+    .bind(screen.measured.map(|m| m.norm))
+    .bind(screen.measured.and_then(|m| m.probe_gain))
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -679,13 +704,110 @@ async fn report_update(
     crate::watcher::credit_training(&st, &mut tx, job, &idx, now).await?;
     tx.commit().await?;
     if inserted == 1 {
-        tracing::info!(job, round = task.round, shard = task.shard, trainer = %address, replay, "update reported");
+        tracing::info!(job, round = task.round, shard = task.shard, trainer = %address, %reason, p, "update reported");
     }
     st.wake.notify_one();
     Ok(Json(UpdateAck {
         update_index: index,
         status: status_word(view.status).into(),
     }))
+}
+
+/// A trainer's record as adaptive replication and task sizing see it.
+pub async fn trainer_record(st: &AppState, address: Address, now: u64) -> Result<TrainerRecord> {
+    let row = sqlx::query(
+        "SELECT accepted, rejected, clean, train_points, train_at, drill_points, drill_at
+         FROM participants WHERE address = ?",
+    )
+    .bind(addr_text(address))
+    .fetch_optional(&st.db.read)
+    .await?;
+    Ok(row
+        .map(|r| TrainerRecord {
+            accepted: r.get::<i64, _>(0) as u64,
+            rejected: r.get::<i64, _>(1) as u64,
+            clean: r.get::<i64, _>(2) as u64,
+            reputation: st.decay.total(
+                (r.get(3), r.get::<i64, _>(4) as u64),
+                (r.get(5), r.get::<i64, _>(6) as u64),
+                now,
+            ),
+        })
+        .unwrap_or_default())
+}
+
+/// What the guards found on a reported delta.
+struct Screen {
+    flag: Option<CheckReason>,
+    duplicate_of: Option<U256>,
+    measured: Option<crate::guard::Measured>,
+}
+
+/// Runs the guards (`guard.rs`) on the delta `hash` reported for `task`.
+async fn screen_update(
+    st: &Arc<AppState>,
+    info: &Arc<JobInfo>,
+    task: &TaskRow,
+    hash: B256,
+) -> Result<Screen> {
+    let duplicate: Option<String> = sqlx::query_scalar(
+        "SELECT update_index FROM updates WHERE job_id = ? AND update_hash = ?
+           AND NOT (round = ? AND shard = ?) ORDER BY submitted_at LIMIT 1",
+    )
+    .bind(task.job_id as i64)
+    .bind(hash_text(hash))
+    .bind(task.round as i64)
+    .bind(task.shard as i64)
+    .fetch_optional(&st.db.read)
+    .await?;
+    let duplicate_of = duplicate.as_deref().map(parse_index).transpose()?;
+    let reference: Vec<f64> = sqlx::query_scalar(
+        "SELECT u.norm FROM updates u
+         LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
+         WHERE u.job_id = ? AND u.round + 1 >= ? AND u.round <= ? AND u.norm IS NOT NULL
+           AND u.reason IN ('none', 'drawn', 'probation', 'challenged')
+           AND COALESCE(c.status, 'pending') != 'rejected'",
+    )
+    .bind(task.job_id as i64)
+    .bind(task.round as i64)
+    .bind(task.round as i64)
+    .fetch_all(&st.db.read)
+    .await?;
+    let base = st.blob(task.base_hash).await?;
+    let delta = st.blob(hash).await?;
+    let (st2, info2) = (st.clone(), info.clone());
+    let probe = crate::guard::ProbeTask {
+        shard: task.shard,
+        shards: info.spec.shards,
+        seed: task.seed,
+    };
+    let measured = tokio::task::spawn_blocking(move || -> Result<crate::guard::Measured> {
+        let layout = info2.model.zeros();
+        let limits = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len());
+        let base = funetun_core::encoding::decode_with_layout(&base, &limits, &layout)?;
+        let delta = funetun_core::encoding::decode_with_layout(&delta, &limits, &layout)?;
+        // No data set here (offline, unknown): the loss probe is skipped.
+        let data = st2.dataset_blocking(&info2.dataset).ok();
+        crate::guard::measure(
+            info2.model,
+            &base,
+            &delta,
+            data.as_deref(),
+            probe,
+            &st2.compute(),
+        )
+    })
+    .await??;
+    let flag = if duplicate_of.is_some() {
+        Some(CheckReason::KnownHash)
+    } else {
+        crate::guard::judge(&measured, &reference)
+    };
+    Ok(Screen {
+        flag,
+        duplicate_of,
+        measured: Some(measured),
+    })
 }
 
 fn finite(x: f32) -> f64 {
@@ -713,7 +835,7 @@ async fn next_validation(
     let _guard = st.assign_lock.lock().await;
     let rows = sqlx::query(
         "SELECT u.job_id, u.update_index, u.trainer, u.platform, u.task_id, u.update_hash,
-                u.loss_before, u.loss_after
+                u.loss_before, u.loss_after, u.reason, u.duplicate_of
          FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
          WHERE u.replay = 1 AND COALESCE(c.status, 'pending') IN ('pending', 'challenged')
            AND u.trainer != ? AND (? IS NULL OR u.job_id = ?)
@@ -805,6 +927,8 @@ async fn next_validation(
         loss_before: row.get::<f64, _>(6) as f32,
         loss_after: row.get::<f64, _>(7) as f32,
         tolerance: info.spec.validation.spot_check_tolerance,
+        reason: CheckReason::parse(row.get::<&str, _>(8)),
+        duplicate_of: row.get::<Option<&str>, _>(9).map(parse_index).transpose()?,
     })
     .into_response())
 }
@@ -1098,7 +1222,7 @@ async fn job_updates(
     let rows = sqlx::query(
         "SELECT u.round, u.update_index, u.trainer, u.task_id, u.shard, u.update_hash, u.submit_tx,
                 COALESCE(c.status, 'pending'), u.replay, u.loss_before, u.loss_after,
-                COALESCE(c.paid_wei, '0'), COALESCE(c.slashed_wei, '0'), u.submitted_at
+                COALESCE(c.paid_wei, '0'), COALESCE(c.slashed_wei, '0'), u.submitted_at, u.reason, u.steps
          FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
          WHERE u.job_id = ? ORDER BY u.round, u.shard, u.update_index",
     )
@@ -1140,6 +1264,7 @@ async fn job_updates(
             trainer: parse_addr(r.get::<&str, _>(2))?,
             task_id: r.get::<i64, _>(3) as u64,
             shard: r.get::<i64, _>(4) as u32,
+            steps: r.get::<i64, _>(15) as u32,
             update_hash: parse_hash(r.get::<&str, _>(5))?,
             submit_tx: parse_hash(r.get::<&str, _>(6))?,
             status: if status == "challenged" {
@@ -1148,6 +1273,7 @@ async fn job_updates(
                 status
             },
             replay: r.get::<i64, _>(8) != 0,
+            reason: CheckReason::parse(r.get::<&str, _>(14)),
             votes,
             loss_before: r.get::<f64, _>(9) as f32,
             loss_after: r.get::<f64, _>(10) as f32,

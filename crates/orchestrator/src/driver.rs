@@ -68,12 +68,88 @@ pub async fn step(state: &Arc<AppState>) -> Result<()> {
         sqlx::query_scalar("SELECT job_id FROM jobs WHERE status = 'active' ORDER BY job_id")
             .fetch_all(&state.db.read)
             .await?;
+    if let Err(e) = adopt_unreported(state, now).await {
+        tracing::warn!(error = %e, "cannot adopt unreported updates; retrying");
+    }
     for job in active {
         if let Err(e) = drive_job(state, job as u64).await {
             tracing::warn!(job, error = %e, "job step failed; retrying");
         }
     }
     finalize_stragglers(state, now).await
+}
+
+/// Seconds an on-chain submission may go unreported before validators are
+/// sent to it.
+pub const UNREPORTED_GRACE_SECS: u64 = 2;
+
+/// Sends to validators (reason `unreported`) every undecided submission of
+/// an active job that was committed on-chain but not reported with its
+/// delta within [`UNREPORTED_GRACE_SECS`]: its delta may never have been
+/// stored (a refused NaN delta, a trainer that hides it), and an update
+/// nobody votes on would be finalized — paid — after its window. It answers
+/// the trainer's latest task of that round; a submission without any lease
+/// is only logged (docs/security.md).
+async fn adopt_unreported(state: &AppState, now: u64) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT c.job_id, c.update_index, c.round, c.trainer, c.update_hash, c.submit_tx, c.submit_block,
+                (SELECT t.task_id FROM tasks t WHERE t.job_id = c.job_id AND t.round = c.round
+                   AND t.trainer = c.trainer ORDER BY t.task_id DESC LIMIT 1)
+         FROM chain_updates c JOIN jobs j ON j.job_id = c.job_id
+         WHERE j.status = 'active' AND c.status IN ('pending', 'challenged')
+           AND c.seen_at > 0 AND c.seen_at + ? <= ?
+           AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = c.job_id AND u.update_index = c.update_index)
+         LIMIT 32",
+    )
+    .bind(UNREPORTED_GRACE_SECS as i64)
+    .bind(now as i64)
+    .fetch_all(&state.db.read)
+    .await?;
+    for row in rows {
+        let job = row.get::<i64, _>(0);
+        let idx: String = row.get(1);
+        let Some(task_id) = row.get::<Option<i64>, _>(7) else {
+            tracing::warn!(job, index = %idx, "an update was submitted without a lease; it is not checked");
+            continue;
+        };
+        let Some(task) = crate::api::task_by_id(state, task_id as u64).await? else {
+            continue;
+        };
+        let view = state
+            .ledger
+            .update(U256::from(job as u64), parse_index(&idx)?)
+            .await?;
+        let mut tx = state.db.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO updates (job_id, update_index, round, trainer, task_id, shard, steps,
+             update_hash, submit_tx, submit_block, deadline, replay, loss_before, loss_after,
+             submitted_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, 0, ?, 'unreported')",
+        )
+        .bind(job)
+        .bind(&idx)
+        .bind(row.get::<i64, _>(2))
+        .bind(row.get::<&str, _>(3))
+        .bind(task_id)
+        .bind(task.shard as i64)
+        .bind(task.steps as i64)
+        .bind(row.get::<&str, _>(4))
+        .bind(row.get::<&str, _>(5))
+        .bind(row.get::<i64, _>(6))
+        .bind(view.deadline as i64)
+        .bind(now as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE tasks SET submitted = 1 WHERE task_id = ?")
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if inserted == 1 {
+            tracing::warn!(job, index = %idx, "an update was committed on-chain but never reported; sent to validators");
+        }
+    }
+    Ok(())
 }
 
 /// Finalizes unchecked updates outside the open round (reported after their

@@ -38,6 +38,7 @@ pub mod db;
 pub mod driver;
 pub mod error;
 pub mod graph;
+pub mod guard;
 pub mod replay;
 pub mod reputation;
 pub mod rounds;

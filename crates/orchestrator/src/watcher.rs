@@ -186,7 +186,7 @@ async fn apply(
             let index = funetun_chain::bindings::update_index(round, e.trainer);
             sqlx::query(
                 "INSERT OR IGNORE INTO chain_updates (job_id, update_index, round, trainer, update_hash,
-                 submit_tx, submit_block, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                 submit_tx, submit_block, status, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             )
             .bind(job as i64)
             .bind(index_text(index))
@@ -195,6 +195,7 @@ async fn apply(
             .bind(hash_text(e.updateHash))
             .bind(hash_text(logged.tx_hash))
             .bind(logged.block_number as i64)
+            .bind(now as i64)
             .execute(&mut **tx)
             .await?;
             participant(tx, e.trainer).await?;
@@ -229,7 +230,9 @@ async fn apply(
             .bind(index_text(e.index))
             .execute(&mut **tx)
             .await?;
-            sqlx::query("UPDATE updates SET replay = 1 WHERE job_id = ? AND update_index = ?")
+            sqlx::query(
+                "UPDATE updates SET replay = 1, reason = 'challenged' WHERE job_id = ? AND update_index = ?",
+            )
                 .bind(job as i64)
                 .bind(index_text(e.index))
                 .execute(&mut **tx)
@@ -279,7 +282,8 @@ async fn apply(
                 .fetch_one(&mut **tx)
                 .await?;
                 sqlx::query(
-                    "UPDATE participants SET earned_wei = ?, credit_wei = ?, accepted = accepted + 1 WHERE address = ?",
+                    "UPDATE participants SET earned_wei = ?, credit_wei = ?, accepted = accepted + 1,
+                     clean = clean + 1 WHERE address = ?",
                 )
                 .bind(add_wei(&earned, reward))
                 .bind(add_wei(&credit, reward))
@@ -288,10 +292,12 @@ async fn apply(
                 .await?;
                 credit_training(state, tx, job, &idx, now).await?;
             } else {
-                sqlx::query("UPDATE participants SET rejected = rejected + 1 WHERE address = ?")
-                    .bind(&t)
-                    .execute(&mut **tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE participants SET rejected = rejected + 1, clean = 0 WHERE address = ?",
+                )
+                .bind(&t)
+                .execute(&mut **tx)
+                .await?;
             }
             if e.decidedBy != Address::ZERO {
                 vote(tx, job, e.index, e.decidedBy, e.accepted, logged.tx_hash).await?;

@@ -11,6 +11,7 @@
 //!   report; resumable after a crash without a second submission.
 //! - [`error`]: the crate's error type.
 
+pub mod attack;
 pub mod error;
 pub mod session;
 pub mod trainer;

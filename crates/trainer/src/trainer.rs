@@ -20,17 +20,20 @@ use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_chain::bindings::{update_index, update_status};
+use funetun_core::TensorSet;
 use funetun_core::api::{Capacity, LeaseRequest, Task, UpdateReport};
-use funetun_ml::Compute;
 use funetun_ml::platform::platform_class;
+use funetun_ml::{Compute, Dataset, TaskSpec};
 use serde::{Deserialize, Serialize};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
+use crate::attack::Attack;
 use crate::error::{Error, Result};
 use crate::session::{
-    Backoff, Endpoints, JobChoice, Participant, Role, Stop, pace, pick_job, register_until_ready,
+    Backoff, Endpoints, JobChoice, Participant, Role, Stop, ensure_registered, pace, pick_job,
+    register_until_ready,
 };
-use crate::work::{BlobCache, DataConfig, Datasets, compute_delta, task_spec};
+use crate::work::{BlobCache, DataConfig, Datasets, compute_delta, decode_tensors, task_spec};
 
 /// How a trainer runs.
 #[derive(Clone, Debug)]
@@ -57,6 +60,8 @@ pub struct TrainerConfig {
     pub max_tasks: Option<u64>,
     /// Pause between polls when there is nothing to do.
     pub poll: Duration,
+    /// Forge every update this way (tests and demos of the defences).
+    pub attack: Option<Attack>,
 }
 
 /// What a trainer did, printed when it stops.
@@ -74,6 +79,8 @@ pub struct TrainerReport {
     pub steps: u64,
     /// Seconds spent training.
     pub training_seconds: f64,
+    /// Forged updates submitted (with an attack).
+    pub forged: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -85,6 +92,41 @@ struct JournalEntry {
     tx_hash: B256,
     loss_before: f32,
     loss_after: f32,
+    /// Submitted under an attack (not what the task asked for).
+    #[serde(default)]
+    forged: bool,
+}
+
+/// One line of a trainer's journal, as tools read it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalLine {
+    /// The job.
+    pub job_id: u64,
+    /// The round.
+    pub round: u64,
+    /// The committed hash.
+    pub update_hash: B256,
+    /// Whether the update was forged by an attack.
+    pub forged: bool,
+}
+
+/// Reads the journal `path` (missing: empty; torn lines skipped).
+pub fn read_journal(path: &std::path::Path) -> Result<Vec<JournalLine>> {
+    Ok(Journal::open(path.to_path_buf())?
+        .entries
+        .into_values()
+        .map(|e| JournalLine {
+            job_id: e.job_id,
+            round: e.round,
+            update_hash: e.update_hash,
+            forged: e.forged,
+        })
+        .collect())
+}
+
+/// The journal file of `address` in a cache directory.
+pub fn journal_path(cache_dir: &std::path::Path, address: Address) -> PathBuf {
+    cache_dir.join(format!("journal-{address}.jsonl"))
 }
 
 struct Journal {
@@ -152,6 +194,21 @@ struct Trainer {
     journal: Journal,
     report: TrainerReport,
     platform: String,
+    /// The last delta this run submitted (bytes, hash), for `stale`.
+    last_delta: Option<(Vec<u8>, B256)>,
+}
+
+fn forge_error(e: funetun_core::Error) -> Error {
+    Error::Config(format!("cannot forge the delta: {e}"))
+}
+
+/// What a task produced for submission.
+struct Produced {
+    bytes: Vec<u8>,
+    hash: B256,
+    loss_before: f32,
+    loss_after: f32,
+    forged: bool,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -164,7 +221,7 @@ pub async fn run(
     let me = Participant::connect(&config.endpoints, config.key.clone()).await?;
     let address = me.address();
     let compute = Arc::new(Compute::new(config.threads)?);
-    let journal = Journal::open(config.cache_dir.join(format!("journal-{address}.jsonl")))?;
+    let journal = Journal::open(journal_path(&config.cache_dir, address))?;
     let mut trainer = Trainer {
         blobs: BlobCache::new(config.cache_dir.join("blobs")),
         datasets: Datasets::new(config.data.clone()),
@@ -176,6 +233,7 @@ pub async fn run(
             ..Default::default()
         },
         platform: platform_class(),
+        last_delta: None,
         config,
     };
     trainer.run(&stop).await?;
@@ -233,8 +291,17 @@ impl Trainer {
             capacity: self.config.capacity,
             platform: Some(self.platform.clone()),
         };
-        let Some(task) = self.me.client.lease_task(&lease).await? else {
-            return Ok(Some(false));
+        let task = match self.me.client.lease_task(&lease).await {
+            Ok(Some(task)) => task,
+            Ok(None) => return Ok(Some(false)),
+            Err(e) if e.code() == Some("not_trainer") => {
+                // Slashed below the minimum stake (or never staked enough):
+                // stake again; the orchestrator sees it within a second.
+                warn!("the orchestrator says the stake is below the minimum; staking again");
+                ensure_registered(&self.me.ledger, Role::Trainer, self.config.stake).await?;
+                return Ok(Some(false));
+            }
+            Err(e) => return Err(e.into()),
         };
         match self.do_task(&task).await? {
             TaskEnd::Submitted => self.report.submitted += 1,
@@ -275,14 +342,23 @@ impl Trainer {
             .blobs
             .tensors(&self.me.client, task.base_hash, spec.model)
             .await?;
-        let started = Instant::now();
-        let computed = compute_delta(base, data, spec, self.compute.clone()).await?;
-        self.report.training_seconds += started.elapsed().as_secs_f64();
-        self.report.steps += computed.steps as u64;
-        self.me
+        let produced = match self.config.attack {
+            None => self.train(base, data, spec).await?,
+            Some(attack) => self.forge(task, attack, base, data, spec).await?,
+        };
+        if let Err(e) = self
+            .me
             .client
-            .put_blob(task.job_id, computed.bytes.clone())
-            .await?;
+            .put_blob(task.job_id, produced.bytes.clone())
+            .await
+        {
+            // A forged delta may be refused (NaN); the attacker commits it anyway.
+            if !produced.forged {
+                return Err(e.into());
+            }
+            warn!(error = %e, "the orchestrator refused the forged delta; committing it anyway");
+        }
+        let computed = produced;
 
         let tx_hash = if already {
             self.find_submission(task, computed.hash).await?
@@ -293,6 +369,17 @@ impl Trainer {
                 .submit_update(job, task.round, computed.hash)
                 .await
             {
+                Err(e) if matches!(e.contract_error(), Some(JobManagerErrors::StakeTooLow(_))) => {
+                    // Slashed below the minimum: stake again, then submit.
+                    ensure_registered(&self.me.ledger, Role::Trainer, self.config.stake).await?;
+                    let (_, outcome) = self
+                        .me
+                        .ledger
+                        .submit_update(job, task.round, computed.hash)
+                        .await?;
+                    info!(hash = %computed.hash, tx = %outcome.tx_hash, "update submitted after staking again");
+                    outcome.tx_hash
+                }
                 Ok((_, outcome)) => {
                     info!(hash = %computed.hash, tx = %outcome.tx_hash, gas = outcome.gas_used, "update submitted");
                     outcome.tx_hash
@@ -318,14 +405,135 @@ impl Trainer {
             tx_hash,
             loss_before: computed.loss_before,
             loss_after: computed.loss_after,
+            forged: computed.forged,
         };
         self.journal.append(entry.clone())?;
-        self.report_update(&entry).await?;
+        if computed.forged {
+            self.report.forged += 1;
+        }
+        self.last_delta = Some((computed.bytes, computed.hash));
+        match self.report_update(&entry).await {
+            Ok(()) => {}
+            // A cheater's report may be refused (its delta was never stored).
+            Err(e) if entry.forged => warn!(error = %e, "the forged update's report was refused"),
+            Err(e) => return Err(e),
+        }
         Ok(if already {
             TaskEnd::Resumed
         } else {
             TaskEnd::Submitted
         })
+    }
+
+    /// Trains the task honestly.
+    async fn train(
+        &mut self,
+        base: TensorSet,
+        data: Arc<Dataset>,
+        spec: TaskSpec,
+    ) -> Result<Produced> {
+        let started = Instant::now();
+        let computed = compute_delta(base, data, spec, self.compute.clone()).await?;
+        self.report.training_seconds += started.elapsed().as_secs_f64();
+        self.report.steps += computed.steps as u64;
+        Ok(Produced {
+            bytes: computed.bytes,
+            hash: computed.hash,
+            loss_before: computed.loss_before,
+            loss_after: computed.loss_after,
+            forged: false,
+        })
+    }
+
+    /// Produces the forged update of `attack` for `task`.
+    async fn forge(
+        &mut self,
+        task: &Task,
+        attack: Attack,
+        base: TensorSet,
+        data: Arc<Dataset>,
+        mut spec: TaskSpec,
+    ) -> Result<Produced> {
+        let existing = match attack {
+            Attack::Stale => self.last_delta.clone(),
+            Attack::Copy => match self.copy_source(task).await? {
+                Some(hash) => Some((self.blobs.bytes(&self.me.client, hash).await?, hash)),
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some((bytes, hash)) = existing {
+            return Ok(Produced {
+                bytes,
+                hash,
+                loss_before: 0.0,
+                loss_after: 0.0,
+                forged: true,
+            });
+        }
+        if !attack.trains() && attack != Attack::Zero {
+            // Nothing to re-submit or copy yet: this one is honest work.
+            info!(%attack, "nothing to {attack} yet; training honestly");
+            return self.train(base, data, spec).await;
+        }
+        spec.steps = attack.steps(spec.steps);
+        spec.shard = attack.shard(spec.shard, spec.shards);
+        let layout = base.clone();
+        let honest = if attack.trains() {
+            let trained = self.train(base, data, spec.clone()).await?;
+            (
+                decode_tensors(&trained.bytes, spec.model).map_err(|source| Error::Blob {
+                    hash: trained.hash.to_string(),
+                    source,
+                })?,
+                trained.loss_before,
+                trained.loss_after,
+            )
+        } else {
+            (
+                layout
+                    .from_flat_like(&vec![0.0; layout.num_params()])
+                    .map_err(forge_error)?,
+                0.0,
+                0.0,
+            )
+        };
+        let forged = attack.forge(&honest.0, task.seed).map_err(forge_error)?;
+        let bytes = funetun_core::encode(&forged);
+        info!(%attack, "update forged");
+        Ok(Produced {
+            hash: funetun_core::keccak256(&bytes),
+            bytes,
+            loss_before: honest.1,
+            loss_after: honest.2,
+            forged: true,
+        })
+    }
+
+    /// Another trainer's delta to copy: one of this round once someone
+    /// reported it (waiting up to 20 s), else the latest of an earlier round.
+    async fn copy_source(&self, task: &Task) -> Result<Option<B256>> {
+        let me = self.report.address;
+        let started = Instant::now();
+        loop {
+            let updates = self.me.client.updates(task.job_id).await?;
+            let others = updates
+                .iter()
+                .filter(|u| u.trainer != me && u.status != "rejected");
+            let mut earlier = None;
+            for u in others {
+                if u.round == task.round {
+                    return Ok(Some(u.update_hash));
+                }
+                if u.round < task.round {
+                    earlier = Some(u.update_hash);
+                }
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return Ok(earlier);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The transaction of this trainer's earlier submission for the task's

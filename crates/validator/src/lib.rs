@@ -7,6 +7,7 @@
 //!   checkpoints.
 //! - [`error`]: the crate's error type.
 
+pub mod challenger;
 pub mod check;
 pub mod error;
 pub mod proof;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use alloy_primitives::{Address, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
-use funetun_core::api::{ValidationAssignment, ValidationReport, ValidationRequest};
+use funetun_core::api::{CheckReason, ValidationAssignment, ValidationReport, ValidationRequest};
 use funetun_ml::Compute;
 use funetun_ml::platform::platform_class;
 use funetun_trainer::session::{
@@ -47,6 +47,60 @@ pub struct ValidatorConfig {
     pub exit_when_over: bool,
     /// Pause between polls when there is nothing to check.
     pub poll: Duration,
+    /// Vote without checking (tests of the quorum).
+    pub attack: Option<ValidatorAttack>,
+}
+
+/// How a dishonest validator votes: without checking anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValidatorAttack {
+    /// Every update valid.
+    AlwaysValid,
+    /// Every update invalid.
+    AlwaysInvalid,
+    /// A coin flip per update.
+    Random,
+}
+
+impl std::str::FromStr for ValidatorAttack {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "always-valid" => Ok(Self::AlwaysValid),
+            "always-invalid" => Ok(Self::AlwaysInvalid),
+            "random" => Ok(Self::Random),
+            _ => Err(format!(
+                "unknown validator attack `{s}`; use always-valid, always-invalid or random"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ValidatorAttack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AlwaysValid => "always-valid",
+            Self::AlwaysInvalid => "always-invalid",
+            Self::Random => "random",
+        })
+    }
+}
+
+impl ValidatorAttack {
+    /// The vote on update `index` (the coin of `random` is keccak256 of
+    /// the validator and the index, so a rerun votes the same).
+    pub fn vote(self, validator: Address, index: U256) -> bool {
+        match self {
+            Self::AlwaysValid => true,
+            Self::AlwaysInvalid => false,
+            Self::Random => {
+                let mut msg = validator.to_vec();
+                msg.extend_from_slice(&index.to_be_bytes::<32>());
+                funetun_core::keccak256(&msg)[0] & 1 == 1
+            }
+        }
+    }
 }
 
 /// What a validator did.
@@ -158,7 +212,15 @@ impl Validator {
 
     #[instrument(skip_all, fields(job = a.job_id, round = a.task.round, trainer = %a.trainer))]
     async fn check_and_vote(&mut self, a: &ValidationAssignment) -> Result<()> {
-        let verdict = match self.check(a).await {
+        let checked = match self.config.attack {
+            Some(attack) => Ok(Verdict {
+                valid: attack.vote(self.report.address, a.update_index),
+                detail: format!("not checked ({attack})"),
+                steps: 0,
+            }),
+            None => self.check(a).await,
+        };
+        let verdict = match checked {
             Ok(v) => v,
             Err(e) if !e.is_transient() => {
                 // Nothing to vote on with confidence: say why, vote nothing.
@@ -211,6 +273,51 @@ impl Validator {
     async fn check(&self, a: &ValidationAssignment) -> Result<Verdict> {
         let spec = task_spec(&a.task)?;
         let model = spec.model;
+        if a.reason == CheckReason::KnownHash
+            && let Some(earlier) = a.duplicate_of
+            && earlier != a.update_index
+            && self
+                .me
+                .ledger
+                .matches_hash(U256::from(a.job_id), earlier, a.update_hash)
+                .await?
+        {
+            return Ok(Verdict {
+                valid: false,
+                detail: format!(
+                    "hash {} was already committed by update {earlier:#x} for another task (copied or stale)",
+                    a.update_hash
+                ),
+                steps: 0,
+            });
+        }
+        // The delta must be available and well-formed: a committed hash
+        // whose delta was never stored (or does not decode) is invalid.
+        match self
+            .blobs
+            .tensors(&self.me.client, a.update_hash, model)
+            .await
+        {
+            Ok(_) => {}
+            Err(funetun_trainer::Error::Client(e)) if e.code() == Some("unknown_blob") => {
+                return Ok(Verdict {
+                    valid: false,
+                    detail: format!("delta {} is not available", a.update_hash),
+                    steps: 0,
+                });
+            }
+            Err(funetun_trainer::Error::Blob { source, .. }) => {
+                return Ok(Verdict {
+                    valid: false,
+                    detail: format!(
+                        "delta {} is not a valid tensor file: {source}",
+                        a.update_hash
+                    ),
+                    steps: 0,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         let data = self.datasets.get(&a.task.dataset).await?;
         let base = self
             .blobs

@@ -1,0 +1,157 @@
+//! Guards: cheap screens run on every reported delta before its challenge
+//! window closes, so that a flagged update goes to validators with
+//! probability 1 instead of the random draw (docs/security.md).
+//!
+//! - **Known hash.** A hash already committed in the job for another task
+//!   (another round or another shard) is a copied or stale delta. Honest
+//!   deltas of different tasks never collide; validators vote it invalid
+//!   without replaying anything.
+//! - **Norm.** An L2 norm more than [`NORM_FACTOR`] times above or below the
+//!   median of the reference norms (this round's and the previous round's
+//!   unflagged updates) — scaled, zeroed or truncated work.
+//! - **Loss.** base + Δ must lower the loss of a probe batch of
+//!   [`PROBE_SAMPLES`] samples of the task's own shard (the data it
+//!   trained on); a delta that does not (sign flipped, noise, zero,
+//!   overshooting) is flagged. Held-out data would not do: a single
+//!   honest delta trained on a quarter of the data often raises the
+//!   held-out loss after the first round, although the average helps.
+//!
+//! A guard only decides *whether* an update is replayed, never its verdict:
+//! a false flag costs one replay, not a trainer's stake.
+
+use funetun_core::TensorSet;
+use funetun_core::api::CheckReason;
+use funetun_ml::data::sampler::{eval_sample, shard_indices};
+use funetun_ml::{Compute, Dataset, ModelKind};
+
+use crate::error::Result;
+
+/// How far (as a factor) a norm may stray from the reference median.
+pub const NORM_FACTOR: f64 = 3.0;
+
+/// Held-out test samples of the loss probe.
+pub const PROBE_SAMPLES: usize = 512;
+
+/// Mixed into the task seed so the probe is not the trainer's own
+/// evaluation sample.
+const PROBE_SALT: u64 = 0x7072_6f62_6520_6775;
+
+/// What the guards measured on one delta.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Measured {
+    /// ‖Δ‖₂.
+    pub norm: f64,
+    /// Probe loss of the base minus probe loss of base + Δ (positive: Δ
+    /// helps); `None` when the orchestrator has no copy of the data set.
+    pub probe_gain: Option<f64>,
+}
+
+/// Where a task trained: its shard of the training split and its seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeTask {
+    /// The shard.
+    pub shard: u32,
+    /// Shards in the job.
+    pub shards: u32,
+    /// The task's seed (picks the probe samples).
+    pub seed: u64,
+}
+
+/// Measures `delta` applied to `base`, probing on `task`'s shard.
+pub fn measure(
+    model: ModelKind,
+    base: &TensorSet,
+    delta: &TensorSet,
+    data: Option<&Dataset>,
+    task: ProbeTask,
+    compute: &Compute,
+) -> Result<Measured> {
+    let norm = delta.l2_norm();
+    let probe_gain = match data {
+        Some(data) if norm.is_finite() => {
+            let pool = shard_indices(data.train.len(), task.shard as usize, task.shards as usize)?;
+            let probe = eval_sample(&pool, PROBE_SAMPLES, task.seed ^ PROBE_SALT);
+            let trained = base.add(delta)?;
+            let before = funetun_ml::evaluate(
+                model,
+                &base.to_flat(),
+                data,
+                &data.train,
+                Some(&probe),
+                compute,
+            )?;
+            let after = funetun_ml::evaluate(
+                model,
+                &trained.to_flat(),
+                data,
+                &data.train,
+                Some(&probe),
+                compute,
+            )?;
+            Some(f64::from(before.loss) - f64::from(after.loss))
+        }
+        _ => None,
+    };
+    Ok(Measured { norm, probe_gain })
+}
+
+/// The guard that flags `m`, given the norms of the reference updates.
+pub fn judge(m: &Measured, reference_norms: &[f64]) -> Option<CheckReason> {
+    if !m.norm.is_finite() {
+        return Some(CheckReason::Norm);
+    }
+    if let Some(gain) = m.probe_gain
+        && !(gain > 0.0)
+    {
+        return Some(CheckReason::Loss);
+    }
+    if !reference_norms.is_empty() {
+        let median = funetun_aggregate::guard::median_f64(reference_norms);
+        if median > 0.0 && (m.norm > NORM_FACTOR * median || m.norm * NORM_FACTOR < median) {
+            return Some(CheckReason::Norm);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(norm: f64, gain: Option<f64>) -> Measured {
+        Measured {
+            norm,
+            probe_gain: gain,
+        }
+    }
+
+    #[test]
+    fn an_honest_looking_delta_passes() {
+        assert_eq!(judge(&m(1.0, Some(0.01)), &[0.9, 1.1, 1.0]), None);
+        assert_eq!(judge(&m(1.0, None), &[]), None);
+    }
+
+    #[test]
+    fn a_delta_that_does_not_lower_the_probe_loss_is_flagged() {
+        assert_eq!(judge(&m(1.0, Some(-0.2)), &[1.0]), Some(CheckReason::Loss));
+        assert_eq!(judge(&m(0.0, Some(0.0)), &[]), Some(CheckReason::Loss));
+    }
+
+    #[test]
+    fn norms_far_from_the_median_are_flagged_both_ways() {
+        let reference = [1.0, 1.2, 0.8];
+        assert_eq!(
+            judge(&m(3.5, Some(0.1)), &reference),
+            Some(CheckReason::Norm)
+        );
+        assert_eq!(
+            judge(&m(0.3, Some(0.1)), &reference),
+            Some(CheckReason::Norm)
+        );
+        assert_eq!(judge(&m(2.9, Some(0.1)), &reference), None);
+        assert_eq!(
+            judge(&m(f64::NAN, None), &reference),
+            Some(CheckReason::Norm)
+        );
+    }
+}
