@@ -1,7 +1,7 @@
 //! The HTTP API (docs/api.md): [`app`] builds the router; one handler per
 //! route. Mutating routes take a [`Signed`] body; reads are public.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -853,19 +853,22 @@ async fn next_validation(
         let Some(info) = st.job_info(job as u64) else {
             continue;
         };
-        let voters: BTreeSet<Address> = sqlx::query_scalar::<_, String>(
-            "SELECT validator FROM chain_votes WHERE job_id = ? AND update_index = ?
-             UNION SELECT validator FROM validations WHERE job_id = ? AND update_index = ?",
+        let votes: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT validator, valid FROM chain_votes WHERE job_id = ? AND update_index = ?
+             UNION SELECT validator, valid FROM validations WHERE job_id = ? AND update_index = ?",
         )
         .bind(job)
         .bind(idx)
         .bind(job)
         .bind(idx)
         .fetch_all(&st.db.read)
-        .await?
-        .iter()
-        .map(|v| parse_addr(v))
-        .collect::<Result<_>>()?;
+        .await?;
+        let mut sides: BTreeMap<bool, BTreeSet<Address>> = BTreeMap::new();
+        for (v, valid) in &votes {
+            sides.entry(*valid != 0).or_default().insert(parse_addr(v)?);
+        }
+        let leading = sides.values().map(BTreeSet::len).max().unwrap_or(0);
+        let voters: BTreeSet<Address> = sides.into_values().flatten().collect();
         let assigned = sqlx::query(
             "SELECT validator, expires_at, done FROM assignments WHERE job_id = ? AND update_index = ?",
         )
@@ -887,6 +890,7 @@ async fn next_validation(
             platform: r.get(3),
             voters,
             assigned,
+            leading,
             quorum: info.quorum,
         };
         candidates.push((r, info, candidate));

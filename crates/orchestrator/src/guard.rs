@@ -88,7 +88,7 @@ pub fn measure(
                 Some(&probe),
                 compute,
             )?;
-            Some(f64::from(before.loss) - f64::from(after.loss))
+            Some(before.loss - after.loss)
         }
         _ => None,
     };
@@ -101,7 +101,7 @@ pub fn judge(m: &Measured, reference_norms: &[f64]) -> Option<CheckReason> {
         return Some(CheckReason::Norm);
     }
     if let Some(gain) = m.probe_gain
-        && !(gain > 0.0)
+        && (gain.is_nan() || gain <= 0.0)
     {
         return Some(CheckReason::Loss);
     }

@@ -417,6 +417,9 @@ pub struct Candidate {
     pub voters: BTreeSet<Address>,
     /// Assignments handed out: (validator, expires_at, done).
     pub assigned: Vec<(Address, u64, bool)>,
+    /// Votes on the side with more votes so far (a split vote needs more
+    /// validators than the quorum).
+    pub leading: usize,
     /// Votes that decide it.
     pub quorum: u32,
 }
@@ -453,7 +456,7 @@ pub fn pick_assignment(
                 .assigned
                 .iter()
                 .any(|(v, _, done)| *v == validator && *done)
-            && live + c.voters.len() < c.quorum.max(1) as usize
+            && live + c.leading < c.quorum.max(1) as usize
     };
     let same_platform = |c: &Candidate| platform.is_some() && c.platform.as_deref() == platform;
     candidates
@@ -752,6 +755,7 @@ mod tests {
             platform: Some(platform.into()),
             voters: BTreeSet::new(),
             assigned: vec![],
+            leading: 0,
             quorum,
         }
     }
@@ -782,6 +786,18 @@ mod tests {
             pick_assignment(&cands, addr(7), None, 100),
             Some((0, false))
         );
+    }
+
+    #[test]
+    fn a_split_vote_goes_to_another_validator() {
+        let mut c = cand(1, "x86", 2);
+        c.voters = [addr(5), addr(6)].into();
+        c.assigned = vec![(addr(5), 100, true), (addr(6), 100, true)];
+        c.leading = 1;
+        let mut agreed = c.clone();
+        agreed.leading = 2;
+        assert_eq!(pick_assignment(&[c], addr(7), None, 50), Some((0, false)));
+        assert_eq!(pick_assignment(&[agreed], addr(7), None, 50), None);
     }
 
     #[test]

@@ -245,10 +245,16 @@ impl World {
                 trainer: addr(trainer),
                 task_id: t * 10 + i as u64,
                 shard: i as u32,
+                steps: 100,
                 update_hash: hash(0xd0 + i as u8, t),
                 submit_tx: hash(0xe0 + i as u8, t),
                 status: "accepted".into(),
                 replay,
+                reason: if replay {
+                    funetun_core::api::CheckReason::Drawn
+                } else {
+                    funetun_core::api::CheckReason::None
+                },
                 votes,
                 loss_before: 2.3 / (t as f32 + 1.0),
                 loss_after: 2.0 / (t as f32 + 1.5),
