@@ -292,7 +292,8 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
     let (status, body) = call(&f.app, post(&f.env.keys[3], "/v1/tasks", lease_body(f.job))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(body.is_empty());
-    // Capacity L gets twice the steps.
+    // Capacity L needs a reputation of four full tasks (docs/reputation.md):
+    // a new trainer declaring L gets the M task, one declaring S half of it.
     let f2 = fixture().await;
     let (_, big): (_, Task) = call_json(
         &f2.app,
@@ -303,7 +304,17 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
         ),
     )
     .await;
-    assert_eq!(big.steps, 2 * f2.spec.steps);
+    assert_eq!(big.steps, f2.spec.steps);
+    let (_, small): (_, Task) = call_json(
+        &f2.app,
+        post(
+            &f2.env.keys[3],
+            "/v1/tasks",
+            json!({ "job_id": f2.job, "capacity": "S" }),
+        ),
+    )
+    .await;
+    assert_eq!(small.steps, f2.spec.steps.div_ceil(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
