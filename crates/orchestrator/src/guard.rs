@@ -9,10 +9,10 @@
 //! - **Norm.** An L2 norm more than [`NORM_FACTOR`] times above or below the
 //!   median of the reference norms (this round's and the previous round's
 //!   unflagged updates) — scaled, zeroed or truncated work.
-//! - **Loss.** base + Δ must lower the loss of a probe batch of
+//! - **Loss.** base + Δ must not raise the loss of a probe batch of
 //!   [`PROBE_SAMPLES`] samples of the task's own shard (the data it
-//!   trained on); a delta that does not (sign flipped, noise, zero,
-//!   overshooting) is flagged. Held-out data would not do: a single
+//!   trained on) by more than [`LOSS_TOLERANCE`]; gross damage (sign
+//!   flipped, noise, overshooting) is flagged. Held-out data would not do: a single
 //!   honest delta trained on a quarter of the data often raises the
 //!   held-out loss after the first round, although the average helps.
 //!
@@ -29,8 +29,14 @@ use crate::error::Result;
 /// How far (as a factor) a norm may stray from the reference median.
 pub const NORM_FACTOR: f64 = 3.0;
 
-/// Held-out test samples of the loss probe.
+/// Samples of the loss probe.
 pub const PROBE_SAMPLES: usize = 512;
+
+/// How much a delta may raise the probe loss (nats) before it is flagged.
+/// Near convergence an honest delta's gain is noise around 0: over 520
+/// honest MNIST updates of 20-round runs the lowest was −0.028; sign-flip
+/// in the first rounds gives −8.8 to −0.1 (docs/security.md).
+pub const LOSS_TOLERANCE: f64 = 0.05;
 
 /// Mixed into the task seed so the probe is not the trainer's own
 /// evaluation sample.
@@ -101,7 +107,7 @@ pub fn judge(m: &Measured, reference_norms: &[f64]) -> Option<CheckReason> {
         return Some(CheckReason::Norm);
     }
     if let Some(gain) = m.probe_gain
-        && (gain.is_nan() || gain <= 0.0)
+        && (gain.is_nan() || gain < -LOSS_TOLERANCE)
     {
         return Some(CheckReason::Loss);
     }
@@ -132,9 +138,13 @@ mod tests {
     }
 
     #[test]
-    fn a_delta_that_does_not_lower_the_probe_loss_is_flagged() {
+    fn a_delta_that_raises_the_probe_loss_is_flagged() {
         assert_eq!(judge(&m(1.0, Some(-0.2)), &[1.0]), Some(CheckReason::Loss));
-        assert_eq!(judge(&m(0.0, Some(0.0)), &[]), Some(CheckReason::Loss));
+        assert_eq!(judge(&m(1.0, Some(f64::NAN)), &[1.0]), Some(CheckReason::Loss));
+        // Noise around zero is what honest deltas near convergence give.
+        assert_eq!(judge(&m(1.0, Some(-0.03)), &[1.0]), None);
+        // A zero delta has no gain, and its norm gives it away.
+        assert_eq!(judge(&m(0.0, Some(0.0)), &[1.0]), Some(CheckReason::Norm));
     }
 
     #[test]
