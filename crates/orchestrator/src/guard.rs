@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn a_delta_that_raises_the_probe_loss_is_flagged() {
         assert_eq!(judge(&m(1.0, Some(-0.2)), &[1.0]), Some(CheckReason::Loss));
-        assert_eq!(judge(&m(1.0, Some(f64::NAN)), &[1.0]), Some(CheckReason::Loss));
+        assert_eq!(
+            judge(&m(1.0, Some(f64::NAN)), &[1.0]),
+            Some(CheckReason::Loss)
+        );
         // Noise around zero is what honest deltas near convergence give.
         assert_eq!(judge(&m(1.0, Some(-0.03)), &[1.0]), None);
         // A zero delta has no gain, and its norm gives it away.
