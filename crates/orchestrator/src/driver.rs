@@ -81,7 +81,7 @@ pub async fn step(state: &Arc<AppState>) -> Result<()> {
 
 /// Seconds an on-chain submission may go unreported before validators are
 /// sent to it.
-pub const UNREPORTED_GRACE_SECS: u64 = 2;
+pub const UNREPORTED_GRACE_SECS: u64 = 5;
 
 /// Sends to validators (reason `unreported`) every undecided submission of
 /// an active job that was committed on-chain but not reported with its
