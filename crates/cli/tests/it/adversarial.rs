@@ -222,7 +222,7 @@ fn a_challenger_wins_a_cheaters_stake_when_nothing_is_replayed() {
             "--challengers",
             "1",
             "--challenge-window",
-            "4",
+            "8",
             "--byzantine",
             "1",
             "--attack",
