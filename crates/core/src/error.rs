@@ -17,6 +17,23 @@ pub enum Error {
         /// Flat index of the first non-finite element.
         index: usize,
     },
+    /// Bytes offered under a name that is not their keccak256.
+    #[error("blob named {named} hashes to {actual}")]
+    BlobHash {
+        /// The name they were offered under.
+        named: crate::hash::Hash,
+        /// Their keccak256.
+        actual: crate::hash::Hash,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result alias for the core crate.

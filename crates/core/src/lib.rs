@@ -9,12 +9,15 @@
 //! - [`api`]: every request and response body of the orchestrator's HTTP API.
 //! - [`auth`]: the signed-request format (EIP-191 over method, path, body
 //!   hash, timestamp and nonce).
+//! - [`blobs`]: the content-addressed blob directory (checked, atomic,
+//!   write-once) behind the orchestrator's store and participants' caches.
 //! - [`amount`]: ether amounts with units, and wei as decimal JSON strings.
 //! - [`error`]: the crate's error type.
 
 pub mod amount;
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod encoding;
 pub mod error;
 pub mod hash;
