@@ -43,6 +43,14 @@ pub enum Error {
         /// What was found.
         detail: String,
     },
+    /// A task from the orchestrator cannot be run as given.
+    #[error("task {task_id}: {detail}")]
+    BadTask {
+        /// The lease.
+        task_id: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The candle reference implementation failed.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

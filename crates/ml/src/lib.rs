@@ -3,15 +3,18 @@
 //! - [`data`]: MNIST / Fashion-MNIST IDX files (found locally or
 //!   downloaded with checksums), the built-in synthetic set, shards and
 //!   seeded batch order.
-//! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded θ₀.
+//! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded
+//!   θ₀, and [`ModelKind::decode`], the one decoder of a model's bytes.
 //! - [`engine`]: the CPU engine, forward and backward by hand over `gemm`,
 //!   bitwise reproducible at any thread count.
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
 //! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` and evaluation.
+//! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
 //! - [`reference`]: the same networks in candle, the oracle for the engine's
 //!   gradients and the baseline of the training benchmark.
 //! - [`platform`]: the platform class under which results are bit-exact.
 //! - [`rng`]: seeded randomness.
+//! - [`error`]: the crate's error type.
 
 pub mod data;
 pub mod engine;
@@ -21,6 +24,7 @@ pub mod optim;
 pub mod platform;
 pub mod reference;
 pub mod rng;
+pub mod task;
 pub mod train;
 
 pub use data::{Dataset, DatasetName, LoadOptions};
@@ -28,4 +32,5 @@ pub use engine::Compute;
 pub use error::{Error, Result};
 pub use model::ModelKind;
 pub use optim::OptimizerKind;
+pub use task::task_spec;
 pub use train::{Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task};

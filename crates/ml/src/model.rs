@@ -11,7 +11,8 @@ use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
-use funetun_core::{Tensor, TensorSet};
+use funetun_core::encoding::decode_with_layout;
+use funetun_core::{DecodeLimits, Tensor, TensorSet};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -128,6 +129,20 @@ impl ModelKind {
     /// Number of scalar parameters.
     pub fn num_params(self) -> usize {
         self.layout().total
+    }
+
+    /// The decoder's limits for this model's weights: no file larger than
+    /// the model's canonical tensor file, no more tensors than it has.
+    pub fn decode_limits(self) -> DecodeLimits {
+        DecodeLimits::for_model(self.num_params(), self.shapes().len())
+    }
+
+    /// Decodes a blob (a checkpoint or a delta: canonical safetensors bytes)
+    /// into this model's tensors, refusing anything larger than the model,
+    /// of another layout, or holding NaN or infinities. The one decoder of
+    /// model weights: every crate that reads a model's bytes calls it.
+    pub fn decode(self, bytes: &[u8]) -> funetun_core::Result<TensorSet> {
+        decode_with_layout(bytes, &self.decode_limits(), &self.zeros())
     }
 }
 
