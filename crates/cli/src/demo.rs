@@ -786,7 +786,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             .get_blob(on_chain)
             .await
             .with_context(|| format!("downloading checkpoint {round}"))?;
-        funetun_trainer::work::decode_tensors(&bytes, model)
+        model
+            .decode(&bytes)
             .with_context(|| format!("checkpoint {round} is not a {model}"))?;
         write_atomic(
             &out.join("checkpoints")

@@ -339,7 +339,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
     let spec = client.job(args.id).await?.spec;
     let model: funetun_ml::ModelKind = spec.model.parse()?;
-    funetun_trainer::work::decode_tensors(&bytes, model)
+    model
+        .decode(&bytes)
         .with_context(|| format!("checkpoint {hash} is not a {model}"))?;
     write_atomic(&args.out, &bytes)?;
     eprintln!(

@@ -10,8 +10,7 @@ use anyhow::Context as _;
 use funetun_chain::{Ledger, LedgerConfig, keys};
 use funetun_core::amount::{format_eth, parse_amount};
 use funetun_core::api::Capacity;
-use funetun_trainer::session::Endpoints;
-use funetun_trainer::work::DataConfig;
+use funetun_participant::{DataConfig, Endpoints};
 
 use crate::chain::{runtime, shutdown_signal};
 use crate::output::print_json;

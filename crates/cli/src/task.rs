@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use funetun_core::{DecodeLimits, TensorSet, encode, encoding::decode_with_layout, keccak256};
+use funetun_core::{TensorSet, encode, keccak256};
 use funetun_ml::{ModelKind, OptimizerKind, TaskSpec, platform::platform_class, train_task};
 use serde::Serialize;
 
@@ -83,9 +83,8 @@ pub fn read_checkpoint(
 ) -> anyhow::Result<(TensorSet, Vec<u8>)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
-    let layout = model.zeros();
-    let limits = DecodeLimits::for_model(layout.num_params(), layout.len());
-    let set = decode_with_layout(&bytes, &limits, &layout)
+    let set = model
+        .decode(&bytes)
         .with_context(|| format!("{} is not a {model} checkpoint", path.display()))?;
     Ok((set, bytes))
 }

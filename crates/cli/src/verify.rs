@@ -285,8 +285,7 @@ fn chain_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn read_checkpoint_file(path: &Path, model: ModelKind) -> anyhow::Result<funetun_core::TensorSet> {
-    let layout = model.zeros();
-    let limit = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len()).max_bytes;
+    let limit = model.decode_limits().max_bytes;
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();

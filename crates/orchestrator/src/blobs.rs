@@ -2,17 +2,16 @@
 //! states and job specs, named by the keccak256 of their bytes.
 //!
 //! [`BlobStore`] is the seam (an object store behind it would be a second
-//! implementation); [`LocalBlobStore`] keeps blobs in a directory as
-//! `ab/abcdef….bin`, written to a temporary file in `tmp/`, flushed and
-//! renamed into place, so a blob is never half-visible, and a crash leaves at
-//! worst a stray temporary file (removed on the next open).
+//! implementation); [`LocalBlobStore`] is `funetun_core`'s [`BlobDir`] —
+//! the same checked, atomic, write-once directory that participants cache
+//! blobs in (`ab/abcdef….bin`, written through `tmp/`, so a blob is never
+//! half-visible). The orchestrator is the directory's only writer, so a
+//! crash's stray temporary files are removed when it opens.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use alloy_primitives::B256;
-use funetun_core::keccak256;
+use funetun_core::blobs::BlobDir;
 
 use crate::error::{Error, Result};
 
@@ -30,85 +29,49 @@ pub trait BlobStore: Send + Sync + 'static {
 /// Blobs as files in a local directory.
 #[derive(Debug)]
 pub struct LocalBlobStore {
-    root: PathBuf,
-    counter: AtomicU64,
+    dir: BlobDir,
+}
+
+fn store_error(e: funetun_core::Error) -> Error {
+    match e {
+        funetun_core::Error::BlobHash { .. } => Error::Inconsistent(e.to_string()),
+        funetun_core::Error::Io { source, .. } => Error::Io(source),
+        other => Error::Tensors(other),
+    }
 }
 
 impl LocalBlobStore {
     /// Opens (creating) the store at `root` and clears leftover temporary files.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
-        let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp)?;
-        for entry in std::fs::read_dir(&tmp)?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-        Ok(LocalBlobStore {
-            root,
-            counter: AtomicU64::new(0),
-        })
+        let dir = BlobDir::open(root).map_err(store_error)?;
+        dir.clear_temporaries().map_err(store_error)?;
+        Ok(LocalBlobStore { dir })
     }
 
     /// The store's directory.
     pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn path(&self, hash: B256) -> PathBuf {
-        let hex = hex::encode(hash);
-        self.root.join(&hex[..2]).join(format!("{hex}.bin"))
+        self.dir.root()
     }
 }
 
 impl BlobStore for LocalBlobStore {
     fn put(&self, hash: B256, bytes: &[u8]) -> Result<bool> {
-        let actual = keccak256(bytes);
-        if actual != hash {
-            return Err(Error::Inconsistent(format!(
-                "blob named {hash} hashes to {actual}"
-            )));
-        }
-        let path = self.path(hash);
-        if path.exists() {
-            return Ok(false);
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.root.join("tmp").join(format!(
-            "{}-{}-{n}.tmp",
-            hex::encode(&hash[..8]),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-        Ok(true)
+        self.dir.put(hash, bytes).map_err(store_error)
     }
 
     fn get(&self, hash: B256) -> Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(hash)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.dir.get(hash).map_err(store_error)
     }
 
     fn contains(&self, hash: B256) -> Result<bool> {
-        Ok(self.path(hash).exists())
+        Ok(self.dir.contains(hash))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use funetun_core::keccak256;
+
     use super::*;
 
     #[test]

@@ -13,11 +13,23 @@
 //! | `copy` | another trainer's delta, for its own task |
 //! | `lazy` | trains a quarter of the assigned steps |
 //! | `wrong-shard` | trains honestly on the next shard instead of its own |
+//!
+//! [`Forger`] is the [`DeltaSource`] of a trainer built with an attack.
+//! Compiled only with the `byzantine` feature.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use alloy_primitives::B256;
 use funetun_core::TensorSet;
+use funetun_core::api::Task;
+use funetun_participant::Workbench;
+use tracing::info;
+
+use crate::error::{Error, Result};
+use crate::source::{DeltaSource, Produce, Produced, Work, train};
 
 /// How a dishonest trainer forges its updates.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +61,7 @@ pub const ATTACK_KINDS: &str =
 impl FromStr for Attack {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         Ok(match s {
             "sign-flip" => Attack::SignFlip,
             "noise" => Attack::Noise,
@@ -133,6 +145,138 @@ impl Attack {
             Attack::Stale | Attack::Copy | Attack::Lazy | Attack::WrongShard => {}
         }
         honest.from_flat_like(&flat)
+    }
+}
+
+/// The delta source of a dishonest trainer: forges every update with its
+/// [`Attack`] (the first `stale` and a `copy` with nothing to copy yet are
+/// honest work).
+#[derive(Debug)]
+pub struct Forger {
+    attack: Attack,
+    /// The last delta this run submitted (bytes, hash), for `stale`.
+    last_delta: Mutex<Option<(Vec<u8>, B256)>>,
+}
+
+impl Forger {
+    /// A source that forges with `attack`.
+    pub fn new(attack: Attack) -> Self {
+        Self {
+            attack,
+            last_delta: Mutex::new(None),
+        }
+    }
+
+    /// The last delta submitted (the guard is dropped before any await).
+    fn last_delta(&self) -> Option<(Vec<u8>, B256)> {
+        self.last_delta.lock().expect("last delta lock").clone()
+    }
+
+    async fn forge(&self, work: Work<'_>) -> Result<Produced> {
+        let attack = self.attack;
+        let Work {
+            bench,
+            task,
+            base,
+            data,
+            mut spec,
+        } = work;
+        let existing = match attack {
+            Attack::Stale => self.last_delta(),
+            Attack::Copy => match copy_source(bench, task).await? {
+                Some(hash) => Some((bench.blobs.bytes(&bench.me.client, hash).await?, hash)),
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some((bytes, hash)) = existing {
+            return Ok(Produced {
+                bytes,
+                hash,
+                loss_before: 0.0,
+                loss_after: 0.0,
+                forged: true,
+                steps_trained: 0,
+                training_seconds: 0.0,
+            });
+        }
+        if !attack.trains() && attack != Attack::Zero {
+            // Nothing to re-submit or copy yet: this one is honest work.
+            info!(%attack, "nothing to {attack} yet; training honestly");
+            return train(bench, base, data, spec).await;
+        }
+        spec.steps = attack.steps(spec.steps);
+        spec.shard = attack.shard(spec.shard, spec.shards);
+        let layout = base.clone();
+        let (honest, trained) = if attack.trains() {
+            let trained = train(bench, base, data, spec.clone()).await?;
+            let delta = spec.model.decode(&trained.bytes).map_err(|source| {
+                funetun_participant::Error::Blob {
+                    hash: trained.hash.to_string(),
+                    source,
+                }
+            })?;
+            (delta, Some(trained))
+        } else {
+            (
+                layout
+                    .from_flat_like(&vec![0.0; layout.num_params()])
+                    .map_err(forge_error)?,
+                None,
+            )
+        };
+        let forged = attack.forge(&honest, task.seed).map_err(forge_error)?;
+        let bytes = funetun_core::encode(&forged);
+        info!(%attack, "update forged");
+        Ok(Produced {
+            hash: funetun_core::keccak256(&bytes),
+            bytes,
+            loss_before: trained.as_ref().map_or(0.0, |t| t.loss_before),
+            loss_after: trained.as_ref().map_or(0.0, |t| t.loss_after),
+            forged: true,
+            steps_trained: trained.as_ref().map_or(0, |t| t.steps_trained),
+            training_seconds: trained.as_ref().map_or(0.0, |t| t.training_seconds),
+        })
+    }
+}
+
+impl DeltaSource for Forger {
+    fn produce<'a>(&'a self, work: Work<'a>) -> Produce<'a> {
+        Box::pin(self.forge(work))
+    }
+
+    fn submitted(&self, bytes: &[u8], hash: B256) {
+        *self.last_delta.lock().expect("last delta lock") = Some((bytes.to_vec(), hash));
+    }
+}
+
+fn forge_error(e: funetun_core::Error) -> Error {
+    Error::Config(format!("cannot forge the delta: {e}"))
+}
+
+/// Another trainer's delta to copy: one of this round once someone
+/// reported it (waiting up to 20 s), else the latest of an earlier round.
+async fn copy_source(bench: &Workbench, task: &Task) -> Result<Option<B256>> {
+    let me = bench.address();
+    let started = Instant::now();
+    loop {
+        let updates = bench.me.client.updates(task.job_id).await?;
+        let others = updates
+            .iter()
+            .filter(|u| u.trainer != me && u.status != "rejected");
+        let mut earlier = None;
+        for u in others {
+            if u.round == task.round {
+                return Ok(Some(u.update_hash));
+            }
+            if u.round < task.round {
+                earlier = Some(u.update_hash);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            return Ok(earlier);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

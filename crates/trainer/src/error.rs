@@ -3,28 +3,22 @@
 use funetun_chain::ChainError;
 use funetun_client::ClientError;
 
-/// Everything that can go wrong in a participant process.
+/// Everything that can go wrong in a trainer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The plumbing participants share (blobs, data, compute).
+    #[error(transparent)]
+    Participant(#[from] funetun_participant::Error),
     /// Talking to the orchestrator failed.
     #[error(transparent)]
     Client(#[from] ClientError),
     /// Talking to the chain failed.
     #[error("chain: {0}")]
     Chain(#[from] ChainError),
-    /// Training or data loading failed.
+    /// Training, data loading or reading the task failed.
     #[error(transparent)]
     Ml(#[from] funetun_ml::Error),
-    /// A blob did not decode.
-    #[error("blob {hash}: {source}")]
-    Blob {
-        /// The blob's hash.
-        hash: String,
-        /// Why it did not decode.
-        #[source]
-        source: funetun_core::Error,
-    },
-    /// A task from the orchestrator cannot be run as given.
+    /// A task from the orchestrator cannot be run or resumed as given.
     #[error("task {task_id}: {detail}")]
     BadTask {
         /// The lease.
@@ -32,7 +26,7 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
-    /// Local files (cache, journal).
+    /// The journal could not be read or written.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -51,6 +45,7 @@ impl Error {
     /// overloaded orchestrator or RPC node.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Participant(e) => e.is_transient(),
             Error::Client(e) => e.is_transient(),
             Error::Chain(e) => e.is_transient(),
             _ => false,

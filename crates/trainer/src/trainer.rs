@@ -10,30 +10,27 @@
 //! recomputes the (deterministic) delta and finds the transaction from the
 //! `UpdateSubmitted` event — so it never submits twice.
 
-use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_chain::bindings::{update_index, update_status};
-use funetun_core::TensorSet;
 use funetun_core::api::{Capacity, LeaseRequest, Task, UpdateReport};
-use funetun_ml::platform::platform_class;
-use funetun_ml::{Compute, Dataset, TaskSpec};
-use serde::{Deserialize, Serialize};
+use funetun_ml::task_spec;
+use funetun_participant::session::ensure_registered;
+use funetun_participant::{
+    Backoff, DataConfig, Endpoints, JobChoice, Role, Stop, Workbench, Worker, pick_job, run_loop,
+};
+use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use crate::attack::Attack;
 use crate::error::{Error, Result};
-use crate::session::{
-    Backoff, Endpoints, JobChoice, Participant, Role, Stop, ensure_registered, pace, pick_job,
-    register_until_ready,
-};
-use crate::work::{BlobCache, DataConfig, Datasets, compute_delta, decode_tensors, task_spec};
+use crate::journal::{Journal, JournalEntry};
+pub use crate::journal::{JournalLine, journal_path, read_journal};
+use crate::source::{DeltaSource, Honest, Work};
 
 /// How a trainer runs.
 #[derive(Clone, Debug)]
@@ -61,7 +58,20 @@ pub struct TrainerConfig {
     /// Pause between polls when there is nothing to do.
     pub poll: Duration,
     /// Forge every update this way (tests and demos of the defences).
-    pub attack: Option<Attack>,
+    #[cfg(feature = "byzantine")]
+    pub attack: Option<crate::attack::Attack>,
+}
+
+impl TrainerConfig {
+    /// Where this trainer's deltas come from: honest training, or with
+    /// `attack` (feature `byzantine`) a forger.
+    fn delta_source(&self) -> Arc<dyn DeltaSource> {
+        #[cfg(feature = "byzantine")]
+        if let Some(attack) = self.attack {
+            return Arc::new(crate::attack::Forger::new(attack));
+        }
+        Arc::new(Honest)
+    }
 }
 
 /// What a trainer did, printed when it stops.
@@ -83,102 +93,6 @@ pub struct TrainerReport {
     pub forged: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct JournalEntry {
-    job_id: u64,
-    round: u64,
-    task_id: u64,
-    update_hash: B256,
-    tx_hash: B256,
-    loss_before: f32,
-    loss_after: f32,
-    /// Submitted under an attack (not what the task asked for).
-    #[serde(default)]
-    forged: bool,
-}
-
-/// One line of a trainer's journal, as tools read it back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JournalLine {
-    /// The job.
-    pub job_id: u64,
-    /// The round.
-    pub round: u64,
-    /// The committed hash.
-    pub update_hash: B256,
-    /// Whether the update was forged by an attack.
-    pub forged: bool,
-}
-
-/// Reads the journal `path` (missing: empty; torn lines skipped).
-pub fn read_journal(path: &std::path::Path) -> Result<Vec<JournalLine>> {
-    Ok(Journal::open(path.to_path_buf())?
-        .entries
-        .into_values()
-        .map(|e| JournalLine {
-            job_id: e.job_id,
-            round: e.round,
-            update_hash: e.update_hash,
-            forged: e.forged,
-        })
-        .collect())
-}
-
-/// The journal file of `address` in a cache directory.
-pub fn journal_path(cache_dir: &std::path::Path, address: Address) -> PathBuf {
-    cache_dir.join(format!("journal-{address}.jsonl"))
-}
-
-struct Journal {
-    path: PathBuf,
-    entries: HashMap<(u64, u64), JournalEntry>,
-}
-
-impl Journal {
-    fn open(path: PathBuf) -> Result<Self> {
-        let mut entries = HashMap::new();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                // A torn last line (crash mid-write) is skipped.
-                for entry in text
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
-                {
-                    entries.insert((entry.job_id, entry.round), entry);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        }
-        Ok(Self { path, entries })
-    }
-
-    fn append(&mut self, entry: JournalEntry) -> Result<()> {
-        let io = |source| Error::Io {
-            path: self.path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io)?;
-        let line = serde_json::to_string(&entry).expect("journal entries serialize");
-        writeln!(f, "{line}").map_err(io)?;
-        f.sync_data().map_err(io)?;
-        self.entries.insert((entry.job_id, entry.round), entry);
-        Ok(())
-    }
-}
-
 enum TaskEnd {
     Submitted,
     Resumed,
@@ -187,28 +101,10 @@ enum TaskEnd {
 
 struct Trainer {
     config: TrainerConfig,
-    me: Participant,
-    datasets: Datasets,
-    blobs: BlobCache,
-    compute: Arc<Compute>,
+    bench: Workbench,
+    source: Arc<dyn DeltaSource>,
     journal: Journal,
     report: TrainerReport,
-    platform: String,
-    /// The last delta this run submitted (bytes, hash), for `stale`.
-    last_delta: Option<(Vec<u8>, B256)>,
-}
-
-fn forge_error(e: funetun_core::Error) -> Error {
-    Error::Config(format!("cannot forge the delta: {e}"))
-}
-
-/// What a task produced for submission.
-struct Produced {
-    bytes: Vec<u8>,
-    hash: B256,
-    loss_before: f32,
-    loss_after: f32,
-    forged: bool,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -218,64 +114,65 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<TrainerReport> {
     let stop = Stop::on(shutdown);
-    let me = Participant::connect(&config.endpoints, config.key.clone()).await?;
-    let address = me.address();
-    let compute = Arc::new(Compute::new(config.threads)?);
+    let bench = Workbench::open(
+        &config.endpoints,
+        config.key.clone(),
+        config.threads,
+        config.data.clone(),
+        &config.cache_dir,
+    )
+    .await?;
+    let address = bench.address();
     let journal = Journal::open(journal_path(&config.cache_dir, address))?;
     let mut trainer = Trainer {
-        blobs: BlobCache::new(config.cache_dir.join("blobs")),
-        datasets: Datasets::new(config.data.clone()),
-        me,
-        compute,
+        source: config.delta_source(),
+        bench,
         journal,
         report: TrainerReport {
             address,
             ..Default::default()
         },
-        platform: platform_class(),
-        last_delta: None,
         config,
     };
-    trainer.run(&stop).await?;
+    let poll = trainer.config.poll;
+    if run_loop(&mut trainer, &stop, poll).await? {
+        info!(report = ?trainer.report, "trainer stopped");
+    }
     Ok(trainer.report)
 }
 
-impl Trainer {
-    async fn run(&mut self, stop: &Stop) -> Result<()> {
-        // Registration retries through chain outages like everything else.
-        if !register_until_ready(&self.me.ledger, Role::Trainer, self.config.stake, stop).await? {
-            return Ok(());
-        }
-        info!(address = %self.report.address, capacity = %self.config.capacity, "trainer ready");
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        while !stop.is_raised() {
-            if let Some(max) = self.config.max_tasks
-                && self.report.submitted + self.report.resumed >= max
-            {
-                break;
-            }
-            let outcome = self.step().await;
-            if !pace(
-                outcome,
-                Error::is_transient,
-                &mut backoff,
-                stop,
-                self.config.poll,
-                "task",
-            )
-            .await
-            {
-                break;
-            }
-        }
-        info!(report = ?self.report, "trainer stopped");
-        Ok(())
+impl Worker for Trainer {
+    type Error = Error;
+    const ROLE: &'static str = "trainer";
+    const STEP: &'static str = "task";
+
+    fn bench(&self) -> &Workbench {
+        &self.bench
     }
 
+    fn registration(&self) -> Option<(Role, U256)> {
+        Some((Role::Trainer, self.config.stake))
+    }
+
+    async fn step(&mut self) -> Result<Option<bool>> {
+        if let Some(max) = self.config.max_tasks
+            && self.report.submitted + self.report.resumed >= max
+        {
+            return Ok(None);
+        }
+        self.lease_and_work().await
+    }
+
+    fn is_transient(error: &Error) -> bool {
+        error.is_transient()
+    }
+}
+
+impl Trainer {
     /// One lease attempt. `Some(true)`: did work; `Some(false)`: nothing to
     /// do now; `None`: the job is over and the trainer should exit.
-    async fn step(&mut self) -> Result<Option<bool>> {
-        let job = match pick_job(&self.me.client, self.config.job_id).await? {
+    async fn lease_and_work(&mut self) -> Result<Option<bool>> {
+        let job = match pick_job(&self.bench.me.client, self.config.job_id).await? {
             JobChoice::Work(job) => job,
             JobChoice::Over(job) => {
                 if self.config.exit_when_over {
@@ -289,16 +186,16 @@ impl Trainer {
         let lease = LeaseRequest {
             job_id: job.job_id,
             capacity: self.config.capacity,
-            platform: Some(self.platform.clone()),
+            platform: Some(self.bench.platform.clone()),
         };
-        let task = match self.me.client.lease_task(&lease).await {
+        let task = match self.bench.me.client.lease_task(&lease).await {
             Ok(Some(task)) => task,
             Ok(None) => return Ok(Some(false)),
             Err(e) if e.code() == Some("not_trainer") => {
                 // Slashed below the minimum stake (or never staked enough):
                 // stake again; the orchestrator sees it within a second.
                 warn!("the orchestrator says the stake is below the minimum; staking again");
-                ensure_registered(&self.me.ledger, Role::Trainer, self.config.stake).await?;
+                ensure_registered(&self.bench.me.ledger, Role::Trainer, self.config.stake).await?;
                 return Ok(Some(false));
             }
             Err(e) => return Err(e.into()),
@@ -324,7 +221,7 @@ impl Trainer {
         let job = U256::from(task.job_id);
         let me = self.report.address;
         let index = update_index(task.round, me);
-        let on_chain = self.me.ledger.update(job, index).await?;
+        let on_chain = self.bench.me.ledger.update(job, index).await?;
         let already = on_chain.status != update_status::NONE;
         if already
             && let Some(entry) = self
@@ -337,16 +234,26 @@ impl Trainer {
             return Ok(TaskEnd::Resumed);
         }
 
-        let data = self.datasets.get(&task.dataset).await?;
+        let data = self.bench.datasets.get(&task.dataset).await?;
         let base = self
+            .bench
             .blobs
-            .tensors(&self.me.client, task.base_hash, spec.model)
+            .tensors(&self.bench.me.client, task.base_hash, spec.model)
             .await?;
-        let produced = match self.config.attack {
-            None => self.train(base, data, spec).await?,
-            Some(attack) => self.forge(task, attack, base, data, spec).await?,
-        };
+        let source = self.source.clone();
+        let produced = source
+            .produce(Work {
+                bench: &self.bench,
+                task,
+                base,
+                data,
+                spec,
+            })
+            .await?;
+        self.report.steps += produced.steps_trained;
+        self.report.training_seconds += produced.training_seconds;
         if let Err(e) = self
+            .bench
             .me
             .client
             .put_blob(task.job_id, produced.bytes.clone())
@@ -364,6 +271,7 @@ impl Trainer {
             self.find_submission(task, computed.hash).await?
         } else {
             match self
+                .bench
                 .me
                 .ledger
                 .submit_update(job, task.round, computed.hash)
@@ -371,8 +279,10 @@ impl Trainer {
             {
                 Err(e) if matches!(e.contract_error(), Some(JobManagerErrors::StakeTooLow(_))) => {
                     // Slashed below the minimum: stake again, then submit.
-                    ensure_registered(&self.me.ledger, Role::Trainer, self.config.stake).await?;
+                    ensure_registered(&self.bench.me.ledger, Role::Trainer, self.config.stake)
+                        .await?;
                     let (_, outcome) = self
+                        .bench
                         .me
                         .ledger
                         .submit_update(job, task.round, computed.hash)
@@ -411,7 +321,7 @@ impl Trainer {
         if computed.forged {
             self.report.forged += 1;
         }
-        self.last_delta = Some((computed.bytes, computed.hash));
+        self.source.submitted(&computed.bytes, computed.hash);
         match self.report_update(&entry).await {
             Ok(()) => {}
             // A cheater's report may be refused (its delta was never stored).
@@ -425,121 +335,11 @@ impl Trainer {
         })
     }
 
-    /// Trains the task honestly.
-    async fn train(
-        &mut self,
-        base: TensorSet,
-        data: Arc<Dataset>,
-        spec: TaskSpec,
-    ) -> Result<Produced> {
-        let started = Instant::now();
-        let computed = compute_delta(base, data, spec, self.compute.clone()).await?;
-        self.report.training_seconds += started.elapsed().as_secs_f64();
-        self.report.steps += computed.steps as u64;
-        Ok(Produced {
-            bytes: computed.bytes,
-            hash: computed.hash,
-            loss_before: computed.loss_before,
-            loss_after: computed.loss_after,
-            forged: false,
-        })
-    }
-
-    /// Produces the forged update of `attack` for `task`.
-    async fn forge(
-        &mut self,
-        task: &Task,
-        attack: Attack,
-        base: TensorSet,
-        data: Arc<Dataset>,
-        mut spec: TaskSpec,
-    ) -> Result<Produced> {
-        let existing = match attack {
-            Attack::Stale => self.last_delta.clone(),
-            Attack::Copy => match self.copy_source(task).await? {
-                Some(hash) => Some((self.blobs.bytes(&self.me.client, hash).await?, hash)),
-                None => None,
-            },
-            _ => None,
-        };
-        if let Some((bytes, hash)) = existing {
-            return Ok(Produced {
-                bytes,
-                hash,
-                loss_before: 0.0,
-                loss_after: 0.0,
-                forged: true,
-            });
-        }
-        if !attack.trains() && attack != Attack::Zero {
-            // Nothing to re-submit or copy yet: this one is honest work.
-            info!(%attack, "nothing to {attack} yet; training honestly");
-            return self.train(base, data, spec).await;
-        }
-        spec.steps = attack.steps(spec.steps);
-        spec.shard = attack.shard(spec.shard, spec.shards);
-        let layout = base.clone();
-        let honest = if attack.trains() {
-            let trained = self.train(base, data, spec.clone()).await?;
-            (
-                decode_tensors(&trained.bytes, spec.model).map_err(|source| Error::Blob {
-                    hash: trained.hash.to_string(),
-                    source,
-                })?,
-                trained.loss_before,
-                trained.loss_after,
-            )
-        } else {
-            (
-                layout
-                    .from_flat_like(&vec![0.0; layout.num_params()])
-                    .map_err(forge_error)?,
-                0.0,
-                0.0,
-            )
-        };
-        let forged = attack.forge(&honest.0, task.seed).map_err(forge_error)?;
-        let bytes = funetun_core::encode(&forged);
-        info!(%attack, "update forged");
-        Ok(Produced {
-            hash: funetun_core::keccak256(&bytes),
-            bytes,
-            loss_before: honest.1,
-            loss_after: honest.2,
-            forged: true,
-        })
-    }
-
-    /// Another trainer's delta to copy: one of this round once someone
-    /// reported it (waiting up to 20 s), else the latest of an earlier round.
-    async fn copy_source(&self, task: &Task) -> Result<Option<B256>> {
-        let me = self.report.address;
-        let started = Instant::now();
-        loop {
-            let updates = self.me.client.updates(task.job_id).await?;
-            let others = updates
-                .iter()
-                .filter(|u| u.trainer != me && u.status != "rejected");
-            let mut earlier = None;
-            for u in others {
-                if u.round == task.round {
-                    return Ok(Some(u.update_hash));
-                }
-                if u.round < task.round {
-                    earlier = Some(u.update_hash);
-                }
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                return Ok(earlier);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// The transaction of this trainer's earlier submission for the task's
     /// round; refuses when its hash is not the recomputed one.
     async fn find_submission(&self, task: &Task, hash: B256) -> Result<B256> {
         let found = self
+            .bench
             .me
             .ledger
             .update_submission(U256::from(task.job_id), task.round, self.report.address, 0)
@@ -571,11 +371,11 @@ impl Trainer {
             tx_hash: entry.tx_hash,
             loss_before: entry.loss_before,
             loss_after: entry.loss_after,
-            platform: Some(self.platform.clone()),
+            platform: Some(self.bench.platform.clone()),
         };
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match self.me.client.report_update(&report).await {
+            match self.bench.me.client.report_update(&report).await {
                 Ok(ack) => {
                     info!(index = %ack.update_index, status = %ack.status, "update reported");
                     return Ok(());

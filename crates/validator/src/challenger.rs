@@ -10,7 +10,6 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{Address, U256};
@@ -18,9 +17,10 @@ use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_chain::bindings::update_status;
 use funetun_core::api::{CheckReason, UpdateInfo, ValidationAssignment};
-use funetun_ml::Compute;
-use funetun_trainer::session::{Backoff, Endpoints, JobChoice, Participant, Stop, pace, pick_job};
-use funetun_trainer::work::{BlobCache, DataConfig, Datasets, task_spec};
+use funetun_ml::task_spec;
+use funetun_participant::{
+    DataConfig, Endpoints, JobChoice, Role, Stop, Workbench, Worker, pick_job, run_loop,
+};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
@@ -67,10 +67,7 @@ pub struct ChallengerReport {
 
 struct Challenger {
     config: ChallengerConfig,
-    me: Participant,
-    datasets: Datasets,
-    blobs: BlobCache,
-    compute: Arc<Compute>,
+    bench: Workbench,
     seen: BTreeSet<(u64, U256)>,
     report: ChallengerReport,
 }
@@ -88,38 +85,51 @@ pub async fn run(
         )));
     }
     let stop = Stop::on(shutdown);
-    let me = Participant::connect(&config.endpoints, config.key.clone()).await?;
+    let bench = Workbench::open(
+        &config.endpoints,
+        config.key.clone(),
+        config.threads,
+        config.data.clone(),
+        &config.cache_dir,
+    )
+    .await?;
     let mut c = Challenger {
-        blobs: BlobCache::new(config.cache_dir.join("blobs")),
-        datasets: Datasets::new(config.data.clone()),
-        compute: Arc::new(Compute::new(config.threads)?),
         seen: BTreeSet::new(),
         report: ChallengerReport {
-            address: me.address(),
+            address: bench.address(),
             ..Default::default()
         },
-        me,
+        bench,
         config,
     };
-    info!(address = %c.report.address, sample = c.config.sample, "challenger ready");
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    while !stop.is_raised() {
-        let outcome = c.step().await;
-        if !pace(
-            outcome,
-            Error::is_transient,
-            &mut backoff,
-            &stop,
-            c.config.poll,
-            "challenge",
-        )
-        .await
-        {
-            break;
-        }
-    }
+    info!(sample = c.config.sample, "challenger sampling");
+    let poll = c.config.poll;
+    run_loop(&mut c, &stop, poll).await?;
     info!(report = ?c.report, "challenger stopped");
     Ok(c.report)
+}
+
+impl Worker for Challenger {
+    type Error = Error;
+    const ROLE: &'static str = "challenger";
+    const STEP: &'static str = "challenge";
+
+    fn bench(&self) -> &Workbench {
+        &self.bench
+    }
+
+    /// A challenger holds no role and no stake; it pays bonds.
+    fn registration(&self) -> Option<(Role, U256)> {
+        None
+    }
+
+    async fn step(&mut self) -> Result<Option<bool>> {
+        self.poll_updates().await
+    }
+
+    fn is_transient(error: &Error) -> bool {
+        error.is_transient()
+    }
 }
 
 /// Whether the challenger replays update `index` (a keccak draw of its own
@@ -138,13 +148,13 @@ fn sampled(me: Address, job: u64, index: U256, share: f64) -> bool {
 }
 
 impl Challenger {
-    async fn step(&mut self) -> Result<Option<bool>> {
-        let job = match pick_job(&self.me.client, self.config.job_id).await? {
+    async fn poll_updates(&mut self) -> Result<Option<bool>> {
+        let job = match pick_job(&self.bench.me.client, self.config.job_id).await? {
             JobChoice::Work(job) => job.job_id,
             JobChoice::Over(_) if self.config.exit_when_over => return Ok(None),
             _ => return Ok(Some(false)),
         };
-        let updates = self.me.client.updates(job).await?;
+        let updates = self.bench.me.client.updates(job).await?;
         let me = self.report.address;
         let fresh: Vec<UpdateInfo> = updates
             .into_iter()
@@ -165,13 +175,14 @@ impl Challenger {
 
     #[instrument(skip_all, fields(job = u.job_id, round = u.round, trainer = %u.trainer))]
     async fn examine(&mut self, u: &UpdateInfo) -> Result<()> {
-        let task = self.me.client.task(u.task_id).await?;
+        let task = self.bench.me.client.task(u.task_id).await?;
         let spec = task_spec(&task)?;
         let model = spec.model;
-        let data = self.datasets.get(&task.dataset).await?;
+        let data = self.bench.datasets.get(&task.dataset).await?;
         let base = self
+            .bench
             .blobs
-            .tensors(&self.me.client, task.base_hash, model)
+            .tensors(&self.bench.me.client, task.base_hash, model)
             .await?;
         let assignment = ValidationAssignment {
             job_id: u.job_id,
@@ -186,35 +197,31 @@ impl Challenger {
             reason: CheckReason::None,
             duplicate_of: None,
         };
-        let blobs = self.blobs.clone();
-        let client = self.me.client.clone();
+        let blobs = self.bench.blobs.clone();
+        let client = self.bench.me.client.clone();
         let hash = u.update_hash;
         let verdict = replay(
             &assignment,
             base,
             data,
             spec,
-            self.compute.clone(),
+            self.bench.compute.clone(),
             || async move { Ok(blobs.tensors(&client, hash, model).await?) },
         )
         .await;
         let verdict = match verdict {
             Ok(v) => v,
             // A delta that is missing or does not decode cannot be honest.
-            Err(Error::Participant(funetun_trainer::Error::Blob { .. })) => crate::check::Verdict {
+            Err(Error::Participant(e)) if e.malformed_blob().is_some() => crate::check::Verdict {
                 valid: false,
                 detail: format!("delta {hash} is malformed"),
                 steps: 0,
             },
-            Err(Error::Participant(funetun_trainer::Error::Client(e)))
-                if e.code() == Some("unknown_blob") =>
-            {
-                crate::check::Verdict {
-                    valid: false,
-                    detail: format!("delta {hash} is unavailable"),
-                    steps: 0,
-                }
-            }
+            Err(Error::Participant(e)) if e.is_missing_blob() => crate::check::Verdict {
+                valid: false,
+                detail: format!("delta {hash} is unavailable"),
+                steps: 0,
+            },
             Err(e) => return Err(e),
         };
         self.report.replayed += 1;
@@ -223,7 +230,7 @@ impl Challenger {
             return Ok(());
         }
         let job = U256::from(u.job_id);
-        let view = self.me.ledger.update(job, u.update_index).await?;
+        let view = self.bench.me.ledger.update(job, u.update_index).await?;
         if view.status != update_status::PENDING {
             info!(
                 status = view.status,
@@ -231,8 +238,14 @@ impl Challenger {
             );
             return Ok(());
         }
-        let bond = self.me.ledger.params().await?.challenge_bond;
-        match self.me.ledger.challenge(job, u.update_index, bond).await {
+        let bond = self.bench.me.ledger.params().await?.challenge_bond;
+        match self
+            .bench
+            .me
+            .ledger
+            .challenge(job, u.update_index, bond)
+            .await
+        {
             Ok(outcome) => {
                 self.report.challenges += 1;
                 info!(index = %u.update_index, tx = %outcome.tx_hash, detail = %verdict.detail, "challenged");

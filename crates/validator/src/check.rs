@@ -19,7 +19,7 @@ use funetun_core::api::ValidationAssignment;
 use funetun_ml::data::sampler::{eval_sample, shard_indices};
 use funetun_ml::train::TASK_EVAL_SAMPLES;
 use funetun_ml::{Compute, Dataset, TaskSpec, evaluate};
-use funetun_trainer::work::{Computed, compute_delta};
+use funetun_participant::{Computed, compute_delta};
 
 use crate::error::{Error, Result};
 
@@ -75,7 +75,8 @@ where
         });
     }
     let theirs = fetch_delta().await?;
-    let ours_set = funetun_trainer::work::decode_tensors(&ours.bytes, model)
+    let ours_set = model
+        .decode(&ours.bytes)
         .map_err(|e| Error::Check(format!("own replay does not decode: {e}")))?;
     let rel = relative_difference(&theirs, &ours_set)?;
     let valid = rel <= REPLAY_TOLERANCE;

@@ -5,7 +5,7 @@
 pub enum Error {
     /// Shared participant plumbing (orchestrator, chain, data, blobs).
     #[error(transparent)]
-    Participant(#[from] funetun_trainer::Error),
+    Participant(#[from] funetun_participant::Error),
     /// Training or evaluation failed.
     #[error(transparent)]
     Ml(#[from] funetun_ml::Error),

@@ -13,18 +13,17 @@ use std::time::Duration;
 use alloy_primitives::{Address, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
-use funetun_core::api::{CheckReason, ValidationAssignment, ValidationReport, ValidationRequest};
-use funetun_ml::Compute;
-use funetun_ml::platform::platform_class;
-use funetun_trainer::session::{
-    Backoff, Endpoints, JobChoice, Participant, Role, Stop, pace, pick_job, register_until_ready,
+use funetun_core::api::{ValidationAssignment, ValidationReport, ValidationRequest};
+use funetun_participant::{
+    Backoff, DataConfig, Endpoints, JobChoice, Role, Stop, Workbench, Worker, pick_job, run_loop,
 };
-use funetun_trainer::work::{BlobCache, DataConfig, Datasets, task_spec};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use crate::check::{Verdict, replay, spot_check};
+#[cfg(feature = "byzantine")]
+pub use crate::attack::ValidatorAttack;
 use crate::error::{Error, Result};
+use crate::voter::{Checker, Voter};
 
 /// How a validator runs.
 #[derive(Clone, Debug)]
@@ -48,58 +47,19 @@ pub struct ValidatorConfig {
     /// Pause between polls when there is nothing to check.
     pub poll: Duration,
     /// Vote without checking (tests of the quorum).
+    #[cfg(feature = "byzantine")]
     pub attack: Option<ValidatorAttack>,
 }
 
-/// How a dishonest validator votes: without checking anything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ValidatorAttack {
-    /// Every update valid.
-    AlwaysValid,
-    /// Every update invalid.
-    AlwaysInvalid,
-    /// A coin flip per update.
-    Random,
-}
-
-impl std::str::FromStr for ValidatorAttack {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "always-valid" => Ok(Self::AlwaysValid),
-            "always-invalid" => Ok(Self::AlwaysInvalid),
-            "random" => Ok(Self::Random),
-            _ => Err(format!(
-                "unknown validator attack `{s}`; use always-valid, always-invalid or random"
-            )),
+impl ValidatorConfig {
+    /// How this validator votes: by checking, or with `attack` (feature
+    /// `byzantine`) without.
+    fn voter(&self) -> Arc<dyn Voter> {
+        #[cfg(feature = "byzantine")]
+        if let Some(attack) = self.attack {
+            return Arc::new(attack);
         }
-    }
-}
-
-impl std::fmt::Display for ValidatorAttack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::AlwaysValid => "always-valid",
-            Self::AlwaysInvalid => "always-invalid",
-            Self::Random => "random",
-        })
-    }
-}
-
-impl ValidatorAttack {
-    /// The vote on update `index` (the coin of `random` is keccak256 of
-    /// the validator and the index, so a rerun votes the same).
-    pub fn vote(self, validator: Address, index: U256) -> bool {
-        match self {
-            Self::AlwaysValid => true,
-            Self::AlwaysInvalid => false,
-            Self::Random => {
-                let mut msg = validator.to_vec();
-                msg.extend_from_slice(&index.to_be_bytes::<32>());
-                funetun_core::keccak256(&msg)[0] & 1 == 1
-            }
-        }
+        Arc::new(Checker)
     }
 }
 
@@ -120,11 +80,8 @@ pub struct ValidatorReport {
 
 struct Validator {
     config: ValidatorConfig,
-    me: Participant,
-    datasets: Datasets,
-    blobs: BlobCache,
-    compute: Arc<Compute>,
-    platform: String,
+    bench: Workbench,
+    voter: Arc<dyn Voter>,
     report: ValidatorReport,
 }
 
@@ -135,51 +92,45 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<ValidatorReport> {
     let stop = Stop::on(shutdown);
-    let me = Participant::connect(&config.endpoints, config.key.clone()).await?;
+    let bench = Workbench::open(
+        &config.endpoints,
+        config.key.clone(),
+        config.threads,
+        config.data.clone(),
+        &config.cache_dir,
+    )
+    .await?;
     let mut v = Validator {
-        blobs: BlobCache::new(config.cache_dir.join("blobs")),
-        datasets: Datasets::new(config.data.clone()),
-        compute: Arc::new(Compute::new(config.threads)?),
-        platform: platform_class(),
+        voter: config.voter(),
         report: ValidatorReport {
-            address: me.address(),
+            address: bench.address(),
             ..Default::default()
         },
-        me,
+        bench,
         config,
     };
-    v.run(&stop).await?;
+    let poll = v.config.poll;
+    if run_loop(&mut v, &stop, poll).await? {
+        info!(report = ?v.report, "validator stopped");
+    }
     Ok(v.report)
 }
 
-impl Validator {
-    async fn run(&mut self, stop: &Stop) -> Result<()> {
-        if !register_until_ready(&self.me.ledger, Role::Validator, self.config.stake, stop).await? {
-            return Ok(());
-        }
-        info!(address = %self.report.address, "validator ready");
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        while !stop.is_raised() {
-            let outcome = self.step().await;
-            if !pace(
-                outcome,
-                Error::is_transient,
-                &mut backoff,
-                stop,
-                self.config.poll,
-                "check",
-            )
-            .await
-            {
-                break;
-            }
-        }
-        info!(report = ?self.report, "validator stopped");
-        Ok(())
+impl Worker for Validator {
+    type Error = Error;
+    const ROLE: &'static str = "validator";
+    const STEP: &'static str = "check";
+
+    fn bench(&self) -> &Workbench {
+        &self.bench
+    }
+
+    fn registration(&self) -> Option<(Role, U256)> {
+        Some((Role::Validator, self.config.stake))
     }
 
     async fn step(&mut self) -> Result<Option<bool>> {
-        let job_id = match pick_job(&self.me.client, self.config.job_id).await? {
+        let job_id = match pick_job(&self.bench.me.client, self.config.job_id).await? {
             JobChoice::Work(job) => Some(job.job_id),
             JobChoice::Over(_) if self.config.exit_when_over => {
                 // Votes may still be owed on the last round's updates.
@@ -193,33 +144,33 @@ impl Validator {
         };
         let request = ValidationRequest {
             job_id,
-            platform: Some(self.platform.clone()),
+            platform: Some(self.bench.platform.clone()),
         };
-        let Some(assignment) = self.me.client.next_validation(&request).await? else {
+        let Some(assignment) = self.bench.me.client.next_validation(&request).await? else {
             return Ok(Some(false));
         };
         self.check_and_vote(&assignment).await?;
         Ok(Some(true))
     }
 
+    fn is_transient(error: &Error) -> bool {
+        error.is_transient()
+    }
+}
+
+impl Validator {
     async fn next(&self) -> Result<Option<ValidationAssignment>> {
         let request = ValidationRequest {
             job_id: self.config.job_id,
-            platform: Some(self.platform.clone()),
+            platform: Some(self.bench.platform.clone()),
         };
-        Ok(self.me.client.next_validation(&request).await?)
+        Ok(self.bench.me.client.next_validation(&request).await?)
     }
 
     #[instrument(skip_all, fields(job = a.job_id, round = a.task.round, trainer = %a.trainer))]
     async fn check_and_vote(&mut self, a: &ValidationAssignment) -> Result<()> {
-        let checked = match self.config.attack {
-            Some(attack) => Ok(Verdict {
-                valid: attack.vote(self.report.address, a.update_index),
-                detail: format!("not checked ({attack})"),
-                steps: 0,
-            }),
-            None => self.check(a).await,
-        };
+        let voter = self.voter.clone();
+        let checked = voter.judge(&self.bench, a).await;
         let verdict = match checked {
             Ok(v) => v,
             Err(e) if !e.is_transient() => {
@@ -233,6 +184,7 @@ impl Validator {
         self.report.replay_steps += verdict.steps;
         let job = U256::from(a.job_id);
         let tx_hash = match self
+            .bench
             .me
             .ledger
             .validate_update(job, a.update_index, verdict.valid)
@@ -262,79 +214,11 @@ impl Validator {
         };
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match self.me.client.report_validation(&report).await {
+            match self.bench.me.client.report_validation(&report).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_transient() && backoff.failures() < 8 => backoff.wait(&e).await,
                 Err(e) => return Err(e.into()),
             }
-        }
-    }
-
-    async fn check(&self, a: &ValidationAssignment) -> Result<Verdict> {
-        let spec = task_spec(&a.task)?;
-        let model = spec.model;
-        if a.reason == CheckReason::KnownHash
-            && let Some(earlier) = a.duplicate_of
-            && earlier != a.update_index
-            && self
-                .me
-                .ledger
-                .matches_hash(U256::from(a.job_id), earlier, a.update_hash)
-                .await?
-        {
-            return Ok(Verdict {
-                valid: false,
-                detail: format!(
-                    "hash {} was already committed by update {earlier:#x} for another task (copied or stale)",
-                    a.update_hash
-                ),
-                steps: 0,
-            });
-        }
-        // The delta must be available and well-formed: a committed hash
-        // whose delta was never stored (or does not decode) is invalid.
-        match self
-            .blobs
-            .tensors(&self.me.client, a.update_hash, model)
-            .await
-        {
-            Ok(_) => {}
-            Err(funetun_trainer::Error::Client(e)) if e.code() == Some("unknown_blob") => {
-                return Ok(Verdict {
-                    valid: false,
-                    detail: format!("delta {} is not available", a.update_hash),
-                    steps: 0,
-                });
-            }
-            Err(funetun_trainer::Error::Blob { source, .. }) => {
-                return Ok(Verdict {
-                    valid: false,
-                    detail: format!(
-                        "delta {} is not a valid tensor file: {source}",
-                        a.update_hash
-                    ),
-                    steps: 0,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let data = self.datasets.get(&a.task.dataset).await?;
-        let base = self
-            .blobs
-            .tensors(&self.me.client, a.task.base_hash, model)
-            .await?;
-        let fetch_delta = || async {
-            Ok::<_, Error>(
-                self.blobs
-                    .tensors(&self.me.client, a.update_hash, model)
-                    .await?,
-            )
-        };
-        if a.mode == "spot-check" {
-            let delta = fetch_delta().await?;
-            spot_check(a, base, delta, data, spec, self.compute.clone()).await
-        } else {
-            replay(a, base, data, spec, self.compute.clone(), fetch_delta).await
         }
     }
 }

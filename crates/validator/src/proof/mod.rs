@@ -28,7 +28,7 @@ pub mod error;
 pub mod simulate;
 pub mod stats;
 
-use funetun_core::{DecodeLimits, TensorSet, encoding::decode_with_layout};
+use funetun_core::TensorSet;
 use funetun_ml::{Compute, Dataset, ModelKind};
 use serde::Serialize;
 
@@ -220,9 +220,7 @@ pub fn decode_checkpoint(
     model: ModelKind,
     bytes: &[u8],
 ) -> std::result::Result<TensorSet, funetun_core::Error> {
-    let layout = model.zeros();
-    let limits = DecodeLimits::for_model(layout.num_params(), layout.len());
-    decode_with_layout(bytes, &limits, &layout)
+    model.decode(bytes)
 }
 
 /// Runs the six checks on `chain`. `init_seed` is the declared seed of θ₀

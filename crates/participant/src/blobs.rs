@@ -1,0 +1,56 @@
+//! The participant's blob cache: checkpoints and deltas kept on disk by
+//! hash in a [`BlobDir`] (checked, atomic, write-once — the same directory
+//! format as the orchestrator's store), so a base is downloaded once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use funetun_client::Client;
+use funetun_core::TensorSet;
+use funetun_core::blobs::BlobDir;
+use funetun_ml::ModelKind;
+use tracing::debug;
+
+use crate::error::{Error, Result};
+
+/// Checkpoints and deltas kept on disk by hash.
+#[derive(Clone, Debug)]
+pub struct BlobCache {
+    dir: Arc<BlobDir>,
+}
+
+impl BlobCache {
+    /// A cache in `dir` (created if missing).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self {
+            dir: Arc::new(BlobDir::open(dir).map_err(Error::Cache)?),
+        })
+    }
+
+    /// The bytes of blob `hash`: from disk if present and intact, else
+    /// downloaded (hash-checked by the client) and stored.
+    pub async fn bytes(&self, client: &Client, hash: B256) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.dir.get(hash).map_err(Error::Cache)? {
+            return Ok(bytes);
+        }
+        debug!(%hash, "blob not cached; downloading");
+        let bytes = client.get_blob(hash).await?;
+        self.dir.put(hash, &bytes).map_err(Error::Cache)?;
+        Ok(bytes)
+    }
+
+    /// Blob `hash` decoded as weights of `model`.
+    pub async fn tensors(
+        &self,
+        client: &Client,
+        hash: B256,
+        model: ModelKind,
+    ) -> Result<TensorSet> {
+        let bytes = self.bytes(client, hash).await?;
+        model.decode(&bytes).map_err(|source| Error::Blob {
+            hash: hash.to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! The compute entry points: a task's training run off the async runtime,
+//! giving the delta's canonical bytes and hash. What a trainer submits is
+//! what a validator or challenger replays, bit for bit.
+
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use funetun_core::{TensorSet, encode, keccak256};
+use funetun_ml::{Compute, Dataset, TaskSpec};
+
+use crate::error::{Error, Result};
+
+/// A computed delta: its canonical bytes, their hash and the losses.
+#[derive(Clone, Debug)]
+pub struct Computed {
+    /// Canonical safetensors of Δ.
+    pub bytes: Vec<u8>,
+    /// keccak256 of `bytes`.
+    pub hash: B256,
+    /// Loss of the base on the task's evaluation sample.
+    pub loss_before: f32,
+    /// Loss after training on the same sample.
+    pub loss_after: f32,
+    /// Training steps run.
+    pub steps: usize,
+}
+
+/// Runs `spec` from `base` on `data` off the async runtime: the delta a
+/// trainer submits and a validator replays.
+pub async fn compute_delta(
+    base: TensorSet,
+    data: Arc<Dataset>,
+    spec: TaskSpec,
+    compute: Arc<Compute>,
+) -> Result<Computed> {
+    tokio::task::spawn_blocking(move || {
+        let outcome = funetun_ml::train_task(&base, &data, &spec, &compute, &mut |_| {})?;
+        let bytes = encode(&outcome.delta);
+        Ok(Computed {
+            hash: keccak256(&bytes),
+            bytes,
+            loss_before: outcome.loss_before,
+            loss_after: outcome.loss_after,
+            steps: spec.steps,
+        })
+    })
+    .await
+    .map_err(|e| Error::Config(format!("training stopped: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use funetun_core::api::Task;
+    use funetun_ml::{ModelKind, task_spec};
+
+    use super::*;
+    use crate::data::{DataConfig, Datasets};
+
+    fn task() -> Task {
+        Task {
+            task_id: 7,
+            job_id: 1,
+            round: 0,
+            base_hash: B256::ZERO,
+            model: "mlp".into(),
+            dataset: "synthetic".into(),
+            shard: 1,
+            shards: 4,
+            steps: 3,
+            batch: 16,
+            lr: 0.05,
+            optimizer: "momentum:0.9".into(),
+            seed: 11,
+            lease_expires_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_same_task_gives_the_same_delta_hash() {
+        let t = task();
+        let spec = task_spec(&t).unwrap();
+        let data = Datasets::new(DataConfig::default())
+            .get("synthetic")
+            .await
+            .unwrap();
+        let base = ModelKind::Mlp.init(3);
+        let a = compute_delta(
+            base.clone(),
+            data.clone(),
+            spec.clone(),
+            Arc::new(Compute::new(1).unwrap()),
+        )
+        .await
+        .unwrap();
+        let b = compute_delta(base, data, spec, Arc::new(Compute::new(2).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(ModelKind::Mlp.decode(&a.bytes).unwrap().len(), 4);
+        assert!(a.loss_after.is_finite());
+    }
+}

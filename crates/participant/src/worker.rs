@@ -1,0 +1,113 @@
+//! The participant loop, written once for every role: connect, stake for
+//! the role if it has one, then step (pick a job, do one unit of work) and
+//! pace (back off through outages, pause when idle) until the stop signal,
+//! or until a step says the work is over.
+//!
+//! A role is a [`Worker`] holding a [`Workbench`] — its connection, data
+//! sets, blob cache and compute threads — and [`run_loop`] drives it.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Address, U256};
+use alloy_signer_local::PrivateKeySigner;
+use funetun_ml::Compute;
+use funetun_ml::platform::platform_class;
+use tracing::info;
+
+use crate::blobs::BlobCache;
+use crate::data::{DataConfig, Datasets};
+use crate::error::{Error, Result};
+use crate::pacing::{Backoff, Stop, pace};
+use crate::session::{Endpoints, Participant, Role, register_until_ready};
+
+/// What every participant process works with.
+pub struct Workbench {
+    /// The signed orchestrator client and the ledger.
+    pub me: Participant,
+    /// Data sets, loaded once.
+    pub datasets: Datasets,
+    /// Checkpoints and deltas by hash.
+    pub blobs: BlobCache,
+    /// Compute threads for training and replays.
+    pub compute: Arc<Compute>,
+    /// The platform class results are bit-exact under.
+    pub platform: String,
+}
+
+impl Workbench {
+    /// Connects to the chain and the orchestrator, opens the blob cache in
+    /// `cache_dir/blobs` and starts `threads` compute threads.
+    pub async fn open(
+        endpoints: &Endpoints,
+        key: PrivateKeySigner,
+        threads: usize,
+        data: DataConfig,
+        cache_dir: &Path,
+    ) -> Result<Self> {
+        let me = Participant::connect(endpoints, key).await?;
+        Ok(Self {
+            me,
+            datasets: Datasets::new(data),
+            blobs: BlobCache::open(cache_dir.join("blobs"))?,
+            compute: Arc::new(Compute::new(threads)?),
+            platform: platform_class(),
+        })
+    }
+
+    /// This participant's address.
+    pub fn address(&self) -> Address {
+        self.me.address()
+    }
+}
+
+/// One role's unit of work, driven by [`run_loop`].
+pub trait Worker: Send {
+    /// The role's error type.
+    type Error: std::fmt::Display + From<Error> + Send + Sync;
+    /// The role's name in logs (`trainer`, `validator`, `challenger`).
+    const ROLE: &'static str;
+    /// What one step is called when it fails (`task`, `check`, …).
+    const STEP: &'static str;
+
+    /// The workbench the role works with.
+    fn bench(&self) -> &Workbench;
+
+    /// The on-chain role and stake to hold before working, if any.
+    fn registration(&self) -> Option<(Role, U256)>;
+
+    /// One unit of work. `Some(true)`: did work; `Some(false)`: nothing to
+    /// do now; `None`: the work is over and the loop should end.
+    fn step(
+        &mut self,
+    ) -> impl Future<Output = std::result::Result<Option<bool>, Self::Error>> + Send;
+
+    /// Whether a failed step is worth retrying after a backoff.
+    fn is_transient(error: &Self::Error) -> bool;
+}
+
+/// Runs `worker`: stakes for its role (retrying through chain outages),
+/// then steps and paces until `stop` is raised or a step says the work is
+/// over. Returns false when stopped before the role was ready.
+pub async fn run_loop<W: Worker>(
+    worker: &mut W,
+    stop: &Stop,
+    poll: Duration,
+) -> std::result::Result<bool, W::Error> {
+    if let Some((role, stake)) = worker.registration()
+        && !register_until_ready(&worker.bench().me.ledger, role, stake, stop).await?
+    {
+        return Ok(false);
+    }
+    info!(address = %worker.bench().address(), "{} ready", W::ROLE);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    while !stop.is_raised() {
+        let outcome = worker.step().await;
+        if !pace(outcome, W::is_transient, &mut backoff, stop, poll, W::STEP).await {
+            break;
+        }
+    }
+    Ok(true)
+}
