@@ -517,9 +517,9 @@ impl Trainer {
         let started = Instant::now();
         loop {
             let updates = self.me.client.updates(task.job_id).await?;
-            let others = updates
-                .iter()
-                .filter(|u| u.trainer != me && u.status != "rejected");
+            let others = updates.iter().filter(|u| {
+                u.trainer != me && u.status != funetun_core::protocol::UpdateStatus::Rejected
+            });
             let mut earlier = None;
             for u in others {
                 if u.round == task.round {

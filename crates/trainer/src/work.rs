@@ -14,6 +14,7 @@ use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, Optimize
 use tracing::{debug, info};
 
 use crate::error::{Error, Result};
+use funetun_ml::Architecture as _;
 
 /// The ML side of a task, checked.
 pub fn task_spec(task: &Task) -> Result<TaskSpec> {
@@ -21,7 +22,7 @@ pub fn task_spec(task: &Task) -> Result<TaskSpec> {
         task_id: task.task_id,
         detail,
     };
-    let model: ModelKind = task.model.parse().map_err(|e| bad(format!("model: {e}")))?;
+    let model: ModelKind = task.model;
     let optimizer: OptimizerKind = task
         .optimizer
         .parse()
@@ -53,7 +54,7 @@ pub struct DataConfig {
 #[derive(Clone, Default)]
 pub struct Datasets {
     config: DataConfig,
-    loaded: Arc<Mutex<HashMap<String, Arc<Dataset>>>>,
+    loaded: Arc<Mutex<HashMap<DatasetName, Arc<Dataset>>>>,
 }
 
 impl Datasets {
@@ -66,11 +67,11 @@ impl Datasets {
     }
 
     /// The data set called `name`, loading it off the async runtime on first use.
-    pub async fn get(&self, name: &str) -> Result<Arc<Dataset>> {
+    pub async fn get(&self, name: &DatasetName) -> Result<Arc<Dataset>> {
         if let Some(d) = self.loaded.lock().expect("dataset cache lock").get(name) {
             return Ok(d.clone());
         }
-        let parsed: DatasetName = name.parse()?;
+        let parsed = name.clone();
         let config = self.config.clone();
         let data = tokio::task::spawn_blocking(move || {
             Dataset::load(
@@ -86,7 +87,7 @@ impl Datasets {
         .map_err(|e| Error::Config(format!("data loading stopped: {e}")))??;
         let data = Arc::new(data);
         info!(
-            dataset = name,
+            dataset = %name,
             train = data.train.len(),
             test = data.test.len(),
             "data set loaded"
@@ -94,7 +95,7 @@ impl Datasets {
         self.loaded
             .lock()
             .expect("dataset cache lock")
-            .insert(name.to_string(), data.clone());
+            .insert(name.clone(), data.clone());
         Ok(data)
     }
 }
@@ -214,8 +215,8 @@ mod tests {
             job_id: 1,
             round: 0,
             base_hash: B256::ZERO,
-            model: "mlp".into(),
-            dataset: "synthetic".into(),
+            model: ModelKind::Mlp,
+            dataset: funetun_ml::DatasetName::Synthetic(0),
             shard: 1,
             shards: 4,
             steps: 3,
@@ -232,14 +233,14 @@ mod tests {
         let spec = task_spec(&task()).unwrap();
         assert_eq!(spec.shard, 1);
         assert_eq!(spec.optimizer, OptimizerKind::Momentum { momentum: 0.9 });
+        // An unknown model is refused where the task arrives, by its type.
+        let mut json = serde_json::to_value(task()).unwrap();
+        json["model"] = "resnet".into();
+        let e = serde_json::from_value::<Task>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("resnet") && e.contains("mlp"), "{e}");
         for (field, t) in [
-            (
-                "model",
-                Task {
-                    model: "resnet".into(),
-                    ..task()
-                },
-            ),
             (
                 "optimizer",
                 Task {
@@ -260,7 +261,7 @@ mod tests {
         let t = task();
         let spec = task_spec(&t).unwrap();
         let data = Datasets::new(DataConfig::default())
-            .get("synthetic")
+            .get(&DatasetName::Synthetic(0))
             .await
             .unwrap();
         let base = ModelKind::Mlp.init(3);

@@ -330,7 +330,7 @@ impl Validator {
                     .await?,
             )
         };
-        if a.mode == "spot-check" {
+        if a.mode == funetun_core::protocol::ValidationMode::SpotCheck {
             let delta = fetch_delta().await?;
             spot_check(a, base, delta, data, spec, self.compute.clone()).await
         } else {
