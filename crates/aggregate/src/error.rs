@@ -24,6 +24,9 @@ pub enum Error {
         /// The accepted forms.
         valid: &'static str,
     },
+    /// An outer optimizer state file does not fit the optimizer or model.
+    #[error("outer optimizer state: {0}")]
+    StateFile(String),
     /// No input vectors were given.
     #[error("no inputs to aggregate")]
     NoInputs,

@@ -25,6 +25,8 @@
 //! - [`guard`]: input checks, norms and norm-outlier flags.
 //! - [`exec`]: threads ([`Exec`]) and the fixed work split that makes
 //!   results independent of the thread count.
+//! - [`state_file`] (feature `tensors`): the outer optimizer's state as a
+//!   canonical tensor file, shared by the orchestrator and `funetun aggregate`.
 //! - [`membw`]: the read-once memory-bandwidth baseline for benchmarks.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
 //!
@@ -74,6 +76,8 @@ pub mod guard;
 pub mod membw;
 pub mod outer;
 pub mod rule;
+#[cfg(feature = "tensors")]
+pub mod state_file;
 
 mod combine;
 mod iterative;

@@ -6,6 +6,8 @@
 //!   decoding into [`bindings::JobManager::JobManagerErrors`], local nonces, retries with
 //!   backoff that never resend a transaction without checking whether it landed, and a
 //!   confirmation depth.
+//! - [`accounts`]: a job's books from its events and view: paid, slashed,
+//!   reserved, per-account tallies and the conservation check.
 //! - [`events`]: typed contract events, range queries and a polling stream from a block.
 //! - [`deploy`]: the contract's constructor parameters and deployment.
 //! - [`devchain`]: the embedded dev chain: the committed bytecode on revm behind Ethereum
@@ -14,6 +16,7 @@
 //! - [`bench`]: the measurements behind `funetun bench gas` and `funetun bench chain`.
 //! - [`error`]: [`ChainError`] and the crate's [`Result`].
 
+pub mod accounts;
 pub mod bench;
 pub mod bindings;
 pub mod deploy;
@@ -23,6 +26,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 
+pub use accounts::{AccountTally, JobAccounts};
 pub use bindings::JobManager;
 pub use deploy::{ContractParams, Deployment, deploy_job_manager};
 pub use devchain::{DevChain, DevChainConfig};

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use funetun_aggregate::{Exec, Options, Outer, OuterState, Rule, SimdLevel, membw};
+use funetun_aggregate::{Exec, Options, Outer, Rule, SimdLevel, membw, state_file};
 use funetun_core::encoding::decode_with_layout;
-use funetun_core::{DecodeLimits, Tensor, TensorSet, decode, encode, keccak256};
+use funetun_core::{DecodeLimits, TensorSet, decode, encode, keccak256};
 use serde::Serialize;
 
 use crate::output::{print_json, write_atomic};
@@ -85,68 +85,6 @@ fn default_state_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.outer.safetensors"))
 }
 
-/// The optimizer state as a tensor file: `step` (a scalar) and one tensor per
-/// slot and parameter, named `SLOT/PARAM`, with the parameter's shape.
-fn state_to_tensors(state: &OuterState, layout: &TensorSet) -> anyhow::Result<TensorSet> {
-    anyhow::ensure!(
-        state.step < (1 << 24),
-        "step count {} does not fit the state file",
-        state.step
-    );
-    let mut set = TensorSet::new();
-    set.insert("step", Tensor::new(vec![], vec![state.step as f32])?);
-    for (slot, flat) in &state.slots {
-        for (name, t) in layout.from_flat_like(flat)?.iter() {
-            set.insert(format!("{slot}/{name}"), t.clone());
-        }
-    }
-    Ok(set)
-}
-
-fn state_from_tensors(
-    set: &TensorSet,
-    outer: &Outer,
-    layout: &TensorSet,
-) -> anyhow::Result<OuterState> {
-    let step = set
-        .get("step")
-        .filter(|t| t.data.len() == 1)
-        .map(|t| t.data[0])
-        .context("the state file has no scalar `step`")?;
-    anyhow::ensure!(
-        step >= 0.0 && step.fract() == 0.0 && step < (1 << 24) as f32,
-        "the state file's step {step} is not a step count"
-    );
-    let expected = 1 + outer.slot_names().len() * layout.len();
-    anyhow::ensure!(
-        set.len() == expected,
-        "the state file holds {} tensors, `{outer}` on this model needs {expected}",
-        set.len()
-    );
-    let mut slots = Vec::new();
-    for slot in outer.slot_names() {
-        let mut flat = Vec::with_capacity(layout.num_params());
-        for (name, t) in layout.iter() {
-            let key = format!("{slot}/{name}");
-            let s = set
-                .get(&key)
-                .with_context(|| format!("the state file has no tensor `{key}`"))?;
-            anyhow::ensure!(
-                s.shape == t.shape,
-                "state tensor `{key}` has shape {:?}, the model {:?}",
-                s.shape,
-                t.shape
-            );
-            flat.extend_from_slice(&s.data);
-        }
-        slots.push((slot.to_string(), flat));
-    }
-    Ok(OuterState {
-        step: step as u64,
-        slots,
-    })
-}
-
 /// Runs `funetun aggregate`.
 pub fn run(args: AggregateArgs) -> anyhow::Result<()> {
     let exec = exec_for(args.threads)?;
@@ -192,8 +130,12 @@ pub fn run(args: AggregateArgs) -> anyhow::Result<()> {
             let base = read(base_path, Some(&first))?;
             let mut theta = base.to_flat();
             let mut state = match &args.state_in {
-                Some(p) => state_from_tensors(&read(p, None)?, outer, &first)
-                    .with_context(|| format!("reading optimizer state {}", p.display()))?,
+                Some(p) => {
+                    let bytes = std::fs::read(p)
+                        .with_context(|| format!("reading optimizer state {}", p.display()))?;
+                    state_file::decode_state(&bytes, outer, &first)
+                        .with_context(|| format!("reading optimizer state {}", p.display()))?
+                }
                 None => outer.init_state(theta.len()),
             };
             outer.step(&mut theta, &agg.output, &mut state, &exec)?;
@@ -202,7 +144,7 @@ pub fn run(args: AggregateArgs) -> anyhow::Result<()> {
                     .state_out
                     .clone()
                     .unwrap_or_else(|| default_state_path(&args.out));
-                let bytes = encode(&state_to_tensors(&state, &first)?);
+                let bytes = state_file::encode_state(&state, &first)?;
                 write_atomic(&path, &bytes)?;
                 eprintln!(
                     "optimizer state (step {}) written to {}",
@@ -387,6 +329,7 @@ pub fn bench(args: AggregateBenchArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use funetun_core::Tensor;
 
     fn write(dir: &Path, name: &str, a: &[f32], b: &[f32]) -> PathBuf {
         let mut s = TensorSet::new();
@@ -491,6 +434,75 @@ mod tests {
         a.state_in = Some(state1);
         let e = run(a).unwrap_err();
         assert!(format!("{e:#}").contains("optimizer state"), "{e:#}");
+    }
+
+    /// The orchestrator's stored outer state and `funetun aggregate
+    /// --state-in/--state-out` are one format: the CLI continues a job's
+    /// round from the orchestrator's state to the same checkpoint and state
+    /// bytes the orchestrator builds.
+    #[test]
+    fn the_orchestrators_outer_state_continues_in_the_cli() {
+        use funetun_ml::Architecture as _;
+        use funetun_orchestrator::rounds::{build_checkpoint, initial_checkpoint};
+        use funetun_orchestrator::state::JobInfo;
+
+        let spec = funetun_core::JobSpec {
+            outer_optimizer: "nesterov:0.7,0.9".into(),
+            aggregation: "mean".into(),
+            dataset: funetun_ml::DatasetName::Synthetic(0),
+            ..funetun_core::JobSpec::default()
+        };
+        let info = JobInfo::resolve(1, spec, 1, vec![0; 32]).unwrap();
+        let exec = Exec::sequential();
+        let deltas: Vec<Vec<u8>> = [5u64, 6, 7]
+            .iter()
+            .map(|&seed| {
+                let mut d = funetun_ml::ModelKind::Mlp.init(seed);
+                for (_, t) in d.iter_mut() {
+                    t.data.iter_mut().for_each(|v| *v *= 0.01);
+                }
+                encode(&d)
+            })
+            .collect();
+        let theta0 = initial_checkpoint(&info);
+        let r0 = build_checkpoint(&info, 0, &theta0, &deltas, None, &exec).unwrap();
+        let r1 = build_checkpoint(
+            &info,
+            1,
+            &r0.checkpoint,
+            &deltas,
+            r0.outer_state.as_deref(),
+            &exec,
+        )
+        .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("theta1.safetensors");
+        std::fs::write(&base, &r0.checkpoint).unwrap();
+        let state_in = dir.path().join("theta1.outer.safetensors");
+        std::fs::write(&state_in, r0.outer_state.as_deref().unwrap()).unwrap();
+        let inputs: Vec<PathBuf> = deltas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let p = dir.path().join(format!("d{i}.safetensors"));
+                std::fs::write(&p, d).unwrap();
+                p
+            })
+            .collect();
+        let out = dir.path().join("theta2.safetensors");
+        let mut a = args("mean", inputs, out.clone());
+        a.outer = Some("nesterov:0.7,0.9".parse().unwrap());
+        a.base = Some(base);
+        a.state_in = Some(state_in);
+        run(a).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), r1.checkpoint);
+        let state_out = dir.path().join("theta2.outer.safetensors");
+        assert_eq!(
+            std::fs::read(state_out).unwrap(),
+            r1.outer_state.unwrap(),
+            "the CLI writes the state the orchestrator would store"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct DataArgs {
     /// Data set: mnist, fashion-mnist, synthetic[:SEED] or a directory of IDX files.
     #[arg(long, env = "FUNETUN_DATASET", default_value = "mnist")]
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Directory holding data sets (searched before FUNETUN_DATA_DIR and the cache).
     #[arg(long, env = "FUNETUN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -24,7 +24,7 @@ pub struct DataArgs {
 impl DataArgs {
     /// Loads the data set, with a progress bar while downloading.
     pub fn load(&self) -> anyhow::Result<Dataset> {
-        let name: DatasetName = self.dataset.parse()?;
+        let name = self.dataset.clone();
         let bar = ProgressBar::hidden();
         bar.set_style(
             ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} ({eta})")

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::chain::runtime;
 use crate::output::print_json;
+use funetun_ml::Architecture as _;
 
 /// Subcommands of `funetun bench`.
 #[derive(Debug, clap::Subcommand)]

@@ -14,13 +14,13 @@ use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context as _;
 use funetun_chain::bindings::update_status;
 use funetun_chain::ledger::http_provider;
-use funetun_chain::{
-    ContractParams, DevChain, DevChainConfig, JobManager, Ledger, LedgerConfig, dev_accounts,
-};
+use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig, dev_accounts};
 use funetun_client::Client;
+use funetun_client::anchored::{Anchored, Which, fetch_checkpoints};
 use funetun_core::JobSpec;
 use funetun_core::amount::{format_eth, parse_amount};
 use funetun_core::api::{RoundInfo, UpdateInfo};
+use funetun_core::protocol::{JobStatus, ModelKind, Role, RoundStatus, UpdateStatus};
 use funetun_ml::{Dataset, DatasetName, LoadOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::chain::shutdown_signal;
 use crate::job::{check_spec_names, create_job};
 use crate::output::{print_json, write_atomic};
+use funetun_ml::Architecture as _;
 
 /// Arguments of `funetun demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,10 +44,10 @@ pub struct DemoArgs {
     pub rounds: Option<u32>,
     /// Data set: mnist, fashion-mnist, synthetic[:SEED] or a directory of IDX files.
     #[arg(long, env = "FUNETUN_DATASET", default_value = "mnist")]
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Network: mlp or cnn.
     #[arg(long, env = "FUNETUN_MODEL", default_value = "mlp")]
-    pub model: String,
+    pub model: ModelKind,
     /// Aggregation rule (docs/aggregation.md).
     #[arg(long, default_value = "mean")]
     pub aggregation: String,
@@ -128,7 +129,7 @@ pub struct ParticipantSummary {
     /// Its address.
     pub address: Address,
     /// `trainer`, `validator` or `challenger`.
-    pub role: String,
+    pub role: Role,
     /// Its attack, if it cheats.
     pub attack: Option<String>,
     /// Accepted updates (trainers).
@@ -151,9 +152,9 @@ pub struct ParticipantSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoSummary {
     /// The data set trained on.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// The network.
-    pub model: String,
+    pub model: ModelKind,
     /// Rounds run.
     pub rounds: u64,
     /// Test accuracy of the final checkpoint.
@@ -223,16 +224,16 @@ pub struct DemoSummary {
 }
 
 /// The built-in job for `model`, shaped by the flags.
-pub fn demo_spec(args: &DemoArgs, dataset: &str) -> anyhow::Result<JobSpec> {
+pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSpec> {
     let mut spec = match &args.spec {
         Some(path) => crate::job::read_spec(path)?.0,
         None => {
-            let cnn = args.model == "cnn";
+            let cnn = args.model == ModelKind::Cnn;
             JobSpec {
                 name: format!("demo-{}-{}", args.model, dataset),
                 seed: args.seed,
-                model: args.model.clone(),
-                dataset: dataset.to_string(),
+                model: args.model,
+                dataset: dataset.clone(),
                 rounds: if cnn { 3 } else { 4 },
                 shards: args.trainers.max(1) as u32,
                 steps: if cnn { 100 } else { 400 },
@@ -282,10 +283,10 @@ pub fn demo_spec(args: &DemoArgs, dataset: &str) -> anyhow::Result<JobSpec> {
 
 /// Picks the data set: the requested one when it can be found or
 /// downloaded, else — loudly — the synthetic one.
-fn choose_dataset(args: &DemoArgs) -> anyhow::Result<String> {
-    let name: DatasetName = args.dataset.parse()?;
+fn choose_dataset(args: &DemoArgs) -> anyhow::Result<DatasetName> {
+    let name = args.dataset.clone();
     if matches!(name, DatasetName::Synthetic(_)) {
-        return Ok(args.dataset.clone());
+        return Ok(name);
     }
     let options = LoadOptions {
         data_dir: args.data_dir.as_deref(),
@@ -293,7 +294,7 @@ fn choose_dataset(args: &DemoArgs) -> anyhow::Result<String> {
         progress: None,
     };
     match Dataset::load(&name, &options) {
-        Ok(_) => Ok(args.dataset.clone()),
+        Ok(_) => Ok(name),
         Err(e) => {
             eprintln!();
             eprintln!("!!! {name} is neither on this machine nor downloadable: {e}");
@@ -302,7 +303,7 @@ fn choose_dataset(args: &DemoArgs) -> anyhow::Result<String> {
                 "!!! are not {name} numbers. Point --data-dir or FUNETUN_DATA_DIR at the files."
             );
             eprintln!();
-            Ok("synthetic".into())
+            Ok(DatasetName::Synthetic(0))
         }
     }
 }
@@ -380,7 +381,7 @@ const DEMO_ACCOUNTS: usize = 16;
 
 /// A participant process of the demo.
 struct DemoParticipant {
-    role: String,
+    role: Role,
     address: Address,
     attack: Option<String>,
     cache_dir: PathBuf,
@@ -529,7 +530,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         let (role, name, attack) = if i < args.trainers {
             let cheats = i >= args.trainers - args.byzantine;
             (
-                "trainer",
+                Role::Trainer,
                 format!("trainer-{}", i + 1),
                 cheats.then(|| args.attack.to_string()),
             )
@@ -537,20 +538,20 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
             let v = i - args.trainers;
             let bad = v >= args.validators - args.bad_validators;
             (
-                "validator",
+                Role::Validator,
                 format!("validator-{}", v + 1),
                 bad.then(|| args.validator_attack.to_string()),
             )
         } else {
             (
-                "challenger",
+                Role::Challenger,
                 format!("challenger-{}", i - args.trainers - args.validators + 1),
                 None,
             )
         };
         let cache_dir = out.join("participants").join(&name);
         let mut cmd = Command::new(&exe);
-        cmd.arg(role)
+        cmd.arg(role.as_str())
             .args(["--orchestrator", &url, "--rpc", &rpc_url])
             .args(["--contract", &contract.to_string()])
             .args(["--job", &job_id.to_string(), "--exit-when-done"])
@@ -572,7 +573,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         let log = out.join("logs").join(format!("{name}.log"));
         children.spawn(&name, cmd, &log)?;
         roles.push(DemoParticipant {
-            role: role.to_string(),
+            role,
             address: key.address(),
             attack,
             cache_dir,
@@ -662,7 +663,7 @@ async fn follow_rounds(
                     .jobs()
                     .await?
                     .iter()
-                    .any(|j| j.job_id == job_id && j.status == "invalid");
+                    .any(|j| j.job_id == job_id && j.status == JobStatus::Invalid);
                 anyhow::ensure!(
                     !refused,
                     "the orchestrator refused the job spec; see its log"
@@ -673,7 +674,7 @@ async fn follow_rounds(
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
         anyhow::ensure!(
-            job.summary.status != "invalid",
+            job.summary.status != JobStatus::Invalid,
             "the orchestrator refused the job spec; see its log"
         );
         for r in &rounds {
@@ -688,7 +689,7 @@ async fn follow_rounds(
                 "(submitted {}, replayed {}, rejected {})",
                 r.submitted, r.replayed, r.rejected
             ));
-            if r.status == "closed" && r.test_accuracy.is_some() && !bar.is_finished() {
+            if r.status == RoundStatus::Closed && r.test_accuracy.is_some() && !bar.is_finished() {
                 bar.finish_with_message(format!(
                     "test accuracy {:.2}%, loss {:.4}",
                     r.test_accuracy.unwrap_or(0.0) * 100.0,
@@ -700,7 +701,7 @@ async fn follow_rounds(
         // the next round trains).
         let closed: Vec<&RoundInfo> = rounds
             .iter()
-            .filter(|r| r.status == "closed" && r.test_accuracy.is_some())
+            .filter(|r| r.status == RoundStatus::Closed && r.test_accuracy.is_some())
             .collect();
         total.set_position(closed.len() as u64);
         if let Some(last) = closed.last() {
@@ -734,7 +735,9 @@ async fn follow_rounds(
             "no progress for {} s; see demo-out/logs/",
             last_change.elapsed().as_secs()
         );
-        if job.summary.status == "finished" && closed.len() as u64 >= u64::from(spec.rounds) {
+        if job.summary.status == JobStatus::Finished
+            && closed.len() as u64 >= u64::from(spec.rounds)
+        {
             total.finish();
             return Ok(rounds);
         }
@@ -776,82 +779,38 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     let job = U256::from(job_id);
 
     // Every round's checkpoint, each checked against its on-chain hash.
-    let chain_job = ledger.job(job).await?;
-    let model: funetun_ml::ModelKind = spec.model.parse()?;
+    let model = spec.model;
     let mut final_hash = B256::ZERO;
     let mut onchain_final_hash = B256::ZERO;
-    for round in 0..u64::from(chain_job.checkpoints) {
-        let on_chain = ledger.checkpoint(job, round).await?;
-        let bytes = client
-            .get_blob(on_chain)
-            .await
-            .with_context(|| format!("downloading checkpoint {round}"))?;
+    let checkpoints = fetch_checkpoints(client, ledger, job_id, Which::All)
+        .await?
+        .map_err(crate::job::anchor_error)?;
+    for Anchored { round, hash, bytes } in &checkpoints {
         model
-            .decode(&bytes)
+            .decode(bytes)
             .with_context(|| format!("checkpoint {round} is not a {model}"))?;
         write_atomic(
             &out.join("checkpoints")
                 .join(format!("round-{round:04}.safetensors")),
-            &bytes,
+            bytes,
         )?;
-        onchain_final_hash = on_chain;
-        final_hash = funetun_core::keccak256(&bytes);
-        if round + 1 == u64::from(chain_job.checkpoints) {
-            write_atomic(&out.join("final.safetensors"), &bytes)?;
-        }
+        onchain_final_hash = *hash;
+        final_hash = funetun_core::keccak256(bytes);
+    }
+    if let Some(last) = checkpoints.last() {
+        write_atomic(&out.join("final.safetensors"), &last.bytes)?;
     }
 
     // Money and verdicts from the chain's events.
     let head = ledger.block_number().await?;
-    let events = ledger.events(first_block, Some(head)).await?;
-    let mut paid = U256::ZERO;
-    let mut slashed_job = U256::ZERO;
-    let mut per_paid: BTreeMap<Address, U256> = BTreeMap::new();
-    let mut per_slashed: BTreeMap<Address, U256> = BTreeMap::new();
-    let mut per_accepted: BTreeMap<Address, u64> = BTreeMap::new();
-    let mut per_rejected: BTreeMap<Address, u64> = BTreeMap::new();
-    for e in &events {
-        use JobManager::JobManagerEvents as E;
-        match &e.event {
-            E::UpdateDecided(d) if d.jobId == job => {
-                let (_, trainer) = funetun_chain::bindings::split_update_index(d.index);
-                if d.accepted {
-                    paid += chain_job.baseReward;
-                    *per_paid.entry(trainer).or_default() += chain_job.baseReward;
-                    *per_accepted.entry(trainer).or_default() += 1;
-                } else {
-                    *per_rejected.entry(trainer).or_default() += 1;
-                }
-            }
-            // The trainer's share of a bonus comes with its own `Credited` event.
-            E::BonusAwarded(b) if b.jobId == job => {
-                paid += b.amount;
-            }
-            E::Credited(c) if c.jobId == job => {
-                *per_paid.entry(c.account).or_default() += c.amount;
-            }
-            E::Slashed(s) if s.jobId == job => {
-                *per_slashed.entry(s.account).or_default() += s.amount;
-            }
-            _ => {}
-        }
-    }
-    slashed_job += chain_job.slashedIn;
+    let books = ledger.job_accounts(job, first_block, head).await?;
+    let conservation_holds = books.balances();
     let updates: Vec<UpdateInfo> = client.updates(job_id).await?;
-    let mut reserved = U256::ZERO;
-    for u in &updates {
-        let view = ledger.update(job, u.update_index).await?;
-        if view.status == update_status::PENDING || view.status == update_status::CHALLENGED {
-            reserved += chain_job.baseReward;
-        }
-    }
-    let conservation_holds = chain_job.deposited + chain_job.slashedIn
-        == paid + reserved + chain_job.remaining + chain_job.withdrawn;
     let gas_used = ledger.gas_used(first_block, head).await?;
 
     let last = rounds
         .iter()
-        .filter(|r| r.status == "closed")
+        .filter(|r| r.status == RoundStatus::Closed)
         .max_by_key(|r| r.round);
     let reputation: BTreeMap<Address, f64> = client
         .participants()
@@ -865,7 +824,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     let mut per_forged: BTreeMap<Address, u64> = BTreeMap::new();
     for p in roles
         .iter()
-        .filter(|p| p.role == "trainer" && p.attack.is_some())
+        .filter(|p| p.role == Role::Trainer && p.attack.is_some())
     {
         let journal = funetun_trainer::trainer::journal_path(&p.cache_dir, p.address);
         for line in funetun_trainer::trainer::read_journal(&journal)? {
@@ -882,11 +841,11 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             }
         }
     }
-    let all_rejected: u64 = per_rejected.values().sum();
+    let all_rejected = books.rejected();
     let trainer_steps: u64 = updates.iter().map(|u| u64::from(u.steps)).sum();
     let replay_steps: BTreeMap<Address, u64> = roles
         .iter()
-        .filter(|p| p.role != "trainer")
+        .filter(|p| p.role != Role::Trainer)
         .map(|p| {
             (
                 p.address,
@@ -894,55 +853,59 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             )
         })
         .collect();
-    let steps_of = |role: &str| -> u64 {
+    let steps_of = |role: Role| -> u64 {
         roles
             .iter()
             .filter(|p| p.role == role)
             .map(|p| replay_steps.get(&p.address).copied().unwrap_or(0))
             .sum()
     };
-    let validator_replay_steps = steps_of("validator");
+    let validator_replay_steps = steps_of(Role::Validator);
     let participants = roles
         .iter()
-        .map(|p| ParticipantSummary {
-            address: p.address,
-            role: p.role.clone(),
-            attack: p.attack.clone(),
-            accepted: per_accepted.get(&p.address).copied().unwrap_or(0),
-            rejected: per_rejected.get(&p.address).copied().unwrap_or(0),
-            paid_wei: per_paid
-                .get(&p.address)
-                .copied()
-                .unwrap_or_default()
-                .to_string(),
-            slashed_wei: per_slashed
-                .get(&p.address)
-                .copied()
-                .unwrap_or_default()
-                .to_string(),
-            reputation: reputation.get(&p.address).copied().unwrap_or(0.0),
-            forged: per_forged.get(&p.address).copied().unwrap_or(0),
-            replay_steps: replay_steps.get(&p.address).copied().unwrap_or(0),
+        .map(|p| {
+            let tally = books.of(p.address);
+            ParticipantSummary {
+                address: p.address,
+                role: p.role,
+                attack: p.attack.clone(),
+                accepted: tally.accepted,
+                rejected: tally.rejected,
+                paid_wei: tally.paid.to_string(),
+                slashed_wei: tally.slashed.to_string(),
+                reputation: reputation.get(&p.address).copied().unwrap_or(0.0),
+                forged: per_forged.get(&p.address).copied().unwrap_or(0),
+                replay_steps: replay_steps.get(&p.address).copied().unwrap_or(0),
+            }
         })
         .collect();
     let summary = DemoSummary {
         dataset: spec.dataset.clone(),
-        model: spec.model.clone(),
-        rounds: rounds.iter().filter(|r| r.status == "closed").count() as u64,
+        model: spec.model,
+        rounds: rounds
+            .iter()
+            .filter(|r| r.status == RoundStatus::Closed)
+            .count() as u64,
         test_accuracy: last.and_then(|r| r.test_accuracy).unwrap_or(0.0),
         test_loss: last.and_then(|r| r.test_loss).unwrap_or(f64::NAN),
         accuracy_per_round: rounds
             .iter()
-            .filter(|r| r.status == "closed")
+            .filter(|r| r.status == RoundStatus::Closed)
             .map(|r| r.test_accuracy.unwrap_or(0.0))
             .collect(),
-        updates_accepted: updates.iter().filter(|u| u.status == "accepted").count() as u64,
-        updates_rejected: updates.iter().filter(|u| u.status == "rejected").count() as u64,
+        updates_accepted: updates
+            .iter()
+            .filter(|u| u.status == UpdateStatus::Accepted)
+            .count() as u64,
+        updates_rejected: updates
+            .iter()
+            .filter(|u| u.status == UpdateStatus::Rejected)
+            .count() as u64,
         updates_replayed: updates.iter().filter(|u| u.replay).count() as u64,
         deposit_wei: deposit.to_string(),
-        paid_wei: paid.to_string(),
-        slashed_wei: slashed_job.to_string(),
-        remaining_wei: chain_job.remaining.to_string(),
+        paid_wei: books.paid.to_string(),
+        slashed_wei: books.slashed_in.to_string(),
+        remaining_wei: books.remaining.to_string(),
         conservation_holds,
         final_hash,
         onchain_final_hash,
@@ -971,7 +934,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         } else {
             validator_replay_steps as f64 / trainer_steps as f64
         },
-        challenger_replay_steps: steps_of("challenger"),
+        challenger_replay_steps: steps_of(Role::Challenger),
     };
     funetun_dashboard::charts::write_round_charts(&out.join("curves.svg"), rounds)
         .with_context(|| format!("writing {}", out.join("curves.svg").display()))?;
@@ -989,7 +952,7 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
         "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
         "round", "submitted", "replayed", "accepted", "rejected", "test loss", "accuracy"
     );
-    for r in rounds.iter().filter(|r| r.status == "closed") {
+    for r in rounds.iter().filter(|r| r.status == RoundStatus::Closed) {
         eprintln!(
             "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9.4}  {:>8.2}%",
             r.round,
@@ -1140,8 +1103,8 @@ pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
 /// Trains the spec's tasks (every shard, every round, the task seeds the
 /// orchestrator uses) one after another and merges them by the spec's rule.
 fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<(f64, f64)> {
-    let model: funetun_ml::ModelKind = spec.model.parse()?;
-    let name: DatasetName = spec.dataset.parse()?;
+    let model = spec.model;
+    let name = spec.dataset.clone();
     let data = Dataset::load(
         &name,
         &LoadOptions {

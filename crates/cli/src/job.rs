@@ -9,8 +9,10 @@ use funetun_chain::bindings::job_status;
 use funetun_chain::ledger::NewJob;
 use funetun_chain::{Ledger, LedgerConfig, keys};
 use funetun_client::Client;
+use funetun_client::anchored::{AnchorProblem, Which, fetch_checkpoints};
 use funetun_core::JobSpec;
 use funetun_core::amount::{format_eth, parse_amount};
+use funetun_ml::Architecture as _;
 use serde::Serialize;
 
 use crate::chain::runtime;
@@ -105,12 +107,7 @@ pub struct WithdrawJobArgs {
 /// Checks the names in a spec against the models, data sets, optimizers and
 /// rules this build knows, naming the field and the choices.
 pub fn check_spec_names(spec: &JobSpec) -> anyhow::Result<()> {
-    spec.model
-        .parse::<funetun_ml::ModelKind>()
-        .map_err(|e| anyhow::anyhow!("job spec: `model` {e}"))?;
-    spec.dataset
-        .parse::<funetun_ml::DatasetName>()
-        .map_err(|e| anyhow::anyhow!("job spec: `dataset` {e}"))?;
+    // `model` and `dataset` are typed: parsing the spec checked them.
     spec.optimizer
         .parse::<funetun_ml::OptimizerKind>()
         .map_err(|e| anyhow::anyhow!("job spec: `optimizer` {e}"))?;
@@ -318,18 +315,21 @@ pub async fn download_latest(
     ledger: &Ledger,
     job_id: u64,
 ) -> anyhow::Result<(u64, B256, Vec<u8>)> {
-    let chain = ledger.job(U256::from(job_id)).await?;
-    anyhow::ensure!(
-        chain.checkpoints > 0,
-        "job {job_id} has no committed checkpoint yet"
-    );
-    let round = u64::from(chain.checkpoints) - 1;
-    let hash = ledger.checkpoint(U256::from(job_id), round).await?;
-    let bytes = client
-        .get_blob(hash)
-        .await
-        .with_context(|| format!("downloading checkpoint {round} ({hash})"))?;
-    Ok((round, hash, bytes))
+    let latest = fetch_checkpoints(client, ledger, job_id, Which::Latest)
+        .await?
+        .map_err(anchor_error)?
+        .pop()
+        .context("the ledger lists no checkpoint")?;
+    Ok((latest.round, latest.hash, latest.bytes))
+}
+
+/// One error naming every checkpoint that is not what the chain committed.
+pub fn anchor_error(problems: Vec<AnchorProblem>) -> anyhow::Error {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "the orchestrator's checkpoints do not match the chain:\n  {}",
+        lines.join("\n  ")
+    )
 }
 
 async fn download(args: DownloadArgs) -> anyhow::Result<()> {
@@ -338,7 +338,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let ledger = reader(&args.owner.rpc, contract).await?;
     let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
     let spec = client.job(args.id).await?.spec;
-    let model: funetun_ml::ModelKind = spec.model.parse()?;
+    let model = spec.model;
     model
         .decode(&bytes)
         .with_context(|| format!("checkpoint {hash} is not a {model}"))?;

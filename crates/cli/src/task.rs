@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::args::{ComputeArgs, DataArgs, step_bar};
 use crate::output::{print_json, write_atomic};
+use funetun_ml::Architecture as _;
 
 /// Subcommands of `funetun task`.
 #[derive(Debug, clap::Subcommand)]

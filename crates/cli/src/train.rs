@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::args::{ComputeArgs, DataArgs, step_bar};
 use crate::output::print_json;
+use funetun_ml::Architecture as _;
 
 /// Arguments of `funetun train`.
 #[derive(Debug, clap::Args)]

@@ -8,17 +8,16 @@ use std::path::{Path, PathBuf};
 use alloy_primitives::{Address, B256, U256};
 use anyhow::{Context as _, bail};
 use funetun_chain::{Ledger, LedgerConfig, bindings::job_status, dev_accounts, keys};
-use funetun_client::{Client, ClientError};
+use funetun_client::Client;
+use funetun_client::anchored::{Anchored, Which, fetch_checkpoints};
 use funetun_core::JobSpec;
-use funetun_core::api::RoundInfo;
 use funetun_ml::{DatasetName, ModelKind};
-use funetun_validator::proof::{
-    self, AnchorProblem, Chain, CheckResult, ProofConfig, Report, check_anchors,
-};
+use funetun_validator::proof::{self, AnchorProblem, Chain, CheckResult, ProofConfig, Report};
 use serde::Serialize;
 
 use crate::args::{ComputeArgs, DataArgs};
 use crate::output::print_json;
+use funetun_ml::Architecture as _;
 
 /// Arguments of `funetun verify-chain`.
 #[derive(Debug, clap::Args)]
@@ -53,7 +52,7 @@ pub struct VerifyChainArgs {
     /// Data set whose test split measures accuracy: mnist, fashion-mnist,
     /// synthetic[:SEED] or a directory (with --job: the job spec's; with --dir: mnist).
     #[arg(long, env = "FUNETUN_DATASET")]
-    dataset: Option<String>,
+    dataset: Option<DatasetName>,
     /// Directory holding data sets (searched before FUNETUN_DATA_DIR and the cache).
     #[arg(long, env = "FUNETUN_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -113,7 +112,7 @@ impl ThresholdArgs {
 /// What the checks run on, wherever it came from.
 struct Loaded {
     model: ModelKind,
-    dataset: String,
+    dataset: DatasetName,
     init_seed: Option<u64>,
     checkpoints: Vec<funetun_core::TensorSet>,
     source: String,
@@ -309,7 +308,7 @@ fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Loaded {
         model,
-        dataset: args.dataset.clone().unwrap_or_else(|| "mnist".into()),
+        dataset: args.dataset.clone().unwrap_or(DatasetName::Mnist),
         init_seed: args.init_seed,
         source: format!(
             "{} (round-0000 … round-{:04})",
@@ -321,25 +320,6 @@ fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
 }
 
 // ------------------------------------------------------------------- jobs
-
-/// The hash the orchestrator lists for each checkpoint `0..count`:
-/// checkpoint 0 is round 0's base, checkpoint t+1 is round t's result
-/// (or round t+1's base).
-fn listed_hashes(rounds: &[RoundInfo], count: usize) -> Vec<Option<B256>> {
-    let mut listed = vec![None; count];
-    for r in rounds {
-        let Ok(t) = usize::try_from(r.round) else {
-            continue;
-        };
-        if let Some(slot) = listed.get_mut(t) {
-            slot.get_or_insert(r.base_hash);
-        }
-        if let (Some(hash), Some(slot)) = (r.checkpoint_hash, listed.get_mut(t + 1)) {
-            slot.get_or_insert(hash);
-        }
-    }
-    listed
-}
 
 /// The contract `funetun deploy` creates first on a fresh dev chain.
 fn default_contract() -> Address {
@@ -373,71 +353,24 @@ fn load_job(
             .await
             .with_context(|| format!("connecting to the JobManager at {contract} via {rpc}"))?;
         let view = ledger.job(U256::from(job)).await?;
-        if view.status == job_status::NONE {
-            bail!("job {job} does not exist on the JobManager at {contract}");
-        }
         let committed = view.checkpoints as usize;
-        if committed < 2 {
+        if view.status != job_status::NONE && committed < 2 {
             bail!(
                 "job {job} has {committed} checkpoint(s) committed on-chain; at least θ₀ and one round are needed"
             );
         }
-        let mut onchain = Vec::with_capacity(committed);
-        for round in 0..committed as u64 {
-            onchain.push(ledger.checkpoint(U256::from(job), round).await?);
-        }
         let client = Client::new(orchestrator, None);
-        let rounds = client
-            .rounds(job)
-            .await
-            .with_context(|| format!("listing the rounds of job {job}"))?;
-        let listed = listed_hashes(&rounds, committed);
-
-        let mut problems = Vec::new();
-        let mut downloads = Vec::with_capacity(committed);
-        for (round, (&expected, listed)) in onchain.iter().zip(&listed).enumerate() {
-            let round = round as u64;
-            let hash = listed.unwrap_or(expected);
-            match client.get_blob(hash).await {
-                Ok(bytes) => downloads.push((round, bytes, expected)),
-                Err(ClientError::HashMismatch { actual, .. }) => {
-                    problems.push(AnchorProblem::Mismatch {
-                        round,
-                        onchain: expected,
-                        downloaded: actual,
-                    });
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("downloading the checkpoint of round {round} ({hash})")));
-                }
-            }
-        }
-        problems.extend(check_anchors(
-            downloads
-                .iter()
-                .map(|(round, bytes, expected)| (*round, bytes.as_slice(), *expected)),
-        ));
-        if !problems.is_empty() {
-            problems.sort_by_key(AnchorProblem::round);
-            return Ok(Err(problems));
-        }
+        let downloads = match fetch_checkpoints(&client, &ledger, job, Which::All).await? {
+            Ok(downloads) => downloads,
+            Err(problems) => return Ok(Err(problems)),
+        };
 
         let spec = job_spec(&client, job, view.specHash).await?;
-        let model = match args.model {
-            Some(m) => m,
-            None => spec
-                .model
-                .parse()
-                .with_context(|| format!("job {job}'s spec names model `{}`", spec.model))?,
-        };
+        let model = args.model.unwrap_or(spec.model);
         let dataset = args.dataset.clone().unwrap_or_else(|| spec.dataset.clone());
-        dataset
-            .parse::<DatasetName>()
-            .with_context(|| format!("job {job}'s data set `{dataset}`"))?;
         let checkpoints = downloads
             .iter()
-            .map(|(round, bytes, _)| {
+            .map(|Anchored { round, bytes, .. }| {
                 proof::decode_checkpoint(model, bytes).with_context(|| {
                     format!("the checkpoint of round {round} is not a {model} checkpoint")
                 })
@@ -469,6 +402,9 @@ async fn job_spec(client: &Client, job: u64, spec_hash: B256) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use funetun_client::anchored::listed_hashes;
+    use funetun_core::api::RoundInfo;
+    use funetun_core::protocol::RoundStatus;
 
     #[test]
     fn checkpoint_file_names_give_their_round() {
@@ -503,7 +439,11 @@ mod tests {
     fn round(t: u64, base: u8, next: Option<u8>) -> RoundInfo {
         RoundInfo {
             round: t,
-            status: if next.is_some() { "closed" } else { "open" }.into(),
+            status: if next.is_some() {
+                RoundStatus::Closed
+            } else {
+                RoundStatus::Open
+            },
             base_hash: B256::repeat_byte(base),
             checkpoint_hash: next.map(B256::repeat_byte),
             leased: 0,

@@ -4,6 +4,11 @@
 //! of [`funetun_core::auth`]: a fresh random nonce and the current time per
 //! request. Reads are plain GETs. A 204 answer ("nothing to do") is `None`;
 //! a 4xx/5xx is [`ClientError::Api`] with the server's code and detail.
+//!
+//! - [`anchored`]: a job's checkpoints downloaded and checked against the
+//!   hashes committed on-chain, the one way every tool fetches them.
+
+pub mod anchored;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -10,6 +10,9 @@ use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
 use crate::amount::wei;
+use crate::protocol::{
+    DatasetName, JobStatus, ModelKind, NodeKind, Role, RoundStatus, UpdateStatus, ValidationMode,
+};
 use crate::spec::JobSpec;
 
 /// Version prefix of every API route.
@@ -84,10 +87,10 @@ pub struct Task {
     pub round: u64,
     /// keccak256 of the base checkpoint blob.
     pub base_hash: B256,
-    /// `mlp` or `cnn`.
-    pub model: String,
-    /// The data set name.
-    pub dataset: String,
+    /// The network.
+    pub model: ModelKind,
+    /// The data set.
+    pub dataset: DatasetName,
     /// Which shard of the training split.
     pub shard: u32,
     /// How many shards.
@@ -131,7 +134,7 @@ pub struct UpdateAck {
     /// The on-chain update index.
     pub update_index: U256,
     /// `pending` until decided, then `accepted` or `rejected`.
-    pub status: String,
+    pub status: UpdateStatus,
 }
 
 /// `POST /v1/validations/next`: a validator asks for work.
@@ -159,7 +162,7 @@ pub struct ValidationAssignment {
     /// The committed hash of the delta.
     pub update_hash: B256,
     /// `replay` or `spot-check`.
-    pub mode: String,
+    pub mode: ValidationMode,
     /// The trainer's reported loss before training.
     pub loss_before: f32,
     /// The trainer's reported loss after training.
@@ -267,7 +270,7 @@ pub struct ValidationReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationAck {
     /// The update's status after the vote.
-    pub status: String,
+    pub status: UpdateStatus,
 }
 
 /// A job as listed by `GET /v1/jobs`.
@@ -284,7 +287,7 @@ pub struct JobSummary {
     /// keccak256 of the spec blob.
     pub spec_hash: B256,
     /// `active`, `finished`, `closed`.
-    pub status: String,
+    pub status: JobStatus,
     /// The round now being trained (= checkpoints committed − 1).
     pub round: u64,
     /// Rounds in the spec.
@@ -328,7 +331,7 @@ pub struct RoundInfo {
     /// Round number t (trains from checkpoint t to t+1).
     pub round: u64,
     /// `open` or `closed`.
-    pub status: String,
+    pub status: RoundStatus,
     /// Checkpoint t.
     pub base_hash: B256,
     /// Checkpoint t+1 once closed.
@@ -393,7 +396,7 @@ pub struct UpdateInfo {
     /// The `submitUpdate` transaction.
     pub submit_tx: B256,
     /// `pending`, `accepted` or `rejected`.
-    pub status: String,
+    pub status: UpdateStatus,
     /// Whether it was drawn for checking.
     pub replay: bool,
     /// Why it went to validators (`none` when it did not).
@@ -421,7 +424,7 @@ pub struct ParticipantInfo {
     /// The address.
     pub address: Address,
     /// `trainer`, `validator`, `owner`, `leader`.
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// Stake on-chain, as last seen.
     #[serde(with = "wei")]
     pub stake_wei: U256,
@@ -468,7 +471,7 @@ pub struct GraphNode {
     pub label: String,
     /// `owner`, `orchestrator`, `contract`, `trainer`, `validator`, `challenger`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: NodeKind,
     /// Unix seconds of its last activity.
     pub last_seen: u64,
 }
@@ -512,7 +515,7 @@ mod tests {
     fn amounts_travel_as_decimal_strings() {
         let p = ParticipantInfo {
             address: Address::ZERO,
-            roles: vec!["trainer".into()],
+            roles: vec![Role::Trainer],
             stake_wei: U256::from(10u64).pow(U256::from(20)),
             credit_wei: U256::ZERO,
             earned_wei: U256::ZERO,
@@ -536,7 +539,7 @@ mod tests {
         let n = GraphNode {
             id: "orchestrator".into(),
             label: "orchestrator".into(),
-            kind: "orchestrator".into(),
+            kind: NodeKind::Orchestrator,
             last_seen: 1,
         };
         assert_eq!(serde_json::to_value(&n).unwrap()["type"], "orchestrator");

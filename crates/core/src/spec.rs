@@ -10,6 +10,7 @@ use alloy_primitives::U256;
 use serde::{Deserialize, Serialize};
 
 use crate::amount::parse_amount;
+use crate::protocol::{DatasetName, ModelKind, ValidationMode};
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
@@ -23,9 +24,9 @@ pub struct JobSpec {
     /// Seed of θ₀, of every task's data order and of the replay draws' salt.
     pub seed: u64,
     /// `mlp` or `cnn`.
-    pub model: String,
+    pub model: ModelKind,
     /// `mnist`, `fashion-mnist`, `synthetic[:SEED]`.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Number of rounds (checkpoints after θ₀).
     pub rounds: u32,
     /// Shards of the training split; one task per shard per round.
@@ -62,7 +63,7 @@ pub struct JobSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct ValidationPolicy {
     /// `replay` (bit-exact re-run) or `spot-check` (loss on a held-out sample).
-    pub mode: String,
+    pub mode: ValidationMode,
     /// Probability that an update is checked by validators once its
     /// trainer has one clean (accepted) update since joining or since its
     /// last rejection. 0 turns replay off (challengers and guards remain).
@@ -99,8 +100,8 @@ impl Default for JobSpec {
         Self {
             name: "job".into(),
             seed: 0,
-            model: "mlp".into(),
-            dataset: "mnist".into(),
+            model: ModelKind::Mlp,
+            dataset: DatasetName::Mnist,
             rounds: 10,
             shards: 4,
             steps: 100,
@@ -122,7 +123,7 @@ impl Default for JobSpec {
 impl Default for ValidationPolicy {
     fn default() -> Self {
         Self {
-            mode: "replay".into(),
+            mode: ValidationMode::Replay,
             replay_prob: 0.25,
             replay_floor: 0.05,
             adaptive: true,
@@ -168,15 +169,26 @@ impl JobSpec {
                 format!("is {} bytes; the limit is {MAX_SPEC_BYTES}", text.len()),
             ));
         }
-        let spec: JobSpec = toml::from_str(text).map_err(|e| {
+        let not_toml = |e: toml::de::Error, field: &str| {
             let span = e
                 .span()
                 .map(|s| format!(" at byte {}", s.start))
                 .unwrap_or_default();
             err(
-                "(file)",
+                field,
                 format!("is not a valid job spec{span}: {}", e.message()),
             )
+        };
+        let document = toml::de::Deserializer::parse(text).map_err(|e| not_toml(e, "(file)"))?;
+        // The path names the field whose word or number is wrong.
+        let spec: JobSpec = serde_path_to_error::deserialize(document).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path.is_empty() || path == "." {
+                "(file)".to_string()
+            } else {
+                path
+            };
+            not_toml(e.into_inner(), &field)
         })?;
         spec.validate()?;
         Ok(spec)
@@ -221,8 +233,6 @@ impl JobSpec {
             ));
         }
         for (field, value) in [
-            ("model", &self.model),
-            ("dataset", &self.dataset),
             ("optimizer", &self.optimizer),
             ("aggregation", &self.aggregation),
             ("outer_optimizer", &self.outer_optimizer),
@@ -232,12 +242,6 @@ impl JobSpec {
             }
         }
         let v = &self.validation;
-        if v.mode != "replay" && v.mode != "spot-check" {
-            return Err(err(
-                "validation.mode",
-                format!("is `{}`; use `replay` or `spot-check`", v.mode),
-            ));
-        }
         for (field, p) in [
             ("validation.replay_prob", v.replay_prob),
             ("validation.replay_floor", v.replay_floor),
@@ -311,8 +315,8 @@ mod tests {
     fn the_example_spec_parses() {
         let text = include_str!("../../../examples/mnist-mlp.toml");
         let spec = JobSpec::from_toml(text).unwrap();
-        assert_eq!(spec.model, "mlp");
-        assert_eq!(spec.dataset, "mnist");
+        assert_eq!(spec.model, ModelKind::Mlp);
+        assert_eq!(spec.dataset, DatasetName::Mnist);
     }
 
     #[test]

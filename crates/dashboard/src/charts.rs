@@ -17,6 +17,7 @@ use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use funetun_core::api::RoundInfo;
+use funetun_core::protocol::RoundStatus;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -47,7 +48,10 @@ struct Series {
 
 impl Series {
     fn of(rounds: &[RoundInfo]) -> Self {
-        let mut closed: Vec<&RoundInfo> = rounds.iter().filter(|r| r.status == "closed").collect();
+        let mut closed: Vec<&RoundInfo> = rounds
+            .iter()
+            .filter(|r| r.status == RoundStatus::Closed)
+            .collect();
         closed.sort_by_key(|r| r.round);
         closed.dedup_by_key(|r| r.round);
         let pick = |f: fn(&RoundInfo) -> Option<f64>| -> Points {
@@ -332,10 +336,10 @@ mod tests {
     use super::*;
     use alloy_primitives::B256;
 
-    fn round(t: u64, status: &str, acc: Option<f64>, loss: Option<f64>) -> RoundInfo {
+    fn round(t: u64, status: RoundStatus, acc: Option<f64>, loss: Option<f64>) -> RoundInfo {
         RoundInfo {
             round: t,
-            status: status.into(),
+            status,
             base_hash: B256::ZERO,
             checkpoint_hash: None,
             leased: 4,
@@ -362,12 +366,12 @@ mod tests {
             .map(|t| {
                 round(
                     t,
-                    "closed",
+                    RoundStatus::Closed,
                     Some(0.5 + t as f64 / 20.0),
                     Some(1.0 / (t + 1) as f64),
                 )
             })
-            .chain([round(5, "open", None, None)])
+            .chain([round(5, RoundStatus::Open, None, None)])
             .collect();
         let svg = round_charts_svg(&rounds);
         assert!(svg.starts_with("<svg "), "{}", &svg[..40]);
@@ -391,7 +395,7 @@ mod tests {
         let high: Vec<_> = [0.923, 0.94, 0.959]
             .iter()
             .enumerate()
-            .map(|(t, &a)| round(t as u64, "closed", Some(a), Some(0.2)))
+            .map(|(t, &a)| round(t as u64, RoundStatus::Closed, Some(a), Some(0.2)))
             .collect();
         // Plotters writes each tick label as the only line of its <text>.
         let tick = |svg: &str, label: &str| svg.contains(&format!(">\n{label}\n</text>"));
@@ -399,7 +403,10 @@ mod tests {
         assert!(tick(&svg, "90%") && tick(&svg, "100%"), "{svg}");
         assert!(!tick(&svg, "0%") && !tick(&svg, "80%"));
         // Low accuracies and no accuracies keep the whole axis.
-        for rounds in [vec![round(0, "closed", Some(0.11), Some(2.0))], vec![]] {
+        for rounds in [
+            vec![round(0, RoundStatus::Closed, Some(0.11), Some(2.0))],
+            vec![],
+        ] {
             let svg = round_charts_svg(&rounds);
             assert!(tick(&svg, "0%") && tick(&svg, "100%"));
         }
@@ -417,10 +424,10 @@ mod tests {
     #[test]
     fn missing_and_non_finite_values_draw_no_point() {
         let rounds = vec![
-            round(0, "closed", Some(0.6), Some(0.9)),
-            round(1, "closed", None, None),
-            round(2, "closed", Some(f64::NAN), Some(f64::INFINITY)),
-            round(3, "closed", Some(0.8), Some(0.4)),
+            round(0, RoundStatus::Closed, Some(0.6), Some(0.9)),
+            round(1, RoundStatus::Closed, None, None),
+            round(2, RoundStatus::Closed, Some(f64::NAN), Some(f64::INFINITY)),
+            round(3, RoundStatus::Closed, Some(0.8), Some(0.4)),
         ];
         let svg = round_charts_svg(&rounds);
         assert!(svg.contains("data-closed-rounds=\"4\""));
@@ -431,13 +438,13 @@ mod tests {
 
     #[test]
     fn a_single_round_and_unsorted_duplicates_are_fine() {
-        let one = round_charts_svg(&[round(7, "closed", Some(0.9), Some(0.2))]);
+        let one = round_charts_svg(&[round(7, RoundStatus::Closed, Some(0.9), Some(0.2))]);
         assert_eq!(count(&one, "accuracy-point"), 1);
         let shuffled = vec![
-            round(2, "closed", Some(0.7), Some(0.5)),
-            round(0, "closed", Some(0.5), Some(0.9)),
-            round(1, "closed", Some(0.6), Some(0.7)),
-            round(1, "closed", Some(0.6), Some(0.7)),
+            round(2, RoundStatus::Closed, Some(0.7), Some(0.5)),
+            round(0, RoundStatus::Closed, Some(0.5), Some(0.9)),
+            round(1, RoundStatus::Closed, Some(0.6), Some(0.7)),
+            round(1, RoundStatus::Closed, Some(0.6), Some(0.7)),
         ];
         let svg = round_charts_svg(&shuffled);
         assert_eq!(count(&svg, "accuracy-point"), 3);
@@ -450,7 +457,11 @@ mod tests {
     fn write_round_charts_writes_svg_and_refuses_other_extensions() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rounds.svg");
-        write_round_charts(&path, &[round(0, "closed", Some(0.5), Some(1.0))]).unwrap();
+        write_round_charts(
+            &path,
+            &[round(0, RoundStatus::Closed, Some(0.5), Some(1.0))],
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(count(&text, "accuracy-point"), 1);
         assert!(!dir.path().join("rounds.svg.tmp").exists());

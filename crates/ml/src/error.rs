@@ -68,3 +68,12 @@ impl Error {
 
 /// Result alias for the ML crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<funetun_core::WordError> for Error {
+    fn from(e: funetun_core::WordError) -> Self {
+        Error::Invalid {
+            what: e.what,
+            detail: e.detail,
+        }
+    }
+}

@@ -7,61 +7,60 @@
 //! flat view of a model ([`funetun_core::TensorSet::to_flat`]) is the
 //! concatenation of these tensors in name order.
 
-use std::fmt;
 use std::ops::Range;
-use std::str::FromStr;
 
 use funetun_core::encoding::decode_with_layout;
 use funetun_core::{DecodeLimits, Tensor, TensorSet};
 
-use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-/// Which network to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ModelKind {
-    /// 784-256-10 multilayer perceptron with ReLU.
-    Mlp,
-    /// conv5×5×32, max-pool 2, conv5×5×64, max-pool 2, fc128, fc10, ReLU
-    /// after every hidden layer; no padding.
-    Cnn,
-}
-
-impl FromStr for ModelKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mlp" => Ok(Self::Mlp),
-            "cnn" => Ok(Self::Cnn),
-            _ => Err(Error::invalid("model", format!("`{s}`; choose mlp or cnn"))),
-        }
-    }
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Mlp => "mlp",
-            Self::Cnn => "cnn",
-        })
-    }
-}
+pub use funetun_core::protocol::ModelKind;
 
 /// Input side length every model expects (MNIST-family images).
 pub const IMAGE_SIDE: usize = 28;
 
-impl ModelKind {
+/// A model's parameter layout and seeded initialisation: what the
+/// training engine knows about each [`ModelKind`] beyond its name.
+pub trait Architecture: Copy {
     /// Parameter names and shapes, in name order.
-    pub fn shapes(self) -> Vec<(&'static str, Vec<usize>)> {
+    fn shapes(self) -> Vec<(&'static str, Vec<usize>)>;
+    /// Where each parameter lives in the flat view.
+    fn layout(self) -> Layout;
+    /// θ₀ for `seed`.
+    fn init(self, seed: u64) -> TensorSet;
+    /// The fan-in of the layer that owns parameter `name`.
+    fn fan_in(self, name: &str) -> usize;
+    /// A zero-filled set with this model's names and shapes.
+    fn zeros(self) -> TensorSet;
+    /// Number of scalar parameters.
+    fn num_params(self) -> usize;
+
+    /// The decoder's limits for this model's weights: no file larger than
+    /// the model's canonical tensor file, no more tensors than it has.
+    fn decode_limits(self) -> DecodeLimits {
+        DecodeLimits::for_model(self.num_params(), self.shapes().len())
+    }
+
+    /// Decodes a blob (a checkpoint or a delta: canonical safetensors bytes)
+    /// into this model's tensors, refusing anything larger than the model,
+    /// of another layout, or holding NaN or infinities. The one decoder of
+    /// model weights: every crate that reads a model's bytes calls it.
+    fn decode(self, bytes: &[u8]) -> funetun_core::Result<TensorSet> {
+        decode_with_layout(bytes, &self.decode_limits(), &self.zeros())
+    }
+}
+
+impl Architecture for ModelKind {
+    /// Parameter names and shapes, in name order.
+    fn shapes(self) -> Vec<(&'static str, Vec<usize>)> {
         let mut v = match self {
-            Self::Mlp => vec![
+            ModelKind::Mlp => vec![
                 ("fc1.weight", vec![256, 784]),
                 ("fc1.bias", vec![256]),
                 ("fc2.weight", vec![10, 256]),
                 ("fc2.bias", vec![10]),
             ],
-            Self::Cnn => vec![
+            ModelKind::Cnn => vec![
                 ("conv1.weight", vec![32, 1, 5, 5]),
                 ("conv1.bias", vec![32]),
                 ("conv2.weight", vec![64, 32, 5, 5]),
@@ -77,7 +76,7 @@ impl ModelKind {
     }
 
     /// Where each parameter lives in the flat view.
-    pub fn layout(self) -> Layout {
+    fn layout(self) -> Layout {
         let mut entries = Vec::new();
         let mut at = 0;
         for (name, shape) in self.shapes() {
@@ -91,7 +90,7 @@ impl ModelKind {
     /// θ₀ for `seed`: every tensor uniform in ±1/√fan_in (PyTorch's default
     /// for linear and convolution layers), drawn in name order from a
     /// ChaCha8 stream, so the same seed gives the same bytes everywhere.
-    pub fn init(self, seed: u64) -> TensorSet {
+    fn init(self, seed: u64) -> TensorSet {
         let mut rng = Rng::derived(seed, "init");
         let mut set = TensorSet::new();
         for (name, shape) in self.shapes() {
@@ -104,21 +103,21 @@ impl ModelKind {
     }
 
     /// The fan-in of the layer that owns parameter `name`.
-    pub fn fan_in(self, name: &str) -> usize {
+    fn fan_in(self, name: &str) -> usize {
         let layer = name.split('.').next().unwrap_or(name);
         match (self, layer) {
-            (Self::Mlp, "fc1") => 784,
-            (Self::Mlp, "fc2") => 256,
-            (Self::Cnn, "conv1") => 25,
-            (Self::Cnn, "conv2") => 32 * 25,
-            (Self::Cnn, "fc1") => 1024,
-            (Self::Cnn, "fc2") => 128,
+            (ModelKind::Mlp, "fc1") => 784,
+            (ModelKind::Mlp, "fc2") => 256,
+            (ModelKind::Cnn, "conv1") => 25,
+            (ModelKind::Cnn, "conv2") => 32 * 25,
+            (ModelKind::Cnn, "fc1") => 1024,
+            (ModelKind::Cnn, "fc2") => 128,
             _ => 1,
         }
     }
 
     /// A zero-filled set with this model's names and shapes.
-    pub fn zeros(self) -> TensorSet {
+    fn zeros(self) -> TensorSet {
         let mut set = TensorSet::new();
         for (name, shape) in self.shapes() {
             set.insert(name, Tensor::zeros(shape));
@@ -127,22 +126,8 @@ impl ModelKind {
     }
 
     /// Number of scalar parameters.
-    pub fn num_params(self) -> usize {
+    fn num_params(self) -> usize {
         self.layout().total
-    }
-
-    /// The decoder's limits for this model's weights: no file larger than
-    /// the model's canonical tensor file, no more tensors than it has.
-    pub fn decode_limits(self) -> DecodeLimits {
-        DecodeLimits::for_model(self.num_params(), self.shapes().len())
-    }
-
-    /// Decodes a blob (a checkpoint or a delta: canonical safetensors bytes)
-    /// into this model's tensors, refusing anything larger than the model,
-    /// of another layout, or holding NaN or infinities. The one decoder of
-    /// model weights: every crate that reads a model's bytes calls it.
-    pub fn decode(self, bytes: &[u8]) -> funetun_core::Result<TensorSet> {
-        decode_with_layout(bytes, &self.decode_limits(), &self.zeros())
     }
 }
 

@@ -9,6 +9,7 @@ use candle_nn::Optimizer as _;
 use funetun_core::{Tensor as CoreTensor, TensorSet};
 
 use crate::error::Result;
+use crate::model::Architecture as _;
 use crate::model::ModelKind;
 
 /// 2×2 max-pooling with stride 2 as a reshape and two max reductions.

@@ -10,13 +10,14 @@ use crate::optim::OptimizerKind;
 use crate::train::TaskSpec;
 
 /// The training run that `task` asks for, checked. A field that does not
-/// parse or is out of range is named in [`Error::BadTask`].
+/// parse or is out of range is named in [`Error::BadTask`] (the model and
+/// data set are typed words, refused where the task arrives).
 pub fn task_spec(task: &Task) -> Result<TaskSpec> {
     let bad = |detail: String| Error::BadTask {
         task_id: task.task_id,
         detail,
     };
-    let model: ModelKind = task.model.parse().map_err(|e| bad(format!("model: {e}")))?;
+    let model: ModelKind = task.model;
     let optimizer: OptimizerKind = task
         .optimizer
         .parse()
@@ -40,6 +41,8 @@ mod tests {
     use alloy_primitives::B256;
 
     use super::*;
+    use crate::data::DatasetName;
+    use crate::model::Architecture as _;
 
     fn task() -> Task {
         Task {
@@ -47,8 +50,8 @@ mod tests {
             job_id: 1,
             round: 0,
             base_hash: B256::ZERO,
-            model: "mlp".into(),
-            dataset: "synthetic".into(),
+            model: ModelKind::Mlp,
+            dataset: DatasetName::Synthetic(0),
             shard: 1,
             shards: 4,
             steps: 3,
@@ -66,13 +69,6 @@ mod tests {
         assert_eq!(spec.shard, 1);
         assert_eq!(spec.optimizer, OptimizerKind::Momentum { momentum: 0.9 });
         for (field, t) in [
-            (
-                "model",
-                Task {
-                    model: "resnet".into(),
-                    ..task()
-                },
-            ),
             (
                 "optimizer",
                 Task {

@@ -8,6 +8,7 @@ use crate::data::{Dataset, NUM_CLASSES, Split};
 use crate::engine::loss::evaluate_logits;
 use crate::engine::{Compute, Network, network};
 use crate::error::{Error, Result};
+use crate::model::Architecture as _;
 use crate::model::ModelKind;
 use crate::optim::{Optimizer, OptimizerKind};
 

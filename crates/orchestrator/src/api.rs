@@ -20,6 +20,9 @@ use funetun_core::api::{
     ServiceInfo, Task, UpdateAck, UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment,
     ValidationReport, ValidationRequest, VoteInfo,
 };
+use funetun_core::protocol::{
+    JobStatus, NodeKind, Role, RoundStatus, UpdateStatus, ValidationMode,
+};
 use funetun_core::spec::MAX_SPEC_BYTES;
 use funetun_core::{DecodeLimits, JobSpec, keccak256};
 use serde_json::json;
@@ -34,8 +37,9 @@ use crate::scheduler::{Candidate, Event, LeaseDecision, pick_assignment, task_se
 use crate::state::{AppState, JobInfo};
 use crate::util::{
     addr_text, hash_text, index_text, now_secs, parse_addr, parse_hash, parse_index, parse_wei,
-    u64_from_db, u64_to_db,
+    parse_word, u64_from_db, u64_to_db,
 };
+use funetun_ml::Architecture as _;
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -189,7 +193,7 @@ fn task_of(info: &JobInfo, t: &TaskRow) -> Task {
         job_id: t.job_id,
         round: t.round,
         base_hash: t.base_hash,
-        model: info.spec.model.clone(),
+        model: info.spec.model,
         dataset: info.spec.dataset.clone(),
         shard: t.shard,
         shards: info.spec.shards,
@@ -209,7 +213,7 @@ async fn lease_task(
 ) -> Result<Response> {
     let now = now_secs();
     st.graph.record(
-        Node::Peer(address, "trainer"),
+        Node::Peer(address, NodeKind::Trainer),
         Node::Orchestrator,
         "lease",
         now,
@@ -234,9 +238,9 @@ async fn lease_task(
     {
         return Ok(Json(task_of(&info, &task_row(&row)?)).into_response());
     }
-    match st.job_status(body.job_id).await?.as_str() {
-        "active" => {}
-        "finished" | "closed" => {
+    match st.job_status(body.job_id).await? {
+        Some(JobStatus::Active) => {}
+        Some(JobStatus::Finished | JobStatus::Closed) => {
             return Err(Error::conflict(
                 "job_closed",
                 format!("job {} takes no more updates", body.job_id),
@@ -412,7 +416,7 @@ async fn put_blob(
     match (job, kind.as_deref()) {
         (None, Some("spec")) => {
             st.graph.record(
-                Node::Peer(address, "owner"),
+                Node::Peer(address, NodeKind::Owner),
                 Node::Orchestrator,
                 "blob",
                 now,
@@ -426,7 +430,7 @@ async fn put_blob(
         }
         (Some(job), None) => {
             st.graph.record(
-                Node::Peer(address, "trainer"),
+                Node::Peer(address, NodeKind::Trainer),
                 Node::Orchestrator,
                 "blob",
                 now,
@@ -494,15 +498,15 @@ async fn get_blob(
 
 // ----------------------------------------------------------------- updates
 
-fn status_word(status: u8) -> &'static str {
+fn status_word(status: u8) -> UpdateStatus {
     match status {
-        update_status::ACCEPTED | update_status::BONUSED => "accepted",
-        update_status::REJECTED => "rejected",
-        _ => "pending",
+        update_status::ACCEPTED | update_status::BONUSED => UpdateStatus::Accepted,
+        update_status::REJECTED => UpdateStatus::Rejected,
+        _ => UpdateStatus::Pending,
     }
 }
 
-async fn chain_status(st: &AppState, job: u64, index: &str) -> Result<String> {
+async fn chain_status(st: &AppState, job: u64, index: &str) -> Result<UpdateStatus> {
     let s: Option<String> = sqlx::query_scalar(
         "SELECT status FROM chain_updates WHERE job_id = ? AND update_index = ?",
     )
@@ -510,12 +514,9 @@ async fn chain_status(st: &AppState, job: u64, index: &str) -> Result<String> {
     .bind(index)
     .fetch_optional(&st.db.read)
     .await?;
-    Ok(match s.as_deref() {
-        Some("accepted") => "accepted",
-        Some("rejected") => "rejected",
-        _ => "pending",
-    }
-    .into())
+    Ok(s.as_deref()
+        .map(crate::scheduler::UpdateStatus::parse)
+        .map_or(UpdateStatus::Pending, crate::scheduler::UpdateStatus::api))
 }
 
 /// `POST /v1/updates`: the trainer reports its on-chain submission.
@@ -525,7 +526,7 @@ async fn report_update(
 ) -> Result<Json<UpdateAck>> {
     let now = now_secs();
     st.graph.record(
-        Node::Peer(address, "trainer"),
+        Node::Peer(address, NodeKind::Trainer),
         Node::Orchestrator,
         "update",
         now,
@@ -709,7 +710,7 @@ async fn report_update(
     st.wake.notify_one();
     Ok(Json(UpdateAck {
         update_index: index,
-        status: status_word(view.status).into(),
+        status: status_word(view.status),
     }))
 }
 
@@ -824,7 +825,7 @@ async fn next_validation(
     let now = now_secs();
     st.require_role(address, role::VALIDATOR).await?;
     st.graph.record(
-        Node::Peer(address, "validator"),
+        Node::Peer(address, NodeKind::Validator),
         Node::Orchestrator,
         "validation",
         now,
@@ -927,7 +928,7 @@ async fn next_validation(
         trainer: candidate.trainer,
         task: task_of(info, &task),
         update_hash: parse_hash(row.get::<&str, _>(5))?,
-        mode: info.spec.validation.mode.clone(),
+        mode: info.spec.validation.mode,
         loss_before: row.get::<f64, _>(6) as f32,
         loss_after: row.get::<f64, _>(7) as f32,
         tolerance: info.spec.validation.spot_check_tolerance,
@@ -944,7 +945,7 @@ async fn report_validation(
 ) -> Result<Json<ValidationAck>> {
     let now = now_secs();
     st.graph.record(
-        Node::Peer(address, "validator"),
+        Node::Peer(address, NodeKind::Validator),
         Node::Orchestrator,
         "validation",
         now,
@@ -1050,7 +1051,7 @@ async fn report_validation(
         .bind(addr_text(address))
         .execute(&mut *tx)
         .await?;
-        let points = if info.spec.validation.mode == "replay" {
+        let points = if info.spec.validation.mode == ValidationMode::Replay {
             steps as f64
         } else {
             1.0
@@ -1060,8 +1061,8 @@ async fn report_validation(
     tx.commit().await?;
     st.wake.notify_one();
     let status = match decided {
-        Some(true) => "accepted".to_string(),
-        Some(false) => "rejected".to_string(),
+        Some(true) => UpdateStatus::Accepted,
+        Some(false) => UpdateStatus::Rejected,
         None => chain_status(&st, job, &idx).await?,
     };
     Ok(Json(ValidationAck { status }))
@@ -1097,7 +1098,7 @@ fn summary(r: &SqliteRow) -> Result<JobSummary> {
         owner: parse_addr(r.get::<&str, _>(2))?,
         leader: parse_addr(r.get::<&str, _>(3))?,
         spec_hash: parse_hash(r.get::<&str, _>(4))?,
-        status: r.get(5),
+        status: parse_word(r.get::<&str, _>(5))?,
         round: r.get::<i64, _>(6) as u64,
         rounds: r.get::<i64, _>(7) as u64,
         deposit_wei: parse_wei(r.get::<&str, _>(8)),
@@ -1183,14 +1184,14 @@ pub async fn rounds_of(st: &AppState, id: u64) -> Result<Vec<RoundInfo>> {
     .await?;
     rows.iter()
         .map(|r| {
-            let status: String = r.get(1);
+            // A closing round is still open to readers.
+            let status = match parse_word(r.get::<&str, _>(1))? {
+                RoundStatus::Closed => RoundStatus::Closed,
+                RoundStatus::Open | RoundStatus::Closing => RoundStatus::Open,
+            };
             Ok(RoundInfo {
                 round: r.get::<i64, _>(0) as u64,
-                status: if status == "closed" {
-                    "closed".into()
-                } else {
-                    "open".into()
-                },
+                status,
                 base_hash: parse_hash(r.get::<&str, _>(2))?,
                 checkpoint_hash: crate::state::opt_hash(r.get(3))?,
                 leased: r.get::<i64, _>(10) as u64,
@@ -1260,7 +1261,7 @@ async fn job_updates(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-        let status: String = r.get(7);
+        let status = crate::scheduler::UpdateStatus::parse(r.get::<&str, _>(7)).api();
         out.push(UpdateInfo {
             job_id: id,
             round: r.get::<i64, _>(0) as u64,
@@ -1271,11 +1272,7 @@ async fn job_updates(
             steps: r.get::<i64, _>(15) as u32,
             update_hash: parse_hash(r.get::<&str, _>(5))?,
             submit_tx: parse_hash(r.get::<&str, _>(6))?,
-            status: if status == "challenged" {
-                "pending".into()
-            } else {
-                status
-            },
+            status,
             replay: r.get::<i64, _>(8) != 0,
             reason: CheckReason::parse(r.get::<&str, _>(14)),
             votes,
@@ -1305,16 +1302,16 @@ async fn participants(State(st): State<Arc<AppState>>) -> Result<Json<Vec<Partic
         let address = parse_addr(r.get::<&str, _>(0))?;
         let mut roles = Vec::new();
         if bits & i64::from(role::TRAINER) != 0 {
-            roles.push("trainer".to_string());
+            roles.push(Role::Trainer);
         }
         if bits & i64::from(role::VALIDATOR) != 0 {
-            roles.push("validator".to_string());
+            roles.push(Role::Validator);
         }
         if bits & crate::watcher::ROLE_OWNER != 0 {
-            roles.push("owner".to_string());
+            roles.push(Role::Owner);
         }
         if address == st.address {
-            roles.push("leader".to_string());
+            roles.push(Role::Leader);
         }
         let train = (r.get::<f64, _>(9), r.get::<i64, _>(10) as u64);
         let drill = (r.get::<f64, _>(11), r.get::<i64, _>(12) as u64);

@@ -65,7 +65,7 @@ pub async fn prepare(dir: &Path, trainers: usize) -> Result<Prepared> {
     let orchestrator = crate::start(config).await?;
     let spec = JobSpec {
         name: "bench-api".into(),
-        dataset: "synthetic".into(),
+        dataset: funetun_ml::DatasetName::Synthetic(0),
         rounds: 1,
         shards: trainers as u32,
         steps: 1,
@@ -104,7 +104,7 @@ pub async fn prepare(dir: &Path, trainers: usize) -> Result<Prepared> {
         let jobs = owner_client.jobs().await.map_err(client_error)?;
         if jobs
             .iter()
-            .any(|j| j.job_id == job_id && j.status == "active")
+            .any(|j| j.job_id == job_id && j.status == funetun_core::protocol::JobStatus::Active)
         {
             break;
         }

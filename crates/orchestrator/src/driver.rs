@@ -17,6 +17,7 @@ use alloy_primitives::{B256, U256};
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_chain::bindings::update_status;
 use funetun_core::JobSpec;
+use funetun_core::protocol::{JobStatus, RoundStatus};
 use sqlx::Row;
 use tokio::sync::watch;
 
@@ -24,8 +25,9 @@ use crate::error::{Error, Result};
 use crate::scheduler::{Action, JobState, Lease, RoundPhase, Update, UpdateStatus, tick};
 use crate::state::{AppState, JobInfo};
 use crate::util::{
-    hash_text, index_text, now_secs, parse_addr, parse_hash, parse_index, u64_from_db,
+    hash_text, index_text, now_secs, parse_addr, parse_hash, parse_index, parse_word, u64_from_db,
 };
+use funetun_ml::Architecture as _;
 
 /// Runs [`step`] every poll interval (or sooner when woken) until `shutdown`
 /// turns true.
@@ -321,7 +323,7 @@ pub async fn load_job_state(state: &AppState, info: &JobInfo) -> Result<Option<J
     else {
         return Ok(None);
     };
-    if row.get::<&str, _>(0) != "active" {
+    if parse_word::<JobStatus>(row.get::<&str, _>(0))? != JobStatus::Active {
         return Ok(None);
     }
     let round: i64 = row.get(1);
@@ -334,9 +336,9 @@ pub async fn load_job_state(state: &AppState, info: &JobInfo) -> Result<Option<J
     else {
         return Ok(None);
     };
-    let phase = match r.get::<&str, _>(0) {
-        "open" => RoundPhase::Open,
-        _ => RoundPhase::Closing,
+    let phase = match parse_word(r.get::<&str, _>(0))? {
+        RoundStatus::Open => RoundPhase::Open,
+        RoundStatus::Closing | RoundStatus::Closed => RoundPhase::Closing,
     };
     let leases = sqlx::query(
         "SELECT task_id, trainer, shard, expires_at, submitted FROM tasks WHERE job_id = ? AND round = ?",
@@ -503,7 +505,7 @@ async fn close_round(
                 .bind(round as i64)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if status.as_deref() == Some("open") {
+        if status.as_deref().map(parse_word).transpose()? == Some(RoundStatus::Open) {
             for (position, (index, hash)) in inputs.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO round_inputs (job_id, round, position, update_index, update_hash) VALUES (?, ?, ?, ?, ?)",
@@ -637,7 +639,14 @@ async fn close_round(
     .await?;
     if finished || chain_closed != 0 {
         sqlx::query("UPDATE jobs SET status = ?, round = ? WHERE job_id = ?")
-            .bind(if finished { "finished" } else { "closed" })
+            .bind(
+                if finished {
+                    JobStatus::Finished
+                } else {
+                    JobStatus::Closed
+                }
+                .as_str(),
+            )
             .bind(next as i64)
             .bind(job)
             .execute(&mut *tx)

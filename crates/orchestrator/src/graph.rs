@@ -12,11 +12,12 @@ use std::sync::Mutex;
 
 use alloy_primitives::Address;
 use funetun_core::api::{Graph, GraphEdge, GraphNode};
+use funetun_core::protocol::NodeKind;
 use sqlx::Row;
 
 use crate::error::Result;
 use crate::state::AppState;
-use crate::util::{addr_text, now_secs, short};
+use crate::util::{addr_text, now_secs, parse_word, short};
 
 /// Node id of the orchestrator.
 pub const ORCHESTRATOR: &str = "orchestrator";
@@ -31,15 +32,23 @@ pub enum Node {
     /// The contract.
     Contract,
     /// A participant, with the kind it acted as.
-    Peer(Address, &'static str),
+    Peer(Address, NodeKind),
 }
 
 impl Node {
     fn parts(self) -> (String, String, &'static str) {
         match self {
-            Node::Orchestrator => (ORCHESTRATOR.into(), ORCHESTRATOR.into(), "orchestrator"),
-            Node::Contract => (CONTRACT.into(), "JobManager".into(), "contract"),
-            Node::Peer(a, kind) => (addr_text(a), short(a), kind),
+            Node::Orchestrator => (
+                ORCHESTRATOR.into(),
+                ORCHESTRATOR.into(),
+                NodeKind::Orchestrator.as_str(),
+            ),
+            Node::Contract => (
+                CONTRACT.into(),
+                "JobManager".into(),
+                NodeKind::Contract.as_str(),
+            ),
+            Node::Peer(a, kind) => (addr_text(a), short(a), kind.as_str()),
         }
     }
 }
@@ -135,13 +144,15 @@ pub async fn read(state: &AppState) -> Result<Graph> {
             .fetch_all(&state.db.read)
             .await?
             .into_iter()
-            .map(|r| GraphNode {
-                id: r.get(0),
-                label: r.get(1),
-                kind: r.get(2),
-                last_seen: r.get::<i64, _>(3) as u64,
+            .map(|r| {
+                Ok(GraphNode {
+                    id: r.get(0),
+                    label: r.get(1),
+                    kind: parse_word(r.get::<&str, _>(2))?,
+                    last_seen: r.get::<i64, _>(3) as u64,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
     let edges: Vec<GraphEdge> = sqlx::query(
         "SELECT source, target, label, count, last_seen FROM graph_edges ORDER BY source, target, label",
     )

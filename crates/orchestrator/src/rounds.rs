@@ -3,13 +3,14 @@
 //! evaluation on the test split. Pure functions of their inputs, run in
 //! `spawn_blocking` by the driver.
 
-use funetun_aggregate::{Exec, Options, OuterState, Rule};
-use funetun_core::encoding::{decode, decode_with_layout};
-use funetun_core::{DecodeLimits, Tensor, TensorSet, encode};
+use funetun_aggregate::{Exec, Options, Rule, state_file};
+use funetun_core::encoding::decode_with_layout;
+use funetun_core::{DecodeLimits, encode};
 use funetun_ml::{Compute, Dataset, Evaluation};
 
 use crate::error::Result;
 use crate::state::JobInfo;
+use funetun_ml::Architecture as _;
 
 /// The canonical bytes of θ₀.
 pub fn initial_checkpoint(info: &JobInfo) -> Vec<u8> {
@@ -23,7 +24,8 @@ pub struct Built {
     pub checkpoint: Vec<u8>,
     /// θ_{t+1} flat, for evaluation.
     pub flat: Vec<f32>,
-    /// Canonical bytes of the outer state's buffers (none for plain SGD).
+    /// The outer state as an [`state_file`] (none for plain SGD, which
+    /// keeps no buffers).
     pub outer_state: Option<Vec<u8>>,
     /// Whether the rule had too few inputs and the mean was used instead.
     pub fell_back_to_mean: bool,
@@ -58,39 +60,18 @@ pub fn build_checkpoint(
     let agg = rule.aggregate(&inputs, &Options::default(), exec)?;
     let mut theta = base.to_flat();
     let d = theta.len();
+    // The round is the step count: a restart rebuilds the same state.
     let mut state = match outer_state {
-        Some(bytes) => {
-            let set = decode(bytes, &DecodeLimits::default())?;
-            let slots = info
-                .outer
-                .slot_names()
-                .iter()
-                .map(|name| {
-                    let data = set
-                        .get(name)
-                        .map(|t| t.data.clone())
-                        .unwrap_or_else(|| vec![0.0; d]);
-                    (name.to_string(), data)
-                })
-                .collect();
-            OuterState { step: round, slots }
-        }
-        None => {
-            let mut s = info.outer.init_state(d);
-            s.step = round;
-            s
-        }
+        Some(bytes) => state_file::decode_state(bytes, &info.outer, &layout)?,
+        None => info.outer.init_state(d),
     };
+    state.step = round;
     info.outer.step(&mut theta, &agg.output, &mut state, exec)?;
     let next = base.from_flat_like(&theta)?;
     let outer_state = if state.slots.is_empty() {
         None
     } else {
-        let mut set = TensorSet::new();
-        for (name, data) in state.slots {
-            set.insert(name, Tensor::new(vec![d], data)?);
-        }
-        Some(encode(&set))
+        Some(state_file::encode_state(&state, &layout)?)
     };
     Ok(Built {
         checkpoint: encode(&next),
@@ -132,7 +113,7 @@ mod tests {
         let spec = JobSpec {
             outer_optimizer: outer.into(),
             aggregation: rule.into(),
-            dataset: "synthetic".into(),
+            dataset: funetun_ml::DatasetName::Synthetic(0),
             ..JobSpec::default()
         };
         JobInfo::resolve(1, spec, 1, vec![0; 32]).unwrap()

@@ -86,6 +86,16 @@ impl UpdateStatus {
         }
     }
 
+    /// The API's word: a challenged update is still pending to readers.
+    pub fn api(self) -> funetun_core::protocol::UpdateStatus {
+        use funetun_core::protocol::UpdateStatus as Api;
+        match self {
+            UpdateStatus::Pending | UpdateStatus::Challenged => Api::Pending,
+            UpdateStatus::Accepted => Api::Accepted,
+            UpdateStatus::Rejected => Api::Rejected,
+        }
+    }
+
     /// Parses the stored word (unknown words count as pending).
     pub fn parse(s: &str) -> Self {
         match s {

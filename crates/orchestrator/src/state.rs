@@ -8,6 +8,7 @@ use alloy_primitives::{Address, U256};
 use funetun_aggregate::{Exec, Outer, Rule};
 use funetun_chain::{Ledger, LedgerConfig};
 use funetun_core::JobSpec;
+use funetun_core::protocol::JobStatus;
 use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, OptimizerKind};
 use sqlx::Row;
 use tokio::sync::Notify;
@@ -19,7 +20,8 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::graph::GraphBuffer;
 use crate::reputation::Decay;
-use crate::util::{addr_text, now_secs, parse_addr, parse_hash};
+use crate::util::{addr_text, now_secs, parse_addr, parse_hash, parse_word};
+use funetun_ml::Architecture as _;
 
 /// A job's spec, resolved into the types that run it.
 #[derive(Debug)]
@@ -55,8 +57,8 @@ impl JobInfo {
         secret: Vec<u8>,
     ) -> std::result::Result<Self, String> {
         spec.validate().map_err(|e| e.to_string())?;
-        let model: ModelKind = spec.model.parse().map_err(|e| format!("model: {e}"))?;
-        let dataset: DatasetName = spec.dataset.parse().map_err(|e| format!("dataset: {e}"))?;
+        let model: ModelKind = spec.model;
+        let dataset: DatasetName = spec.dataset.clone();
         let optimizer: OptimizerKind = spec
             .optimizer
             .parse()
@@ -310,14 +312,12 @@ impl AppState {
     }
 
     /// The status of a known job (`active`, `finished`, …).
-    pub async fn job_status(&self, job_id: u64) -> Result<String> {
-        Ok(
-            sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = ?")
-                .bind(job_id as i64)
-                .fetch_optional(&self.db.read)
-                .await?
-                .unwrap_or_else(|| "unknown".into()),
-        )
+    pub async fn job_status(&self, job_id: u64) -> Result<Option<JobStatus>> {
+        let word: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = ?")
+            .bind(job_id as i64)
+            .fetch_optional(&self.db.read)
+            .await?;
+        word.as_deref().map(parse_word).transpose()
     }
 
     /// The lock serialising lease decisions and round changes of one job.

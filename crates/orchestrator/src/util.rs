@@ -45,6 +45,12 @@ pub fn parse_index(s: &str) -> Result<U256> {
     U256::from_str(s).map_err(|e| Error::Inconsistent(format!("stored index `{s}`: {e}")))
 }
 
+/// Parses a stored protocol word (a status, a mode).
+pub fn parse_word<T: FromStr<Err = funetun_core::WordError>>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|e: funetun_core::WordError| Error::Inconsistent(format!("stored word: {e}")))
+}
+
 /// Parses a stored decimal amount of wei (garbage reads as zero).
 pub fn parse_wei(s: &str) -> U256 {
     U256::from_str_radix(s, 10).unwrap_or_default()

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use alloy_primitives::{Address, B256, U256};
 use funetun_chain::JobManager::JobManagerEvents as E;
 use funetun_chain::LoggedEvent;
+use funetun_core::protocol::NodeKind;
 use rand_core::{OsRng, TryRngCore};
 use sqlx::Row;
 
@@ -166,7 +167,7 @@ async fn apply(
                 .execute(&mut **tx)
                 .await?;
             g.record(
-                Node::Peer(e.owner, "owner"),
+                Node::Peer(e.owner, NodeKind::Owner),
                 Node::Contract,
                 "createJob",
                 now,
@@ -200,7 +201,7 @@ async fn apply(
             .await?;
             participant(tx, e.trainer).await?;
             g.record(
-                Node::Peer(e.trainer, "trainer"),
+                Node::Peer(e.trainer, NodeKind::Trainer),
                 Node::Contract,
                 "submitUpdate",
                 now,
@@ -213,7 +214,7 @@ async fn apply(
             };
             vote(tx, job, e.index, e.validator, e.valid, logged.tx_hash).await?;
             g.record(
-                Node::Peer(e.validator, "validator"),
+                Node::Peer(e.validator, NodeKind::Validator),
                 Node::Contract,
                 "validateUpdate",
                 now,
@@ -239,7 +240,7 @@ async fn apply(
                 .await?;
             participant(tx, e.challenger).await?;
             g.record(
-                Node::Peer(e.challenger, "challenger"),
+                Node::Peer(e.challenger, NodeKind::Challenger),
                 Node::Contract,
                 "challenge",
                 now,
@@ -302,7 +303,7 @@ async fn apply(
             if e.decidedBy != Address::ZERO {
                 vote(tx, job, e.index, e.decidedBy, e.accepted, logged.tx_hash).await?;
                 g.record(
-                    Node::Peer(e.decidedBy, "validator"),
+                    Node::Peer(e.decidedBy, NodeKind::Validator),
                     Node::Contract,
                     "validateUpdate",
                     now,
@@ -452,7 +453,7 @@ async fn apply(
         E::FundsWithdrawn(e) => {
             if ours(tx, e.jobId).await?.is_some() {
                 g.record(
-                    Node::Peer(e.owner, "owner"),
+                    Node::Peer(e.owner, NodeKind::Owner),
                     Node::Contract,
                     "withdrawUnusedFunds",
                     now,

@@ -9,7 +9,7 @@ use alloy_primitives::B256;
 use funetun_client::Client;
 use funetun_core::TensorSet;
 use funetun_core::blobs::BlobDir;
-use funetun_ml::ModelKind;
+use funetun_ml::{Architecture as _, ModelKind};
 use tracing::debug;
 
 use crate::error::{Error, Result};

@@ -51,7 +51,7 @@ pub async fn compute_delta(
 #[cfg(test)]
 mod tests {
     use funetun_core::api::Task;
-    use funetun_ml::{ModelKind, task_spec};
+    use funetun_ml::{Architecture as _, DatasetName, ModelKind, task_spec};
 
     use super::*;
     use crate::data::{DataConfig, Datasets};
@@ -62,8 +62,8 @@ mod tests {
             job_id: 1,
             round: 0,
             base_hash: B256::ZERO,
-            model: "mlp".into(),
-            dataset: "synthetic".into(),
+            model: ModelKind::Mlp,
+            dataset: DatasetName::Synthetic(0),
             shard: 1,
             shards: 4,
             steps: 3,
@@ -80,7 +80,7 @@ mod tests {
         let t = task();
         let spec = task_spec(&t).unwrap();
         let data = Datasets::new(DataConfig::default())
-            .get("synthetic")
+            .get(&DatasetName::Synthetic(0))
             .await
             .unwrap();
         let base = ModelKind::Mlp.init(3);

@@ -22,7 +22,7 @@ pub struct DataConfig {
 #[derive(Clone, Default)]
 pub struct Datasets {
     config: DataConfig,
-    loaded: Arc<Mutex<HashMap<String, Arc<Dataset>>>>,
+    loaded: Arc<Mutex<HashMap<DatasetName, Arc<Dataset>>>>,
 }
 
 impl Datasets {
@@ -34,12 +34,12 @@ impl Datasets {
         }
     }
 
-    /// The data set called `name`, loading it off the async runtime on first use.
-    pub async fn get(&self, name: &str) -> Result<Arc<Dataset>> {
+    /// The data set `name`, loading it off the async runtime on first use.
+    pub async fn get(&self, name: &DatasetName) -> Result<Arc<Dataset>> {
         if let Some(d) = self.loaded.lock().expect("dataset cache lock").get(name) {
             return Ok(d.clone());
         }
-        let parsed: DatasetName = name.parse()?;
+        let parsed = name.clone();
         let config = self.config.clone();
         let data = tokio::task::spawn_blocking(move || {
             Dataset::load(
@@ -55,7 +55,7 @@ impl Datasets {
         .map_err(|e| Error::Config(format!("data loading stopped: {e}")))??;
         let data = Arc::new(data);
         info!(
-            dataset = name,
+            dataset = %name,
             train = data.train.len(),
             test = data.test.len(),
             "data set loaded"
@@ -63,7 +63,7 @@ impl Datasets {
         self.loaded
             .lock()
             .expect("dataset cache lock")
-            .insert(name.to_string(), data.clone());
+            .insert(name.clone(), data.clone());
         Ok(data)
     }
 }

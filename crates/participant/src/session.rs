@@ -127,7 +127,7 @@ pub enum JobChoice {
 
 /// True when a job takes no more work.
 pub fn job_is_over(job: &JobSummary) -> bool {
-    matches!(job.status.as_str(), "finished" | "closed" | "invalid")
+    job.status.is_over()
 }
 
 /// Picks `wanted`, or else the oldest active job the orchestrator leads.

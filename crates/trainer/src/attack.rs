@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use alloy_primitives::B256;
 use funetun_core::TensorSet;
 use funetun_core::api::Task;
+use funetun_core::protocol::UpdateStatus;
+use funetun_ml::Architecture as _;
 use funetun_participant::Workbench;
 use tracing::info;
 
@@ -263,7 +265,7 @@ async fn copy_source(bench: &Workbench, task: &Task) -> Result<Option<B256>> {
         let updates = bench.me.client.updates(task.job_id).await?;
         let others = updates
             .iter()
-            .filter(|u| u.trainer != me && u.status != "rejected");
+            .filter(|u| u.trainer != me && u.status != UpdateStatus::Rejected);
         let mut earlier = None;
         for u in others {
             if u.round == task.round {

@@ -158,7 +158,10 @@ impl Challenger {
         let me = self.report.address;
         let fresh: Vec<UpdateInfo> = updates
             .into_iter()
-            .filter(|u| u.status == "pending" && !self.seen.contains(&(job, u.update_index)))
+            .filter(|u| {
+                u.status == funetun_core::protocol::UpdateStatus::Pending
+                    && !self.seen.contains(&(job, u.update_index))
+            })
             .collect();
         if fresh.is_empty() {
             return Ok(Some(false));
@@ -190,7 +193,7 @@ impl Challenger {
             trainer: u.trainer,
             task,
             update_hash: u.update_hash,
-            mode: "replay".into(),
+            mode: funetun_core::protocol::ValidationMode::Replay,
             loss_before: u.loss_before,
             loss_after: u.loss_after,
             tolerance: 0.0,

@@ -18,7 +18,7 @@ use funetun_core::TensorSet;
 use funetun_core::api::ValidationAssignment;
 use funetun_ml::data::sampler::{eval_sample, shard_indices};
 use funetun_ml::train::TASK_EVAL_SAMPLES;
-use funetun_ml::{Compute, Dataset, TaskSpec, evaluate};
+use funetun_ml::{Architecture as _, Compute, Dataset, TaskSpec, evaluate};
 use funetun_participant::{Computed, compute_delta};
 
 use crate::error::{Error, Result};

@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use alloy_primitives::U256;
 use funetun_core::api::{CheckReason, ValidationAssignment};
+use funetun_core::protocol::ValidationMode;
 use funetun_ml::task_spec;
 use funetun_participant::Workbench;
 
@@ -96,7 +97,7 @@ pub async fn check(bench: &Workbench, a: &ValidationAssignment) -> Result<Verdic
     let base = bench.blobs.tensors(client, a.task.base_hash, model).await?;
     let fetch_delta =
         || async { Ok::<_, Error>(bench.blobs.tensors(client, a.update_hash, model).await?) };
-    if a.mode == "spot-check" {
+    if a.mode == ValidationMode::SpotCheck {
         let delta = fetch_delta().await?;
         spot_check(a, base, delta, data, spec, bench.compute.clone()).await
     } else {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use funetun_client::Client;
+use funetun_core::protocol::{NodeKind, Role, RoundStatus, UpdateStatus};
 use funetun_dashboard::testing::{Browser, DEFAULT_WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -170,7 +171,7 @@ async fn api_updates(api: &Client) -> Result<BTreeSet<UpdateKey>> {
                 format!("{:#x}", u.trainer),
                 format!("{:#x}", u.update_hash),
                 u.round.to_string(),
-                u.status,
+                u.status.to_string(),
             )
         })
         .collect())
@@ -199,7 +200,7 @@ async fn closed_rounds(api: &Client) -> Result<Vec<String>> {
         .rounds(1)
         .await?
         .into_iter()
-        .filter(|r| r.status == "closed")
+        .filter(|r| r.status == RoundStatus::Closed)
         .map(|r| r.round.to_string())
         .collect())
 }
@@ -273,7 +274,7 @@ async fn demo_dashboard_follows_a_real_job_in_chromium() -> Result<()> {
         .await?;
     }
     let graph = api.graph().await?;
-    for kind in ["trainer", "validator"] {
+    for kind in [NodeKind::Trainer, NodeKind::Validator] {
         let want: BTreeSet<String> = graph
             .nodes
             .iter()
@@ -401,7 +402,13 @@ async fn demo_dashboard_follows_a_real_job_in_chromium() -> Result<()> {
         ensure!(b.count(&row).await? == 1, "no row for {}", p.address);
         let roles = b.attrs(&row, "data-roles").await?;
         ensure!(
-            roles == [p.roles.join(" ")],
+            roles
+                == [p
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")],
             "{}: roles {roles:?}",
             p.address
         );
@@ -427,18 +434,19 @@ async fn demo_dashboard_follows_a_real_job_in_chromium() -> Result<()> {
             );
         }
     }
-    let count_role = |role: &str| {
-        people
-            .iter()
-            .filter(|p| p.roles.iter().any(|r| r == role))
-            .count() as u64
-    };
-    ensure!(count_role("trainer") == TRAINERS && count_role("validator") == VALIDATORS);
+    let count_role = |role: Role| people.iter().filter(|p| p.roles.contains(&role)).count() as u64;
+    ensure!(count_role(Role::Trainer) == TRAINERS && count_role(Role::Validator) == VALIDATORS);
     // The trainers' counts add up to the job's updates.
     let decided = api.updates(1).await?;
     for (status, total) in [
-        ("accepted", people.iter().map(|p| p.accepted).sum::<u64>()),
-        ("rejected", people.iter().map(|p| p.rejected).sum::<u64>()),
+        (
+            UpdateStatus::Accepted,
+            people.iter().map(|p| p.accepted).sum::<u64>(),
+        ),
+        (
+            UpdateStatus::Rejected,
+            people.iter().map(|p| p.rejected).sum::<u64>(),
+        ),
     ] {
         let n = decided.iter().filter(|u| u.status == status).count() as u64;
         ensure!(total == n, "participants {status} {total} != updates {n}");

@@ -22,6 +22,7 @@ use funetun_chain::JobManager::JobManagerEvents as E;
 use funetun_chain::{Ledger, LedgerConfig, keys};
 use funetun_client::Client;
 use funetun_core::JobSpec;
+use funetun_core::protocol::UpdateStatus;
 use serde_json::Value;
 
 use crate::{dataset, funetun, last_json};
@@ -412,7 +413,10 @@ fn demo_end_to_end(rpc: Option<&str>) {
         let updates = orchestrator.updates(1).await.unwrap();
         assert_eq!(updates.len(), submitted.len());
         assert_eq!(
-            updates.iter().filter(|u| u.status == "accepted").count() as u64,
+            updates
+                .iter()
+                .filter(|u| u.status == UpdateStatus::Accepted)
+                .count() as u64,
             accepted
         );
         for u in &updates {
@@ -424,7 +428,7 @@ fn demo_end_to_end(rpc: Option<&str>) {
                 u.round,
                 u.trainer
             );
-            assert_eq!(u.status, "accepted", "{u:?}");
+            assert_eq!(u.status, UpdateStatus::Accepted, "{u:?}");
         }
 
         // Every trainer's and validator's credit on-chain equals the

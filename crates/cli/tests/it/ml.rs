@@ -1,6 +1,7 @@
 //! `funetun task run`, `train` and `bench train` through the real binary.
 
 use crate::{dataset, funetun, json_of};
+use funetun_ml::Architecture as _;
 
 fn task(
     dir: &std::path::Path,

@@ -36,6 +36,7 @@ use funetun_chain::ledger::{NewJob, http_provider};
 use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
 use funetun_client::Client;
 use funetun_core::JobSpec;
+use funetun_core::protocol::{JobStatus, UpdateStatus};
 use funetun_orchestrator::Orchestrator;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -125,8 +126,8 @@ fn spec() -> JobSpec {
     let mut spec = JobSpec {
         name: "trainer-restart".into(),
         seed: 1,
-        model: "mlp".into(),
-        dataset: dataset().into(),
+        model: funetun_core::ModelKind::Mlp,
+        dataset: dataset().parse().unwrap(),
         rounds: ROUNDS as u32,
         shards: 1,
         steps: STEPS,
@@ -354,10 +355,15 @@ async fn restart_after_a_lost_report(lose_journal: bool) {
     for u in &updates {
         assert_eq!(u.trainer, me);
         assert_eq!(after[&(u.round, me)], vec![u.submit_tx], "{u:?}");
-        assert_eq!(u.status, "accepted", "{u:?}");
+        assert_eq!(u.status, UpdateStatus::Accepted, "{u:?}");
     }
     let detail = client.job(JOB).await.unwrap();
-    assert_eq!(detail.summary.status, "finished", "{:?}", detail.summary);
+    assert_eq!(
+        detail.summary.status,
+        JobStatus::Finished,
+        "{:?}",
+        detail.summary
+    );
     let chain_job = env.owner.job(job).await.unwrap();
     assert_eq!(u64::from(chain_job.checkpoints), ROUNDS + 1);
     let base = env.spec.base_reward_wei().unwrap();

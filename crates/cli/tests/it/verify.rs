@@ -9,6 +9,7 @@ use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, Optimize
 use funetun_validator::proof::simulate::{FederatedPlan, federated_chain};
 
 use crate::{dataset, funetun, last_json};
+use funetun_ml::Architecture as _;
 
 const SEED: u64 = 5;
 

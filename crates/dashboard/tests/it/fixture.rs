@@ -20,6 +20,7 @@ use funetun_core::api::{
     ErrorBody, Graph, GraphEdge, GraphNode, JobDetail, JobSummary, ParticipantInfo, RoundInfo,
     UpdateInfo, VoteInfo,
 };
+use funetun_core::protocol::{JobStatus, NodeKind, Role, RoundStatus, UpdateStatus};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -80,7 +81,7 @@ impl World {
             owner: addr(OWNER),
             leader: addr(0x0b),
             spec_hash: hash(0x5e, 1),
-            status: "active".into(),
+            status: JobStatus::Active,
             round: 0,
             rounds: 10,
             deposit_wei: eth(10),
@@ -100,7 +101,7 @@ impl World {
             .iter()
             .map(|&t| ParticipantInfo {
                 address: addr(t),
-                roles: vec!["trainer".into()],
+                roles: vec![Role::Trainer],
                 stake_wei: eth(1),
                 credit_wei: U256::ZERO,
                 earned_wei: U256::ZERO,
@@ -114,7 +115,7 @@ impl World {
             })
             .chain(VALIDATORS.iter().map(|&v| ParticipantInfo {
                 address: addr(v),
-                roles: vec!["validator".into()],
+                roles: vec![Role::Validator],
                 stake_wei: eth(2),
                 credit_wei: U256::ZERO,
                 earned_wei: U256::ZERO,
@@ -131,19 +132,19 @@ impl World {
             GraphNode {
                 id: format!("{}", addr(OWNER)),
                 label: "owner".into(),
-                kind: "owner".into(),
+                kind: NodeKind::Owner,
                 last_seen: now,
             },
             GraphNode {
                 id: "orchestrator".into(),
                 label: "orchestrator".into(),
-                kind: "orchestrator".into(),
+                kind: NodeKind::Orchestrator,
                 last_seen: now,
             },
             GraphNode {
                 id: "contract".into(),
                 label: "JobManager".into(),
-                kind: "contract".into(),
+                kind: NodeKind::Contract,
                 last_seen: now,
             },
         ];
@@ -157,7 +158,7 @@ impl World {
             nodes.push(GraphNode {
                 id: format!("{}", addr(t)),
                 label: format!("trainer {}", i + 1),
-                kind: "trainer".into(),
+                kind: NodeKind::Trainer,
                 last_seen: seen,
             });
         }
@@ -165,7 +166,7 @@ impl World {
             nodes.push(GraphNode {
                 id: format!("{}", addr(v)),
                 label: format!("validator {}", i + 1),
-                kind: "validator".into(),
+                kind: NodeKind::Validator,
                 last_seen: now,
             });
         }
@@ -215,7 +216,7 @@ impl World {
         let Some(rounds) = self.rounds.get_mut(&job_id) else {
             return;
         };
-        let Some(open) = rounds.iter_mut().find(|r| r.status == "open") else {
+        let Some(open) = rounds.iter_mut().find(|r| r.status == RoundStatus::Open) else {
             return;
         };
         let t = open.round;
@@ -248,7 +249,7 @@ impl World {
                 steps: 100,
                 update_hash: hash(0xd0 + i as u8, t),
                 submit_tx: hash(0xe0 + i as u8, t),
-                status: "accepted".into(),
+                status: UpdateStatus::Accepted,
                 replay,
                 reason: if replay {
                     funetun_core::api::CheckReason::Drawn
@@ -265,7 +266,7 @@ impl World {
         }
         let accuracy = 0.5 + 0.4 * (1.0 - 1.0 / (t as f64 + 2.0));
         let loss = 2.0 / (t as f64 + 2.0);
-        open.status = "closed".into();
+        open.status = RoundStatus::Closed;
         open.leased = 3;
         open.submitted = 2;
         open.replayed = 1;
@@ -314,7 +315,7 @@ impl World {
 fn open_round(t: u64, now: u64) -> RoundInfo {
     RoundInfo {
         round: t,
-        status: "open".into(),
+        status: RoundStatus::Open,
         base_hash: hash(0xc0, t),
         checkpoint_hash: None,
         leased: 1,

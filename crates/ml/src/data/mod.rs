@@ -11,72 +11,15 @@ pub mod locate;
 pub mod sampler;
 pub mod synthetic;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use crate::error::{Error, Result};
 pub use locate::LoadOptions;
 
+pub use funetun_core::protocol::DatasetName;
+
 /// Number of classes of every built-in data set.
 pub const NUM_CLASSES: usize = 10;
-
-/// Which data set to use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DatasetName {
-    /// Handwritten digits (LeCun et al.).
-    Mnist,
-    /// Zalando's clothing images in MNIST's format.
-    FashionMnist,
-    /// The built-in synthetic set, generated from this seed.
-    Synthetic(u64),
-    /// A directory holding the four IDX files under their MNIST names.
-    Path(PathBuf),
-}
-
-impl FromStr for DatasetName {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mnist" => Ok(Self::Mnist),
-            "fashion-mnist" | "fashion_mnist" | "fashion" => Ok(Self::FashionMnist),
-            "synthetic" => Ok(Self::Synthetic(0)),
-            _ => {
-                if let Some(seed) = s.strip_prefix("synthetic:") {
-                    let seed = seed.parse().map_err(|_| {
-                        Error::invalid(
-                            "data set",
-                            format!("`{s}`: the seed after `synthetic:` must be an integer"),
-                        )
-                    })?;
-                    Ok(Self::Synthetic(seed))
-                } else if s.contains('/') || Path::new(s).is_dir() {
-                    Ok(Self::Path(PathBuf::from(s)))
-                } else {
-                    Err(Error::invalid(
-                        "data set",
-                        format!(
-                            "`{s}`; choose mnist, fashion-mnist, synthetic, synthetic:SEED, or a directory path"
-                        ),
-                    ))
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Display for DatasetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Mnist => f.write_str("mnist"),
-            Self::FashionMnist => f.write_str("fashion-mnist"),
-            Self::Synthetic(0) => f.write_str("synthetic"),
-            Self::Synthetic(seed) => write!(f, "synthetic:{seed}"),
-            Self::Path(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
 
 /// One split (train or test) of an image classification data set.
 #[derive(Clone, Debug)]

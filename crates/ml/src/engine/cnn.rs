@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use super::linalg::{Dense, Mat, column_sums, matmul};
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
+use crate::model::Architecture as _;
 use crate::model::ModelKind;
 
 const SIDE: usize = 28;

@@ -3,6 +3,7 @@
 use super::linalg::Dense;
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
+use crate::model::Architecture as _;
 use crate::model::ModelKind;
 
 const IN: usize = 784;

@@ -1,6 +1,7 @@
 //! Same inputs → same delta bytes, whatever the thread count.
 
 use funetun_core::{encode, keccak256};
+use funetun_ml::Architecture as _;
 use funetun_ml::{Compute, ModelKind, OptimizerKind, TaskSpec, train_task};
 
 fn delta_hash(

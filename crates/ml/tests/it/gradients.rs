@@ -1,6 +1,7 @@
 //! The hand-written engine against candle's autograd: same weights, same
 //! batch, same loss and gradients up to float rounding.
 
+use funetun_ml::Architecture as _;
 use funetun_ml::engine::{Par, network};
 use funetun_ml::reference::CandleModel;
 use funetun_ml::{ModelKind, rng::Rng};

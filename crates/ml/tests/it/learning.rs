@@ -1,5 +1,6 @@
 //! The networks learn real data.
 
+use funetun_ml::Architecture as _;
 use funetun_ml::train::{LocalTrainer, evaluate};
 use funetun_ml::{Compute, Dataset, ModelKind, OptimizerKind};
 

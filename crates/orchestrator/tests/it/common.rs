@@ -12,8 +12,9 @@ use funetun_client::Client;
 use funetun_core::api::{
     Capacity, LeaseRequest, Task, UpdateReport, ValidationReport, ValidationRequest,
 };
+use funetun_core::protocol::JobStatus;
 use funetun_core::{DecodeLimits, JobSpec, decode, encode, keccak256};
-use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, TaskSpec, train_task};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, TaskSpec, train_task};
 use funetun_orchestrator::Config;
 
 pub const ETH: u64 = 1_000_000_000_000_000_000;
@@ -128,8 +129,8 @@ pub fn tiny_spec(replay_prob: f64) -> JobSpec {
     let mut spec = JobSpec {
         name: "tiny".into(),
         seed: 3,
-        model: "mlp".into(),
-        dataset: "synthetic".into(),
+        model: ModelKind::Mlp,
+        dataset: DatasetName::Synthetic(0),
         rounds: 2,
         shards: 2,
         steps: 3,
@@ -158,7 +159,7 @@ pub fn synthetic() -> Arc<Dataset> {
 pub fn run_task(task: &Task, base: &[u8], data: &Dataset) -> (Vec<u8>, f32, f32) {
     let base = decode(base, &DecodeLimits::default()).unwrap();
     let spec = TaskSpec {
-        model: task.model.parse().unwrap(),
+        model: task.model,
         shard: task.shard as usize,
         shards: task.shards as usize,
         steps: task.steps as usize,
@@ -245,7 +246,7 @@ pub async fn validator_turn(client: &Client, ledger: &Ledger, data: &Dataset) ->
 }
 
 /// Waits until the job has `status` (polling the API), or panics after a minute.
-pub async fn wait_status(client: &Client, job: u64, status: &str) {
+pub async fn wait_status(client: &Client, job: u64, status: JobStatus) {
     for _ in 0..1200 {
         if let Ok(jobs) = client.jobs().await
             && jobs.iter().any(|j| j.job_id == job && j.status == status)

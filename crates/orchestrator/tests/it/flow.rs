@@ -6,6 +6,7 @@ use std::time::Duration;
 use alloy_primitives::U256;
 use funetun_client::Client;
 use funetun_core::keccak256;
+use funetun_core::protocol::{JobStatus, NodeKind, Role, RoundStatus, UpdateStatus};
 
 use crate::common::{Env, synthetic, tiny_spec, trainer_turn, validator_turn, wait_status};
 
@@ -21,7 +22,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
     env.register_trainer(2).await;
     env.register_trainer(3).await;
     env.register_validator(4).await;
-    wait_status(&owner, job, "active").await;
+    wait_status(&owner, job, JobStatus::Active).await;
 
     let data = synthetic();
     let trainers = [
@@ -43,7 +44,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
         let jobs = owner.jobs().await.unwrap();
         if jobs
             .iter()
-            .any(|j| j.job_id == job && j.status == "finished")
+            .any(|j| j.job_id == job && j.status == JobStatus::Finished)
         {
             break;
         }
@@ -56,7 +57,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_status(&owner, job, "finished").await;
+    wait_status(&owner, job, JobStatus::Finished).await;
     assert_eq!(
         votes, 4,
         "every update was drawn (replay_prob = 1) and voted on"
@@ -68,7 +69,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
     let rounds = owner.rounds(job).await.unwrap();
     assert_eq!(rounds.len(), 2);
     for r in &rounds {
-        assert_eq!(r.status, "closed");
+        assert_eq!(r.status, RoundStatus::Closed);
         assert_eq!(
             (r.submitted, r.accepted, r.rejected, r.replayed),
             (2, 2, 0, 2)
@@ -89,7 +90,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
     let updates = owner.updates(job).await.unwrap();
     assert_eq!(updates.len(), 4);
     for u in &updates {
-        assert_eq!(u.status, "accepted");
+        assert_eq!(u.status, UpdateStatus::Accepted);
         assert!(u.replay);
         assert_eq!(u.votes.len(), 1);
         assert!(u.votes[0].valid);
@@ -102,7 +103,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
             .find(|p| p.address == env.keys[i].address())
             .unwrap();
         assert_eq!(p.accepted, 2);
-        assert!(p.roles.contains(&"trainer".to_string()));
+        assert!(p.roles.contains(&Role::Trainer));
         assert_eq!(
             p.earned_wei,
             spec.base_reward_wei().unwrap() * U256::from(2u64)
@@ -134,7 +135,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
             graph.edges
         );
     }
-    assert!(graph.nodes.iter().any(|n| n.kind == "orchestrator"));
-    assert!(graph.nodes.iter().any(|n| n.kind == "contract"));
+    assert!(graph.nodes.iter().any(|n| n.kind == NodeKind::Orchestrator));
+    assert!(graph.nodes.iter().any(|n| n.kind == NodeKind::Contract));
     orch.shutdown().await.unwrap();
 }

@@ -14,8 +14,9 @@ use funetun_core::api::{
     ValidationAck, ValidationAssignment,
 };
 use funetun_core::auth::sign_request;
+use funetun_core::protocol::{JobStatus, Role, RoundStatus, UpdateStatus, ValidationMode};
 use funetun_core::{JobSpec, encode, keccak256};
-use funetun_ml::ModelKind;
+use funetun_ml::{Architecture as _, ModelKind};
 use funetun_orchestrator::{AppState, Config, app, driver};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -129,7 +130,10 @@ async fn fixture_with(spec: JobSpec, tune: impl FnOnce(&mut Config)) -> Fixture 
     env.register_trainer(3).await;
     env.register_validator(4).await;
     driver::step(&state).await.unwrap();
-    assert_eq!(state.job_status(job).await.unwrap(), "active");
+    assert_eq!(
+        state.job_status(job).await.unwrap(),
+        Some(JobStatus::Active)
+    );
     // The next step sees checkpoint 0's event.
     driver::step(&state).await.unwrap();
     Fixture {
@@ -465,7 +469,7 @@ async fn updates_and_votes_are_checked_against_the_chain() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(ack.status, "pending");
+    assert_eq!(ack.status, UpdateStatus::Pending);
     assert_eq!(
         ack.update_index,
         funetun_chain::bindings::update_index(0, trainer.address())
@@ -491,7 +495,7 @@ async fn updates_and_votes_are_checked_against_the_chain() {
         (ack.update_index, hash, trainer.address())
     );
     assert_eq!(a.task, task);
-    assert_eq!(a.mode, "replay");
+    assert_eq!(a.mode, ValidationMode::Replay);
     let (_, b): (_, ValidationAssignment) = call_json(
         &f.app,
         post(
@@ -546,7 +550,10 @@ async fn updates_and_votes_are_checked_against_the_chain() {
         ),
     )
     .await;
-    assert_eq!((status, vack.status.as_str()), (StatusCode::OK, "accepted"));
+    assert_eq!(
+        (status, vack.status),
+        (StatusCode::OK, UpdateStatus::Accepted)
+    );
     let (status, _) = call(&f.app, post(validator, "/v1/validations/next", json!({}))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
@@ -554,7 +561,7 @@ async fn updates_and_votes_are_checked_against_the_chain() {
     let (_, updates): (_, Vec<UpdateInfo>) =
         call_json(&f.app, get(&format!("/v1/jobs/{}/updates", f.job))).await;
     assert_eq!(updates.len(), 1);
-    assert_eq!(updates[0].status, "accepted");
+    assert_eq!(updates[0].status, UpdateStatus::Accepted);
     assert_eq!(updates[0].votes.len(), 1);
     assert_eq!(updates[0].votes[0].detail, "replayed");
     assert_eq!(updates[0].votes[0].validator, validator.address());
@@ -566,7 +573,7 @@ async fn reads_are_public_and_refusals_are_json() {
     let (status, jobs): (_, Vec<JobSummary>) = call_json(&f.app, get("/v1/jobs")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].status, "active");
+    assert_eq!(jobs[0].status, JobStatus::Active);
     assert_eq!(jobs[0].leader, f.env.leader());
     assert_eq!(jobs[0].owner, f.env.keys[0].address());
     assert_eq!(jobs[0].remaining_wei, U256::from(crate::common::ETH));
@@ -576,7 +583,7 @@ async fn reads_are_public_and_refusals_are_json() {
     let (_, rounds): (_, Vec<RoundInfo>) =
         call_json(&f.app, get(&format!("/v1/jobs/{}/rounds", f.job))).await;
     assert_eq!(rounds.len(), 1);
-    assert_eq!(rounds[0].status, "open");
+    assert_eq!(rounds[0].status, RoundStatus::Open);
     assert_eq!(Some(rounds[0].base_hash), jobs[0].latest_checkpoint);
     let (_, updates): (_, Vec<UpdateInfo>) =
         call_json(&f.app, get(&format!("/v1/jobs/{}/updates", f.job))).await;
@@ -586,12 +593,12 @@ async fn reads_are_public_and_refusals_are_json() {
         .iter()
         .find(|p| p.address == f.env.keys[0].address())
         .unwrap();
-    assert!(owner.roles.contains(&"owner".to_string()));
+    assert!(owner.roles.contains(&Role::Owner));
     let v = people
         .iter()
         .find(|p| p.address == f.env.keys[4].address())
         .unwrap();
-    assert_eq!(v.roles, vec!["validator".to_string()]);
+    assert_eq!(v.roles, vec![Role::Validator]);
     assert_eq!(
         v.stake_wei,
         funetun_chain::ContractParams::default().min_stake
@@ -686,9 +693,10 @@ async fn a_job_naming_another_leader_is_ignored_and_a_bad_spec_is_invalid() {
         })
         .await
         .unwrap();
-    // Ours, but its spec names an unknown model (uploaded: it parses as TOML).
+    // Ours, but its spec names an unknown optimizer (uploaded: it parses as
+    // a spec; only the orchestrator knows the optimizers).
     let bad = JobSpec {
-        model: "transformer".into(),
+        optimizer: "rmsprop".into(),
         ..tiny_spec(0.5)
     };
     let text = bad.to_toml().into_bytes();
@@ -715,10 +723,16 @@ async fn a_job_naming_another_leader_is_ignored_and_a_bad_spec_is_invalid() {
         "unknown_job",
     )
     .await;
-    assert_eq!(f.state.job_status(bad_id).await.unwrap(), "invalid");
+    assert_eq!(
+        f.state.job_status(bad_id).await.unwrap(),
+        Some(JobStatus::Invalid)
+    );
     let req = post(&f.env.keys[2], "/v1/tasks", lease_body(bad_id));
     refused(&f.app, req, StatusCode::CONFLICT, "job_invalid").await;
-    assert_eq!(f.state.job_status(missing_id).await.unwrap(), "pending");
+    assert_eq!(
+        f.state.job_status(missing_id).await.unwrap(),
+        Some(JobStatus::Pending)
+    );
     let req = post(&f.env.keys[2], "/v1/tasks", lease_body(missing_id));
     refused(&f.app, req, StatusCode::CONFLICT, "job_not_started").await;
     // Once the spec arrives, the job starts (after its retry pause).
@@ -732,7 +746,7 @@ async fn a_job_naming_another_leader_is_ignored_and_a_bad_spec_is_invalid() {
     );
     for _ in 0..100 {
         driver::step(&f.state).await.unwrap();
-        if f.state.job_status(missing_id).await.unwrap() == "active" {
+        if f.state.job_status(missing_id).await.unwrap() == Some(JobStatus::Active) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

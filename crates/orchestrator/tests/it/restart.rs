@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use alloy_primitives::{B256, U256};
 use funetun_client::Client;
+use funetun_core::protocol::JobStatus;
 use funetun_ml::Dataset;
 
 use crate::common::{Env, synthetic, tiny_spec, trainer_turn, wait_status};
@@ -22,7 +23,7 @@ async fn drive(env: &Env, url: &str, job: u64, data: &Dataset) {
         let jobs = owner.jobs().await.unwrap();
         if jobs
             .iter()
-            .any(|j| j.job_id == job && j.status == "finished")
+            .any(|j| j.job_id == job && j.status == JobStatus::Finished)
         {
             return;
         }
@@ -43,7 +44,7 @@ async fn setup(env: &Env, url: &str) -> u64 {
     let job = env.create_job(&spec).await;
     env.register_trainer(2).await;
     env.register_trainer(3).await;
-    wait_status(&Client::new(url, None), job, "active").await;
+    wait_status(&Client::new(url, None), job, JobStatus::Active).await;
     job
 }
 

@@ -10,6 +10,7 @@ use super::{
     ACCURACY_MONOTONIC, Chain, CheckResult, DISTANCE_TO_FINAL, INIT_TO_FINAL, INITIAL_DISTRIBUTION,
     INITIAL_INDEPENDENCE, PARAMETER_CONTINUITY, ProofConfig, Result,
 };
+use funetun_ml::Architecture as _;
 
 /// Fewest element pairs (or row/column pairs) a correlation test uses.
 const MIN_PAIRS: usize = 30;

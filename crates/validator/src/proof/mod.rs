@@ -16,13 +16,10 @@
 //!
 //! - [`checks`]: the six checks, each usable on its own.
 //! - [`stats`]: normal and Kolmogorov distributions, the KS test, correlations.
-//! - [`anchor`]: downloaded checkpoint bytes against their on-chain hashes,
-//!   compared before any check runs.
 //! - [`simulate`]: an honest federated run (mean of shard deltas), the
 //!   reference the thresholds are measured on.
 //! - [`error`]: what stops a chain from being checked ([`ProofError`]).
 
-pub mod anchor;
 pub mod checks;
 pub mod error;
 pub mod simulate;
@@ -32,8 +29,11 @@ use funetun_core::TensorSet;
 use funetun_ml::{Compute, Dataset, ModelKind};
 use serde::Serialize;
 
-pub use anchor::{AnchorProblem, check_anchors};
 pub use error::{ProofError, Result};
+/// Downloaded checkpoint bytes against their on-chain hashes, compared
+/// before any check runs (`funetun_client::anchored`).
+pub use funetun_client::anchored::{AnchorProblem, check_anchors};
+use funetun_ml::Architecture as _;
 
 /// Name of check 1.
 pub const ACCURACY_MONOTONIC: &str = "accuracy_monotonic";
