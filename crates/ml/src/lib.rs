@@ -4,7 +4,8 @@
 //!   downloaded with checksums), the built-in synthetic set, shards and
 //!   seeded batch order.
 //! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded
-//!   θ₀, and [`ModelKind::decode`], the one decoder of a model's bytes.
+//!   θ₀ ([`Architecture`] on the protocol's [`ModelKind`]), and the one
+//!   decoder of a model's bytes.
 //! - [`engine`]: the CPU engine, forward and backward by hand over `gemm`,
 //!   bitwise reproducible at any thread count.
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
@@ -14,7 +15,9 @@
 //!   gradients and the baseline of the training benchmark.
 //! - [`platform`]: the platform class under which results are bit-exact.
 //! - [`rng`]: seeded randomness.
-//! - [`error`]: the crate's error type.
+//! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded
+//!   θ₀ ([`Architecture`] on the protocol's [`ModelKind`]), and the one
+//!   decoder of a model's bytes.
 
 pub mod data;
 pub mod engine;
