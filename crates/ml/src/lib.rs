@@ -15,6 +15,7 @@
 //!   gradients and the baseline of the training benchmark.
 //! - [`platform`]: the platform class under which results are bit-exact.
 //! - [`rng`]: seeded randomness.
+//! - [`error`]: the crate's [`Error`] and [`Result`].
 //! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded
 //!   θ₀ ([`Architecture`] on the protocol's [`ModelKind`]), and the one
 //!   decoder of a model's bytes.
