@@ -69,8 +69,6 @@ pub async fn step(state: &Arc<AppState>) -> Result<()> {
     finalize_stragglers(state, now).await
 }
 
-pub use crate::service::updates::UNREPORTED_GRACE_SECS;
-
 /// Finalizes unchecked updates outside the open round (reported after their
 /// round closed, or of jobs that ended) once their window passed; the open
 /// round's are the scheduler's.
