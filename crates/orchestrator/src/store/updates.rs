@@ -133,7 +133,7 @@ pub struct Checkable {
     /// Votes (on-chain or reported), one per validator and side.
     pub votes: Vec<(Address, bool)>,
     /// Assignments handed out: (validator, expires_at, done).
-    pub assigned: Vec<(Address, u64, bool)>,
+    pub assigned: Vec<Assigned>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -214,6 +214,9 @@ pub struct NewValidation<'a> {
     /// Unix second of the report.
     pub reported_at: u64,
 }
+
+/// An assignment: (validator, expires_at, done).
+pub type Assigned = (Address, u64, bool);
 
 /// The statuses an update still waiting for validators may have.
 const UNDECIDED: [UpdateStatus; 2] = [UpdateStatus::Pending, UpdateStatus::Challenged];
@@ -446,7 +449,7 @@ impl Store {
                 .or_default()
                 .push((parse_addr(&v.validator)?, v.valid != 0));
         }
-        let mut assigned_of: BTreeMap<(i64, String), Vec<(Address, u64, bool)>> = BTreeMap::new();
+        let mut assigned_of: BTreeMap<(i64, String), Vec<Assigned>> = BTreeMap::new();
         for a in assigned {
             assigned_of
                 .entry((a.job_id, a.update_index))
