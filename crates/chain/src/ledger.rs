@@ -104,6 +104,41 @@ pub struct NewJob {
     pub deposit: U256,
 }
 
+/// What a transaction named as a trainer's `submitUpdate` turned out to be
+/// ([`Ledger::verify_submission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionCheck {
+    /// Mined, succeeded, emitted the expected `UpdateSubmitted`, and is
+    /// `confirmations` blocks deep.
+    Confirmed {
+        /// The block that included it.
+        block_number: u64,
+        /// That block's hash.
+        block_hash: B256,
+    },
+    /// No receipt (yet).
+    NotMined,
+    /// Mined but reverted.
+    Reverted,
+    /// Mined and succeeded, but emitted no matching `UpdateSubmitted` of this contract.
+    NoEvent,
+    /// The event is there but the block is not yet `confirmations` deep.
+    Unconfirmed {
+        /// The block that included it.
+        block_number: u64,
+    },
+}
+
+/// Whether the chain holds a validator's vote ([`Ledger::verify_vote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VoteCheck {
+    /// The vote is on-chain: in the named transaction's events or among the
+    /// update's stored votes.
+    pub found: bool,
+    /// The named transaction decided the update: `Some(accepted)`.
+    pub decided: Option<bool>,
+}
+
 /// A typed client of one `JobManager` for one key.
 pub struct Ledger<P = DynProvider> {
     provider: P,
@@ -628,6 +663,112 @@ impl<P: Provider + Clone> Ledger<P> {
     async fn confirmed_head(&self) -> Result<u64> {
         let head = self.block_number().await?;
         Ok(head.saturating_sub(self.config.confirmations.saturating_sub(1)))
+    }
+
+    // --------------------------------------------------------- verification
+
+    /// The receipt of `tx_hash`, `None` while it is not mined.
+    pub async fn receipt(&self, tx_hash: B256) -> Result<Option<TransactionReceipt>> {
+        self.retry(|| self.provider.get_transaction_receipt(tx_hash))
+            .await
+    }
+
+    /// Checks that `tx_hash` is `trainer`'s `submitUpdate` of `update_hash` for
+    /// `round` of `job_id` on this contract: mined, succeeded, emitted the matching
+    /// `UpdateSubmitted`, and at the confirmation depth. Only node failures are errors;
+    /// every way the transaction can fall short is a [`SubmissionCheck`].
+    pub async fn verify_submission(
+        &self,
+        tx_hash: B256,
+        job_id: U256,
+        round: u64,
+        trainer: Address,
+        update_hash: B256,
+    ) -> Result<SubmissionCheck> {
+        let Some(receipt) = self.receipt(tx_hash).await? else {
+            return Ok(SubmissionCheck::NotMined);
+        };
+        if !receipt.status() {
+            return Ok(SubmissionCheck::Reverted);
+        }
+        let emitted = decode_logs(self.contract, receipt.inner.logs())
+            .into_iter()
+            .any(|l| {
+                matches!(&l.event, JobManager::JobManagerEvents::UpdateSubmitted(e)
+                    if e.jobId == job_id
+                        && e.trainer == trainer
+                        && e.round == U256::from(round)
+                        && e.updateHash == update_hash)
+            });
+        if !emitted {
+            return Ok(SubmissionCheck::NoEvent);
+        }
+        let block_number = receipt.block_number.unwrap_or_default();
+        if !self.is_confirmed(block_number).await? {
+            return Ok(SubmissionCheck::Unconfirmed { block_number });
+        }
+        Ok(SubmissionCheck::Confirmed {
+            block_number,
+            block_hash: receipt.block_hash.unwrap_or_default(),
+        })
+    }
+
+    /// Checks that the chain holds `validator`'s vote `valid` on update `index` of
+    /// `job_id`: the transaction `tx_hash`, once mined, succeeded and at the
+    /// confirmation depth, emitted `VoteCast(job, index, validator, valid)` or
+    /// `UpdateDecided(job, index, decidedBy = validator, accepted = valid)`; or else the
+    /// update's stored votes (`getVotes`) contain it. `decided` carries the verdict when
+    /// that transaction decided the update.
+    pub async fn verify_vote(
+        &self,
+        tx_hash: B256,
+        job_id: U256,
+        index: U256,
+        validator: Address,
+        valid: bool,
+    ) -> Result<VoteCheck> {
+        let mut check = VoteCheck::default();
+        if let Some(receipt) = self.receipt(tx_hash).await?
+            && receipt.status()
+            && self
+                .is_confirmed(receipt.block_number.unwrap_or_default())
+                .await?
+        {
+            for l in decode_logs(self.contract, receipt.inner.logs()) {
+                match &l.event {
+                    JobManager::JobManagerEvents::VoteCast(e)
+                        if e.jobId == job_id
+                            && e.index == index
+                            && e.validator == validator
+                            && e.valid == valid =>
+                    {
+                        check.found = true
+                    }
+                    JobManager::JobManagerEvents::UpdateDecided(e)
+                        if e.jobId == job_id && e.index == index =>
+                    {
+                        check.decided = Some(e.accepted);
+                        if e.decidedBy == validator && e.accepted == valid {
+                            check.found = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !check.found {
+            check.found = self
+                .votes(job_id, index)
+                .await?
+                .contains(&(validator, valid));
+        }
+        Ok(check)
+    }
+
+    /// Whether block `block_number` is `confirmations` deep.
+    async fn is_confirmed(&self, block_number: u64) -> Result<bool> {
+        let head = self.block_number().await?;
+        Ok(block_number + self.config.confirmations.max(1) - 1 <= head)
     }
 
     // --------------------------------------------------------------- machinery

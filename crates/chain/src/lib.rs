@@ -5,7 +5,8 @@
 //! - [`ledger`]: [`Ledger`], a client over any alloy provider: typed calls, revert
 //!   decoding into [`bindings::JobManager::JobManagerErrors`], local nonces, retries with
 //!   backoff that never resend a transaction without checking whether it landed, and a
-//!   confirmation depth.
+//!   confirmation depth; [`Ledger::verify_submission`] and [`Ledger::verify_vote`] check
+//!   what a named transaction proves.
 //! - [`accounts`]: a job's books from its events and view: paid, slashed,
 //!   reserved, per-account tallies and the conservation check.
 //! - [`events`]: typed contract events, range queries and a polling stream from a block.
@@ -33,4 +34,4 @@ pub use devchain::{DevChain, DevChainConfig};
 pub use error::{ChainError, Result};
 pub use events::{LedgerEvent, LoggedEvent};
 pub use keys::{DEV_MNEMONIC, DevAccount, dev_accounts};
-pub use ledger::{Ledger, LedgerConfig, TxOutcome};
+pub use ledger::{Ledger, LedgerConfig, SubmissionCheck, TxOutcome, VoteCheck};

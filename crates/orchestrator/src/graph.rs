@@ -13,10 +13,10 @@ use std::sync::Mutex;
 use alloy_primitives::Address;
 use funetun_core::api::{Graph, GraphEdge, GraphNode};
 use funetun_core::protocol::NodeKind;
-use sqlx::Row;
 
 use crate::error::Result;
 use crate::state::AppState;
+use crate::store::graph::GraphDelta;
 use crate::util::{addr_text, now_secs, parse_word, short};
 
 /// Node id of the orchestrator.
@@ -90,87 +90,60 @@ impl GraphBuffer {
     }
 }
 
-/// Adds the buffered counts to SQLite.
+/// Adds the buffered counts to the store.
 pub async fn flush(state: &AppState) -> Result<()> {
     let p = state.graph.take();
     if p.edges.is_empty() && p.seen.is_empty() {
         return Ok(());
     }
-    let mut tx = state.db.begin().await?;
-    for (id, (label, kind, last)) in &p.nodes {
-        sqlx::query(
-            "INSERT INTO graph_nodes (id, label, kind, last_seen) VALUES (?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-        )
-        .bind(id)
-        .bind(label)
-        .bind(*kind)
-        .bind(*last as i64)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for ((source, target, label), (count, last)) in &p.edges {
-        sqlx::query(
-            "INSERT INTO graph_edges (source, target, label, count, last_seen) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT(source, target, label) DO UPDATE SET count = count + excluded.count,
-             last_seen = max(last_seen, excluded.last_seen)",
-        )
-        .bind(source)
-        .bind(target)
-        .bind(*label)
-        .bind(*count as i64)
-        .bind(*last as i64)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for (address, last) in &p.seen {
-        sqlx::query(
-            "INSERT INTO participants (address, last_seen) VALUES (?, ?)
-             ON CONFLICT(address) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-        )
-        .bind(addr_text(*address))
-        .bind(*last as i64)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let delta = GraphDelta {
+        nodes: p
+            .nodes
+            .iter()
+            .map(|(id, (label, kind, last))| (id.as_str(), label.as_str(), *kind, *last))
+            .collect(),
+        edges: p
+            .edges
+            .iter()
+            .map(|((source, target, label), (count, last))| {
+                (source.as_str(), target.as_str(), *label, *count, *last)
+            })
+            .collect(),
+        seen: p.seen.iter().map(|(a, last)| (*a, *last)).collect(),
+    };
+    state.store.add_graph(&delta).await
 }
 
-/// The graph as stored (plus what is still buffered is left for the next flush).
+/// The graph as stored (what is still buffered is left for the next flush).
 pub async fn read(state: &AppState) -> Result<Graph> {
-    let nodes: Vec<GraphNode> =
-        sqlx::query("SELECT id, label, kind, last_seen FROM graph_nodes ORDER BY id")
-            .fetch_all(&state.db.read)
-            .await?
-            .into_iter()
-            .map(|r| {
-                Ok(GraphNode {
-                    id: r.get(0),
-                    label: r.get(1),
-                    kind: parse_word(r.get::<&str, _>(2))?,
-                    last_seen: r.get::<i64, _>(3) as u64,
-                })
+    let nodes: Vec<GraphNode> = state
+        .store
+        .graph_nodes()
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(GraphNode {
+                last_seen: r.last_seen(),
+                kind: parse_word(&r.kind)?,
+                id: r.id,
+                label: r.label,
             })
-            .collect::<Result<_>>()?;
-    let edges: Vec<GraphEdge> = sqlx::query(
-        "SELECT source, target, label, count, last_seen FROM graph_edges ORDER BY source, target, label",
-    )
-    .fetch_all(&state.db.read)
-    .await?
-    .into_iter()
-    .map(|r| {
-        let (source, target, label): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        GraphEdge {
-            id: format!("{source}->{target}:{label}"),
-            source,
-            target,
-            label,
-            count: r.get::<i64, _>(3) as u64,
-            last_seen: r.get::<i64, _>(4) as u64,
-        }
-    })
-    .collect();
+        })
+        .collect::<Result<_>>()?;
+    let edges: Vec<GraphEdge> = state
+        .store
+        .graph_edges()
+        .await?
+        .into_iter()
+        .map(|r| GraphEdge {
+            id: format!("{}->{}:{}", r.source, r.target, r.label),
+            source: r.source,
+            target: r.target,
+            label: r.label,
+            count: crate::store::to_u64(r.count),
+            last_seen: crate::store::to_u64(r.last_seen),
+        })
+        .collect();
     let updated_at = nodes
         .iter()
         .map(|n| n.last_seen)

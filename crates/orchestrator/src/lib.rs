@@ -6,19 +6,24 @@
 //! and crashes without losing anything (docs/orchestrator.md, docs/api.md).
 //!
 //! - [`config`]: [`Config`], everything it needs, with defaults.
-//! - [`api`]: the HTTP routes ([`app`]) and their handlers.
+//! - [`api`]: the HTTP routes ([`app`]), one module of thin handlers per resource.
+//! - [`service`]: what the handlers, the driver and the watcher share: leasing,
+//!   accepting update reports and votes, the scheduler's view of a job.
+//! - [`store`]: every SQL statement, behind [`store::Store`] and [`store::StoreTx`],
+//!   one module per table family, typed rows; and the migrations.
 //! - [`auth`]: signed requests, nonces, the rate limit, the role cache.
 //! - [`scheduler`]: the pure state machine of leases and rounds ([`scheduler::tick`]).
-//! - [`driver`]: the async loop applying the scheduler's actions to SQLite and the chain.
-//! - [`watcher`]: contract events into SQLite, exactly once.
+//! - [`driver`]: the async loop applying the scheduler's actions to the store and the chain.
+//! - [`watcher`]: contract events into the store, exactly once.
 //! - [`rounds`]: θ₀, aggregation with the job's rule and outer optimizer, evaluation.
+//! - [`guard`]: the checks on a reported delta (known hash, norm, loss probe).
 //! - [`replay`]: which updates are checked (the draw and its probability).
 //! - [`reputation`]: decaying training and drilling points.
 //! - [`graph`]: who talks to whom (`/graph`).
 //! - [`blobs`]: the content-addressed blob store.
-//! - [`db`]: SQLite pools and migrations.
 //! - [`state`]: [`AppState`], shared by handlers and the driver.
 //! - [`bench`]: the load generator behind `funetun bench api`.
+//! - [`util`]: conversions between chain types and their stored text.
 //! - [`error`]: [`Error`], how each is answered over HTTP, and [`Result`].
 //!
 //! ```no_run
@@ -34,7 +39,6 @@ pub mod auth;
 pub mod bench;
 pub mod blobs;
 pub mod config;
-pub mod db;
 pub mod driver;
 pub mod error;
 pub mod graph;
@@ -43,7 +47,9 @@ pub mod replay;
 pub mod reputation;
 pub mod rounds;
 pub mod scheduler;
+pub mod service;
 pub mod state;
+pub mod store;
 pub mod util;
 pub mod watcher;
 
@@ -140,7 +146,7 @@ impl Orchestrator {
             driver.await?;
         }
         self.state.flush().await?;
-        self.state.db.close().await;
+        self.state.store.close().await;
         Ok(())
     }
 }

@@ -96,6 +96,18 @@ impl UpdateStatus {
         }
     }
 
+    /// The contract's `UpdateStatus` code (a bonused update is accepted;
+    /// no update, or one not yet decided, is pending).
+    pub fn from_chain(code: u8) -> Self {
+        use funetun_chain::bindings::update_status;
+        match code {
+            update_status::ACCEPTED | update_status::BONUSED => UpdateStatus::Accepted,
+            update_status::REJECTED => UpdateStatus::Rejected,
+            update_status::CHALLENGED => UpdateStatus::Challenged,
+            _ => UpdateStatus::Pending,
+        }
+    }
+
     /// Parses the stored word (unknown words count as pending).
     pub fn parse(s: &str) -> Self {
         match s {

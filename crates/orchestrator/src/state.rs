@@ -10,17 +10,18 @@ use funetun_chain::{Ledger, LedgerConfig};
 use funetun_core::JobSpec;
 use funetun_core::protocol::JobStatus;
 use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, OptimizerKind};
-use sqlx::Row;
 use tokio::sync::Notify;
 
 use crate::auth::{NonceStore, RateLimiter, RoleCache};
 use crate::blobs::{BlobStore, LocalBlobStore};
 use crate::config::Config;
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::graph::GraphBuffer;
 use crate::reputation::Decay;
-use crate::util::{addr_text, now_secs, parse_addr, parse_hash, parse_word};
+use crate::store::Store;
+use crate::store::jobs::unknown_job;
+use crate::store::meta;
+use crate::util::{addr_text, now_secs};
 use funetun_ml::Architecture as _;
 
 /// A job's spec, resolved into the types that run it.
@@ -107,8 +108,8 @@ pub fn blob_limit(model: ModelKind) -> usize {
 pub struct AppState {
     /// The configuration.
     pub config: Config,
-    /// SQLite.
-    pub db: Db,
+    /// The database: every read and write goes through it.
+    pub store: Store,
     /// Blobs.
     pub blobs: Arc<dyn BlobStore>,
     /// The contract, signing as the leader.
@@ -155,7 +156,7 @@ impl AppState {
     /// Opens the database and blob store, connects to the chain and loads
     /// the known jobs. Starts no background work.
     pub async fn open(config: Config) -> Result<Arc<AppState>> {
-        let db = Db::open(&config.db_url).await?;
+        let store = Store::open(&config.db_url).await?;
         let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(&config.blobs_dir)?);
         let ledger = Ledger::connect(
             &config.rpc_url,
@@ -172,14 +173,14 @@ impl AppState {
             .view(funetun_chain::JobManager::MIN_STAKECall {})
             .await?;
         let address = config.key.address();
-        if let Some(stored) = crate::db::meta_get(&db.read, "leader").await?
+        if let Some(stored) = store.meta(meta::LEADER).await?
             && stored != addr_text(address)
         {
             return Err(Error::Config(format!(
                 "the database belongs to leader {stored}, not to {address}; use the same key or another database"
             )));
         }
-        if let Some(stored) = crate::db::meta_get(&db.read, "contract").await?
+        if let Some(stored) = store.meta(meta::CONTRACT).await?
             && stored != addr_text(config.contract)
         {
             return Err(Error::Config(format!(
@@ -187,9 +188,10 @@ impl AppState {
                 config.contract
             )));
         }
-        let mut tx = db.begin().await?;
-        crate::db::meta_set(&mut *tx, "leader", &addr_text(address)).await?;
-        crate::db::meta_set(&mut *tx, "contract", &addr_text(config.contract)).await?;
+        let mut tx = store.begin().await?;
+        tx.set_meta(meta::LEADER, &addr_text(address)).await?;
+        tx.set_meta(meta::CONTRACT, &addr_text(config.contract))
+            .await?;
         tx.commit().await?;
         let compute = Arc::new(Compute::new(config.threads)?);
         let exec = Exec::with_threads(config.threads.max(1))?;
@@ -211,7 +213,7 @@ impl AppState {
             job_locks: Mutex::default(),
             datasets: Mutex::default(),
             config,
-            db,
+            store,
             blobs,
             ledger,
             address,
@@ -227,33 +229,19 @@ impl AppState {
 
     async fn load_nonces(&self) -> Result<()> {
         let now = now_secs();
-        let rows =
-            sqlx::query("SELECT address, nonce, expires_at FROM nonces WHERE expires_at > ?")
-                .bind(now as i64)
-                .fetch_all(&self.db.read)
-                .await?;
-        for row in rows {
-            let address = parse_addr(row.get::<&str, _>(0))?;
-            self.nonces
-                .insert(address, row.get(1), row.get::<i64, _>(2) as u64, now);
+        for (address, nonce, expires_at) in self.store.take_nonces(now).await? {
+            self.nonces.insert(address, &nonce, expires_at, now);
         }
-        sqlx::query("DELETE FROM nonces")
-            .execute(&self.db.write)
-            .await?;
         Ok(())
     }
 
     async fn load_jobs(&self) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT job_id, spec, quorum, secret FROM jobs WHERE spec IS NOT NULL AND status != 'invalid'",
-        )
-        .fetch_all(&self.db.read)
-        .await?;
-        for row in rows {
-            let job_id = row.get::<i64, _>(0) as u64;
-            let spec = JobSpec::from_toml(row.get::<&str, _>(1))
+        for row in self.store.stored_specs().await? {
+            let job_id = crate::store::to_u64(row.job_id);
+            let spec = JobSpec::from_toml(&row.spec)
                 .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
-            let info = JobInfo::resolve(job_id, spec, row.get::<i64, _>(2) as u32, row.get(3))
+            let quorum = u32::try_from(row.quorum).unwrap_or(0);
+            let info = JobInfo::resolve(job_id, spec, quorum, row.secret)
                 .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
             self.put_job(Arc::new(info));
         }
@@ -283,23 +271,13 @@ impl AppState {
         if let Some(info) = self.job_info(job_id) {
             return Ok(info);
         }
-        let row = sqlx::query("SELECT status, reason FROM jobs WHERE job_id = ?")
-            .bind(job_id as i64)
-            .fetch_optional(&self.db.read)
-            .await?;
-        match row {
-            None => Err(Error::not_found(
-                "unknown_job",
-                format!(
-                    "job {job_id} is not led by this orchestrator ({})",
-                    self.address
-                ),
-            )),
-            Some(row) if row.get::<&str, _>(0) == "invalid" => Err(Error::conflict(
+        match self.store.job_status(job_id).await? {
+            None => Err(unknown_job(job_id, self.address)),
+            Some((JobStatus::Invalid, reason)) => Err(Error::conflict(
                 "job_invalid",
                 format!(
                     "job {job_id} has an unusable spec: {}",
-                    row.get::<Option<String>, _>(1).unwrap_or_default()
+                    reason.unwrap_or_default()
                 ),
             )),
             Some(_) => Err(Error::conflict(
@@ -311,13 +289,13 @@ impl AppState {
         }
     }
 
-    /// The status of a known job (`active`, `finished`, …).
+    /// The status of a job (`None` when it is not led here).
     pub async fn job_status(&self, job_id: u64) -> Result<Option<JobStatus>> {
-        let word: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE job_id = ?")
-            .bind(job_id as i64)
-            .fetch_optional(&self.db.read)
-            .await?;
-        word.as_deref().map(parse_word).transpose()
+        Ok(self
+            .store
+            .job_status(job_id)
+            .await?
+            .map(|(status, _)| status))
     }
 
     /// The lock serialising lease decisions and round changes of one job.
@@ -364,25 +342,11 @@ impl AppState {
         Ok(data)
     }
 
-    /// Writes buffered counters and live nonces to SQLite.
+    /// Writes buffered counters and live nonces to the store.
     pub async fn flush(&self) -> Result<()> {
         crate::graph::flush(self).await?;
-        let now = now_secs();
-        let live = self.nonces.live(now);
-        let mut tx = self.db.begin().await?;
-        sqlx::query("DELETE FROM nonces").execute(&mut *tx).await?;
-        for (address, nonce, expires) in live {
-            sqlx::query(
-                "INSERT OR IGNORE INTO nonces (address, nonce, expires_at) VALUES (?, ?, ?)",
-            )
-            .bind(addr_text(address))
-            .bind(nonce)
-            .bind(expires as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let live = self.nonces.live(now_secs());
+        self.store.save_nonces(&live).await
     }
 
     /// Reads a blob's bytes, or fails with `Inconsistent` when a blob the
@@ -393,9 +357,4 @@ impl AppState {
             .await??
             .ok_or_else(|| Error::Inconsistent(format!("blob {hash} is missing from the store")))
     }
-}
-
-/// Parses a stored optional hash.
-pub fn opt_hash(s: Option<String>) -> Result<Option<alloy_primitives::B256>> {
-    s.map(|s| parse_hash(&s)).transpose()
 }

@@ -764,7 +764,7 @@ async fn nonces_survive_a_clean_restart() {
     let req = signed_with(key, "POST", "/v1/tasks", body.clone(), ts, "nonce-kept");
     assert_eq!(call(&f.app, req).await.0, StatusCode::OK);
     f.state.flush().await.unwrap();
-    f.state.db.close().await;
+    f.state.store.close().await;
     let state = AppState::open(f.env.config()).await.unwrap();
     let app = app(state);
     let req = signed_with(key, "POST", "/v1/tasks", body, ts, "nonce-kept");

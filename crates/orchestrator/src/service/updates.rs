@@ -1,0 +1,356 @@
+//! Accepting a trainer's report of its on-chain submission
+//! (`POST /v1/updates`), and adopting submissions nobody reported.
+//!
+//! [`report`] is a sequence of named steps: load the task and check the
+//! holder, answer a repeated report idempotently, check that the delta is
+//! stored, let the chain check the transaction
+//! ([`funetun_chain::Ledger::verify_submission`]) and the committed hash,
+//! run the guards, draw the replay, and write everything in one store
+//! transaction.
+
+use std::sync::Arc;
+
+use alloy_primitives::{Address, B256, U256};
+use funetun_chain::SubmissionCheck;
+use funetun_chain::bindings::update_index;
+use funetun_core::api::{CheckReason, UpdateAck, UpdateReport};
+
+use crate::error::{Error, Result};
+use crate::guard::{Measured, ProbeTask};
+use crate::replay::{drawn, replay_probability};
+use crate::scheduler::UpdateStatus;
+use crate::state::{AppState, JobInfo};
+use crate::store::tasks::TaskRow;
+use crate::store::updates::NewUpdate;
+use crate::util::index_text;
+use funetun_ml::Architecture as _;
+
+/// Accepts `trainer`'s report of its submission; answers the update's
+/// index and on-chain status.
+pub async fn report(
+    state: &Arc<AppState>,
+    trainer: Address,
+    body: &UpdateReport,
+    now: u64,
+) -> Result<UpdateAck> {
+    let task = held_task(state, trainer, body.task_id).await?;
+    let info = state.job(task.job_id).await?;
+    let index = update_index(task.round, trainer);
+    if let Some(ack) = repeated(state, &task, index, body.update_hash).await? {
+        return Ok(ack);
+    }
+    require_blob(state, task.job_id, body.update_hash)?;
+    let block = verify_on_chain(state, &task, index, trainer, body).await?;
+    let view = state.ledger.update(U256::from(task.job_id), index).await?;
+    let chain_status = UpdateStatus::from_chain(view.status);
+    let screen = screen(state, &info, &task, body.update_hash).await?;
+    let record = state
+        .store
+        .trainer_record(&state.decay, trainer, now)
+        .await?;
+    let p = replay_probability(&info.spec, &record);
+    let reason = check_reason(&info, chain_status, &screen, p, block.1, index);
+    let new = NewUpdate {
+        job_id: task.job_id,
+        index,
+        round: task.round,
+        trainer,
+        task_id: task.task_id,
+        shard: task.shard,
+        steps: task.steps,
+        update_hash: body.update_hash,
+        submit_tx: body.tx_hash,
+        submit_block: block.0,
+        deadline: view.deadline,
+        reason,
+        loss_before: finite(body.loss_before),
+        loss_after: finite(body.loss_after),
+        platform: body.platform.as_deref(),
+        submitted_at: now,
+        duplicate_of: screen.duplicate_of,
+        norm: screen.measured.map(|m| m.norm),
+        probe_gain: screen.measured.and_then(|m| m.probe_gain),
+    };
+    if store_report(state, &new, now).await? {
+        tracing::info!(job = task.job_id, round = task.round, shard = task.shard, %trainer, %reason, p, "update reported");
+    }
+    state.wake.notify_one();
+    Ok(UpdateAck {
+        update_index: index,
+        status: chain_status.api(),
+    })
+}
+
+/// The task, which `trainer` must hold: 404 `unknown_task`, 403 `not_lease_holder`.
+async fn held_task(state: &AppState, trainer: Address, task_id: u64) -> Result<TaskRow> {
+    let task = super::tasks::task(state, task_id).await?;
+    if task.trainer != trainer {
+        return Err(Error::forbidden(
+            "not_lease_holder",
+            format!(
+                "task {} was leased to {}, not to {trainer}",
+                task.task_id, task.trainer
+            ),
+        ));
+    }
+    Ok(task)
+}
+
+/// A report of an update already stored: the same hash is answered with its
+/// status, another is 409 `conflicting_update`.
+async fn repeated(
+    state: &AppState,
+    task: &TaskRow,
+    index: U256,
+    hash: B256,
+) -> Result<Option<UpdateAck>> {
+    let Some(existing) = state.store.reported_hash(task.job_id, index).await? else {
+        return Ok(None);
+    };
+    if existing != hash {
+        return Err(Error::conflict(
+            "conflicting_update",
+            format!(
+                "an update {existing} was already reported for round {}",
+                task.round
+            ),
+        ));
+    }
+    Ok(Some(UpdateAck {
+        update_index: index,
+        status: state.store.update_status(task.job_id, index).await?.api(),
+    }))
+}
+
+/// 409 `missing_blob` unless the delta is stored.
+fn require_blob(state: &AppState, job: u64, hash: B256) -> Result<()> {
+    if state.blobs.contains(hash)? {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "missing_blob",
+        format!(
+            "the delta {hash} is not stored; upload it with PUT /v1/blobs/{hash}?job={job} first"
+        ),
+    ))
+}
+
+/// The chain's word on the named transaction and the committed hash; the
+/// block number and hash that included the submission.
+async fn verify_on_chain(
+    state: &AppState,
+    task: &TaskRow,
+    index: U256,
+    trainer: Address,
+    body: &UpdateReport,
+) -> Result<(u64, B256)> {
+    let job = task.job_id;
+    let tx = body.tx_hash;
+    let check = state
+        .ledger
+        .verify_submission(tx, U256::from(job), task.round, trainer, body.update_hash)
+        .await?;
+    let block = match check {
+        SubmissionCheck::Confirmed {
+            block_number,
+            block_hash,
+        } => (block_number, block_hash),
+        SubmissionCheck::NotMined => {
+            return Err(Error::conflict(
+                "tx_not_found",
+                format!("transaction {tx} is not mined (yet); report after its receipt exists"),
+            ));
+        }
+        SubmissionCheck::Reverted => {
+            return Err(Error::bad_request(
+                "tx_failed",
+                format!("transaction {tx} reverted"),
+            ));
+        }
+        SubmissionCheck::NoEvent => {
+            return Err(Error::bad_request(
+                "wrong_tx",
+                format!(
+                    "transaction {tx} is not {trainer}'s submitUpdate of {} for job {job} round {}",
+                    body.update_hash, task.round
+                ),
+            ));
+        }
+        SubmissionCheck::Unconfirmed { .. } => {
+            return Err(Error::conflict(
+                "not_confirmed",
+                format!(
+                    "transaction {tx} needs {} confirmations; report again shortly",
+                    state.config.confirmations
+                ),
+            ));
+        }
+    };
+    if !state
+        .ledger
+        .matches_hash(U256::from(job), index, body.update_hash)
+        .await?
+    {
+        return Err(Error::conflict(
+            "hash_mismatch",
+            format!(
+                "the contract does not hold {} for this update",
+                body.update_hash
+            ),
+        ));
+    }
+    Ok(block)
+}
+
+/// Why the update goes to validators, if it does: a challenge, a guard's
+/// flag, probation, or the replay draw (docs/orchestrator.md).
+fn check_reason(
+    info: &JobInfo,
+    chain_status: UpdateStatus,
+    screen: &Screen,
+    p: f64,
+    block_hash: B256,
+    index: U256,
+) -> CheckReason {
+    if chain_status == UpdateStatus::Challenged {
+        CheckReason::Challenged
+    } else if let Some(flag) = screen.flag {
+        flag
+    } else if p >= 1.0 {
+        CheckReason::Probation
+    } else if drawn(&info.secret, block_hash, index, p) {
+        CheckReason::Drawn
+    } else {
+        CheckReason::None
+    }
+}
+
+/// One transaction: the update, its task marked reported, the trainer's
+/// platform, its training points if the verdict came first. Returns
+/// whether the update was new.
+async fn store_report(state: &AppState, new: &NewUpdate<'_>, now: u64) -> Result<bool> {
+    let mut tx = state.store.begin().await?;
+    let inserted = tx.insert_update(new).await?;
+    tx.mark_submitted(new.task_id).await?;
+    if let Some(platform) = new.platform {
+        tx.set_platform(new.trainer, platform).await?;
+    }
+    tx.credit_training(&state.decay, new.job_id, new.index, now)
+        .await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// What the guards found on a reported delta.
+struct Screen {
+    flag: Option<CheckReason>,
+    duplicate_of: Option<U256>,
+    measured: Option<Measured>,
+}
+
+/// Runs the guards (`guard.rs`) on the delta `hash` reported for `task`.
+async fn screen(
+    state: &Arc<AppState>,
+    info: &Arc<JobInfo>,
+    task: &TaskRow,
+    hash: B256,
+) -> Result<Screen> {
+    let duplicate_of = state
+        .store
+        .same_hash_elsewhere(task.job_id, hash, task.round, task.shard)
+        .await?;
+    let reference = state.store.reference_norms(task.job_id, task.round).await?;
+    let base = state.blob(task.base_hash).await?;
+    let delta = state.blob(hash).await?;
+    let (st2, info2) = (state.clone(), info.clone());
+    let probe = ProbeTask {
+        shard: task.shard,
+        shards: info.spec.shards,
+        seed: task.seed,
+    };
+    let measured = tokio::task::spawn_blocking(move || -> Result<Measured> {
+        let layout = info2.model.zeros();
+        let limits = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len());
+        let base = funetun_core::encoding::decode_with_layout(&base, &limits, &layout)?;
+        let delta = funetun_core::encoding::decode_with_layout(&delta, &limits, &layout)?;
+        // No data set here (offline, unknown): the loss probe is skipped.
+        let data = st2.dataset_blocking(&info2.dataset).ok();
+        crate::guard::measure(
+            info2.model,
+            &base,
+            &delta,
+            data.as_deref(),
+            probe,
+            &st2.compute(),
+        )
+    })
+    .await??;
+    let flag = if duplicate_of.is_some() {
+        Some(CheckReason::KnownHash)
+    } else {
+        crate::guard::judge(&measured, &reference)
+    };
+    Ok(Screen {
+        flag,
+        duplicate_of,
+        measured: Some(measured),
+    })
+}
+
+fn finite(x: f32) -> f64 {
+    if x.is_finite() { f64::from(x) } else { 0.0 }
+}
+
+/// Seconds an on-chain submission may go unreported before validators are
+/// sent to it.
+pub const UNREPORTED_GRACE_SECS: u64 = 5;
+
+/// Sends to validators (reason `unreported`) every undecided submission of
+/// an active job that was committed on-chain but not reported with its
+/// delta within [`UNREPORTED_GRACE_SECS`]: its delta may never have been
+/// stored (a refused NaN delta, a trainer that hides it), and an update
+/// nobody votes on would be finalized — paid — after its window. It answers
+/// the trainer's latest task of that round; a submission without any lease
+/// is only logged (docs/security.md).
+pub async fn adopt_unreported(state: &AppState, now: u64) -> Result<()> {
+    for u in state.store.unreported(UNREPORTED_GRACE_SECS, now).await? {
+        let (job, idx) = (u.job_id, index_text(u.index));
+        let Some(task_id) = u.task_id else {
+            tracing::warn!(job, index = %idx, "an update was submitted without a lease; it is not checked");
+            continue;
+        };
+        let Some(task) = state.store.task(task_id).await? else {
+            continue;
+        };
+        let view = state.ledger.update(U256::from(job), u.index).await?;
+        let new = NewUpdate {
+            job_id: job,
+            index: u.index,
+            round: u.round,
+            trainer: u.trainer,
+            task_id,
+            shard: task.shard,
+            steps: task.steps,
+            update_hash: u.update_hash,
+            submit_tx: u.submit_tx,
+            submit_block: u.submit_block,
+            deadline: view.deadline,
+            reason: CheckReason::Unreported,
+            loss_before: 0.0,
+            loss_after: 0.0,
+            platform: None,
+            submitted_at: now,
+            duplicate_of: None,
+            norm: None,
+            probe_gain: None,
+        };
+        let mut tx = state.store.begin().await?;
+        let inserted = tx.insert_update(&new).await?;
+        tx.mark_submitted(task_id).await?;
+        tx.commit().await?;
+        if inserted {
+            tracing::warn!(job, index = %idx, "an update was committed on-chain but never reported; sent to validators");
+        }
+    }
+    Ok(())
+}

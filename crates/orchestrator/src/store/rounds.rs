@@ -1,0 +1,323 @@
+//! The `rounds` and `round_inputs` tables: round t trains checkpoint t into
+//! checkpoint t+1; a closing round's inputs are fixed before aggregation.
+
+use alloy_primitives::{B256, U256};
+use funetun_core::api::RoundInfo;
+
+use super::updates::UpdateStatus;
+use super::{Store, StoreTx, to_db, to_u64};
+use crate::error::Result;
+use crate::util::{hash_text, index_text, parse_hash, parse_index, u64_from_db};
+
+pub use funetun_core::protocol::RoundStatus;
+
+/// Parses a stored round status (anything unknown counts as closing: not
+/// open, not done).
+fn round_status(word: &str) -> RoundStatus {
+    word.parse().unwrap_or(RoundStatus::Closing)
+}
+
+/// The API's status of a round: a closing round is still open to readers.
+fn public(status: RoundStatus) -> RoundStatus {
+    match status {
+        RoundStatus::Closed => RoundStatus::Closed,
+        RoundStatus::Open | RoundStatus::Closing => RoundStatus::Open,
+    }
+}
+
+/// A round's status and deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundState {
+    /// Its status.
+    pub status: RoundStatus,
+    /// When it closes with what it has (unix seconds).
+    pub deadline: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawRoundState {
+    status: String,
+    deadline: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawRoundInfo {
+    round: i64,
+    status: String,
+    base_hash: String,
+    checkpoint_hash: Option<String>,
+    test_loss: Option<f64>,
+    test_accuracy: Option<f64>,
+    train_loss: Option<f64>,
+    opened_at: i64,
+    closed_at: Option<i64>,
+    commit_tx: Option<String>,
+    leased: i64,
+    submitted: i64,
+    replayed: i64,
+    accepted: i64,
+    rejected: i64,
+    mean_loss_after: Option<f64>,
+}
+
+/// A closed round whose test metrics are missing.
+#[derive(Debug)]
+pub struct Unevaluated {
+    /// The job.
+    pub job_id: u64,
+    /// The round.
+    pub round: u64,
+    /// Its checkpoint.
+    pub checkpoint_hash: B256,
+}
+
+/// What closing a round stores.
+#[derive(Debug)]
+pub struct RoundClose {
+    /// The new checkpoint.
+    pub checkpoint_hash: B256,
+    /// The outer optimizer's state after the round, if any.
+    pub outer_state: Option<B256>,
+    /// Unix second it closed.
+    pub closed_at: u64,
+    /// The commit transaction, when one was sent.
+    pub commit_tx: Option<B256>,
+    /// Mean reported training loss of the inputs.
+    pub train_loss: Option<f64>,
+}
+
+impl Store {
+    /// The checkpoint a round trains from.
+    pub async fn round_base(&self, job_id: u64, round: u64) -> Result<B256> {
+        let base: String =
+            sqlx::query_scalar("SELECT base_hash FROM rounds WHERE job_id = ? AND round = ?")
+                .bind(to_db(job_id))
+                .bind(to_db(round))
+                .fetch_one(&self.read)
+                .await?;
+        parse_hash(&base)
+    }
+
+    /// A round's status and deadline.
+    pub async fn round_state(&self, job_id: u64, round: u64) -> Result<Option<RoundState>> {
+        let raw: Option<RawRoundState> =
+            sqlx::query_as("SELECT status, deadline FROM rounds WHERE job_id = ? AND round = ?")
+                .bind(to_db(job_id))
+                .bind(to_db(round))
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(raw.map(|r| RoundState {
+            status: round_status(&r.status),
+            deadline: u64_from_db(r.deadline),
+        }))
+    }
+
+    /// Moves an open round's deadline.
+    pub async fn extend_round(&self, job_id: u64, round: u64, deadline: u64) -> Result<()> {
+        sqlx::query("UPDATE rounds SET deadline = ? WHERE job_id = ? AND round = ? AND status = ?")
+            .bind(to_db(deadline))
+            .bind(to_db(job_id))
+            .bind(to_db(round))
+            .bind(RoundStatus::Open.as_str())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The fixed inputs of a closing round, in order: index, delta hash and
+    /// the reported training loss.
+    pub async fn round_inputs(
+        &self,
+        job_id: u64,
+        round: u64,
+    ) -> Result<Vec<(U256, B256, Option<f64>)>> {
+        let rows: Vec<(String, String, Option<f64>)> = sqlx::query_as(
+            "SELECT i.update_index, i.update_hash, u.loss_after FROM round_inputs i
+             LEFT JOIN updates u ON u.job_id = i.job_id AND u.update_index = i.update_index
+             WHERE i.job_id = ? AND i.round = ? ORDER BY i.position",
+        )
+        .bind(to_db(job_id))
+        .bind(to_db(round))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(index, hash, loss)| Ok((parse_index(&index)?, parse_hash(&hash)?, loss)))
+            .collect()
+    }
+
+    /// The outer optimizer state blob left by a round.
+    pub async fn outer_state(&self, job_id: u64, round: u64) -> Result<Option<B256>> {
+        let h: Option<Option<String>> =
+            sqlx::query_scalar("SELECT outer_state FROM rounds WHERE job_id = ? AND round = ?")
+                .bind(to_db(job_id))
+                .bind(to_db(round))
+                .fetch_optional(&self.read)
+                .await?;
+        h.flatten().as_deref().map(parse_hash).transpose()
+    }
+
+    /// Stores a checkpoint's test metrics on the round that built it.
+    pub async fn set_test_metrics(
+        &self,
+        job_id: u64,
+        round: u64,
+        loss: f64,
+        accuracy: f64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE rounds SET test_loss = ?, test_accuracy = ? WHERE job_id = ? AND round = ?",
+        )
+        .bind(loss)
+        .bind(accuracy)
+        .bind(to_db(job_id))
+        .bind(to_db(round))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Closed rounds whose test metrics are missing.
+    pub async fn unevaluated_rounds(&self) -> Result<Vec<Unevaluated>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT job_id, round, checkpoint_hash FROM rounds
+             WHERE status = ? AND test_accuracy IS NULL AND checkpoint_hash IS NOT NULL",
+        )
+        .bind(RoundStatus::Closed.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(job, round, hash)| {
+                Ok(Unevaluated {
+                    job_id: to_u64(job),
+                    round: to_u64(round),
+                    checkpoint_hash: parse_hash(&hash)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The rounds of a job as the API shows them, oldest first, in one query.
+    pub async fn round_infos(&self, job_id: u64) -> Result<Vec<RoundInfo>> {
+        let rows: Vec<RawRoundInfo> = sqlx::query_as(
+            "SELECT r.round, r.status, r.base_hash, r.checkpoint_hash, r.test_loss, r.test_accuracy,
+                    r.train_loss, r.opened_at, r.closed_at, r.commit_tx,
+                    (SELECT COUNT(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round = r.round) AS leased,
+                    (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS submitted,
+                    (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round AND u.replay = 1) AS replayed,
+                    (SELECT COUNT(*) FROM chain_updates c WHERE c.job_id = r.job_id AND c.round = r.round AND c.status = ?) AS accepted,
+                    (SELECT COUNT(*) FROM chain_updates c WHERE c.job_id = r.job_id AND c.round = r.round AND c.status = ?) AS rejected,
+                    (SELECT AVG(u.loss_after) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS mean_loss_after
+             FROM rounds r WHERE r.job_id = ? ORDER BY r.round",
+        )
+        .bind(UpdateStatus::Accepted.as_str())
+        .bind(UpdateStatus::Rejected.as_str())
+        .bind(to_db(job_id))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RoundInfo {
+                    round: to_u64(r.round),
+                    status: public(round_status(&r.status)),
+                    base_hash: parse_hash(&r.base_hash)?,
+                    checkpoint_hash: r.checkpoint_hash.as_deref().map(parse_hash).transpose()?,
+                    leased: to_u64(r.leased),
+                    submitted: to_u64(r.submitted),
+                    replayed: to_u64(r.replayed),
+                    accepted: to_u64(r.accepted),
+                    rejected: to_u64(r.rejected),
+                    test_loss: r.test_loss,
+                    test_accuracy: r.test_accuracy,
+                    train_loss: r.train_loss.or(r.mean_loss_after),
+                    opened_at: to_u64(r.opened_at),
+                    closed_at: r.closed_at.map(to_u64),
+                    commit_tx: r.commit_tx.as_deref().map(parse_hash).transpose()?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl StoreTx {
+    /// Opens a round training `base_hash` (ignored when it exists).
+    pub async fn open_round(
+        &mut self,
+        job_id: u64,
+        round: u64,
+        base_hash: B256,
+        now: u64,
+        deadline: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rounds (job_id, round, status, base_hash, opened_at, deadline)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, round) DO NOTHING",
+        )
+        .bind(to_db(job_id))
+        .bind(to_db(round))
+        .bind(RoundStatus::Open.as_str())
+        .bind(hash_text(base_hash))
+        .bind(to_db(now))
+        .bind(to_db(deadline))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Fixes an open round's inputs and marks it closing; returns false (and
+    /// writes nothing) when the round is not open.
+    pub async fn fix_round_inputs(
+        &mut self,
+        job_id: u64,
+        round: u64,
+        inputs: &[(U256, B256)],
+    ) -> Result<bool> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM rounds WHERE job_id = ? AND round = ?")
+                .bind(to_db(job_id))
+                .bind(to_db(round))
+                .fetch_optional(self.conn())
+                .await?;
+        if status.as_deref().map(round_status) != Some(RoundStatus::Open) {
+            return Ok(false);
+        }
+        for (position, (index, hash)) in inputs.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO round_inputs (job_id, round, position, update_index, update_hash) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(to_db(job_id))
+            .bind(to_db(round))
+            .bind(to_db(position as u64))
+            .bind(index_text(*index))
+            .bind(hash_text(*hash))
+            .execute(self.conn())
+            .await?;
+        }
+        sqlx::query("UPDATE rounds SET status = ? WHERE job_id = ? AND round = ?")
+            .bind(RoundStatus::Closing.as_str())
+            .bind(to_db(job_id))
+            .bind(to_db(round))
+            .execute(self.conn())
+            .await?;
+        Ok(true)
+    }
+
+    /// Closes a round with its checkpoint.
+    pub async fn close_round(&mut self, job_id: u64, round: u64, close: &RoundClose) -> Result<()> {
+        sqlx::query(
+            "UPDATE rounds SET status = ?, checkpoint_hash = ?, outer_state = ?, closed_at = ?,
+             commit_tx = COALESCE(?, commit_tx), train_loss = ?
+             WHERE job_id = ? AND round = ?",
+        )
+        .bind(RoundStatus::Closed.as_str())
+        .bind(hash_text(close.checkpoint_hash))
+        .bind(close.outer_state.map(hash_text))
+        .bind(to_db(close.closed_at))
+        .bind(close.commit_tx.map(hash_text))
+        .bind(close.train_loss)
+        .bind(to_db(job_id))
+        .bind(to_db(round))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}

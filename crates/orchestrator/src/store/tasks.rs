@@ -1,0 +1,208 @@
+//! The `tasks` table: task leases.
+
+use std::collections::BTreeSet;
+
+use alloy_primitives::{Address, B256};
+
+use super::jobs::JobStatus;
+use super::rounds::RoundStatus;
+use super::{Store, StoreTx, to_db, to_u64};
+use crate::error::Result;
+use crate::scheduler::Lease;
+use crate::util::{addr_text, hash_text, parse_addr, parse_hash, u64_from_db, u64_to_db};
+
+/// A leased task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRow {
+    /// Its id.
+    pub task_id: u64,
+    /// The job.
+    pub job_id: u64,
+    /// The round.
+    pub round: u64,
+    /// The shard trained.
+    pub shard: u32,
+    /// Who holds it.
+    pub trainer: Address,
+    /// Steps to train.
+    pub steps: u32,
+    /// The task's seed.
+    pub seed: u64,
+    /// The checkpoint trained from.
+    pub base_hash: B256,
+    /// Unix second the lease lapses.
+    pub expires_at: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawTask {
+    task_id: i64,
+    job_id: i64,
+    round: i64,
+    shard: i64,
+    trainer: String,
+    steps: i64,
+    seed: i64,
+    base_hash: String,
+    expires_at: i64,
+}
+
+impl RawTask {
+    fn typed(self) -> Result<TaskRow> {
+        Ok(TaskRow {
+            task_id: to_u64(self.task_id),
+            job_id: to_u64(self.job_id),
+            round: to_u64(self.round),
+            shard: u32::try_from(self.shard).unwrap_or(0),
+            trainer: parse_addr(&self.trainer)?,
+            steps: u32::try_from(self.steps).unwrap_or(0),
+            seed: u64_from_db(self.seed),
+            base_hash: parse_hash(&self.base_hash)?,
+            expires_at: to_u64(self.expires_at),
+        })
+    }
+}
+
+const TASK_COLUMNS: &str =
+    "t.task_id, t.job_id, t.round, t.shard, t.trainer, t.steps, t.seed, t.base_hash, t.expires_at";
+
+/// A lease to store.
+#[derive(Debug)]
+pub struct NewLease<'a> {
+    /// The job.
+    pub job_id: u64,
+    /// The round.
+    pub round: u64,
+    /// The shard.
+    pub shard: u32,
+    /// The trainer.
+    pub trainer: Address,
+    /// The trainer's capacity word.
+    pub capacity: &'a str,
+    /// The trainer's platform class, if it said.
+    pub platform: Option<&'a str>,
+    /// Steps.
+    pub steps: u32,
+    /// Seed.
+    pub seed: u64,
+    /// The checkpoint trained from.
+    pub base_hash: B256,
+    /// Unix second it was issued.
+    pub issued_at: u64,
+    /// Unix second it lapses.
+    pub expires_at: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawLease {
+    task_id: i64,
+    trainer: String,
+    shard: i64,
+    expires_at: i64,
+    submitted: i64,
+}
+
+impl Store {
+    /// The task `task_id`.
+    pub async fn task(&self, task_id: u64) -> Result<Option<TaskRow>> {
+        let raw: Option<RawTask> = sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.task_id = ?"
+        ))
+        .bind(to_db(task_id))
+        .fetch_optional(&self.read)
+        .await?;
+        raw.map(RawTask::typed).transpose()
+    }
+
+    /// The trainer's live, unreported lease of the job's open round, if any.
+    pub async fn live_lease(
+        &self,
+        job_id: u64,
+        trainer: Address,
+        now: u64,
+    ) -> Result<Option<TaskRow>> {
+        let raw: Option<RawTask> = sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.job_id = ? AND t.trainer = ?
+               AND t.submitted = 0 AND t.expires_at > ?
+               AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = ?)
+               AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = ?)
+               AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = t.job_id AND u.round = t.round AND u.trainer = t.trainer)
+             ORDER BY t.task_id DESC LIMIT 1"
+        ))
+        .bind(to_db(job_id))
+        .bind(addr_text(trainer))
+        .bind(to_db(now))
+        .bind(JobStatus::Active.as_str())
+        .bind(RoundStatus::Open.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        raw.map(RawTask::typed).transpose()
+    }
+
+    /// The leases of a round, as the scheduler sees them.
+    pub async fn leases(&self, job_id: u64, round: u64) -> Result<Vec<Lease>> {
+        let rows: Vec<RawLease> = sqlx::query_as(
+            "SELECT task_id, trainer, shard, expires_at, submitted FROM tasks WHERE job_id = ? AND round = ?",
+        )
+        .bind(to_db(job_id))
+        .bind(to_db(round))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Lease {
+                    task_id: to_u64(r.task_id),
+                    trainer: parse_addr(&r.trainer)?,
+                    shard: u32::try_from(r.shard).unwrap_or(0),
+                    expires_at: to_u64(r.expires_at),
+                    submitted: r.submitted != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Trainers that leased in the job from round `from` on.
+    pub async fn trainers_since(&self, job_id: u64, from: u64) -> Result<BTreeSet<Address>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT trainer FROM tasks WHERE job_id = ? AND round >= ?",
+        )
+        .bind(to_db(job_id))
+        .bind(to_db(from))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|t| parse_addr(t)).collect()
+    }
+}
+
+impl StoreTx {
+    /// Stores a lease; returns its task id.
+    pub async fn insert_lease(&mut self, lease: &NewLease<'_>) -> Result<u64> {
+        let task_id: i64 = sqlx::query_scalar(
+            "INSERT INTO tasks (job_id, round, shard, trainer, capacity, platform, steps, seed, base_hash,
+             issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING task_id",
+        )
+        .bind(to_db(lease.job_id))
+        .bind(to_db(lease.round))
+        .bind(i64::from(lease.shard))
+        .bind(addr_text(lease.trainer))
+        .bind(lease.capacity)
+        .bind(lease.platform)
+        .bind(i64::from(lease.steps))
+        .bind(u64_to_db(lease.seed))
+        .bind(hash_text(lease.base_hash))
+        .bind(to_db(lease.issued_at))
+        .bind(to_db(lease.expires_at))
+        .fetch_one(self.conn())
+        .await?;
+        Ok(to_u64(task_id))
+    }
+
+    /// Marks a task as reported.
+    pub async fn mark_submitted(&mut self, task_id: u64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET submitted = 1 WHERE task_id = ?")
+            .bind(to_db(task_id))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
