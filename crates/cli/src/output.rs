@@ -22,7 +22,7 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> 
         path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("moving {} into place", path.display()))?;
+    funetun_core::blobs::write_atomic(&tmp, path, bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

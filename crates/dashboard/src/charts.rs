@@ -147,10 +147,7 @@ pub fn write_round_charts(path: &Path, rounds: &[RoundInfo]) -> io::Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, svg.as_bytes())?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    funetun_core::blobs::write_atomic(&tmp, path, svg.as_bytes()).map_err(io::Error::other)
 }
 
 /// An HTTP answer carrying [`round_charts_svg`] of `rounds`: SVG content type

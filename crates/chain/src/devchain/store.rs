@@ -72,8 +72,8 @@ impl Store {
         } else {
             let tmp = dir.join("genesis.json.tmp");
             let text = serde_json::to_string_pretty(&fresh).map_err(|e| storage_error(&tmp, e))?;
-            std::fs::write(&tmp, text).map_err(|e| storage_error(&tmp, e))?;
-            std::fs::rename(&tmp, &genesis_path).map_err(|e| storage_error(&genesis_path, e))?;
+            funetun_core::blobs::write_atomic(&tmp, &genesis_path, text.as_bytes())
+                .map_err(|e| storage_error(&genesis_path, e))?;
             fresh
         };
         Ok((
