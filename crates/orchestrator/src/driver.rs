@@ -434,9 +434,7 @@ async fn backfill_evaluations(state: &Arc<AppState>) -> Result<()> {
             continue;
         };
         let bytes = state.blob(r.checkpoint_hash).await?;
-        let layout = info.model.zeros();
-        let limits = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len());
-        let weights = funetun_core::encoding::decode_with_layout(&bytes, &limits, &layout)?;
+        let weights = info.model.decode(&bytes)?;
         spawn_evaluation(state.clone(), info, round, weights.to_flat());
     }
     Ok(())

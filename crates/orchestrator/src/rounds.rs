@@ -4,8 +4,7 @@
 //! `spawn_blocking` by the driver.
 
 use funetun_aggregate::{Exec, Options, Rule, state_file};
-use funetun_core::encoding::decode_with_layout;
-use funetun_core::{DecodeLimits, encode};
+use funetun_core::encode;
 use funetun_ml::{Compute, Dataset, Evaluation};
 
 use crate::error::Result;
@@ -31,10 +30,6 @@ pub struct Built {
     pub fell_back_to_mean: bool,
 }
 
-fn limits(info: &JobInfo) -> DecodeLimits {
-    DecodeLimits::for_model(info.model.num_params(), info.model.shapes().len())
-}
-
 /// Builds θ_{t+1} of round `round` from θ_t (`base`), the accepted deltas in
 /// their fixed order, and the outer state left by the previous round.
 pub fn build_checkpoint(
@@ -46,11 +41,10 @@ pub fn build_checkpoint(
     exec: &Exec,
 ) -> Result<Built> {
     let layout = info.model.zeros();
-    let limits = limits(info);
-    let base = decode_with_layout(base, &limits, &layout)?;
+    let base = info.model.decode(base)?;
     let flats: Vec<Vec<f32>> = deltas
         .iter()
-        .map(|d| Ok(decode_with_layout(d, &limits, &layout)?.to_flat()))
+        .map(|d| Ok(info.model.decode(d)?.to_flat()))
         .collect::<Result<_>>()?;
     let inputs: Vec<&[f32]> = flats.iter().map(|f| f.as_slice()).collect();
     let (rule, fell_back_to_mean) = match info.rule.check_n(inputs.len()) {

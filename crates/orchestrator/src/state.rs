@@ -101,7 +101,7 @@ impl JobInfo {
 
 /// Largest canonical tensor file of `model`.
 pub fn blob_limit(model: ModelKind) -> usize {
-    funetun_core::DecodeLimits::for_model(model.num_params(), model.shapes().len()).max_bytes
+    model.decode_limits().max_bytes
 }
 
 /// Shared state of the service.

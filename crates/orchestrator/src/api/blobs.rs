@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use funetun_core::spec::MAX_SPEC_BYTES;
-use funetun_core::{DecodeLimits, JobSpec, keccak256};
+use funetun_core::{JobSpec, keccak256};
 use serde_json::json;
 
 use super::PathParam;
@@ -104,10 +104,7 @@ pub async fn put_blob(
             let info2 = info.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
                 check_hash(&bytes)?;
-                let limits =
-                    DecodeLimits::for_model(info2.model.num_params(), info2.model.shapes().len());
-                funetun_core::encoding::decode_with_layout(&bytes, &limits, &info2.model.zeros())
-                    .map_err(|e| {
+                info2.model.decode(&bytes).map_err(|e| {
                     Error::bad_request(
                         "bad_tensor",
                         format!("not a canonical {} tensor file: {e}", info2.model),

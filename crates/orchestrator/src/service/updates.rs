@@ -269,10 +269,8 @@ async fn screen(
         seed: task.seed,
     };
     let measured = tokio::task::spawn_blocking(move || -> Result<Measured> {
-        let layout = info2.model.zeros();
-        let limits = funetun_core::DecodeLimits::for_model(layout.num_params(), layout.len());
-        let base = funetun_core::encoding::decode_with_layout(&base, &limits, &layout)?;
-        let delta = funetun_core::encoding::decode_with_layout(&delta, &limits, &layout)?;
+        let base = info2.model.decode(&base)?;
+        let delta = info2.model.decode(&delta)?;
         // No data set here (offline, unknown): the loss probe is skipped.
         let data = st2.dataset_blocking(&info2.dataset).ok();
         crate::guard::measure(
