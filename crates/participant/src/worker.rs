@@ -68,7 +68,7 @@ pub trait Worker: Send {
     /// The role's error type.
     type Error: std::fmt::Display + From<Error> + Send + Sync;
     /// The role's name in logs (`trainer`, `validator`, `challenger`).
-    const ROLE: &'static str;
+    const ROLE: funetun_core::protocol::Role;
     /// What one step is called when it fails (`task`, `check`, …).
     const STEP: &'static str;
 

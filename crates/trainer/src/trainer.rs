@@ -143,7 +143,7 @@ pub async fn run(
 
 impl Worker for Trainer {
     type Error = Error;
-    const ROLE: &'static str = "trainer";
+    const ROLE: funetun_core::protocol::Role = funetun_core::protocol::Role::Trainer;
     const STEP: &'static str = "task";
 
     fn bench(&self) -> &Workbench {

@@ -111,7 +111,7 @@ pub async fn run(
 
 impl Worker for Challenger {
     type Error = Error;
-    const ROLE: &'static str = "challenger";
+    const ROLE: funetun_core::protocol::Role = funetun_core::protocol::Role::Challenger;
     const STEP: &'static str = "challenge";
 
     fn bench(&self) -> &Workbench {

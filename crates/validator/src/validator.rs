@@ -118,7 +118,7 @@ pub async fn run(
 
 impl Worker for Validator {
     type Error = Error;
-    const ROLE: &'static str = "validator";
+    const ROLE: funetun_core::protocol::Role = funetun_core::protocol::Role::Validator;
     const STEP: &'static str = "check";
 
     fn bench(&self) -> &Workbench {
