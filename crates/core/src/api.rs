@@ -89,6 +89,9 @@ pub struct Task {
     pub base_hash: B256,
     /// The network.
     pub model: ModelKind,
+    /// A transformer's numbers (`gpt`, `llama`); absent for image models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformer: Option<crate::model::TransformerConfig>,
     /// The data set.
     pub dataset: DatasetName,
     /// Which shard of the training split.

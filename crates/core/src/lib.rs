@@ -7,6 +7,8 @@
 //! - [`hash`]: keccak256, the chain's own hash, and the [`Hash`] type.
 //! - [`spec`]: the job spec (TOML) an owner writes, with field-naming errors.
 //! - [`api`]: every request and response body of the orchestrator's HTTP API.
+//! - [`model`]: a model as the protocol names it, with a transformer's
+//!   numbers checked.
 //! - [`protocol`]: the protocol's words (statuses, validation modes, model
 //!   and data set identifiers, roles) as enums parsed once at the edge.
 //! - [`auth`]: the signed-request format (EIP-191 over method, path, body
@@ -23,6 +25,7 @@ pub mod blobs;
 pub mod encoding;
 pub mod error;
 pub mod hash;
+pub mod model;
 pub mod protocol;
 pub mod spec;
 pub mod tensors;
@@ -30,6 +33,7 @@ pub mod tensors;
 pub use encoding::{DecodeLimits, decode, encode};
 pub use error::{Error, Result};
 pub use hash::{Hash, keccak256};
-pub use protocol::{DatasetName, ModelKind, ValidationMode, WordError};
+pub use model::{Model, TransformerConfig};
+pub use protocol::{DatasetName, ModelKind, Tokenizer, ValidationMode, WordError};
 pub use spec::JobSpec;
 pub use tensors::{Tensor, TensorSet};

@@ -212,6 +212,31 @@ words! {
         /// conv5×5×32, max-pool 2, conv5×5×64, max-pool 2, fc128, fc10, ReLU
         /// after every hidden layer; no padding.
         Cnn = "cnn",
+        /// Decoder-only transformer in GPT-2's layout (learned positions,
+        /// LayerNorm, GELU, tied embeddings, biases); numbers in
+        /// [`crate::model::TransformerConfig`].
+        Gpt = "gpt",
+        /// Decoder-only transformer in Llama's layout (RoPE, RMSNorm,
+        /// SwiGLU, grouped-query attention, no biases).
+        Llama = "llama",
+    }
+}
+
+impl ModelKind {
+    /// Whether the model is a transformer over text tokens.
+    pub fn is_transformer(self) -> bool {
+        matches!(self, Self::Gpt | Self::Llama)
+    }
+}
+
+words! {
+    /// How a text corpus becomes tokens.
+    Tokenizer ("tokenizer") {
+        /// One token per UTF-8 character of the corpus; the vocabulary is
+        /// the corpus's distinct characters in code-point order.
+        Char = "char",
+        /// One token per byte (vocabulary 256); any bytes.
+        Byte = "byte",
     }
 }
 
@@ -222,10 +247,22 @@ pub enum DatasetName {
     Mnist,
     /// Zalando's clothing images in MNIST's format.
     FashionMnist,
+    /// Karpathy's tiny-shakespeare text corpus (about 1.1 MB), as tokens of
+    /// this kind (`tinyshakespeare` is characters, `tinyshakespeare:byte`
+    /// bytes).
+    TinyShakespeare(Tokenizer),
     /// The built-in synthetic set, generated from this seed.
     Synthetic(u64),
     /// A directory holding the four IDX files under their MNIST names.
     Path(PathBuf),
+}
+
+impl DatasetName {
+    /// Whether the data set is a text corpus (trained by transformers)
+    /// rather than labelled images.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Self::TinyShakespeare(_))
+    }
 }
 
 impl FromStr for DatasetName {
@@ -241,9 +278,14 @@ impl FromStr for DatasetName {
         match s {
             "mnist" => Ok(Self::Mnist),
             "fashion-mnist" | "fashion_mnist" | "fashion" => Ok(Self::FashionMnist),
+            "tinyshakespeare" | "tiny-shakespeare" | "shakespeare" => {
+                Ok(Self::TinyShakespeare(Tokenizer::Char))
+            }
             "synthetic" => Ok(Self::Synthetic(0)),
             _ => {
-                if let Some(seed) = s.strip_prefix("synthetic:") {
+                if let Some(tokens) = s.strip_prefix("tinyshakespeare:") {
+                    Ok(Self::TinyShakespeare(tokens.parse()?))
+                } else if let Some(seed) = s.strip_prefix("synthetic:") {
                     let seed = seed.parse().map_err(|_| {
                         invalid(format!(
                             "`{s}`: the seed after `synthetic:` must be an integer"
@@ -254,7 +296,7 @@ impl FromStr for DatasetName {
                     Ok(Self::Path(PathBuf::from(s)))
                 } else {
                     Err(invalid(format!(
-                        "`{s}`; choose mnist, fashion-mnist, synthetic, synthetic:SEED, or a directory path"
+                        "`{s}`; choose mnist, fashion-mnist, tinyshakespeare[:byte], synthetic, synthetic:SEED, or a directory path"
                     )))
                 }
             }
@@ -267,6 +309,8 @@ impl fmt::Display for DatasetName {
         match self {
             Self::Mnist => f.write_str("mnist"),
             Self::FashionMnist => f.write_str("fashion-mnist"),
+            Self::TinyShakespeare(Tokenizer::Char) => f.write_str("tinyshakespeare"),
+            Self::TinyShakespeare(t) => write!(f, "tinyshakespeare:{t}"),
             Self::Synthetic(0) => f.write_str("synthetic"),
             Self::Synthetic(seed) => write!(f, "synthetic:{seed}"),
             Self::Path(p) => write!(f, "{}", p.display()),
@@ -325,7 +369,7 @@ mod tests {
         let e = "transformer".parse::<ModelKind>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid model: `transformer`; choose mlp or cnn"
+            "invalid model: `transformer`; choose mlp, cnn, gpt or llama"
         );
         let e = "guess".parse::<ValidationMode>().unwrap_err();
         assert!(e.detail.contains("replay or spot-check"), "{e}");
@@ -340,6 +384,8 @@ mod tests {
             "fashion-mnist",
             "synthetic",
             "synthetic:7",
+            "tinyshakespeare",
+            "tinyshakespeare:byte",
             "data/mine",
         ] {
             let name: DatasetName = word.parse().unwrap();
@@ -352,6 +398,11 @@ mod tests {
             DatasetName::FashionMnist
         );
         assert!("synthetic:x".parse::<DatasetName>().is_err());
+        assert_eq!(
+            "tinyshakespeare:char".parse::<DatasetName>().unwrap(),
+            DatasetName::TinyShakespeare(Tokenizer::Char)
+        );
+        assert!("tinyshakespeare:bpe".parse::<DatasetName>().is_err());
         assert!("imagenet".parse::<DatasetName>().is_err());
     }
 }

@@ -34,7 +34,7 @@ pub mod train;
 pub use data::{Dataset, DatasetName, LoadOptions};
 pub use engine::Compute;
 pub use error::{Error, Result};
-pub use model::{Architecture, ModelKind};
+pub use model::{Architecture, Model, ModelKind, TransformerConfig};
 pub use optim::OptimizerKind;
 pub use task::task_spec;
 pub use train::{Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task};

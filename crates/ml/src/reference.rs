@@ -10,7 +10,7 @@ use funetun_core::{Tensor as CoreTensor, TensorSet};
 
 use crate::error::Result;
 use crate::model::Architecture as _;
-use crate::model::ModelKind;
+use crate::model::Model;
 
 /// 2×2 max-pooling with stride 2 as a reshape and two max reductions.
 ///
@@ -25,13 +25,13 @@ fn max_pool2(x: &Tensor) -> Result<Tensor> {
 
 /// A model held as candle variables, trained with candle's SGD.
 pub struct CandleModel {
-    kind: ModelKind,
+    kind: Model,
     vars: Vec<(String, Var)>,
 }
 
 impl CandleModel {
     /// Copies `weights` into candle variables on the CPU.
-    pub fn new(kind: ModelKind, weights: &TensorSet) -> Result<Self> {
+    pub fn new(kind: Model, weights: &TensorSet) -> Result<Self> {
         kind.zeros().check_same_layout(weights)?;
         let vars = weights
             .iter()
@@ -69,11 +69,11 @@ impl CandleModel {
     pub fn forward(&self, x: &[f32], batch: usize) -> Result<Tensor> {
         let x = Tensor::from_slice(&x[..batch * 784], (batch, 784), &Device::Cpu)?;
         match self.kind {
-            ModelKind::Mlp => {
+            Model::Mlp => {
                 let h = self.linear(&x, "fc1")?.relu()?;
                 self.linear(&h, "fc2")
             }
-            ModelKind::Cnn => {
+            Model::Cnn => {
                 let x = x.reshape((batch, 1, 28, 28))?;
                 let x = max_pool2(&self.conv(&x, "conv1")?.relu()?)?;
                 let x = max_pool2(&self.conv(&x, "conv2")?.relu()?)?;
@@ -81,6 +81,13 @@ impl CandleModel {
                 let h = self.linear(&x, "fc1")?.relu()?;
                 self.linear(&h, "fc2")
             }
+            Model::Gpt(_) | Model::Llama(_) => Err(crate::Error::invalid(
+                "model",
+                format!(
+                    "{} takes tokens; the candle reference covers the image models",
+                    self.kind
+                ),
+            )),
         }
     }
 

@@ -5,7 +5,7 @@
 use funetun_core::api::Task;
 
 use crate::error::{Error, Result};
-use crate::model::ModelKind;
+use crate::model::Model;
 use crate::optim::OptimizerKind;
 use crate::train::TaskSpec;
 
@@ -17,7 +17,7 @@ pub fn task_spec(task: &Task) -> Result<TaskSpec> {
         task_id: task.task_id,
         detail,
     };
-    let model: ModelKind = task.model;
+    let model = Model::new(task.model, task.transformer).map_err(|e| bad(e.to_string()))?;
     let optimizer: OptimizerKind = task
         .optimizer
         .parse()
@@ -43,6 +43,7 @@ mod tests {
     use super::*;
     use crate::data::DatasetName;
     use crate::model::Architecture as _;
+    use crate::model::ModelKind;
 
     fn task() -> Task {
         Task {
@@ -51,6 +52,7 @@ mod tests {
             round: 0,
             base_hash: B256::ZERO,
             model: ModelKind::Mlp,
+            transformer: None,
             dataset: DatasetName::Synthetic(0),
             shard: 1,
             shards: 4,
@@ -86,10 +88,10 @@ mod tests {
 
     #[test]
     fn a_model_decodes_its_own_bytes_and_refuses_another_layout() {
-        let weights = ModelKind::Mlp.init(3);
+        let weights = Model::Mlp.init(3);
         let bytes = funetun_core::encode(&weights);
-        assert_eq!(ModelKind::Mlp.decode(&bytes).unwrap(), weights);
-        assert!(ModelKind::Cnn.decode(&bytes).is_err());
-        assert!(ModelKind::Mlp.decode(&bytes[..bytes.len() - 4]).is_err());
+        assert_eq!(Model::Mlp.decode(&bytes).unwrap(), weights);
+        assert!(Model::Cnn.decode(&bytes).is_err());
+        assert!(Model::Mlp.decode(&bytes[..bytes.len() - 4]).is_err());
     }
 }

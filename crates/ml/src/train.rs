@@ -9,7 +9,7 @@ use crate::engine::loss::evaluate_logits;
 use crate::engine::{Compute, Network, network};
 use crate::error::{Error, Result};
 use crate::model::Architecture as _;
-use crate::model::ModelKind;
+use crate::model::Model;
 use crate::optim::{Optimizer, OptimizerKind};
 
 /// Samples on which a task measures its loss before and after training.
@@ -25,7 +25,7 @@ const EVAL_BATCH: usize = 500;
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskSpec {
     /// The network.
-    pub model: ModelKind,
+    pub model: Model,
     /// Which shard of the training split to train on.
     pub shard: usize,
     /// How many shards the training split is cut into.
@@ -102,7 +102,7 @@ pub struct Evaluation {
 
 /// A model being trained: weights, optimizer state, data order, scratch.
 pub struct LocalTrainer {
-    model: ModelKind,
+    model: Model,
     net: Box<dyn Network>,
     params: Vec<f32>,
     grads: Vec<f32>,
@@ -118,7 +118,7 @@ impl LocalTrainer {
     /// Starts from `base` (which must fit `model`), drawing batches of
     /// `batch` from `pool` in the order fixed by `seed`.
     pub fn new(
-        model: ModelKind,
+        model: Model,
         base: &TensorSet,
         pool: Vec<u32>,
         batch: usize,
@@ -135,7 +135,8 @@ impl LocalTrainer {
         let n = params.len();
         Ok(Self {
             model,
-            net: network(model, batch),
+            net: network(model, batch)
+                .ok_or_else(|| Error::invalid("model", format!("{model} trains on text")))?,
             grads: vec![0.0; n],
             optimizer: Optimizer::new(optimizer, lr, n),
             sampler: BatchSampler::new(pool, seed),
@@ -195,7 +196,7 @@ impl LocalTrainer {
 /// Loss and accuracy of flat weights `params` on `split` (all of it, or
 /// the samples in `indices`).
 pub fn evaluate(
-    model: ModelKind,
+    model: Model,
     params: &[f32],
     data: &Dataset,
     split: &Split,
@@ -220,7 +221,8 @@ pub fn evaluate(
             ),
         ));
     }
-    let mut net = network(model, EVAL_BATCH);
+    let mut net = network(model, EVAL_BATCH)
+        .ok_or_else(|| Error::invalid("model", format!("{model} trains on text")))?;
     let mut inputs = vec![0.0; EVAL_BATCH * data.input_size()];
     let mut labels = vec![0u8; EVAL_BATCH];
     let mut logits = vec![0.0; EVAL_BATCH * NUM_CLASSES];

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{DatasetName, IDX_FILES, find_file};
+use super::{DatasetName, find_file};
 use crate::error::{Error, Result};
 
 /// Environment variable naming a directory of data sets.
@@ -28,11 +28,14 @@ pub struct LoadOptions<'a> {
     pub progress: Option<ProgressFn<'a>>,
 }
 
+/// The one file of a text corpus in its folder.
+pub const TEXT_FILE: &str = "input.txt";
+
 struct Source {
     subdir: &'static str,
     mirrors: &'static [&'static str],
-    /// SHA-256 of the four `.gz` files, in [`IDX_FILES`] order.
-    sha256: [&'static str; 4],
+    /// Each file as downloaded, with its SHA-256.
+    files: &'static [(&'static str, &'static str)],
 }
 
 fn source(name: &DatasetName) -> Option<Source> {
@@ -43,11 +46,23 @@ fn source(name: &DatasetName) -> Option<Source> {
                 "https://ossci-datasets.s3.amazonaws.com/mnist/",
                 "https://storage.googleapis.com/cvdf-datasets/mnist/",
             ],
-            sha256: [
-                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            files: &[
+                (
+                    "train-images-idx3-ubyte.gz",
+                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                ),
+                (
+                    "train-labels-idx1-ubyte.gz",
+                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                ),
+                (
+                    "t10k-images-idx3-ubyte.gz",
+                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte.gz",
+                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                ),
             ],
         }),
         DatasetName::FashionMnist => Some(Source {
@@ -56,14 +71,36 @@ fn source(name: &DatasetName) -> Option<Source> {
                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
                 "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
             ],
-            sha256: [
-                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            files: &[
+                (
+                    "train-images-idx3-ubyte.gz",
+                    "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                ),
+                (
+                    "train-labels-idx1-ubyte.gz",
+                    "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                ),
+                (
+                    "t10k-images-idx3-ubyte.gz",
+                    "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte.gz",
+                    "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                ),
             ],
         }),
-        _ => None,
+        DatasetName::TinyShakespeare(_) => Some(Source {
+            subdir: "tinyshakespeare",
+            mirrors: &[
+                "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/",
+            ],
+            files: &[(
+                TEXT_FILE,
+                "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            )],
+        }),
+        DatasetName::Synthetic(_) | DatasetName::Path(_) => None,
     }
 }
 
@@ -85,12 +122,20 @@ pub fn search_dirs(options: &LoadOptions<'_>) -> Vec<PathBuf> {
     dirs
 }
 
-fn complete(dir: &Path) -> bool {
-    IDX_FILES.iter().all(|f| find_file(dir, f).is_some())
+/// Whether `dir` holds every file of `src` (an IDX file also uncompressed).
+fn complete(src: &Source, dir: &Path) -> bool {
+    src.files
+        .iter()
+        .all(|(file, _)| match file.strip_suffix(".gz") {
+            Some(stem) => find_file(dir, stem).is_some(),
+            None => dir.join(file).is_file(),
+        })
 }
 
-/// Returns the directory holding `name`'s four IDX files, downloading them
-/// into the cache when allowed and needed.
+/// Returns the directory holding `name`'s files, downloading them into the
+/// cache when allowed and needed. A text corpus found locally is checked
+/// against its known SHA-256 (an image set's IDX files are checked by
+/// their format as they are read).
 pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> {
     let Some(src) = source(name) else {
         return Err(Error::invalid(
@@ -101,8 +146,11 @@ pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> 
     let searched = search_dirs(options);
     for base in &searched {
         for dir in [base.join(src.subdir), base.clone()] {
-            if complete(&dir) {
+            if complete(&src, &dir) {
                 tracing::debug!(dir = %dir.display(), "found {name}");
+                if let [(TEXT_FILE, sha)] = src.files {
+                    check_local(&dir.join(TEXT_FILE), sha, name)?;
+                }
                 return Ok(dir);
             }
         }
@@ -114,7 +162,11 @@ pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> 
         .join(", ");
     let how_to = format!(
         "put {} in a folder `{}/` under a directory D and pass `--data-dir D` or set {DATA_DIR_ENV}=D",
-        IDX_FILES.map(|f| format!("{f}.gz")).join(", "),
+        src.files
+            .iter()
+            .map(|(f, _)| *f)
+            .collect::<Vec<_>>()
+            .join(", "),
         src.subdir
     );
     if !options.download {
@@ -148,9 +200,8 @@ fn download_all(src: &Source, dir: &Path, options: &LoadOptions<'_>) -> Result<(
         .timeout(Duration::from_secs(600))
         .build()
         .map_err(|e| Error::DataUnavailable(format!("cannot build an HTTP client: {e}")))?;
-    for (stem, sha) in IDX_FILES.iter().zip(src.sha256) {
-        let file = format!("{stem}.gz");
-        let target = dir.join(&file);
+    for &(file, sha) in src.files {
+        let target = dir.join(file);
         if target.is_file() && sha256_file(&target)? == sha {
             continue;
         }
@@ -159,7 +210,7 @@ fn download_all(src: &Source, dir: &Path, options: &LoadOptions<'_>) -> Result<(
         for mirror in src.mirrors {
             let url = format!("{mirror}{file}");
             tracing::info!(%url, "downloading");
-            match fetch_verified(&client, &url, &target, sha, &file, options) {
+            match fetch_verified(&client, &url, &target, sha, file, options) {
                 Ok(()) => {
                     ok = true;
                     break;
@@ -190,7 +241,9 @@ fn fetch_verified(
         .and_then(|r| r.error_for_status())
         .map_err(|e| e.to_string())?;
     let total = resp.content_length();
-    let tmp = target.with_extension("gz.part");
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
     let mut out = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -216,6 +269,22 @@ fn fetch_verified(
         ));
     }
     std::fs::rename(&tmp, target).map_err(|e| e.to_string())
+}
+
+/// Refuses a local copy of a known file whose bytes differ from the
+/// published ones: training on it would make honest updates fail replay.
+fn check_local(path: &Path, sha: &str, name: &DatasetName) -> Result<()> {
+    let got = sha256_file(path)?;
+    if got != sha {
+        return Err(Error::BadDataFile {
+            path: path.to_path_buf(),
+            problem: format!(
+                "its sha256 is {got}, not {sha} as published for {name}; \
+                 replace it with the original file (or delete it to download it again)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

@@ -1,45 +1,100 @@
 //! Data sets: MNIST and Fashion-MNIST from IDX files, a built-in synthetic
-//! set, and deterministic sharding and batching.
+//! set, text corpora as token streams, and deterministic sharding and
+//! batching.
 //!
 //! - [`idx`]: the IDX file format.
 //! - [`locate`]: where a data set's files are found or downloaded to.
 //! - [`synthetic`]: a learnable 10-class data set generated from a seed.
+//! - [`text`]: tokenizers, the train/validation split of a corpus and its
+//!   context windows.
 //! - [`sampler`]: shards and the seeded order in which a task sees samples.
 
 pub mod idx;
 pub mod locate;
 pub mod sampler;
 pub mod synthetic;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use locate::LoadOptions;
 
-pub use funetun_core::protocol::DatasetName;
+pub use funetun_core::protocol::{DatasetName, Tokenizer};
+pub use text::Vocab;
 
 /// Number of classes of every built-in data set.
 pub const NUM_CLASSES: usize = 10;
 
-/// One split (train or test) of an image classification data set.
+/// One split (train or test) of a data set.
 #[derive(Clone, Debug)]
-pub struct Split {
-    /// u8 pixels, image after image, `rows × cols` each.
-    pub images: Vec<u8>,
-    /// One label per image, below [`NUM_CLASSES`].
-    pub labels: Vec<u8>,
+pub enum Split {
+    /// Labelled images.
+    Images {
+        /// u8 pixels, image after image, `rows × cols` each.
+        images: Vec<u8>,
+        /// One label per image, below [`NUM_CLASSES`].
+        labels: Vec<u8>,
+    },
+    /// A stream of text tokens; its samples are context windows
+    /// ([`text`]).
+    Tokens(Vec<u32>),
 }
 
 impl Split {
-    /// Number of samples.
+    /// Number of samples: images, or tokens of a stream.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        match self {
+            Self::Images { labels, .. } => labels.len(),
+            Self::Tokens(tokens) => tokens.len(),
+        }
     }
 
     /// True when the split has no sample.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
+
+    /// The labels of an image split (empty for text).
+    pub fn labels(&self) -> &[u8] {
+        match self {
+            Self::Images { labels, .. } => labels,
+            Self::Tokens(_) => &[],
+        }
+    }
+
+    /// The pixels of an image split (empty for text).
+    pub fn images(&self) -> &[u8] {
+        match self {
+            Self::Images { images, .. } => images,
+            Self::Tokens(_) => &[],
+        }
+    }
+
+    /// The token stream of a text split (empty for images).
+    pub fn tokens(&self) -> &[u32] {
+        match self {
+            Self::Tokens(t) => t,
+            Self::Images { .. } => &[],
+        }
+    }
+}
+
+/// What a data set's samples are.
+#[derive(Clone, Debug)]
+pub enum Form {
+    /// `rows × cols` grey images.
+    Images {
+        /// Image height.
+        rows: usize,
+        /// Image width.
+        cols: usize,
+        /// Lookup from pixel value to normalised input `(p/255 − mean)/std`,
+        /// with mean and std measured on the training images.
+        normalize: Box<[f32; 256]>,
+    },
+    /// Text tokens of this vocabulary.
+    Text(Vocab),
 }
 
 /// A loaded data set with its normalisation.
@@ -47,22 +102,17 @@ impl Split {
 pub struct Dataset {
     /// Which data set this is.
     pub name: DatasetName,
-    /// Image height.
-    pub rows: usize,
-    /// Image width.
-    pub cols: usize,
     /// Training samples (sharded among trainers).
     pub train: Split,
-    /// Test samples (used for evaluation only).
+    /// Test samples (used for evaluation only); a corpus's validation split.
     pub test: Split,
-    /// Lookup from pixel value to normalised input `(p/255 − mean)/std`,
-    /// with mean and std measured on the training images.
-    pub normalize: [f32; 256],
+    /// Images or text, with what reading them needs.
+    pub form: Form,
 }
 
 impl Dataset {
-    /// Builds a data set from its parts, checking shapes and measuring the
-    /// normalisation on the training images.
+    /// Builds an image data set from its parts, checking shapes and
+    /// measuring the normalisation on the training images.
     pub fn from_parts(
         name: DatasetName,
         rows: usize,
@@ -71,14 +121,20 @@ impl Dataset {
         test: Split,
     ) -> Result<Self> {
         for (which, split) in [("train", &train), ("test", &test)] {
-            if split.images.len() != split.labels.len() * rows * cols {
+            let Split::Images { images, labels } = split else {
+                return Err(Error::invalid(
+                    "data set",
+                    format!("{name} {which} split holds tokens, not images"),
+                ));
+            };
+            if images.len() != labels.len() * rows * cols {
                 return Err(Error::invalid(
                     "data set",
                     format!(
                         "{name} {which} split: {} labels but {} pixels ({} images of {rows}×{cols})",
-                        split.labels.len(),
-                        split.images.len(),
-                        split.images.len() / (rows * cols).max(1)
+                        labels.len(),
+                        images.len(),
+                        images.len() / (rows * cols).max(1)
                     ),
                 ));
             }
@@ -90,10 +146,12 @@ impl Dataset {
             ));
         }
         let mut hist = [0u64; 256];
-        for &p in &train.images {
-            hist[p as usize] += 1;
+        if let Split::Images { images, .. } = &train {
+            for &p in images {
+                hist[p as usize] += 1;
+            }
         }
-        let n = train.images.len() as f64;
+        let n = hist.iter().sum::<u64>() as f64;
         let mean = hist
             .iter()
             .enumerate()
@@ -107,18 +165,39 @@ impl Dataset {
             .sum::<f64>()
             / n;
         let std = var.sqrt().max(1e-3);
-        let mut normalize = [0f32; 256];
+        let mut normalize = Box::new([0f32; 256]);
         for (v, slot) in normalize.iter_mut().enumerate() {
             *slot = ((v as f64 / 255.0 - mean) / std) as f32;
         }
         Ok(Self {
             name,
-            rows,
-            cols,
             train,
             test,
-            normalize,
+            form: Form::Images {
+                rows,
+                cols,
+                normalize,
+            },
         })
+    }
+
+    /// A text data set: `corpus` tokenized and split.
+    pub fn from_text(name: DatasetName, corpus: &[u8], tokenizer: Tokenizer) -> Result<Self> {
+        let c = text::tokenize(corpus, tokenizer, &name.to_string())?;
+        Ok(Self {
+            name,
+            train: Split::Tokens(c.train),
+            test: Split::Tokens(c.validation),
+            form: Form::Text(c.vocab),
+        })
+    }
+
+    /// The vocabulary of a text data set.
+    pub fn vocab(&self) -> Option<&Vocab> {
+        match &self.form {
+            Form::Text(v) => Some(v),
+            Form::Images { .. } => None,
+        }
     }
 
     /// Loads a data set: real files located (or downloaded) per `options`,
@@ -133,25 +212,40 @@ impl Dataset {
                 let dir = locate::locate(name, options)?;
                 load_idx_dir(name.clone(), &dir)
             }
+            DatasetName::TinyShakespeare(tokenizer) => {
+                let dir = locate::locate(name, options)?;
+                let path = dir.join(locate::TEXT_FILE);
+                let bytes = std::fs::read(&path).map_err(|source| Error::Io { path, source })?;
+                Self::from_text(name.clone(), &bytes, *tokenizer)
+            }
         }
     }
 
-    /// Pixels per image.
+    /// Pixels per image (0 for text).
     pub fn input_size(&self) -> usize {
-        self.rows * self.cols
+        match &self.form {
+            Form::Images { rows, cols, .. } => rows * cols,
+            Form::Text(_) => 0,
+        }
     }
 
     /// Writes normalised images `indices` of `split` into `out` (row-major,
-    /// one image per row) and their labels into `labels`.
-    pub fn gather(&self, split: &Split, indices: &[u32], out: &mut [f32], labels: &mut [u8]) {
+    /// one image per row) and their labels into `labels`. Does nothing for
+    /// a text data set.
+    pub fn gather(&self, split: &Split, indices: &[u32], out: &mut [f32], out_labels: &mut [u8]) {
+        let (Form::Images { normalize, .. }, Split::Images { images, labels }) =
+            (&self.form, split)
+        else {
+            return;
+        };
         let d = self.input_size();
         for (k, &i) in indices.iter().enumerate() {
             let i = i as usize;
-            let src = &split.images[i * d..(i + 1) * d];
+            let src = &images[i * d..(i + 1) * d];
             for (o, &p) in out[k * d..(k + 1) * d].iter_mut().zip(src) {
-                *o = self.normalize[p as usize];
+                *o = normalize[p as usize];
             }
-            labels[k] = split.labels[i];
+            out_labels[k] = labels[i];
         }
     }
 }
@@ -214,11 +308,11 @@ fn load_idx_dir(name: DatasetName, dir: &Path) -> Result<Dataset> {
         name,
         train_images.rows,
         train_images.cols,
-        Split {
+        Split::Images {
             images: train_images.pixels,
             labels: train_labels,
         },
-        Split {
+        Split::Images {
             images: test_images.pixels,
             labels: test_labels,
         },

@@ -60,7 +60,7 @@ pub fn generate(seed: u64, train: usize, test: usize) -> Result<Dataset> {
                 }
             }
         }
-        Split { images, labels }
+        Split::Images { images, labels }
     };
     let train_split = make(train, "synthetic-train");
     let test_split = make(test, "synthetic-test");

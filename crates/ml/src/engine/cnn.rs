@@ -15,7 +15,7 @@ use super::linalg::{Dense, Mat, column_sums, matmul};
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
 use crate::model::Architecture as _;
-use crate::model::ModelKind;
+use crate::model::Model;
 
 const SIDE: usize = 28;
 const K: usize = 5;
@@ -95,7 +95,7 @@ fn per_sample<T: Send>(par: Par, data: &mut [T], chunk: usize, f: impl Fn(usize,
 impl Cnn {
     /// A CNN with scratch for batches up to `max_batch`.
     pub fn new(max_batch: usize) -> Self {
-        let l = ModelKind::Cnn.layout();
+        let l = Model::Cnn.layout();
         let b = max_batch;
         Self {
             max_batch,
@@ -363,7 +363,7 @@ impl Network for Cnn {
         let dz = &mut self.dlogits[..batch * OUT];
         let loss = softmax_cross_entropy(&self.logits[..batch * OUT], labels, OUT, dz);
         let [gc1b, gc1w, gc2b, gc2w, gf1b, gf1w, gf2b, gf2w] =
-            <[&mut [f32]; 8]>::try_from(ModelKind::Cnn.layout().split_mut(grads))
+            <[&mut [f32]; 8]>::try_from(Model::Cnn.layout().split_mut(grads))
                 .unwrap_or_else(|_| unreachable!("the CNN has eight parameter tensors"));
 
         // fc2, then fc1 (through fc1's ReLU).

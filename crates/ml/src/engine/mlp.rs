@@ -4,7 +4,7 @@ use super::linalg::Dense;
 use super::loss::softmax_cross_entropy;
 use super::{Network, Par};
 use crate::model::Architecture as _;
-use crate::model::ModelKind;
+use crate::model::Model;
 
 const IN: usize = 784;
 const HIDDEN: usize = 256;
@@ -42,7 +42,7 @@ pub struct Mlp {
 impl Mlp {
     /// An MLP with scratch for batches up to `max_batch`.
     pub fn new(max_batch: usize) -> Self {
-        let l = ModelKind::Mlp.layout();
+        let l = Model::Mlp.layout();
         Self {
             max_batch,
             at: Offsets {
@@ -103,7 +103,7 @@ impl Network for Mlp {
         let dz = &mut self.dlogits[..batch * OUT];
         let loss = softmax_cross_entropy(&self.logits[..batch * OUT], labels, OUT, dz);
         let [gb1, gw1, gb2, gw2] =
-            <[&mut [f32]; 4]>::try_from(ModelKind::Mlp.layout().split_mut(grads))
+            <[&mut [f32]; 4]>::try_from(Model::Mlp.layout().split_mut(grads))
                 .unwrap_or_else(|_| unreachable!("the MLP has four parameter tensors"));
         let h = &self.hidden[..batch * HIDDEN];
         let w2 = &p[self.at.w2.clone()];

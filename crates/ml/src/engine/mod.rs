@@ -16,8 +16,9 @@ pub mod cnn;
 pub mod linalg;
 pub mod loss;
 pub mod mlp;
+pub mod transformer;
 
-use crate::model::ModelKind;
+use crate::model::Model;
 
 /// A thread pool sized for one training job, used by every kernel of it.
 pub struct Compute {
@@ -89,10 +90,13 @@ pub trait Network: Send {
     fn forward(&mut self, params: &[f32], x: &[f32], batch: usize, logits: &mut [f32], par: Par);
 }
 
-/// A network of `kind` with scratch for batches up to `max_batch`.
-pub fn network(kind: ModelKind, max_batch: usize) -> Box<dyn Network> {
-    match kind {
-        ModelKind::Mlp => Box::new(mlp::Mlp::new(max_batch)),
-        ModelKind::Cnn => Box::new(cnn::Cnn::new(max_batch)),
+/// An image network for `model` with scratch for batches up to
+/// `max_batch`; `None` for the transformers, which take tokens
+/// ([`transformer::Transformer`]).
+pub fn network(model: Model, max_batch: usize) -> Option<Box<dyn Network>> {
+    match model {
+        Model::Mlp => Some(Box::new(mlp::Mlp::new(max_batch))),
+        Model::Cnn => Some(Box::new(cnn::Cnn::new(max_batch))),
+        Model::Gpt(_) | Model::Llama(_) => None,
     }
 }

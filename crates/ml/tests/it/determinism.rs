@@ -2,10 +2,10 @@
 
 use funetun_core::{encode, keccak256};
 use funetun_ml::Architecture as _;
-use funetun_ml::{Compute, ModelKind, OptimizerKind, TaskSpec, train_task};
+use funetun_ml::{Compute, Model, OptimizerKind, TaskSpec, train_task};
 
 fn delta_hash(
-    model: ModelKind,
+    model: Model,
     optimizer: OptimizerKind,
     steps: usize,
     seed: u64,
@@ -42,26 +42,23 @@ fn mlp_delta_is_identical_at_1_2_and_3_threads() {
         OptimizerKind::Momentum { momentum: 0.9 },
         OptimizerKind::ADAM,
     ] {
-        let one = delta_hash(ModelKind::Mlp, opt, 50, 4, 1);
-        assert_eq!(one, delta_hash(ModelKind::Mlp, opt, 50, 4, 2), "{opt}");
-        assert_eq!(one, delta_hash(ModelKind::Mlp, opt, 50, 4, 3), "{opt}");
+        let one = delta_hash(Model::Mlp, opt, 50, 4, 1);
+        assert_eq!(one, delta_hash(Model::Mlp, opt, 50, 4, 2), "{opt}");
+        assert_eq!(one, delta_hash(Model::Mlp, opt, 50, 4, 3), "{opt}");
     }
 }
 
 #[test]
 fn cnn_delta_is_identical_at_1_and_2_threads() {
-    let one = delta_hash(ModelKind::Cnn, OptimizerKind::ADAM, 4, 4, 1);
-    assert_eq!(
-        one,
-        delta_hash(ModelKind::Cnn, OptimizerKind::ADAM, 4, 4, 2)
-    );
+    let one = delta_hash(Model::Cnn, OptimizerKind::ADAM, 4, 4, 1);
+    assert_eq!(one, delta_hash(Model::Cnn, OptimizerKind::ADAM, 4, 4, 2));
 }
 
 #[test]
 fn the_seed_changes_the_delta() {
     assert_ne!(
-        delta_hash(ModelKind::Mlp, OptimizerKind::Sgd, 10, 1, 1),
-        delta_hash(ModelKind::Mlp, OptimizerKind::Sgd, 10, 2, 1)
+        delta_hash(Model::Mlp, OptimizerKind::Sgd, 10, 1, 1),
+        delta_hash(Model::Mlp, OptimizerKind::Sgd, 10, 2, 1)
     );
 }
 
@@ -69,7 +66,7 @@ fn the_seed_changes_the_delta() {
 fn bad_task_parameters_are_refused_with_the_field_named() {
     let data = funetun_ml::data::synthetic::generate(0, 100, 10).unwrap();
     let good = TaskSpec {
-        model: ModelKind::Mlp,
+        model: Model::Mlp,
         shard: 0,
         shards: 2,
         steps: 1,
@@ -79,7 +76,7 @@ fn bad_task_parameters_are_refused_with_the_field_named() {
         seed: 0,
     };
     let compute = Compute::new(1).unwrap();
-    let base = ModelKind::Mlp.init(0);
+    let base = Model::Mlp.init(0);
     for (spec, field) in [
         (
             TaskSpec {
@@ -115,7 +112,7 @@ fn bad_task_parameters_are_refused_with_the_field_named() {
             .to_string();
         assert!(err.contains(field), "{err}");
     }
-    let wrong_model = ModelKind::Cnn.init(0);
+    let wrong_model = Model::Cnn.init(0);
     let err = train_task(&wrong_model, &data, &good, &compute, &mut |_| {})
         .unwrap_err()
         .to_string();

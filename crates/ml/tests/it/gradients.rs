@@ -4,13 +4,13 @@
 use funetun_ml::Architecture as _;
 use funetun_ml::engine::{Par, network};
 use funetun_ml::reference::CandleModel;
-use funetun_ml::{ModelKind, rng::Rng};
+use funetun_ml::{Model, rng::Rng};
 
 /// Compares on continuous random inputs: real images have flat
 /// backgrounds whose equal activations tie inside pooling windows, where
 /// the engine (like PyTorch) routes the gradient to the first maximum and
 /// candle to every maximum; without ties the two must agree.
-fn check(model: ModelKind, batch: usize, threads: usize) {
+fn check(model: Model, batch: usize, threads: usize) {
     let mut weights = model.init(11);
     // Move the weights off the initialisation so ReLUs and pools are mixed.
     let mut rng = Rng::new(5);
@@ -23,7 +23,7 @@ fn check(model: ModelKind, batch: usize, threads: usize) {
     let y: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
 
     let compute = funetun_ml::Compute::new(threads).unwrap();
-    let mut net = network(model, batch);
+    let mut net = network(model, batch).unwrap();
     let params = weights.to_flat();
     let mut grads = vec![0.0; params.len()];
     let loss = compute.run(|| net.loss_and_grad(&params, &x, &y, &mut grads, Par { threads }));
@@ -58,27 +58,29 @@ fn check(model: ModelKind, batch: usize, threads: usize) {
 
 #[test]
 fn mlp_gradients_match_candle() {
-    check(ModelKind::Mlp, 16, 1);
-    check(ModelKind::Mlp, 64, 2);
+    check(Model::Mlp, 16, 1);
+    check(Model::Mlp, 64, 2);
 }
 
 #[test]
 fn cnn_gradients_match_candle() {
-    check(ModelKind::Cnn, 8, 1);
-    check(ModelKind::Cnn, 8, 2);
+    check(Model::Cnn, 8, 1);
+    check(Model::Cnn, 8, 2);
 }
 
 #[test]
 fn forward_logits_match_candle() {
     let data = funetun_ml::data::synthetic::generate(2, 64, 16).unwrap();
-    for model in [ModelKind::Mlp, ModelKind::Cnn] {
+    for model in [Model::Mlp, Model::Cnn] {
         let weights = model.init(3);
         let idx: Vec<u32> = (0..10).collect();
         let mut x = vec![0.0; 10 * 784];
         let mut y = vec![0; 10];
         data.gather(&data.test, &idx, &mut x, &mut y);
         let mut logits = vec![0.0; 100];
-        network(model, 10).forward(&weights.to_flat(), &x, 10, &mut logits, Par::SERIAL);
+        network(model, 10)
+            .unwrap()
+            .forward(&weights.to_flat(), &x, 10, &mut logits, Par::SERIAL);
         let reference: Vec<f32> = CandleModel::new(model, &weights)
             .unwrap()
             .forward(&x, 10)
@@ -98,21 +100,21 @@ fn forward_logits_match_candle() {
 #[test]
 fn gradients_match_finite_differences() {
     let data = funetun_ml::data::synthetic::generate(1, 256, 16).unwrap();
-    for model in [ModelKind::Mlp, ModelKind::Cnn] {
+    for model in [Model::Mlp, Model::Cnn] {
         let weights = model.init(11);
         let batch = 8;
         let idx: Vec<u32> = (0..batch as u32).collect();
         let mut x = vec![0.0; batch * 784];
         let mut y = vec![0; batch];
         data.gather(&data.train, &idx, &mut x, &mut y);
-        let mut net = network(model, batch);
+        let mut net = network(model, batch).unwrap();
         let mut params = weights.to_flat();
         let mut grads = vec![0.0; params.len()];
         net.loss_and_grad(&params, &x, &y, &mut grads, Par::SERIAL);
         let mut scratch = vec![0.0; params.len()];
         let layout = model.layout();
         for (name, _) in model.shapes() {
-            let range = layout.range(name);
+            let range = layout.range(&name);
             // The coordinate with the largest gradient, where the check is sharpest.
             let i = range
                 .clone()

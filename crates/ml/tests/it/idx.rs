@@ -58,18 +58,21 @@ fn real_mnist_and_fashion_parse_with_the_published_shapes() {
         return;
     };
     assert_eq!(
-        (mnist.train.len(), mnist.test.len(), mnist.rows, mnist.cols),
-        (60_000, 10_000, 28, 28)
+        (mnist.train.len(), mnist.test.len(), mnist.input_size()),
+        (60_000, 10_000, 28 * 28)
     );
     // The first training label of MNIST is a 5, the first test label a 7.
-    assert_eq!((mnist.train.labels[0], mnist.test.labels[0]), (5, 7));
+    assert_eq!((mnist.train.labels()[0], mnist.test.labels()[0]), (5, 7));
     let mut counts = [0usize; 10];
-    for &l in &mnist.train.labels {
+    for &l in mnist.train.labels() {
         counts[l as usize] += 1;
     }
     assert_eq!(counts[1], 6742, "MNIST has 6742 ones in its training split");
     // The normalisation matches MNIST's well-known mean 0.1307 / std 0.3081.
-    let zero = mnist.normalize[0];
+    let funetun_ml::data::Form::Images { normalize, .. } = &mnist.form else {
+        panic!("MNIST is images");
+    };
+    let zero = normalize[0];
     assert!((zero + 0.1307 / 0.3081).abs() < 1e-3, "{zero}");
 
     let fashion = Dataset::load(
@@ -81,7 +84,7 @@ fn real_mnist_and_fashion_parse_with_the_published_shapes() {
     )
     .unwrap();
     assert_eq!((fashion.train.len(), fashion.test.len()), (60_000, 10_000));
-    assert!(fashion.train.labels.iter().all(|&l| l < 10));
+    assert!(fashion.train.labels().iter().all(|&l| l < 10));
 }
 
 #[test]
@@ -95,7 +98,7 @@ fn gzip_and_raw_directories_load_alike() {
         )
         .unwrap();
         assert_eq!((d.train.len(), d.test.len()), (20, 5));
-        assert_eq!(d.train.images, small_images(20).pixels);
+        assert_eq!(d.train.images(), small_images(20).pixels);
     }
 }
 

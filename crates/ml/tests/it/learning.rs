@@ -2,13 +2,13 @@
 
 use funetun_ml::Architecture as _;
 use funetun_ml::train::{LocalTrainer, evaluate};
-use funetun_ml::{Compute, Dataset, ModelKind, OptimizerKind};
+use funetun_ml::{Compute, Dataset, Model, OptimizerKind};
 
 /// A trainer over the whole training split, `steps` steps taken.
 fn trained(
     data: &Dataset,
     compute: &Compute,
-    model: ModelKind,
+    model: Model,
     (batch, lr, optimizer): (usize, f32, OptimizerKind),
     seed: u64,
     steps: usize,
@@ -28,18 +28,10 @@ const MOMENTUM: (usize, f32, OptimizerKind) = (64, 0.01, OptimizerKind::Momentum
 fn mlp_learns_mnist_in_a_few_hundred_steps() {
     let data = crate::mnist_or_synthetic();
     let compute = Compute::new(2).unwrap();
-    let init = ModelKind::Mlp.init(0).to_flat();
-    let before = evaluate(ModelKind::Mlp, &init, &data, &data.test, None, &compute).unwrap();
-    let t = trained(&data, &compute, ModelKind::Mlp, MOMENTUM, 0, 400);
-    let after = evaluate(
-        ModelKind::Mlp,
-        t.params(),
-        &data,
-        &data.test,
-        None,
-        &compute,
-    )
-    .unwrap();
+    let init = Model::Mlp.init(0).to_flat();
+    let before = evaluate(Model::Mlp, &init, &data, &data.test, None, &compute).unwrap();
+    let t = trained(&data, &compute, Model::Mlp, MOMENTUM, 0, 400);
+    let after = evaluate(Model::Mlp, t.params(), &data, &data.test, None, &compute).unwrap();
     eprintln!(
         "{}: accuracy {:.4} → {:.4}",
         data.name, before.accuracy, after.accuracy
@@ -56,16 +48,8 @@ fn mlp_learns_mnist_in_a_few_hundred_steps() {
 fn the_synthetic_set_is_learnable_past_90_percent() {
     let data = funetun_ml::data::synthetic::generate(0, 12_000, 2_000).unwrap();
     let compute = Compute::new(1).unwrap();
-    let t = trained(&data, &compute, ModelKind::Mlp, MOMENTUM, 1, 300);
-    let eval = evaluate(
-        ModelKind::Mlp,
-        t.params(),
-        &data,
-        &data.test,
-        None,
-        &compute,
-    )
-    .unwrap();
+    let t = trained(&data, &compute, Model::Mlp, MOMENTUM, 1, 300);
+    let eval = evaluate(Model::Mlp, t.params(), &data, &data.test, None, &compute).unwrap();
     assert!(eval.accuracy > 0.9, "synthetic accuracy {}", eval.accuracy);
 }
 
@@ -76,14 +60,14 @@ fn cnn_learns_in_a_few_steps() {
     let t = trained(
         &data,
         &compute,
-        ModelKind::Cnn,
+        Model::Cnn,
         (32, 0.001, OptimizerKind::ADAM),
         0,
         60,
     );
     let sample: Vec<u32> = (0..1000).collect();
     let eval = evaluate(
-        ModelKind::Cnn,
+        Model::Cnn,
         t.params(),
         &data,
         &data.test,

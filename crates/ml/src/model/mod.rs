@@ -1,9 +1,11 @@
 //! The models a job can train, their parameter layouts and seeded
 //! initialisation.
 //!
-//! Parameter names follow candle's `VarBuilder` paths (`fc1.weight`, …) and
-//! PyTorch's shapes (`[out, in]` for linear layers, `[out, in, kh, kw]` for
-//! convolutions), so checkpoints read naturally in either ecosystem. The
+//! Image models' parameter names follow candle's `VarBuilder` paths
+//! (`fc1.weight`, …) and PyTorch's shapes (`[out, in]` for linear layers,
+//! `[out, in, kh, kw]` for convolutions); transformers' follow Hugging
+//! Face's layouts ([`transformer`]), so checkpoints read naturally in
+//! either ecosystem. The
 //! flat view of a model ([`funetun_core::TensorSet::to_flat`]) is the
 //! concatenation of these tensors in name order.
 
@@ -14,16 +16,19 @@ use funetun_core::{DecodeLimits, Tensor, TensorSet};
 
 use crate::rng::Rng;
 
+pub mod transformer;
+
+pub use funetun_core::model::{Model, TransformerConfig};
 pub use funetun_core::protocol::ModelKind;
 
 /// Input side length every model expects (MNIST-family images).
 pub const IMAGE_SIDE: usize = 28;
 
 /// A model's parameter layout and seeded initialisation: what the
-/// training engine knows about each [`ModelKind`] beyond its name.
+/// training engine knows about each [`Model`] beyond its name.
 pub trait Architecture: Copy {
     /// Parameter names and shapes, in name order.
-    fn shapes(self) -> Vec<(&'static str, Vec<usize>)>;
+    fn shapes(self) -> Vec<(String, Vec<usize>)>;
     /// Where each parameter lives in the flat view.
     fn layout(self) -> Layout;
     /// θ₀ for `seed`.
@@ -50,28 +55,30 @@ pub trait Architecture: Copy {
     }
 }
 
-impl Architecture for ModelKind {
+impl Architecture for Model {
     /// Parameter names and shapes, in name order.
-    fn shapes(self) -> Vec<(&'static str, Vec<usize>)> {
-        let mut v = match self {
-            ModelKind::Mlp => vec![
-                ("fc1.weight", vec![256, 784]),
-                ("fc1.bias", vec![256]),
-                ("fc2.weight", vec![10, 256]),
-                ("fc2.bias", vec![10]),
+    fn shapes(self) -> Vec<(String, Vec<usize>)> {
+        let mut v: Vec<(String, Vec<usize>)> = match self {
+            Model::Mlp => vec![
+                ("fc1.weight".into(), vec![256, 784]),
+                ("fc1.bias".into(), vec![256]),
+                ("fc2.weight".into(), vec![10, 256]),
+                ("fc2.bias".into(), vec![10]),
             ],
-            ModelKind::Cnn => vec![
-                ("conv1.weight", vec![32, 1, 5, 5]),
-                ("conv1.bias", vec![32]),
-                ("conv2.weight", vec![64, 32, 5, 5]),
-                ("conv2.bias", vec![64]),
-                ("fc1.weight", vec![128, 1024]),
-                ("fc1.bias", vec![128]),
-                ("fc2.weight", vec![10, 128]),
-                ("fc2.bias", vec![10]),
+            Model::Cnn => vec![
+                ("conv1.weight".into(), vec![32, 1, 5, 5]),
+                ("conv1.bias".into(), vec![32]),
+                ("conv2.weight".into(), vec![64, 32, 5, 5]),
+                ("conv2.bias".into(), vec![64]),
+                ("fc1.weight".into(), vec![128, 1024]),
+                ("fc1.bias".into(), vec![128]),
+                ("fc2.weight".into(), vec![10, 128]),
+                ("fc2.bias".into(), vec![10]),
             ],
+            Model::Gpt(c) => transformer::gpt_shapes(&c),
+            Model::Llama(c) => transformer::llama_shapes(&c),
         };
-        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
@@ -87,16 +94,25 @@ impl Architecture for ModelKind {
         Layout { entries, total: at }
     }
 
-    /// θ₀ for `seed`: every tensor uniform in ±1/√fan_in (PyTorch's default
-    /// for linear and convolution layers), drawn in name order from a
-    /// ChaCha8 stream, so the same seed gives the same bytes everywhere.
+    /// θ₀ for `seed`, drawn in name order from a ChaCha8 stream, so the
+    /// same seed gives the same bytes everywhere. Image models: every
+    /// tensor uniform in ±1/√fan_in (PyTorch's default for linear and
+    /// convolution layers). Transformers: see [`transformer::init_value`].
     fn init(self, seed: u64) -> TensorSet {
         let mut rng = Rng::derived(seed, "init");
         let mut set = TensorSet::new();
         for (name, shape) in self.shapes() {
-            let bound = 1.0 / (self.fan_in(name) as f32).sqrt();
             let n: usize = shape.iter().product();
-            let data = (0..n).map(|_| rng.uniform(-bound, bound)).collect();
+            let data = match self {
+                Model::Mlp | Model::Cnn => {
+                    let bound = 1.0 / (self.fan_in(&name) as f32).sqrt();
+                    (0..n).map(|_| rng.uniform(-bound, bound)).collect()
+                }
+                Model::Gpt(c) | Model::Llama(c) => {
+                    let init = transformer::init_rule(&name, c.n_layer);
+                    (0..n).map(|_| init.draw(&mut rng)).collect()
+                }
+            };
             set.insert(name, Tensor { shape, data });
         }
         set
@@ -106,12 +122,18 @@ impl Architecture for ModelKind {
     fn fan_in(self, name: &str) -> usize {
         let layer = name.split('.').next().unwrap_or(name);
         match (self, layer) {
-            (ModelKind::Mlp, "fc1") => 784,
-            (ModelKind::Mlp, "fc2") => 256,
-            (ModelKind::Cnn, "conv1") => 25,
-            (ModelKind::Cnn, "conv2") => 32 * 25,
-            (ModelKind::Cnn, "fc1") => 1024,
-            (ModelKind::Cnn, "fc2") => 128,
+            (Model::Mlp, "fc1") => 784,
+            (Model::Mlp, "fc2") => 256,
+            (Model::Cnn, "conv1") => 25,
+            (Model::Cnn, "conv2") => 32 * 25,
+            (Model::Cnn, "fc1") => 1024,
+            (Model::Cnn, "fc2") => 128,
+            (Model::Gpt(_) | Model::Llama(_), _) => self
+                .shapes()
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| transformer::fan_in(name, &s))
+                .unwrap_or(1),
             _ => 1,
         }
     }
@@ -127,14 +149,17 @@ impl Architecture for ModelKind {
 
     /// Number of scalar parameters.
     fn num_params(self) -> usize {
-        self.layout().total
+        self.shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 }
 
 /// Offsets of each named parameter in a model's flat view.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    entries: Vec<(&'static str, Range<usize>)>,
+    entries: Vec<(String, Range<usize>)>,
     /// Total number of parameters.
     pub total: usize,
 }
@@ -144,11 +169,11 @@ impl Layout {
     ///
     /// # Panics
     /// On a name the model does not have: layouts are only queried with the
-    /// model's own constant names.
+    /// model's own names.
     pub fn range(&self, name: &str) -> Range<usize> {
         self.entries
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .map(|(_, r)| r.clone())
             .unwrap_or_else(|| panic!("model has no parameter `{name}`"))
     }
@@ -171,12 +196,12 @@ mod tests {
 
     #[test]
     fn layouts_are_in_name_order_and_sized() {
-        assert_eq!(ModelKind::Mlp.num_params(), 784 * 256 + 256 + 2570);
-        assert_eq!(ModelKind::Cnn.num_params(), 832 + 51264 + 131200 + 1290);
-        let l = ModelKind::Mlp.layout();
+        assert_eq!(Model::Mlp.num_params(), 784 * 256 + 256 + 2570);
+        assert_eq!(Model::Cnn.num_params(), 832 + 51264 + 131200 + 1290);
+        let l = Model::Mlp.layout();
         assert_eq!(l.range("fc1.bias"), 0..256);
         assert_eq!(l.range("fc1.weight"), 256..256 + 784 * 256);
-        let names: Vec<_> = ModelKind::Cnn.init(0).names().map(String::from).collect();
+        let names: Vec<_> = Model::Cnn.init(0).names().map(String::from).collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
@@ -184,9 +209,9 @@ mod tests {
 
     #[test]
     fn init_is_seeded_and_bounded() {
-        let a = ModelKind::Mlp.init(1);
-        assert_eq!(a, ModelKind::Mlp.init(1));
-        assert_ne!(a, ModelKind::Mlp.init(2));
+        let a = Model::Mlp.init(1);
+        assert_eq!(a, Model::Mlp.init(1));
+        assert_ne!(a, Model::Mlp.init(2));
         let w = &a.get("fc1.weight").unwrap().data;
         let bound = 1.0 / 784f32.sqrt();
         assert!(w.iter().all(|v| v.abs() <= bound));
