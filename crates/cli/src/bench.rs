@@ -141,6 +141,9 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         batch: args.batch,
         lr: 0.01,
         optimizer: OptimizerKind::Sgd,
+        schedule: funetun_ml::optim::Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
         seed: 0,
     };
     let mut trainer = funetun_ml::LocalTrainer::new(

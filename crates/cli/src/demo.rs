@@ -1130,6 +1130,9 @@ fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<
                 batch: spec.batch as usize,
                 lr: spec.lr,
                 optimizer,
+                schedule: funetun_ml::optim::Schedule::Constant,
+                step0: 0,
+                grad_clip: 0.0,
                 seed: funetun_orchestrator::scheduler::task_seed(spec.seed, round, shard),
             };
             let out = funetun_ml::train_task(&theta, &data, &task, &compute, &mut |_| {})?;

@@ -106,6 +106,9 @@ fn run_task(args: RunArgs) -> anyhow::Result<()> {
         batch: args.batch,
         lr: args.lr,
         optimizer: args.optimizer,
+        schedule: funetun_ml::optim::Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
         seed: args.seed,
     };
     spec.validate()?;

@@ -74,6 +74,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         batch: args.batch,
         lr,
         optimizer,
+        schedule: funetun_ml::optim::Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
         seed: args.seed,
     }
     .validate()?;

@@ -106,10 +106,24 @@ pub struct Task {
     pub lr: f32,
     /// Inner optimizer.
     pub optimizer: String,
+    /// Learning-rate schedule over the job's global step (`constant`,
+    /// `cosine:WARMUP,TOTAL,MIN_LR`).
+    #[serde(default = "constant_schedule")]
+    pub lr_schedule: String,
+    /// The job's global step at the task's first step (`round × steps`).
+    #[serde(default)]
+    pub global_step: u64,
+    /// Largest global gradient norm (0: no clipping).
+    #[serde(default)]
+    pub grad_clip: f32,
     /// Seed of the task's data order.
     pub seed: u64,
     /// Unix seconds when the lease lapses and the task may go to another.
     pub lease_expires_at: u64,
+}
+
+fn constant_schedule() -> String {
+    "constant".into()
 }
 
 /// `POST /v1/updates` (alias `POST /submit_update`): report an update after

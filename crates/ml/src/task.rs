@@ -30,6 +30,12 @@ pub fn task_spec(task: &Task) -> Result<TaskSpec> {
         batch: task.batch as usize,
         lr: task.lr,
         optimizer,
+        schedule: task
+            .lr_schedule
+            .parse()
+            .map_err(|e| bad(format!("lr_schedule: {e}")))?,
+        step0: task.global_step,
+        grad_clip: task.grad_clip,
         seed: task.seed,
     };
     spec.validate().map_err(|e| bad(e.to_string()))?;
@@ -60,6 +66,9 @@ mod tests {
             batch: 16,
             lr: 0.05,
             optimizer: "momentum:0.9".into(),
+            lr_schedule: "constant".into(),
+            global_step: 0,
+            grad_clip: 0.0,
             seed: 11,
             lease_expires_at: 0,
         }

@@ -4,16 +4,20 @@
 use funetun_core::TensorSet;
 
 use crate::data::sampler::{BatchSampler, eval_sample, shard_indices};
+use crate::data::text::{gather_windows, shard_windows};
 use crate::data::{Dataset, NUM_CLASSES, Split};
-use crate::engine::loss::evaluate_logits;
+use crate::engine::loss::{evaluate_logits, evaluate_token_logits};
+use crate::engine::transformer::Transformer;
 use crate::engine::{Compute, Network, network};
 use crate::error::{Error, Result};
 use crate::model::Architecture as _;
-use crate::model::Model;
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::model::{Model, transformer};
+use crate::optim::{Optimizer, OptimizerKind, Schedule, clip_grad_norm};
 
 /// Samples on which a task measures its loss before and after training.
 pub const TASK_EVAL_SAMPLES: usize = 1024;
+/// Context windows on which a text task measures its loss before and after.
+pub const TASK_EVAL_WINDOWS: usize = 64;
 /// Largest accepted batch size.
 pub const MAX_BATCH: usize = 4096;
 /// Largest accepted number of steps in one task.
@@ -38,6 +42,12 @@ pub struct TaskSpec {
     pub lr: f32,
     /// Update rule.
     pub optimizer: OptimizerKind,
+    /// Learning rate over the job's global step.
+    pub schedule: Schedule,
+    /// The job's global step at the task's first step.
+    pub step0: u64,
+    /// Largest global gradient norm (0: no clipping).
+    pub grad_clip: f32,
     /// Seed of the data order.
     pub seed: u64,
 }
@@ -61,6 +71,12 @@ impl TaskSpec {
             return Err(Error::invalid(
                 "lr",
                 format!("{} must be a number in (0, 10]", self.lr),
+            ));
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return Err(Error::invalid(
+                "grad_clip",
+                format!("{} must be a number ≥ 0 (0: no clipping)", self.grad_clip),
             ));
         }
         if self.shards == 0 || self.shard >= self.shards {
@@ -92,40 +108,122 @@ pub struct TaskOutcome {
 /// Loss and accuracy of some weights on some samples.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
-    /// Mean cross-entropy.
+    /// Mean cross-entropy (per image, or per predicted token).
     pub loss: f64,
-    /// Fraction classified correctly.
+    /// Fraction classified correctly (images) or next tokens predicted
+    /// correctly (text).
     pub accuracy: f64,
-    /// Number of samples evaluated.
+    /// Number of samples evaluated (images, or context windows).
     pub count: usize,
+}
+
+impl Evaluation {
+    /// e^loss: the perplexity of a language model's next-token predictions.
+    pub fn perplexity(&self) -> f64 {
+        self.loss.exp()
+    }
+}
+
+/// The network and the batch buffers a trainer feeds it.
+enum Engine {
+    Images {
+        net: Box<dyn Network>,
+        inputs: Vec<f32>,
+        labels: Vec<u8>,
+    },
+    Text {
+        net: Transformer,
+        tokens: Vec<u32>,
+        targets: Vec<u32>,
+        context: usize,
+    },
+}
+
+impl Engine {
+    fn new(model: Model, batch: usize) -> Self {
+        match (network(model, batch), model.transformer()) {
+            (_, Some(c)) => Self::Text {
+                net: Transformer::new(model, batch),
+                tokens: vec![0; batch * c.context],
+                targets: vec![0; batch * c.context],
+                context: c.context,
+            },
+            (Some(net), None) => Self::Images {
+                net,
+                inputs: vec![0.0; batch * 784],
+                labels: vec![0; batch],
+            },
+            (None, None) => unreachable!("every model is an image network or a transformer"),
+        }
+    }
+}
+
+/// The pool of samples a task of `model` draws from on its shard: image
+/// indices, or window starts inside the shard's token range.
+fn shard_pool(model: Model, data: &Dataset, shard: usize, shards: usize) -> Result<Vec<u32>> {
+    check_fits(model, data)?;
+    match model.transformer() {
+        None => shard_indices(data.train.len(), shard, shards),
+        Some(c) => shard_windows(data.train.len(), c.context, shard, shards),
+    }
+}
+
+/// Refuses a model that cannot read the data set: an image model on text,
+/// a transformer on images, or a vocabulary smaller than the tokenizer's.
+pub fn check_fits(model: Model, data: &Dataset) -> Result<()> {
+    match (model.transformer(), data.vocab()) {
+        (None, None) => Ok(()),
+        (Some(c), Some(v)) if c.vocab >= v.size() => Ok(()),
+        (Some(c), Some(v)) => Err(Error::invalid(
+            "vocab",
+            format!(
+                "the model's vocabulary ({}) is smaller than {}'s {} tokens ({} tokenizer); set vocab ≥ {}",
+                c.vocab,
+                data.name,
+                v.size(),
+                v.tokenizer(),
+                v.size()
+            ),
+        )),
+        (Some(_), None) => Err(Error::invalid(
+            "dataset",
+            format!(
+                "{model} trains on text, and {} is images; choose a text data set such as tinyshakespeare",
+                data.name
+            ),
+        )),
+        (None, Some(_)) => Err(Error::invalid(
+            "model",
+            format!(
+                "{} is text; an {model} reads images, choose gpt or llama",
+                data.name
+            ),
+        )),
+    }
 }
 
 /// A model being trained: weights, optimizer state, data order, scratch.
 pub struct LocalTrainer {
     model: Model,
-    net: Box<dyn Network>,
+    engine: Engine,
     params: Vec<f32>,
     grads: Vec<f32>,
     optimizer: Optimizer,
+    lr: f32,
+    schedule: Schedule,
+    step0: u64,
+    grad_clip: f32,
     sampler: BatchSampler,
     indices: Vec<u32>,
-    inputs: Vec<f32>,
-    labels: Vec<u8>,
     steps_done: usize,
 }
 
 impl LocalTrainer {
-    /// Starts from `base` (which must fit `model`), drawing batches of
-    /// `batch` from `pool` in the order fixed by `seed`.
-    pub fn new(
-        model: Model,
-        base: &TensorSet,
-        pool: Vec<u32>,
-        batch: usize,
-        lr: f32,
-        optimizer: OptimizerKind,
-        seed: u64,
-    ) -> Result<Self> {
+    /// Starts from `base` (which must fit the spec's model) for the task
+    /// `spec` (its batch, optimizer, schedule and seed), drawing batches
+    /// from `pool` in the order fixed by the seed.
+    pub fn new(spec: &TaskSpec, base: &TensorSet, pool: Vec<u32>) -> Result<Self> {
+        let model = spec.model;
         model.zeros().check_same_layout(base)?;
         base.check_finite()?;
         if pool.is_empty() {
@@ -133,16 +231,29 @@ impl LocalTrainer {
         }
         let params = base.to_flat();
         let n = params.len();
+        let mut optimizer = Optimizer::new(spec.optimizer, spec.lr, n);
+        if model.is_text() {
+            // nanoGPT decays matrices and embeddings only.
+            let layout = model.layout();
+            let exempt = model
+                .shapes()
+                .into_iter()
+                .filter(|(_, shape)| !transformer::decays(shape))
+                .map(|(name, _)| layout.range(&name))
+                .collect();
+            optimizer = optimizer.without_decay(exempt);
+        }
         Ok(Self {
             model,
-            net: network(model, batch)
-                .ok_or_else(|| Error::invalid("model", format!("{model} trains on text")))?,
+            engine: Engine::new(model, spec.batch),
             grads: vec![0.0; n],
-            optimizer: Optimizer::new(optimizer, lr, n),
-            sampler: BatchSampler::new(pool, seed),
-            indices: vec![0; batch],
-            inputs: vec![0.0; batch * 784],
-            labels: vec![0; batch],
+            optimizer,
+            lr: spec.lr,
+            schedule: spec.schedule,
+            step0: spec.step0,
+            grad_clip: spec.grad_clip,
+            sampler: BatchSampler::new(pool, spec.seed),
+            indices: vec![0; spec.batch],
             params,
             steps_done: 0,
         })
@@ -151,26 +262,46 @@ impl LocalTrainer {
     /// One optimizer step on the next batch; returns the batch's mean loss.
     pub fn step(&mut self, data: &Dataset, compute: &Compute) -> Result<f32> {
         self.sampler.next_batch(&mut self.indices);
-        data.gather(
-            &data.train,
-            &self.indices,
-            &mut self.inputs,
-            &mut self.labels,
-        );
         let par = compute.par();
+        let lr = self
+            .schedule
+            .lr_at(self.lr, self.step0 + self.steps_done as u64);
+        self.optimizer.set_lr(lr);
         let Self {
-            net,
+            engine,
             params,
             grads,
             optimizer,
-            inputs,
-            labels,
+            indices,
+            grad_clip,
             ..
         } = self;
-        let loss = compute.run(|| {
-            let loss = net.loss_and_grad(params, inputs, labels, grads, par);
+        let loss = match engine {
+            Engine::Images {
+                net,
+                inputs,
+                labels,
+            } => {
+                data.gather(&data.train, indices, inputs, labels);
+                compute.run(|| net.loss_and_grad(params, inputs, labels, grads, par))
+            }
+            Engine::Text {
+                net,
+                tokens,
+                targets,
+                context,
+            } => {
+                gather_windows(data.train.tokens(), indices, *context, tokens, targets);
+                let batch = indices.len();
+                compute
+                    .run(|| net.loss_and_grad(params, tokens, targets, batch, *context, grads, par))
+            }
+        };
+        compute.run(|| {
+            if *grad_clip > 0.0 {
+                clip_grad_norm(grads, *grad_clip, par.threads > 1);
+            }
             optimizer.step(params, grads, par.threads > 1);
-            loss
         });
         self.steps_done += 1;
         if !loss.is_finite() {
@@ -194,7 +325,8 @@ impl LocalTrainer {
 }
 
 /// Loss and accuracy of flat weights `params` on `split` (all of it, or
-/// the samples in `indices`).
+/// the samples in `indices`). For text, samples are context windows by
+/// their first token; "all of it" is the split's non-overlapping windows.
 pub fn evaluate(
     model: Model,
     params: &[f32],
@@ -207,7 +339,13 @@ pub fn evaluate(
     let indices = match indices {
         Some(i) => i,
         None => {
-            all = (0..split.len() as u32).collect();
+            all = match model.transformer() {
+                None => (0..split.len() as u32).collect(),
+                Some(c) => (0..crate::data::text::windows(split.len(), c.context))
+                    .step_by(c.context)
+                    .map(|s| s as u32)
+                    .collect(),
+            };
             &all
         }
     };
@@ -220,6 +358,9 @@ pub fn evaluate(
                 model.num_params()
             ),
         ));
+    }
+    if let Some(c) = model.transformer() {
+        return evaluate_text(model, c.context, c.vocab, params, split, indices, compute);
     }
     let mut net = network(model, EVAL_BATCH)
         .ok_or_else(|| Error::invalid("model", format!("{model} trains on text")))?;
@@ -244,6 +385,64 @@ pub fn evaluate(
     })
 }
 
+/// Windows of text evaluated per forward pass.
+const EVAL_WINDOWS: usize = 16;
+
+fn evaluate_text(
+    model: Model,
+    context: usize,
+    vocab: usize,
+    params: &[f32],
+    split: &Split,
+    starts: &[u32],
+    compute: &Compute,
+) -> Result<Evaluation> {
+    let stream = split.tokens();
+    if let Some(&bad) = starts
+        .iter()
+        .find(|&&s| s as usize + context >= stream.len())
+    {
+        return Err(Error::invalid(
+            "data set",
+            format!(
+                "window {bad} needs {} tokens but the split has {}; the text is shorter than one context window ({context})",
+                bad as usize + context + 1,
+                stream.len()
+            ),
+        ));
+    }
+    let mut net = Transformer::new(model, EVAL_WINDOWS);
+    let mut tokens = vec![0; EVAL_WINDOWS * context];
+    let mut targets = vec![0; EVAL_WINDOWS * context];
+    let mut logits = vec![0.0; EVAL_WINDOWS * context * vocab];
+    let (mut loss, mut correct) = (0.0, 0);
+    let par = compute.par();
+    for chunk in starts.chunks(EVAL_WINDOWS) {
+        let b = chunk.len();
+        let n = b * context;
+        gather_windows(stream, chunk, context, &mut tokens[..n], &mut targets[..n]);
+        compute.run(|| {
+            net.logits(
+                params,
+                &tokens[..n],
+                b,
+                context,
+                &mut logits[..n * vocab],
+                par,
+            )
+        });
+        let (l, c) = evaluate_token_logits(&logits[..n * vocab], &targets[..n], vocab);
+        loss += l;
+        correct += c;
+    }
+    let predicted = (starts.len() * context).max(1);
+    Ok(Evaluation {
+        loss: loss / predicted as f64,
+        accuracy: correct as f64 / predicted as f64,
+        count: starts.len(),
+    })
+}
+
 /// Runs one training task: `spec.steps` steps from `base` on the task's
 /// shard. The delta is a pure function of (base, data set, spec) on a given
 /// platform class, whatever `compute`'s thread count. `on_step` is called
@@ -256,17 +455,9 @@ pub fn train_task(
     on_step: &mut dyn FnMut(usize),
 ) -> Result<TaskOutcome> {
     spec.validate()?;
-    let pool = shard_indices(data.train.len(), spec.shard, spec.shards)?;
-    let sample = eval_sample(&pool, TASK_EVAL_SAMPLES, spec.seed);
-    let mut trainer = LocalTrainer::new(
-        spec.model,
-        base,
-        pool,
-        spec.batch,
-        spec.lr,
-        spec.optimizer,
-        spec.seed,
-    )?;
+    let pool = shard_pool(spec.model, data, spec.shard, spec.shards)?;
+    let sample = eval_sample(&pool, task_eval_samples(spec.model), spec.seed);
+    let mut trainer = LocalTrainer::new(spec, base, pool)?;
     let before = evaluate(
         spec.model,
         trainer.params(),
@@ -298,4 +489,20 @@ pub fn train_task(
         loss_after: after.loss as f32,
         samples: spec.steps * spec.batch,
     })
+}
+
+/// Samples a task evaluates before and after training.
+pub fn task_eval_samples(model: Model) -> usize {
+    if model.is_text() {
+        TASK_EVAL_WINDOWS
+    } else {
+        TASK_EVAL_SAMPLES
+    }
+}
+
+/// The seeded sample of a task's shard on which it measures its loss
+/// before and after training: what a validator's spot-check re-measures.
+pub fn task_eval_sample(spec: &TaskSpec, data: &Dataset) -> Result<Vec<u32>> {
+    let pool = shard_pool(spec.model, data, spec.shard, spec.shards)?;
+    Ok(eval_sample(&pool, task_eval_samples(spec.model), spec.seed))
 }

@@ -51,6 +51,26 @@ pub fn evaluate_logits(logits: &[f32], labels: &[u8], classes: usize) -> (f64, u
     (total, correct)
 }
 
+/// Summed cross-entropy and the number of correct arg-max predictions of
+/// `logits` (`targets.len() × vocab`) against next-token `targets`.
+pub fn evaluate_token_logits(logits: &[f32], targets: &[u32], vocab: usize) -> (f64, usize) {
+    let mut total = 0f64;
+    let mut correct = 0;
+    for (row, &t) in logits.chunks_exact(vocab).zip(targets) {
+        let (arg, max) =
+            row.iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(ai, am), (j, v)| {
+                    if v > am { (j, v) } else { (ai, am) }
+                });
+        let sum: f64 = row.iter().map(|&z| f64::from(z - max).exp()).sum();
+        total += sum.ln() - f64::from(row[t as usize] - max);
+        correct += usize::from(arg == t as usize);
+    }
+    (total, correct)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

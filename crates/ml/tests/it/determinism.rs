@@ -24,6 +24,9 @@ fn delta_hash(
             0.05
         },
         optimizer,
+        schedule: funetun_ml::optim::Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
         seed,
     };
     let compute = Compute::new(threads).unwrap();
@@ -73,6 +76,9 @@ fn bad_task_parameters_are_refused_with_the_field_named() {
         batch: 8,
         lr: 0.1,
         optimizer: OptimizerKind::Sgd,
+        schedule: funetun_ml::optim::Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
         seed: 0,
     };
     let compute = Compute::new(1).unwrap();

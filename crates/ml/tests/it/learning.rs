@@ -1,8 +1,9 @@
 //! The networks learn real data.
 
 use funetun_ml::Architecture as _;
+use funetun_ml::optim::Schedule;
 use funetun_ml::train::{LocalTrainer, evaluate};
-use funetun_ml::{Compute, Dataset, Model, OptimizerKind};
+use funetun_ml::{Compute, Dataset, Model, OptimizerKind, TaskSpec};
 
 /// A trainer over the whole training split, `steps` steps taken.
 fn trained(
@@ -14,8 +15,20 @@ fn trained(
     steps: usize,
 ) -> LocalTrainer {
     let pool = (0..data.train.len() as u32).collect();
-    let mut t =
-        LocalTrainer::new(model, &model.init(seed), pool, batch, lr, optimizer, seed).unwrap();
+    let spec = TaskSpec {
+        model,
+        shard: 0,
+        shards: 1,
+        steps: steps.max(1),
+        batch,
+        lr,
+        optimizer,
+        schedule: Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
+        seed,
+    };
+    let mut t = LocalTrainer::new(&spec, &model.init(seed), pool).unwrap();
     for _ in 0..steps {
         t.step(data, compute).unwrap();
     }

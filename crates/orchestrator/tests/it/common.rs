@@ -166,6 +166,9 @@ pub fn run_task(task: &Task, base: &[u8], data: &Dataset) -> (Vec<u8>, f32, f32)
         batch: task.batch as usize,
         lr: task.lr,
         optimizer: task.optimizer.parse().unwrap(),
+        schedule: funetun_ml::optim::Schedule::Constant,
+        step0: 0,
+        grad_clip: 0.0,
         seed: task.seed,
     };
     let compute = Compute::new(1).unwrap();

@@ -57,6 +57,9 @@ pub fn federated_chain(
                 batch: plan.batch,
                 lr: plan.lr,
                 optimizer: plan.optimizer,
+                schedule: funetun_ml::optim::Schedule::Constant,
+                step0: 0,
+                grad_clip: 0.0,
                 seed: task_seed(plan.seed, round, shard, plan.shards),
             };
             let outcome = train_task(base, data, &spec, compute, &mut |_| {})?;
