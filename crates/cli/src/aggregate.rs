@@ -457,7 +457,7 @@ mod tests {
         let deltas: Vec<Vec<u8>> = [5u64, 6, 7]
             .iter()
             .map(|&seed| {
-                let mut d = funetun_ml::ModelKind::Mlp.init(seed);
+                let mut d = funetun_ml::Model::Mlp.init(seed);
                 for (_, t) in d.iter_mut() {
                     t.data.iter_mut().for_each(|v| *v *= 0.01);
                 }

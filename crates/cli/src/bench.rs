@@ -4,9 +4,10 @@ use std::time::Instant;
 
 use funetun_ml::data::synthetic;
 use funetun_ml::reference::CandleModel;
-use funetun_ml::{ModelKind, OptimizerKind, TaskSpec, train_task};
+use funetun_ml::{Model, OptimizerKind, TaskSpec, train_task};
 use serde::Serialize;
 
+use crate::args::ModelArgs;
 use crate::chain::runtime;
 use crate::output::print_json;
 use funetun_ml::Architecture as _;
@@ -14,8 +15,9 @@ use funetun_ml::Architecture as _;
 /// Subcommands of `funetun bench`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
-    /// Training throughput (forward + backward + SGD step) against candle's
-    /// autograd on the same model, batch and threads.
+    /// Training throughput (forward + backward + optimizer step) against a
+    /// baseline on the same model, batch and threads: candle's autograd for
+    /// the image models, PyTorch for the transformers.
     Train(TrainBenchArgs),
     /// An aggregation rule on n random inputs of length d, against the time
     /// to read them once (the memory bandwidth).
@@ -50,15 +52,19 @@ pub struct ChainBenchArgs {
 /// Arguments of `funetun bench train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainBenchArgs {
-    /// Network: mlp or cnn.
-    #[arg(long, default_value = "mlp")]
-    model: ModelKind,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Compute threads for both engines.
     #[arg(long, env = "FUNETUN_THREADS", default_value_t = 1)]
     threads: usize,
-    /// Samples per step.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
+    /// Samples (images, or context windows) per step (default: 64, or the
+    /// transformer configuration's).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Transformers: the Python interpreter with torch installed (default:
+    /// the one `benches/torch/setup.sh` makes).
+    #[arg(long, env = "FUNETUN_TORCH_PYTHON")]
+    python: Option<std::path::PathBuf>,
     /// Seconds to spend measuring each engine (after warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
@@ -113,14 +119,27 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 /// Steps per timed chunk: enough that timing overhead is negligible.
-fn chunk_steps(model: ModelKind) -> usize {
+fn chunk_steps(model: Model) -> usize {
     match model {
-        ModelKind::Mlp => 50,
-        ModelKind::Cnn => 5,
+        Model::Mlp => 50,
+        _ => 5,
     }
 }
 
 fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
+    if args.model.model.is_transformer() {
+        return crate::bench_text::bench_train_text(
+            &args.model,
+            args.threads,
+            args.batch,
+            args.seconds,
+            args.python.clone(),
+            args.no_baseline,
+            args.json,
+        );
+    }
+    let model = Model::new(args.model.model, None)?;
+    let batch = args.batch.unwrap_or(64);
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
     // candle sizes its pools from these variables on first use.
     // SAFETY: no other thread exists yet.
@@ -130,15 +149,15 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     }
     let data = synthetic::generate(0, 4096, 512)?;
     let compute = funetun_ml::Compute::new(args.threads)?;
-    let base = args.model.init(0);
+    let base = model.init(0);
 
     // Ours: the real training task, timed in chunks until the budget is spent.
     let spec = |steps| TaskSpec {
-        model: args.model,
+        model,
         shard: 0,
         shards: 1,
         steps,
-        batch: args.batch,
+        batch,
         lr: 0.01,
         optimizer: OptimizerKind::Sgd,
         schedule: funetun_ml::optim::Schedule::Constant,
@@ -146,52 +165,45 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         grad_clip: 0.0,
         seed: 0,
     };
-    let mut trainer = funetun_ml::LocalTrainer::new(
-        args.model,
-        &base,
-        (0..data.train.len() as u32).collect(),
-        args.batch,
-        0.01,
-        OptimizerKind::Sgd,
-        0,
-    )?;
     spec(1).validate()?;
+    let mut trainer =
+        funetun_ml::LocalTrainer::new(&spec(1), &base, (0..data.train.len() as u32).collect())?;
     for _ in 0..3 {
         trainer.step(&data, &compute)?;
     }
-    let ours = time_steps(args.seconds, chunk_steps(args.model), || {
+    let ours = time_steps(args.seconds, chunk_steps(model), || {
         trainer.step(&data, &compute)?;
         Ok(())
-    })? * args.batch as f64;
+    })? * batch as f64;
     // Make sure the task path (with its evaluations) also runs.
     train_task(&base, &data, &spec(2), &compute, &mut |_| {})?;
     eprintln!(
-        "funetun engine: {ours:.0} samples/s ({} threads, batch {})",
-        args.threads, args.batch
+        "funetun engine: {ours:.0} samples/s ({} threads, batch {batch})",
+        args.threads
     );
 
     let candle = if args.no_baseline {
         None
     } else {
-        let model = CandleModel::new(args.model, &base)?;
-        let mut sgd = model.sgd(0.01)?;
-        let mut x = vec![0f32; args.batch * 784];
-        let mut y = vec![0u8; args.batch];
-        let idx: Vec<u32> = (0..args.batch as u32).collect();
+        let reference = CandleModel::new(model, &base)?;
+        let mut sgd = reference.sgd(0.01)?;
+        let mut x = vec![0f32; batch * 784];
+        let mut y = vec![0u8; batch];
+        let idx: Vec<u32> = (0..batch as u32).collect();
         data.gather(&data.train, &idx, &mut x, &mut y);
         for _ in 0..2 {
-            model.sgd_step(&mut sgd, &x, &y)?;
+            reference.sgd_step(&mut sgd, &x, &y)?;
         }
-        let rate = time_steps(args.seconds, chunk_steps(args.model), || {
-            model.sgd_step(&mut sgd, &x, &y)?;
+        let rate = time_steps(args.seconds, chunk_steps(model), || {
+            reference.sgd_step(&mut sgd, &x, &y)?;
             Ok(())
-        })? * args.batch as f64;
+        })? * batch as f64;
         eprintln!("candle autograd baseline: {rate:.0} samples/s");
         Some(rate)
     };
     let report = TrainReport {
-        model: args.model.to_string(),
-        batch: args.batch,
+        model: model.to_string(),
+        batch,
         threads: args.threads,
         samples_per_sec: ours,
         candle_samples_per_sec: candle,
@@ -207,7 +219,7 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `step` in chunks of `chunk` until `seconds` have passed; returns steps/s.
-fn time_steps(
+pub(crate) fn time_steps(
     seconds: f64,
     chunk: usize,
     mut step: impl FnMut() -> anyhow::Result<()>,

@@ -233,6 +233,7 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
                 name: format!("demo-{}-{}", args.model, dataset),
                 seed: args.seed,
                 model: args.model,
+                transformer: None,
                 dataset: dataset.clone(),
                 rounds: if cnn { 3 } else { 4 },
                 shards: args.trainers.max(1) as u32,
@@ -240,6 +241,8 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
                 batch: 64,
                 lr: if cnn { 0.02 } else { 0.05 },
                 optimizer: "momentum:0.9".into(),
+                lr_schedule: "constant".into(),
+                grad_clip: 0.0,
                 aggregation: args.aggregation.clone(),
                 outer_optimizer: "sgd".into(),
                 min_updates: (args.trainers.max(1) as u32).div_ceil(2),
@@ -779,7 +782,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     let job = U256::from(job_id);
 
     // Every round's checkpoint, each checked against its on-chain hash.
-    let model = spec.model;
+    let model = spec.model()?;
     let mut final_hash = B256::ZERO;
     let mut onchain_final_hash = B256::ZERO;
     let checkpoints = fetch_checkpoints(client, ledger, job_id, Which::All)
@@ -1103,7 +1106,7 @@ pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
 /// Trains the spec's tasks (every shard, every round, the task seeds the
 /// orchestrator uses) one after another and merges them by the spec's rule.
 fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<(f64, f64)> {
-    let model = spec.model;
+    let model = spec.model()?;
     let name = spec.dataset.clone();
     let data = Dataset::load(
         &name,
@@ -1130,9 +1133,9 @@ fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<
                 batch: spec.batch as usize,
                 lr: spec.lr,
                 optimizer,
-                schedule: funetun_ml::optim::Schedule::Constant,
-                step0: 0,
-                grad_clip: 0.0,
+                schedule: spec.lr_schedule.parse()?,
+                step0: round * u64::from(spec.steps),
+                grad_clip: spec.grad_clip,
                 seed: funetun_orchestrator::scheduler::task_seed(spec.seed, round, shard),
             };
             let out = funetun_ml::train_task(&theta, &data, &task, &compute, &mut |_| {})?;

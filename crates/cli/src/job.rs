@@ -338,7 +338,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let ledger = reader(&args.owner.rpc, contract).await?;
     let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
     let spec = client.job(args.id).await?.spec;
-    let model = spec.model;
+    let model = spec.model()?;
     model
         .decode(&bytes)
         .with_context(|| format!("checkpoint {hash} is not a {model}"))?;

@@ -6,6 +6,7 @@
 mod aggregate;
 mod args;
 mod bench;
+mod bench_text;
 mod chain;
 mod demo;
 mod job;

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use funetun_core::{TensorSet, encode, keccak256};
-use funetun_ml::{ModelKind, OptimizerKind, TaskSpec, platform::platform_class, train_task};
+use funetun_ml::optim::Schedule;
+use funetun_ml::{Model, OptimizerKind, TaskSpec, platform::platform_class, train_task};
 use serde::Serialize;
 
-use crate::args::{ComputeArgs, DataArgs, step_bar};
+use crate::args::{ComputeArgs, DataArgs, ModelArgs, step_bar};
 use crate::output::{print_json, write_atomic};
 use funetun_ml::Architecture as _;
 
@@ -27,9 +28,8 @@ pub struct RunArgs {
     data: DataArgs,
     #[command(flatten)]
     compute: ComputeArgs,
-    /// Network: mlp or cnn.
-    #[arg(long, default_value = "mlp")]
-    model: ModelKind,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Base checkpoint (canonical safetensors); without it θ₀ is built from --init-seed.
     #[arg(long, conflicts_with = "init_seed")]
     base: Option<PathBuf>,
@@ -45,15 +45,29 @@ pub struct RunArgs {
     /// Optimizer steps.
     #[arg(long, default_value_t = 50)]
     steps: usize,
-    /// Samples per step.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    lr: f32,
-    /// sgd, momentum[:MU], adam or adamw[:WD].
-    #[arg(long, default_value = "sgd")]
-    optimizer: OptimizerKind,
+    /// Samples (images, or context windows) per step (default: 64; a
+    /// transformer configuration's own).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Learning rate (default: 0.1; a transformer configuration's own).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// sgd, momentum[:MU], adam or adamw[:WD[,BETA2]] (default: sgd; a
+    /// transformer configuration's own).
+    #[arg(long)]
+    optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule over the job's global step: constant or
+    /// cosine:WARMUP,TOTAL,MIN_LR (default: constant; a transformer
+    /// configuration's own).
+    #[arg(long)]
+    lr_schedule: Option<Schedule>,
+    /// The job's global step at the task's first step.
+    #[arg(long, default_value_t = 0)]
+    global_step: u64,
+    /// Largest gradient norm (0: no clipping; default: 0; a transformer
+    /// configuration's own).
+    #[arg(long)]
+    grad_clip: Option<f32>,
     /// Seed of the data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -80,7 +94,7 @@ struct Report {
 /// Reads a checkpoint file of `model`, refusing anything that does not fit it.
 pub fn read_checkpoint(
     path: &std::path::Path,
-    model: ModelKind,
+    model: Model,
 ) -> anyhow::Result<(TensorSet, Vec<u8>)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
@@ -98,29 +112,40 @@ pub fn run(cmd: TaskCommand) -> anyhow::Result<()> {
 }
 
 fn run_task(args: RunArgs) -> anyhow::Result<()> {
+    let data = args.data.load(args.model.model)?;
+    let model = args.model.resolve(&data)?;
+    let recipe = args.model.recipe().filter(|_| model.is_text());
     let spec = TaskSpec {
-        model: args.model,
+        model,
         shard: args.shard,
         shards: args.shards,
         steps: args.steps,
-        batch: args.batch,
-        lr: args.lr,
-        optimizer: args.optimizer,
-        schedule: funetun_ml::optim::Schedule::Constant,
-        step0: 0,
-        grad_clip: 0.0,
+        batch: args.batch.or(recipe.map(|r| r.batch)).unwrap_or(64),
+        lr: args.lr.or(recipe.map(|r| r.lr)).unwrap_or(0.1),
+        optimizer: args
+            .optimizer
+            .or(recipe.map(|r| r.optimizer))
+            .unwrap_or(OptimizerKind::Sgd),
+        schedule: args
+            .lr_schedule
+            .or(recipe.map(|r| r.schedule))
+            .unwrap_or(Schedule::Constant),
+        step0: args.global_step,
+        grad_clip: args
+            .grad_clip
+            .or(recipe.map(|r| r.grad_clip))
+            .unwrap_or(0.0),
         seed: args.seed,
     };
     spec.validate()?;
     let (base, base_bytes) = match &args.base {
-        Some(path) => read_checkpoint(path, args.model)?,
+        Some(path) => read_checkpoint(path, model)?,
         None => {
-            let base = args.model.init(args.init_seed);
+            let base = model.init(args.init_seed);
             let bytes = encode(&base);
             (base, bytes)
         }
     };
-    let data = args.data.load()?;
     let compute = args.compute.compute()?;
     let bar = step_bar(spec.steps as u64, "task");
     let start = Instant::now();

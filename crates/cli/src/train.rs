@@ -1,15 +1,18 @@
-//! `funetun train`: train a model locally and report test accuracy per epoch.
+//! `funetun train`: train a model locally. Image models report test
+//! accuracy per epoch; transformers report validation loss every
+//! `--eval-every` steps and tokens per second.
 
 use std::time::Instant;
 
 use funetun_core::{encode, keccak256};
-use funetun_ml::train::{LocalTrainer, evaluate};
-use funetun_ml::{ModelKind, OptimizerKind};
+use funetun_ml::optim::Schedule;
+use funetun_ml::recipe::Recipe;
+use funetun_ml::train::{LocalTrainer, evaluate, shard_pool};
+use funetun_ml::{Architecture as _, Model, OptimizerKind, TaskSpec};
 use serde::Serialize;
 
-use crate::args::{ComputeArgs, DataArgs, step_bar};
+use crate::args::{ComputeArgs, DataArgs, ModelArgs, step_bar};
 use crate::output::print_json;
-use funetun_ml::Architecture as _;
 
 /// Arguments of `funetun train`.
 #[derive(Debug, clap::Args)]
@@ -18,21 +21,32 @@ pub struct TrainArgs {
     data: DataArgs,
     #[command(flatten)]
     compute: ComputeArgs,
-    /// Network: mlp or cnn.
-    #[arg(long, default_value = "mlp")]
-    model: ModelKind,
-    /// Passes over the training split.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Image models: passes over the training split.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
-    /// Learning rate (default: 0.02 for mlp, 0.001 for cnn).
+    /// Transformers: optimizer steps (default: the configuration's, 2,000 for baby).
+    #[arg(long)]
+    iters: Option<u64>,
+    /// Transformers: steps between validation-loss measurements (0: only at the end).
+    #[arg(long, default_value_t = 500)]
+    eval_every: u64,
+    /// Learning rate (default: 0.02 for mlp, 0.001 for cnn, the configuration's for transformers).
     #[arg(long)]
     lr: Option<f32>,
-    /// Samples per step.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// sgd, momentum[:MU] or adam / adamw[:WD] (default: momentum:0.9 for mlp, adam for cnn).
+    /// Samples (images, or context windows) per step (default: 64, the configuration's for transformers).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// sgd, momentum[:MU], adam or adamw[:WD[,BETA2]] (default: momentum:0.9 for mlp, adam for cnn, the configuration's for transformers).
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule: constant or cosine:WARMUP,TOTAL,MIN_LR (default: the configuration's).
+    #[arg(long)]
+    lr_schedule: Option<Schedule>,
+    /// Largest gradient norm (0: no clipping; default: the configuration's).
+    #[arg(long)]
+    grad_clip: Option<f32>,
     /// Seed of θ₀ and of the data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -57,48 +71,63 @@ struct Report {
     final_hash: String,
 }
 
+#[derive(Serialize)]
+struct TextReport {
+    dataset: String,
+    model: String,
+    params: usize,
+    iters: u64,
+    batch: usize,
+    tokens_trained: u64,
+    val_loss: f64,
+    val_perplexity: f64,
+    val_loss_curve: Vec<(u64, f64)>,
+    train_loss: f64,
+    tokens_per_sec: f64,
+    train_seconds: f64,
+    peak_rss_bytes: Option<u64>,
+    threads: usize,
+    final_hash: String,
+}
+
 /// Runs `funetun train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let (default_lr, default_opt) = match args.model {
-        ModelKind::Mlp => (0.02, OptimizerKind::Momentum { momentum: 0.9 }),
-        ModelKind::Cnn => (0.001, OptimizerKind::ADAM),
+    if args.model.model.is_transformer() {
+        return run_text(args);
+    }
+    let model = args.model.model;
+    let (default_lr, default_opt) = match model {
+        funetun_ml::ModelKind::Cnn => (0.001, OptimizerKind::ADAM),
+        _ => (0.02, OptimizerKind::Momentum { momentum: 0.9 }),
     };
-    let lr = args.lr.unwrap_or(default_lr);
-    let optimizer = args.optimizer.unwrap_or(default_opt);
-    anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
-    funetun_ml::TaskSpec {
-        model: args.model,
+    let batch = args.batch.unwrap_or(64);
+    let spec = TaskSpec {
+        model: Model::new(model, None)?,
         shard: 0,
         shards: 1,
         steps: 1,
-        batch: args.batch,
-        lr,
-        optimizer,
-        schedule: funetun_ml::optim::Schedule::Constant,
+        batch,
+        lr: args.lr.unwrap_or(default_lr),
+        optimizer: args.optimizer.unwrap_or(default_opt),
+        schedule: args.lr_schedule.unwrap_or(Schedule::Constant),
         step0: 0,
-        grad_clip: 0.0,
+        grad_clip: args.grad_clip.unwrap_or(0.0),
         seed: args.seed,
-    }
-    .validate()?;
-    let data = args.data.load()?;
+    };
+    anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
+    spec.validate()?;
+    let data = args.data.load(model)?;
+    let model = args.model.resolve(&data)?;
     let compute = args.compute.compute()?;
     let n = data.train.len();
-    let steps_per_epoch = n.div_ceil(args.batch);
-    let mut trainer = LocalTrainer::new(
-        args.model,
-        &args.model.init(args.seed),
-        (0..n as u32).collect(),
-        args.batch,
-        lr,
-        optimizer,
-        args.seed,
-    )?;
+    let steps_per_epoch = n.div_ceil(batch);
+    let mut trainer = LocalTrainer::new(&spec, &model.init(args.seed), (0..n as u32).collect())?;
     eprintln!(
-        "training {} on {} ({n} samples), {} epochs, batch {}, {optimizer} lr {lr}, {} thread(s)",
-        args.model,
+        "training {model} on {} ({n} samples), {} epochs, batch {batch}, {} lr {}, {} thread(s)",
         data.name,
         args.epochs,
-        args.batch,
+        spec.optimizer,
+        spec.lr,
         compute.threads()
     );
     let mut accuracy_per_epoch = Vec::new();
@@ -120,14 +149,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         train_seconds += start.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let eval = evaluate(
-            args.model,
-            trainer.params(),
-            &data,
-            &data.test,
-            None,
-            &compute,
-        )?;
+        let eval = evaluate(model, trainer.params(), &data, &data.test, None, &compute)?;
         eprintln!(
             "epoch {epoch}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}%",
             loss_sum / steps_per_epoch as f64,
@@ -137,20 +159,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         accuracy_per_epoch.push(eval.accuracy);
         last = Some(eval);
     }
-    let weights = trainer.weights()?;
-    let bytes = encode(&weights);
+    let bytes = encode(&trainer.weights()?);
     if let Some(out) = &args.out {
         crate::output::write_atomic(out, &bytes)?;
     }
     let eval = last.ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
     let report = Report {
         dataset: data.name.to_string(),
-        model: args.model.to_string(),
+        model: model.to_string(),
         epochs: args.epochs,
         test_accuracy: eval.accuracy,
         test_loss: eval.loss,
         accuracy_per_epoch,
-        samples_per_sec: (steps_per_epoch * args.epochs * args.batch) as f64 / train_seconds,
+        samples_per_sec: (steps_per_epoch * args.epochs * batch) as f64 / train_seconds,
         threads: compute.threads(),
         final_hash: keccak256(&bytes).to_string(),
     };
@@ -164,4 +185,153 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         print_json(&report)?;
     }
     Ok(())
+}
+
+/// Flags that override a named configuration's recipe.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// Context windows per step.
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    pub lr: Option<f32>,
+    /// Inner optimizer.
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule.
+    pub schedule: Option<Schedule>,
+    /// Gradient clipping norm.
+    pub grad_clip: Option<f32>,
+}
+
+/// A transformer's training run: the task spec over the whole training
+/// split, from the named configuration's recipe (baby's when none is
+/// named) overridden by flags.
+pub fn text_spec(model: Model, recipe: Option<Recipe>, o: Overrides, seed: u64) -> TaskSpec {
+    let r = recipe.unwrap_or(Recipe::named("baby").expect("baby is a recipe"));
+    TaskSpec {
+        model,
+        shard: 0,
+        shards: 1,
+        steps: 1,
+        batch: o.batch.unwrap_or(r.batch),
+        lr: o.lr.unwrap_or(r.lr),
+        optimizer: o.optimizer.unwrap_or(r.optimizer),
+        schedule: o.schedule.unwrap_or(r.schedule),
+        step0: 0,
+        grad_clip: o.grad_clip.unwrap_or(r.grad_clip),
+        seed,
+    }
+}
+
+fn run_text(args: TrainArgs) -> anyhow::Result<()> {
+    let data = args.data.load(args.model.model)?;
+    let model = args.model.resolve(&data)?;
+    let recipe = args.model.recipe();
+    let spec = text_spec(
+        model,
+        recipe,
+        Overrides {
+            batch: args.batch,
+            lr: args.lr,
+            optimizer: args.optimizer,
+            schedule: args.lr_schedule,
+            grad_clip: args.grad_clip,
+        },
+        args.seed,
+    );
+    spec.validate()?;
+    let iters = args.iters.or(recipe.map(|r| r.iters)).unwrap_or(2000);
+    anyhow::ensure!(iters >= 1, "--iters must be at least 1");
+    let compute = args.compute.compute()?;
+    let context = model.transformer().map_or(0, |c| c.context);
+    let pool = shard_pool(model, &data, 0, 1)?;
+    let mut trainer = LocalTrainer::new(&spec, &model.init(args.seed), pool)?;
+    eprintln!(
+        "training {model} ({} parameters) on {} ({} training tokens), {iters} steps of {} × {context} tokens, \
+         {} lr {} ({}), clip {}, {} thread(s)",
+        model.num_params(),
+        data.name,
+        data.train.len(),
+        spec.batch,
+        spec.optimizer,
+        spec.lr,
+        spec.schedule,
+        spec.grad_clip,
+        compute.threads()
+    );
+    let bar = step_bar(iters, "train");
+    let mut curve = Vec::new();
+    let mut train_seconds = 0.0;
+    let mut recent = Vec::new();
+    for step in 1..=iters {
+        let start = Instant::now();
+        recent.push(f64::from(trainer.step(&data, &compute)?));
+        train_seconds += start.elapsed().as_secs_f64();
+        bar.inc(1);
+        if step % 20 == 0 {
+            bar.set_message(format!("loss {:.4}", mean_tail(&recent, 20)));
+        }
+        if step == iters || (args.eval_every > 0 && step % args.eval_every == 0) {
+            let eval = evaluate(model, trainer.params(), &data, &data.test, None, &compute)?;
+            bar.suspend(|| {
+                eprintln!(
+                    "step {step}: train loss {:.4}, val loss {:.4} (perplexity {:.2})",
+                    mean_tail(&recent, 50),
+                    eval.loss,
+                    eval.perplexity()
+                )
+            });
+            curve.push((step, eval.loss));
+        }
+    }
+    bar.finish_and_clear();
+    let bytes = encode(&trainer.weights()?);
+    if let Some(out) = &args.out {
+        crate::output::write_atomic(out, &bytes)?;
+    }
+    let val_loss = curve.last().map_or(f64::NAN, |&(_, l)| l);
+    let tokens = iters * (spec.batch * context) as u64;
+    let report = TextReport {
+        dataset: data.name.to_string(),
+        model: model.to_string(),
+        params: model.num_params(),
+        iters,
+        batch: spec.batch,
+        tokens_trained: tokens,
+        val_loss,
+        val_perplexity: val_loss.exp(),
+        val_loss_curve: curve,
+        train_loss: mean_tail(&recent, 50),
+        tokens_per_sec: tokens as f64 / train_seconds,
+        train_seconds,
+        peak_rss_bytes: peak_rss_bytes(),
+        threads: compute.threads(),
+        final_hash: keccak256(&bytes).to_string(),
+    };
+    eprintln!(
+        "val loss {:.4}, {:.0} tokens/s over {:.1} s, peak memory {}, weights {}",
+        report.val_loss,
+        report.tokens_per_sec,
+        report.train_seconds,
+        report
+            .peak_rss_bytes
+            .map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
+        report.final_hash
+    );
+    if args.json {
+        print_json(&report)?;
+    }
+    Ok(())
+}
+
+fn mean_tail(values: &[f64], n: usize) -> f64 {
+    let tail = &values[values.len().saturating_sub(n)..];
+    tail.iter().sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

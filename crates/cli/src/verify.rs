@@ -11,7 +11,7 @@ use funetun_chain::{Ledger, LedgerConfig, bindings::job_status, dev_accounts, ke
 use funetun_client::Client;
 use funetun_client::anchored::{Anchored, Which, fetch_checkpoints};
 use funetun_core::JobSpec;
-use funetun_ml::{DatasetName, ModelKind};
+use funetun_ml::{DatasetName, Model, ModelKind};
 use funetun_validator::proof::{self, AnchorProblem, Chain, CheckResult, ProofConfig, Report};
 use serde::Serialize;
 
@@ -111,7 +111,7 @@ impl ThresholdArgs {
 
 /// What the checks run on, wherever it came from.
 struct Loaded {
-    model: ModelKind,
+    model: Model,
     dataset: DatasetName,
     init_seed: Option<u64>,
     checkpoints: Vec<funetun_core::TensorSet>,
@@ -131,11 +131,11 @@ pub fn run(args: VerifyChainArgs) -> anyhow::Result<()> {
     };
     let chain = Chain::new(loaded.model, loaded.checkpoints)?;
     let data = DataArgs {
-        dataset: loaded.dataset.clone(),
+        dataset: Some(loaded.dataset.clone()),
         data_dir: args.data_dir.clone(),
         offline: args.offline,
     }
-    .load()?;
+    .load(loaded.model.kind())?;
     let compute = args.compute.compute()?;
     eprintln!(
         "verifying {} checkpoints of {} from {} against the {} test split",
@@ -283,7 +283,7 @@ fn chain_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(_, p)| p).collect())
 }
 
-fn read_checkpoint_file(path: &Path, model: ModelKind) -> anyhow::Result<funetun_core::TensorSet> {
+fn read_checkpoint_file(path: &Path, model: Model) -> anyhow::Result<funetun_core::TensorSet> {
     let limit = model.decode_limits().max_bytes;
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -300,7 +300,12 @@ fn read_checkpoint_file(path: &Path, model: ModelKind) -> anyhow::Result<funetun
 }
 
 fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
-    let model = args.model.unwrap_or(ModelKind::Mlp);
+    let kind = args.model.unwrap_or(ModelKind::Mlp);
+    let model = Model::new(kind, None).map_err(|_| {
+        anyhow::anyhow!(
+            "--dir holds {kind} checkpoints, whose numbers a directory does not carry; verify a transformer job with --job ID"
+        )
+    })?;
     let files = chain_files(dir)?;
     let checkpoints = files
         .iter()
@@ -366,7 +371,13 @@ fn load_job(
         };
 
         let spec = job_spec(&client, job, view.specHash).await?;
-        let model = args.model.unwrap_or(spec.model);
+        let model = match args.model {
+            Some(kind) if kind != spec.model => bail!(
+                "--model {kind} contradicts the job's spec ({}); leave --model out with --job",
+                spec.model
+            ),
+            _ => spec.model()?,
+        };
         let dataset = args.dataset.clone().unwrap_or_else(|| spec.dataset.clone());
         let checkpoints = downloads
             .iter()

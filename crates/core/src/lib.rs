@@ -35,5 +35,5 @@ pub use error::{Error, Result};
 pub use hash::{Hash, keccak256};
 pub use model::{Model, TransformerConfig};
 pub use protocol::{DatasetName, ModelKind, Tokenizer, ValidationMode, WordError};
-pub use spec::JobSpec;
+pub use spec::{JobSpec, TransformerSpec};
 pub use tensors::{Tensor, TensorSet};

@@ -130,7 +130,7 @@ impl TransformerConfig {
                 return Err(bad(field, format!("is {value}; it must be in 1..={max}")));
             }
         }
-        if self.d_model % self.n_head != 0 {
+        if !self.d_model.is_multiple_of(self.n_head) {
             return Err(bad(
                 "d_model",
                 format!(
@@ -139,7 +139,7 @@ impl TransformerConfig {
                 ),
             ));
         }
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             return Err(bad(
                 "n_kv_head",
                 format!(
@@ -158,7 +158,7 @@ impl TransformerConfig {
                     ),
                 ));
             }
-            ModelKind::Llama if self.head_dim() % 2 != 0 => {
+            ModelKind::Llama if !self.head_dim().is_multiple_of(2) => {
                 return Err(bad(
                     "d_model",
                     format!(

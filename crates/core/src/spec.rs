@@ -10,7 +10,8 @@ use alloy_primitives::U256;
 use serde::{Deserialize, Serialize};
 
 use crate::amount::parse_amount;
-use crate::protocol::{DatasetName, ModelKind, ValidationMode};
+use crate::model::{Model, TransformerConfig};
+use crate::protocol::{DatasetName, ModelKind, Tokenizer, ValidationMode};
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
@@ -23,9 +24,12 @@ pub struct JobSpec {
     pub name: String,
     /// Seed of θ₀, of every task's data order and of the replay draws' salt.
     pub seed: u64,
-    /// `mlp` or `cnn`.
+    /// `mlp`, `cnn`, `gpt` or `llama`.
     pub model: ModelKind,
-    /// `mnist`, `fashion-mnist`, `synthetic[:SEED]`.
+    /// A transformer's numbers (`[transformer]`, for `gpt` and `llama`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformer: Option<TransformerSpec>,
+    /// `mnist`, `fashion-mnist`, `tinyshakespeare[:byte]`, `synthetic[:SEED]`.
     pub dataset: DatasetName,
     /// Number of rounds (checkpoints after θ₀).
     pub rounds: u32,
@@ -37,8 +41,13 @@ pub struct JobSpec {
     pub batch: u32,
     /// Inner learning rate.
     pub lr: f32,
-    /// Inner optimizer: `sgd`, `momentum[:μ]`, `adam`, `adamw[:wd]`.
+    /// Inner optimizer: `sgd`, `momentum[:μ]`, `adam`, `adamw[:wd[,β₂]]`.
     pub optimizer: String,
+    /// Learning rate over the job's global step (`round × steps + i`):
+    /// `constant` or `cosine:WARMUP,TOTAL,MIN_LR`.
+    pub lr_schedule: String,
+    /// Largest global gradient norm of a local step (0: no clipping).
+    pub grad_clip: f32,
     /// Robust aggregation rule, e.g. `mean`, `median`, `trimmed-mean:0.1`.
     pub aggregation: String,
     /// Outer optimizer applied to the aggregate, e.g. `sgd`, `nesterov:0.7,0.9`.
@@ -56,6 +65,102 @@ pub struct JobSpec {
     pub validation: ValidationPolicy,
     /// What is paid.
     pub rewards: Rewards,
+}
+
+/// A transformer's numbers as a spec writes them: a named configuration
+/// (`config = "baby"`) and any numbers that override it; `vocab` defaults
+/// to the data set's tokenizer's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformerSpec {
+    /// A named configuration (`baby`, `tiny`, `llama-100m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Vocabulary size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<usize>,
+    /// Blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_layer: Option<usize>,
+    /// Query heads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_head: Option<usize>,
+    /// Key/value heads (default: `n_head`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_kv_head: Option<usize>,
+    /// Residual width.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_model: Option<usize>,
+    /// Feed-forward width (default: 4 × `d_model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_ff: Option<usize>,
+    /// Context window in tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<usize>,
+}
+
+impl TransformerSpec {
+    /// The numbers: the named configuration overridden by the given
+    /// numbers; `vocab` falls back to `default_vocab` (the tokenizer's).
+    pub fn resolve(&self, default_vocab: Option<usize>) -> Result<TransformerConfig, SpecError> {
+        let field = |f: &str| format!("transformer.{f}");
+        let vocab = match (self.vocab, default_vocab) {
+            (Some(v), _) | (None, Some(v)) => v,
+            (None, None) => {
+                return Err(err(
+                    &field("vocab"),
+                    "is missing and the data set has no built-in vocabulary; set vocab",
+                ));
+            }
+        };
+        let base = match &self.config {
+            Some(name) => TransformerConfig::preset(name, vocab)
+                .map_err(|e| err(&field(e.field), e.detail))?,
+            None => {
+                let need = |v: Option<usize>, f: &str| {
+                    v.ok_or_else(|| {
+                        err(
+                            &field(f),
+                            "is missing; give it, or name a configuration (config = \"baby\")",
+                        )
+                    })
+                };
+                let n_head = need(self.n_head, "n_head")?;
+                let d_model = need(self.d_model, "d_model")?;
+                TransformerConfig {
+                    vocab,
+                    n_layer: need(self.n_layer, "n_layer")?,
+                    n_head,
+                    n_kv_head: n_head,
+                    d_model,
+                    d_ff: 4 * d_model,
+                    context: need(self.context, "context")?,
+                }
+            }
+        };
+        Ok(TransformerConfig {
+            vocab,
+            n_layer: self.n_layer.unwrap_or(base.n_layer),
+            n_head: self.n_head.unwrap_or(base.n_head),
+            n_kv_head: self
+                .n_kv_head
+                .or(self.n_head.filter(|_| self.config.is_none()))
+                .unwrap_or(base.n_kv_head),
+            d_model: self.d_model.unwrap_or(base.d_model),
+            d_ff: self.d_ff.unwrap_or(base.d_ff),
+            context: self.context.unwrap_or(base.context),
+        })
+    }
+}
+
+/// The vocabulary size of a built-in text corpus's tokenizer (the
+/// distinct characters of the checksummed file, or 256 bytes).
+pub fn builtin_vocab(dataset: &DatasetName) -> Option<usize> {
+    match dataset {
+        DatasetName::TinyShakespeare(Tokenizer::Char) => Some(65),
+        DatasetName::TinyShakespeare(Tokenizer::Byte) => Some(256),
+        _ => None,
+    }
 }
 
 /// How updates are checked.
@@ -101,6 +206,7 @@ impl Default for JobSpec {
             name: "job".into(),
             seed: 0,
             model: ModelKind::Mlp,
+            transformer: None,
             dataset: DatasetName::Mnist,
             rounds: 10,
             shards: 4,
@@ -108,6 +214,8 @@ impl Default for JobSpec {
             batch: 64,
             lr: 0.05,
             optimizer: "momentum:0.9".into(),
+            lr_schedule: "constant".into(),
+            grad_clip: 0.0,
             aggregation: "mean".into(),
             outer_optimizer: "sgd".into(),
             min_updates: 1,
@@ -205,8 +313,80 @@ impl JobSpec {
         toml::to_string(self).expect("a job spec always serializes")
     }
 
+    /// The model with its numbers checked, and matched against the data
+    /// set (a transformer reads text, the image models images).
+    pub fn model(&self) -> Result<Model, SpecError> {
+        match (self.model.is_transformer(), self.dataset.is_text()) {
+            (true, false) => {
+                return Err(err(
+                    "dataset",
+                    format!(
+                        "is {}, images; a {} model trains on text (e.g. tinyshakespeare)",
+                        self.dataset, self.model
+                    ),
+                ));
+            }
+            (false, true) => {
+                return Err(err(
+                    "dataset",
+                    format!(
+                        "is {}, text; an {} model trains on images (use gpt or llama)",
+                        self.dataset, self.model
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let config = match (&self.transformer, self.model.is_transformer()) {
+            (Some(t), true) => Some(t.resolve(builtin_vocab(&self.dataset))?),
+            (None, true) => {
+                return Err(err(
+                    "transformer",
+                    format!(
+                        "is missing; a {} model needs its numbers, e.g. [transformer] config = \"baby\"",
+                        self.model
+                    ),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(err(
+                    "transformer",
+                    format!(
+                        "is given but {} is not a transformer; remove the table",
+                        self.model
+                    ),
+                ));
+            }
+            (None, false) => None,
+        };
+        let model = Model::new(self.model, config).map_err(|e| {
+            let field = match e.field {
+                "transformer" | "model" => e.field.to_string(),
+                f => format!("transformer.{f}"),
+            };
+            err(&field, e.detail)
+        })?;
+        match (model.transformer(), builtin_vocab(&self.dataset)) {
+            (Some(c), Some(v)) if c.vocab < v => Err(err(
+                "transformer.vocab",
+                format!(
+                    "is {}, below the {v} tokens of {}'s tokenizer; set vocab ≥ {v} (or leave it out)",
+                    c.vocab, self.dataset
+                ),
+            )),
+            _ => Ok(model),
+        }
+    }
+
     /// Checks ranges and amounts.
     pub fn validate(&self) -> Result<(), SpecError> {
+        self.model()?;
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return Err(err(
+                "grad_clip",
+                format!("is {}; use a number ≥ 0 (0: no clipping)", self.grad_clip),
+            ));
+        }
         let positive = |field: &str, v: u64, max: u64| {
             if v == 0 || v > max {
                 Err(err(field, format!("is {v}; use 1..={max}")))
@@ -234,6 +414,7 @@ impl JobSpec {
         }
         for (field, value) in [
             ("optimizer", &self.optimizer),
+            ("lr_schedule", &self.lr_schedule),
             ("aggregation", &self.aggregation),
             ("outer_optimizer", &self.outer_optimizer),
         ] {
@@ -335,6 +516,42 @@ mod tests {
             let e = JobSpec::from_toml(text).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
         }
+        let text = |extra: &str| format!("model = \"gpt\"\ndataset = \"tinyshakespeare\"\n{extra}");
+        let cases = [
+            (text(""), "transformer"),
+            (
+                text("[transformer]\nconfig = \"baby\"\nd_model = 130"),
+                "transformer.d_model",
+            ),
+            (
+                text("[transformer]\nconfig = \"baby\"\nvocab = 50"),
+                "transformer.vocab",
+            ),
+            (
+                text("[transformer]\nconfig = \"huge\""),
+                "transformer.config",
+            ),
+            (text("[transformer]\nn_layer = 2"), "transformer.n_head"),
+            (
+                "model = \"gpt\"\n[transformer]\nconfig = \"baby\"".into(),
+                "dataset",
+            ),
+            ("dataset = \"tinyshakespeare\"".into(), "dataset"),
+            ("[transformer]\nconfig = \"baby\"".into(), "transformer"),
+            (
+                text("grad_clip = -1.0\n[transformer]\nconfig = \"baby\""),
+                "grad_clip",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = JobSpec::from_toml(&text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+        let gpt =
+            JobSpec::from_toml(&text("[transformer]\nconfig = \"baby\"\nn_layer = 2")).unwrap();
+        let c = gpt.model().unwrap().transformer().unwrap();
+        assert_eq!((c.vocab, c.n_layer, c.d_model, c.context), (65, 2, 128, 64));
+        assert_eq!(JobSpec::from_toml(&gpt.to_toml()).unwrap(), gpt);
         let e = JobSpec::from_toml("learning_rate = 0.1").unwrap_err();
         assert!(e.detail.contains("learning_rate"), "{e}");
     }

@@ -1,24 +1,23 @@
 //! Funetun's machine learning: data, models and deterministic training.
 //!
-//! - [`data`]: MNIST / Fashion-MNIST IDX files (found locally or
-//!   downloaded with checksums), the built-in synthetic set, shards and
-//!   seeded batch order.
-//! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded
-//!   θ₀ ([`Architecture`] on the protocol's [`ModelKind`]), and the one
-//!   decoder of a model's bytes.
+//! - [`data`]: MNIST / Fashion-MNIST IDX files and the tiny-shakespeare
+//!   corpus (found locally or downloaded with checksums), the built-in
+//!   synthetic set, tokenizers, shards and seeded batch order.
+//! - [`model`]: the networks' parameter layouts (`mlp`, `cnn`, and the
+//!   `gpt` and `llama` transformers in Hugging Face's names) and seeded θ₀
+//!   ([`Architecture`] on the protocol's [`Model`]), and the one decoder
+//!   of a model's bytes.
 //! - [`engine`]: the CPU engine, forward and backward by hand over `gemm`,
 //!   bitwise reproducible at any thread count.
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
 //! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` and evaluation.
 //! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
+//! - [`recipe`]: named configurations' optimisation (nanoGPT's `baby`).
 //! - [`reference`]: the same networks in candle, the oracle for the engine's
 //!   gradients and the baseline of the training benchmark.
 //! - [`platform`]: the platform class under which results are bit-exact.
 //! - [`rng`]: seeded randomness.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
-//! - [`model`]: the `mlp` and `cnn` networks' parameter layouts and seeded
-//!   θ₀ ([`Architecture`] on the protocol's [`ModelKind`]), and the one
-//!   decoder of a model's bytes.
 
 pub mod data;
 pub mod engine;
@@ -26,6 +25,7 @@ pub mod error;
 pub mod model;
 pub mod optim;
 pub mod platform;
+pub mod recipe;
 pub mod reference;
 pub mod rng;
 pub mod task;

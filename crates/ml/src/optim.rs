@@ -474,7 +474,8 @@ mod tests {
         assert_eq!(g, vec![0.3, 0.4]);
 
         let kind: OptimizerKind = "adamw:0.5".parse().unwrap();
-        let mut opt = Optimizer::new(kind, 0.1, 3).without_decay(vec![1..2]);
+        let exempt: Vec<std::ops::Range<usize>> = std::iter::once(1..2).collect();
+        let mut opt = Optimizer::new(kind, 0.1, 3).without_decay(exempt);
         let mut p = [1.0f32, 1.0, 1.0];
         opt.step(&mut p, &[0.0, 0.0, 0.0], false);
         assert_eq!(p, [0.95, 1.0, 0.95]);

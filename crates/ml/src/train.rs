@@ -160,7 +160,7 @@ impl Engine {
 
 /// The pool of samples a task of `model` draws from on its shard: image
 /// indices, or window starts inside the shard's token range.
-fn shard_pool(model: Model, data: &Dataset, shard: usize, shards: usize) -> Result<Vec<u32>> {
+pub fn shard_pool(model: Model, data: &Dataset, shard: usize, shards: usize) -> Result<Vec<u32>> {
     check_fits(model, data)?;
     match model.transformer() {
         None => shard_indices(data.train.len(), shard, shards),

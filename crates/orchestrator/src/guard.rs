@@ -21,8 +21,9 @@
 
 use funetun_core::TensorSet;
 use funetun_core::api::CheckReason;
-use funetun_ml::data::sampler::{eval_sample, shard_indices};
-use funetun_ml::{Compute, Dataset, ModelKind};
+use funetun_ml::data::sampler::eval_sample;
+use funetun_ml::train::shard_pool;
+use funetun_ml::{Compute, Dataset, Model};
 
 use crate::error::Result;
 
@@ -31,6 +32,8 @@ pub const NORM_FACTOR: f64 = 3.0;
 
 /// Samples of the loss probe.
 pub const PROBE_SAMPLES: usize = 512;
+/// Context windows probed for a text model.
+pub const PROBE_WINDOWS: usize = 32;
 
 /// How much a delta may raise the probe loss (nats) before it is flagged.
 /// Near convergence an honest delta's gain is noise around 0: over 520
@@ -65,7 +68,7 @@ pub struct ProbeTask {
 
 /// Measures `delta` applied to `base`, probing on `task`'s shard.
 pub fn measure(
-    model: ModelKind,
+    model: Model,
     base: &TensorSet,
     delta: &TensorSet,
     data: Option<&Dataset>,
@@ -75,8 +78,13 @@ pub fn measure(
     let norm = delta.l2_norm();
     let probe_gain = match data {
         Some(data) if norm.is_finite() => {
-            let pool = shard_indices(data.train.len(), task.shard as usize, task.shards as usize)?;
-            let probe = eval_sample(&pool, PROBE_SAMPLES, task.seed ^ PROBE_SALT);
+            let pool = shard_pool(model, data, task.shard as usize, task.shards as usize)?;
+            let samples = if model.is_text() {
+                PROBE_WINDOWS
+            } else {
+                PROBE_SAMPLES
+            };
+            let probe = eval_sample(&pool, samples, task.seed ^ PROBE_SALT);
             let trained = base.add(delta)?;
             let before = funetun_ml::evaluate(
                 model,

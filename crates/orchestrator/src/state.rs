@@ -9,7 +9,7 @@ use funetun_aggregate::{Exec, Outer, Rule};
 use funetun_chain::{Ledger, LedgerConfig};
 use funetun_core::JobSpec;
 use funetun_core::protocol::JobStatus;
-use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, OptimizerKind};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, Model, OptimizerKind};
 use tokio::sync::Notify;
 
 use crate::auth::{NonceStore, RateLimiter, RoleCache};
@@ -31,8 +31,8 @@ pub struct JobInfo {
     pub job_id: u64,
     /// The spec.
     pub spec: JobSpec,
-    /// The network.
-    pub model: ModelKind,
+    /// The network, with a transformer's numbers.
+    pub model: Model,
     /// The data set.
     pub dataset: DatasetName,
     /// The inner optimizer.
@@ -58,7 +58,10 @@ impl JobInfo {
         secret: Vec<u8>,
     ) -> std::result::Result<Self, String> {
         spec.validate().map_err(|e| e.to_string())?;
-        let model: ModelKind = spec.model;
+        let model = spec.model().map_err(|e| e.to_string())?;
+        spec.lr_schedule
+            .parse::<funetun_ml::optim::Schedule>()
+            .map_err(|e| format!("lr_schedule: {e}"))?;
         let dataset: DatasetName = spec.dataset.clone();
         let optimizer: OptimizerKind = spec
             .optimizer
@@ -99,8 +102,13 @@ impl JobInfo {
     }
 }
 
+/// Largest request body of any job: a transformer's canonical tensor file
+/// up to this size (each job's own limit, its model's file size, is
+/// checked once the job is known).
+pub const MAX_TEXT_BLOB_BYTES: usize = 256 << 20;
+
 /// Largest canonical tensor file of `model`.
-pub fn blob_limit(model: ModelKind) -> usize {
+pub fn blob_limit(model: Model) -> usize {
     model.decode_limits().max_bytes
 }
 
@@ -195,9 +203,10 @@ impl AppState {
         tx.commit().await?;
         let compute = Arc::new(Compute::new(config.threads)?);
         let exec = Exec::with_threads(config.threads.max(1))?;
-        let max_blob_bytes = [ModelKind::Mlp, ModelKind::Cnn]
+        let max_blob_bytes = [Model::Mlp, Model::Cnn]
             .into_iter()
             .map(blob_limit)
+            .chain([MAX_TEXT_BLOB_BYTES])
             .max()
             .unwrap_or(1 << 20);
         let state = AppState {

@@ -9,7 +9,7 @@ use alloy_primitives::B256;
 use funetun_client::Client;
 use funetun_core::TensorSet;
 use funetun_core::blobs::BlobDir;
-use funetun_ml::{Architecture as _, ModelKind};
+use funetun_ml::{Architecture as _, Model};
 use tracing::debug;
 
 use crate::error::{Error, Result};
@@ -41,12 +41,7 @@ impl BlobCache {
     }
 
     /// Blob `hash` decoded as weights of `model`.
-    pub async fn tensors(
-        &self,
-        client: &Client,
-        hash: B256,
-        model: ModelKind,
-    ) -> Result<TensorSet> {
+    pub async fn tensors(&self, client: &Client, hash: B256, model: Model) -> Result<TensorSet> {
         let bytes = self.bytes(client, hash).await?;
         model.decode(&bytes).map_err(|source| Error::Blob {
             hash: hash.to_string(),

@@ -63,6 +63,7 @@ mod tests {
             round: 0,
             base_hash: B256::ZERO,
             model: ModelKind::Mlp,
+            transformer: None,
             dataset: DatasetName::Synthetic(0),
             shard: 1,
             shards: 4,
@@ -70,6 +71,9 @@ mod tests {
             batch: 16,
             lr: 0.05,
             optimizer: "momentum:0.9".into(),
+            lr_schedule: "constant".into(),
+            global_step: 0,
+            grad_clip: 0.0,
             seed: 11,
             lease_expires_at: 0,
         }
@@ -83,7 +87,7 @@ mod tests {
             .get(&DatasetName::Synthetic(0))
             .await
             .unwrap();
-        let base = ModelKind::Mlp.init(3);
+        let base = funetun_ml::Model::Mlp.init(3);
         let a = compute_delta(
             base.clone(),
             data.clone(),
@@ -96,7 +100,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(a.hash, b.hash);
-        assert_eq!(ModelKind::Mlp.decode(&a.bytes).unwrap().len(), 4);
+        assert_eq!(funetun_ml::Model::Mlp.decode(&a.bytes).unwrap().len(), 4);
         assert!(a.loss_after.is_finite());
     }
 }

@@ -17,7 +17,7 @@
 //! - [`error`]: the crate's error type.
 //!
 //! Reading a task as a training run and decoding a model's bytes are
-//! `funetun_ml`'s ([`funetun_ml::task_spec`], [`funetun_ml::ModelKind::decode`]).
+//! `funetun_ml`'s ([`funetun_ml::task_spec`], [`funetun_ml::Architecture::decode`]).
 
 pub mod blobs;
 pub mod compute;

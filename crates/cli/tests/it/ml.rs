@@ -66,11 +66,7 @@ fn task_run_gives_the_same_delta_in_separate_processes_at_1_and_2_threads() {
 fn task_run_continues_from_a_base_checkpoint_and_refuses_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.safetensors");
-    std::fs::write(
-        &base,
-        funetun_core::encode(&funetun_ml::ModelKind::Mlp.init(3)),
-    )
-    .unwrap();
+    std::fs::write(&base, funetun_core::encode(&funetun_ml::Model::Mlp.init(3))).unwrap();
     let from_seed = json_of(&mut task(dir.path(), "a.safetensors", 1, None));
     let from_file = json_of(&mut task(dir.path(), "b.safetensors", 1, Some(&base)));
     assert_eq!(from_seed["base_hash"], from_file["base_hash"]);

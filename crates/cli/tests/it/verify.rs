@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use funetun_core::TensorSet;
-use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, OptimizerKind};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, Model, OptimizerKind};
 use funetun_validator::proof::simulate::{FederatedPlan, federated_chain};
 
 use crate::{dataset, funetun, last_json};
@@ -35,8 +35,8 @@ fn chains() -> &'static (Vec<TensorSet>, Vec<TensorSet>) {
         };
         let run = |init, seed| {
             federated_chain(
-                ModelKind::Mlp,
-                ModelKind::Mlp.init(init),
+                Model::Mlp,
+                Model::Mlp.init(init),
                 &data,
                 &plan(seed),
                 &compute,
@@ -187,7 +187,7 @@ fn verify_chain_refuses_unusable_input_clearly() {
     let e = err(&["verify-chain", "--dir", path, "--dataset", "synthetic"]);
     assert!(e.contains("no checkpoint files"), "{e}");
 
-    let init = funetun_core::encode(&ModelKind::Mlp.init(SEED));
+    let init = funetun_core::encode(&Model::Mlp.init(SEED));
     std::fs::write(dir.path().join("round-0000.safetensors"), &init).unwrap();
     std::fs::write(dir.path().join("round-0002.safetensors"), &init).unwrap();
     let e = err(&["verify-chain", "--dir", path, "--dataset", "synthetic"]);

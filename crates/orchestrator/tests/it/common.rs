@@ -14,7 +14,7 @@ use funetun_core::api::{
 };
 use funetun_core::protocol::JobStatus;
 use funetun_core::{DecodeLimits, JobSpec, decode, encode, keccak256};
-use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, TaskSpec, train_task};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, train_task};
 use funetun_orchestrator::Config;
 
 pub const ETH: u64 = 1_000_000_000_000_000_000;
@@ -158,19 +158,7 @@ pub fn synthetic() -> Arc<Dataset> {
 /// Runs a task exactly as a trainer does; returns the canonical delta bytes.
 pub fn run_task(task: &Task, base: &[u8], data: &Dataset) -> (Vec<u8>, f32, f32) {
     let base = decode(base, &DecodeLimits::default()).unwrap();
-    let spec = TaskSpec {
-        model: task.model,
-        shard: task.shard as usize,
-        shards: task.shards as usize,
-        steps: task.steps as usize,
-        batch: task.batch as usize,
-        lr: task.lr,
-        optimizer: task.optimizer.parse().unwrap(),
-        schedule: funetun_ml::optim::Schedule::Constant,
-        step0: 0,
-        grad_clip: 0.0,
-        seed: task.seed,
-    };
+    let spec = funetun_ml::task_spec(task).unwrap();
     let compute = Compute::new(1).unwrap();
     let out = train_task(&base, data, &spec, &compute, &mut |_| {}).unwrap();
     (encode(&out.delta), out.loss_before, out.loss_after)

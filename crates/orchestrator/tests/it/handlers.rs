@@ -16,7 +16,7 @@ use funetun_core::api::{
 use funetun_core::auth::sign_request;
 use funetun_core::protocol::{JobStatus, Role, RoundStatus, UpdateStatus, ValidationMode};
 use funetun_core::{JobSpec, encode, keccak256};
-use funetun_ml::{Architecture as _, ModelKind};
+use funetun_ml::{Architecture as _, Model};
 use funetun_orchestrator::{AppState, Config, app, driver};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -286,7 +286,7 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
     );
     assert_eq!(
         task.base_hash,
-        keccak256(encode(&ModelKind::Mlp.init(f.spec.seed)))
+        keccak256(encode(&Model::Mlp.init(f.spec.seed)))
     );
     // The holder gets the same lease back (through the seeds' alias too).
     let (_, again): (_, Task) =
@@ -325,7 +325,7 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
 async fn blobs_are_checked_before_they_are_stored() {
     let f = fixture().await;
     let key = &f.env.keys[2];
-    let delta = encode(&ModelKind::Mlp.zeros());
+    let delta = encode(&Model::Mlp.zeros());
     let hash = keccak256(&delta);
     let put = |path: String, body: Vec<u8>| signed(key, "PUT", &path, body);
 
@@ -342,11 +342,11 @@ async fn blobs_are_checked_before_they_are_stored() {
         junk,
     );
     refused(&f.app, req, StatusCode::BAD_REQUEST, "bad_tensor").await;
-    let cnn = encode(&ModelKind::Cnn.zeros());
+    let cnn = encode(&Model::Cnn.zeros());
     let req = put(format!("/v1/blobs/{}?job={}", keccak256(&cnn), f.job), cnn);
     refused(&f.app, req, StatusCode::BAD_REQUEST, "bad_tensor").await;
     // Larger than the model allows.
-    let big = vec![0u8; funetun_orchestrator::state::blob_limit(ModelKind::Mlp) + 1];
+    let big = vec![0u8; funetun_orchestrator::state::blob_limit(Model::Mlp) + 1];
     let req = put(format!("/v1/blobs/{}?job={}", keccak256(&big), f.job), big);
     refused(&f.app, req, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     // Unknown job, bad hash, bad query, wrong role.
@@ -417,7 +417,7 @@ async fn updates_and_votes_are_checked_against_the_chain() {
     let trainer = &f.env.keys[2];
     let (_, task): (_, Task) =
         call_json(&f.app, post(trainer, "/v1/tasks", lease_body(f.job))).await;
-    let delta = encode(&ModelKind::Mlp.zeros());
+    let delta = encode(&Model::Mlp.zeros());
     let hash = keccak256(&delta);
     let report = |tx: B256, h: B256| {
         json!({ "task_id": task.task_id, "update_hash": h, "tx_hash": tx,

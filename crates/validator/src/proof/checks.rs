@@ -3,7 +3,7 @@
 
 use funetun_core::{Tensor, TensorSet};
 use funetun_ml::rng::Rng;
-use funetun_ml::{Compute, Dataset, ModelKind, evaluate};
+use funetun_ml::{Compute, Dataset, Model, evaluate};
 
 use super::stats::{self, KsTest};
 use super::{
@@ -180,7 +180,7 @@ pub fn parameter_continuity(chain: &Chain, config: &ProofConfig) -> CheckResult 
 }
 
 /// Per-layer KS tests of θ₀ against Uniform(±1/√fan_in), in name order.
-pub fn initial_fit(model: ModelKind, theta0: &TensorSet) -> Vec<(String, KsTest)> {
+pub fn initial_fit(model: Model, theta0: &TensorSet) -> Vec<(String, KsTest)> {
     theta0
         .iter()
         .filter_map(|(name, t)| {
@@ -198,7 +198,7 @@ pub fn initial_fit(model: ModelKind, theta0: &TensorSet) -> Vec<(String, KsTest)
 /// largest per-layer Kolmogorov–Smirnov λ against Uniform(±1/√fan_in) and the
 /// threshold the λ whose p-value is `alpha / layers`.
 pub fn initial_distribution(
-    model: ModelKind,
+    model: Model,
     theta0: &TensorSet,
     init_seed: Option<u64>,
     config: &ProofConfig,
@@ -353,7 +353,7 @@ pub fn independence_tests(name: &str, t: &Tensor, rng: &mut Rng) -> Vec<Independ
 /// value is the largest |z|, the threshold the two-sided normal quantile of
 /// `alpha / tests`.
 pub fn initial_independence(
-    _model: ModelKind,
+    _model: Model,
     theta0: &TensorSet,
     config: &ProofConfig,
 ) -> CheckResult {

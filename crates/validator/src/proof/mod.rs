@@ -26,7 +26,7 @@ pub mod simulate;
 pub mod stats;
 
 use funetun_core::TensorSet;
-use funetun_ml::{Compute, Dataset, ModelKind};
+use funetun_ml::{Compute, Dataset, Model};
 use serde::Serialize;
 
 pub use error::{ProofError, Result};
@@ -173,13 +173,13 @@ impl Report {
 /// per round, each with the model's names and shapes and finite values.
 #[derive(Clone, Debug)]
 pub struct Chain {
-    model: ModelKind,
+    model: Model,
     checkpoints: Vec<TensorSet>,
 }
 
 impl Chain {
     /// Checks the layout of every checkpoint; needs at least two.
-    pub fn new(model: ModelKind, checkpoints: Vec<TensorSet>) -> Result<Self> {
+    pub fn new(model: Model, checkpoints: Vec<TensorSet>) -> Result<Self> {
         if checkpoints.len() < 2 {
             return Err(ProofError::TooShort(checkpoints.len()));
         }
@@ -194,7 +194,7 @@ impl Chain {
     }
 
     /// The model.
-    pub fn model(&self) -> ModelKind {
+    pub fn model(&self) -> Model {
         self.model
     }
 
@@ -217,7 +217,7 @@ impl Chain {
 /// Decodes one checkpoint file of `model` (canonical safetensors), refusing
 /// anything larger than the model or of another layout.
 pub fn decode_checkpoint(
-    model: ModelKind,
+    model: Model,
     bytes: &[u8],
 ) -> std::result::Result<TensorSet, funetun_core::Error> {
     model.decode(bytes)

@@ -5,7 +5,7 @@
 //! It mirrors what the orchestrator does when every update is accepted.
 
 use funetun_core::TensorSet;
-use funetun_ml::{Compute, Dataset, ModelKind, OptimizerKind, TaskSpec, train_task};
+use funetun_ml::{Compute, Dataset, Model, OptimizerKind, TaskSpec, train_task};
 
 use super::Result;
 
@@ -38,7 +38,7 @@ pub fn task_seed(plan_seed: u64, round: usize, shard: usize, shards: usize) -> u
 /// C₀ = `theta0`, then one checkpoint per round: C_{t+1} = C_t + mean of
 /// the shards' deltas.
 pub fn federated_chain(
-    model: ModelKind,
+    model: Model,
     theta0: TensorSet,
     data: &Dataset,
     plan: &FederatedPlan,

@@ -9,12 +9,12 @@ use std::sync::OnceLock;
 
 use funetun_core::{Tensor, TensorSet};
 use funetun_ml::rng::Rng;
-use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, OptimizerKind};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, Model, OptimizerKind};
 
 use super::simulate::{FederatedPlan, federated_chain};
 use super::*;
 
-const MODEL: ModelKind = ModelKind::Mlp;
+const MODEL: Model = Model::Mlp;
 const INIT_SEED: u64 = 7;
 const OTHER_SEED: u64 = 8;
 /// Test samples per checkpoint: enough for a stable accuracy, cheap in debug.
@@ -306,7 +306,7 @@ fn statistical_checks_accept_honest_inits_of_many_seeds() {
     // Checks 3 (without a seed) and 4 are tests with a family-wise false
     // alarm rate of `alpha`; on honest draws they must pass.
     let config = ProofConfig::default();
-    for model in [ModelKind::Mlp, ModelKind::Cnn] {
+    for model in [Model::Mlp, Model::Cnn] {
         let mut worst = (0.0f64, 0.0f64);
         for seed in 0..12 {
             let theta0 = model.init(seed);
@@ -344,7 +344,7 @@ fn chains_that_cannot_be_checked_are_errors() {
         Chain::new(MODEL, vec![MODEL.init(0)]),
         Err(ProofError::TooShort(1))
     ));
-    let err = Chain::new(MODEL, vec![MODEL.init(0), ModelKind::Cnn.init(0)]).unwrap_err();
+    let err = Chain::new(MODEL, vec![MODEL.init(0), Model::Cnn.init(0)]).unwrap_err();
     assert!(
         matches!(err, ProofError::Checkpoint { index: 1, .. }),
         "{err}"
@@ -357,7 +357,7 @@ fn chains_that_cannot_be_checked_are_errors() {
         bad.validate(),
         Err(ProofError::Config { field: "alpha", .. })
     ));
-    let bytes = funetun_core::encode(&ModelKind::Cnn.init(0));
+    let bytes = funetun_core::encode(&Model::Cnn.init(0));
     assert!(decode_checkpoint(MODEL, &bytes).is_err());
     let bytes = funetun_core::encode(&MODEL.init(0));
     assert_eq!(decode_checkpoint(MODEL, &bytes).unwrap(), MODEL.init(0));
