@@ -136,11 +136,11 @@ pub fn read_spec(path: &std::path::Path) -> anyhow::Result<(JobSpec, Vec<u8>)> {
 }
 
 /// A ledger for reading only (any key will do for views).
-async fn reader(rpc: &str, contract: Address) -> anyhow::Result<Ledger> {
+pub async fn reader(rpc: &str, contract: Address) -> anyhow::Result<Ledger> {
     Ok(Ledger::connect(rpc, contract, keys::new_key(), LedgerConfig::default()).await?)
 }
 
-async fn contract_of(owner: &OwnerArgs, client: &Client) -> anyhow::Result<Address> {
+pub async fn contract_of(owner: &OwnerArgs, client: &Client) -> anyhow::Result<Address> {
     match owner.contract {
         Some(c) => Ok(c),
         None => Ok(client

@@ -9,6 +9,7 @@ mod bench;
 mod bench_text;
 mod chain;
 mod demo;
+mod generate;
 mod job;
 mod keys;
 mod orchestrator;
@@ -68,6 +69,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Proof of training: the six checks over a chain of checkpoints (a directory or a job).
     VerifyChain(verify::VerifyChainArgs),
+    /// Sample text from a transformer checkpoint (a file, or a job's latest).
+    Generate(generate::GenerateArgs),
 }
 
 fn main() {
@@ -92,6 +95,7 @@ fn main() {
         Command::Job(cmd) => job::run(cmd),
         Command::Orchestrator(args) => orchestrator::run(args),
         Command::VerifyChain(args) => verify::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -464,6 +464,8 @@ mod tests {
             rejected: 0,
             test_loss: None,
             test_accuracy: None,
+            test_perplexity: None,
+            sample: None,
             train_loss: None,
             opened_at: 0,
             closed_at: None,

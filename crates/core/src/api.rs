@@ -365,8 +365,16 @@ pub struct RoundInfo {
     pub rejected: u64,
     /// Test loss of checkpoint t+1.
     pub test_loss: Option<f64>,
-    /// Test accuracy of checkpoint t+1.
+    /// Test accuracy of checkpoint t+1 (text: next-token accuracy on the
+    /// validation split).
     pub test_accuracy: Option<f64>,
+    /// Text jobs: e^test_loss, the validation perplexity of checkpoint t+1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_perplexity: Option<f64>,
+    /// Text jobs: a short sample checkpoint t+1 writes (seeded, so the
+    /// same checkpoint always writes the same sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
     /// Mean of the trainers' reported loss after training.
     pub train_loss: Option<f64>,
     /// Unix seconds the round opened.

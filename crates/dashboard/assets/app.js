@@ -408,6 +408,18 @@
           h('td', {}, r.checkpoint_hash ? code(r.checkpoint_hash) : '—', r.commit_tx ? h('div', { class: 'sub' }, 'tx ', code(r.commit_tx)) : null)))));
   }
 
+  // What each text checkpoint writes, newest first (text jobs only).
+  function samples(rounds) {
+    const withText = (Array.isArray(rounds) ? rounds : [])
+      .filter((r) => typeof r.sample === 'string')
+      .sort((a, b) => b.round - a.round);
+    if (withText.length === 0) return null;
+    return h('section', { 'data-testid': 'samples' }, h('h2', {}, 'Samples'),
+      withText.map((r) => h('div', { class: 'sample', 'data-testid': 'sample', 'data-round': r.round },
+        h('div', { class: 'sub' }, `checkpoint ${r.round + 1} · validation loss ${num(r.test_loss, 3)} · perplexity ${num(r.test_perplexity, 2)}`),
+        h('pre', {}, r.sample))));
+  }
+
   function updatesTable(updates) {
     if (!Array.isArray(updates) || updates.length === 0) {
       return h('p', { class: 'empty', 'data-testid': 'updates-empty' }, 'No updates yet.');
@@ -523,6 +535,7 @@
         h('section', { id: 'job-header', class: 'job-header' }),
         h('section', {}, h('h2', {}, 'Money'), h('div', { id: 'money' })),
         h('section', {}, h('h2', {}, 'Curves'), h('div', { id: 'charts', class: 'charts', 'data-testid': 'charts' }, h('p', { class: 'empty' }, 'Loading charts…'))),
+        h('div', { id: 'samples' }),
         h('section', {}, h('h2', {}, 'Rounds'), h('div', { id: 'rounds' })),
         h('section', {}, h('h2', {}, 'Updates'), h('div', { id: 'updates' })),
       ],
@@ -537,6 +550,7 @@
         }
         section('job-header', job.text, () => jobHeader(job.data));
         section('money', job.text, () => moneyCards(job.data));
+        section('samples', rounds.text, () => samples(rounds.data));
         section('rounds', rounds.text, () => timeline(rounds.data));
         section('updates', updates.text, () => updatesTable(updates.data));
         loadChart(id, rounds.text);

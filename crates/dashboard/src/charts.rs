@@ -1,10 +1,12 @@
 //! Round charts: test accuracy (top) and test loss with the trainers' mean
 //! reported train loss (bottom), one point per closed round, as SVG drawn
-//! with plotters.
+//! with plotters. A text job's chart shows validation perplexity on top and
+//! validation loss below.
 //!
 //! Every data point is an SVG `<circle>` tagged for the page and its tests:
-//! `data-testid="accuracy-point"`, `"test-loss-point"` or
-//! `"train-loss-point"`, with `data-round` and `data-value`. The root
+//! `data-testid="accuracy-point"` (text: `"perplexity-point"`),
+//! `"test-loss-point"` or `"train-loss-point"`, with `data-round` and
+//! `data-value`. The root
 //! `<svg>` carries `data-testid="round-charts"` and `data-closed-rounds`.
 //! Open rounds and missing or non-finite values draw no point. Text is left
 //! to whatever renders the SVG (plotters' SVG backend writes `<text>`
@@ -41,6 +43,9 @@ type Points = Vec<(u64, f64)>;
 /// The three series of the closed rounds, sorted by round.
 struct Series {
     closed: usize,
+    /// A text job: the top series is perplexity, not accuracy.
+    text: bool,
+    /// Accuracy, or a text job's validation perplexity.
     accuracy: Points,
     test_loss: Points,
     train_loss: Points,
@@ -60,9 +65,15 @@ impl Series {
                 .filter_map(|r| f(r).filter(|v| v.is_finite()).map(|v| (r.round, v)))
                 .collect()
         };
+        let text = closed.iter().any(|r| r.test_perplexity.is_some());
         Self {
             closed: closed.len(),
-            accuracy: pick(|r| r.test_accuracy),
+            text,
+            accuracy: if text {
+                pick(|r| r.test_perplexity)
+            } else {
+                pick(|r| r.test_accuracy)
+            },
             test_loss: pick(|r| r.test_loss),
             train_loss: pick(|r| r.train_loss),
         }
@@ -91,6 +102,11 @@ impl Series {
     /// from 92 % to 96 % bends visibly instead of lying flat on top; the
     /// whole axis while there is no point.
     fn accuracy_range(&self) -> std::ops::Range<f64> {
+        if self.text {
+            // Perplexity: from 1 (certainty) to a little above the worst.
+            let hi = self.accuracy.iter().map(|p| p.1).fold(2.0, f64::max);
+            return 1.0..hi * 1.1;
+        }
         match self.accuracy.iter().map(|p| p.1).reduce(f64::min) {
             Some(lo) => (((lo - 0.02) * 10.0).floor() / 10.0).clamp(0.0, 0.9)..1.0,
             None => 0.0..1.0,
@@ -179,8 +195,14 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> DrawResult {
     };
     let x_ticks = (x.end - x.start).round().clamp(1.0, 10.0) as usize + 1;
 
+    let (top_caption, loss_name) = if s.text {
+        ("validation perplexity", "validation loss")
+    } else {
+        ("test accuracy", "test loss")
+    };
+    let text = s.text;
     let mut acc = ChartBuilder::on(&top)
-        .caption("test accuracy", ("sans-serif", 16))
+        .caption(top_caption, ("sans-serif", 16))
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(52)
@@ -189,7 +211,13 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> DrawResult {
         .x_labels(x_ticks)
         .x_label_formatter(&round_label)
         .y_labels(6)
-        .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+        .y_label_formatter(&|v| {
+            if text {
+                format!("{v:.1}")
+            } else {
+                format!("{:.0}%", v * 100.0)
+            }
+        })
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     acc.draw_series(LineSeries::new(
@@ -225,7 +253,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> DrawResult {
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for (points, color, name) in [
-        (&s.test_loss, TEST_LOSS, "test loss"),
+        (&s.test_loss, TEST_LOSS, loss_name),
         (&s.train_loss, TRAIN_LOSS, "mean train loss (reported)"),
     ] {
         loss.draw_series(LineSeries::new(
@@ -263,7 +291,11 @@ fn tag(svg: String, s: &Series) -> String {
     let mut pending: Vec<(String, &str, PointsLeft<'_>)> = vec![
         (
             format!("fill=\"{}\"", hex(ACCURACY)),
-            "accuracy-point",
+            if s.text {
+                "perplexity-point"
+            } else {
+                "accuracy-point"
+            },
             s.accuracy.iter(),
         ),
         (
@@ -346,6 +378,8 @@ mod tests {
             rejected: 0,
             test_loss: loss,
             test_accuracy: acc,
+            test_perplexity: None,
+            sample: None,
             train_loss: loss.map(|l| l * 0.9),
             opened_at: 0,
             closed_at: None,
@@ -473,5 +507,21 @@ mod tests {
         let svg = error_svg("<bad> & \"worse\"");
         assert!(svg.contains("&lt;bad&gt; &amp; &quot;worse&quot;"));
         assert!(svg.contains("data-error=\"true\""));
+    }
+
+    #[test]
+    fn a_text_job_charts_perplexity_and_validation_loss() {
+        let rounds: Vec<RoundInfo> = (0..3)
+            .map(|t| RoundInfo {
+                test_perplexity: Some(8.0 - t as f64),
+                sample: Some("ROMEO:".into()),
+                ..round(t, RoundStatus::Closed, Some(0.4), Some(2.0 - 0.1 * t as f64))
+            })
+            .collect();
+        let svg = round_charts_svg(&rounds);
+        assert_eq!(count(&svg, "perplexity-point"), 3);
+        assert_eq!(count(&svg, "accuracy-point"), 0);
+        assert!(svg.contains("validation perplexity") && svg.contains("validation loss"));
+        assert!(svg.contains("data-round=\"2\" data-value=\"6\""), "{svg}");
     }
 }

@@ -11,6 +11,7 @@
 //!   bitwise reproducible at any thread count.
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
 //! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` and evaluation.
+//! - [`generate`]: sampling text from a transformer checkpoint.
 //! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
 //! - [`recipe`]: named configurations' optimisation (nanoGPT's `baby`).
 //! - [`reference`]: the same networks in candle, the oracle for the engine's
@@ -22,6 +23,7 @@
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod model;
 pub mod optim;
 pub mod platform;

@@ -391,13 +391,15 @@ fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: 
         let job = info.job_id;
         let eval = {
             let st = state.clone();
-            tokio::task::spawn_blocking(move || -> Result<funetun_ml::Evaluation> {
+            tokio::task::spawn_blocking(move || -> Result<(funetun_ml::Evaluation, Option<String>)> {
                 let data = st.dataset_blocking(&info.dataset)?;
-                crate::rounds::evaluate(&info, &flat, &data, &st.compute())
+                let eval = crate::rounds::evaluate(&info, &flat, &data, &st.compute())?;
+                let sample = crate::rounds::sample(&info, &flat, &data, &st.compute())?;
+                Ok((eval, sample))
             })
             .await
         };
-        let eval = match eval {
+        let (eval, sample) = match eval {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {
                 tracing::warn!(job, round, error = %e, "cannot evaluate the checkpoint; test metrics left empty");
@@ -410,7 +412,7 @@ fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: 
         };
         let stored = state
             .store
-            .set_test_metrics(job, round, eval.loss, eval.accuracy)
+            .set_test_metrics(job, round, eval.loss, eval.accuracy, sample.as_deref())
             .await;
         match stored {
             Ok(_) => tracing::info!(

@@ -75,19 +75,58 @@ pub fn build_checkpoint(
     })
 }
 
+/// Characters of the sample shown with each text checkpoint.
+pub const SAMPLE_TOKENS: usize = 160;
+
+/// What a text checkpoint writes after a newline: [`SAMPLE_TOKENS`]
+/// tokens, seeded by the job's seed so a checkpoint's sample never
+/// changes; `None` for image models.
+pub fn sample(
+    info: &JobInfo,
+    flat: &[f32],
+    data: &Dataset,
+    compute: &Compute,
+) -> Result<Option<String>> {
+    let Some(vocab) = data.vocab().filter(|_| info.model.is_text()) else {
+        return Ok(None);
+    };
+    let prompt = vocab.encode("\n").unwrap_or_else(|_| vec![0]);
+    let sampling = funetun_ml::generate::Sampling {
+        tokens: SAMPLE_TOKENS,
+        seed: info.spec.seed,
+        ..Default::default()
+    };
+    let out = funetun_ml::generate::generate(info.model, flat, &prompt, &sampling, compute)?;
+    Ok(Some(vocab.decode(&out)))
+}
+
 /// Test loss and accuracy of flat weights on the first `eval_samples` test
-/// samples (all when 0).
+/// samples (all when 0); for text, on the first `eval_samples`
+/// non-overlapping context windows of the validation split.
 pub fn evaluate(
     info: &JobInfo,
     flat: &[f32],
     data: &Dataset,
     compute: &Compute,
 ) -> Result<Evaluation> {
-    let n = match info.spec.eval_samples as usize {
-        0 => data.test.len(),
-        n => n.min(data.test.len()),
+    let indices: Vec<u32> = match info.model.transformer() {
+        // Text: the first `eval_samples` non-overlapping windows.
+        Some(c) => (0..funetun_ml::data::text::windows(data.test.len(), c.context))
+            .step_by(c.context)
+            .take(match info.spec.eval_samples {
+                0 => usize::MAX,
+                n => n as usize,
+            })
+            .map(|s| s as u32)
+            .collect(),
+        None => {
+            let n = match info.spec.eval_samples as usize {
+                0 => data.test.len(),
+                n => n.min(data.test.len()),
+            };
+            (0..n as u32).collect()
+        }
     };
-    let indices: Vec<u32> = (0..n as u32).collect();
     Ok(funetun_ml::evaluate(
         info.model,
         flat,

@@ -325,6 +325,8 @@ fn open_round(t: u64, now: u64) -> RoundInfo {
         rejected: 0,
         test_loss: None,
         test_accuracy: None,
+        test_perplexity: None,
+        sample: None,
         train_loss: None,
         opened_at: now,
         closed_at: None,

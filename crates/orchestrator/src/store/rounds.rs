@@ -48,6 +48,7 @@ struct RawRoundInfo {
     checkpoint_hash: Option<String>,
     test_loss: Option<f64>,
     test_accuracy: Option<f64>,
+    sample: Option<String>,
     train_loss: Option<f64>,
     opened_at: i64,
     closed_at: Option<i64>,
@@ -156,19 +157,22 @@ impl Store {
         h.flatten().as_deref().map(parse_hash).transpose()
     }
 
-    /// Stores a checkpoint's test metrics on the round that built it.
+    /// Stores a checkpoint's test metrics (and, for text, a sample of what
+    /// it writes) on the round that built it.
     pub async fn set_test_metrics(
         &self,
         job_id: u64,
         round: u64,
         loss: f64,
         accuracy: f64,
+        sample: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE rounds SET test_loss = ?, test_accuracy = ? WHERE job_id = ? AND round = ?",
+            "UPDATE rounds SET test_loss = ?, test_accuracy = ?, sample = ? WHERE job_id = ? AND round = ?",
         )
         .bind(loss)
         .bind(accuracy)
+        .bind(sample)
         .bind(to_db(job_id))
         .bind(to_db(round))
         .execute(&self.write)
@@ -200,7 +204,7 @@ impl Store {
     pub async fn round_infos(&self, job_id: u64) -> Result<Vec<RoundInfo>> {
         let rows: Vec<RawRoundInfo> = sqlx::query_as(
             "SELECT r.round, r.status, r.base_hash, r.checkpoint_hash, r.test_loss, r.test_accuracy,
-                    r.train_loss, r.opened_at, r.closed_at, r.commit_tx,
+                    r.sample, r.train_loss, r.opened_at, r.closed_at, r.commit_tx,
                     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round = r.round) AS leased,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS submitted,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round AND u.replay = 1) AS replayed,
@@ -228,6 +232,11 @@ impl Store {
                     rejected: to_u64(r.rejected),
                     test_loss: r.test_loss,
                     test_accuracy: r.test_accuracy,
+                    test_perplexity: r
+                        .test_loss
+                        .filter(|_| r.sample.is_some())
+                        .map(f64::exp),
+                    sample: r.sample,
                     train_loss: r.train_loss.or(r.mean_loss_after),
                     opened_at: to_u64(r.opened_at),
                     closed_at: r.closed_at.map(to_u64),
