@@ -42,12 +42,19 @@ pub struct DemoArgs {
     /// Rounds (default: 4 for the MLP, 3 for the CNN).
     #[arg(long, env = "FUNETUN_DEMO_ROUNDS")]
     pub rounds: Option<u32>,
-    /// Data set: mnist, fashion-mnist, synthetic[:SEED] or a directory of IDX files.
-    #[arg(long, env = "FUNETUN_DATASET", default_value = "mnist")]
-    pub dataset: DatasetName,
-    /// Network: mlp or cnn.
-    #[arg(long, env = "FUNETUN_MODEL", default_value = "mlp")]
-    pub model: ModelKind,
+    /// A whole job at once: `mnist` (the default: an MLP on MNIST) or
+    /// `shakespeare` (a character-level GPT, nanoGPT's baby configuration,
+    /// on tiny-shakespeare).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Data set: mnist, fashion-mnist, tinyshakespeare[:byte], synthetic[:SEED]
+    /// or a directory of IDX files (default: the preset's).
+    #[arg(long, env = "FUNETUN_DATASET")]
+    pub dataset: Option<DatasetName>,
+    /// Network: mlp, cnn, gpt or llama (default: the preset's; transformers
+    /// use the baby configuration).
+    #[arg(long, env = "FUNETUN_MODEL")]
+    pub model: Option<ModelKind>,
     /// Aggregation rule (docs/aggregation.md).
     #[arg(long, default_value = "mean")]
     pub aggregation: String,
@@ -123,6 +130,37 @@ pub struct DemoArgs {
     pub challenge_window: Option<u32>,
 }
 
+/// A whole demo job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// An MLP on MNIST.
+    Mnist,
+    /// A character-level GPT (baby) on tiny-shakespeare.
+    Shakespeare,
+}
+
+impl DemoArgs {
+    /// The network: `--model`, else the preset's.
+    pub fn model_kind(&self) -> ModelKind {
+        self.model.unwrap_or(match self.preset {
+            Some(Preset::Shakespeare) => ModelKind::Gpt,
+            _ => ModelKind::Mlp,
+        })
+    }
+
+    /// The data set asked for: `--dataset`, else the preset's (text for a
+    /// transformer).
+    pub fn dataset_name(&self) -> DatasetName {
+        self.dataset.clone().unwrap_or(
+            if self.preset == Some(Preset::Shakespeare) || self.model_kind().is_transformer() {
+                DatasetName::TinyShakespeare(funetun_core::Tokenizer::Char)
+            } else {
+                DatasetName::Mnist
+            },
+        )
+    }
+}
+
 /// One participant in the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParticipantSummary {
@@ -155,6 +193,23 @@ pub struct DemoSummary {
     pub dataset: DatasetName,
     /// The network.
     pub model: ModelKind,
+    /// Text jobs: the final checkpoint's loss per character on the
+    /// validation split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// Text jobs: validation loss after each round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss_per_round: Option<Vec<f64>>,
+    /// Text jobs: tokens the accepted updates trained on (steps × batch ×
+    /// context).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_trained: Option<u64>,
+    /// Text jobs: what θ₀ writes after a newline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_before: Option<String>,
+    /// Text jobs: what the final checkpoint writes after a newline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
     /// Rounds run.
     pub rounds: u64,
     /// Test accuracy of the final checkpoint.
@@ -227,12 +282,13 @@ pub struct DemoSummary {
 pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSpec> {
     let mut spec = match &args.spec {
         Some(path) => crate::job::read_spec(path)?.0,
+        None if args.model_kind().is_transformer() => text_spec(args, dataset),
         None => {
-            let cnn = args.model == ModelKind::Cnn;
+            let cnn = args.model_kind() == ModelKind::Cnn;
             JobSpec {
-                name: format!("demo-{}-{}", args.model, dataset),
+                name: format!("demo-{}-{}", args.model_kind(), dataset),
                 seed: args.seed,
-                model: args.model,
+                model: args.model_kind(),
                 transformer: None,
                 dataset: dataset.clone(),
                 rounds: if cnn { 3 } else { 4 },
@@ -284,11 +340,62 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     Ok(spec)
 }
 
+/// The built-in text job: nanoGPT's baby GPT trained by the market. Four
+/// shards of the training text; each round every trainer takes 100 AdamW
+/// steps from the round's checkpoint, the deltas are averaged and applied
+/// with Nesterov momentum (DiLoCo's outer step), and the learning rate
+/// follows one warm-up-then-cosine schedule over the job's global step.
+fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
+    const ROUNDS: u32 = 10;
+    const STEPS: u32 = 100;
+    let shards = args.trainers.max(1) as u32;
+    JobSpec {
+        name: format!("demo-{}-{}", args.model_kind(), dataset),
+        seed: args.seed,
+        model: args.model_kind(),
+        transformer: Some(funetun_core::TransformerSpec {
+            config: Some("baby".into()),
+            ..Default::default()
+        }),
+        dataset: dataset.clone(),
+        rounds: ROUNDS,
+        shards,
+        steps: STEPS,
+        batch: 12,
+        lr: 1e-3,
+        optimizer: "adamw:0.1,0.99".into(),
+        lr_schedule: format!("cosine:50,{},1e-4", ROUNDS * STEPS),
+        grad_clip: 1.0,
+        aggregation: args.aggregation.clone(),
+        outer_optimizer: "nesterov:0.7,0.9".into(),
+        min_updates: shards,
+        round_timeout_secs: 600,
+        lease_secs: 300,
+        eval_samples: 0,
+        validation: funetun_core::spec::ValidationPolicy {
+            challenge_window_secs: 1,
+            ..Default::default()
+        },
+        rewards: Default::default(),
+    }
+}
+
 /// Picks the data set: the requested one when it can be found or
-/// downloaded, else — loudly — the synthetic one.
+/// downloaded, else — loudly — the synthetic one (image models only: a
+/// text job without its corpus is an error).
 fn choose_dataset(args: &DemoArgs) -> anyhow::Result<DatasetName> {
-    let name = args.dataset.clone();
+    let name = args.dataset_name();
     if matches!(name, DatasetName::Synthetic(_)) {
+        return Ok(name);
+    }
+    if name.is_text() {
+        let options = LoadOptions {
+            data_dir: args.data_dir.as_deref(),
+            download: !args.offline,
+            progress: None,
+        };
+        Dataset::load(&name, &options)
+            .with_context(|| format!("the {name} corpus is needed for a text demo"))?;
         return Ok(name);
     }
     let options = LoadOptions {
@@ -650,6 +757,20 @@ async fn follow_rounds(
             .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut bars: BTreeMap<u64, ProgressBar> = BTreeMap::new();
     let mut reported = 0usize;
+    // What a round's evaluation line says: accuracy, or a text job's
+    // validation loss and perplexity.
+    let text = spec.model.is_transformer();
+    let metrics = |r: &RoundInfo| {
+        let loss = r.test_loss.unwrap_or(f64::NAN);
+        if text {
+            format!("val loss {loss:.4} (perplexity {:.2})", loss.exp())
+        } else {
+            format!(
+                "test accuracy {:.2}%, loss {loss:.4}",
+                r.test_accuracy.unwrap_or(0.0) * 100.0
+            )
+        }
+    };
     let mut last_change = Instant::now();
     let mut last_seen = String::new();
     loop {
@@ -693,11 +814,7 @@ async fn follow_rounds(
                 r.submitted, r.replayed, r.rejected
             ));
             if r.status == RoundStatus::Closed && r.test_accuracy.is_some() && !bar.is_finished() {
-                bar.finish_with_message(format!(
-                    "test accuracy {:.2}%, loss {:.4}",
-                    r.test_accuracy.unwrap_or(0.0) * 100.0,
-                    r.test_loss.unwrap_or(f64::NAN)
-                ));
+                bar.finish_with_message(metrics(r));
             }
         }
         // A round counts once closed and evaluated (evaluation runs while
@@ -708,22 +825,18 @@ async fn follow_rounds(
             .collect();
         total.set_position(closed.len() as u64);
         if let Some(last) = closed.last() {
-            total.set_message(format!(
-                "test accuracy {:.2}%",
-                last.test_accuracy.unwrap_or(0.0) * 100.0
-            ));
+            total.set_message(metrics(last));
         }
         if hidden {
             for r in closed.iter().skip(reported) {
                 eprintln!(
-                    "round {:>3}: accepted {}/{}, replayed {}, rejected {} — test accuracy {:.2}%, loss {:.4}",
+                    "round {:>3}: accepted {}/{}, replayed {}, rejected {} — {}",
                     r.round,
                     r.accepted,
                     spec.shards,
                     r.replayed,
                     r.rejected,
-                    r.test_accuracy.unwrap_or(0.0) * 100.0,
-                    r.test_loss.unwrap_or(f64::NAN)
+                    metrics(r)
                 );
             }
         }
@@ -803,6 +916,15 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     if let Some(last) = checkpoints.last() {
         write_atomic(&out.join("final.safetensors"), &last.bytes)?;
     }
+    let text = match (model.is_text(), checkpoints.last()) {
+        (true, Some(last)) => {
+            let final_weights = model.decode(&last.bytes)?.to_flat();
+            Some(tokio::task::block_in_place(|| {
+                text_samples(args, spec, model, &final_weights)
+            })?)
+        }
+        _ => None,
+    };
 
     // Money and verdicts from the chain's events.
     let head = ledger.block_number().await?;
@@ -882,9 +1004,30 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             }
         })
         .collect();
+    let closed_rounds: Vec<&RoundInfo> = rounds
+        .iter()
+        .filter(|r| r.status == RoundStatus::Closed)
+        .collect();
+    let context = model.transformer().map_or(0, |c| c.context as u64);
     let summary = DemoSummary {
         dataset: spec.dataset.clone(),
         model: spec.model,
+        val_loss: text.as_ref().and(last.and_then(|r| r.test_loss)),
+        val_loss_per_round: text.as_ref().map(|_| {
+            closed_rounds
+                .iter()
+                .map(|r| r.test_loss.unwrap_or(f64::NAN))
+                .collect()
+        }),
+        tokens_trained: text.as_ref().map(|_| {
+            updates
+                .iter()
+                .filter(|u| u.status == UpdateStatus::Accepted)
+                .map(|u| u64::from(u.steps) * u64::from(spec.batch) * context)
+                .sum()
+        }),
+        sample_before: text.as_ref().map(|t| t.0.clone()),
+        sample: text.as_ref().map(|t| t.1.clone()),
         rounds: rounds
             .iter()
             .filter(|r| r.status == RoundStatus::Closed)
@@ -948,23 +1091,75 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     Ok(summary)
 }
 
+/// What θ₀ and the final weights write after a newline (seeded by the
+/// job's seed, as the orchestrator's per-round samples are).
+fn text_samples(
+    args: &DemoArgs,
+    spec: &JobSpec,
+    model: funetun_ml::Model,
+    final_weights: &[f32],
+) -> anyhow::Result<(String, String)> {
+    let data = Dataset::load(
+        &spec.dataset,
+        &LoadOptions {
+            data_dir: args.data_dir.as_deref(),
+            download: !args.offline,
+            progress: None,
+        },
+    )?;
+    let compute = funetun_ml::Compute::new(args.threads)?;
+    let sampling = funetun_ml::generate::Sampling {
+        tokens: 300,
+        seed: spec.seed,
+        ..Default::default()
+    };
+    let write = |params: &[f32]| {
+        crate::generate::sample_text(model, params, &data, "\n", &sampling, &compute)
+    };
+    Ok((
+        write(&model.init(spec.seed).to_flat())?,
+        write(final_weights)?,
+    ))
+}
+
 fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
     let wei = |t: &str| format_eth(U256::from_str_radix(t, 10).unwrap_or_default());
     eprintln!();
+    let text = s.val_loss.is_some();
+    let (loss_head, acc_head) = if text {
+        ("val loss", "perplexity")
+    } else {
+        ("test loss", "accuracy")
+    };
     eprintln!(
-        "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
-        "round", "submitted", "replayed", "accepted", "rejected", "test loss", "accuracy"
+        "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>10}",
+        "round", "submitted", "replayed", "accepted", "rejected", loss_head, acc_head
     );
     for r in rounds.iter().filter(|r| r.status == RoundStatus::Closed) {
+        let loss = r.test_loss.unwrap_or(f64::NAN);
         eprintln!(
-            "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9.4}  {:>8.2}%",
+            "{:>5}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9.4}  {:>10}",
             r.round,
             r.submitted,
             r.replayed,
             r.accepted,
             r.rejected,
-            r.test_loss.unwrap_or(f64::NAN),
-            r.test_accuracy.unwrap_or(0.0) * 100.0
+            loss,
+            if text {
+                format!("{:.2}", loss.exp())
+            } else {
+                format!("{:.2}%", r.test_accuracy.unwrap_or(0.0) * 100.0)
+            }
+        );
+    }
+    if let (Some(before), Some(after)) = (&s.sample_before, &s.sample) {
+        eprintln!();
+        eprintln!("θ₀ writes:\n{}\n", before.trim_end());
+        eprintln!(
+            "the final checkpoint writes (val loss {:.4}, {} tokens trained):\n{}",
+            s.val_loss.unwrap_or(f64::NAN),
+            s.tokens_trained.unwrap_or(0),
+            after.trim_end()
         );
     }
     eprintln!();
@@ -1030,7 +1225,7 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
         }
     );
     eprintln!(
-        "final weights {} ({} the on-chain hash); gas used {}; wall time {:.1}s",
+        "final weights {} ({} the on-chain hash); gas used {}; wall time {:.1}s (training {:.1}s)",
         s.final_hash,
         if s.final_hash == s.onchain_final_hash {
             "matches"
@@ -1038,7 +1233,8 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
             "DOES NOT MATCH"
         },
         s.gas_used,
-        s.wall_seconds
+        s.wall_seconds,
+        s.training_seconds
     );
     eprintln!(
         "wrote {}/final.safetensors, checkpoints/, curves.svg, summary.json; logs in {}/logs/",

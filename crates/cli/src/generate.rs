@@ -84,12 +84,19 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let weights = model
         .decode(&bytes)
         .with_context(|| format!("the checkpoint is not a {model}"))?;
-    let sample = sample_text(model, &weights.to_flat(), &data, &args.prompt, &Sampling {
-        tokens: args.tokens,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        seed: args.seed,
-    }, &args.compute.compute()?)?;
+    let sample = sample_text(
+        model,
+        &weights.to_flat(),
+        &data,
+        &args.prompt,
+        &Sampling {
+            tokens: args.tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            seed: args.seed,
+        },
+        &args.compute.compute()?,
+    )?;
     println!("{}{sample}", args.prompt);
     if args.owner.json {
         print_json(&Report {
@@ -114,9 +121,12 @@ pub fn sample_text(
     sampling: &Sampling,
     compute: &funetun_ml::Compute,
 ) -> anyhow::Result<String> {
-    let vocab = data
-        .vocab()
-        .with_context(|| format!("{} is not text; generation needs a text data set's tokenizer", data.name))?;
+    let vocab = data.vocab().with_context(|| {
+        format!(
+            "{} is not text; generation needs a text data set's tokenizer",
+            data.name
+        )
+    })?;
     let prompt = vocab.encode(prompt)?;
     let out = generate(model, params, &prompt, sampling, compute)?;
     Ok(vocab.decode(&out))

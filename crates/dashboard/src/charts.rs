@@ -515,7 +515,12 @@ mod tests {
             .map(|t| RoundInfo {
                 test_perplexity: Some(8.0 - t as f64),
                 sample: Some("ROMEO:".into()),
-                ..round(t, RoundStatus::Closed, Some(0.4), Some(2.0 - 0.1 * t as f64))
+                ..round(
+                    t,
+                    RoundStatus::Closed,
+                    Some(0.4),
+                    Some(2.0 - 0.1 * t as f64),
+                )
             })
             .collect();
         let svg = round_charts_svg(&rounds);

@@ -43,10 +43,16 @@ pub fn generate(
     compute: &Compute,
 ) -> Result<Vec<u32>> {
     let Some(c) = model.transformer() else {
-        return Err(Error::invalid("model", format!("{model} does not generate text")));
+        return Err(Error::invalid(
+            "model",
+            format!("{model} does not generate text"),
+        ));
     };
     if prompt.is_empty() {
-        return Err(Error::invalid("prompt", "is empty; give at least one character"));
+        return Err(Error::invalid(
+            "prompt",
+            "is empty; give at least one character",
+        ));
     }
     if let Some(&t) = prompt.iter().find(|&&t| t as usize >= c.vocab) {
         return Err(Error::invalid(

@@ -391,12 +391,14 @@ fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: 
         let job = info.job_id;
         let eval = {
             let st = state.clone();
-            tokio::task::spawn_blocking(move || -> Result<(funetun_ml::Evaluation, Option<String>)> {
-                let data = st.dataset_blocking(&info.dataset)?;
-                let eval = crate::rounds::evaluate(&info, &flat, &data, &st.compute())?;
-                let sample = crate::rounds::sample(&info, &flat, &data, &st.compute())?;
-                Ok((eval, sample))
-            })
+            tokio::task::spawn_blocking(
+                move || -> Result<(funetun_ml::Evaluation, Option<String>)> {
+                    let data = st.dataset_blocking(&info.dataset)?;
+                    let eval = crate::rounds::evaluate(&info, &flat, &data, &st.compute())?;
+                    let sample = crate::rounds::sample(&info, &flat, &data, &st.compute())?;
+                    Ok((eval, sample))
+                },
+            )
             .await
         };
         let (eval, sample) = match eval {

@@ -232,10 +232,7 @@ impl Store {
                     rejected: to_u64(r.rejected),
                     test_loss: r.test_loss,
                     test_accuracy: r.test_accuracy,
-                    test_perplexity: r
-                        .test_loss
-                        .filter(|_| r.sample.is_some())
-                        .map(f64::exp),
+                    test_perplexity: r.test_loss.filter(|_| r.sample.is_some()).map(f64::exp),
                     sample: r.sample,
                     train_loss: r.train_loss.or(r.mean_loss_after),
                     opened_at: to_u64(r.opened_at),
