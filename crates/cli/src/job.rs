@@ -111,6 +111,9 @@ pub fn check_spec_names(spec: &JobSpec) -> anyhow::Result<()> {
     spec.optimizer
         .parse::<funetun_ml::OptimizerKind>()
         .map_err(|e| anyhow::anyhow!("job spec: `optimizer` {e}"))?;
+    spec.lr_schedule
+        .parse::<funetun_ml::optim::Schedule>()
+        .map_err(|e| anyhow::anyhow!("job spec: `lr_schedule` {e}"))?;
     let rule = spec
         .aggregation
         .parse::<funetun_aggregate::Rule>()
