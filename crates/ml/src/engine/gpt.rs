@@ -163,8 +163,8 @@ impl Gpt {
             .iter()
             .map(|s| {
                 [
-                    &s.xhat1, &s.rstd1, &s.h1, &s.qkv, &s.probs, &s.att, &s.xhat2, &s.rstd2,
-                    &s.h2, &s.fc, &s.act,
+                    &s.xhat1, &s.rstd1, &s.h1, &s.qkv, &s.probs, &s.att, &s.xhat2, &s.rstd2, &s.h2,
+                    &s.fc, &s.act,
                 ]
                 .iter()
                 .map(|v| v.len())
@@ -193,7 +193,14 @@ impl Gpt {
 
     /// The forward pass up to the logits, which it leaves in
     /// `self.logits` (`batch·seq × vocab`).
-    pub(crate) fn forward(&mut self, p: &[f32], tokens: &[u32], batch: usize, seq: usize, par: Par) {
+    pub(crate) fn forward(
+        &mut self,
+        p: &[f32],
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+        par: Par,
+    ) {
         let (d, f) = (self.c.d_model, self.c.d_ff);
         let n = batch * seq;
         let heads = self.heads;

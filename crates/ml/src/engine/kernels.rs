@@ -155,12 +155,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
     // 2ⁿ from n's bits: n + 127 in the exponent field (1..=254 here).
-    let scale = f32::from_bits(
-        t.to_bits()
-            .wrapping_sub(MAGIC.to_bits())
-            .wrapping_add(127)
-            << 23,
-    );
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     y * scale
 }
 
@@ -208,7 +203,11 @@ pub fn layer_norm(
     par: Par,
 ) {
     let d = w.len();
-    let (out, xhat, rstd) = (&mut out[..rows * d], &mut xhat[..rows * d], &mut rstd[..rows]);
+    let (out, xhat, rstd) = (
+        &mut out[..rows * d],
+        &mut xhat[..rows * d],
+        &mut rstd[..rows],
+    );
     rows3(par, out, d, xhat, d, rstd, 1, |r0, out, xhat, rstd| {
         for (i, ((o, xh), rs)) in out
             .chunks_exact_mut(d)
@@ -281,7 +280,11 @@ pub fn rms_norm(
     par: Par,
 ) {
     let d = w.len();
-    let (out, xhat, rstd) = (&mut out[..rows * d], &mut xhat[..rows * d], &mut rstd[..rows]);
+    let (out, xhat, rstd) = (
+        &mut out[..rows * d],
+        &mut xhat[..rows * d],
+        &mut rstd[..rows],
+    );
     rows3(par, out, d, xhat, d, rstd, 1, |r0, out, xhat, rstd| {
         for (i, ((o, xh), rs)) in out
             .chunks_exact_mut(d)
@@ -579,7 +582,11 @@ pub fn attention_backward(
             matmul_strided(&mut dx[heads.v(g)..], w, pm.t(), dyh, !first, 1.0);
             matmul_strided(ds, seq, dyh, v.t(), false, 1.0);
             // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the score scale.
-            for (i, (drow, prow)) in ds.chunks_exact_mut(seq).zip(p.chunks_exact(seq)).enumerate() {
+            for (i, (drow, prow)) in ds
+                .chunks_exact_mut(seq)
+                .zip(p.chunks_exact(seq))
+                .enumerate()
+            {
                 let (live, masked) = drow.split_at_mut(i + 1);
                 let pl = &prow[..i + 1];
                 let c = dot(live, pl);
@@ -600,7 +607,11 @@ pub fn attention_backward(
             .enumerate()
             .for_each(|(b, (dx, ds))| item(b, dx, ds));
     } else {
-        for (b, (dx, ds)) in dqkv.chunks_mut(seq * w).zip(dprobs.chunks_mut(tt)).enumerate() {
+        for (b, (dx, ds)) in dqkv
+            .chunks_mut(seq * w)
+            .zip(dprobs.chunks_mut(tt))
+            .enumerate()
+        {
             item(b, dx, ds);
         }
     }
@@ -622,7 +633,10 @@ impl Rope {
     /// `context`. Frequencies and angles are rounded to f32 as Hugging
     /// Face computes them; cosines and sines are then correctly rounded.
     pub fn new(head_dim: usize, context: usize, theta: f32) -> Self {
-        assert!(head_dim % 2 == 0, "rotary embeddings need an even head width");
+        assert!(
+            head_dim % 2 == 0,
+            "rotary embeddings need an even head width"
+        );
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(context * half);
         let mut sin = Vec::with_capacity(context * half);
@@ -661,7 +675,10 @@ impl Rope {
     fn turn(&self, x: &mut [f32], heads: Heads, rows: usize, seq: usize, dir: f32, par: Par) {
         let (w, hd, half) = (heads.width(), heads.head_dim, self.half);
         assert_eq!(hd, 2 * half, "rope: head width differs from the tables'");
-        assert!(seq * half <= self.cos.len(), "rope: sequence longer than the tables");
+        assert!(
+            seq * half <= self.cos.len(),
+            "rope: sequence longer than the tables"
+        );
         rows1(par, &mut x[..rows * w], w, |r0, x| {
             for (i, row) in x.chunks_exact_mut(w).enumerate() {
                 let pos = (r0 + i) % seq;

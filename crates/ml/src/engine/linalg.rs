@@ -393,7 +393,13 @@ mod tests {
         }
         // A strided view of the left operand: the first k columns of a wider matrix.
         let wide: Vec<f32> = (0..m * (k + 1))
-            .map(|i| if i % (k + 1) == k { 99.0 } else { a[i / (k + 1) * k + i % (k + 1)] })
+            .map(|i| {
+                if i % (k + 1) == k {
+                    99.0
+                } else {
+                    a[i / (k + 1) * k + i % (k + 1)]
+                }
+            })
             .collect();
         let mut got = vec![0.0; m * n];
         matmul_strided(

@@ -167,8 +167,8 @@ impl Llama {
             .iter()
             .map(|s| {
                 [
-                    &s.xhat1, &s.rstd1, &s.n1, &s.qkv, &s.probs, &s.att, &s.xhat2, &s.rstd2,
-                    &s.n2, &s.gu, &s.act,
+                    &s.xhat1, &s.rstd1, &s.n1, &s.qkv, &s.probs, &s.att, &s.xhat2, &s.rstd2, &s.n2,
+                    &s.gu, &s.act,
                 ]
                 .iter()
                 .map(|v| v.len())
@@ -211,12 +211,27 @@ impl Llama {
 
     /// The forward pass up to the logits, which it leaves in
     /// `self.logits` (`batch·seq × vocab`).
-    pub(crate) fn forward(&mut self, p: &[f32], tokens: &[u32], batch: usize, seq: usize, par: Par) {
+    pub(crate) fn forward(
+        &mut self,
+        p: &[f32],
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+        par: Par,
+    ) {
         let (d, f) = (self.c.d_model, self.c.d_ff);
         let n = batch * seq;
         let heads = self.heads;
         let w = heads.width();
-        kernels::embed(&mut self.x, &p[self.embed.clone()], None, tokens, d, seq, par);
+        kernels::embed(
+            &mut self.x,
+            &p[self.embed.clone()],
+            None,
+            tokens,
+            d,
+            seq,
+            par,
+        );
         for i in 0..self.at.len() {
             let at = &self.at[i];
             let (q, k, v, o, gate, up, down) = (
