@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use super::Par;
 use super::kernels::{self, Heads};
-use super::linalg::{Mat, broadcast_rows, matmul};
+use super::linalg::{Mat, broadcast_rows, matmul_transposed};
 use crate::model::{Architecture as _, Model, TransformerConfig};
 
 /// One block's parameters in the flat view.
@@ -50,9 +50,9 @@ struct Saved {
     xhat2: Vec<f32>,
     rstd2: Vec<f32>,
     h2: Vec<f32>,
-    /// `c_fc`'s output with its bias (rows × d_ff), and its GELU.
-    fc: Vec<f32>,
+    /// GELU of `c_fc`'s output (rows × d_ff), and its derivative there.
     act: Vec<f32>,
+    slope: Vec<f32>,
 }
 
 /// GPT-2 with its scratch buffers.
@@ -80,6 +80,7 @@ pub(crate) struct Gpt {
     datt: Vec<f32>,
     dqkv: Vec<f32>,
     dprobs: Vec<f32>,
+    /// `c_fc`'s output in the forward pass, its gradient in the backward.
     dfc: Vec<f32>,
 }
 
@@ -128,8 +129,8 @@ impl Gpt {
                 xhat2: zeros(rows * d),
                 rstd2: zeros(rows),
                 h2: zeros(rows * d),
-                fc: zeros(rows * f),
                 act: zeros(rows * f),
+                slope: zeros(rows * f),
             })
             .collect();
         Self {
@@ -164,7 +165,7 @@ impl Gpt {
             .map(|s| {
                 [
                     &s.xhat1, &s.rstd1, &s.h1, &s.qkv, &s.probs, &s.att, &s.xhat2, &s.rstd2, &s.h2,
-                    &s.fc, &s.act,
+                    &s.act, &s.slope,
                 ]
                 .iter()
                 .map(|v| v.len())
@@ -228,7 +229,7 @@ impl Gpt {
             );
             let qkv = &mut s.qkv[..n * w3];
             broadcast_rows(qkv, &p[at.attn_b.clone()], n);
-            matmul(
+            matmul_transposed(
                 qkv,
                 Mat::rows(&s.h1, n, d),
                 Mat::rows(&p[at.attn_w.clone()], d, w3),
@@ -237,7 +238,7 @@ impl Gpt {
             );
             kernels::attention(&mut s.att, &mut s.probs, &s.qkv, heads, batch, seq, par);
             kernels::add_bias(&mut self.x, &p[at.proj_b.clone()], n);
-            matmul(
+            matmul_transposed(
                 &mut self.x,
                 Mat::rows(&s.att, n, d),
                 Mat::rows(&p[at.proj_w.clone()], d, d),
@@ -255,16 +256,23 @@ impl Gpt {
                 n,
                 par,
             );
-            matmul(
-                &mut s.fc,
+            matmul_transposed(
+                &mut self.dfc,
                 Mat::rows(&s.h2, n, d),
                 Mat::rows(&p[at.fc_w.clone()], d, f),
                 false,
                 par,
             );
-            kernels::gelu(&mut s.act, &mut s.fc, &p[at.fc_b.clone()], n, par);
+            kernels::gelu(
+                &mut s.act,
+                &mut s.slope,
+                &mut self.dfc,
+                &p[at.fc_b.clone()],
+                n,
+                par,
+            );
             kernels::add_bias(&mut self.x, &p[at.out_b.clone()], n);
-            matmul(
+            matmul_transposed(
                 &mut self.x,
                 Mat::rows(&s.act, n, f),
                 Mat::rows(&p[at.out_w.clone()], f, d),
@@ -282,7 +290,7 @@ impl Gpt {
             n,
             par,
         );
-        matmul(
+        matmul_transposed(
             &mut self.logits,
             Mat::rows(&self.hf, n, d),
             Mat::rows(&p[self.wte.clone()], self.c.vocab, d).t(),
@@ -325,14 +333,14 @@ impl Gpt {
         let w3 = heads.width();
         let dlogits = Mat::rows(&self.logits, n, v);
         // Tied head: wte's gradient starts with the head's share.
-        matmul(
+        matmul_transposed(
             &mut g[self.wte.clone()],
             dlogits.t(),
             Mat::rows(&self.hf, n, d),
             false,
             par,
         );
-        matmul(
+        matmul_transposed(
             &mut self.dh,
             dlogits,
             Mat::rows(&p[self.wte.clone()], v, d),
@@ -354,7 +362,7 @@ impl Gpt {
         );
         for (at, s) in self.at.iter().zip(&self.saved).rev() {
             // Feed-forward.
-            matmul(
+            matmul_transposed(
                 &mut g[at.out_w.clone()],
                 Mat::rows(&s.act, n, f).t(),
                 Mat::rows(&self.dx, n, d),
@@ -362,15 +370,15 @@ impl Gpt {
                 par,
             );
             kernels::column_sums(&mut g[at.out_b.clone()], &self.dx, n, d);
-            matmul(
+            matmul_transposed(
                 &mut self.dfc,
                 Mat::rows(&self.dx, n, d),
                 Mat::rows(&p[at.out_w.clone()], f, d).t(),
                 false,
                 par,
             );
-            kernels::gelu_backward(&mut self.dfc[..n * f], &s.fc, par);
-            matmul(
+            kernels::gelu_backward(&mut self.dfc[..n * f], &s.slope, par);
+            matmul_transposed(
                 &mut g[at.fc_w.clone()],
                 Mat::rows(&s.h2, n, d).t(),
                 Mat::rows(&self.dfc, n, f),
@@ -378,7 +386,7 @@ impl Gpt {
                 par,
             );
             kernels::column_sums(&mut g[at.fc_b.clone()], &self.dfc, n, f);
-            matmul(
+            matmul_transposed(
                 &mut self.dh,
                 Mat::rows(&self.dfc, n, f),
                 Mat::rows(&p[at.fc_w.clone()], d, f).t(),
@@ -399,7 +407,7 @@ impl Gpt {
                 par,
             );
             // Attention.
-            matmul(
+            matmul_transposed(
                 &mut g[at.proj_w.clone()],
                 Mat::rows(&s.att, n, d).t(),
                 Mat::rows(&self.dx, n, d),
@@ -407,7 +415,7 @@ impl Gpt {
                 par,
             );
             kernels::column_sums(&mut g[at.proj_b.clone()], &self.dx, n, d);
-            matmul(
+            matmul_transposed(
                 &mut self.datt,
                 Mat::rows(&self.dx, n, d),
                 Mat::rows(&p[at.proj_w.clone()], d, d).t(),
@@ -425,7 +433,7 @@ impl Gpt {
                 seq,
                 par,
             );
-            matmul(
+            matmul_transposed(
                 &mut g[at.attn_w.clone()],
                 Mat::rows(&s.h1, n, d).t(),
                 Mat::rows(&self.dqkv, n, w3),
@@ -433,7 +441,7 @@ impl Gpt {
                 par,
             );
             kernels::column_sums(&mut g[at.attn_b.clone()], &self.dqkv, n, w3);
-            matmul(
+            matmul_transposed(
                 &mut self.dh,
                 Mat::rows(&self.dqkv, n, w3),
                 Mat::rows(&p[at.attn_w.clone()], d, w3).t(),

@@ -96,12 +96,38 @@ fn rows3(
     }
 }
 
+/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function
+/// of the same arguments) compiled for AVX-512 when the CPU has it, and
+/// as compiled for the baseline otherwise. Both perform the same IEEE
+/// operations in the same order (Rust never fuses a multiply and an add
+/// by itself, and the sums' order is written out in [`sum`]), so their
+/// results are identical; only the vector width differs.
+macro_rules! wide {
+    ($name:ident => $body:ident($($a:ident: $t:ty),* $(,)?)) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx512f") {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($a: $t),*) {
+                    $body($($a),*)
+                }
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                return unsafe { avx512($($a),*) };
+            }
+            $body($($a),*)
+        }
+    };
+}
+
 /// Lanes of the partial sums in [`sum`] and [`dot`].
 const LANES: usize = 16;
 
 /// `Σ xs` in an order fixed by the length: sixteen interleaved partial
 /// sums (which the compiler keeps in vector registers), then those in
 /// order.
+#[inline(always)]
 pub fn sum(xs: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = xs.chunks_exact(LANES);
@@ -114,10 +140,11 @@ pub fn sum(xs: &[f32]) -> f32 {
     for (a, v) in acc.iter_mut().zip(rest) {
         *a += v;
     }
-    acc.iter().sum()
+    fold(acc)
 }
 
 /// `Σ a·b` in the order of [`sum`].
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");
     let mut acc = [0f32; LANES];
@@ -131,7 +158,59 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     for ((s, x), y) in acc.iter_mut().zip(ra).zip(rb) {
         *s += x * y;
     }
-    acc.iter().sum()
+    fold(acc)
+}
+
+/// `(Σ a·b, Σ a·b·c)` in the order of [`sum`].
+#[inline(always)]
+fn dot2(a: &[f32], b: &[f32], c: &[f32]) -> (f32, f32) {
+    let n = a.len();
+    let (b, c) = (&b[..n], &c[..n]);
+    let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
+    let whole = n - n % LANES;
+    for i in (0..whole).step_by(LANES) {
+        for l in 0..LANES {
+            let ab = a[i + l] * b[i + l];
+            s1[l] += ab;
+            s2[l] += ab * c[i + l];
+        }
+    }
+    for (l, i) in (whole..n).enumerate() {
+        let ab = a[i] * b[i];
+        s1[l] += ab;
+        s2[l] += ab * c[i];
+    }
+    (fold(s1), fold(s2))
+}
+
+/// `max xs` (negative infinity when empty), over sixteen lanes.
+#[inline(always)]
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a = a.max(v);
+    }
+    acc.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// The sum of the lanes, pairwise.
+#[inline(always)]
+fn fold(mut acc: [f32; LANES]) -> f32 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0]
 }
 
 /// `eˣ` for `x` clamped to `[-87, 88]` (so never zero or infinite),
@@ -175,7 +254,13 @@ pub fn sigmoid(x: f32) -> f32 {
 
 /// Adds `bias` to each of the `rows` rows of `y`.
 pub fn add_bias(y: &mut [f32], bias: &[f32], rows: usize) {
-    for row in y[..rows * bias.len()].chunks_exact_mut(bias.len()) {
+    add_bias_wide(&mut y[..rows * bias.len()], bias);
+}
+
+wide!(add_bias_wide => add_bias_body(y: &mut [f32], bias: &[f32]));
+#[inline(always)]
+fn add_bias_body(y: &mut [f32], bias: &[f32]) {
+    for row in y.chunks_exact_mut(bias.len()) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v += b;
         }
@@ -183,9 +268,20 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], rows: usize) {
 }
 
 /// `out[j] = Σ_r m[r, j]` over the `rows × width` matrix `m`, in row
-/// order; [`super::linalg::column_sums`] with the same order.
+/// order (the order of [`super::linalg::column_sums`]).
 pub fn column_sums(out: &mut [f32], m: &[f32], rows: usize, width: usize) {
-    super::linalg::column_sums(out, m, rows, width);
+    column_sums_wide(&mut out[..width], &m[..rows * width]);
+}
+
+wide!(column_sums_wide => column_sums_body(out: &mut [f32], m: &[f32]));
+#[inline(always)]
+fn column_sums_body(out: &mut [f32], m: &[f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(out.len()) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
 }
 
 /// LayerNorm of each `d`-wide row of `x`: `out = x̂·w + b` with
@@ -209,61 +305,8 @@ pub fn layer_norm(
         &mut rstd[..rows],
     );
     rows3(par, out, d, xhat, d, rstd, 1, |r0, out, xhat, rstd| {
-        for (i, ((o, xh), rs)) in out
-            .chunks_exact_mut(d)
-            .zip(xhat.chunks_exact_mut(d))
-            .zip(rstd.iter_mut())
-            .enumerate()
-        {
-            let x = &x[(r0 + i) * d..(r0 + i + 1) * d];
-            let mean = sum(x) / d as f32;
-            for (h, v) in xh.iter_mut().zip(x) {
-                *h = v - mean;
-            }
-            let var = dot(xh, xh) / d as f32;
-            let r = 1.0 / (var + NORM_EPS).sqrt();
-            *rs = r;
-            for (((o, h), w), b) in o.iter_mut().zip(xh.iter_mut()).zip(w).zip(b) {
-                *h *= r;
-                *o = *h * w + b;
-            }
-        }
-    });
-}
-
-/// LayerNorm's backward pass from the output gradient `dy`: writes the
-/// gain and bias gradients `dw`, `db` (summed in row order) and adds the
-/// input gradient to `dx` (or writes it, when `accumulate` is unset).
-#[allow(clippy::too_many_arguments)]
-pub fn layer_norm_backward(
-    dx: &mut [f32],
-    dw: &mut [f32],
-    db: &mut [f32],
-    dy: &[f32],
-    xhat: &[f32],
-    rstd: &[f32],
-    w: &[f32],
-    rows: usize,
-    accumulate: bool,
-    par: Par,
-) {
-    let d = w.len();
-    column_sums(db, dy, rows, d);
-    gain_gradient(dw, dy, xhat, rows, d);
-    rows1(par, &mut dx[..rows * d], d, |r0, dx| {
-        let mut g = [0f32; MAX_NORM_WIDTH];
-        for (i, dx) in dx.chunks_exact_mut(d).enumerate() {
-            let r = r0 + i;
-            let (dy, xh) = (&dy[r * d..(r + 1) * d], &xhat[r * d..(r + 1) * d]);
-            let g = norm_input_gradient(&mut g, dy, w);
-            let m1 = sum(g) / d as f32;
-            let m2 = dot(g, xh) / d as f32;
-            let rs = rstd[r];
-            for ((dx, g), h) in dx.iter_mut().zip(g.iter()).zip(xh) {
-                let v = rs * (g - m1 - h * m2);
-                *dx = if accumulate { *dx + v } else { v };
-            }
-        }
+        let x = &x[r0 * d..r0 * d + out.len()];
+        norm_rows(out, xhat, rstd, x, w, Some(b));
     });
 }
 
@@ -286,20 +329,85 @@ pub fn rms_norm(
         &mut rstd[..rows],
     );
     rows3(par, out, d, xhat, d, rstd, 1, |r0, out, xhat, rstd| {
-        for (i, ((o, xh), rs)) in out
-            .chunks_exact_mut(d)
-            .zip(xhat.chunks_exact_mut(d))
-            .zip(rstd.iter_mut())
-            .enumerate()
-        {
-            let x = &x[(r0 + i) * d..(r0 + i + 1) * d];
-            let r = 1.0 / (dot(x, x) / d as f32 + NORM_EPS).sqrt();
-            *rs = r;
-            for (((o, h), w), v) in o.iter_mut().zip(xh.iter_mut()).zip(w).zip(x) {
-                *h = v * r;
-                *o = *h * w;
+        let x = &x[r0 * d..r0 * d + out.len()];
+        norm_rows(out, xhat, rstd, x, w, None);
+    });
+}
+
+wide!(norm_rows => norm_rows_body(
+    out: &mut [f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+));
+/// LayerNorm (with a bias) or RMSNorm (without) of a block of rows.
+#[inline(always)]
+fn norm_rows_body(
+    out: &mut [f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+) {
+    let d = w.len();
+    for (((o, xh), rs), x) in out
+        .chunks_exact_mut(d)
+        .zip(xhat.chunks_exact_mut(d))
+        .zip(rstd.iter_mut())
+        .zip(x.chunks_exact(d))
+    {
+        let r = match b {
+            Some(b) => {
+                let mean = sum(x) / d as f32;
+                for (h, v) in xh.iter_mut().zip(x) {
+                    *h = v - mean;
+                }
+                let r = 1.0 / (dot(xh, xh) / d as f32 + NORM_EPS).sqrt();
+                for (((o, h), w), b) in o.iter_mut().zip(xh.iter_mut()).zip(w).zip(b) {
+                    *h *= r;
+                    *o = *h * w + b;
+                }
+                r
             }
-        }
+            None => {
+                let r = 1.0 / (dot(x, x) / d as f32 + NORM_EPS).sqrt();
+                for (((o, h), w), v) in o.iter_mut().zip(xh.iter_mut()).zip(w).zip(x) {
+                    *h = v * r;
+                    *o = *h * w;
+                }
+                r
+            }
+        };
+        *rs = r;
+    }
+}
+
+/// LayerNorm's backward pass from the output gradient `dy`: writes the
+/// gain and bias gradients `dw`, `db` (summed in row order) and adds the
+/// input gradient to `dx` (or writes it, when `accumulate` is unset).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    w: &[f32],
+    rows: usize,
+    accumulate: bool,
+    par: Par,
+) {
+    let d = w.len();
+    column_sums(db, dy, rows, d);
+    gain_gradient(&mut dw[..d], &dy[..rows * d], &xhat[..rows * d]);
+    rows1(par, &mut dx[..rows * d], d, |r0, dx| {
+        let at = r0 * d..r0 * d + dx.len();
+        let rs = &rstd[r0..r0 + dx.len() / d];
+        norm_backward_rows(dx, &dy[at.clone()], &xhat[at], rs, w, true, accumulate);
     });
 }
 
@@ -319,40 +427,60 @@ pub fn rms_norm_backward(
     par: Par,
 ) {
     let d = w.len();
-    gain_gradient(dw, dy, xhat, rows, d);
+    gain_gradient(&mut dw[..d], &dy[..rows * d], &xhat[..rows * d]);
     rows1(par, &mut dx[..rows * d], d, |r0, dx| {
-        let mut g = [0f32; MAX_NORM_WIDTH];
-        for (i, dx) in dx.chunks_exact_mut(d).enumerate() {
-            let r = r0 + i;
-            let (dy, xh) = (&dy[r * d..(r + 1) * d], &xhat[r * d..(r + 1) * d]);
-            let g = norm_input_gradient(&mut g, dy, w);
-            let m2 = dot(g, xh) / d as f32;
-            let rs = rstd[r];
-            for ((dx, g), h) in dx.iter_mut().zip(g.iter()).zip(xh) {
-                let v = rs * (g - h * m2);
-                *dx = if accumulate { *dx + v } else { v };
-            }
-        }
+        let at = r0 * d..r0 * d + dx.len();
+        let rs = &rstd[r0..r0 + dx.len() / d];
+        norm_backward_rows(dx, &dy[at.clone()], &xhat[at], rs, w, false, accumulate);
     });
 }
 
-/// Widest row the norms' backward passes take (the protocol's `MAX_WIDTH`).
-const MAX_NORM_WIDTH: usize = funetun_core::model::MAX_WIDTH;
-
-/// `g = dy ⊙ w` into the start of `buf`.
-fn norm_input_gradient<'a>(buf: &'a mut [f32], dy: &[f32], w: &[f32]) -> &'a [f32] {
-    let g = &mut buf[..w.len()];
-    for ((g, dy), w) in g.iter_mut().zip(dy).zip(w) {
-        *g = dy * w;
+wide!(norm_backward_rows => norm_backward_rows_body(
+    dx: &mut [f32],
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    w: &[f32],
+    centred: bool,
+    accumulate: bool,
+));
+/// The input gradient of a norm over a block of rows: with `g = dy ⊙ w`,
+/// `r·(g − mean(g) − x̂·mean(g ⊙ x̂))` for LayerNorm (`centred`) and
+/// `r·(g − x̂·mean(g ⊙ x̂))` for RMSNorm.
+#[inline(always)]
+fn norm_backward_rows_body(
+    dx: &mut [f32],
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    w: &[f32],
+    centred: bool,
+    accumulate: bool,
+) {
+    let d = w.len();
+    for (((dx, dy), xh), &rs) in dx
+        .chunks_exact_mut(d)
+        .zip(dy.chunks_exact(d))
+        .zip(xhat.chunks_exact(d))
+        .zip(rstd)
+    {
+        let (s1, s2) = dot2(dy, w, xh);
+        let m1 = if centred { s1 / d as f32 } else { 0.0 };
+        let m2 = s2 / d as f32;
+        for (((dx, dy), w), h) in dx.iter_mut().zip(dy).zip(w).zip(xh) {
+            let v = rs * (dy * w - m1 - h * m2);
+            *dx = if accumulate { *dx + v } else { v };
+        }
     }
-    g
 }
 
+wide!(gain_gradient => gain_gradient_body(dw: &mut [f32], dy: &[f32], xhat: &[f32]));
 /// `dw[j] = Σ_r dy[r, j] · x̂[r, j]`, in row order.
-fn gain_gradient(dw: &mut [f32], dy: &[f32], xhat: &[f32], rows: usize, d: usize) {
-    let dw = &mut dw[..d];
+#[inline(always)]
+fn gain_gradient_body(dw: &mut [f32], dy: &[f32], xhat: &[f32]) {
+    let d = dw.len();
     dw.fill(0.0);
-    for (dy, xh) in dy[..rows * d].chunks_exact(d).zip(xhat.chunks_exact(d)) {
+    for (dy, xh) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)) {
         for ((w, dy), h) in dw.iter_mut().zip(dy).zip(xh) {
             *w += dy * h;
         }
@@ -364,50 +492,89 @@ const GELU_K0: f32 = 0.797_884_6;
 /// GELU's cubic coefficient.
 const GELU_K1: f32 = 0.044_715;
 
-/// GELU in its tanh form (GPT-2's `gelu_new`):
-/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, after adding `bias` to
-/// each `bias.len()`-wide row of `pre` in place (so `pre` keeps the
-/// pre-activation for the backward pass).
-pub fn gelu(out: &mut [f32], pre: &mut [f32], bias: &[f32], rows: usize, par: Par) {
+/// GELU in its tanh form (GPT-2's `gelu_new`),
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, of `x = pre + bias`
+/// (`bias` added to each row of `pre` in place). Keeps the derivative at
+/// each `x` in `slope` for [`gelu_backward`].
+pub fn gelu(
+    out: &mut [f32],
+    slope: &mut [f32],
+    pre: &mut [f32],
+    bias: &[f32],
+    rows: usize,
+    par: Par,
+) {
     let f = bias.len();
-    let (out, pre) = (&mut out[..rows * f], &mut pre[..rows * f]);
-    rows2(par, out, f, pre, f, |_, out, pre| {
-        for (o, p) in out.chunks_exact_mut(f).zip(pre.chunks_exact_mut(f)) {
-            for ((o, p), b) in o.iter_mut().zip(p.iter_mut()).zip(bias) {
-                *p += b;
-                let x = *p;
-                let t = tanh(GELU_K0 * (x + GELU_K1 * x * x * x));
-                *o = 0.5 * x * (1.0 + t);
-            }
-        }
+    let (out, slope) = (&mut out[..rows * f], &mut slope[..rows * f]);
+    let pre = &mut pre[..rows * f];
+    // Three buffers cut at the same rows: `pre` rides along as a read of
+    // the block the closure owns through `out`.
+    rows3(par, out, f, slope, f, pre, f, |_, out, slope, pre| {
+        gelu_rows(out, slope, pre, bias);
     });
 }
 
-/// GELU's backward pass in place: `d ← d · gelu'(pre)`.
-pub fn gelu_backward(d: &mut [f32], pre: &[f32], par: Par) {
-    let pre = &pre[..d.len()];
-    rows1(par, d, 1024, |r0, d| {
-        let pre = &pre[r0 * 1024..r0 * 1024 + d.len()];
-        for (g, &x) in d.iter_mut().zip(pre) {
+wide!(gelu_rows => gelu_rows_body(out: &mut [f32], slope: &mut [f32], pre: &mut [f32], bias: &[f32]));
+#[inline(always)]
+fn gelu_rows_body(out: &mut [f32], slope: &mut [f32], pre: &mut [f32], bias: &[f32]) {
+    let f = bias.len();
+    for ((o, s), p) in out
+        .chunks_exact_mut(f)
+        .zip(slope.chunks_exact_mut(f))
+        .zip(pre.chunks_exact_mut(f))
+    {
+        for (((o, s), p), b) in o.iter_mut().zip(s.iter_mut()).zip(p.iter_mut()).zip(bias) {
+            *p += b;
+            let x = *p;
             let t = tanh(GELU_K0 * (x + GELU_K1 * x * x * x));
-            let dt = GELU_K0 * (1.0 + 3.0 * GELU_K1 * x * x);
-            *g *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt;
+            *o = 0.5 * x * (1.0 + t);
+            *s =
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K0 * (1.0 + 3.0 * GELU_K1 * x * x);
         }
+    }
+}
+
+/// GELU's backward pass in place: `d ← d ⊙ slope`.
+pub fn gelu_backward(d: &mut [f32], slope: &[f32], par: Par) {
+    let slope = &slope[..d.len()];
+    rows1(par, d, 1024, |r0, d| {
+        scale_by(d, &slope[r0 * 1024..r0 * 1024 + d.len()]);
     });
+}
+
+wide!(scale_by => scale_by_body(d: &mut [f32], k: &[f32]));
+#[inline(always)]
+fn scale_by_body(d: &mut [f32], k: &[f32]) {
+    for (d, k) in d.iter_mut().zip(k) {
+        *d *= k;
+    }
 }
 
 /// SwiGLU: `out = silu(gate) · up`, with `gate` and `up` the two halves
-/// of each `2f`-wide row of `gate_up` (`f = out` row width).
-pub fn swiglu(out: &mut [f32], gate_up: &[f32], f: usize, rows: usize, par: Par) {
-    rows1(par, &mut out[..rows * f], f, |r0, out| {
-        for (i, o) in out.chunks_exact_mut(f).enumerate() {
-            let row = &gate_up[(r0 + i) * 2 * f..(r0 + i + 1) * 2 * f];
-            let (g, u) = row.split_at(f);
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                *o = g * sigmoid(g) * u;
-            }
-        }
+/// of each `2f`-wide row of `gate_up` (`f` the row width of `out`). Keeps
+/// `sigmoid(gate)` in `sig` for [`swiglu_backward`].
+pub fn swiglu(out: &mut [f32], sig: &mut [f32], gate_up: &[f32], f: usize, rows: usize, par: Par) {
+    let (out, sig) = (&mut out[..rows * f], &mut sig[..rows * f]);
+    rows2(par, out, f, sig, f, |r0, out, sig| {
+        let gu = &gate_up[r0 * 2 * f..r0 * 2 * f + 2 * out.len()];
+        swiglu_rows(out, sig, gu, f);
     });
+}
+
+wide!(swiglu_rows => swiglu_rows_body(out: &mut [f32], sig: &mut [f32], gate_up: &[f32], f: usize));
+#[inline(always)]
+fn swiglu_rows_body(out: &mut [f32], sig: &mut [f32], gate_up: &[f32], f: usize) {
+    for ((o, s), gu) in out
+        .chunks_exact_mut(f)
+        .zip(sig.chunks_exact_mut(f))
+        .zip(gate_up.chunks_exact(2 * f))
+    {
+        let (g, u) = gu.split_at(f);
+        for (((o, s), &g), &u) in o.iter_mut().zip(s.iter_mut()).zip(g).zip(u) {
+            *s = sigmoid(g);
+            *o = g * *s * u;
+        }
+    }
 }
 
 /// SwiGLU's backward pass: from `dout` (`rows × f`) writes the gradients
@@ -416,23 +583,48 @@ pub fn swiglu_backward(
     dgate_up: &mut [f32],
     dout: &[f32],
     gate_up: &[f32],
+    sig: &[f32],
     f: usize,
     rows: usize,
     par: Par,
 ) {
     rows1(par, &mut dgate_up[..rows * 2 * f], 2 * f, |r0, dgu| {
-        for (i, drow) in dgu.chunks_exact_mut(2 * f).enumerate() {
-            let r = r0 + i;
-            let (g, u) = gate_up[r * 2 * f..(r + 1) * 2 * f].split_at(f);
-            let dout = &dout[r * f..(r + 1) * f];
-            let (dg, du) = drow.split_at_mut(f);
-            for ((((dg, du), &g), &u), &d) in dg.iter_mut().zip(du).zip(g).zip(u).zip(dout) {
-                let s = sigmoid(g);
-                *du = d * g * s;
-                *dg = d * u * s * (1.0 + g * (1.0 - s));
-            }
-        }
+        let at = r0 * 2 * f..r0 * 2 * f + dgu.len();
+        let half = r0 * f..r0 * f + dgu.len() / 2;
+        swiglu_backward_rows(dgu, &dout[half.clone()], &gate_up[at], &sig[half], f);
     });
+}
+
+wide!(swiglu_backward_rows => swiglu_backward_rows_body(
+    dgate_up: &mut [f32],
+    dout: &[f32],
+    gate_up: &[f32],
+    sig: &[f32],
+    f: usize,
+));
+#[inline(always)]
+fn swiglu_backward_rows_body(
+    dgate_up: &mut [f32],
+    dout: &[f32],
+    gate_up: &[f32],
+    sig: &[f32],
+    f: usize,
+) {
+    for (((drow, row), dout), sig) in dgate_up
+        .chunks_exact_mut(2 * f)
+        .zip(gate_up.chunks_exact(2 * f))
+        .zip(dout.chunks_exact(f))
+        .zip(sig.chunks_exact(f))
+    {
+        let (g, u) = row.split_at(f);
+        let (dg, du) = drow.split_at_mut(f);
+        for (((((dg, du), &g), &u), &d), &s) in
+            dg.iter_mut().zip(du).zip(g).zip(u).zip(dout).zip(sig)
+        {
+            *du = d * g * s;
+            *dg = d * u * s * (1.0 + g * (1.0 - s));
+        }
+    }
 }
 
 /// The shapes of an attention layer's packed projections: each row of
@@ -513,18 +705,7 @@ pub fn attention(
             let k = Mat::strided(&x[heads.k(g)..], seq, hd, w);
             let v = Mat::strided(&x[heads.v(g)..], seq, hd, w);
             matmul_strided(p, seq, q, k.t(), false, scale);
-            for (i, row) in p.chunks_exact_mut(seq).enumerate() {
-                let (live, masked) = row.split_at_mut(i + 1);
-                let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                for s in live.iter_mut() {
-                    *s = exp(*s - max);
-                }
-                let inv = 1.0 / sum(live);
-                for s in live.iter_mut() {
-                    *s *= inv;
-                }
-                masked.fill(0.0);
-            }
+            causal_softmax(p, seq);
             let pm = Mat::rows(p, seq, seq);
             matmul_strided(&mut out[h * hd..], d, pm, v, false, 1.0);
         }
@@ -582,19 +763,7 @@ pub fn attention_backward(
             matmul_strided(&mut dx[heads.v(g)..], w, pm.t(), dyh, !first, 1.0);
             matmul_strided(ds, seq, dyh, v.t(), false, 1.0);
             // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the score scale.
-            for (i, (drow, prow)) in ds
-                .chunks_exact_mut(seq)
-                .zip(p.chunks_exact(seq))
-                .enumerate()
-            {
-                let (live, masked) = drow.split_at_mut(i + 1);
-                let pl = &prow[..i + 1];
-                let c = dot(live, pl);
-                for (s, p) in live.iter_mut().zip(pl) {
-                    *s = p * (*s - c) * scale;
-                }
-                masked.fill(0.0);
-            }
+            causal_softmax_backward(ds, p, seq, scale);
             let dsm = Mat::rows(ds, seq, seq);
             // dQ = dS·K, dK (+)= dSᵀ·Q.
             matmul_strided(&mut dx[heads.q(h)..], w, dsm, k, false, 1.0);
@@ -614,6 +783,50 @@ pub fn attention_backward(
         {
             item(b, dx, ds);
         }
+    }
+}
+
+wide!(causal_softmax => causal_softmax_body(p: &mut [f32], seq: usize));
+/// Row `i` of the `seq × seq` scores `p` becomes the softmax of its first
+/// `i + 1` entries, the rest zero.
+#[inline(always)]
+fn causal_softmax_body(p: &mut [f32], seq: usize) {
+    for (i, row) in p.chunks_exact_mut(seq).enumerate() {
+        let (live, masked) = row.split_at_mut(i + 1);
+        let max = max_of(live);
+        for s in live.iter_mut() {
+            *s = exp(*s - max);
+        }
+        let inv = 1.0 / sum(live);
+        for s in live.iter_mut() {
+            *s *= inv;
+        }
+        masked.fill(0.0);
+    }
+}
+
+wide!(causal_softmax_backward => causal_softmax_backward_body(
+    ds: &mut [f32],
+    p: &[f32],
+    seq: usize,
+    scale: f32,
+));
+/// The scores' gradient from the probabilities' gradient `ds`, in place:
+/// `scale · P ⊙ (dP − rowsum(P ⊙ dP))`, zero above the diagonal.
+#[inline(always)]
+fn causal_softmax_backward_body(ds: &mut [f32], p: &[f32], seq: usize, scale: f32) {
+    for (i, (drow, prow)) in ds
+        .chunks_exact_mut(seq)
+        .zip(p.chunks_exact(seq))
+        .enumerate()
+    {
+        let (live, masked) = drow.split_at_mut(i + 1);
+        let pl = &prow[..i + 1];
+        let c = dot(live, pl);
+        for (s, p) in live.iter_mut().zip(pl) {
+            *s = p * (*s - c) * scale;
+        }
+        masked.fill(0.0);
     }
 }
 
@@ -679,23 +892,52 @@ impl Rope {
             seq * half <= self.cos.len(),
             "rope: sequence longer than the tables"
         );
+        let turned = (heads.n_head + heads.n_kv_head) * hd;
         rows1(par, &mut x[..rows * w], w, |r0, x| {
-            for (i, row) in x.chunks_exact_mut(w).enumerate() {
-                let pos = (r0 + i) % seq;
-                let cos = &self.cos[pos * half..(pos + 1) * half];
-                let sin = &self.sin[pos * half..(pos + 1) * half];
-                // Query heads then key heads: the first n_head + n_kv_head heads.
-                for head in row[..(heads.n_head + heads.n_kv_head) * hd].chunks_exact_mut(hd) {
-                    let (a, b) = head.split_at_mut(half);
-                    for (((a, b), &c), &s) in a.iter_mut().zip(b).zip(cos).zip(sin) {
-                        let s = dir * s;
-                        let (x1, x2) = (*a, *b);
-                        *a = x1 * c - x2 * s;
-                        *b = x2 * c + x1 * s;
-                    }
-                }
-            }
+            rope_rows(x, r0, seq, w, turned, half, &self.cos, &self.sin, dir);
         });
+    }
+}
+
+wide!(rope_rows => rope_rows_body(
+    x: &mut [f32],
+    r0: usize,
+    seq: usize,
+    w: usize,
+    turned: usize,
+    half: usize,
+    cos: &[f32],
+    sin: &[f32],
+    dir: f32,
+));
+/// Turns the first `turned` values (whole heads) of each `w`-wide row of
+/// `x`, the first being row `r0` of its batch.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rope_rows_body(
+    x: &mut [f32],
+    r0: usize,
+    seq: usize,
+    w: usize,
+    turned: usize,
+    half: usize,
+    cos: &[f32],
+    sin: &[f32],
+    dir: f32,
+) {
+    for (i, row) in x.chunks_exact_mut(w).enumerate() {
+        let pos = (r0 + i) % seq;
+        let cos = &cos[pos * half..(pos + 1) * half];
+        let sin = &sin[pos * half..(pos + 1) * half];
+        for head in row[..turned].chunks_exact_mut(2 * half) {
+            let (a, b) = head.split_at_mut(half);
+            for (((a, b), &c), &s) in a.iter_mut().zip(b).zip(cos).zip(sin) {
+                let s = dir * s;
+                let (x1, x2) = (*a, *b);
+                *a = x1 * c - x2 * s;
+                *b = x2 * c + x1 * s;
+            }
+        }
     }
 }
 
@@ -774,22 +1016,50 @@ pub fn cross_entropy(
     let inv = 1.0 / rows as f32;
     let (logits, losses) = (&mut logits[..rows * vocab], &mut losses[..rows]);
     rows2(par, logits, vocab, losses, 1, |r0, z, loss| {
-        for (i, (z, loss)) in z.chunks_exact_mut(vocab).zip(loss.iter_mut()).enumerate() {
-            let t = targets[r0 + i] as usize;
-            assert!(t < vocab, "target {t} outside the vocabulary of {vocab}");
-            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let target = z[t];
-            for v in z.iter_mut() {
-                *v = exp(*v - max);
-            }
-            let s = sum(z);
-            *loss = s.ln() - (target - max);
-            let k = inv / s;
-            for v in z.iter_mut() {
-                *v *= k;
-            }
-            z[t] -= inv;
+        let targets = &targets[r0..r0 + loss.len()];
+        for &t in targets {
+            assert!(
+                (t as usize) < vocab,
+                "target {t} outside the vocabulary of {vocab}"
+            );
         }
+        cross_entropy_rows(z, loss, targets, vocab, inv);
     });
     (losses.iter().map(|&l| f64::from(l)).sum::<f64>() / rows as f64) as f32
+}
+
+wide!(cross_entropy_rows => cross_entropy_rows_body(
+    z: &mut [f32],
+    losses: &mut [f32],
+    targets: &[u32],
+    vocab: usize,
+    inv: f32,
+));
+#[inline(always)]
+fn cross_entropy_rows_body(
+    z: &mut [f32],
+    losses: &mut [f32],
+    targets: &[u32],
+    vocab: usize,
+    inv: f32,
+) {
+    for ((z, loss), &t) in z
+        .chunks_exact_mut(vocab)
+        .zip(losses.iter_mut())
+        .zip(targets)
+    {
+        let t = t as usize;
+        let max = max_of(z);
+        let target = z[t];
+        for v in z.iter_mut() {
+            *v = exp(*v - max);
+        }
+        let s = sum(z);
+        *loss = s.ln() - (target - max);
+        let k = inv / s;
+        for v in z.iter_mut() {
+            *v *= k;
+        }
+        z[t] -= inv;
+    }
 }

@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use super::Par;
 use super::kernels::{self, Heads, Rope};
-use super::linalg::{Mat, matmul};
+use super::linalg::{Mat, matmul_transposed};
 use crate::model::{Architecture as _, Model, TransformerConfig};
 
 /// RoPE's base θ (Llama's default).
@@ -52,8 +52,10 @@ struct Saved {
     xhat2: Vec<f32>,
     rstd2: Vec<f32>,
     n2: Vec<f32>,
-    /// `gate | up` projections (rows × 2·d_ff), and `silu(gate)·up`.
+    /// `gate | up` projections (rows × 2·d_ff), `sigmoid(gate)` and
+    /// `silu(gate)·up`.
     gu: Vec<f32>,
+    sig: Vec<f32>,
     act: Vec<f32>,
 }
 
@@ -131,6 +133,7 @@ impl Llama {
                 rstd2: zeros(rows),
                 n2: zeros(rows * d),
                 gu: zeros(rows * 2 * f),
+                sig: zeros(rows * f),
                 act: zeros(rows * f),
             })
             .collect();
@@ -168,7 +171,7 @@ impl Llama {
             .map(|s| {
                 [
                     &s.xhat1, &s.rstd1, &s.n1, &s.qkv, &s.probs, &s.att, &s.xhat2, &s.rstd2, &s.n2,
-                    &s.gu, &s.act,
+                    &s.gu, &s.sig, &s.act,
                 ]
                 .iter()
                 .map(|v| v.len())
@@ -257,7 +260,7 @@ impl Llama {
             );
             self.pack(p, &[&q, &k, &v]);
             let s = &mut self.saved[i];
-            matmul(
+            matmul_transposed(
                 &mut s.qkv,
                 Mat::rows(&s.n1, n, d),
                 Mat::rows(&self.pack, w, d).t(),
@@ -266,7 +269,7 @@ impl Llama {
             );
             self.rope.forward(&mut s.qkv, heads, n, seq, par);
             kernels::attention(&mut s.att, &mut s.probs, &s.qkv, heads, batch, seq, par);
-            matmul(
+            matmul_transposed(
                 &mut self.x,
                 Mat::rows(&s.att, n, d),
                 Mat::rows(&p[o], d, d).t(),
@@ -285,15 +288,15 @@ impl Llama {
             );
             self.pack(p, &[&gate, &up]);
             let s = &mut self.saved[i];
-            matmul(
+            matmul_transposed(
                 &mut s.gu,
                 Mat::rows(&s.n2, n, d),
                 Mat::rows(&self.pack, 2 * f, d).t(),
                 false,
                 par,
             );
-            kernels::swiglu(&mut s.act, &s.gu, f, n, par);
-            matmul(
+            kernels::swiglu(&mut s.act, &mut s.sig, &s.gu, f, n, par);
+            matmul_transposed(
                 &mut self.x,
                 Mat::rows(&s.act, n, f),
                 Mat::rows(&p[down], d, f).t(),
@@ -310,7 +313,7 @@ impl Llama {
             n,
             par,
         );
-        matmul(
+        matmul_transposed(
             &mut self.logits,
             Mat::rows(&self.hf, n, d),
             Mat::rows(&p[self.head.clone()], self.c.vocab, d).t(),
@@ -353,14 +356,14 @@ impl Llama {
         let w = heads.width();
         let kv = heads.n_kv_head * heads.head_dim;
         let dlogits = Mat::rows(&self.logits, n, vocab);
-        matmul(
+        matmul_transposed(
             &mut g[self.head.clone()],
             dlogits.t(),
             Mat::rows(&self.hf, n, d),
             false,
             par,
         );
-        matmul(
+        matmul_transposed(
             &mut self.dh,
             dlogits,
             Mat::rows(&p[self.head.clone()], vocab, d),
@@ -392,30 +395,30 @@ impl Llama {
             let (norm1, norm2) = (at.norm1.clone(), at.norm2.clone());
             // Feed-forward.
             let s = &self.saved[i];
-            matmul(
+            matmul_transposed(
                 &mut g[down.clone()],
                 Mat::rows(&self.dx, n, d).t(),
                 Mat::rows(&s.act, n, f),
                 false,
                 par,
             );
-            matmul(
+            matmul_transposed(
                 &mut self.dact,
                 Mat::rows(&self.dx, n, d),
                 Mat::rows(&p[down], d, f),
                 false,
                 par,
             );
-            kernels::swiglu_backward(&mut self.dgu, &self.dact, &s.gu, f, n, par);
+            kernels::swiglu_backward(&mut self.dgu, &self.dact, &s.gu, &s.sig, f, n, par);
             let n2 = Mat::rows(&s.n2, n, d);
-            matmul(
+            matmul_transposed(
                 &mut g[gate.clone()],
                 Mat::strided(&self.dgu, n, f, 2 * f).t(),
                 n2,
                 false,
                 par,
             );
-            matmul(
+            matmul_transposed(
                 &mut g[up.clone()],
                 Mat::strided(&self.dgu[f..], n, f, 2 * f).t(),
                 n2,
@@ -423,7 +426,7 @@ impl Llama {
                 par,
             );
             self.pack(p, &[&gate, &up]);
-            matmul(
+            matmul_transposed(
                 &mut self.dh,
                 Mat::rows(&self.dgu, n, 2 * f),
                 Mat::rows(&self.pack, 2 * f, d),
@@ -443,14 +446,14 @@ impl Llama {
                 par,
             );
             // Attention.
-            matmul(
+            matmul_transposed(
                 &mut g[o.clone()],
                 Mat::rows(&self.dx, n, d).t(),
                 Mat::rows(&s.att, n, d),
                 false,
                 par,
             );
-            matmul(
+            matmul_transposed(
                 &mut self.datt,
                 Mat::rows(&self.dx, n, d),
                 Mat::rows(&p[o], d, d),
@@ -471,7 +474,7 @@ impl Llama {
             self.rope.backward(&mut self.dqkv, heads, n, seq, par);
             let n1 = Mat::rows(&s.n1, n, d);
             for (range, at, width) in [(&q, 0, d), (&k, d, kv), (&v, d + kv, kv)] {
-                matmul(
+                matmul_transposed(
                     &mut g[range.clone()],
                     Mat::strided(&self.dqkv[at..], n, width, w).t(),
                     n1,
@@ -480,7 +483,7 @@ impl Llama {
                 );
             }
             self.pack(p, &[&q, &k, &v]);
-            matmul(
+            matmul_transposed(
                 &mut self.dh,
                 Mat::rows(&self.dqkv, n, w),
                 Mat::rows(&self.pack, w, d),

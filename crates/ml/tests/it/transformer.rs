@@ -181,11 +181,11 @@ fn gelu_is_the_tanh_form_and_its_gradient_matches_finite_differences() {
     let bias = normal(&mut rng, f, 0.5);
     let r = normal(&mut rng, rows * f, 1.0);
     let run = |x: &[f32]| {
-        let (mut out, mut pre) = (vec![0.0; rows * f], x.to_vec());
-        kernels::gelu(&mut out, &mut pre, &bias, rows, SERIAL);
-        (out, pre)
+        let (mut out, mut slope, mut pre) = (vec![0.0; rows * f], vec![0.0; rows * f], x.to_vec());
+        kernels::gelu(&mut out, &mut slope, &mut pre, &bias, rows, SERIAL);
+        (out, slope, pre)
     };
-    let (out, pre) = run(&x);
+    let (out, slope, pre) = run(&x);
     for (i, (&o, &p)) in out.iter().zip(&pre).enumerate() {
         assert_eq!(p, x[i] + bias[i % f], "the bias is added in place");
         let p = f64::from(p);
@@ -198,7 +198,7 @@ fn gelu_is_the_tanh_form_and_its_gradient_matches_finite_differences() {
         );
     }
     let mut d = r.clone();
-    kernels::gelu_backward(&mut d, &pre, SERIAL);
+    kernels::gelu_backward(&mut d, &slope, SERIAL);
     check_all("gelu", &x, &d, 1e-3, 2e-3, |x| weighted(&run(x).0, &r));
 }
 
@@ -209,11 +209,11 @@ fn swiglu_gradients_match_finite_differences() {
     let gu = normal(&mut rng, rows * 2 * f, 2.0);
     let r = normal(&mut rng, rows * f, 1.0);
     let run = |gu: &[f32]| {
-        let mut out = vec![0.0; rows * f];
-        kernels::swiglu(&mut out, gu, f, rows, SERIAL);
-        out
+        let (mut out, mut sig) = (vec![0.0; rows * f], vec![0.0; rows * f]);
+        kernels::swiglu(&mut out, &mut sig, gu, f, rows, SERIAL);
+        (out, sig)
     };
-    let out = run(&gu);
+    let (out, sig) = run(&gu);
     let (g, u) = (f64::from(gu[2 * f + 3]), f64::from(gu[3 * f + 3]));
     let want = g / (1.0 + (-g).exp()) * u;
     assert!(
@@ -221,8 +221,8 @@ fn swiglu_gradients_match_finite_differences() {
         "silu(gate) · up"
     );
     let mut d = vec![0.0; rows * 2 * f];
-    kernels::swiglu_backward(&mut d, &r, &gu, f, rows, SERIAL);
-    check_all("swiglu", &gu, &d, 1e-3, 2e-3, |gu| weighted(&run(gu), &r));
+    kernels::swiglu_backward(&mut d, &r, &gu, &sig, f, rows, SERIAL);
+    check_all("swiglu", &gu, &d, 1e-3, 2e-3, |gu| weighted(&run(gu).0, &r));
 }
 
 /// GQA heads: four query heads sharing two key/value heads, 4 wide.
