@@ -25,6 +25,18 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// A `rows × cols` view of `data` whose rows start `row_stride` apart
+    /// (a column block of a wider row-major matrix).
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: row_stride,
+            cs: 1,
+        }
+    }
+
     /// The transpose (no copy: strides swap).
     pub fn t(self) -> Self {
         Self {
@@ -131,6 +143,68 @@ fn product(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par, 
         (0..chunks).into_par_iter().for_each(run);
     } else {
         (0..chunks).for_each(run);
+    }
+}
+
+/// `dst = [dst +] scale · a·b` on the calling thread, into an `m × n`
+/// row-major destination whose rows start `dst_stride` apart: the small
+/// per-head products of attention, written straight into a column block
+/// of a wider matrix.
+///
+/// # Panics
+/// When shapes disagree or a view overruns its buffer.
+pub fn matmul_strided(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    scale: f32,
+) {
+    assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    a.check("lhs");
+    b.check("rhs");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        n <= dst_stride && (m - 1) * dst_stride + n <= dst.len(),
+        "matmul: {m}×{n} destination with row stride {dst_stride} overruns a buffer of {}",
+        dst.len()
+    );
+    if k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(dst_stride).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: the three views were checked to lie inside their slices, and
+    // `dst` (a unique borrow) aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
@@ -293,6 +367,50 @@ mod tests {
             Par::SERIAL,
         );
         assert_eq!(got, want.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn strided_products_write_a_column_block() {
+        let (m, k, n) = (3, 4, 2);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 - 5.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 3) as f32).collect();
+        let want = naive(&a, &b, m, k, n);
+        // Destination: columns 1..3 of a 3×5 matrix.
+        let mut dst = vec![7.0; m * 5];
+        matmul_strided(
+            &mut dst[1..],
+            5,
+            Mat::rows(&a, m, k),
+            Mat::rows(&b, k, n),
+            false,
+            2.0,
+        );
+        for i in 0..m {
+            assert_eq!(dst[i * 5], 7.0);
+            assert_eq!(dst[i * 5 + 1], 2.0 * want[i * n]);
+            assert_eq!(dst[i * 5 + 2], 2.0 * want[i * n + 1]);
+            assert_eq!(&dst[i * 5 + 3..i * 5 + 5], &[7.0, 7.0]);
+        }
+        // A strided view of the left operand: the first k columns of a wider matrix.
+        let wide: Vec<f32> = (0..m * (k + 1))
+            .map(|i| {
+                if i % (k + 1) == k {
+                    99.0
+                } else {
+                    a[i / (k + 1) * k + i % (k + 1)]
+                }
+            })
+            .collect();
+        let mut got = vec![0.0; m * n];
+        matmul_strided(
+            &mut got,
+            n,
+            Mat::strided(&wide, m, k, k + 1),
+            Mat::rows(&b, k, n),
+            false,
+            1.0,
+        );
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! - [`mlp`], [`cnn`]: the two networks, each owning its scratch buffers so
 //!   a training step allocates nothing.
 //! - [`loss`]: softmax cross-entropy and its gradient.
+//! - [`transformer`]: the decoder-only transformers, dispatching to
+//!   [`gpt`] and [`llama`], which share the [`kernels`] (norms,
+//!   activations, rotary embeddings, causal attention, embeddings, the
+//!   language-model loss).
 //!
 //! Every kernel reduces in a fixed order whatever the thread count: `gemm`
 //! splits work across threads by output blocks, never along the reduction
@@ -13,7 +17,10 @@
 //! function of its inputs on a given instruction set (see [`crate::platform`]).
 
 pub mod cnn;
+mod gpt;
+pub mod kernels;
 pub mod linalg;
+mod llama;
 pub mod loss;
 pub mod mlp;
 pub mod transformer;

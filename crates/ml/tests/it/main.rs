@@ -4,6 +4,7 @@ mod determinism;
 mod gradients;
 mod idx;
 mod learning;
+mod transformer;
 
 use funetun_ml::{Dataset, DatasetName, LoadOptions};
 
