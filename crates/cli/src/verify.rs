@@ -75,6 +75,9 @@ struct ThresholdArgs {
     /// Check 1: largest accepted drop of test accuracy below the best earlier round (default 0.03).
     #[arg(long, env = "FUNETUN_PROOF_ACCURACY_TOLERANCE")]
     accuracy_tolerance: Option<f64>,
+    /// Check 1 for text models: largest accepted rise of validation loss above the best earlier round (default 0.1).
+    #[arg(long, env = "FUNETUN_PROOF_LOSS_TOLERANCE")]
+    loss_tolerance: Option<f64>,
     /// Check 1: test samples per checkpoint, spread over the test split; 0 = all (default 10000).
     #[arg(long, env = "FUNETUN_PROOF_EVAL_SAMPLES")]
     eval_samples: Option<usize>,
@@ -97,6 +100,7 @@ impl ThresholdArgs {
         let d = ProofConfig::default();
         let config = ProofConfig {
             accuracy_tolerance: self.accuracy_tolerance.unwrap_or(d.accuracy_tolerance),
+            loss_tolerance: self.loss_tolerance.unwrap_or(d.loss_tolerance),
             eval_samples: self.eval_samples.unwrap_or(d.eval_samples),
             continuity_delta: self.continuity_delta.unwrap_or(d.continuity_delta),
             alpha: self.alpha.unwrap_or(d.alpha),

@@ -8,8 +8,9 @@ use funetun_ml::{Compute, Dataset, Model, evaluate};
 use super::stats::{self, KsTest};
 use super::{
     ACCURACY_MONOTONIC, Chain, CheckResult, DISTANCE_TO_FINAL, INIT_TO_FINAL, INITIAL_DISTRIBUTION,
-    INITIAL_INDEPENDENCE, PARAMETER_CONTINUITY, ProofConfig, Result,
+    INITIAL_INDEPENDENCE, PARAMETER_CONTINUITY, ProofConfig, Result, VAL_LOSS_MONOTONIC,
 };
+use funetun_ml::model::transformer::{InitRule, init_rule};
 use funetun_ml::Architecture as _;
 
 /// Fewest element pairs (or row/column pairs) a correlation test uses.
@@ -46,6 +47,63 @@ pub fn test_accuracies(
             Ok(e.accuracy)
         })
         .collect()
+}
+
+/// Validation loss of every checkpoint of a text model on `eval_samples`
+/// non-overlapping context windows spread evenly over the validation split
+/// (all of them for 0 or more than there are).
+pub fn validation_losses(
+    chain: &Chain,
+    data: &Dataset,
+    compute: &Compute,
+    eval_samples: usize,
+) -> Result<Vec<f64>> {
+    let context = chain.model().transformer().map_or(1, |c| c.context);
+    let windows = funetun_ml::data::text::windows(data.test.len(), context) / context;
+    let starts: Vec<u32> = if eval_samples == 0 || eval_samples >= windows {
+        (0..windows).map(|w| (w * context) as u32).collect()
+    } else {
+        (0..eval_samples)
+            .map(|i| ((i * windows / eval_samples) * context) as u32)
+            .collect()
+    };
+    chain
+        .checkpoints()
+        .iter()
+        .map(|c| {
+            let e = evaluate(chain.model(), &c.to_flat(), data, &data.test, Some(&starts), compute)?;
+            Ok(e.loss)
+        })
+        .collect()
+}
+
+/// Check 1 for text models: the largest rise of validation loss above the
+/// best (lowest) earlier checkpoint.
+pub fn val_loss_monotonic(losses: &[f64], config: &ProofConfig) -> CheckResult {
+    let mut best = (0usize, f64::INFINITY);
+    let mut worst = (0.0f64, 0usize, 0usize);
+    for (i, &l) in losses.iter().enumerate() {
+        if i > 0 && l - best.1 > worst.0 {
+            worst = (l - best.1, i, best.0);
+        }
+        if l < best.1 {
+            best = (i, l);
+        }
+    }
+    let list = losses
+        .iter()
+        .map(|l| format!("{l:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let detail = if worst.0 > 0.0 {
+        format!(
+            "largest rise at round {} ({:.4}) above round {} ({:.4}); validation loss by round: {list}",
+            worst.1, losses[worst.1], worst.2, losses[worst.2]
+        )
+    } else {
+        format!("never rises; validation loss by round: {list}")
+    };
+    CheckResult::new(VAL_LOSS_MONOTONIC, worst.0, config.loss_tolerance, detail)
 }
 
 /// Check 1: the largest drop of accuracy below the best earlier checkpoint.
@@ -179,13 +237,25 @@ pub fn parameter_continuity(chain: &Chain, config: &ProofConfig) -> CheckResult 
     )
 }
 
-/// Per-layer KS tests of θ₀ against Uniform(±1/√fan_in), in name order.
+/// Per-layer KS tests of θ₀ against its initializer, in name order: image
+/// models' Uniform(±1/√fan_in); transformers' N(0, σ) of each weight
+/// (nanoGPT's rule; norm gains and biases start constant and are not
+/// fitted).
 pub fn initial_fit(model: Model, theta0: &TensorSet) -> Vec<(String, KsTest)> {
     theta0
         .iter()
         .filter_map(|(name, t)| {
-            let bound = 1.0 / (model.fan_in(name) as f64).sqrt();
-            stats::ks_uniform(&t.data, bound).map(|ks| (name.to_string(), ks))
+            let ks = match model.transformer() {
+                None => {
+                    let bound = 1.0 / (model.fan_in(name) as f64).sqrt();
+                    stats::ks_uniform(&t.data, bound)
+                }
+                Some(c) => match init_rule(name, c.n_layer) {
+                    InitRule::Normal(std) => stats::ks_normal(&t.data, f64::from(std)),
+                    InitRule::Constant(_) => None,
+                },
+            };
+            ks.map(|ks| (name.to_string(), ks))
         })
         .collect()
 }
@@ -234,9 +304,7 @@ pub fn initial_distribution(
                 INITIAL_DISTRIBUTION,
                 differing as f64 / total as f64,
                 0.0,
-                format!(
-                    "{head}; KS fit to Uniform(±1/√fan_in): {fit_text} (critical {critical:.2})"
-                ),
+                format!("{head}; KS fit to the initializer: {fit_text} (critical {critical:.2})"),
             )
         }
         None => {

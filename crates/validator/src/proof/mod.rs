@@ -37,6 +37,8 @@ use funetun_ml::Architecture as _;
 
 /// Name of check 1.
 pub const ACCURACY_MONOTONIC: &str = "accuracy_monotonic";
+/// Check 1 for text models: validation loss never rises far above its best.
+pub const VAL_LOSS_MONOTONIC: &str = "val_loss_monotonic";
 /// Name of check 2.
 pub const PARAMETER_CONTINUITY: &str = "parameter_continuity";
 /// Name of check 3.
@@ -57,8 +59,12 @@ pub struct ProofConfig {
     /// Check 1: largest accepted drop of test accuracy (a fraction, 0.03 =
     /// three points) below the best earlier checkpoint.
     pub accuracy_tolerance: f64,
-    /// Check 1: test samples evaluated per checkpoint, spread evenly over the
-    /// test split (0 or more than the split: all of it).
+    /// Check 1 for text models: largest accepted rise of validation loss
+    /// (nats per token) above the best earlier checkpoint.
+    pub loss_tolerance: f64,
+    /// Check 1: test samples (text: context windows) evaluated per
+    /// checkpoint, spread evenly over the test split (0 or more than the
+    /// split: all of it).
     pub eval_samples: usize,
     /// Check 2: largest accepted per-layer relative distance δ between
     /// adjacent checkpoints.
@@ -83,6 +89,7 @@ impl Default for ProofConfig {
     fn default() -> Self {
         Self {
             accuracy_tolerance: 0.03,
+            loss_tolerance: 0.1,
             eval_samples: 10_000,
             continuity_delta: 1.0,
             alpha: 1e-3,
@@ -100,6 +107,7 @@ impl ProofConfig {
         let bad = |field: &'static str, detail: String| Err(ProofError::Config { field, detail });
         for (field, v) in [
             ("accuracy_tolerance", self.accuracy_tolerance),
+            ("loss_tolerance", self.loss_tolerance),
             ("continuity_delta", self.continuity_delta),
             ("distance_tolerance", self.distance_tolerance),
             ("init_final_ratio", self.init_final_ratio),
@@ -233,9 +241,15 @@ pub fn verify(
     config: &ProofConfig,
 ) -> Result<Report> {
     config.validate()?;
-    let accuracies = checks::test_accuracies(chain, data, compute, config.eval_samples)?;
+    let first = if chain.model().is_text() {
+        let losses = checks::validation_losses(chain, data, compute, config.eval_samples)?;
+        checks::val_loss_monotonic(&losses, config)
+    } else {
+        let accuracies = checks::test_accuracies(chain, data, compute, config.eval_samples)?;
+        checks::accuracy_monotonic(&accuracies, config)
+    };
     Ok(Report::new(vec![
-        checks::accuracy_monotonic(&accuracies, config),
+        first,
         checks::parameter_continuity(chain, config),
         checks::initial_distribution(chain.model(), chain.initial(), init_seed, config),
         checks::initial_independence(chain.model(), chain.initial(), config),

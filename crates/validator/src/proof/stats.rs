@@ -92,13 +92,28 @@ pub struct KsTest {
 /// Kolmogorov–Smirnov test of `values` against Uniform(−bound, bound).
 /// `None` for an empty sample or a bound that is not a positive number.
 pub fn ks_uniform(values: &[f32], bound: f64) -> Option<KsTest> {
-    if values.is_empty() || !(bound.is_finite() && bound > 0.0) {
+    if !(bound.is_finite() && bound > 0.0) {
+        return None;
+    }
+    ks_against(values, |v| ((v + bound) / (2.0 * bound)).clamp(0.0, 1.0))
+}
+
+/// The Kolmogorov–Smirnov test of `values` against Normal(0, `std`).
+pub fn ks_normal(values: &[f32], std: f64) -> Option<KsTest> {
+    if !(std.is_finite() && std > 0.0) {
+        return None;
+    }
+    ks_against(values, |v| 0.5 * erfc(-v / (std * std::f64::consts::SQRT_2)))
+}
+
+/// The Kolmogorov–Smirnov test of `values` against the distribution `cdf`.
+fn ks_against(values: &[f32], cdf: impl Fn(f64) -> f64) -> Option<KsTest> {
+    if values.is_empty() {
         return None;
     }
     let mut x: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
     x.sort_unstable_by(f64::total_cmp);
     let n = x.len() as f64;
-    let cdf = |v: f64| ((v + bound) / (2.0 * bound)).clamp(0.0, 1.0);
     let d = x
         .iter()
         .enumerate()
@@ -189,6 +204,26 @@ mod tests {
         let ks = ks_uniform(&squeezed, 1.0).unwrap();
         assert!((ks.d - 0.1).abs() < 2e-3 && ks.p < 1e-6, "{ks:?}");
         assert!(ks_uniform(&[], 1.0).is_none());
+        // Normal quantiles at the grid's midpoints fit N(0, 0.02) and not N(0, 0.03).
+        let normal: Vec<f32> = (0..4000)
+            .map(|i| {
+                let p = (i as f64 + 0.5) / 4000.0;
+                // Bisection on the CDF: the quantile of p.
+                let (mut lo, mut hi) = (-1.0f64, 1.0f64);
+                for _ in 0..60 {
+                    let mid = 0.5 * (lo + hi);
+                    if 0.5 * erfc(-mid / (0.02 * std::f64::consts::SQRT_2)) < p {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo as f32
+            })
+            .collect();
+        assert!(ks_normal(&normal, 0.02).unwrap().p > 0.99);
+        assert!(ks_normal(&normal, 0.03).unwrap().p < 1e-6);
+        assert!(ks_normal(&normal, 0.0).is_none());
         assert!(ks_uniform(&grid, 0.0).is_none());
     }
 
