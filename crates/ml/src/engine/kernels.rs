@@ -222,7 +222,7 @@ pub fn exp(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let t = x * std::f32::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
@@ -231,7 +231,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // 2ⁿ from n's bits: n + 127 in the exponent field (1..=254 here).
     let scale = f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
@@ -674,7 +674,7 @@ impl Heads {
 
     /// Whether query head `h` is the first of its key/value group.
     fn first_of_group(self, h: usize) -> bool {
-        h % (self.n_head / self.n_kv_head) == 0
+        h.is_multiple_of(self.n_head / self.n_kv_head)
     }
 }
 
@@ -847,7 +847,7 @@ impl Rope {
     /// Face computes them; cosines and sines are then correctly rounded.
     pub fn new(head_dim: usize, context: usize, theta: f32) -> Self {
         assert!(
-            head_dim % 2 == 0,
+            head_dim.is_multiple_of(2),
             "rotary embeddings need an even head width"
         );
         let half = head_dim / 2;
@@ -1061,5 +1061,126 @@ fn cross_entropy_rows_body(
             *v *= k;
         }
         z[t] -= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn data(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| scale * rng.normal()).collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// On a CPU with AVX-512 the dispatching functions run the wide
+    /// variants; they must give the bits of the baseline bodies (called
+    /// here directly, compiled for the baseline).
+    #[test]
+    fn wide_variants_give_the_baseline_bits() {
+        #[cfg(target_arch = "x86_64")]
+        if !std::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 here: both paths are the baseline");
+        }
+        let mut rng = Rng::new(3);
+        let (rows, d, f) = (5, 37, 21);
+        let x = data(&mut rng, rows * d, 2.0);
+        let w = data(&mut rng, d, 1.0);
+        let b = data(&mut rng, d, 1.0);
+        let dy = data(&mut rng, rows * d, 1.0);
+        let rs = data(&mut rng, rows, 1.0);
+        for bias in [Some(&b[..]), None] {
+            let (mut o1, mut h1, mut r1) =
+                (vec![0.0; rows * d], vec![0.0; rows * d], vec![0.0; rows]);
+            let (mut o2, mut h2, mut r2) = (o1.clone(), h1.clone(), r1.clone());
+            norm_rows(&mut o1, &mut h1, &mut r1, &x, &w, bias);
+            norm_rows_body(&mut o2, &mut h2, &mut r2, &x, &w, bias);
+            assert_eq!(
+                (bits(&o1), bits(&h1), bits(&r1)),
+                (bits(&o2), bits(&h2), bits(&r2))
+            );
+            let (mut d1, mut d2) = (dy.clone(), dy.clone());
+            norm_backward_rows(&mut d1, &dy, &x, &rs, &w, bias.is_some(), true);
+            norm_backward_rows_body(&mut d2, &dy, &x, &rs, &w, bias.is_some(), true);
+            assert_eq!(bits(&d1), bits(&d2));
+        }
+        let (mut g1, mut g2) = (vec![0.0; d], vec![0.0; d]);
+        gain_gradient(&mut g1, &dy, &x);
+        gain_gradient_body(&mut g2, &dy, &x);
+        assert_eq!(bits(&g1), bits(&g2));
+        column_sums_wide(&mut g1, &dy);
+        column_sums_body(&mut g2, &dy);
+        assert_eq!(bits(&g1), bits(&g2));
+        let (mut y1, mut y2) = (x.clone(), x.clone());
+        add_bias_wide(&mut y1, &b);
+        add_bias_body(&mut y2, &b);
+        scale_by(&mut y1, &dy);
+        scale_by_body(&mut y2, &dy);
+        assert_eq!(bits(&y1), bits(&y2));
+
+        let pre = data(&mut rng, rows * f, 3.0);
+        let fb = data(&mut rng, f, 1.0);
+        let (mut a1, mut s1, mut p1) = (vec![0.0; rows * f], vec![0.0; rows * f], pre.clone());
+        let (mut a2, mut s2, mut p2) = (a1.clone(), s1.clone(), pre.clone());
+        gelu_rows(&mut a1, &mut s1, &mut p1, &fb);
+        gelu_rows_body(&mut a2, &mut s2, &mut p2, &fb);
+        assert_eq!(
+            (bits(&a1), bits(&s1), bits(&p1)),
+            (bits(&a2), bits(&s2), bits(&p2))
+        );
+
+        let gu = data(&mut rng, rows * 2 * f, 3.0);
+        let (mut a1, mut s1) = (vec![0.0; rows * f], vec![0.0; rows * f]);
+        let (mut a2, mut s2) = (a1.clone(), s1.clone());
+        swiglu_rows(&mut a1, &mut s1, &gu, f);
+        swiglu_rows_body(&mut a2, &mut s2, &gu, f);
+        assert_eq!((bits(&a1), bits(&s1)), (bits(&a2), bits(&s2)));
+        let dout = data(&mut rng, rows * f, 1.0);
+        let (mut d1, mut d2) = (vec![0.0; rows * 2 * f], vec![0.0; rows * 2 * f]);
+        swiglu_backward_rows(&mut d1, &dout, &gu, &s1, f);
+        swiglu_backward_rows_body(&mut d2, &dout, &gu, &s1, f);
+        assert_eq!(bits(&d1), bits(&d2));
+
+        let seq = 19;
+        let scores = data(&mut rng, seq * seq, 4.0);
+        let (mut p1, mut p2) = (scores.clone(), scores.clone());
+        causal_softmax(&mut p1, seq);
+        causal_softmax_body(&mut p2, seq);
+        assert_eq!(bits(&p1), bits(&p2));
+        let dp = data(&mut rng, seq * seq, 1.0);
+        let (mut q1, mut q2) = (dp.clone(), dp.clone());
+        causal_softmax_backward(&mut q1, &p1, seq, 0.3);
+        causal_softmax_backward_body(&mut q2, &p1, seq, 0.3);
+        assert_eq!(bits(&q1), bits(&q2));
+
+        let rope = Rope::new(6, seq, 10_000.0);
+        let heads = Heads {
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 6,
+        };
+        let qkv = data(&mut rng, seq * heads.width(), 1.0);
+        let (mut r1, mut r2) = (qkv.clone(), qkv.clone());
+        let args = (3, seq, heads.width(), 18, 3);
+        rope_rows(
+            &mut r1, args.0, args.1, args.2, args.3, args.4, &rope.cos, &rope.sin, -1.0,
+        );
+        rope_rows_body(
+            &mut r2, args.0, args.1, args.2, args.3, args.4, &rope.cos, &rope.sin, -1.0,
+        );
+        assert_eq!(bits(&r1), bits(&r2));
+
+        let vocab = 23;
+        let logits = data(&mut rng, rows * vocab, 5.0);
+        let targets: Vec<u32> = (0..rows as u32).map(|i| i * 4 % vocab as u32).collect();
+        let (mut z1, mut z2) = (logits.clone(), logits.clone());
+        let (mut l1, mut l2) = (vec![0.0; rows], vec![0.0; rows]);
+        cross_entropy_rows(&mut z1, &mut l1, &targets, vocab, 0.2);
+        cross_entropy_rows_body(&mut z2, &mut l2, &targets, vocab, 0.2);
+        assert_eq!((bits(&z1), bits(&l1)), (bits(&z2), bits(&l2)));
     }
 }

@@ -6,7 +6,7 @@
 //!   a training step allocates nothing.
 //! - [`loss`]: softmax cross-entropy and its gradient.
 //! - [`transformer`]: the decoder-only transformers, dispatching to
-//!   [`gpt`] and [`llama`], which share the [`kernels`] (norms,
+//!   `gpt` and `llama`, which share the [`kernels`] (norms,
 //!   activations, rotary embeddings, causal attention, embeddings, the
 //!   language-model loss).
 //!

@@ -1,7 +1,7 @@
 //! Decoder-only transformers (`gpt`, `llama`): forward and backward over
 //! flat parameter buffers in the model's name order.
 //!
-//! [`Transformer`] dispatches to [`super::gpt`] or [`super::llama`], each
+//! [`Transformer`] dispatches to `engine::gpt` or `engine::llama`, each
 //! written out over the shared [`super::kernels`]. All sequences of a
 //! batch go through every projection together, as one `batch·seq`-row
 //! matrix product; attention runs one work item per sequence.
