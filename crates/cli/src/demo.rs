@@ -58,6 +58,11 @@ pub struct DemoArgs {
     /// Aggregation rule (docs/aggregation.md).
     #[arg(long, default_value = "mean")]
     pub aggregation: String,
+    /// Outer optimizer applied to each round's aggregate, e.g. `sgd`,
+    /// `nesterov:0.7,0.9` (default: the built-in job's: `sgd` for images,
+    /// `nesterov:0.7,0.9` for text).
+    #[arg(long)]
+    pub outer_optimizer: Option<String>,
     /// Probability that an update is replayed by a validator.
     #[arg(long)]
     pub replay_prob: Option<f64>,
@@ -319,6 +324,9 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     if let Some(s) = args.steps {
         spec.steps = s;
     }
+    if let Some(o) = &args.outer_optimizer {
+        spec.outer_optimizer = o.clone();
+    }
     if let Some(p) = args.replay_prob {
         spec.validation.replay_prob = p;
         spec.validation.replay_floor = spec.validation.replay_floor.min(p);
@@ -340,15 +348,19 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     Ok(spec)
 }
 
-/// The built-in text job: nanoGPT's baby GPT trained by the market. Four
-/// shards of the training text; each round every trainer takes 100 AdamW
-/// steps from the round's checkpoint, the deltas are averaged and applied
-/// with Nesterov momentum (DiLoCo's outer step), and the learning rate
-/// follows one warm-up-then-cosine schedule over the job's global step.
+/// The built-in text job: nanoGPT's baby GPT trained by the market. One
+/// shard of the training text per trainer; each round every trainer takes
+/// `STEPS` AdamW steps from the round's checkpoint; the deltas are
+/// averaged and applied with Nesterov momentum (DiLoCo's outer step,
+/// `OUTER`); the learning rate follows one warm-up-then-cosine
+/// schedule over the job's global step (rounds × steps, with `--rounds`
+/// and `--steps` applied).
 fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
-    const ROUNDS: u32 = 10;
-    const STEPS: u32 = 100;
+    const ROUNDS: u32 = 40;
+    const STEPS: u32 = 25;
+    const OUTER: &str = "nesterov:0.7,0.9";
     let shards = args.trainers.max(1) as u32;
+    let (rounds, steps) = (args.rounds.unwrap_or(ROUNDS), args.steps.unwrap_or(STEPS));
     JobSpec {
         name: format!("demo-{}-{}", args.model_kind(), dataset),
         seed: args.seed,
@@ -358,16 +370,16 @@ fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
             ..Default::default()
         }),
         dataset: dataset.clone(),
-        rounds: ROUNDS,
+        rounds,
         shards,
-        steps: STEPS,
+        steps,
         batch: 12,
         lr: 1e-3,
         optimizer: "adamw:0.1,0.99".into(),
-        lr_schedule: format!("cosine:50,{},1e-4", ROUNDS * STEPS),
+        lr_schedule: format!("cosine:{},{},1e-4", (rounds * steps / 20).max(1), rounds * steps),
         grad_clip: 1.0,
         aggregation: args.aggregation.clone(),
-        outer_optimizer: "nesterov:0.7,0.9".into(),
+        outer_optimizer: OUTER.into(),
         min_updates: shards,
         round_timeout_secs: 600,
         lease_secs: 300,

@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Transformers: steps between validation-loss measurements (0: only at the end).
     #[arg(long, default_value_t = 500)]
     eval_every: u64,
+    /// Transformers: validation windows per measurement, spread over the
+    /// split (0: every non-overlapping window).
+    #[arg(long, default_value_t = 0)]
+    eval_windows: usize,
     /// Learning rate (default: 0.02 for mlp, 0.001 for cnn, the configuration's for transformers).
     #[arg(long)]
     lr: Option<f32>,
@@ -258,6 +262,12 @@ fn run_text(args: TrainArgs) -> anyhow::Result<()> {
         spec.grad_clip,
         compute.threads()
     );
+    // Non-overlapping windows, all of them or `--eval-windows` spread evenly.
+    let eval_windows: Option<Vec<u32>> = (args.eval_windows > 0).then(|| {
+        let all = funetun_ml::data::text::windows(data.test.len(), context) / context.max(1);
+        let n = args.eval_windows.min(all);
+        (0..n).map(|i| ((i * all / n) * context) as u32).collect()
+    });
     let bar = step_bar(iters, "train");
     let mut curve = Vec::new();
     let mut train_seconds = 0.0;
@@ -271,7 +281,14 @@ fn run_text(args: TrainArgs) -> anyhow::Result<()> {
             bar.set_message(format!("loss {:.4}", mean_tail(&recent, 20)));
         }
         if step == iters || (args.eval_every > 0 && step % args.eval_every == 0) {
-            let eval = evaluate(model, trainer.params(), &data, &data.test, None, &compute)?;
+            let eval = evaluate(
+                model,
+                trainer.params(),
+                &data,
+                &data.test,
+                eval_windows.as_deref(),
+                &compute,
+            )?;
             bar.suspend(|| {
                 eprintln!(
                     "step {step}: train loss {:.4}, val loss {:.4} (perplexity {:.2})",
