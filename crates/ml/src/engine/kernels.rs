@@ -13,14 +13,19 @@
 //!
 //! Determinism: row-wise kernels cut their rows into blocks fixed by the
 //! shape, and every output element is written by one thread; attention's
-//! work items are whole sequences; reductions over rows (gain, bias and
-//! embedding gradients, the loss) run in row order on one thread. Sums
-//! along a row use [`sum`] and [`dot`], whose order is fixed by the length
-//! alone. So no result depends on the thread count.
+//! work items are whole sequences (all heads, so a key/value head's
+//! gradient sums its query heads in order on one thread); reductions over
+//! rows (gain, bias and embedding gradients, the loss) run in row order on
+//! one thread. Sums along a row use [`sum`] and [`dot`], whose order is
+//! fixed by the length alone. So no result depends on the thread count.
 //!
-//! `exp`, `tanh` and the sigmoid are written out ([`exp`]) so that the
-//! loops around them vectorise; they are within a few ulp of the C
-//! library's.
+//! Speed: each kernel's inner loop is compiled twice, for the baseline
+//! and for AVX-512, and picked at run time; both give the same bits (see
+//! `wide!`). `exp`, `tanh` and the sigmoid are written out ([`exp`]) so
+//! that the loops around them vectorise; they are within a few ulp of the
+//! C library's. Attention's small products are written out too (one query
+//! row against [`LANES`] keys at a time, the masked half skipped), which
+//! beats a gemm call per head at these sizes.
 
 use rayon::prelude::*;
 
@@ -120,8 +125,9 @@ macro_rules! wide {
     };
 }
 
-/// Lanes of the partial sums in [`sum`] and [`dot`].
-const LANES: usize = 16;
+/// Lanes of the partial sums in [`sum`] and [`dot`], and of attention's
+/// blocks: one AVX-512 register of f32.
+pub const LANES: usize = 16;
 
 /// `Σ xs` in an order fixed by the length: sixteen interleaved partial
 /// sums (which the compiler keeps in vector registers), then those in
