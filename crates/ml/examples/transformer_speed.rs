@@ -30,6 +30,23 @@ fn main() {
         .nth(3)
         .map(|s| s.parse().expect("threads: a number"));
     let baby = TransformerConfig::preset("baby", 65).expect("baby is a preset");
+    // Scratch of a few configurations (allocated zeroed, so untouched pages cost nothing).
+    let big = TransformerConfig::preset("llama-100m", 32_000).expect("a preset");
+    for (kind, config, batch) in [
+        (ModelKind::Gpt, baby, BATCH),
+        (ModelKind::Llama, baby, BATCH),
+        (ModelKind::Llama, big, 8),
+    ] {
+        let model = Model::new(kind, Some(config)).expect("a valid model");
+        let bytes = Transformer::new(model, batch).scratch_bytes();
+        println!(
+            "{kind:5} d_model {:4} context {:3} vocab {:5} batch {batch:2}: scratch {:7.1} MB",
+            config.d_model,
+            config.context,
+            config.vocab,
+            bytes as f64 / 1e6
+        );
+    }
     for (kind, config) in [
         (ModelKind::Gpt, baby),
         (ModelKind::Llama, baby),

@@ -79,7 +79,8 @@ pub(crate) struct Gpt {
     dh: Vec<f32>,
     datt: Vec<f32>,
     dqkv: Vec<f32>,
-    dprobs: Vec<f32>,
+    /// Attention's per-sequence scratch.
+    work: Vec<f32>,
     /// `c_fc`'s output in the forward pass, its gradient in the backward.
     dfc: Vec<f32>,
 }
@@ -152,7 +153,7 @@ impl Gpt {
             dh: zeros(rows * d),
             datt: zeros(rows * d),
             dqkv: zeros(rows * heads.width()),
-            dprobs: zeros(max_batch * t * t),
+            work: zeros(max_batch * kernels::attention_work(heads, t)),
             dfc: zeros(rows * f),
         }
     }
@@ -184,7 +185,7 @@ impl Gpt {
                 &self.dh,
                 &self.datt,
                 &self.dqkv,
-                &self.dprobs,
+                &self.work,
                 &self.dfc,
             ]
             .iter()
@@ -236,7 +237,16 @@ impl Gpt {
                 true,
                 par,
             );
-            kernels::attention(&mut s.att, &mut s.probs, &s.qkv, heads, batch, seq, par);
+            kernels::attention(
+                &mut s.att,
+                &mut s.probs,
+                &mut self.work,
+                &s.qkv,
+                heads,
+                batch,
+                seq,
+                par,
+            );
             kernels::add_bias(&mut self.x, &p[at.proj_b.clone()], n);
             matmul_transposed(
                 &mut self.x,
@@ -424,7 +434,7 @@ impl Gpt {
             );
             kernels::attention_backward(
                 &mut self.dqkv,
-                &mut self.dprobs,
+                &mut self.work,
                 &self.datt,
                 &s.qkv,
                 &s.probs,

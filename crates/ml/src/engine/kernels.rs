@@ -13,19 +13,23 @@
 //!
 //! Determinism: row-wise kernels cut their rows into blocks fixed by the
 //! shape, and every output element is written by one thread; attention's
-//! work items are whole sequences; reductions over rows (gain, bias and
-//! embedding gradients, the loss) run in row order on one thread. Sums
-//! along a row use [`sum`] and [`dot`], whose order is fixed by the length
-//! alone. So no result depends on the thread count.
+//! work items are whole sequences (all heads, so a key/value head's
+//! gradient sums its query heads in order on one thread); reductions over
+//! rows (gain, bias and embedding gradients, the loss) run in row order on
+//! one thread. Sums along a row use [`sum`] and [`dot`], whose order is
+//! fixed by the length alone. So no result depends on the thread count.
 //!
-//! `exp`, `tanh` and the sigmoid are written out ([`exp`]) so that the
-//! loops around them vectorise; they are within a few ulp of the C
-//! library's.
+//! Speed: each kernel's inner loop is compiled twice, for the baseline
+//! and for AVX-512, and picked at run time; both give the same bits (see
+//! `wide!`). `exp`, `tanh` and the sigmoid are written out ([`exp`]) so
+//! that the loops around them vectorise; they are within a few ulp of the
+//! C library's. Attention's small products are written out too (one query
+//! row against [`LANES`] keys at a time, the masked half skipped), which
+//! beats a gemm call per head at these sizes.
 
 use rayon::prelude::*;
 
 use super::Par;
-use super::linalg::{Mat, matmul_strided};
 
 /// Epsilon of both norms (Hugging Face's default for GPT-2 and Llama).
 pub const NORM_EPS: f32 = 1e-5;
@@ -121,8 +125,9 @@ macro_rules! wide {
     };
 }
 
-/// Lanes of the partial sums in [`sum`] and [`dot`].
-const LANES: usize = 16;
+/// Lanes of the partial sums in [`sum`] and [`dot`], and of attention's
+/// blocks: one AVX-512 register of f32.
+pub const LANES: usize = 16;
 
 /// `Σ xs` in an order fixed by the length: sixteen interleaved partial
 /// sums (which the compiler keeps in vector registers), then those in
@@ -678,50 +683,60 @@ impl Heads {
     }
 }
 
+/// Scratch values [`attention`] and [`attention_backward`] need per
+/// sequence of `seq` tokens: a transposed key and value head (rows padded
+/// to whole vectors) and one head's `seq × seq` probability gradient.
+pub fn attention_work(heads: Heads, seq: usize) -> usize {
+    2 * heads.head_dim * padded(seq) + seq * seq
+}
+
+/// `seq` rounded up to whole [`LANES`]-wide vectors.
+fn padded(seq: usize) -> usize {
+    seq.next_multiple_of(LANES)
+}
+
 /// Causal attention of each sequence: for every query head `h`,
 /// `softmax(q·kᵀ/√head_dim + mask)·v`, heads concatenated into `out`
 /// (`batch·seq × n_head·head_dim`). Keeps the attention probabilities in
 /// `probs` (`batch × n_head × seq × seq`, zero above the diagonal) for
-/// the backward pass. One work item per sequence.
+/// the backward pass. `work` is scratch of `batch ×`
+/// [`attention_work`]. One work item per sequence; the masked half of
+/// each product is skipped.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     out: &mut [f32],
     probs: &mut [f32],
+    work: &mut [f32],
     qkv: &[f32],
     heads: Heads,
     batch: usize,
     seq: usize,
     par: Par,
 ) {
-    let (w, d, hd) = (heads.width(), heads.d(), heads.head_dim);
-    let scale = 1.0 / (hd as f32).sqrt();
+    let d = heads.d();
     let tt = seq * seq;
+    let wl = attention_work(heads, seq);
     let out = &mut out[..batch * seq * d];
     let probs = &mut probs[..batch * heads.n_head * tt];
-    let item = |b: usize, out: &mut [f32], probs: &mut [f32]| {
-        let x = &qkv[b * seq * w..(b + 1) * seq * w];
-        for (h, p) in probs.chunks_exact_mut(tt).enumerate() {
-            let g = heads.kv_of(h);
-            let q = Mat::strided(&x[heads.q(h)..], seq, hd, w);
-            let k = Mat::strided(&x[heads.k(g)..], seq, hd, w);
-            let v = Mat::strided(&x[heads.v(g)..], seq, hd, w);
-            matmul_strided(p, seq, q, k.t(), false, scale);
-            causal_softmax(p, seq);
-            let pm = Mat::rows(p, seq, seq);
-            matmul_strided(&mut out[h * hd..], d, pm, v, false, 1.0);
-        }
+    let work = &mut work[..batch * wl];
+    let item = |b: usize, out: &mut [f32], probs: &mut [f32], work: &mut [f32]| {
+        let x = &qkv[b * seq * heads.width()..(b + 1) * seq * heads.width()];
+        attention_item(out, probs, work, x, heads, seq);
     };
     if par.threads > 1 {
         out.par_chunks_mut(seq * d)
             .zip(probs.par_chunks_mut(heads.n_head * tt))
+            .zip(work.par_chunks_mut(wl))
             .enumerate()
-            .for_each(|(b, (o, p))| item(b, o, p));
+            .for_each(|(b, ((o, p), w))| item(b, o, p, w));
     } else {
-        for (b, (o, p)) in out
+        for (b, ((o, p), w)) in out
             .chunks_mut(seq * d)
             .zip(probs.chunks_mut(heads.n_head * tt))
+            .zip(work.chunks_mut(wl))
             .enumerate()
         {
-            item(b, o, p);
+            item(b, o, p, w);
         }
     }
 }
@@ -729,11 +744,11 @@ pub fn attention(
 /// Attention's backward pass: from the output gradient `dout` writes the
 /// gradient of every query, key and value into `dqkv` (laid out like
 /// `qkv`; the key and value gradients of a group sum over its query heads
-/// in head order). `dprobs` is scratch of `batch × seq × seq`.
+/// in head order). `work` is scratch as for [`attention`].
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dqkv: &mut [f32],
-    dprobs: &mut [f32],
+    work: &mut [f32],
     dout: &[f32],
     qkv: &[f32],
     probs: &[f32],
@@ -742,75 +757,213 @@ pub fn attention_backward(
     seq: usize,
     par: Par,
 ) {
-    let (w, d, hd) = (heads.width(), heads.d(), heads.head_dim);
-    let scale = 1.0 / (hd as f32).sqrt();
-    let tt = seq * seq;
+    let (w, d) = (heads.width(), heads.d());
+    let tt = heads.n_head * seq * seq;
+    let wl = attention_work(heads, seq);
     let dqkv = &mut dqkv[..batch * seq * w];
-    let dprobs = &mut dprobs[..batch * tt];
-    let item = |b: usize, dx: &mut [f32], ds: &mut [f32]| {
+    let work = &mut work[..batch * wl];
+    let item = |b: usize, dx: &mut [f32], work: &mut [f32]| {
         let x = &qkv[b * seq * w..(b + 1) * seq * w];
         let dy = &dout[b * seq * d..(b + 1) * seq * d];
-        for h in 0..heads.n_head {
-            let g = heads.kv_of(h);
-            let first = heads.first_of_group(h);
-            let p = &probs[(b * heads.n_head + h) * tt..(b * heads.n_head + h + 1) * tt];
-            let q = Mat::strided(&x[heads.q(h)..], seq, hd, w);
-            let k = Mat::strided(&x[heads.k(g)..], seq, hd, w);
-            let v = Mat::strided(&x[heads.v(g)..], seq, hd, w);
-            let dyh = Mat::strided(&dy[h * hd..], seq, hd, d);
-            let pm = Mat::rows(p, seq, seq);
-            // dV (+)= Pᵀ·dY and dP = dY·Vᵀ.
-            matmul_strided(&mut dx[heads.v(g)..], w, pm.t(), dyh, !first, 1.0);
-            matmul_strided(ds, seq, dyh, v.t(), false, 1.0);
-            // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the score scale.
-            causal_softmax_backward(ds, p, seq, scale);
-            let dsm = Mat::rows(ds, seq, seq);
-            // dQ = dS·K, dK (+)= dSᵀ·Q.
-            matmul_strided(&mut dx[heads.q(h)..], w, dsm, k, false, 1.0);
-            matmul_strided(&mut dx[heads.k(g)..], w, dsm.t(), q, !first, 1.0);
-        }
+        let p = &probs[b * tt..(b + 1) * tt];
+        attention_backward_item(dx, work, dy, x, p, heads, seq);
     };
     if par.threads > 1 {
         dqkv.par_chunks_mut(seq * w)
-            .zip(dprobs.par_chunks_mut(tt))
+            .zip(work.par_chunks_mut(wl))
             .enumerate()
-            .for_each(|(b, (dx, ds))| item(b, dx, ds));
+            .for_each(|(b, (dx, wk))| item(b, dx, wk));
     } else {
-        for (b, (dx, ds)) in dqkv
+        for (b, (dx, wk)) in dqkv
             .chunks_mut(seq * w)
-            .zip(dprobs.chunks_mut(tt))
+            .zip(work.chunks_mut(wl))
             .enumerate()
         {
-            item(b, dx, ds);
+            item(b, dx, wk);
         }
     }
 }
 
-wide!(causal_softmax => causal_softmax_body(p: &mut [f32], seq: usize));
-/// Row `i` of the `seq × seq` scores `p` becomes the softmax of its first
-/// `i + 1` entries, the rest zero.
-#[inline(always)]
-fn causal_softmax_body(p: &mut [f32], seq: usize) {
-    for (i, row) in p.chunks_exact_mut(seq).enumerate() {
-        let (live, masked) = row.split_at_mut(i + 1);
-        let max = max_of(live);
-        for s in live.iter_mut() {
-            *s = exp(*s - max);
-        }
-        let inv = 1.0 / sum(live);
-        for s in live.iter_mut() {
-            *s *= inv;
-        }
-        masked.fill(0.0);
-    }
-}
-
-wide!(causal_softmax_backward => causal_softmax_backward_body(
-    ds: &mut [f32],
-    p: &[f32],
+wide!(attention_item => attention_item_body(
+    out: &mut [f32],
+    probs: &mut [f32],
+    work: &mut [f32],
+    x: &[f32],
+    heads: Heads,
     seq: usize,
-    scale: f32,
 ));
+/// One sequence's attention, every head.
+#[inline(always)]
+fn attention_item_body(
+    out: &mut [f32],
+    probs: &mut [f32],
+    work: &mut [f32],
+    x: &[f32],
+    heads: Heads,
+    seq: usize,
+) {
+    let (w, d, hd) = (heads.width(), heads.d(), heads.head_dim);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let tp = padded(seq);
+    let kt = &mut work[..hd * tp];
+    for (h, p) in probs.chunks_exact_mut(seq * seq).enumerate() {
+        let g = heads.kv_of(h);
+        if heads.first_of_group(h) {
+            transpose_head(kt, x, heads.k(g), w, hd, seq);
+        }
+        for (i, row) in p.chunks_exact_mut(seq).enumerate() {
+            let q = &x[i * w + heads.q(h)..i * w + heads.q(h) + hd];
+            scores(&mut row[..=i], q, kt, tp, scale);
+            softmax_in_place(&mut row[..=i]);
+            row[i + 1..].fill(0.0);
+            // y_i = Σ_{j ≤ i} p_ij · v_j
+            let y = &mut out[i * d + h * hd..i * d + (h + 1) * hd];
+            combine(y, |j| row[j], &x[heads.v(g)..], w, 0..i + 1, false);
+        }
+    }
+}
+
+wide!(attention_backward_item => attention_backward_item_body(
+    dx: &mut [f32],
+    work: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    probs: &[f32],
+    heads: Heads,
+    seq: usize,
+));
+/// One sequence's attention backward pass, every head.
+#[inline(always)]
+fn attention_backward_item_body(
+    dx: &mut [f32],
+    work: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    probs: &[f32],
+    heads: Heads,
+    seq: usize,
+) {
+    let (w, d, hd) = (heads.width(), heads.d(), heads.head_dim);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let tp = padded(seq);
+    let (vt, ds) = work.split_at_mut(hd * tp);
+    let ds = &mut ds[..seq * seq];
+    for (h, p) in probs.chunks_exact(seq * seq).enumerate() {
+        let g = heads.kv_of(h);
+        let first = heads.first_of_group(h);
+        if first {
+            transpose_head(vt, x, heads.v(g), w, hd, seq);
+        }
+        let dyh = &dy[h * hd..];
+        // dP_ij = dy_i · v_j, then dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)).
+        for (i, row) in ds.chunks_exact_mut(seq).enumerate() {
+            scores(&mut row[..=i], &dyh[i * d..i * d + hd], vt, tp, 1.0);
+        }
+        causal_softmax_backward_body(ds, p, seq, scale);
+        for i in 0..seq {
+            // dq_i = Σ_{j ≤ i} dS_ij · k_j
+            let dq = &mut dx[i * w + heads.q(h)..i * w + heads.q(h) + hd];
+            combine(
+                dq,
+                |j| ds[i * seq + j],
+                &x[heads.k(g)..],
+                w,
+                0..i + 1,
+                false,
+            );
+        }
+        for j in 0..seq {
+            // dk_j (+)= Σ_{i ≥ j} dS_ij · q_i;  dv_j (+)= Σ_{i ≥ j} P_ij · dy_i
+            let dk = &mut dx[j * w + heads.k(g)..j * w + heads.k(g) + hd];
+            combine(dk, |i| ds[i * seq + j], &x[heads.q(h)..], w, j..seq, !first);
+            let dv = &mut dx[j * w + heads.v(g)..j * w + heads.v(g) + hd];
+            combine(dv, |i| p[i * seq + j], dyh, d, j..seq, !first);
+        }
+    }
+}
+
+/// `t[c·tp + j] = x[j·w + at + c]`: head `at..at + hd` of the `seq` rows
+/// of `x`, transposed into rows of `tp` values (the padding is left as
+/// it is; [`scores`] never stores the lanes that read it).
+#[inline(always)]
+fn transpose_head(t: &mut [f32], x: &[f32], at: usize, w: usize, hd: usize, seq: usize) {
+    let tp = t.len() / hd;
+    for j in 0..seq {
+        let row = &x[j * w + at..j * w + at + hd];
+        for (c, &v) in row.iter().enumerate() {
+            t[c * tp + j] = v;
+        }
+    }
+}
+
+/// `s[j] = scale · Σ_c q[c] · t[c·tp + j]` for `j < s.len()`, summed over
+/// `c` in order, [`LANES`] values of `s` at a time.
+#[inline(always)]
+fn scores(s: &mut [f32], q: &[f32], t: &[f32], tp: usize, scale: f32) {
+    for (jb, out) in (0..s.len()).step_by(LANES).zip(s.chunks_mut(LANES)) {
+        let mut acc = [0f32; LANES];
+        for (c, &qc) in q.iter().enumerate() {
+            let col = &t[c * tp + jb..c * tp + jb + LANES];
+            for (a, &v) in acc.iter_mut().zip(col) {
+                *a += qc * v;
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = a * scale;
+        }
+    }
+}
+
+/// `out[c] (+)= Σ_{j ∈ js} coef(j) · m[j·rs + c]` for `c < out.len()`,
+/// summed over `j` in order (then added to `out` when `accumulate`).
+#[inline(always)]
+fn combine(
+    out: &mut [f32],
+    coef: impl Fn(usize) -> f32,
+    m: &[f32],
+    rs: usize,
+    js: std::ops::Range<usize>,
+    accumulate: bool,
+) {
+    let n = out.len();
+    for (cb, o) in (0..n).step_by(LANES).zip(out.chunks_mut(LANES)) {
+        let mut acc = [0f32; LANES];
+        if o.len() == LANES {
+            for j in js.clone() {
+                let a = coef(j);
+                let row = &m[j * rs + cb..j * rs + cb + LANES];
+                for (s, &v) in acc.iter_mut().zip(row) {
+                    *s += a * v;
+                }
+            }
+        } else {
+            for j in js.clone() {
+                let a = coef(j);
+                let row = &m[j * rs + cb..j * rs + cb + o.len()];
+                for (s, &v) in acc.iter_mut().zip(row) {
+                    *s += a * v;
+                }
+            }
+        }
+        for (o, a) in o.iter_mut().zip(acc) {
+            *o = if accumulate { *o + a } else { a };
+        }
+    }
+}
+
+/// The softmax of `row` in place.
+#[inline(always)]
+fn softmax_in_place(row: &mut [f32]) {
+    let max = max_of(row);
+    for s in row.iter_mut() {
+        *s = exp(*s - max);
+    }
+    let inv = 1.0 / sum(row);
+    for s in row.iter_mut() {
+        *s *= inv;
+    }
+}
+
 /// The scores' gradient from the probabilities' gradient `ds`, in place:
 /// `scale · P ⊙ (dP − rowsum(P ⊙ dP))`, zero above the diagonal.
 #[inline(always)]
@@ -1146,17 +1299,33 @@ mod tests {
         assert_eq!(bits(&d1), bits(&d2));
 
         let seq = 19;
-        let scores = data(&mut rng, seq * seq, 4.0);
-        let (mut p1, mut p2) = (scores.clone(), scores.clone());
-        causal_softmax(&mut p1, seq);
-        causal_softmax_body(&mut p2, seq);
-        assert_eq!(bits(&p1), bits(&p2));
-        let dp = data(&mut rng, seq * seq, 1.0);
-        let (mut q1, mut q2) = (dp.clone(), dp.clone());
-        causal_softmax_backward(&mut q1, &p1, seq, 0.3);
-        causal_softmax_backward_body(&mut q2, &p1, seq, 0.3);
-        assert_eq!(bits(&q1), bits(&q2));
-
+        for heads in [
+            Heads {
+                n_head: 4,
+                n_kv_head: 2,
+                head_dim: 16,
+            },
+            Heads {
+                n_head: 3,
+                n_kv_head: 3,
+                head_dim: 5,
+            },
+        ] {
+            let x = data(&mut rng, seq * heads.width(), 1.5);
+            let dy = data(&mut rng, seq * heads.d(), 1.0);
+            let tt = heads.n_head * seq * seq;
+            let wl = attention_work(heads, seq);
+            let (mut o1, mut p1, mut w1) =
+                (vec![0.0; seq * heads.d()], vec![0.0; tt], vec![0.0; wl]);
+            let (mut o2, mut p2, mut w2) = (o1.clone(), p1.clone(), w1.clone());
+            attention_item(&mut o1, &mut p1, &mut w1, &x, heads, seq);
+            attention_item_body(&mut o2, &mut p2, &mut w2, &x, heads, seq);
+            assert_eq!((bits(&o1), bits(&p1)), (bits(&o2), bits(&p2)));
+            let (mut d1, mut d2) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            attention_backward_item(&mut d1, &mut w1, &dy, &x, &p1, heads, seq);
+            attention_backward_item_body(&mut d2, &mut w2, &dy, &x, &p1, heads, seq);
+            assert_eq!(bits(&d1), bits(&d2));
+        }
         let rope = Rope::new(6, seq, 10_000.0);
         let heads = Heads {
             n_head: 2,

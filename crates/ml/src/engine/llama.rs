@@ -85,7 +85,8 @@ pub(crate) struct Llama {
     dh: Vec<f32>,
     datt: Vec<f32>,
     dqkv: Vec<f32>,
-    dprobs: Vec<f32>,
+    /// Attention's per-sequence scratch.
+    work: Vec<f32>,
     dact: Vec<f32>,
     dgu: Vec<f32>,
 }
@@ -157,7 +158,7 @@ impl Llama {
             dh: zeros(rows * d),
             datt: zeros(rows * d),
             dqkv: zeros(rows * heads.width()),
-            dprobs: zeros(max_batch * t * t),
+            work: zeros(max_batch * kernels::attention_work(heads, t)),
             dact: zeros(rows * f),
             dgu: zeros(rows * 2 * f),
         }
@@ -192,7 +193,7 @@ impl Llama {
                 &self.dh,
                 &self.datt,
                 &self.dqkv,
-                &self.dprobs,
+                &self.work,
                 &self.dact,
                 &self.dgu,
             ]
@@ -268,7 +269,16 @@ impl Llama {
                 par,
             );
             self.rope.forward(&mut s.qkv, heads, n, seq, par);
-            kernels::attention(&mut s.att, &mut s.probs, &s.qkv, heads, batch, seq, par);
+            kernels::attention(
+                &mut s.att,
+                &mut s.probs,
+                &mut self.work,
+                &s.qkv,
+                heads,
+                batch,
+                seq,
+                par,
+            );
             matmul_transposed(
                 &mut self.x,
                 Mat::rows(&s.att, n, d),
@@ -462,7 +472,7 @@ impl Llama {
             );
             kernels::attention_backward(
                 &mut self.dqkv,
-                &mut self.dprobs,
+                &mut self.work,
                 &self.datt,
                 &s.qkv,
                 &s.probs,

@@ -7,14 +7,17 @@
 //! matrix product; attention runs one work item per sequence.
 //!
 //! Scratch is sized in [`Transformer::new`] for `max_batch` sequences of
-//! the full context, and a step allocates nothing. Most of it is what
-//! the backward pass needs from the forward pass: per block about
-//! `8·d_model + 2·d_ff` values per token (`llama`: `3·d_ff`, plus its
-//! key/value heads), and `n_head · seq` attention probabilities per
-//! token; then `vocab` logits per token. [`Transformer::scratch_bytes`]
-//! gives the exact figure: 11.3 MB for `baby` (vocabulary 65) at batch 12,
-//! and about 2.1 GB for `llama-100m` (32,000 tokens) at batch 8, a third
-//! of it attention probabilities and an eighth logits.
+//! the full context, and a step allocates nothing of its own (gemm
+//! allocates its packing workspace per product). Most of the scratch is
+//! what the backward pass needs from the forward pass, per block and
+//! token: `8·d_model + 2·d_ff` values for `gpt`, `5·d_model + (n_head +
+//! 2·n_kv_head)·head_dim + 4·d_ff` for `llama`, and `n_head · context`
+//! attention probabilities; then `vocab` logits per token.
+//! [`Transformer::scratch_bytes`] gives the exact figure: 34 MB for
+//! `baby` `gpt` (vocabulary 65) at batch 12, 50 MB for `baby` `llama`,
+//! and 2.0 GB for `llama-100m` (32,000 tokens) at batch 8, of which 15%
+//! are attention probabilities and 13% logits (the two to recompute or
+//! chunk first if memory ever binds).
 
 use super::Par;
 use super::gpt::Gpt;

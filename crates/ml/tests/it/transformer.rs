@@ -11,6 +11,44 @@ use funetun_ml::{Architecture as _, Model, ModelKind, TransformerConfig};
 
 const SERIAL: Par = Par::SERIAL;
 
+/// The system allocator, counting allocations made by each thread, so a
+/// test can see that a training step allocates nothing.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call forwards to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations this thread made while running `f`.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(|n| n.get());
+    f();
+    ALLOCATIONS.with(|n| n.get()) - before
+}
+
 fn normal(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| scale * rng.normal()).collect()
 }
@@ -319,7 +357,8 @@ fn causal_attention_matches_the_formula_and_finite_differences() {
     let r = normal(&mut rng, batch * seq * d, 1.0);
     let run = |qkv: &[f32], par: Par| {
         let (mut out, mut probs) = (vec![0.0; batch * seq * d], vec![0.0; batch * 4 * seq * seq]);
-        kernels::attention(&mut out, &mut probs, qkv, heads, batch, seq, par);
+        let mut work = vec![f32::NAN; batch * kernels::attention_work(heads, seq)];
+        kernels::attention(&mut out, &mut probs, &mut work, qkv, heads, batch, seq, par);
         (out, probs)
     };
     let (out, probs) = run(&qkv, SERIAL);
@@ -343,17 +382,9 @@ fn causal_attention_matches_the_formula_and_finite_differences() {
     let v = heads.v(heads.kv_of(1));
     assert_eq!(&out[4..8], &qkv[v..v + 4]);
     let mut dqkv = vec![f32::NAN; batch * seq * w];
-    let mut dprobs = vec![0.0; batch * seq * seq];
+    let mut work = vec![f32::NAN; batch * kernels::attention_work(heads, seq)];
     kernels::attention_backward(
-        &mut dqkv,
-        &mut dprobs,
-        &r,
-        &qkv,
-        &probs,
-        heads,
-        batch,
-        seq,
-        SERIAL,
+        &mut dqkv, &mut work, &r, &qkv, &probs, heads, batch, seq, SERIAL,
     );
     check_all("attention", &qkv, &dqkv, 1e-2, 2e-3, |x| {
         weighted(&run(x, SERIAL).0, &r)
@@ -583,7 +614,7 @@ fn step_bits(
 }
 
 #[test]
-fn results_are_bit_identical_at_one_and_two_threads() {
+fn results_are_bit_identical_at_one_two_and_three_threads() {
     for kind in [ModelKind::Gpt, ModelKind::Llama] {
         // Wide enough that products, row blocks and attention all split.
         let c = TransformerConfig {
@@ -670,6 +701,58 @@ fn loss_logits_and_a_reused_network_agree_with_loss_and_grad() {
         );
         assert!(net.scratch_bytes() > 0);
     }
+}
+
+/// Allocations of one step of `net` at `batch × seq`, after a first
+/// step that lets gemm size its workspace.
+fn step_allocations(net: &mut Transformer, params: &[f32], batch: usize, seq: usize) -> usize {
+    let mut rng = Rng::new(17);
+    let tokens = random_tokens(&mut rng, batch * seq, 11);
+    let targets = random_tokens(&mut rng, batch * seq, 11);
+    let mut grads = vec![0.0; params.len()];
+    net.loss_and_grad(params, &tokens, &targets, batch, seq, &mut grads, SERIAL);
+    allocations(|| {
+        let loss = net.loss_and_grad(params, &tokens, &targets, batch, seq, &mut grads, SERIAL);
+        assert!(loss.is_finite());
+    })
+}
+
+/// The engine's buffers are all sized in `Transformer::new`; the only
+/// allocations in a step are gemm's packing workspace, at most two per
+/// matrix product, whatever the number of sequences, heads or rows.
+#[test]
+fn a_training_step_allocates_only_gemms_workspace() {
+    for kind in [ModelKind::Gpt, ModelKind::Llama] {
+        let model = tiny(kind);
+        let params = random_params(model, 16);
+        let mut net = Transformer::new(model, 2);
+        // Products per step: 4 forward and 8 (llama 11) backward per block,
+        // and 3 for the head.
+        let products = match kind {
+            ModelKind::Gpt => 12 * 2 + 3,
+            _ => 15 * 2 + 3,
+        };
+        let two_short = step_allocations(&mut net, &params, 2, 4);
+        let one_long = step_allocations(&mut net, &params, 1, 8);
+        let again = step_allocations(&mut net, &params, 2, 4);
+        // The same products (8 rows) with twice the sequences and attention
+        // work items: the same allocations, so none per sequence or head.
+        assert_eq!(
+            two_short, one_long,
+            "{kind}: allocations depend on the sequences"
+        );
+        assert_eq!(
+            two_short, again,
+            "{kind}: allocations grow from step to step"
+        );
+        assert!(
+            two_short <= 2 * products,
+            "{kind}: {two_short} allocations for {products} products"
+        );
+        eprintln!("{kind}: {two_short} allocations for {products} products");
+    }
+    // The counter does count: a vector is an allocation.
+    assert_eq!(allocations(|| drop(std::hint::black_box(vec![0u8; 8]))), 1);
 }
 
 #[test]
