@@ -376,7 +376,11 @@ fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
         batch: 12,
         lr: 1e-3,
         optimizer: "adamw:0.1,0.99".into(),
-        lr_schedule: format!("cosine:{},{},1e-4", (rounds * steps / 20).max(1), rounds * steps),
+        lr_schedule: format!(
+            "cosine:{},{},1e-4",
+            (rounds * steps / 20).max(1),
+            rounds * steps
+        ),
         grad_clip: 1.0,
         aggregation: args.aggregation.clone(),
         outer_optimizer: OUTER.into(),

@@ -26,7 +26,15 @@ fn task(dir: &Path, model: &str, name: &str, threads: usize) -> Value {
     cmd.args(["task", "run", "--model", model, "--config", "tiny"])
         .args(["--dataset", "tinyshakespeare", "--offline"])
         .args(["--init-seed", "5", "--shard", "1", "--shards", "3"])
-        .args(["--steps", "6", "--global-step", "4", "--seed", "9", "--json"])
+        .args([
+            "--steps",
+            "6",
+            "--global-step",
+            "4",
+            "--seed",
+            "9",
+            "--json",
+        ])
         .args(["--threads", &threads.to_string()])
         .env("RAYON_NUM_THREADS", threads.to_string())
         .arg("--out")
@@ -65,7 +73,12 @@ fn create_with(spec: &str) -> String {
     let out = funetun()
         .args(["job", "create", "--spec"])
         .arg(&path)
-        .args(["--orchestrator", "http://127.0.0.1:9", "--rpc", "http://127.0.0.1:9"])
+        .args([
+            "--orchestrator",
+            "http://127.0.0.1:9",
+            "--rpc",
+            "http://127.0.0.1:9",
+        ])
         .args(["--deposit", "1eth"])
         .env("FUNETUN_KEY", format!("0x{}", "11".repeat(32)))
         .output()
@@ -78,17 +91,35 @@ fn create_with(spec: &str) -> String {
 fn bad_transformer_specs_are_refused_before_anything_is_sent() {
     let text = "model = \"gpt\"\ndataset = \"tinyshakespeare\"\n";
     for (extra, field, fix) in [
-        ("[transformer]\nconfig = \"baby\"\nd_model = 130\n", "transformer.d_model", "multiple of the head count"),
-        ("[transformer]\nconfig = \"baby\"\nvocab = 40\n", "transformer.vocab", "vocab ≥ 65"),
+        (
+            "[transformer]\nconfig = \"baby\"\nd_model = 130\n",
+            "transformer.d_model",
+            "multiple of the head count",
+        ),
+        (
+            "[transformer]\nconfig = \"baby\"\nvocab = 40\n",
+            "transformer.vocab",
+            "vocab ≥ 65",
+        ),
         ("", "transformer", "config = \"baby\""),
-        ("[transformer]\nconfig = \"baby\"\nn_kv_head = 2\n", "transformer.n_kv_head", "use llama"),
+        (
+            "[transformer]\nconfig = \"baby\"\nn_kv_head = 2\n",
+            "transformer.n_kv_head",
+            "use llama",
+        ),
     ] {
         let err = create_with(&format!("{text}{extra}"));
         assert!(err.contains(field) && err.contains(fix), "{extra}: {err}");
-        assert!(!err.contains("error sending request"), "it tried the network: {err}");
+        assert!(
+            !err.contains("error sending request"),
+            "it tried the network: {err}"
+        );
     }
     let err = create_with("model = \"gpt\"\n[transformer]\nconfig = \"baby\"\n");
-    assert!(err.contains("`dataset`") && err.contains("trains on text"), "{err}");
+    assert!(
+        err.contains("`dataset`") && err.contains("trains on text"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +167,14 @@ challenge_window_secs = 1
     cmd.args(["demo", "--spec"])
         .arg(&spec)
         .args(["--trainers", "2", "--validators", "1", "--threads", "1"])
-        .args(["--byzantine", "1", "--attack", "sign-flip", "--json", "--out"])
+        .args([
+            "--byzantine",
+            "1",
+            "--attack",
+            "sign-flip",
+            "--json",
+            "--out",
+        ])
         .arg(dir.path().join("out"));
     let s = json_of(&mut cmd);
     assert_eq!(s["model"], "gpt", "{s:#}");
@@ -165,7 +203,11 @@ challenge_window_secs = 1
     assert_eq!(tokens % (4 * 32), 0, "whole windows of 32 tokens: {tokens}");
     assert!(tokens >= 2 * 8 * 4 * 32, "{tokens}");
     for key in ["sample", "sample_before"] {
-        assert_eq!(s[key].as_str().unwrap().chars().count(), 300, "{key}: {s:#}");
+        assert_eq!(
+            s[key].as_str().unwrap().chars().count(),
+            300,
+            "{key}: {s:#}"
+        );
     }
     // The same checkpoint samples the same text: the final round's sample
     // on the API is the orchestrator's, seeded by the job.

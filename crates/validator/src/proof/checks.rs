@@ -10,8 +10,8 @@ use super::{
     ACCURACY_MONOTONIC, Chain, CheckResult, DISTANCE_TO_FINAL, INIT_TO_FINAL, INITIAL_DISTRIBUTION,
     INITIAL_INDEPENDENCE, PARAMETER_CONTINUITY, ProofConfig, Result, VAL_LOSS_MONOTONIC,
 };
-use funetun_ml::model::transformer::{InitRule, init_rule};
 use funetun_ml::Architecture as _;
+use funetun_ml::model::transformer::{InitRule, init_rule};
 
 /// Fewest element pairs (or row/column pairs) a correlation test uses.
 const MIN_PAIRS: usize = 30;
@@ -71,7 +71,14 @@ pub fn validation_losses(
         .checkpoints()
         .iter()
         .map(|c| {
-            let e = evaluate(chain.model(), &c.to_flat(), data, &data.test, Some(&starts), compute)?;
+            let e = evaluate(
+                chain.model(),
+                &c.to_flat(),
+                data,
+                &data.test,
+                Some(&starts),
+                compute,
+            )?;
             Ok(e.loss)
         })
         .collect()

@@ -103,7 +103,9 @@ pub fn ks_normal(values: &[f32], std: f64) -> Option<KsTest> {
     if !(std.is_finite() && std > 0.0) {
         return None;
     }
-    ks_against(values, |v| 0.5 * erfc(-v / (std * std::f64::consts::SQRT_2)))
+    ks_against(values, |v| {
+        0.5 * erfc(-v / (std * std::f64::consts::SQRT_2))
+    })
 }
 
 /// The Kolmogorov–Smirnov test of `values` against the distribution `cdf`.
