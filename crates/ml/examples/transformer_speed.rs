@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use funetun_ml::engine::kernels;
 use funetun_ml::engine::transformer::Transformer;
 use funetun_ml::engine::{Compute, Par};
 use funetun_ml::optim::Optimizer;
@@ -115,7 +116,7 @@ fn measure(model: Model, threads: usize, steps: usize) -> (f64, f64, usize) {
         let (x, y) = &batches[i % batches.len()];
         compute.run(|| {
             net.loss_and_grad(&params, x, y, BATCH, seq, &mut grads, par);
-            let norm = grads.iter().map(|g| g * g).sum::<f32>().sqrt();
+            let norm = kernels::dot(&grads, &grads).sqrt();
             if norm > 1.0 {
                 let k = 1.0 / norm;
                 grads.iter_mut().for_each(|g| *g *= k);

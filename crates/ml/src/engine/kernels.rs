@@ -811,14 +811,53 @@ fn attention_item_body(
         if heads.first_of_group(h) {
             transpose_head(kt, x, heads.k(g), w, hd, seq);
         }
-        for (i, row) in p.chunks_exact_mut(seq).enumerate() {
-            let q = &x[i * w + heads.q(h)..i * w + heads.q(h) + hd];
-            scores(&mut row[..=i], q, kt, tp, scale);
-            softmax_in_place(&mut row[..=i]);
-            row[i + 1..].fill(0.0);
-            // y_i = Σ_{j ≤ i} p_ij · v_j
-            let y = &mut out[i * d + h * hd..i * d + (h + 1) * hd];
-            combine(y, |j| row[j], &x[heads.v(g)..], w, 0..i + 1, false);
+        let q = &x[heads.q(h)..];
+        for rows in row_groups(0, seq) {
+            // S = scale · Q·Kᵀ on and below the diagonal (the tile's
+            // corner above it is overwritten below).
+            let Panel { r0, n } = rows;
+            let b = Operand {
+                m: kt,
+                rs: tp,
+                readable: tp,
+            };
+            panel(
+                &mut p[r0 * seq..],
+                seq,
+                rows,
+                r0 + n,
+                |r, k| q[r * w + k],
+                b,
+                0..hd,
+                scale,
+                false,
+            );
+            for i in r0..r0 + n {
+                let row = &mut p[i * seq..(i + 1) * seq];
+                softmax_in_place(&mut row[..=i]);
+                row[i + 1..].fill(0.0);
+            }
+        }
+        // Y = P·V: row i sums the values of keys 0..=i.
+        let v = Operand {
+            m: &x[heads.v(g)..],
+            rs: w,
+            readable: hd,
+        };
+        let y = &mut out[h * hd..];
+        for rows in row_groups(0, seq) {
+            let Panel { r0, n } = rows;
+            panel(
+                &mut y[r0 * d..],
+                d,
+                rows,
+                hd,
+                |r, k| p[r * seq + k],
+                v,
+                0..r0 + n,
+                1.0,
+                false,
+            );
         }
     }
 }
@@ -855,98 +894,255 @@ fn attention_backward_item_body(
             transpose_head(vt, x, heads.v(g), w, hd, seq);
         }
         let dyh = &dy[h * hd..];
-        // dP_ij = dy_i · v_j, then dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)).
-        for (i, row) in ds.chunks_exact_mut(seq).enumerate() {
-            scores(&mut row[..=i], &dyh[i * d..i * d + hd], vt, tp, 1.0);
-        }
-        causal_softmax_backward_body(ds, p, seq, scale);
-        for i in 0..seq {
-            // dq_i = Σ_{j ≤ i} dS_ij · k_j
-            let dq = &mut dx[i * w + heads.q(h)..i * w + heads.q(h) + hd];
-            combine(
-                dq,
-                |j| ds[i * seq + j],
-                &x[heads.k(g)..],
-                w,
-                0..i + 1,
+        // dP = dY·Vᵀ on and below the diagonal, then
+        // dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)), zero above it.
+        let b = Operand {
+            m: vt,
+            rs: tp,
+            readable: tp,
+        };
+        for rows in row_groups(0, seq) {
+            let Panel { r0, n } = rows;
+            panel(
+                &mut ds[r0 * seq..],
+                seq,
+                rows,
+                r0 + n,
+                |r, k| dyh[r * d + k],
+                b,
+                0..hd,
+                1.0,
                 false,
             );
         }
-        for j in 0..seq {
-            // dk_j (+)= Σ_{i ≥ j} dS_ij · q_i;  dv_j (+)= Σ_{i ≥ j} P_ij · dy_i
-            let dk = &mut dx[j * w + heads.k(g)..j * w + heads.k(g) + hd];
-            combine(dk, |i| ds[i * seq + j], &x[heads.q(h)..], w, j..seq, !first);
-            let dv = &mut dx[j * w + heads.v(g)..j * w + heads.v(g) + hd];
-            combine(dv, |i| p[i * seq + j], dyh, d, j..seq, !first);
+        causal_softmax_backward_body(ds, p, seq, scale);
+        let ds = &*ds;
+        // dQ = dS·K: row i sums keys 0..=i.
+        let k = Operand {
+            m: &x[heads.k(g)..],
+            rs: w,
+            readable: hd,
+        };
+        let dq = &mut dx[heads.q(h)..];
+        for rows in row_groups(0, seq) {
+            let Panel { r0, n } = rows;
+            panel(
+                &mut dq[r0 * w..],
+                w,
+                rows,
+                hd,
+                |r, k| ds[r * seq + k],
+                k,
+                0..r0 + n,
+                1.0,
+                false,
+            );
+        }
+        // dK (+)= dSᵀ·Q and dV (+)= Pᵀ·dY: row j sums queries j..seq
+        // (the terms above the diagonal are zeros).
+        let q = Operand {
+            m: &x[heads.q(h)..],
+            rs: w,
+            readable: hd,
+        };
+        let dyo = Operand {
+            m: dyh,
+            rs: d,
+            readable: hd,
+        };
+        for rows in row_groups(0, seq) {
+            let Panel { r0, .. } = rows;
+            let dk = &mut dx[heads.k(g)..];
+            panel(
+                &mut dk[r0 * w..],
+                w,
+                rows,
+                hd,
+                |r, i| ds[i * seq + r],
+                q,
+                r0..seq,
+                1.0,
+                !first,
+            );
+            let dv = &mut dx[heads.v(g)..];
+            panel(
+                &mut dv[r0 * w..],
+                w,
+                rows,
+                hd,
+                |r, i| p[i * seq + r],
+                dyo,
+                r0..seq,
+                1.0,
+                !first,
+            );
         }
     }
 }
 
 /// `t[c·tp + j] = x[j·w + at + c]`: head `at..at + hd` of the `seq` rows
 /// of `x`, transposed into rows of `tp` values (the padding is left as
-/// it is; [`scores`] never stores the lanes that read it).
+/// it is; [`panel`] never stores the lanes that read it).
 #[inline(always)]
 fn transpose_head(t: &mut [f32], x: &[f32], at: usize, w: usize, hd: usize, seq: usize) {
     let tp = t.len() / hd;
-    for j in 0..seq {
-        let row = &x[j * w + at..j * w + at + hd];
-        for (c, &v) in row.iter().enumerate() {
-            t[c * tp + j] = v;
+    let x = &x[at..at + (seq - 1) * w + hd];
+    for (c, row) in t.chunks_exact_mut(tp).enumerate() {
+        for (j, o) in row[..seq].iter_mut().enumerate() {
+            *o = x[j * w + c];
         }
     }
 }
 
-/// `s[j] = scale · Σ_c q[c] · t[c·tp + j]` for `j < s.len()`, summed over
-/// `c` in order, [`LANES`] values of `s` at a time.
-#[inline(always)]
-fn scores(s: &mut [f32], q: &[f32], t: &[f32], tp: usize, scale: f32) {
-    for (jb, out) in (0..s.len()).step_by(LANES).zip(s.chunks_mut(LANES)) {
-        let mut acc = [0f32; LANES];
-        for (c, &qc) in q.iter().enumerate() {
-            let col = &t[c * tp + jb..c * tp + jb + LANES];
-            for (a, &v) in acc.iter_mut().zip(col) {
-                *a += qc * v;
-            }
-        }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = a * scale;
-        }
-    }
+/// Rows `r0..r0 + n` of a product, `n` at most [`TILE_ROWS`].
+#[derive(Clone, Copy, Debug)]
+struct Panel {
+    r0: usize,
+    n: usize,
 }
 
-/// `out[c] (+)= Σ_{j ∈ js} coef(j) · m[j·rs + c]` for `c < out.len()`,
-/// summed over `j` in order (then added to `out` when `accumulate`).
-#[inline(always)]
-fn combine(
-    out: &mut [f32],
-    coef: impl Fn(usize) -> f32,
-    m: &[f32],
+/// Rows a product tile covers at once.
+const TILE_ROWS: usize = 4;
+
+/// Rows `from..to` in groups of [`TILE_ROWS`] (the last one shorter).
+fn row_groups(from: usize, to: usize) -> impl Iterator<Item = Panel> {
+    (from..to).step_by(TILE_ROWS).map(move |r0| Panel {
+        r0,
+        n: TILE_ROWS.min(to - r0),
+    })
+}
+
+/// The right operand of [`panel`]: row `k` starts at `m[k·rs]`, and at
+/// least `readable` values of each row may be read.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    m: &'a [f32],
     rs: usize,
-    js: std::ops::Range<usize>,
+    readable: usize,
+}
+
+/// Where and how [`tile`] writes: row `r` (relative to the panel),
+/// column `c` of the result goes to `out[r·ors + c]` for `c < cols`,
+/// scaled, added to what is there when `accumulate`.
+#[derive(Clone, Copy)]
+struct Dest {
+    ors: usize,
+    cols: usize,
+    scale: f32,
+    accumulate: bool,
+}
+
+/// `out[(r − r0)·ors + c] = [out +] scale · Σ_{k ∈ ks} a(r, k) · b[k][c]`
+/// for the panel's rows `r` and `c < cols`, each sum over `k` in order
+/// (so the result does not depend on how rows and columns are tiled).
+/// Tiles of up to [`TILE_ROWS`] rows × 2·[`LANES`] columns keep eight
+/// independent vector accumulators.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    out: &mut [f32],
+    ors: usize,
+    rows: Panel,
+    cols: usize,
+    a: impl Fn(usize, usize) -> f32 + Copy,
+    b: Operand<'_>,
+    ks: std::ops::Range<usize>,
+    scale: f32,
     accumulate: bool,
 ) {
-    let n = out.len();
-    for (cb, o) in (0..n).step_by(LANES).zip(out.chunks_mut(LANES)) {
-        let mut acc = [0f32; LANES];
-        if o.len() == LANES {
-            for j in js.clone() {
-                let a = coef(j);
-                let row = &m[j * rs + cb..j * rs + cb + LANES];
-                for (s, &v) in acc.iter_mut().zip(row) {
-                    *s += a * v;
+    let dest = Dest {
+        ors,
+        cols,
+        scale,
+        accumulate,
+    };
+    let mut c0 = 0;
+    while c0 < cols {
+        let wide = cols - c0 > LANES;
+        match (rows.n, wide) {
+            (TILE_ROWS, true) => tile::<TILE_ROWS, 2>(out, dest, rows.r0, c0, a, b, ks.clone()),
+            (TILE_ROWS, false) => tile::<TILE_ROWS, 1>(out, dest, rows.r0, c0, a, b, ks.clone()),
+            (n, true) => {
+                for r in 0..n {
+                    let out = &mut out[r * ors..];
+                    tile::<1, 2>(out, dest, rows.r0 + r, c0, a, b, ks.clone());
                 }
             }
-        } else {
-            for j in js.clone() {
-                let a = coef(j);
-                let row = &m[j * rs + cb..j * rs + cb + o.len()];
-                for (s, &v) in acc.iter_mut().zip(row) {
-                    *s += a * v;
+            (n, false) => {
+                for r in 0..n {
+                    let out = &mut out[r * ors..];
+                    tile::<1, 1>(out, dest, rows.r0 + r, c0, a, b, ks.clone());
                 }
             }
         }
-        for (o, a) in o.iter_mut().zip(acc) {
-            *o = if accumulate { *o + a } else { a };
+        c0 += if wide { 2 * LANES } else { LANES };
+    }
+}
+
+/// One tile of [`panel`]: rows `r0..r0 + R`, columns `c0..c0 + B·LANES`
+/// (those below `dest.cols` stored); lanes past `b.readable` read as
+/// zero.
+#[inline(always)]
+fn tile<const R: usize, const B: usize>(
+    out: &mut [f32],
+    dest: Dest,
+    r0: usize,
+    c0: usize,
+    a: impl Fn(usize, usize) -> f32,
+    b: Operand<'_>,
+    ks: std::ops::Range<usize>,
+) {
+    let mut acc = [[[0f32; LANES]; B]; R];
+    if c0 + B * LANES <= b.readable {
+        for k in ks {
+            let row = &b.m[k * b.rs + c0..k * b.rs + c0 + B * LANES];
+            let mut bv = [[0f32; LANES]; B];
+            for (v, src) in bv.iter_mut().zip(row.chunks_exact(LANES)) {
+                v.copy_from_slice(src);
+            }
+            tile_step(&mut acc, r0, k, &a, &bv);
+        }
+    } else {
+        let avail = b.readable.saturating_sub(c0).min(B * LANES);
+        for k in ks {
+            let row = &b.m[k * b.rs + c0..k * b.rs + c0 + avail];
+            let mut bv = [[0f32; LANES]; B];
+            for (v, src) in bv.iter_mut().zip(row.chunks(LANES)) {
+                v[..src.len()].copy_from_slice(src);
+            }
+            tile_step(&mut acc, r0, k, &a, &bv);
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (j, acc) in acc.iter().enumerate() {
+            let c = c0 + j * LANES;
+            if c < dest.cols {
+                let n = LANES.min(dest.cols - c);
+                let o = &mut out[r * dest.ors + c..r * dest.ors + c + n];
+                for (o, &v) in o.iter_mut().zip(acc) {
+                    let v = v * dest.scale;
+                    *o = if dest.accumulate { *o + v } else { v };
+                }
+            }
+        }
+    }
+}
+
+/// One `k` of [`tile`]: `acc[r][j] += a(r0 + r, k) · bv[j]`.
+#[inline(always)]
+fn tile_step<const R: usize, const B: usize>(
+    acc: &mut [[[f32; LANES]; B]; R],
+    r0: usize,
+    k: usize,
+    a: &impl Fn(usize, usize) -> f32,
+    bv: &[[f32; LANES]; B],
+) {
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let av = a(r0 + r, k);
+        for (acc, bv) in acc.iter_mut().zip(bv) {
+            for (s, &v) in acc.iter_mut().zip(bv) {
+                *s += av * v;
+            }
         }
     }
 }
