@@ -198,6 +198,9 @@ fn data_set_names_parse() {
         DatasetName::Synthetic(7)
     );
     let err = "imagenet".parse::<DatasetName>().unwrap_err().to_string();
-    assert!(err.contains("mnist, fashion-mnist, synthetic"), "{err}");
+    assert!(
+        err.contains("mnist, fashion-mnist, tinyshakespeare[:byte], synthetic"),
+        "{err}"
+    );
     assert!("synthetic:x".parse::<DatasetName>().is_err());
 }
