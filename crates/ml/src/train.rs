@@ -500,6 +500,22 @@ pub fn task_eval_samples(model: Model) -> usize {
     }
 }
 
+/// A seeded sample of at most `n` samples of the test split (text: windows
+/// that fit in the validation split), for measurements outside the task's
+/// shard such as a spot-check's held-out loss.
+pub fn held_out_sample(model: Model, data: &Dataset, n: usize, seed: u64) -> Vec<u32> {
+    let pool: Vec<u32> = match model.transformer() {
+        None => (0..data.test.len() as u32).collect(),
+        Some(c) => (0..crate::data::text::windows(data.test.len(), c.context) as u32).collect(),
+    };
+    let n = if model.is_text() {
+        n.min(TASK_EVAL_WINDOWS)
+    } else {
+        n
+    };
+    eval_sample(&pool, n, seed)
+}
+
 /// The seeded sample of a task's shard on which it measures its loss
 /// before and after training: what a validator's spot-check re-measures.
 pub fn task_eval_sample(spec: &TaskSpec, data: &Dataset) -> Result<Vec<u32>> {

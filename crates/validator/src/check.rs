@@ -16,8 +16,6 @@ use std::sync::Arc;
 use alloy_primitives::B256;
 use funetun_core::TensorSet;
 use funetun_core::api::ValidationAssignment;
-use funetun_ml::data::sampler::{eval_sample, shard_indices};
-use funetun_ml::train::TASK_EVAL_SAMPLES;
 use funetun_ml::{Architecture as _, Compute, Dataset, TaskSpec, evaluate};
 use funetun_participant::{Computed, compute_delta};
 
@@ -108,14 +106,12 @@ pub async fn spot_check(
             .add(&delta)
             .map_err(|e| Error::Check(format!("delta does not fit the base: {e}")))?;
         let trained_flat = trained.to_flat();
-        let pool = shard_indices(data.train.len(), spec.shard, spec.shards)?;
-        let sample = eval_sample(&pool, TASK_EVAL_SAMPLES, spec.seed);
+        // The task's own sample (images, or windows of its shard), then a
+        // held-out one of the test split.
+        let sample = funetun_ml::train::task_eval_sample(&spec, &data)?;
         let measured = evaluate(spec.model, &trained_flat, &data, &data.train, Some(&sample), &compute)?;
-        let held_out: Vec<u32> = eval_sample(
-            &(0..data.test.len() as u32).collect::<Vec<_>>(),
-            SPOT_CHECK_HELD_OUT,
-            spec.seed,
-        );
+        let held_out =
+            funetun_ml::train::held_out_sample(spec.model, &data, SPOT_CHECK_HELD_OUT, spec.seed);
         let before = evaluate(spec.model, &base.to_flat(), &data, &data.test, Some(&held_out), &compute)?;
         let after = evaluate(spec.model, &trained_flat, &data, &data.test, Some(&held_out), &compute)?;
         let loss_ok = measured.loss.is_finite() && measured.loss <= reported * (1.0 + tolerance) + 1e-6;

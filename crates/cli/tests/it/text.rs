@@ -122,16 +122,10 @@ fn bad_transformer_specs_are_refused_before_anything_is_sent() {
     );
 }
 
-#[test]
-fn a_text_job_runs_through_the_market_and_a_forgery_is_caught() {
-    if !corpus_present() {
-        eprintln!("skipped: FUNETUN_DATA_DIR holds no tinyshakespeare/input.txt");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("text.toml");
-    std::fs::write(
-        &spec,
+/// A short gpt job on tiny-shakespeare whose every update is checked by
+/// `mode` (`replay` or `spot-check`).
+fn text_job(mode: &str) -> String {
+    format!(
         r#"
 name = "text-e2e"
 seed = 4
@@ -156,16 +150,23 @@ eval_samples = 40
 config = "tiny"
 
 [validation]
+mode = "{mode}"
 replay_prob = 1.0
 replay_floor = 1.0
 adaptive = false
 challenge_window_secs = 1
-"#,
+"#
     )
-    .unwrap();
+}
+
+/// Runs `spec` through `funetun demo` with two trainers (one forging by
+/// flipping its delta's sign) and one validator; returns the summary.
+fn demo_with_a_forger(dir: &Path, spec: &str) -> Value {
+    let path = dir.join("text.toml");
+    std::fs::write(&path, spec).unwrap();
     let mut cmd = funetun();
     cmd.args(["demo", "--spec"])
-        .arg(&spec)
+        .arg(&path)
         .args(["--trainers", "2", "--validators", "1", "--threads", "1"])
         .args([
             "--byzantine",
@@ -175,8 +176,35 @@ challenge_window_secs = 1
             "--json",
             "--out",
         ])
-        .arg(dir.path().join("out"));
-    let s = json_of(&mut cmd);
+        .arg(dir.join("out"));
+    json_of(&mut cmd)
+}
+
+#[test]
+fn a_spot_checked_text_job_rejects_the_forgery() {
+    if !corpus_present() {
+        eprintln!("skipped: FUNETUN_DATA_DIR holds no tinyshakespeare/input.txt");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = demo_with_a_forger(dir.path(), &text_job("spot-check"));
+    let forged = s["forged_submitted"].as_u64().unwrap();
+    assert!(forged >= 1, "{s:#}");
+    assert_eq!(s["forged_caught"].as_u64().unwrap(), forged, "{s:#}");
+    assert_eq!(s["forged_paid"], 0, "{s:#}");
+    assert_eq!(s["honest_rejected"], 0, "{s:#}");
+    assert!(s["updates_accepted"].as_u64().unwrap() >= 2, "{s:#}");
+    assert_eq!(s["final_hash"], s["onchain_final_hash"], "{s:#}");
+}
+
+#[test]
+fn a_text_job_runs_through_the_market_and_a_forgery_is_caught() {
+    if !corpus_present() {
+        eprintln!("skipped: FUNETUN_DATA_DIR holds no tinyshakespeare/input.txt");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = demo_with_a_forger(dir.path(), &text_job("replay"));
     assert_eq!(s["model"], "gpt", "{s:#}");
     assert_eq!(s["rounds"], 2, "{s:#}");
     // Every update was replayed: the honest ones were accepted after a

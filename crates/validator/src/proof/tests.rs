@@ -420,3 +420,76 @@ fn measure_demo_sized_chains() {
         }
     }
 }
+
+/// A text corpus that a tiny transformer learns within a few dozen steps:
+/// a handful of lines repeated with seeded variations.
+fn small_corpus() -> Dataset {
+    let lines = [
+        "the quick brown fox jumps over the lazy dog.\n",
+        "a stitch in time saves nine.\n",
+        "all that glitters is not gold.\n",
+        "to be or not to be, that is the question.\n",
+    ];
+    let mut rng = Rng::new(3);
+    let mut text = String::new();
+    while text.len() < 40_000 {
+        text.push_str(lines[rng.below(lines.len() as u64) as usize]);
+    }
+    Dataset::from_text(
+        DatasetName::Synthetic(0),
+        text.as_bytes(),
+        funetun_ml::data::Tokenizer::Char,
+    )
+    .unwrap()
+}
+
+#[test]
+fn transformer_chains_are_checked_on_validation_loss() {
+    let data = small_corpus();
+    let vocab = data.vocab().unwrap().size();
+    let config = funetun_core::TransformerConfig::preset("tiny", vocab).unwrap();
+    let model = Model::new(funetun_core::ModelKind::Gpt, Some(config)).unwrap();
+    let compute = Compute::new(1).unwrap();
+    let plan = FederatedPlan {
+        shards: 2,
+        rounds: 3,
+        steps: 30,
+        batch: 8,
+        lr: 3e-3,
+        optimizer: "adamw:0.1,0.99".parse().unwrap(),
+        seed: 5,
+    };
+    let honest = federated_chain(model, model.init(INIT_SEED), &data, &plan, &compute).unwrap();
+    let config = ProofConfig {
+        eval_samples: 200,
+        ..ProofConfig::default()
+    };
+    let check = |checkpoints: Vec<TensorSet>, seed: Option<u64>| {
+        let chain = Chain::new(model, checkpoints).unwrap();
+        verify(&chain, seed, &data, &compute, &config).unwrap()
+    };
+    let report = check(honest.clone(), Some(INIT_SEED));
+    for c in &report.checks {
+        eprintln!(
+            "{:<29} {:>10.4} {:>9.4} {}",
+            c.name, c.value, c.threshold, c.detail
+        );
+    }
+    let first = report.check(VAL_LOSS_MONOTONIC).unwrap();
+    assert!(first.passed, "{first:?}");
+    assert!(report.check(ACCURACY_MONOTONIC).is_none());
+    assert!(report.check(INITIAL_DISTRIBUTION).unwrap().passed);
+    // Without the seed, θ₀'s weights fit nanoGPT's normal initialiser.
+    let unseeded = check(honest.clone(), None);
+    assert!(unseeded.check(INITIAL_DISTRIBUTION).unwrap().passed);
+    assert!(unseeded.check(INITIAL_INDEPENDENCE).unwrap().passed);
+    // An untrained checkpoint put back at the end: the loss rises by more
+    // than the tolerance.
+    let mut regressed = honest.clone();
+    regressed.push(model.init(INIT_SEED + 1));
+    assert_fails(&check(regressed, Some(INIT_SEED)), VAL_LOSS_MONOTONIC);
+    // A θ₀ drawn twice as wide is not nanoGPT's initialiser.
+    let mut wide = honest;
+    wide[0] = map_tensors(&wide[0], |_, t| t.data.iter().map(|v| v * 2.0).collect());
+    assert_fails(&check(wide, None), INITIAL_DISTRIBUTION);
+}
