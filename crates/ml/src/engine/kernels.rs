@@ -23,9 +23,10 @@
 //! and for AVX-512, and picked at run time; both give the same bits (see
 //! `wide!`). `exp`, `tanh` and the sigmoid are written out ([`exp`]) so
 //! that the loops around them vectorise; they are within a few ulp of the
-//! C library's. Attention's small products are written out too (one query
-//! row against [`LANES`] keys at a time, the masked half skipped), which
-//! beats a gemm call per head at these sizes.
+//! C library's. Attention's small per-head products are written out too,
+//! in register tiles of four rows by two vectors with the masked half
+//! skipped, which beats a gemm call per head at these sizes and allocates
+//! nothing.
 
 use rayon::prelude::*;
 
