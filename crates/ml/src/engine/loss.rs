@@ -31,19 +31,23 @@ pub fn softmax_cross_entropy(
     (total / batch as f64) as f32
 }
 
+/// The first index of the largest value of `row`, and that value.
+fn arg_max(row: &[f32]) -> (usize, f32) {
+    row.iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(ai, am), (j, v)| {
+            if v > am { (j, v) } else { (ai, am) }
+        })
+}
+
 /// Mean cross-entropy and the number of correct arg-max predictions.
 pub fn evaluate_logits(logits: &[f32], labels: &[u8], classes: usize) -> (f64, usize) {
     let mut total = 0f64;
     let mut correct = 0;
     for (i, &label) in labels.iter().enumerate() {
         let row = &logits[i * classes..(i + 1) * classes];
-        let (arg, max) =
-            row.iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(ai, am), (j, v)| {
-                    if v > am { (j, v) } else { (ai, am) }
-                });
+        let (arg, max) = arg_max(row);
         let sum: f32 = row.iter().map(|&z| (z - max).exp()).sum();
         total += f64::from(sum.ln() - (row[label as usize] - max));
         correct += usize::from(arg == label as usize);
@@ -57,13 +61,7 @@ pub fn evaluate_token_logits(logits: &[f32], targets: &[u32], vocab: usize) -> (
     let mut total = 0f64;
     let mut correct = 0;
     for (row, &t) in logits.chunks_exact(vocab).zip(targets) {
-        let (arg, max) =
-            row.iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(ai, am), (j, v)| {
-                    if v > am { (j, v) } else { (ai, am) }
-                });
+        let (arg, max) = arg_max(row);
         let sum: f64 = row.iter().map(|&z| f64::from(z - max).exp()).sum();
         total += sum.ln() - f64::from(row[t as usize] - max);
         correct += usize::from(arg == t as usize);

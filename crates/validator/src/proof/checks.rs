@@ -87,37 +87,44 @@ pub fn validation_losses(
 /// Check 1 for text models: the largest rise of validation loss above the
 /// best (lowest) earlier checkpoint.
 pub fn val_loss_monotonic(losses: &[f64], config: &ProofConfig) -> CheckResult {
-    let mut best = (0usize, f64::INFINITY);
-    let mut worst = (0.0f64, 0usize, 0usize);
-    for (i, &l) in losses.iter().enumerate() {
-        if i > 0 && l - best.1 > worst.0 {
-            worst = (l - best.1, i, best.0);
-        }
-        if l < best.1 {
-            best = (i, l);
-        }
-    }
-    let list = losses
-        .iter()
-        .map(|l| format!("{l:.4}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let detail = if worst.0 > 0.0 {
-        format!(
-            "largest rise at round {} ({:.4}) above round {} ({:.4}); validation loss by round: {list}",
-            worst.1, losses[worst.1], worst.2, losses[worst.2]
-        )
-    } else {
-        format!("never rises; validation loss by round: {list}")
+    let words = Setback {
+        name: VAL_LOSS_MONOTONIC,
+        moved: "rise",
+        relation: "above",
+        never: "never rises",
+        series: "validation loss",
     };
-    CheckResult::new(VAL_LOSS_MONOTONIC, worst.0, config.loss_tolerance, detail)
+    let negated: Vec<f64> = losses.iter().map(|l| -l).collect();
+    largest_setback(&negated, losses, config.loss_tolerance, &words)
 }
 
 /// Check 1: the largest drop of accuracy below the best earlier checkpoint.
 pub fn accuracy_monotonic(accuracies: &[f64], config: &ProofConfig) -> CheckResult {
+    let words = Setback {
+        name: ACCURACY_MONOTONIC,
+        moved: "drop",
+        relation: "below",
+        never: "never drops",
+        series: "accuracy",
+    };
+    largest_setback(accuracies, accuracies, config.accuracy_tolerance, &words)
+}
+
+/// How check 1's detail reads for one metric.
+struct Setback {
+    name: &'static str,
+    moved: &'static str,
+    relation: &'static str,
+    never: &'static str,
+    series: &'static str,
+}
+
+/// The largest fall of `scores` (higher is better) below the best earlier
+/// one, as a check against `tolerance`; `shown` are the values as printed.
+fn largest_setback(scores: &[f64], shown: &[f64], tolerance: f64, w: &Setback) -> CheckResult {
     let mut best = (0usize, f64::NEG_INFINITY);
     let mut worst = (0.0f64, 0usize, 0usize);
-    for (i, &a) in accuracies.iter().enumerate() {
+    for (i, &a) in scores.iter().enumerate() {
         if i > 0 && best.1 - a > worst.0 {
             worst = (best.1 - a, i, best.0);
         }
@@ -125,25 +132,20 @@ pub fn accuracy_monotonic(accuracies: &[f64], config: &ProofConfig) -> CheckResu
             best = (i, a);
         }
     }
-    let list = accuracies
+    let list = shown
         .iter()
         .map(|a| format!("{a:.4}"))
         .collect::<Vec<_>>()
         .join(" ");
     let detail = if worst.0 > 0.0 {
         format!(
-            "largest drop at round {} ({:.4}) below round {} ({:.4}); accuracy by round: {list}",
-            worst.1, accuracies[worst.1], worst.2, accuracies[worst.2]
+            "largest {} at round {} ({:.4}) {} round {} ({:.4}); {} by round: {list}",
+            w.moved, worst.1, shown[worst.1], w.relation, worst.2, shown[worst.2], w.series
         )
     } else {
-        format!("never drops; accuracy by round: {list}")
+        format!("{}; {} by round: {list}", w.never, w.series)
     };
-    CheckResult::new(
-        ACCURACY_MONOTONIC,
-        worst.0,
-        config.accuracy_tolerance,
-        detail,
-    )
+    CheckResult::new(w.name, worst.0, tolerance, detail)
 }
 
 fn norm(data: &[f32]) -> f64 {
