@@ -176,8 +176,8 @@ impl Transformer {
             unreachable!("built only for transformers")
         };
         assert!(
-            batch <= self.max_batch,
-            "batch {batch} exceeds the scratch size {}",
+            (1..=self.max_batch).contains(&batch),
+            "batch {batch} outside 1..={} (the scratch size)",
             self.max_batch
         );
         assert!(
