@@ -32,21 +32,10 @@ pub fn test_accuracies(
             .map(|i| (i * len / eval_samples) as u32)
             .collect()
     };
-    chain
-        .checkpoints()
+    Ok(test_metrics(chain, data, compute, &indices)?
         .iter()
-        .map(|c| {
-            let e = evaluate(
-                chain.model(),
-                &c.to_flat(),
-                data,
-                &data.test,
-                Some(&indices),
-                compute,
-            )?;
-            Ok(e.accuracy)
-        })
-        .collect()
+        .map(|e| e.accuracy)
+        .collect())
 }
 
 /// Validation loss of every checkpoint of a text model on `eval_samples`
@@ -67,19 +56,32 @@ pub fn validation_losses(
             .map(|i| ((i * windows / eval_samples) * context) as u32)
             .collect()
     };
+    Ok(test_metrics(chain, data, compute, &starts)?
+        .iter()
+        .map(|e| e.loss)
+        .collect())
+}
+
+/// Every checkpoint of `chain` evaluated on the samples `indices` of the
+/// test split.
+fn test_metrics(
+    chain: &Chain,
+    data: &Dataset,
+    compute: &Compute,
+    indices: &[u32],
+) -> Result<Vec<funetun_ml::Evaluation>> {
     chain
         .checkpoints()
         .iter()
         .map(|c| {
-            let e = evaluate(
+            Ok(evaluate(
                 chain.model(),
                 &c.to_flat(),
                 data,
                 &data.test,
-                Some(&starts),
+                Some(indices),
                 compute,
-            )?;
-            Ok(e.loss)
+            )?)
         })
         .collect()
 }
