@@ -296,6 +296,7 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
                 model: args.model_kind(),
                 transformer: None,
                 dataset: dataset.clone(),
+                init: None,
                 rounds: if cnn { 3 } else { 4 },
                 shards: args.trainers.max(1) as u32,
                 steps: if cnn { 100 } else { 400 },
@@ -370,6 +371,7 @@ fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
             ..Default::default()
         }),
         dataset: dataset.clone(),
+        init: None,
         rounds,
         shards,
         steps,

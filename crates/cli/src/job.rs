@@ -69,6 +69,18 @@ pub struct CreateArgs {
     /// The job's leader (default: the orchestrator's address).
     #[arg(long)]
     leader: Option<Address>,
+    /// The owner's data set, uploaded and named in the spec by hash: a
+    /// UTF-8 text file, a folder of them, or `IMAGES,LABELS` (an IDX pair).
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// How the uploaded text becomes tokens: `char`, `byte`, or a Hugging
+    /// Face `tokenizer.json` (default: the spec's text data set's, else char).
+    #[arg(long, value_name = "char|byte|FILE")]
+    tokenizer: Option<String>,
+    /// An initial checkpoint in the model's layout (canonical safetensors,
+    /// as `job download` writes): round 0 starts from it.
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
 }
 
 /// Arguments of `funetun job status`.
@@ -221,7 +233,20 @@ pub fn run(cmd: JobCommand) -> anyhow::Result<()> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let (spec, bytes) = read_spec(&args.spec)?;
+    let files = crate::upload::OwnerFiles {
+        data: args.data.clone(),
+        tokenizer: args.tokenizer.clone(),
+        init: args.init.clone(),
+    };
+    let with_files = files.data.is_some() || files.init.is_some() || files.tokenizer.is_some();
+    let (mut spec, bytes) = if with_files {
+        let text = std::fs::read_to_string(&args.spec)
+            .with_context(|| format!("reading {}", args.spec.display()))?;
+        let spec = JobSpec::parse_toml(&text).with_context(|| format!("in {}", args.spec.display()))?;
+        (spec, Vec::new())
+    } else {
+        read_spec(&args.spec)?
+    };
     let deposit = parse_amount(&args.deposit).map_err(|e| anyhow::anyhow!("--deposit: {e}"))?;
     let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
     let client = Client::new(&args.owner.orchestrator, Some(key.clone()));
@@ -235,6 +260,23 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         }
     };
     let ledger = Ledger::connect(&args.owner.rpc, contract, key, LedgerConfig::default()).await?;
+    let bytes = if with_files {
+        let uploaded = crate::upload::attach(&client, &mut spec, &files)
+            .await
+            .with_context(|| format!("in {}", args.spec.display()))?;
+        if let Some(name) = &uploaded.dataset {
+            eprintln!(
+                "data uploaded: {} bytes, dataset = \"{name}\"",
+                uploaded.data_bytes.unwrap_or(0)
+            );
+        }
+        if let Some(init) = uploaded.init {
+            eprintln!("initial checkpoint uploaded: init = \"{init}\"");
+        }
+        spec.to_toml().into_bytes()
+    } else {
+        bytes
+    };
     let created = create_job(&client, &ledger, &spec, bytes, deposit, leader).await?;
     eprintln!(
         "job {} created: {} rounds of {} on {}, deposit {} (tx {})",

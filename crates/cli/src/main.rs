@@ -17,6 +17,7 @@ mod output;
 mod participant;
 mod task;
 mod train;
+mod upload;
 mod verify;
 
 use clap::{Parser, Subcommand};

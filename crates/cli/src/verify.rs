@@ -118,6 +118,10 @@ struct Loaded {
     model: Model,
     dataset: DatasetName,
     init_seed: Option<u64>,
+    /// The owner's initial checkpoint named by the spec (a fine-tune).
+    init: Option<funetun_core::Hash>,
+    /// An uploaded data set, fetched by hash from the orchestrator.
+    data: Option<funetun_ml::Dataset>,
     checkpoints: Vec<funetun_core::TensorSet>,
     source: String,
 }
@@ -134,12 +138,15 @@ pub fn run(args: VerifyChainArgs) -> anyhow::Result<()> {
         (None, None) => bail!("pass --dir DIR or --job ID"),
     };
     let chain = Chain::new(loaded.model, loaded.checkpoints)?;
-    let data = DataArgs {
-        dataset: Some(loaded.dataset.clone()),
-        data_dir: args.data_dir.clone(),
-        offline: args.offline,
-    }
-    .load(loaded.model.kind())?;
+    let data = match loaded.data {
+        Some(data) => data,
+        None => DataArgs {
+            dataset: Some(loaded.dataset.clone()),
+            data_dir: args.data_dir.clone(),
+            offline: args.offline,
+        }
+        .load(loaded.model.kind())?,
+    };
     let compute = args.compute.compute()?;
     eprintln!(
         "verifying {} checkpoints of {} from {} against the {} test split",
@@ -148,7 +155,10 @@ pub fn run(args: VerifyChainArgs) -> anyhow::Result<()> {
         loaded.source,
         loaded.dataset
     );
-    let report = proof::verify(&chain, loaded.init_seed, &data, &compute, &config)?;
+    let report = match loaded.init {
+        Some(init) => proof::verify_fine_tune(&chain, init, &data, &compute, &config)?,
+        None => proof::verify(&chain, loaded.init_seed, &data, &compute, &config)?,
+    };
     print_report(&report, args.json)?;
     verdict(&report)
 }
@@ -319,6 +329,8 @@ fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
         model,
         dataset: args.dataset.clone().unwrap_or(DatasetName::Mnist),
         init_seed: args.init_seed,
+        init: None,
+        data: None,
         source: format!(
             "{} (round-0000 … round-{:04})",
             dir.display(),
@@ -383,6 +395,7 @@ fn load_job(
             _ => spec.model()?,
         };
         let dataset = args.dataset.clone().unwrap_or_else(|| spec.dataset.clone());
+        let data = fetch_uploaded_data(&client, &dataset).await?;
         let checkpoints = downloads
             .iter()
             .map(|Anchored { round, bytes, .. }| {
@@ -395,10 +408,36 @@ fn load_job(
             model,
             dataset,
             init_seed: Some(args.init_seed.unwrap_or(spec.seed)),
+            init: spec.init,
+            data,
             checkpoints,
             source: format!("job {job} at {orchestrator}, anchored to {contract}"),
         }))
     })
+}
+
+/// An uploaded data set's blobs, downloaded (hash-checked) and loaded;
+/// `None` for a built-in data set.
+async fn fetch_uploaded_data(
+    client: &Client,
+    name: &DatasetName,
+) -> anyhow::Result<Option<funetun_ml::Dataset>> {
+    if name.blobs().is_empty() {
+        return Ok(None);
+    }
+    let mut blobs = std::collections::HashMap::new();
+    for hash in name.blobs() {
+        let bytes = client
+            .get_blob(hash)
+            .await
+            .with_context(|| format!("downloading blob {hash} of data set {name}"))?;
+        blobs.insert(hash, bytes);
+    }
+    let data = funetun_ml::Dataset::from_blobs(name, |hash| {
+        Ok(blobs.remove(&hash).unwrap_or_default())
+    })
+    .with_context(|| format!("loading data set {name}"))?;
+    Ok(Some(data))
 }
 
 /// The job's spec: the blob named by the on-chain spec hash (so seed, model
@@ -409,7 +448,14 @@ async fn job_spec(client: &Client, job: u64, spec_hash: B256) -> anyhow::Result<
             .with_context(|| format!("job {job}'s spec blob {spec_hash}"))?),
         Err(e) => {
             tracing::warn!(error = %e, "spec blob {spec_hash} not served; using the orchestrator's copy of the spec");
-            Ok(client.job(job).await?.spec)
+            let spec = client.job(job).await?.spec;
+            if spec.init.is_some() {
+                bail!(
+                    "job {job} starts from an owner's checkpoint, and check 3 needs the spec \
+                     committed on-chain ({spec_hash}), which the orchestrator does not serve: {e}"
+                );
+            }
+            Ok(spec)
         }
     }
 }

@@ -272,6 +272,144 @@ impl Client {
         Ok(hash)
     }
 
+    /// `PUT /v1/blobs/{hash}?kind=data`: streams an owner's file (a corpus,
+    /// a tokenizer, an IDX pair, an initial checkpoint) to the blob store
+    /// without holding it in memory. Reads the file twice: once to hash it
+    /// (the hash names the blob and is what the request's signature
+    /// covers), once to send it. Returns the hash and the size.
+    pub async fn put_data_file(&self, path: &std::path::Path) -> Result<(B256, u64)> {
+        let io = |e: std::io::Error| ClientError::Protocol {
+            path: path.display().to_string(),
+            detail: format!("cannot read the file: {e}"),
+        };
+        let (hash, len) = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || hash_file(&path))
+                .await
+                .map_err(|e| ClientError::Protocol {
+                    path: "(hashing)".into(),
+                    detail: e.to_string(),
+                })?
+                .map_err(io)?
+        };
+        let path_and_query = format!("/v1/blobs/{hash}?kind=data");
+        let url = format!("{}{}", self.base, path_and_query);
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
+        let mut req = self
+            .http
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", len)
+            .body(reqwest::Body::from(file));
+        if let Some(signer) = &self.signer {
+            let auth = funetun_core::auth::sign_hashed_request(
+                signer,
+                "PUT",
+                &path_and_query,
+                hash,
+                now_secs(),
+                &fresh_nonce(),
+            );
+            for (name, value) in auth.headers() {
+                req = req.header(name, value);
+            }
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        if status.is_client_error() || status.is_server_error() {
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|source| ClientError::Transport { url, source })?;
+            let (code, detail) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => (e.error, e.detail),
+                Err(_) => (
+                    "http_error".to_string(),
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                ),
+            };
+            return Err(ClientError::Api {
+                method: "PUT".into(),
+                path: path_and_query,
+                status: status.as_u16(),
+                code,
+                detail,
+            });
+        }
+        Ok((hash, len))
+    }
+
+    /// `GET /v1/blobs/{hash}` streamed into `writer` (a blob directory's
+    /// writer), which checks the hash and stores the blob; nothing is held
+    /// whole in memory. Returns the size.
+    pub async fn download_blob(
+        &self,
+        hash: B256,
+        mut writer: funetun_core::blobs::BlobWriter,
+    ) -> Result<u64> {
+        let path = format!("/v1/blobs/{hash}");
+        let url = format!("{}{}", self.base, path);
+        let mut resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                method: "GET".into(),
+                path,
+                status: status.as_u16(),
+                code: "http_error".into(),
+                detail: format!("blob {hash} could not be downloaded"),
+            });
+        }
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?
+        {
+            writer = tokio::task::spawn_blocking(move || writer.write(&chunk).map(|()| writer))
+                .await
+                .map_err(|e| ClientError::Protocol {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?
+                .map_err(|e| ClientError::Protocol {
+                    path: path.clone(),
+                    detail: format!("cannot store the download: {e}"),
+                })?;
+        }
+        let len = writer.len();
+        match tokio::task::spawn_blocking(move || writer.finish(hash)).await {
+            Ok(Ok(_)) => Ok(len),
+            Ok(Err(funetun_core::Error::BlobHash { actual, .. })) => {
+                Err(ClientError::HashMismatch {
+                    expected: hash,
+                    actual,
+                })
+            }
+            Ok(Err(e)) => Err(ClientError::Protocol {
+                path,
+                detail: format!("cannot store the download: {e}"),
+            }),
+            Err(e) => Err(ClientError::Protocol {
+                path,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     /// `GET /v1/blobs/{hash}`: downloads a blob and checks its hash.
     pub async fn get_blob(&self, hash: B256) -> Result<Vec<u8>> {
         let client = Client {
@@ -349,4 +487,23 @@ impl Client {
     pub async fn graph(&self) -> Result<Graph> {
         self.get("/graph").await
     }
+}
+
+
+/// keccak256 and length of a file, read in 1 MiB pieces.
+pub fn hash_file(path: &std::path::Path) -> std::io::Result<(B256, u64)> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = alloy_primitives::Keccak256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hasher.finalize(), len))
 }

@@ -24,7 +24,7 @@ use alloy_primitives::{Address, Signature, eip191_hash_message};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 
-use crate::hash::keccak256;
+use crate::hash::{Hash, keccak256};
 
 /// Header naming the address that signed the request.
 pub const HEADER_ADDRESS: &str = "x-funetun-address";
@@ -125,7 +125,19 @@ impl RequestAuth {
     /// Checks that the signature covers this request and was made by
     /// `self.address`.
     pub fn verify(&self, method: &str, path_and_query: &str, body: &[u8]) -> Result<(), AuthError> {
-        let message = signing_message(method, path_and_query, body, self.timestamp, &self.nonce);
+        self.verify_hashed(method, path_and_query, keccak256(body))
+    }
+
+    /// [`verify`](Self::verify) for a body known by its keccak256 (a
+    /// streamed upload whose hash is checked once it has arrived).
+    pub fn verify_hashed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body_hash: Hash,
+    ) -> Result<(), AuthError> {
+        let message =
+            hashed_signing_message(method, path_and_query, body_hash, self.timestamp, &self.nonce);
         let recovered = self
             .signature
             .recover_address_from_prehash(&eip191_hash_message(message.as_bytes()))
@@ -158,10 +170,20 @@ pub fn signing_message(
     timestamp: u64,
     nonce: &str,
 ) -> String {
+    hashed_signing_message(method, path_and_query, keccak256(body), timestamp, nonce)
+}
+
+/// The text that is signed for one request whose body hashes to `body_hash`.
+pub fn hashed_signing_message(
+    method: &str,
+    path_and_query: &str,
+    body_hash: Hash,
+    timestamp: u64,
+    nonce: &str,
+) -> String {
     format!(
-        "{DOMAIN_TAG}\n{}\n{path_and_query}\n{}\n{timestamp}\n{nonce}",
+        "{DOMAIN_TAG}\n{}\n{path_and_query}\n{body_hash}\n{timestamp}\n{nonce}",
         method.to_ascii_uppercase(),
-        keccak256(body)
     )
 }
 
@@ -174,7 +196,19 @@ pub fn sign_request(
     timestamp: u64,
     nonce: &str,
 ) -> RequestAuth {
-    let message = signing_message(method, path_and_query, body, timestamp, nonce);
+    sign_hashed_request(signer, method, path_and_query, keccak256(body), timestamp, nonce)
+}
+
+/// Signs one request whose body hashes to `body_hash` (a streamed upload).
+pub fn sign_hashed_request(
+    signer: &PrivateKeySigner,
+    method: &str,
+    path_and_query: &str,
+    body_hash: Hash,
+    timestamp: u64,
+    nonce: &str,
+) -> RequestAuth {
+    let message = hashed_signing_message(method, path_and_query, body_hash, timestamp, nonce);
     let signature = signer
         .sign_message_sync(message.as_bytes())
         .expect("a local secp256k1 key always signs");

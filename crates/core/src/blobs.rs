@@ -119,10 +119,103 @@ impl BlobDir {
         }
     }
 
+    /// A writer that streams a new blob into the directory through a
+    /// temporary file; [`BlobWriter::finish`] checks the hash and puts it
+    /// in place. Nothing is visible until then.
+    pub fn writer(&self) -> Result<BlobWriter> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("stream-{}-{n}.tmp", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(io_error(&tmp))?;
+        Ok(BlobWriter {
+            root: self.root.clone(),
+            tmp,
+            file: Some(file),
+            hasher: alloy_primitives::Keccak256::new(),
+            len: 0,
+        })
+    }
+
     /// Whether a file for the blob is stored (its content is checked by
     /// [`get`](Self::get)).
     pub fn contains(&self, hash: Hash) -> bool {
         self.path(hash).exists()
+    }
+}
+
+/// A blob being streamed in: bytes go to a temporary file and into the
+/// hash as they arrive. Dropped unfinished, it removes its temporary file.
+#[derive(Debug)]
+pub struct BlobWriter {
+    root: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    hasher: alloy_primitives::Keccak256,
+    len: u64,
+}
+
+impl BlobWriter {
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("a blob writer is written until finished");
+        file.write_all(bytes).map_err(io_error(&self.tmp))?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks that the bytes hash to `hash` and puts the blob in place
+    /// (durably). Returns whether it was new; a wrong hash is refused and
+    /// nothing is stored.
+    pub fn finish(mut self, hash: Hash) -> Result<bool> {
+        let file = self.file.take().expect("finished once");
+        let actual = std::mem::take(&mut self.hasher).finalize();
+        if actual != hash {
+            drop(file);
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(Error::BlobHash {
+                named: hash,
+                actual,
+            });
+        }
+        file.sync_all().map_err(io_error(&self.tmp))?;
+        drop(file);
+        let hex = hex::encode(hash);
+        let path = self.root.join(&hex[..2]).join(format!("{hex}.bin"));
+        if path.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Ok(false);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        std::fs::rename(&self.tmp, &path).map_err(io_error(&path))?;
+        if let Some(dir) = path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -253,6 +346,31 @@ mod tests {
         assert_eq!(store.get(hash).unwrap(), None);
         assert!(store.put(hash, &bytes).unwrap());
         assert_eq!(store.get(hash).unwrap().unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_streamed_blob_is_checked_and_a_wrong_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobDir::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 7) as u8).collect();
+        let hash = keccak256(&bytes);
+        let mut w = store.writer().unwrap();
+        for chunk in bytes.chunks(4096) {
+            w.write(chunk).unwrap();
+        }
+        assert_eq!(w.len(), bytes.len() as u64);
+        assert!(!store.contains(hash), "nothing is visible before finish");
+        assert!(w.finish(hash).unwrap());
+        assert_eq!(store.get(hash).unwrap().unwrap(), bytes);
+
+        let mut w = store.writer().unwrap();
+        w.write(b"not those bytes").unwrap();
+        let e = w.finish(Hash::ZERO).unwrap_err();
+        assert!(matches!(e, Error::BlobHash { named, .. } if named == Hash::ZERO));
+        let mut w = store.writer().unwrap();
+        w.write(b"abandoned").unwrap();
+        drop(w);
+        assert_eq!(files_under(dir.path()), vec![store.path(hash)]);
     }
 
     #[test]

@@ -34,6 +34,6 @@ pub use encoding::{DecodeLimits, decode, encode};
 pub use error::{Error, Result};
 pub use hash::{Hash, keccak256};
 pub use model::{Model, TransformerConfig};
-pub use protocol::{DatasetName, ModelKind, Tokenizer, ValidationMode, WordError};
+pub use protocol::{DatasetName, ModelKind, TextTokenizer, Tokenizer, ValidationMode, WordError};
 pub use spec::{JobSpec, TransformerSpec};
 pub use tensors::{Tensor, TensorSet};

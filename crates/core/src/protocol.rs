@@ -18,6 +18,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::hash::Hash;
+
 /// A word that is not one of its kind's, naming what was expected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what}: {detail}")]
@@ -255,14 +257,64 @@ pub enum DatasetName {
     Synthetic(u64),
     /// A directory holding the four IDX files under their MNIST names.
     Path(PathBuf),
+    /// An owner's UTF-8 text corpus, uploaded as a blob and named by its
+    /// keccak256 (`text:0xCORPUS`, `text:0xCORPUS:byte`, or
+    /// `text:0xCORPUS:0xTOKENIZER` for a Hugging Face `tokenizer.json`
+    /// blob).
+    Text {
+        /// The corpus blob.
+        corpus: Hash,
+        /// How it becomes tokens.
+        tokenizer: TextTokenizer,
+    },
+    /// An owner's labelled images: an IDX image file followed by its IDX
+    /// label file, uploaded as one blob (`idx:0xHASH`).
+    Idx(Hash),
+}
+
+/// How an uploaded corpus becomes tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TextTokenizer {
+    /// A built-in tokenizer (`char` or `byte`).
+    Builtin(Tokenizer),
+    /// A Hugging Face `tokenizer.json`, uploaded as a blob.
+    Hf(Hash),
 }
 
 impl DatasetName {
     /// Whether the data set is a text corpus (trained by transformers)
     /// rather than labelled images.
     pub fn is_text(&self) -> bool {
-        matches!(self, Self::TinyShakespeare(_))
+        matches!(self, Self::TinyShakespeare(_) | Self::Text { .. })
     }
+
+    /// The blobs a participant needs to load the data set (corpus and
+    /// tokenizer, or the IDX blob); empty for built-in data sets.
+    pub fn blobs(&self) -> Vec<Hash> {
+        match self {
+            Self::Text {
+                corpus,
+                tokenizer: TextTokenizer::Hf(t),
+            } => vec![*corpus, *t],
+            Self::Text { corpus, .. } => vec![*corpus],
+            Self::Idx(h) => vec![*h],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn parse_hash(s: &str, whole: &str) -> Result<Hash, WordError> {
+    let valid = s.len() == 66 && s.starts_with("0x");
+    valid
+        .then(|| s.parse::<Hash>().ok())
+        .flatten()
+        .ok_or_else(|| WordError {
+            what: "data set",
+            detail: format!(
+                "`{whole}`: `{s}` is not a blob hash (0x and 64 hex digits); \
+                 upload the data with `funetun job create --data PATH`, which fills it in"
+            ),
+        })
 }
 
 impl FromStr for DatasetName {
@@ -283,7 +335,21 @@ impl FromStr for DatasetName {
             }
             "synthetic" => Ok(Self::Synthetic(0)),
             _ => {
-                if let Some(tokens) = s.strip_prefix("tinyshakespeare:") {
+                if let Some(rest) = s.strip_prefix("text:") {
+                    let (corpus, tokenizer) = match rest.split_once(':') {
+                        None => (rest, TextTokenizer::Builtin(Tokenizer::Char)),
+                        Some((corpus, t)) if t.starts_with("0x") => {
+                            (corpus, TextTokenizer::Hf(parse_hash(t, s)?))
+                        }
+                        Some((corpus, t)) => (corpus, TextTokenizer::Builtin(t.parse()?)),
+                    };
+                    Ok(Self::Text {
+                        corpus: parse_hash(corpus, s)?,
+                        tokenizer,
+                    })
+                } else if let Some(hash) = s.strip_prefix("idx:") {
+                    Ok(Self::Idx(parse_hash(hash, s)?))
+                } else if let Some(tokens) = s.strip_prefix("tinyshakespeare:") {
                     Ok(Self::TinyShakespeare(tokens.parse()?))
                 } else if let Some(seed) = s.strip_prefix("synthetic:") {
                     let seed = seed.parse().map_err(|_| {
@@ -296,7 +362,8 @@ impl FromStr for DatasetName {
                     Ok(Self::Path(PathBuf::from(s)))
                 } else {
                     Err(invalid(format!(
-                        "`{s}`; choose mnist, fashion-mnist, tinyshakespeare[:byte], synthetic, synthetic:SEED, or a directory path"
+                        "`{s}`; choose mnist, fashion-mnist, tinyshakespeare[:byte], synthetic, synthetic:SEED, \
+                         text:0xHASH[:byte|:0xTOKENIZER], idx:0xHASH, or a directory path"
                     )))
                 }
             }
@@ -314,6 +381,19 @@ impl fmt::Display for DatasetName {
             Self::Synthetic(0) => f.write_str("synthetic"),
             Self::Synthetic(seed) => write!(f, "synthetic:{seed}"),
             Self::Path(p) => write!(f, "{}", p.display()),
+            Self::Text {
+                corpus,
+                tokenizer: TextTokenizer::Builtin(Tokenizer::Char),
+            } => write!(f, "text:{corpus}"),
+            Self::Text {
+                corpus,
+                tokenizer: TextTokenizer::Builtin(t),
+            } => write!(f, "text:{corpus}:{t}"),
+            Self::Text {
+                corpus,
+                tokenizer: TextTokenizer::Hf(t),
+            } => write!(f, "text:{corpus}:{t}"),
+            Self::Idx(h) => write!(f, "idx:{h}"),
         }
     }
 }
@@ -387,6 +467,10 @@ mod tests {
             "tinyshakespeare",
             "tinyshakespeare:byte",
             "data/mine",
+            "text:0x1111111111111111111111111111111111111111111111111111111111111111",
+            "text:0x1111111111111111111111111111111111111111111111111111111111111111:byte",
+            "text:0x1111111111111111111111111111111111111111111111111111111111111111:0x2222222222222222222222222222222222222222222222222222222222222222",
+            "idx:0x3333333333333333333333333333333333333333333333333333333333333333",
         ] {
             let name: DatasetName = word.parse().unwrap();
             assert_eq!(name.to_string(), word);
@@ -404,5 +488,17 @@ mod tests {
         );
         assert!("tinyshakespeare:bpe".parse::<DatasetName>().is_err());
         assert!("imagenet".parse::<DatasetName>().is_err());
+        let e = "text:0x12".parse::<DatasetName>().unwrap_err();
+        assert!(e.to_string().contains("job create --data"), "{e}");
+        assert!("text:0x1111111111111111111111111111111111111111111111111111111111111111:bpe"
+            .parse::<DatasetName>()
+            .is_err());
+        let name: DatasetName =
+            "text:0x1111111111111111111111111111111111111111111111111111111111111111:0x2222222222222222222222222222222222222222222222222222222222222222"
+                .parse()
+                .unwrap();
+        assert_eq!(name.blobs().len(), 2);
+        assert!(name.is_text());
+        assert!(DatasetName::Mnist.blobs().is_empty());
     }
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::parse_amount;
 use crate::model::{Model, TransformerConfig};
-use crate::protocol::{DatasetName, ModelKind, Tokenizer, ValidationMode};
+use crate::hash::Hash;
+use crate::protocol::{DatasetName, ModelKind, TextTokenizer, Tokenizer, ValidationMode};
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
@@ -29,8 +30,15 @@ pub struct JobSpec {
     /// A transformer's numbers (`[transformer]`, for `gpt` and `llama`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transformer: Option<TransformerSpec>,
-    /// `mnist`, `fashion-mnist`, `tinyshakespeare[:byte]`, `synthetic[:SEED]`.
+    /// `mnist`, `fashion-mnist`, `tinyshakespeare[:byte]`, `synthetic[:SEED]`,
+    /// or an uploaded blob: `text:0xHASH[:byte|:0xTOKENIZER]`, `idx:0xHASH`.
     pub dataset: DatasetName,
+    /// The owner's initial checkpoint: keccak256 of a canonical tensor blob
+    /// in the model's layout (`funetun job create --init PATH` uploads it
+    /// and fills this in). Round 0 starts from it instead of θ₀ drawn from
+    /// `seed`, and its hash is checkpoint 0 on-chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<Hash>,
     /// Number of rounds (checkpoints after θ₀).
     pub rounds: u32,
     /// Shards of the training split; one task per shard per round.
@@ -159,6 +167,10 @@ pub fn builtin_vocab(dataset: &DatasetName) -> Option<usize> {
     match dataset {
         DatasetName::TinyShakespeare(Tokenizer::Char) => Some(65),
         DatasetName::TinyShakespeare(Tokenizer::Byte) => Some(256),
+        DatasetName::Text {
+            tokenizer: TextTokenizer::Builtin(Tokenizer::Byte),
+            ..
+        } => Some(256),
         _ => None,
     }
 }
@@ -208,6 +220,7 @@ impl Default for JobSpec {
             model: ModelKind::Mlp,
             transformer: None,
             dataset: DatasetName::Mnist,
+            init: None,
             rounds: 10,
             shards: 4,
             steps: 100,
@@ -271,6 +284,16 @@ fn err(field: &str, detail: impl Into<String>) -> SpecError {
 impl JobSpec {
     /// Parses TOML and checks every range this crate can judge.
     pub fn from_toml(text: &str) -> Result<Self, SpecError> {
+        let spec = Self::parse_toml(text)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Parses TOML, checking words and types but not how the fields fit
+    /// together: for a spec that is still to be completed (`funetun job
+    /// create --data` fills in the data set). Call [`validate`](Self::validate)
+    /// before using it.
+    pub fn parse_toml(text: &str) -> Result<Self, SpecError> {
         if text.len() > MAX_SPEC_BYTES {
             return Err(err(
                 "(file)",
@@ -298,7 +321,6 @@ impl JobSpec {
             };
             not_toml(e.into_inner(), &field)
         })?;
-        spec.validate()?;
         Ok(spec)
     }
 
@@ -306,6 +328,14 @@ impl JobSpec {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SpecError> {
         let text = std::str::from_utf8(bytes).map_err(|_| err("(file)", "is not UTF-8 text"))?;
         Self::from_toml(text)
+    }
+
+    /// Every blob the job needs besides checkpoints and deltas: the data
+    /// set's (corpus, tokenizer, IDX) and the initial checkpoint.
+    pub fn blobs(&self) -> Vec<Hash> {
+        let mut blobs = self.dataset.blobs();
+        blobs.extend(self.init);
+        blobs
     }
 
     /// The canonical TOML of this spec.

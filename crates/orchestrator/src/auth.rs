@@ -263,8 +263,26 @@ pub fn authenticate(
     auth: std::result::Result<RequestAuth, AuthError>,
     body: &[u8],
 ) -> Result<Address> {
+    authenticate_hashed(
+        state,
+        method,
+        path_and_query,
+        auth,
+        funetun_core::keccak256(body),
+    )
+}
+
+/// [`authenticate`] for a body known by its keccak256: a streamed upload
+/// whose bytes are checked against that hash once they have arrived.
+pub fn authenticate_hashed(
+    state: &AppState,
+    method: &str,
+    path_and_query: &str,
+    auth: std::result::Result<RequestAuth, AuthError>,
+    body_hash: alloy_primitives::B256,
+) -> Result<Address> {
     let auth = auth.map_err(auth_error)?;
-    auth.verify(method, path_and_query, body)
+    auth.verify_hashed(method, path_and_query, body_hash)
         .map_err(auth_error)?;
     let cfg: &AuthConfig = &state.config.auth;
     let now = now_secs();

@@ -8,10 +8,10 @@
 //! half-visible). The orchestrator is the directory's only writer, so a
 //! crash's stray temporary files are removed when it opens.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use alloy_primitives::B256;
-use funetun_core::blobs::BlobDir;
+use funetun_core::blobs::{BlobDir, BlobWriter};
 
 use crate::error::{Error, Result};
 
@@ -24,6 +24,12 @@ pub trait BlobStore: Send + Sync + 'static {
     fn get(&self, hash: B256) -> Result<Option<Vec<u8>>>;
     /// Whether the blob is stored.
     fn contains(&self, hash: B256) -> Result<bool>;
+    /// A writer that streams a new blob in (an owner's data or checkpoint,
+    /// too large to hold in memory); it is stored when its hash checks.
+    fn writer(&self) -> Result<BlobWriter>;
+    /// A file holding the blob, to stream it out; `None` if not stored.
+    /// Its bytes are checked by the reader (the client hashes what it got).
+    fn file(&self, hash: B256) -> Result<Option<PathBuf>>;
 }
 
 /// Blobs as files in a local directory.
@@ -65,6 +71,15 @@ impl BlobStore for LocalBlobStore {
 
     fn contains(&self, hash: B256) -> Result<bool> {
         Ok(self.dir.contains(hash))
+    }
+
+    fn writer(&self) -> Result<BlobWriter> {
+        self.dir.writer().map_err(store_error)
+    }
+
+    fn file(&self, hash: B256) -> Result<Option<PathBuf>> {
+        let path = self.dir.path(hash);
+        Ok(path.is_file().then_some(path))
     }
 }
 

@@ -59,6 +59,9 @@ pub struct AuthConfig {
     pub rate_burst: f64,
     /// Largest JSON body, in bytes.
     pub max_json_bytes: usize,
+    /// Largest owner's data or checkpoint blob (`?kind=data`, streamed to
+    /// disk), in bytes.
+    pub max_data_bytes: u64,
 }
 
 impl Default for AuthConfig {
@@ -68,6 +71,7 @@ impl Default for AuthConfig {
             rate_per_sec: 200.0,
             rate_burst: 400.0,
             max_json_bytes: 64 * 1024,
+            max_data_bytes: 4 << 30,
         }
     }
 }

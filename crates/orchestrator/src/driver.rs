@@ -141,13 +141,47 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
         Ok(info) => Arc::new(info),
         Err(reason) => return mark_invalid(state, job, &reason).await,
     };
-    let theta0 = {
-        let info = info.clone();
-        tokio::task::spawn_blocking(move || crate::rounds::initial_checkpoint(&info)).await?
+    let hash = match info.spec.init {
+        // The owner's checkpoint is checkpoint 0, if it is the job's model.
+        Some(init) => {
+            let bytes = state.blob(init).await?;
+            let model = info.model;
+            let decoded = tokio::task::spawn_blocking(move || model.decode(&bytes)).await?;
+            if let Err(e) = decoded {
+                let reason = format!(
+                    "init: blob {init} is not a {} checkpoint in the spec's layout: {e}",
+                    info.model
+                );
+                return mark_invalid(state, job, &reason).await;
+            }
+            init
+        }
+        None => {
+            let theta0 = {
+                let info = info.clone();
+                tokio::task::spawn_blocking(move || crate::rounds::initial_checkpoint(&info))
+                    .await?
+            };
+            let hash = funetun_core::keccak256(&theta0);
+            let blobs = state.blobs.clone();
+            tokio::task::spawn_blocking(move || blobs.put(hash, &theta0)).await??;
+            hash
+        }
     };
-    let hash = funetun_core::keccak256(&theta0);
-    let blobs = state.blobs.clone();
-    tokio::task::spawn_blocking(move || blobs.put(hash, &theta0)).await??;
+    if !info.dataset.blobs().is_empty() {
+        // An uploaded data set must load and fit the model before any round opens.
+        let (st, info2) = (state.clone(), info.clone());
+        let fits = tokio::task::spawn_blocking(move || -> Result<()> {
+            let data = st.dataset_blocking(&info2.dataset)?;
+            funetun_ml::train::check_fits(info2.model, &data)?;
+            Ok(())
+        })
+        .await?;
+        if let Err(e) = fits {
+            let reason = format!("dataset {}: {e}", info.dataset);
+            return mark_invalid(state, job, &reason).await;
+        }
+    }
     let tx_hash = commit_checkpoint(state, job, 0, hash).await?;
     let now = now_secs();
     let mut tx = state.store.begin().await?;

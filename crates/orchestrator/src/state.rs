@@ -343,7 +343,23 @@ impl AppState {
             download: !self.config.offline,
             progress: None,
         };
-        let data = Arc::new(Dataset::load(name, &options)?);
+        let data = if name.blobs().is_empty() {
+            Dataset::load(name, &options)?
+        } else {
+            Dataset::from_blobs(name, |hash| {
+                let stored = self
+                    .blobs
+                    .get(hash)
+                    .map_err(|e| funetun_ml::Error::DataUnavailable(e.to_string()))?;
+                stored.ok_or_else(|| {
+                    funetun_ml::Error::DataUnavailable(format!(
+                        "blob {hash} of data set {name} is not in the blob store; \
+                         the owner uploads it with `funetun job create --data`"
+                    ))
+                })
+            })?
+        };
+        let data = Arc::new(data);
         self.datasets
             .lock()
             .unwrap_or_else(|e| e.into_inner())

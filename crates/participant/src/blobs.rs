@@ -40,6 +40,24 @@ impl BlobCache {
         Ok(bytes)
     }
 
+    /// Makes sure blob `hash` is on disk, streaming it from the
+    /// orchestrator if not (an owner's data may be larger than memory
+    /// should hold twice).
+    pub async fn ensure(&self, client: &Client, hash: B256) -> Result<()> {
+        if self.dir.contains(hash) {
+            return Ok(());
+        }
+        debug!(%hash, "data blob not cached; streaming it");
+        let writer = self.dir.writer().map_err(Error::Cache)?;
+        client.download_blob(hash, writer).await?;
+        Ok(())
+    }
+
+    /// The blob directory.
+    pub fn dir(&self) -> Arc<BlobDir> {
+        self.dir.clone()
+    }
+
     /// Blob `hash` decoded as weights of `model`.
     pub async fn tensors(&self, client: &Client, hash: B256, model: Model) -> Result<TensorSet> {
         let bytes = self.bytes(client, hash).await?;

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use funetun_client::Client;
 use funetun_ml::{Dataset, DatasetName, LoadOptions};
+
+use crate::blobs::BlobCache;
 use tracing::info;
 
 use crate::error::{Error, Result};
@@ -35,21 +38,45 @@ impl Datasets {
     }
 
     /// The data set `name`, loading it off the async runtime on first use.
-    pub async fn get(&self, name: &DatasetName) -> Result<Arc<Dataset>> {
+    /// An uploaded data set's blobs are streamed from the orchestrator into
+    /// `blobs` (checked against their hashes) first; a built-in one is
+    /// found locally or downloaded per the configuration. A participant
+    /// never opens a path a job names.
+    pub async fn get(
+        &self,
+        name: &DatasetName,
+        blobs: &BlobCache,
+        client: &Client,
+    ) -> Result<Arc<Dataset>> {
         if let Some(d) = self.loaded.lock().expect("dataset cache lock").get(name) {
             return Ok(d.clone());
         }
+        for hash in name.blobs() {
+            blobs.ensure(client, hash).await?;
+        }
         let parsed = name.clone();
         let config = self.config.clone();
+        let dir = blobs.dir();
         let data = tokio::task::spawn_blocking(move || {
-            Dataset::load(
-                &parsed,
-                &LoadOptions {
-                    data_dir: config.data_dir.as_deref(),
-                    download: config.download,
-                    progress: None,
-                },
-            )
+            if parsed.blobs().is_empty() {
+                return Dataset::load(
+                    &parsed,
+                    &LoadOptions {
+                        data_dir: config.data_dir.as_deref(),
+                        download: config.download,
+                        progress: None,
+                    },
+                );
+            }
+            Dataset::from_blobs(&parsed, |hash| {
+                dir.get(hash)
+                    .map_err(|e| funetun_ml::Error::DataUnavailable(e.to_string()))?
+                    .ok_or_else(|| {
+                        funetun_ml::Error::DataUnavailable(format!(
+                            "blob {hash} of {parsed} was damaged in the cache; it is fetched again next time"
+                        ))
+                    })
+            })
         })
         .await
         .map_err(|e| Error::Config(format!("data loading stopped: {e}")))??;

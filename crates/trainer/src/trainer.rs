@@ -234,7 +234,7 @@ impl Trainer {
             return Ok(TaskEnd::Resumed);
         }
 
-        let data = self.bench.datasets.get(&task.dataset).await?;
+        let data = self.bench.dataset(&task.dataset).await?;
         let base = self
             .bench
             .blobs

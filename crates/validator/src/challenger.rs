@@ -181,7 +181,7 @@ impl Challenger {
         let task = self.bench.me.client.task(u.task_id).await?;
         let spec = task_spec(&task)?;
         let model = spec.model;
-        let data = self.bench.datasets.get(&task.dataset).await?;
+        let data = self.bench.dataset(&task.dataset).await?;
         let base = self
             .bench
             .blobs

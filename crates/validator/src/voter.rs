@@ -93,7 +93,7 @@ pub async fn check(bench: &Workbench, a: &ValidationAssignment) -> Result<Verdic
             return Err(e.into());
         }
     }
-    let data = bench.datasets.get(&a.task.dataset).await?;
+    let data = bench.dataset(&a.task.dataset).await?;
     let base = bench.blobs.tensors(client, a.task.base_hash, model).await?;
     let fetch_delta =
         || async { Ok::<_, Error>(bench.blobs.tensors(client, a.update_hash, model).await?) };

@@ -100,7 +100,10 @@ fn source(name: &DatasetName) -> Option<Source> {
                 "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
             )],
         }),
-        DatasetName::Synthetic(_) | DatasetName::Path(_) => None,
+        DatasetName::Synthetic(_)
+        | DatasetName::Path(_)
+        | DatasetName::Text { .. }
+        | DatasetName::Idx(_) => None,
     }
 }
 

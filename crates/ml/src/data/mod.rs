@@ -17,7 +17,11 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 
+use funetun_core::Hash;
+use funetun_core::protocol::TextTokenizer;
+
 use crate::error::{Error, Result};
+use crate::model::IMAGE_SIDE;
 pub use locate::LoadOptions;
 
 pub use funetun_core::protocol::{DatasetName, Tokenizer};
@@ -212,12 +216,50 @@ impl Dataset {
                 let dir = locate::locate(name, options)?;
                 load_idx_dir(name.clone(), &dir)
             }
+            DatasetName::Text { .. } | DatasetName::Idx(_) => Err(Error::DataUnavailable(format!(
+                "{name} is an uploaded blob; load it with Dataset::from_blobs from a blob store"
+            ))),
             DatasetName::TinyShakespeare(tokenizer) => {
                 let dir = locate::locate(name, options)?;
                 let path = dir.join(locate::TEXT_FILE);
                 let bytes = std::fs::read(&path).map_err(|source| Error::Io { path, source })?;
                 Self::from_text(name.clone(), &bytes, *tokenizer)
             }
+        }
+    }
+
+    /// Builds an uploaded data set from its blobs, which `fetch` returns
+    /// by hash (already checked against it): a text corpus with its
+    /// tokenizer, or an IDX pair. Built-in data sets are loaded with
+    /// [`Dataset::load`].
+    ///
+    /// An IDX pair is the image file followed by the label file in one blob
+    /// (each IDX header says how long its file is); its last tenth is the
+    /// test split (90/10, as for text).
+    pub fn from_blobs(
+        name: &DatasetName,
+        mut fetch: impl FnMut(Hash) -> Result<Vec<u8>>,
+    ) -> Result<Self> {
+        match name {
+            DatasetName::Text {
+                corpus,
+                tokenizer: TextTokenizer::Builtin(tokenizer),
+            } => Self::from_text(name.clone(), &fetch(*corpus)?, *tokenizer),
+            DatasetName::Text {
+                tokenizer: TextTokenizer::Hf(_),
+                ..
+            } => Err(Error::invalid(
+                "data set",
+                format!("{name}: Hugging Face tokenizers are not built into this binary"),
+            )),
+            DatasetName::Idx(hash) => {
+                let bytes = fetch(*hash)?;
+                split_idx_pair(name.clone(), &bytes)
+            }
+            _ => Err(Error::invalid(
+                "data set",
+                format!("{name} is built in, not an uploaded blob; load it with Dataset::load"),
+            )),
         }
     }
 
@@ -264,6 +306,74 @@ pub(crate) fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
         .into_iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())
+}
+
+/// Length of the IDX image file at the start of `bytes`, from its header.
+pub fn idx_images_len(bytes: &[u8]) -> Option<usize> {
+    let word = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    word(4)?
+        .checked_mul(word(8)?.checked_mul(word(12)?)?)?
+        .checked_add(16)
+}
+
+fn split_idx_pair(name: DatasetName, bytes: &[u8]) -> Result<Dataset> {
+    let path = PathBuf::from(name.to_string());
+    let at = idx_images_len(bytes)
+        .filter(|&n| n <= bytes.len())
+        .ok_or_else(|| Error::BadDataFile {
+            path: path.clone(),
+            problem: "not an IDX image file followed by an IDX label file (upload the \
+                      pair with `funetun job create --data IMAGES,LABELS`)"
+                .into(),
+        })?;
+    let images = idx::parse_images(&bytes[..at], &path)?;
+    let labels = idx::parse_labels(&bytes[at..], &path, NUM_CLASSES as u8)?;
+    if images.count != labels.len() {
+        return Err(Error::BadDataFile {
+            path,
+            problem: format!(
+                "{} images but {} labels; upload an image file and its own label file",
+                images.count,
+                labels.len()
+            ),
+        });
+    }
+    if (images.rows, images.cols) != (IMAGE_SIDE, IMAGE_SIDE) {
+        return Err(Error::BadDataFile {
+            path,
+            problem: format!(
+                "images are {}×{}; the image models read {IMAGE_SIDE}×{IMAGE_SIDE}",
+                images.rows, images.cols
+            ),
+        });
+    }
+    let n = images.count;
+    let n_train = (n as f64 * text::TRAIN_FRACTION) as usize;
+    if n_train == 0 || n_train == n {
+        return Err(Error::BadDataFile {
+            path,
+            problem: format!("{n} images are too few to split 90/10 into train and test"),
+        });
+    }
+    let d = images.rows * images.cols;
+    let (train_px, test_px) = images.pixels.split_at(n_train * d);
+    let (train_lb, test_lb) = labels.split_at(n_train);
+    Dataset::from_parts(
+        name,
+        images.rows,
+        images.cols,
+        Split::Images {
+            images: train_px.to_vec(),
+            labels: train_lb.to_vec(),
+        },
+        Split::Images {
+            images: test_px.to_vec(),
+            labels: test_lb.to_vec(),
+        },
+    )
 }
 
 fn load_idx_dir(name: DatasetName, dir: &Path) -> Result<Dataset> {

@@ -1,4 +1,11 @@
-//! `PUT /v1/blobs/{hash}?job=ID` or `?kind=spec`, and `GET /v1/blobs/{hash}`.
+//! `PUT /v1/blobs/{hash}?job=ID`, `?kind=spec` or `?kind=data`, and
+//! `GET /v1/blobs/{hash}`.
+//!
+//! Checkpoints, deltas and specs are small enough to hold in memory and are
+//! checked before they are stored. An owner's data (a corpus, a tokenizer,
+//! an IDX pair, an initial checkpoint) may be gigabytes: `?kind=data`
+//! streams the body to a temporary file while hashing it, and stores it
+//! only if it hashes to its name. Downloads stream from the file.
 
 use funetun_core::protocol::NodeKind;
 use std::str::FromStr;
@@ -6,15 +13,18 @@ use std::sync::Arc;
 
 use alloy_primitives::B256;
 use axum::Json;
-use axum::extract::State;
-use axum::http::{StatusCode, Uri, header};
+use axum::body::Body;
+use axum::extract::{FromRequest as _, Request, State};
+use axum::http::{StatusCode, header};
+use funetun_core::auth::RequestAuth;
+use futures_util::StreamExt as _;
 use axum::response::{IntoResponse, Response};
 use funetun_core::spec::MAX_SPEC_BYTES;
 use funetun_core::{JobSpec, keccak256};
 use serde_json::json;
 
 use super::PathParam;
-use crate::auth::{SignedBytes, role, too_large};
+use crate::auth::{SignedBytes, authenticate_hashed, role, too_large};
 use crate::error::{Error, Result};
 use crate::graph::Node;
 use crate::state::AppState;
@@ -30,14 +40,18 @@ fn parse_blob_hash(raw: &str) -> Result<B256> {
     })
 }
 
-/// `PUT /v1/blobs/{hash}?job=ID` or `?kind=spec`.
+/// `PUT /v1/blobs/{hash}?job=ID`, `?kind=spec` or `?kind=data`.
 pub async fn put_blob(
     State(st): State<Arc<AppState>>,
     PathParam(raw): PathParam<String>,
-    uri: Uri,
-    SignedBytes { address, bytes }: SignedBytes,
+    req: Request,
 ) -> Result<Response> {
     let hash = parse_blob_hash(&raw)?;
+    if req.uri().query() == Some("kind=data") {
+        return put_data(&st, hash, req).await;
+    }
+    let uri = req.uri().clone();
+    let SignedBytes { address, bytes } = SignedBytes::from_request(req, &st).await?;
     let mut job = None;
     let mut kind = None;
     for pair in uri
@@ -56,7 +70,9 @@ pub async fn put_blob(
             _ => {
                 return Err(Error::bad_request(
                     "bad_query",
-                    format!("unknown query parameter `{pair}`; use ?job=ID or ?kind=spec"),
+                    format!(
+                        "unknown query parameter `{pair}`; use ?job=ID, ?kind=spec or ?kind=data"
+                    ),
                 ));
             }
         }
@@ -85,8 +101,19 @@ pub async fn put_blob(
                 return Err(too_large(MAX_SPEC_BYTES));
             }
             check_hash(&bytes)?;
-            JobSpec::from_bytes(&bytes)
+            let spec = JobSpec::from_bytes(&bytes)
                 .map_err(|e| Error::bad_request("bad_spec", e.to_string()))?;
+            for blob in spec.blobs() {
+                if !st.blobs.contains(blob)? {
+                    return Err(Error::bad_request(
+                        "missing_blob",
+                        format!(
+                            "the spec names blob {blob}, which is not stored here; upload it first \
+                             (PUT /v1/blobs/{blob}?kind=data, or `funetun job create --data/--init`)"
+                        ),
+                    ));
+                }
+            }
         }
         (Some(job), None) => {
             st.graph.record(
@@ -117,7 +144,8 @@ pub async fn put_blob(
         _ => {
             return Err(Error::bad_request(
                 "bad_query",
-                "say what the blob is: ?job=ID for a checkpoint or delta, ?kind=spec for a job spec",
+                "say what the blob is: ?job=ID for a checkpoint or delta, ?kind=spec for a job spec, \
+                 ?kind=data for an owner's data or initial checkpoint",
             ));
         }
     }
@@ -135,20 +163,100 @@ pub async fn put_blob(
         .into_response())
 }
 
-/// `GET /v1/blobs/{hash}`: public.
+/// `PUT /v1/blobs/{hash}?kind=data`: an owner's file, streamed to disk.
+/// Anyone who signs may upload (as with specs); the size limit
+/// (`max_data_bytes`) and the rate limit bound what one address can store.
+async fn put_data(st: &Arc<AppState>, hash: B256, req: Request) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let auth = RequestAuth::from_headers(|name| {
+        parts.headers.get(name).and_then(|v| v.to_str().ok())
+    });
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or_else(|| parts.uri.path());
+    // The signature covers the body's hash, which must be the blob's name;
+    // the bytes are checked against it as they arrive.
+    let address = authenticate_hashed(st, parts.method.as_str(), path, auth, hash)?;
+    st.graph.record(
+        Node::Peer(address, NodeKind::Owner),
+        Node::Orchestrator,
+        "blob",
+        now_secs(),
+    );
+    let limit = st.config.auth.max_data_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit as usize));
+    }
+    if st.blobs.contains(hash)? {
+        return Ok((StatusCode::OK, Json(json!({ "hash": hash, "bytes": declared }))).into_response());
+    }
+    let mut writer = st.blobs.writer()?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Error::bad_request("bad_body", format!("the upload broke off: {e}"))
+        })?;
+        if writer.len() + chunk.len() as u64 > limit {
+            return Err(too_large(limit as usize));
+        }
+        writer = tokio::task::spawn_blocking(move || -> Result<_> {
+            writer.write(&chunk).map_err(Error::Tensors)?;
+            Ok(writer)
+        })
+        .await??;
+    }
+    let len = writer.len();
+    let stored = tokio::task::spawn_blocking(move || writer.finish(hash)).await?;
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(funetun_core::Error::BlobHash { actual, .. }) => {
+            return Err(Error::bad_request(
+                "hash_mismatch",
+                format!("the body hashes to {actual}, not to {hash}; nothing was stored"),
+            ));
+        }
+        Err(e) => return Err(Error::Tensors(e)),
+    };
+    tracing::info!(%hash, bytes = len, from = %address, "owner's data blob stored");
+    Ok((
+        if stored {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(json!({ "hash": hash, "bytes": len })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/blobs/{hash}`: public; streamed from the store's file.
 pub async fn get_blob(
     State(st): State<Arc<AppState>>,
     PathParam(raw): PathParam<String>,
 ) -> Result<Response> {
     let hash = parse_blob_hash(&raw)?;
-    let blobs = st.blobs.clone();
-    match tokio::task::spawn_blocking(move || blobs.get(hash)).await?? {
-        Some(bytes) => {
-            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
-        }
-        None => Err(Error::not_found(
+    let Some(path) = st.blobs.file(hash)? else {
+        return Err(Error::not_found(
             "unknown_blob",
             format!("no blob {hash} is stored here"),
-        )),
-    }
+        ));
+    };
+    let file = tokio::fs::File::open(&path).await?;
+    let len = file.metadata().await?.len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }

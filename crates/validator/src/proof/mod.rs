@@ -49,6 +49,8 @@ pub const INITIAL_INDEPENDENCE: &str = "initial_independence";
 pub const DISTANCE_TO_FINAL: &str = "distance_to_final_decreasing";
 /// Name of check 6.
 pub const INIT_TO_FINAL: &str = "init_to_final_distance";
+/// Check 3 of a fine-tune: C₀ is the owner's checkpoint named in the spec.
+pub const INITIAL_COMMITTED: &str = "initial_committed";
 
 /// The thresholds and sampling settings of the six checks.
 ///
@@ -255,6 +257,52 @@ pub fn verify(
         checks::initial_independence(chain.model(), chain.initial(), config),
         checks::distance_to_final(chain, config),
         checks::init_to_final(chain, init_seed, config),
+    ]))
+}
+
+/// The checks of a chain that starts from an owner's checkpoint (a
+/// fine-tune, `init` in the spec) rather than from a seeded θ₀.
+///
+/// Checks 3 and 4 test that θ₀ was drawn from the declared initializer
+/// and not crafted; a pretrained checkpoint is neither, so they are
+/// replaced by one rule: C₀ must hash to `committed`, the checkpoint the
+/// spec names — and the spec's hash was on-chain (`createJob`) before any
+/// round was trained, which is what check 4 protected (a C₀ chosen after
+/// seeing the result). Checks 1, 2, 5 and 6 apply unchanged; check 6
+/// still compares with a fresh random initialization, from which a
+/// fine-tune stays far. `docs/proof-of-training.md` has the reasoning.
+pub fn verify_fine_tune(
+    chain: &Chain,
+    committed: funetun_core::Hash,
+    data: &Dataset,
+    compute: &Compute,
+    config: &ProofConfig,
+) -> Result<Report> {
+    config.validate()?;
+    let first = if chain.model().is_text() {
+        let losses = checks::validation_losses(chain, data, compute, config.eval_samples)?;
+        checks::val_loss_monotonic(&losses, config)
+    } else {
+        let accuracies = checks::test_accuracies(chain, data, compute, config.eval_samples)?;
+        checks::accuracy_monotonic(&accuracies, config)
+    };
+    let actual = funetun_core::keccak256(funetun_core::encode(chain.initial()));
+    let initial = CheckResult::new(
+        INITIAL_COMMITTED,
+        if actual == committed { 0.0 } else { 1.0 },
+        0.0,
+        if actual == committed {
+            format!("C₀ is the committed initial checkpoint {committed}")
+        } else {
+            format!("C₀ hashes to {actual}, but the spec commits the initial checkpoint {committed}")
+        },
+    );
+    Ok(Report::new(vec![
+        first,
+        checks::parameter_continuity(chain, config),
+        initial,
+        checks::distance_to_final(chain, config),
+        checks::init_to_final(chain, None, config),
     ]))
 }
 

@@ -1,0 +1,276 @@
+//! An owner's files for `funetun job create`: a data set (`--data`) and an
+//! initial checkpoint (`--init`), uploaded as content-addressed blobs and
+//! named in the spec by hash.
+//!
+//! Everything is checked here, before anything is uploaded or written
+//! on-chain: the data set is loaded exactly as trainers will load it (text
+//! tokenized, an IDX pair parsed and split) and must fit the model; the
+//! checkpoint must decode in the model's layout. Then the files are
+//! streamed to the orchestrator (`PUT /v1/blobs/{hash}?kind=data`).
+//!
+//! What `--data` accepts:
+//! - a UTF-8 text file: the corpus, as is;
+//! - a folder: its files (recursively, hidden ones skipped) concatenated in
+//!   byte order of their relative paths, each ending with a newline;
+//! - `IMAGES,LABELS`: an IDX image file and its label file (raw, not
+//!   gzipped), concatenated into one blob.
+
+use std::io::{BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use funetun_client::Client;
+use funetun_core::protocol::TextTokenizer;
+use funetun_core::{DatasetName, Hash, JobSpec, Tokenizer};
+use funetun_ml::{Architecture as _, Dataset};
+
+/// Largest initial checkpoint read for checking, in bytes.
+const MAX_INIT_BYTES: u64 = 8 << 30;
+
+/// What `--data`, `--tokenizer` and `--init` name.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerFiles {
+    /// The data set: a text file, a folder of them, or `IMAGES,LABELS`.
+    pub data: Option<PathBuf>,
+    /// For text: `char`, `byte`, or a Hugging Face `tokenizer.json`.
+    pub tokenizer: Option<String>,
+    /// An initial checkpoint: a canonical safetensors file in the model's
+    /// layout (as `funetun job download` writes).
+    pub init: Option<PathBuf>,
+}
+
+/// What was uploaded.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Uploaded {
+    /// The data set's name in the spec.
+    pub dataset: Option<String>,
+    /// Bytes of the data blob.
+    pub data_bytes: Option<u64>,
+    /// The initial checkpoint's hash (checkpoint 0).
+    pub init: Option<Hash>,
+}
+
+/// A data blob prepared on disk: the file to upload and whether it is text.
+struct Prepared {
+    path: PathBuf,
+    images: bool,
+    _tmp: Option<tempfile::TempPath>,
+}
+
+/// Checks the owner's files against `spec`, uploads them and names them in
+/// `spec` (its `dataset`, `init`, and a transformer's `vocab` when the
+/// spec leaves it to the data). `spec` is validated at the end.
+pub async fn attach(
+    client: &Client,
+    spec: &mut JobSpec,
+    files: &OwnerFiles,
+) -> anyhow::Result<Uploaded> {
+    let mut out = Uploaded::default();
+    let mut uploads: Vec<PathBuf> = Vec::new();
+    let mut prepared = None;
+    if let Some(data) = &files.data {
+        let p = prepare(data)?;
+        let (hash, bytes) = {
+            let path = p.path.clone();
+            tokio::task::spawn_blocking(move || funetun_client::hash_file(&path))
+                .await?
+                .with_context(|| format!("reading {}", p.path.display()))?
+        };
+        let name = if p.images {
+            anyhow::ensure!(
+                files.tokenizer.is_none(),
+                "--tokenizer applies to text; {} is an IDX pair",
+                data.display()
+            );
+            DatasetName::Idx(hash)
+        } else {
+            let tokenizer = tokenizer_of(spec, files.tokenizer.as_deref(), &mut uploads)?;
+            DatasetName::Text {
+                corpus: hash,
+                tokenizer,
+            }
+        };
+        spec.dataset = name;
+        out.dataset = Some(spec.dataset.to_string());
+        out.data_bytes = Some(bytes);
+        uploads.push(p.path.clone());
+        prepared = Some(p);
+    } else if files.tokenizer.is_some() {
+        anyhow::bail!("--tokenizer needs --data (the corpus it tokenizes)");
+    }
+    // Load the data set exactly as trainers will, from the local files.
+    if let Some(p) = &prepared {
+        let data = load_local(&spec.dataset, p, &uploads)?;
+        if let (Some(t), Some(vocab)) = (spec.transformer.as_mut(), data.vocab())
+            && t.vocab.is_none()
+        {
+            t.vocab = Some(vocab.size());
+        }
+        let model = spec.model().context("the job spec with the uploaded data")?;
+        funetun_ml::train::check_fits(model, &data)
+            .with_context(|| format!("--data {}", files.data.as_ref().unwrap().display()))?;
+    }
+    if let Some(init) = &files.init {
+        let model = spec.model().context("the job spec")?;
+        let len = std::fs::metadata(init)
+            .with_context(|| format!("--init {}", init.display()))?
+            .len();
+        anyhow::ensure!(
+            len <= MAX_INIT_BYTES,
+            "--init {} is {len} bytes; the limit is {MAX_INIT_BYTES}",
+            init.display()
+        );
+        let bytes = std::fs::read(init).with_context(|| format!("reading {}", init.display()))?;
+        model.decode(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "--init {} is not a {model} checkpoint in the spec's layout: {e}; \
+                 give a checkpoint of this model (as `funetun job download` writes) \
+                 or change the spec's model to the checkpoint's",
+                init.display()
+            )
+        })?;
+        spec.init = Some(funetun_core::keccak256(&bytes));
+        out.init = spec.init;
+        uploads.push(init.clone());
+    }
+    spec.validate()?;
+    crate::job::check_spec_names(spec)?;
+    for path in &uploads {
+        let (hash, bytes) = client
+            .put_data_file(path)
+            .await
+            .with_context(|| format!("uploading {}", path.display()))?;
+        tracing::info!(%hash, bytes, file = %path.display(), "uploaded");
+    }
+    drop(prepared);
+    Ok(out)
+}
+
+/// The tokenizer of an uploaded corpus: `--tokenizer`, else the spec's
+/// text data set's, else characters. A `tokenizer.json` is queued for
+/// upload.
+fn tokenizer_of(
+    spec: &JobSpec,
+    arg: Option<&str>,
+    uploads: &mut Vec<PathBuf>,
+) -> anyhow::Result<TextTokenizer> {
+    match arg {
+        None => Ok(match &spec.dataset {
+            DatasetName::TinyShakespeare(t) => TextTokenizer::Builtin(*t),
+            DatasetName::Text { tokenizer, .. } => *tokenizer,
+            _ => TextTokenizer::Builtin(Tokenizer::Char),
+        }),
+        Some(word @ ("char" | "byte")) => Ok(TextTokenizer::Builtin(word.parse()?)),
+        Some(file) => {
+            let path = PathBuf::from(file);
+            anyhow::ensure!(
+                path.is_file(),
+                "--tokenizer `{file}` is neither char, byte nor a tokenizer.json file"
+            );
+            let (hash, _) = funetun_client::hash_file(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            uploads.push(path);
+            Ok(TextTokenizer::Hf(hash))
+        }
+    }
+}
+
+/// The data set `name` built from the local files about to be uploaded.
+fn load_local(name: &DatasetName, p: &Prepared, uploads: &[PathBuf]) -> anyhow::Result<Dataset> {
+    let mut by_hash = std::collections::HashMap::new();
+    for path in uploads.iter().chain([&p.path]) {
+        let (hash, _) = funetun_client::hash_file(path)?;
+        by_hash.insert(hash, path.clone());
+    }
+    Dataset::from_blobs(name, |hash| {
+        let path = by_hash.get(&hash).expect("every blob of the name is a local file");
+        std::fs::read(path).map_err(|source| funetun_ml::Error::Io {
+            path: path.clone(),
+            source,
+        })
+    })
+    .map_err(|e| anyhow::anyhow!("the data set does not load as trainers would load it: {e}"))
+}
+
+/// The file to upload for `--data`: itself, or a temporary concatenation.
+fn prepare(data: &Path) -> anyhow::Result<Prepared> {
+    let text = data.to_string_lossy();
+    if let Some((images, labels)) = text.split_once(',') {
+        let tmp = concatenate(&[PathBuf::from(images), PathBuf::from(labels)], false)?;
+        return Ok(Prepared {
+            path: tmp.to_path_buf(),
+            images: true,
+            _tmp: Some(tmp),
+        });
+    }
+    let meta = std::fs::metadata(data).with_context(|| {
+        format!(
+            "--data {}: give a text file, a folder of text files, or IMAGES,LABELS",
+            data.display()
+        )
+    })?;
+    if meta.is_file() {
+        return Ok(Prepared {
+            path: data.to_path_buf(),
+            images: false,
+            _tmp: None,
+        });
+    }
+    let mut files = Vec::new();
+    collect_files(data, &mut files)?;
+    files.sort();
+    anyhow::ensure!(
+        !files.is_empty(),
+        "--data {} is a folder without files",
+        data.display()
+    );
+    let tmp = concatenate(&files, true)?;
+    Ok(Prepared {
+        path: tmp.to_path_buf(),
+        images: false,
+        _tmp: Some(tmp),
+    })
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Streams `files` into one temporary file (a newline after each file that
+/// does not end with one, when `lines`).
+fn concatenate(files: &[PathBuf], lines: bool) -> anyhow::Result<tempfile::TempPath> {
+    let tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
+    let (file, path) = tmp.into_parts();
+    let mut out = BufWriter::new(file);
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut input =
+            std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        let mut last = b'\n';
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            last = buf[n - 1];
+            out.write_all(&buf[..n])?;
+        }
+        if lines && last != b'\n' {
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(path)
+}
