@@ -76,6 +76,18 @@ pub struct DemoArgs {
     /// override what they name explicitly: rounds, steps, replay probability).
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// The owner's data set, uploaded as a blob as `job create --data`
+    /// does: a UTF-8 text file, a folder of them, or `IMAGES,LABELS`.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// How uploaded text becomes tokens: `char`, `byte` or a `tokenizer.json`.
+    #[arg(long, value_name = "char|byte|FILE")]
+    pub tokenizer: Option<String>,
+    /// An initial checkpoint in the spec's model layout (canonical
+    /// safetensors, e.g. a previous demo's `final.safetensors`): round 0
+    /// starts from it.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
     /// Directory holding data sets (searched before FUNETUN_DATA_DIR and the cache).
     #[arg(long, env = "FUNETUN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -155,6 +167,17 @@ impl DemoArgs {
 
     /// The data set asked for: `--dataset`, else the preset's (text for a
     /// transformer).
+    /// The owner's files named by `--data`, `--tokenizer` and `--init`, if any.
+    pub fn owner_files(&self) -> Option<crate::upload::OwnerFiles> {
+        (self.data.is_some() || self.init.is_some() || self.tokenizer.is_some()).then(|| {
+            crate::upload::OwnerFiles {
+                data: self.data.clone(),
+                tokenizer: self.tokenizer.clone(),
+                init: self.init.clone(),
+            }
+        })
+    }
+
     pub fn dataset_name(&self) -> DatasetName {
         self.dataset.clone().unwrap_or(
             if self.preset == Some(Preset::Shakespeare) || self.model_kind().is_transformer() {
@@ -251,8 +274,13 @@ pub struct DemoSummary {
     pub training_seconds: f64,
     /// Gas of every transaction of the run.
     pub gas_used: u64,
-    /// The job's seed (θ₀ = the model's initializer with this seed).
+    /// The job's seed (θ₀ = the model's initializer with this seed, unless
+    /// the owner gave an initial checkpoint).
     pub init_seed: u64,
+    /// Checkpoint 0 as committed on-chain (θ₀, or the owner's `init`).
+    pub initial_hash: B256,
+    /// The owner's initial checkpoint named by the spec, if any.
+    pub init: Option<B256>,
     /// Where every round's checkpoint was written.
     pub checkpoints_dir: PathBuf,
     /// The job id.
@@ -286,6 +314,11 @@ pub struct DemoSummary {
 /// The built-in job for `model`, shaped by the flags.
 pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSpec> {
     let mut spec = match &args.spec {
+        Some(path) if args.owner_files().is_some() => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            JobSpec::parse_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
         Some(path) => crate::job::read_spec(path)?.0,
         None if args.model_kind().is_transformer() => text_spec(args, dataset),
         None => {
@@ -344,8 +377,12 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     if let Some(w) = args.challenge_window {
         spec.validation.challenge_window_secs = w;
     }
-    spec.validate()?;
-    check_spec_names(&spec)?;
+    if args.owner_files().is_none() {
+        // With owner's files the spec is completed (and checked) once
+        // they are uploaded.
+        spec.validate()?;
+        check_spec_names(&spec)?;
+    }
     Ok(spec)
 }
 
@@ -577,8 +614,13 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         args.bad_validators,
         args.validators
     );
-    let dataset = tokio::task::block_in_place(|| choose_dataset(args))?;
-    let spec = demo_spec(args, &dataset)?;
+    let dataset = if args.data.is_some() {
+        // Named by hash once uploaded.
+        args.dataset_name()
+    } else {
+        tokio::task::block_in_place(|| choose_dataset(args))?
+    };
+    let mut spec = demo_spec(args, &dataset)?;
     let deposit = parse_amount(&args.deposit).map_err(|e| anyhow::anyhow!("--deposit: {e}"))?;
 
     let out = &args.out;
@@ -636,7 +678,20 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let url = orchestrator.url();
     let owner_client = Client::new(&url, Some(owner_key.clone()));
 
-    // The job.
+    // The job, with the owner's files uploaded first.
+    if let Some(files) = args.owner_files() {
+        let uploaded = crate::upload::attach(&owner_client, &mut spec, &files).await?;
+        if let Some(name) = &uploaded.dataset {
+            eprintln!(
+                "uploaded {} bytes of data: dataset = \"{name}\"",
+                uploaded.data_bytes.unwrap_or(0)
+            );
+        }
+        if let Some(init) = uploaded.init {
+            eprintln!("uploaded the initial checkpoint: init = \"{init}\"");
+        }
+    }
+    let spec = spec;
     let spec_bytes = spec.to_toml().into_bytes();
     write_atomic(&out.join("job.toml"), &spec_bytes)?;
     let created = create_job(
@@ -918,6 +973,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     let model = spec.model()?;
     let mut final_hash = B256::ZERO;
     let mut onchain_final_hash = B256::ZERO;
+    let mut initial_hash = B256::ZERO;
     let checkpoints = fetch_checkpoints(client, ledger, job_id, Which::All)
         .await?
         .map_err(crate::job::anchor_error)?;
@@ -932,6 +988,9 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         )?;
         onchain_final_hash = *hash;
         final_hash = funetun_core::keccak256(bytes);
+        if *round == 0 {
+            initial_hash = *hash;
+        }
     }
     if let Some(last) = checkpoints.last() {
         write_atomic(&out.join("final.safetensors"), &last.bytes)?;
@@ -1079,6 +1138,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         training_seconds,
         gas_used,
         init_seed: spec.seed,
+        initial_hash,
+        init: spec.init,
         checkpoints_dir: out.join("checkpoints"),
         job_id,
         rpc_url: rpc_url.to_string(),
@@ -1119,14 +1180,7 @@ fn text_samples(
     model: funetun_ml::Model,
     final_weights: &[f32],
 ) -> anyhow::Result<(String, String)> {
-    let data = Dataset::load(
-        &spec.dataset,
-        &LoadOptions {
-            data_dir: args.data_dir.as_deref(),
-            download: !args.offline,
-            progress: None,
-        },
-    )?;
+    let data = load_job_data(args, spec)?;
     let compute = funetun_ml::Compute::new(args.threads)?;
     let sampling = funetun_ml::generate::Sampling {
         tokens: 300,
@@ -1137,9 +1191,49 @@ fn text_samples(
         crate::generate::sample_text(model, params, &data, "\n", &sampling, &compute)
     };
     Ok((
-        write(&model.init(spec.seed).to_flat())?,
+        write(&initial_weights(args, spec, model)?.to_flat())?,
         write(final_weights)?,
     ))
+}
+
+/// The job's data set: built in, or uploaded (read back from the demo's
+/// blob store, as the orchestrator reads it).
+fn load_job_data(args: &DemoArgs, spec: &JobSpec) -> anyhow::Result<Dataset> {
+    if spec.dataset.blobs().is_empty() {
+        return Ok(Dataset::load(
+            &spec.dataset,
+            &LoadOptions {
+                data_dir: args.data_dir.as_deref(),
+                download: !args.offline,
+                progress: None,
+            },
+        )?);
+    }
+    let blobs = funetun_core::blobs::BlobDir::open(args.out.join("blobs"))?;
+    Ok(Dataset::from_blobs(&spec.dataset, |hash| {
+        blobs
+            .get(hash)
+            .map_err(|e| funetun_ml::Error::DataUnavailable(e.to_string()))?
+            .ok_or_else(|| funetun_ml::Error::DataUnavailable(format!("blob {hash} is missing")))
+    })?)
+}
+
+/// Checkpoint 0: the owner's (`init`) or θ₀ drawn from the seed.
+fn initial_weights(
+    args: &DemoArgs,
+    spec: &JobSpec,
+    model: funetun_ml::Model,
+) -> anyhow::Result<funetun_core::TensorSet> {
+    match spec.init {
+        Some(hash) => {
+            let blobs = funetun_core::blobs::BlobDir::open(args.out.join("blobs"))?;
+            let bytes = blobs
+                .get(hash)?
+                .with_context(|| format!("the initial checkpoint {hash} is not in the blob store"))?;
+            Ok(model.decode(&bytes)?)
+        }
+        None => Ok(model.init(spec.seed)),
+    }
 }
 
 fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {

@@ -4,6 +4,7 @@ mod adversarial;
 mod browser_e2e;
 mod demo;
 mod ml;
+mod owner_data;
 mod text;
 mod trainer_restart;
 mod verify;

@@ -412,6 +412,75 @@ async fn blobs_are_checked_before_they_are_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_data_is_streamed_checked_and_a_spec_naming_a_missing_blob_is_refused() {
+    let f = fixture_with(tiny_spec(0.0), |c| c.auth.max_data_bytes = 1 << 20).await;
+    let owner = &f.env.keys[9];
+    let corpus: Vec<u8> = "To be, or not to be, that is the question.\n"
+        .repeat(2000)
+        .into_bytes();
+    let hash = keccak256(&corpus);
+    let path = format!("/v1/blobs/{hash}?kind=data");
+    let text_spec = |corpus: B256| {
+        format!(
+            "model = \"gpt\"\ndataset = \"text:{corpus}:byte\"\n[transformer]\nconfig = \"tiny\"\n"
+        )
+        .into_bytes()
+    };
+
+    // A spec naming a blob that is not stored is refused.
+    let spec = text_spec(hash);
+    let spec_path = format!("/v1/blobs/{}?kind=spec", keccak256(&spec));
+    refused(
+        &f.app,
+        signed(owner, "PUT", &spec_path, spec.clone()),
+        StatusCode::BAD_REQUEST,
+        "missing_blob",
+    )
+    .await;
+
+    // Bytes that do not hash to the name are refused and leave nothing.
+    let mut damaged = corpus.clone();
+    damaged[7] ^= 1;
+    let auth = funetun_core::auth::sign_hashed_request(owner, "PUT", &path, hash, now(), &fresh_nonce());
+    let mut req = Request::put(&path);
+    for (name, value) in auth.headers() {
+        req = req.header(name, value);
+    }
+    let req = req.body(Body::from(damaged)).unwrap();
+    refused(&f.app, req, StatusCode::BAD_REQUEST, "hash_mismatch").await;
+    refused(
+        &f.app,
+        get(&format!("/v1/blobs/{hash}")),
+        StatusCode::NOT_FOUND,
+        "unknown_blob",
+    )
+    .await;
+    // Larger than the limit; unsigned.
+    let big = vec![b'a'; (1 << 20) + 1];
+    let big_path = format!("/v1/blobs/{}?kind=data", keccak256(&big));
+    refused(
+        &f.app,
+        signed(owner, "PUT", &big_path, big),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    let req = Request::put(&path).body(Body::from(corpus.clone())).unwrap();
+    refused(&f.app, req, StatusCode::UNAUTHORIZED, "unsigned").await;
+
+    // The right bytes are stored once and served back whole.
+    let (status, _) = call(&f.app, signed(owner, "PUT", &path, corpus.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(&f.app, signed(owner, "PUT", &path, corpus.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, bytes) = call(&f.app, get(&format!("/v1/blobs/{hash}"))).await;
+    assert_eq!((status, bytes), (StatusCode::OK, corpus));
+    // Now the spec that names it is accepted.
+    let (status, _) = call(&f.app, signed(owner, "PUT", &spec_path, spec)).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_votes_are_checked_against_the_chain() {
     let f = fixture().await;
     let trainer = &f.env.keys[2];

@@ -493,3 +493,31 @@ fn transformer_chains_are_checked_on_validation_loss() {
     wide[0] = map_tensors(&wide[0], |_, t| t.data.iter().map(|v| v * 2.0).collect());
     assert_fails(&check(wide, None), INITIAL_DISTRIBUTION);
 }
+
+#[test]
+fn a_fine_tune_chain_is_held_to_its_committed_initial_checkpoint() {
+    let f = fixture();
+    // A fine-tune: the honest run continued from one of its trained
+    // checkpoints, which the owner committed in the spec.
+    let chain = Chain::new(MODEL, f.honest[2..].to_vec()).unwrap();
+    let committed = funetun_core::keccak256(funetun_core::encode(&f.honest[2]));
+    let report =
+        super::verify_fine_tune(&chain, committed, &f.data, &f.compute, &config()).unwrap();
+    for c in &report.checks {
+        eprintln!("fine-tune {:<29} {:>10.4} {} | {}", c.name, c.value, c.passed, c.detail);
+    }
+    assert!(report.passed, "{report:#?}");
+    assert!(report.check(super::INITIAL_COMMITTED).unwrap().passed);
+    // Neither of the seeded-θ₀ checks is reported for a fine-tune.
+    assert!(report.check(super::INITIAL_DISTRIBUTION).is_none());
+    assert!(report.check(super::INITIAL_INDEPENDENCE).is_none());
+
+    // A chain whose checkpoint 0 differs from the committed one fails.
+    let other = funetun_core::keccak256(funetun_core::encode(&f.honest[1]));
+    let report = super::verify_fine_tune(&chain, other, &f.data, &f.compute, &config()).unwrap();
+    assert_fails(&report, super::INITIAL_COMMITTED);
+    assert!(
+        report.check(super::INITIAL_COMMITTED).unwrap().detail.contains(&other.to_string()),
+        "{report:#?}"
+    );
+}
