@@ -1227,9 +1227,9 @@ fn initial_weights(
     match spec.init {
         Some(hash) => {
             let blobs = funetun_core::blobs::BlobDir::open(args.out.join("blobs"))?;
-            let bytes = blobs
-                .get(hash)?
-                .with_context(|| format!("the initial checkpoint {hash} is not in the blob store"))?;
+            let bytes = blobs.get(hash)?.with_context(|| {
+                format!("the initial checkpoint {hash} is not in the blob store")
+            })?;
             Ok(model.decode(&bytes)?)
         }
         None => Ok(model.init(spec.seed)),

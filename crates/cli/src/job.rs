@@ -242,7 +242,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let (mut spec, bytes) = if with_files {
         let text = std::fs::read_to_string(&args.spec)
             .with_context(|| format!("reading {}", args.spec.display()))?;
-        let spec = JobSpec::parse_toml(&text).with_context(|| format!("in {}", args.spec.display()))?;
+        let spec =
+            JobSpec::parse_toml(&text).with_context(|| format!("in {}", args.spec.display()))?;
         (spec, Vec::new())
     } else {
         read_spec(&args.spec)?

@@ -106,7 +106,9 @@ pub async fn attach(
         {
             t.vocab = Some(vocab.size());
         }
-        let model = spec.model().context("the job spec with the uploaded data")?;
+        let model = spec
+            .model()
+            .context("the job spec with the uploaded data")?;
         funetun_ml::train::check_fits(model, &data)
             .with_context(|| format!("--data {}", files.data.as_ref().unwrap().display()))?;
     }
@@ -183,7 +185,9 @@ fn load_local(name: &DatasetName, p: &Prepared, uploads: &[PathBuf]) -> anyhow::
         by_hash.insert(hash, path.clone());
     }
     Dataset::from_blobs(name, |hash| {
-        let path = by_hash.get(&hash).expect("every blob of the name is a local file");
+        let path = by_hash
+            .get(&hash)
+            .expect("every blob of the name is a local file");
         std::fs::read(path).map_err(|source| funetun_ml::Error::Io {
             path: path.clone(),
             source,

@@ -433,10 +433,9 @@ async fn fetch_uploaded_data(
             .with_context(|| format!("downloading blob {hash} of data set {name}"))?;
         blobs.insert(hash, bytes);
     }
-    let data = funetun_ml::Dataset::from_blobs(name, |hash| {
-        Ok(blobs.remove(&hash).unwrap_or_default())
-    })
-    .with_context(|| format!("loading data set {name}"))?;
+    let data =
+        funetun_ml::Dataset::from_blobs(name, |hash| Ok(blobs.remove(&hash).unwrap_or_default()))
+            .with_context(|| format!("loading data set {name}"))?;
     Ok(Some(data))
 }
 

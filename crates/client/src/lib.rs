@@ -352,15 +352,15 @@ impl Client {
     ) -> Result<u64> {
         let path = format!("/v1/blobs/{hash}");
         let url = format!("{}{}", self.base, path);
-        let mut resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+        let mut resp =
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    url: url.clone(),
+                    source,
+                })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(ClientError::Api {
@@ -488,7 +488,6 @@ impl Client {
         self.get("/graph").await
     }
 }
-
 
 /// keccak256 and length of a file, read in 1 MiB pieces.
 pub fn hash_file(path: &std::path::Path) -> std::io::Result<(B256, u64)> {

@@ -136,8 +136,13 @@ impl RequestAuth {
         path_and_query: &str,
         body_hash: Hash,
     ) -> Result<(), AuthError> {
-        let message =
-            hashed_signing_message(method, path_and_query, body_hash, self.timestamp, &self.nonce);
+        let message = hashed_signing_message(
+            method,
+            path_and_query,
+            body_hash,
+            self.timestamp,
+            &self.nonce,
+        );
         let recovered = self
             .signature
             .recover_address_from_prehash(&eip191_hash_message(message.as_bytes()))
@@ -196,7 +201,14 @@ pub fn sign_request(
     timestamp: u64,
     nonce: &str,
 ) -> RequestAuth {
-    sign_hashed_request(signer, method, path_and_query, keccak256(body), timestamp, nonce)
+    sign_hashed_request(
+        signer,
+        method,
+        path_and_query,
+        keccak256(body),
+        timestamp,
+        nonce,
+    )
 }
 
 /// Signs one request whose body hashes to `body_hash` (a streamed upload).

@@ -159,7 +159,10 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// Appends `bytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let file = self.file.as_mut().expect("a blob writer is written until finished");
+        let file = self
+            .file
+            .as_mut()
+            .expect("a blob writer is written until finished");
         file.write_all(bytes).map_err(io_error(&self.tmp))?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;

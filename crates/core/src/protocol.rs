@@ -490,9 +490,11 @@ mod tests {
         assert!("imagenet".parse::<DatasetName>().is_err());
         let e = "text:0x12".parse::<DatasetName>().unwrap_err();
         assert!(e.to_string().contains("job create --data"), "{e}");
-        assert!("text:0x1111111111111111111111111111111111111111111111111111111111111111:bpe"
-            .parse::<DatasetName>()
-            .is_err());
+        assert!(
+            "text:0x1111111111111111111111111111111111111111111111111111111111111111:bpe"
+                .parse::<DatasetName>()
+                .is_err()
+        );
         let name: DatasetName =
             "text:0x1111111111111111111111111111111111111111111111111111111111111111:0x2222222222222222222222222222222222222222222222222222222222222222"
                 .parse()

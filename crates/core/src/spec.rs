@@ -10,8 +10,8 @@ use alloy_primitives::U256;
 use serde::{Deserialize, Serialize};
 
 use crate::amount::parse_amount;
-use crate::model::{Model, TransformerConfig};
 use crate::hash::Hash;
+use crate::model::{Model, TransformerConfig};
 use crate::protocol::{DatasetName, ModelKind, TextTokenizer, Tokenizer, ValidationMode};
 
 /// Largest spec file accepted, in bytes.

@@ -83,8 +83,12 @@ mod tests {
     async fn the_same_task_gives_the_same_delta_hash() {
         let t = task();
         let spec = task_spec(&t).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let blobs = crate::blobs::BlobCache::open(cache.path()).unwrap();
+        // A built-in data set: nothing is fetched from this (absent) server.
+        let client = funetun_client::Client::new("http://127.0.0.1:9", None);
         let data = Datasets::new(DataConfig::default())
-            .get(&DatasetName::Synthetic(0))
+            .get(&DatasetName::Synthetic(0), &blobs, &client)
             .await
             .unwrap();
         let base = funetun_ml::Model::Mlp.init(3);

@@ -59,7 +59,10 @@ impl Workbench {
 
     /// The data set `name` (an uploaded one fetched by hash into the blob
     /// cache), loaded once per process.
-    pub async fn dataset(&self, name: &funetun_ml::DatasetName) -> Result<Arc<funetun_ml::Dataset>> {
+    pub async fn dataset(
+        &self,
+        name: &funetun_ml::DatasetName,
+    ) -> Result<Arc<funetun_ml::Dataset>> {
         self.datasets.get(name, &self.blobs, &self.me.client).await
     }
 

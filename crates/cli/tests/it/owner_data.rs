@@ -15,7 +15,8 @@ use crate::{funetun, json_of};
 
 /// The first 200 kB of tiny-shakespeare, written as an owner's file.
 fn slice(dir: &Path) -> Option<PathBuf> {
-    let corpus = Path::new(&std::env::var_os("FUNETUN_DATA_DIR")?).join("tinyshakespeare/input.txt");
+    let corpus =
+        Path::new(&std::env::var_os("FUNETUN_DATA_DIR")?).join("tinyshakespeare/input.txt");
     let bytes = std::fs::read(corpus).ok()?;
     let path = dir.join("mine.txt");
     std::fs::write(&path, &bytes[..200_000]).unwrap();
@@ -137,7 +138,12 @@ fn bad_owner_files_are_refused_before_anything_goes_on_chain() {
     let mlp = dir.path().join("mlp.safetensors");
     let weights = funetun_ml::Architecture::init(funetun_ml::Model::Mlp, 1);
     std::fs::write(&mlp, funetun_core::encode(&weights)).unwrap();
-    let err = refused(&["--data", data.to_str().unwrap(), "--init", mlp.to_str().unwrap()]);
+    let err = refused(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--init",
+        mlp.to_str().unwrap(),
+    ]);
     assert!(err.contains("not a gpt") && err.contains("layout"), "{err}");
     // Text that is not UTF-8, tokenized by characters.
     let binary = dir.path().join("binary.txt");

@@ -16,11 +16,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{StatusCode, header};
-use funetun_core::auth::RequestAuth;
-use futures_util::StreamExt as _;
 use axum::response::{IntoResponse, Response};
+use funetun_core::auth::RequestAuth;
 use funetun_core::spec::MAX_SPEC_BYTES;
 use funetun_core::{JobSpec, keccak256};
+use futures_util::StreamExt as _;
 use serde_json::json;
 
 use super::PathParam;
@@ -168,9 +168,8 @@ pub async fn put_blob(
 /// (`max_data_bytes`) and the rate limit bound what one address can store.
 async fn put_data(st: &Arc<AppState>, hash: B256, req: Request) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let auth = RequestAuth::from_headers(|name| {
-        parts.headers.get(name).and_then(|v| v.to_str().ok())
-    });
+    let auth =
+        RequestAuth::from_headers(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()));
     let path = parts
         .uri
         .path_and_query()
@@ -195,14 +194,17 @@ async fn put_data(st: &Arc<AppState>, hash: B256, req: Request) -> Result<Respon
         return Err(too_large(limit as usize));
     }
     if st.blobs.contains(hash)? {
-        return Ok((StatusCode::OK, Json(json!({ "hash": hash, "bytes": declared }))).into_response());
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "hash": hash, "bytes": declared })),
+        )
+            .into_response());
     }
     let mut writer = st.blobs.writer()?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            Error::bad_request("bad_body", format!("the upload broke off: {e}"))
-        })?;
+        let chunk = chunk
+            .map_err(|e| Error::bad_request("bad_body", format!("the upload broke off: {e}")))?;
         if writer.len() + chunk.len() as u64 > limit {
             return Err(too_large(limit as usize));
         }

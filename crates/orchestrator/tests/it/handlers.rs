@@ -441,7 +441,8 @@ async fn owners_data_is_streamed_checked_and_a_spec_naming_a_missing_blob_is_ref
     // Bytes that do not hash to the name are refused and leave nothing.
     let mut damaged = corpus.clone();
     damaged[7] ^= 1;
-    let auth = funetun_core::auth::sign_hashed_request(owner, "PUT", &path, hash, now(), &fresh_nonce());
+    let auth =
+        funetun_core::auth::sign_hashed_request(owner, "PUT", &path, hash, now(), &fresh_nonce());
     let mut req = Request::put(&path);
     for (name, value) in auth.headers() {
         req = req.header(name, value);
@@ -465,7 +466,9 @@ async fn owners_data_is_streamed_checked_and_a_spec_naming_a_missing_blob_is_ref
         "too_large",
     )
     .await;
-    let req = Request::put(&path).body(Body::from(corpus.clone())).unwrap();
+    let req = Request::put(&path)
+        .body(Body::from(corpus.clone()))
+        .unwrap();
     refused(&f.app, req, StatusCode::UNAUTHORIZED, "unsigned").await;
 
     // The right bytes are stored once and served back whole.

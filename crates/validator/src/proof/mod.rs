@@ -294,7 +294,9 @@ pub fn verify_fine_tune(
         if actual == committed {
             format!("C₀ is the committed initial checkpoint {committed}")
         } else {
-            format!("C₀ hashes to {actual}, but the spec commits the initial checkpoint {committed}")
+            format!(
+                "C₀ hashes to {actual}, but the spec commits the initial checkpoint {committed}"
+            )
         },
     );
     Ok(Report::new(vec![

@@ -504,7 +504,10 @@ fn a_fine_tune_chain_is_held_to_its_committed_initial_checkpoint() {
     let report =
         super::verify_fine_tune(&chain, committed, &f.data, &f.compute, &config()).unwrap();
     for c in &report.checks {
-        eprintln!("fine-tune {:<29} {:>10.4} {} | {}", c.name, c.value, c.passed, c.detail);
+        eprintln!(
+            "fine-tune {:<29} {:>10.4} {} | {}",
+            c.name, c.value, c.passed, c.detail
+        );
     }
     assert!(report.passed, "{report:#?}");
     assert!(report.check(super::INITIAL_COMMITTED).unwrap().passed);
@@ -517,7 +520,11 @@ fn a_fine_tune_chain_is_held_to_its_committed_initial_checkpoint() {
     let report = super::verify_fine_tune(&chain, other, &f.data, &f.compute, &config()).unwrap();
     assert_fails(&report, super::INITIAL_COMMITTED);
     assert!(
-        report.check(super::INITIAL_COMMITTED).unwrap().detail.contains(&other.to_string()),
+        report
+            .check(super::INITIAL_COMMITTED)
+            .unwrap()
+            .detail
+            .contains(&other.to_string()),
         "{report:#?}"
     );
 }
