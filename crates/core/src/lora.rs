@@ -99,10 +99,7 @@ impl LoraConfig {
             let well_formed = !t.is_empty()
                 && t.len() <= MAX_TARGET_LEN
                 && t.split('.').all(|part| {
-                    !part.is_empty()
-                        && part
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 });
             if !well_formed {
                 return Err(bad(
@@ -183,7 +180,14 @@ mod tests {
                 "rank",
                 "1..=1024",
             ),
-            (LoraConfig { alpha: 0.0, ..good() }, "alpha", "above 0"),
+            (
+                LoraConfig {
+                    alpha: 0.0,
+                    ..good()
+                },
+                "alpha",
+                "above 0",
+            ),
             (
                 LoraConfig {
                     alpha: -2.0,

@@ -355,7 +355,11 @@ impl Lora {
         let n = self.model.num_params();
         assert_eq!(base.len(), n, "base: not the model's flat view");
         assert_eq!(full.len(), n, "full: not the model's flat view");
-        assert_eq!(adapters.len(), self.num_params, "adapters: not flat adapters");
+        assert_eq!(
+            adapters.len(),
+            self.num_params,
+            "adapters: not flat adapters"
+        );
         let ranges: Vec<Range<usize>> = self.targets.iter().map(|t| t.weight_range()).collect();
         let dsts = slices_at(full, &ranges);
         let r = self.rank;
@@ -367,14 +371,9 @@ impl Lora {
             let (i, o) = (t.inputs, t.outputs);
             match t.orientation {
                 // [out, in] += s · B[out, r] · A[r, in]
-                Orientation::Linear => matmul_strided(
-                    dst,
-                    i,
-                    Mat::rows(b, o, r),
-                    Mat::rows(a, r, i),
-                    true,
-                    s,
-                ),
+                Orientation::Linear => {
+                    matmul_strided(dst, i, Mat::rows(b, o, r), Mat::rows(a, r, i), true, s)
+                }
                 // [in, out] += s · Aᵀ[in, r] · Bᵀ[r, out]
                 Orientation::Conv1d => matmul_strided(
                     dst,
@@ -404,7 +403,11 @@ impl Lora {
             self.model.num_params(),
             "full_grads: not the model's flat view"
         );
-        assert_eq!(adapters.len(), self.num_params, "adapters: not flat adapters");
+        assert_eq!(
+            adapters.len(),
+            self.num_params,
+            "adapters: not flat adapters"
+        );
         assert_eq!(out.len(), self.num_params, "out: not flat adapters");
         let ranges: Vec<Range<usize>> = self
             .targets
@@ -527,7 +530,11 @@ mod tests {
         );
         assert_eq!(gpt.scale(), 2.0);
         let only_attn = Lora::new(model(ModelKind::Gpt), &config(4, &["attn.c_proj"])).unwrap();
-        let names: Vec<_> = only_attn.targets().iter().map(|t| t.weight.clone()).collect();
+        let names: Vec<_> = only_attn
+            .targets()
+            .iter()
+            .map(|t| t.weight.clone())
+            .collect();
         assert_eq!(
             names,
             [
@@ -544,7 +551,11 @@ mod tests {
         assert_eq!(one.targets().len(), 2);
 
         // llama: k_proj with one key/value head is [16, 32]: 32 in, 16 out.
-        let llama = Lora::new(model(ModelKind::Llama), &config(8, &["k_proj", "down_proj"])).unwrap();
+        let llama = Lora::new(
+            model(ModelKind::Llama),
+            &config(8, &["k_proj", "down_proj"]),
+        )
+        .unwrap();
         let k = "model.layers.0.self_attn.k_proj";
         assert_eq!(shape(&llama, &format!("{k}.lora_A.weight")), vec![8, 32]);
         assert_eq!(shape(&llama, &format!("{k}.lora_B.weight")), vec![16, 8]);
@@ -552,10 +563,7 @@ mod tests {
             shape(&llama, "model.layers.1.mlp.down_proj.lora_A.weight"),
             vec![8, 64]
         );
-        assert_eq!(
-            llama.num_params(),
-            2 * (8 * 32 + 16 * 8 + 8 * 64 + 32 * 8)
-        );
+        assert_eq!(llama.num_params(), 2 * (8 * 32 + 16 * 8 + 8 * 64 + 32 * 8));
         assert_eq!(llama.zeros().num_params(), llama.num_params());
         // The adapters' flat view is in name order.
         let names: Vec<String> = llama.zeros().names().map(String::from).collect();
@@ -583,10 +591,18 @@ mod tests {
         );
         // Not a projection: embeddings, norms, the head.
         for t in ["wte", "ln_1", "lm_head", "weight", "h.0.ln_1"] {
-            assert!(Lora::new(model(ModelKind::Gpt), &config(4, &[t])).is_err(), "{t}");
+            assert!(
+                Lora::new(model(ModelKind::Gpt), &config(4, &[t])).is_err(),
+                "{t}"
+            );
         }
-        let e = Lora::new(Model::Mlp, &config(4, &["fc1"])).unwrap_err().to_string();
-        assert!(e.contains("not a transformer") && e.contains("gpt or llama"), "{e}");
+        let e = Lora::new(Model::Mlp, &config(4, &["fc1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a transformer") && e.contains("gpt or llama"),
+            "{e}"
+        );
         let e = Lora::new(model(ModelKind::Llama), &config(17, &["k_proj"]))
             .unwrap_err()
             .to_string();

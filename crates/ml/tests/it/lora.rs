@@ -171,7 +171,10 @@ fn adapter_gradients_match_finite_differences(kind: ModelKind, targets: &[&str])
             x[i] = orig;
             let numeric = (up - down) / (2.0 * f64::from(h));
             let a = f64::from(analytic[i]);
-            eprintln!("{kind} {name}[{}]: analytic {a:.6} numeric {numeric:.6}", i - range.start);
+            eprintln!(
+                "{kind} {name}[{}]: analytic {a:.6} numeric {numeric:.6}",
+                i - range.start
+            );
             assert!(
                 (numeric - a).abs() <= 1e-2 * a.abs() + 5e-5,
                 "{kind} {name}[{}]: analytic {a} vs numeric {numeric}",
@@ -295,7 +298,12 @@ fn lora_spec(model: Model, lora: LoraConfig, steps: usize, lr: f32, seed: u64) -
     }
 }
 
-fn lora_task(spec: &TaskSpec, frozen: &TensorSet, adapters: &TensorSet, threads: usize) -> TaskOutcome {
+fn lora_task(
+    spec: &TaskSpec,
+    frozen: &TensorSet,
+    adapters: &TensorSet,
+    threads: usize,
+) -> TaskOutcome {
     let compute = Compute::new(threads).unwrap();
     train_task_lora(frozen, adapters, shakespeare(), spec, &compute, &mut |_| {}).unwrap()
 }
@@ -323,7 +331,10 @@ fn a_lora_delta_is_identical_at_one_and_two_threads_and_on_every_run() {
         // The delta is the adapters', and both A and B moved.
         lora.zeros().check_same_layout(&one.delta).unwrap();
         for (name, t) in one.delta.iter() {
-            assert!(t.data.iter().any(|&v| v != 0.0), "{kind}: {name} did not move");
+            assert!(
+                t.data.iter().any(|&v| v != 0.0),
+                "{kind}: {name} did not move"
+            );
         }
         // Starting from B = 0, the merged model before training is the base.
         let base_loss = funetun_ml::evaluate(
@@ -366,7 +377,10 @@ fn a_lora_delta_is_identical_at_one_and_two_threads_and_on_every_run() {
         lora.zeros().check_same_layout(&trained).unwrap();
         assert_eq!(merged, lora.merge(&frozen, &trained).unwrap(), "{kind}");
         assert_eq!(trainer.params(), merged.to_flat().as_slice());
-        assert_eq!(trainer.lora().unwrap().targets().len(), lora.targets().len());
+        assert_eq!(
+            trainer.lora().unwrap().targets().len(),
+            lora.targets().len()
+        );
     }
 }
 
@@ -423,7 +437,9 @@ fn lora_lowers_the_loss_of_a_briefly_trained_baby_gpt_changing_only_its_targets(
     );
 
     // Only the adapted matrices moved.
-    let merged = lora.merge(&base, &adapters.add(&out.delta).unwrap()).unwrap();
+    let merged = lora
+        .merge(&base, &adapters.add(&out.delta).unwrap())
+        .unwrap();
     let mut changed = Vec::new();
     for (name, w) in base.iter() {
         if merged.get(name).unwrap().data != w.data {
@@ -459,7 +475,14 @@ fn specs_that_cannot_train_adapters_are_refused_with_the_fix() {
         lora: Some(config(4, &["q_proj", "c_attn"])),
         ..spec.clone()
     };
-    let e = err(train_task_lora(&base, &adapters, data, &wrong, &compute, &mut |_| {}));
+    let e = err(train_task_lora(
+        &base,
+        &adapters,
+        data,
+        &wrong,
+        &compute,
+        &mut |_| {},
+    ));
     assert!(
         e.contains("`q_proj` matches no projection")
             && e.contains("c_attn, c_proj, attn.c_proj, mlp.c_proj, c_fc"),
@@ -500,7 +523,14 @@ fn specs_that_cannot_train_adapters_are_refused_with_the_fix() {
         lora: None,
         ..spec.clone()
     };
-    let e = err(train_task_lora(&base, &adapters, data, &plain, &compute, &mut |_| {}));
+    let e = err(train_task_lora(
+        &base,
+        &adapters,
+        data,
+        &plain,
+        &compute,
+        &mut |_| {},
+    ));
     assert!(e.contains("names no adapters"), "{e}");
     assert!(LocalTrainer::new(&spec, &base, vec![0]).is_err());
     // An image model has no projections to adapt.
