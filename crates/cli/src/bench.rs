@@ -164,6 +164,7 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         step0: 0,
         grad_clip: 0.0,
         seed: 0,
+        lora: None,
     };
     spec(1).validate()?;
     let mut trainer =

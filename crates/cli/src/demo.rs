@@ -1447,6 +1447,7 @@ fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<
                 step0: round * u64::from(spec.steps),
                 grad_clip: spec.grad_clip,
                 seed: funetun_orchestrator::scheduler::task_seed(spec.seed, round, shard),
+                lora: None,
             };
             let out = funetun_ml::train_task(&theta, &data, &task, &compute, &mut |_| {})?;
             deltas.push(out.delta.to_flat());

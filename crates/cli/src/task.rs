@@ -136,6 +136,7 @@ fn run_task(args: RunArgs) -> anyhow::Result<()> {
             .or(recipe.map(|r| r.grad_clip))
             .unwrap_or(0.0),
         seed: args.seed,
+        lora: None,
     };
     spec.validate()?;
     let (base, base_bytes) = match &args.base {

@@ -117,6 +117,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         step0: 0,
         grad_clip: args.grad_clip.unwrap_or(0.0),
         seed: args.seed,
+        lora: None,
     };
     anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
     spec.validate()?;
@@ -223,6 +224,7 @@ pub fn text_spec(model: Model, recipe: Option<Recipe>, o: Overrides, seed: u64) 
         step0: 0,
         grad_clip: o.grad_clip.unwrap_or(r.grad_clip),
         seed,
+        lora: None,
     }
 }
 

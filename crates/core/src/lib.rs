@@ -9,6 +9,8 @@
 //! - [`api`]: every request and response body of the orchestrator's HTTP API.
 //! - [`model`]: a model as the protocol names it, with a transformer's
 //!   numbers checked.
+//! - [`lora`]: low-rank adapters as a job names them (rank, alpha,
+//!   target projections), checked.
 //! - [`protocol`]: the protocol's words (statuses, validation modes, model
 //!   and data set identifiers, roles) as enums parsed once at the edge.
 //! - [`auth`]: the signed-request format (EIP-191 over method, path, body
@@ -25,6 +27,7 @@ pub mod blobs;
 pub mod encoding;
 pub mod error;
 pub mod hash;
+pub mod lora;
 pub mod model;
 pub mod protocol;
 pub mod spec;

@@ -9,8 +9,12 @@
 //!   of a model's bytes.
 //! - [`engine`]: the CPU engine, forward and backward by hand over `gemm`,
 //!   bitwise reproducible at any thread count.
+//! - [`lora`]: low-rank adapters on a transformer's projections (PEFT's
+//!   names and shapes): their layout, seeded init, the merge into the full
+//!   model and the chain rule back onto the adapters.
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
-//! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` and evaluation.
+//! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` (or,
+//!   with LoRA, `(θ_frozen, adapters, …) → Δadapters`) and evaluation.
 //! - [`generate`]: sampling text from a transformer checkpoint.
 //! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
 //! - [`recipe`]: named configurations' optimisation (nanoGPT's `baby`).
@@ -24,6 +28,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod platform;
@@ -36,7 +41,10 @@ pub mod train;
 pub use data::{Dataset, DatasetName, LoadOptions};
 pub use engine::Compute;
 pub use error::{Error, Result};
+pub use lora::{Lora, LoraConfig};
 pub use model::{Architecture, Model, ModelKind, TransformerConfig};
 pub use optim::OptimizerKind;
 pub use task::task_spec;
-pub use train::{Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task};
+pub use train::{
+    Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task, train_task_lora,
+};

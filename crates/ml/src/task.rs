@@ -37,6 +37,7 @@ pub fn task_spec(task: &Task) -> Result<TaskSpec> {
         step0: task.global_step,
         grad_clip: task.grad_clip,
         seed: task.seed,
+        lora: None,
     };
     spec.validate().map_err(|e| bad(e.to_string()))?;
     Ok(spec)

@@ -1,7 +1,12 @@
 //! Local training: the deterministic training task that trainers run and
 //! validators replay, plus evaluation.
+//!
+//! A task trains either the whole model ([`train_task`]) or, when its spec
+//! carries a [`LoraConfig`], low-rank adapters on a frozen base
+//! ([`train_task_lora`], see [`crate::lora`]).
 
 use funetun_core::TensorSet;
+use funetun_core::lora::LoraConfig;
 
 use crate::data::sampler::{BatchSampler, eval_sample, shard_indices};
 use crate::data::text::{gather_windows, shard_windows};
@@ -10,6 +15,7 @@ use crate::engine::loss::{evaluate_logits, evaluate_token_logits};
 use crate::engine::transformer::Transformer;
 use crate::engine::{Compute, Network, network};
 use crate::error::{Error, Result};
+use crate::lora::Lora;
 use crate::model::Architecture as _;
 use crate::model::{Model, transformer};
 use crate::optim::{Optimizer, OptimizerKind, Schedule, clip_grad_norm};
@@ -50,6 +56,9 @@ pub struct TaskSpec {
     pub grad_clip: f32,
     /// Seed of the data order.
     pub seed: u64,
+    /// Train low-rank adapters on a frozen base instead of the whole
+    /// model ([`train_task_lora`]); `None`: the whole model.
+    pub lora: Option<LoraConfig>,
 }
 
 impl TaskSpec {
@@ -88,6 +97,10 @@ impl TaskSpec {
                 ),
             ));
         }
+        if let Some(lora) = &self.lora {
+            // Checks the numbers and that every target names projections of the model.
+            Lora::new(self.model, lora)?;
+        }
         Ok(())
     }
 }
@@ -95,11 +108,14 @@ impl TaskSpec {
 /// What a training task produced.
 #[derive(Clone, Debug)]
 pub struct TaskOutcome {
-    /// θ_S − θ_base, tensor by tensor.
+    /// θ_S − θ_base, tensor by tensor (a LoRA task: the adapters after
+    /// minus the adapters before).
     pub delta: TensorSet,
-    /// Mean loss of the base weights on the task's evaluation sample.
+    /// Mean loss of the base weights on the task's evaluation sample (a
+    /// LoRA task: of the base merged with the adapters it started from).
     pub loss_before: f32,
-    /// Mean loss of the trained weights on the same sample.
+    /// Mean loss of the trained weights on the same sample (a LoRA task:
+    /// of the base merged with the trained adapters).
     pub loss_after: f32,
     /// Samples processed (steps × batch).
     pub samples: usize,
@@ -203,10 +219,16 @@ pub fn check_fits(model: Model, data: &Dataset) -> Result<()> {
 }
 
 /// A model being trained: weights, optimizer state, data order, scratch.
+///
+/// In LoRA mode ([`Self::new_lora`]) the optimizer owns the adapters, and
+/// `params` holds the base merged with the current adapters, re-merged
+/// after every update.
 pub struct LocalTrainer {
     model: Model,
     engine: Engine,
+    /// The full model's weights (LoRA: merged), what the engine reads.
     params: Vec<f32>,
+    /// The gradient of the full model's weights.
     grads: Vec<f32>,
     optimizer: Optimizer,
     lr: f32,
@@ -216,14 +238,41 @@ pub struct LocalTrainer {
     sampler: BatchSampler,
     indices: Vec<u32>,
     steps_done: usize,
+    lora: Option<Box<LoraState>>,
+}
+
+/// What a trainer adds in LoRA mode.
+struct LoraState {
+    lora: Lora,
+    /// The frozen base model, flat.
+    frozen: Vec<f32>,
+    /// The adapters being trained, flat.
+    adapters: Vec<f32>,
+    /// Their gradient.
+    grads: Vec<f32>,
+}
+
+/// The refusal of a spec that trains adapters where the whole model was asked for.
+fn lora_needs_adapters(what: &str) -> Error {
+    Error::invalid(
+        "lora",
+        format!(
+            "the task trains low-rank adapters on a frozen base; run it with {what}, \
+             passing the base model and the adapters, or remove [lora] to train the whole model"
+        ),
+    )
 }
 
 impl LocalTrainer {
     /// Starts from `base` (which must fit the spec's model) for the task
     /// `spec` (its batch, optimizer, schedule and seed), drawing batches
-    /// from `pool` in the order fixed by the seed.
+    /// from `pool` in the order fixed by the seed. A spec with
+    /// [`TaskSpec::lora`] set is refused: see [`Self::new_lora`].
     pub fn new(spec: &TaskSpec, base: &TensorSet, pool: Vec<u32>) -> Result<Self> {
         let model = spec.model;
+        if spec.lora.is_some() {
+            return Err(lora_needs_adapters("LocalTrainer::new_lora"));
+        }
         model.zeros().check_same_layout(base)?;
         base.check_finite()?;
         if pool.is_empty() {
@@ -256,6 +305,70 @@ impl LocalTrainer {
             indices: vec![0; spec.batch],
             params,
             steps_done: 0,
+            lora: None,
+        })
+    }
+
+    /// Starts LoRA training for the task `spec` (whose [`TaskSpec::lora`]
+    /// names the adapters): `frozen` is the full base model, which never
+    /// changes, and `adapters` the adapters to start from ([`Lora::init`],
+    /// or a previous round's). The optimizer (the spec's rule, learning
+    /// rate, schedule and gradient clipping, the clip measured over the
+    /// adapters' gradient) updates only the adapters. AdamW's weight decay
+    /// applies to every adapter tensor, as PEFT's trainers do (they are
+    /// all matrices): it pulls `B·A` towards zero, the merged model
+    /// towards the base.
+    ///
+    /// The full buffer the engine reads always holds `frozen` merged with
+    /// the current adapters ([`Lora::merge_flat`]). A step runs the
+    /// engine's forward and backward on it, maps the full gradient onto
+    /// the adapters ([`Lora::adapter_grads`]), clips, updates the adapters
+    /// and merges them again. Memory: the base twice (frozen and merged)
+    /// and its gradient, plus optimizer state for the adapters only.
+    pub fn new_lora(
+        spec: &TaskSpec,
+        frozen: &TensorSet,
+        adapters: &TensorSet,
+        pool: Vec<u32>,
+    ) -> Result<Self> {
+        let model = spec.model;
+        let config = spec.lora.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "lora",
+                "the spec names no adapters; set its lora (rank, alpha, targets), \
+                 or train the whole model with LocalTrainer::new",
+            )
+        })?;
+        let lora = Lora::new(model, config)?;
+        lora.check_inputs(frozen, adapters)?;
+        if pool.is_empty() {
+            return Err(Error::invalid("shard", "the shard holds no samples"));
+        }
+        let frozen = frozen.to_flat();
+        let adapters = adapters.to_flat();
+        let mut params = frozen.clone();
+        lora.merge_flat(&frozen, &adapters, &mut params, crate::engine::Par::SERIAL);
+        let n = params.len();
+        let a = adapters.len();
+        Ok(Self {
+            model,
+            engine: Engine::new(model, spec.batch),
+            grads: vec![0.0; n],
+            optimizer: Optimizer::new(spec.optimizer, spec.lr, a),
+            lr: spec.lr,
+            schedule: spec.schedule,
+            step0: spec.step0,
+            grad_clip: spec.grad_clip,
+            sampler: BatchSampler::new(pool, spec.seed),
+            indices: vec![0; spec.batch],
+            params,
+            steps_done: 0,
+            lora: Some(Box::new(LoraState {
+                lora,
+                frozen,
+                adapters,
+                grads: vec![0.0; a],
+            })),
         })
     }
 
@@ -274,6 +387,7 @@ impl LocalTrainer {
             optimizer,
             indices,
             grad_clip,
+            lora,
             ..
         } = self;
         let loss = match engine {
@@ -297,11 +411,26 @@ impl LocalTrainer {
                     .run(|| net.loss_and_grad(params, tokens, targets, batch, *context, grads, par))
             }
         };
-        compute.run(|| {
-            if *grad_clip > 0.0 {
-                clip_grad_norm(grads, *grad_clip, par.threads > 1);
+        compute.run(|| match lora.as_deref_mut() {
+            None => {
+                if *grad_clip > 0.0 {
+                    clip_grad_norm(grads, *grad_clip, par.threads > 1);
+                }
+                optimizer.step(params, grads, par.threads > 1);
             }
-            optimizer.step(params, grads, par.threads > 1);
+            Some(LoraState {
+                lora,
+                frozen,
+                adapters,
+                grads: adapter_grads,
+            }) => {
+                lora.adapter_grads(grads, adapters, adapter_grads, par);
+                if *grad_clip > 0.0 {
+                    clip_grad_norm(adapter_grads, *grad_clip, par.threads > 1);
+                }
+                optimizer.step(adapters, adapter_grads, par.threads > 1);
+                lora.merge_flat(frozen, adapters, params, par);
+            }
         });
         self.steps_done += 1;
         if !loss.is_finite() {
@@ -313,14 +442,30 @@ impl LocalTrainer {
         Ok(loss)
     }
 
-    /// The current weights, flat in name order.
+    /// The full model's current weights, flat in name order (LoRA: the
+    /// base merged with the current adapters): what evaluation reads.
     pub fn params(&self) -> &[f32] {
         &self.params
     }
 
-    /// The current weights as named tensors.
+    /// The weights being trained as named tensors: the whole model, or in
+    /// LoRA mode the adapters.
     pub fn weights(&self) -> Result<TensorSet> {
+        match &self.lora {
+            None => self.merged_weights(),
+            Some(state) => Ok(state.lora.zeros().from_flat_like(&state.adapters)?),
+        }
+    }
+
+    /// The full model's current weights as named tensors (LoRA: the base
+    /// merged with the current adapters).
+    pub fn merged_weights(&self) -> Result<TensorSet> {
         Ok(self.model.zeros().from_flat_like(&self.params)?)
+    }
+
+    /// The adapters' layout and merge, in LoRA mode.
+    pub fn lora(&self) -> Option<&Lora> {
+        self.lora.as_ref().map(|s| &s.lora)
     }
 }
 
@@ -447,8 +592,35 @@ fn evaluate_text(
 /// shard. The delta is a pure function of (base, data set, spec) on a given
 /// platform class, whatever `compute`'s thread count. `on_step` is called
 /// after every step with the number of steps done.
+///
+/// A spec with [`TaskSpec::lora`] set is refused: see [`train_task_lora`].
 pub fn train_task(
     base: &TensorSet,
+    data: &Dataset,
+    spec: &TaskSpec,
+    compute: &Compute,
+    on_step: &mut dyn FnMut(usize),
+) -> Result<TaskOutcome> {
+    if spec.lora.is_some() {
+        return Err(lora_needs_adapters("train_task_lora"));
+    }
+    spec.validate()?;
+    let pool = shard_pool(spec.model, data, spec.shard, spec.shards)?;
+    let sample = eval_sample(&pool, task_eval_samples(spec.model), spec.seed);
+    let trainer = LocalTrainer::new(spec, base, pool)?;
+    run_task(trainer, base, data, spec, &sample, compute, on_step)
+}
+
+/// Runs one LoRA training task: `spec.steps` steps of the adapters named
+/// by `spec.lora`, from `adapters`, on the frozen base model `frozen`
+/// ([`LocalTrainer::new_lora`]). The outcome's delta is the adapters
+/// after minus `adapters`; its losses are the merged model's, on the same
+/// evaluation sample a full task measures. Like [`train_task`], the delta
+/// is a pure function of (frozen, adapters, data set, spec) on a given
+/// platform class, whatever `compute`'s thread count.
+pub fn train_task_lora(
+    frozen: &TensorSet,
+    adapters: &TensorSet,
     data: &Dataset,
     spec: &TaskSpec,
     compute: &Compute,
@@ -457,13 +629,27 @@ pub fn train_task(
     spec.validate()?;
     let pool = shard_pool(spec.model, data, spec.shard, spec.shards)?;
     let sample = eval_sample(&pool, task_eval_samples(spec.model), spec.seed);
-    let mut trainer = LocalTrainer::new(spec, base, pool)?;
+    let trainer = LocalTrainer::new_lora(spec, frozen, adapters, pool)?;
+    run_task(trainer, adapters, data, spec, &sample, compute, on_step)
+}
+
+/// Measures, trains `spec.steps` steps, measures again; the delta is the
+/// trained weights ([`LocalTrainer::weights`]) minus `start`.
+fn run_task(
+    mut trainer: LocalTrainer,
+    start: &TensorSet,
+    data: &Dataset,
+    spec: &TaskSpec,
+    sample: &[u32],
+    compute: &Compute,
+    on_step: &mut dyn FnMut(usize),
+) -> Result<TaskOutcome> {
     let before = evaluate(
         spec.model,
         trainer.params(),
         data,
         &data.train,
-        Some(&sample),
+        Some(sample),
         compute,
     )?;
     for step in 1..=spec.steps {
@@ -475,7 +661,7 @@ pub fn train_task(
         trainer.params(),
         data,
         &data.train,
-        Some(&sample),
+        Some(sample),
         compute,
     )?;
     let trained = trainer.weights()?;
@@ -484,7 +670,7 @@ pub fn train_task(
         detail: e.to_string(),
     })?;
     Ok(TaskOutcome {
-        delta: trained.sub(base)?,
+        delta: trained.sub(start)?,
         loss_before: before.loss as f32,
         loss_after: after.loss as f32,
         samples: spec.steps * spec.batch,

@@ -28,6 +28,7 @@ fn delta_hash(
         step0: 0,
         grad_clip: 0.0,
         seed,
+        lora: None,
     };
     let compute = Compute::new(threads).unwrap();
     let out = train_task(&model.init(9), &data, &spec, &compute, &mut |_| {}).unwrap();
@@ -80,6 +81,7 @@ fn bad_task_parameters_are_refused_with_the_field_named() {
         step0: 0,
         grad_clip: 0.0,
         seed: 0,
+        lora: None,
     };
     let compute = Compute::new(1).unwrap();
     let base = Model::Mlp.init(0);

@@ -27,6 +27,7 @@ fn trained(
         step0: 0,
         grad_clip: 0.0,
         seed,
+        lora: None,
     };
     let mut t = LocalTrainer::new(&spec, &model.init(seed), pool).unwrap();
     for _ in 0..steps {

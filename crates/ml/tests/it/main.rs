@@ -4,6 +4,7 @@ mod determinism;
 mod gradients;
 mod idx;
 mod learning;
+mod lora;
 mod transformer;
 
 use funetun_ml::{Dataset, DatasetName, LoadOptions};

@@ -61,6 +61,7 @@ pub fn federated_chain(
                 step0: 0,
                 grad_clip: 0.0,
                 seed: task_seed(plan.seed, round, shard, plan.shards),
+                lora: None,
             };
             let outcome = train_task(base, data, &spec, compute, &mut |_| {})?;
             for (s, d) in sum.iter_mut().zip(outcome.delta.to_flat()) {
