@@ -12,6 +12,8 @@
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
 //! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` and evaluation.
 //! - [`generate`]: sampling text from a transformer checkpoint.
+//! - [`hf`]: Hugging Face model directories in and out (`config.json`,
+//!   `model.safetensors`, `tokenizer.json`) and their loss on a text.
 //! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
 //! - [`recipe`]: named configurations' optimisation (nanoGPT's `baby`).
 //! - [`reference`]: the same networks in candle, the oracle for the engine's
@@ -24,6 +26,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod hf;
 pub mod model;
 pub mod optim;
 pub mod platform;
@@ -39,4 +42,6 @@ pub use error::{Error, Result};
 pub use model::{Architecture, Model, ModelKind, TransformerConfig};
 pub use optim::OptimizerKind;
 pub use task::task_spec;
-pub use train::{Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task};
+pub use train::{
+    Evaluation, LocalTrainer, StreamLoss, TaskOutcome, TaskSpec, evaluate, stream_loss, train_task,
+};

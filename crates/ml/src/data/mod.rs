@@ -192,6 +192,19 @@ impl Dataset {
         })
     }
 
+    /// A text data set: `corpus` tokenized with a given vocabulary (a
+    /// Hugging Face tokenizer, say) and split; text the vocabulary cannot
+    /// encode is refused, naming the fix.
+    pub fn from_text_with_vocab(name: DatasetName, corpus: &[u8], vocab: Vocab) -> Result<Self> {
+        let c = text::tokenize_with(corpus, vocab, &name.to_string())?;
+        Ok(Self {
+            name,
+            train: Split::Tokens(c.train),
+            test: Split::Tokens(c.validation),
+            form: Form::Text(c.vocab),
+        })
+    }
+
     /// The vocabulary of a text data set.
     pub fn vocab(&self) -> Option<&Vocab> {
         match &self.form {
