@@ -153,8 +153,8 @@ pub fn check_tokenizer_fits(vocab: &Vocab, config: &TransformerConfig) -> Result
 
 impl HfConfig {
     /// Reads the bytes of a `config.json`, refusing anything the engine
-    /// does not compute (see the module docs) with an error naming the
-    /// field, its value and what is supported.
+    /// does not compute or hold (see the module docs) with an error naming
+    /// the field, its value and what is supported.
     pub fn parse(json: &[u8]) -> Result<Self> {
         let value: Value =
             serde_json::from_slice(json).map_err(|e| config_error(format!("is not JSON: {e}")))?;
@@ -162,14 +162,18 @@ impl HfConfig {
             return Err(config_error("is not a JSON object".to_string()));
         };
         let f = Fields(&map);
-        match f.get("model_type").and_then(Value::as_str) {
-            Some("gpt2") => f.gpt2(),
-            Some("llama") => f.llama(),
-            _ => Err(f.unsupported(
-                "model_type",
-                "\"gpt2\" (GPT2LMHeadModel) and \"llama\" (LlamaForCausalLM)",
-            )),
-        }
+        let config = match f.get("model_type").and_then(Value::as_str) {
+            Some("gpt2") => f.gpt2()?,
+            Some("llama") => f.llama()?,
+            _ => {
+                return Err(f.unsupported(
+                    "model_type",
+                    "\"gpt2\" (GPT2LMHeadModel) and \"llama\" (LlamaForCausalLM)",
+                ));
+            }
+        };
+        config.model()?;
+        Ok(config)
     }
 
     /// The numbers of a Funetun transformer, for [`Self::to_json`].

@@ -61,6 +61,24 @@ impl PartialEq for HfTokenizer {
 
 impl Eq for HfTokenizer {}
 
+impl HfTokenizer {
+    /// The first visible character of `text` that the tokenizer turns
+    /// into no token at all when alone, with its byte offset. (A dropped
+    /// character shifts the offsets after it, so the gap in the offsets
+    /// does not say which one it was.)
+    fn untokenizable(&self, text: &str) -> Option<(usize, char)> {
+        let mut tried = std::collections::HashSet::new();
+        text.char_indices().find(|&(_, c)| {
+            visible(c)
+                && tried.insert(c)
+                && self
+                    .tokenizer
+                    .encode(c.encode_utf8(&mut [0; 4]) as &str, false)
+                    .map_or(true, |e| e.get_ids().is_empty())
+        })
+    }
+}
+
 impl fmt::Debug for HfTokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HfTokenizer")
@@ -245,7 +263,8 @@ impl Vocab {
                         ),
                     )
                 })?;
-                if let Some((at, c)) = dropped(text, encoding.get_offsets()) {
+                if let Some(first_gap) = dropped(text, encoding.get_offsets()) {
+                    let (at, c) = hf.untokenizable(text).unwrap_or(first_gap);
                     return Err(Error::invalid(
                         "text",
                         format!(
@@ -353,10 +372,13 @@ fn dropped(text: &str, offsets: &[(usize, usize)]) -> Option<(usize, char)> {
         depth += d;
         covering.push(depth > 0);
     }
-    text.char_indices().find(|&(at, c)| {
-        !(c.is_whitespace() || c.is_control())
-            && !covering[at..at + c.len_utf8()].iter().any(|&b| b)
-    })
+    text.char_indices()
+        .find(|&(at, c)| visible(c) && !covering[at..at + c.len_utf8()].iter().any(|&b| b))
+}
+
+/// Neither whitespace nor a control character.
+fn visible(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control())
 }
 
 /// GPT-2's printable stand-in for byte `b` (`bytes_to_unicode` in OpenAI's
