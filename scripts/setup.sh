@@ -51,3 +51,8 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     log "(the browser tests fail under CI=true without them)"
   fi
 fi
+
+# PyTorch and transformers in $HOME/.cache/funetun/venv-torch, for the PyTorch reference
+# scripts and the Hugging Face interoperability tests (crates/ml/tests/it/hf.rs, which fail
+# under CI=true without it). One line of output; fast when the venv is already there.
+bash benches/torch/setup.sh >&2

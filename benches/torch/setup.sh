@@ -3,6 +3,7 @@
 # benchmark scripts:
 #   benches/torch/train_bench.py
 #   crates/ml/tests/reference/transformer_reference.py
+#   crates/ml/tests/hf/make_models.py and check_export.py (Hugging Face interop)
 # at $HOME/.cache/funetun/venv-torch, with torch, transformers, safetensors
 # and numpy from PyPI. Idempotent: if that venv's python already imports
 # torch and transformers, it does nothing. Prints one line saying what it did.

@@ -997,7 +997,12 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     }
     let text = match (model.is_text(), checkpoints.last()) {
         (true, Some(last)) => {
-            let final_weights = model.decode(&last.bytes)?.to_flat();
+            // The final model as a Hugging Face directory, with the job's tokenizer.
+            let weights = model.decode(&last.bytes)?;
+            let data = tokio::task::block_in_place(|| load_job_data(args, spec))?;
+            let tokenizer = data.vocab().map(|v| v.to_hf_json()).transpose()?;
+            crate::job::export_hf(&out.join("hf"), model, &weights, tokenizer.as_deref())?;
+            let final_weights = weights.to_flat();
             Some(tokio::task::block_in_place(|| {
                 text_samples(args, spec, model, &final_weights)
             })?)

@@ -100,8 +100,13 @@ pub struct DownloadArgs {
     #[command(flatten)]
     owner: OwnerArgs,
     /// Where to write the weights (canonical safetensors).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "hf")]
+    out: Option<PathBuf>,
+    /// Also (or instead) write a Hugging Face model directory:
+    /// `model.safetensors`, `config.json` and the job's `tokenizer.json`,
+    /// loadable by `transformers`' `from_pretrained` (transformers only).
+    #[arg(long, value_name = "DIR")]
+    hf: Option<PathBuf>,
 }
 
 /// Arguments of `funetun job withdraw`.
@@ -385,24 +390,91 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
     let spec = client.job(args.id).await?.spec;
     let model = spec.model()?;
-    model
+    let weights = model
         .decode(&bytes)
         .with_context(|| format!("checkpoint {hash} is not a {model}"))?;
-    write_atomic(&args.out, &bytes)?;
-    eprintln!(
-        "checkpoint {round} of job {} ({hash}, matches the chain) written to {}",
-        args.id,
-        args.out.display()
-    );
+    if let Some(out) = &args.out {
+        write_atomic(out, &bytes)?;
+        eprintln!(
+            "checkpoint {round} of job {} ({hash}, matches the chain) written to {}",
+            args.id,
+            out.display()
+        );
+    }
+    if let Some(dir) = &args.hf {
+        let tokenizer = job_tokenizer_json(&client, &spec.dataset).await?;
+        export_hf(dir, model, &weights, tokenizer.as_deref())?;
+        eprintln!(
+            "checkpoint {round} of job {} written as a Hugging Face model to {}",
+            args.id,
+            dir.display()
+        );
+    }
     if args.owner.json {
         print_json(&serde_json::json!({
             "job_id": args.id,
             "round": round,
             "hash": hash,
             "path": args.out,
+            "hf": args.hf,
         }))?;
     }
     Ok(())
+}
+
+/// The `tokenizer.json` of a job's text data set: the uploaded one, or the
+/// built-in tokenizer written in that format (a `char` vocabulary is the
+/// corpus's characters, so the corpus is fetched or found locally).
+pub async fn job_tokenizer_json(
+    client: &Client,
+    dataset: &funetun_core::DatasetName,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    use funetun_core::protocol::TextTokenizer;
+    use funetun_core::{DatasetName, Tokenizer};
+    let vocab = match dataset {
+        DatasetName::Text {
+            tokenizer: TextTokenizer::Hf(hash),
+            ..
+        } => return Ok(Some(client.get_blob(*hash).await?)),
+        DatasetName::Text {
+            corpus,
+            tokenizer: TextTokenizer::Builtin(t),
+        } => {
+            let bytes = match t {
+                Tokenizer::Byte => Vec::new(),
+                Tokenizer::Char => client.get_blob(*corpus).await?,
+            };
+            funetun_ml::data::Vocab::build(*t, &bytes, &dataset.to_string())?
+        }
+        DatasetName::TinyShakespeare(_) => {
+            let name = dataset.clone();
+            let data = tokio::task::spawn_blocking(move || {
+                funetun_ml::Dataset::load(&name, &funetun_ml::LoadOptions::default())
+            })
+            .await??;
+            data.vocab()
+                .cloned()
+                .context("a text data set has a vocabulary")?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(vocab.to_hf_json()?))
+}
+
+/// Writes `weights` of a transformer as a Hugging Face model directory.
+pub fn export_hf(
+    dir: &std::path::Path,
+    model: funetun_ml::Model,
+    weights: &funetun_core::TensorSet,
+    tokenizer_json: Option<&[u8]>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        model.is_text(),
+        "--hf writes transformers; this job trains an {model}"
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    funetun_ml::hf::save_dir(dir, model, weights, tokenizer_json)
+        .with_context(|| format!("writing the Hugging Face model to {}", dir.display()))
 }
 
 async fn withdraw(args: WithdrawJobArgs) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ mod bench;
 mod bench_text;
 mod chain;
 mod demo;
+mod eval;
 mod generate;
 mod job;
 mod keys;
@@ -72,6 +73,9 @@ enum Command {
     VerifyChain(verify::VerifyChainArgs),
     /// Sample text from a transformer checkpoint (a file, or a job's latest).
     Generate(generate::GenerateArgs),
+    /// Mean next-token loss of a Hugging Face model directory (gpt2 or
+    /// llama) on a text file, computed by Funetun's engine.
+    Eval(eval::EvalArgs),
 }
 
 fn main() {
@@ -97,6 +101,7 @@ fn main() {
         Command::Orchestrator(args) => orchestrator::run(args),
         Command::VerifyChain(args) => verify::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -14,6 +14,11 @@
 //!   byte order of their relative paths, each ending with a newline;
 //! - `IMAGES,LABELS`: an IDX image file and its label file (raw, not
 //!   gzipped), concatenated into one blob.
+//!
+//! `--init` takes a canonical checkpoint file or a Hugging Face directory;
+//! the directory's `config.json` becomes the spec's model (its numbers
+//! written out), its weights are converted to the canonical encoding, and
+//! its `tokenizer.json` tokenizes `--data` unless `--tokenizer` is given.
 
 use std::io::{BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -35,7 +40,9 @@ pub struct OwnerFiles {
     /// For text: `char`, `byte`, or a Hugging Face `tokenizer.json`.
     pub tokenizer: Option<String>,
     /// An initial checkpoint: a canonical safetensors file in the model's
-    /// layout (as `funetun job download` writes).
+    /// layout (as `funetun job download` writes), or a Hugging Face model
+    /// directory (`config.json`, `model.safetensors`, `tokenizer.json`),
+    /// which also sets the spec's model.
     pub init: Option<PathBuf>,
 }
 
@@ -68,6 +75,44 @@ pub async fn attach(
     let mut out = Uploaded::default();
     let mut uploads: Vec<PathBuf> = Vec::new();
     let mut prepared = None;
+    // A Hugging Face directory sets the model from its config.json, and its
+    // tokenizer.json tokenizes the data unless --tokenizer says otherwise.
+    let mut converted: Option<tempfile::TempPath> = None;
+    let mut hf_tokenizer: Option<tempfile::TempPath> = None;
+    if let Some(dir) = files.init.as_ref().filter(|p| p.is_dir()) {
+        let hf = funetun_ml::hf::load_dir(dir)
+            .map_err(|e| anyhow::anyhow!("--init {}: {e}", dir.display()))?;
+        let c = hf
+            .model
+            .transformer()
+            .expect("a Hugging Face directory holds a transformer");
+        spec.model = hf.model.kind();
+        spec.transformer = Some(funetun_core::TransformerSpec {
+            config: None,
+            vocab: Some(c.vocab),
+            n_layer: Some(c.n_layer),
+            n_head: Some(c.n_head),
+            n_kv_head: Some(c.n_kv_head),
+            d_model: Some(c.d_model),
+            d_ff: Some(c.d_ff),
+            context: Some(c.context),
+        });
+        converted = Some(write_temp(&funetun_core::encode(&hf.weights))?);
+        if let Some(json) = &hf.tokenizer_json {
+            hf_tokenizer = Some(write_temp(json)?);
+        }
+        eprintln!(
+            "--init {}: a {} of {} parameters from config.json and model.safetensors",
+            dir.display(),
+            hf.model,
+            hf.model.num_params()
+        );
+    }
+    let tokenizer_arg = files.tokenizer.clone().or_else(|| {
+        hf_tokenizer
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+    });
     if let Some(data) = &files.data {
         let p = prepare(data)?;
         let (hash, bytes) = {
@@ -84,7 +129,7 @@ pub async fn attach(
             );
             DatasetName::Idx(hash)
         } else {
-            let tokenizer = tokenizer_of(spec, files.tokenizer.as_deref(), &mut uploads)?;
+            let tokenizer = tokenizer_of(spec, tokenizer_arg.as_deref(), &mut uploads)?;
             DatasetName::Text {
                 corpus: hash,
                 tokenizer,
@@ -112,7 +157,8 @@ pub async fn attach(
         funetun_ml::train::check_fits(model, &data)
             .with_context(|| format!("--data {}", files.data.as_ref().unwrap().display()))?;
     }
-    if let Some(init) = &files.init {
+    if let Some(given) = &files.init {
+        let init = converted.as_deref().unwrap_or(given);
         let model = spec.model().context("the job spec")?;
         let len = std::fs::metadata(init)
             .with_context(|| format!("--init {}", init.display()))?
@@ -133,7 +179,7 @@ pub async fn attach(
         })?;
         spec.init = Some(funetun_core::keccak256(&bytes));
         out.init = spec.init;
-        uploads.push(init.clone());
+        uploads.push(init.to_path_buf());
     }
     spec.validate()?;
     crate::job::check_spec_names(spec)?;
@@ -144,8 +190,16 @@ pub async fn attach(
             .with_context(|| format!("uploading {}", path.display()))?;
         tracing::info!(%hash, bytes, file = %path.display(), "uploaded");
     }
-    drop(prepared);
+    drop((prepared, converted, hf_tokenizer));
     Ok(out)
+}
+
+/// `bytes` in a temporary file (removed when the path is dropped).
+fn write_temp(bytes: &[u8]) -> anyhow::Result<tempfile::TempPath> {
+    let mut tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
+    tmp.write_all(bytes)?;
+    tmp.flush()?;
+    Ok(tmp.into_temp_path())
 }
 
 /// The tokenizer of an uploaded corpus: `--tokenizer`, else the spec's

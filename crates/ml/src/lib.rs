@@ -16,6 +16,8 @@
 //! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` (or,
 //!   with LoRA, `(θ_frozen, adapters, …) → Δadapters`) and evaluation.
 //! - [`generate`]: sampling text from a transformer checkpoint.
+//! - [`hf`]: Hugging Face model directories in and out (`config.json`,
+//!   `model.safetensors`, `tokenizer.json`) and their loss on a text.
 //! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
 //! - [`recipe`]: named configurations' optimisation (nanoGPT's `baby`).
 //! - [`reference`]: the same networks in candle, the oracle for the engine's
@@ -28,6 +30,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod hf;
 pub mod lora;
 pub mod model;
 pub mod optim;
@@ -46,5 +49,6 @@ pub use model::{Architecture, Model, ModelKind, TransformerConfig};
 pub use optim::OptimizerKind;
 pub use task::task_spec;
 pub use train::{
-    Evaluation, LocalTrainer, TaskOutcome, TaskSpec, evaluate, train_task, train_task_lora,
+    Evaluation, LocalTrainer, StreamLoss, TaskOutcome, TaskSpec, evaluate, stream_loss, train_task,
+    train_task_lora,
 };

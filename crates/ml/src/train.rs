@@ -140,6 +140,17 @@ impl Evaluation {
     }
 }
 
+/// The mean next-token loss of a token stream ([`stream_loss`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamLoss {
+    /// Mean cross-entropy per predicted token (nats).
+    pub loss: f64,
+    /// Tokens predicted: `windows × context`.
+    pub tokens: usize,
+    /// Context windows evaluated.
+    pub windows: usize,
+}
+
 /// The network and the batch buffers a trainer feeds it.
 enum Engine {
     Images {
@@ -197,7 +208,7 @@ pub fn check_fits(model: Model, data: &Dataset) -> Result<()> {
                 c.vocab,
                 data.name,
                 v.size(),
-                v.tokenizer(),
+                v.describe(),
                 v.size()
             ),
         )),
@@ -585,6 +596,105 @@ fn evaluate_text(
         loss: loss / predicted as f64,
         accuracy: correct as f64 / predicted as f64,
         count: starts.len(),
+    })
+}
+
+/// Bytes of logits [`stream_loss`] lets one forward pass hold (the batch
+/// shrinks for large vocabularies and contexts, down to one window).
+const STREAM_LOGITS_BYTES: usize = 256 << 20;
+
+/// Mean next-token loss of transformer weights `params` over the
+/// non-overlapping context windows of `stream`: window `k` is tokens
+/// `k·context .. (k+1)·context`, each predicting the token after it; the
+/// first `max_windows` windows (all when 0). Refuses a stream shorter than
+/// one window plus its target, and ids outside the model's vocabulary.
+pub fn stream_loss(
+    model: Model,
+    params: &[f32],
+    stream: &[u32],
+    max_windows: usize,
+    compute: &Compute,
+) -> Result<StreamLoss> {
+    let c = model.transformer().ok_or_else(|| {
+        Error::invalid(
+            "model",
+            format!("{model} reads images, not text; choose gpt or llama"),
+        )
+    })?;
+    if params.len() != model.num_params() {
+        return Err(Error::invalid(
+            "weights",
+            format!(
+                "{} values for a {model} with {} parameters",
+                params.len(),
+                model.num_params()
+            ),
+        ));
+    }
+    let available = stream.len().saturating_sub(1) / c.context;
+    if available == 0 {
+        return Err(Error::invalid(
+            "text",
+            format!(
+                "it is {} tokens, shorter than one context window of {} tokens plus the token \
+                 it predicts; use a longer text",
+                stream.len(),
+                c.context
+            ),
+        ));
+    }
+    if u32::try_from(stream.len()).is_err() {
+        return Err(Error::invalid(
+            "text",
+            format!("it is {} tokens; split it below 2^32 tokens", stream.len()),
+        ));
+    }
+    if let Some((i, t)) = stream
+        .iter()
+        .enumerate()
+        .find(|(_, t)| **t as usize >= c.vocab)
+    {
+        return Err(Error::invalid(
+            "text",
+            format!(
+                "token {i} is id {t}, outside the model's vocabulary of {}; \
+                 tokenize with the model's own tokenizer",
+                c.vocab
+            ),
+        ));
+    }
+    let windows = if max_windows == 0 {
+        available
+    } else {
+        max_windows.min(available)
+    };
+    let per_window = c.context * c.vocab * size_of::<f32>();
+    let batch = (STREAM_LOGITS_BYTES / per_window)
+        .clamp(1, EVAL_WINDOWS)
+        .min(windows);
+    let mut net = Transformer::new(model, batch);
+    let starts: Vec<u32> = (0..windows).map(|k| (k * c.context) as u32).collect();
+    let mut tokens = vec![0; batch * c.context];
+    let mut targets = vec![0; batch * c.context];
+    let par = compute.par();
+    let mut sum = 0.0;
+    for chunk in starts.chunks(batch) {
+        let (b, n) = (chunk.len(), chunk.len() * c.context);
+        gather_windows(
+            stream,
+            chunk,
+            c.context,
+            &mut tokens[..n],
+            &mut targets[..n],
+        );
+        let loss = compute.run(|| net.loss(params, &tokens[..n], &targets[..n], b, c.context, par));
+        sum += f64::from(loss) * n as f64;
+    }
+    let predicted = windows * c.context;
+    Ok(StreamLoss {
+        loss: sum / predicted as f64,
+        tokens: predicted,
+        windows,
     })
 }
 

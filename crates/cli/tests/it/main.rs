@@ -3,6 +3,7 @@
 mod adversarial;
 mod browser_e2e;
 mod demo;
+mod hf;
 mod ml;
 mod owner_data;
 mod text;

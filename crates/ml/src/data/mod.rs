@@ -196,6 +196,19 @@ impl Dataset {
         })
     }
 
+    /// A text data set: `corpus` tokenized with a given vocabulary (a
+    /// Hugging Face tokenizer, say) and split; text the vocabulary cannot
+    /// encode is refused, naming the fix.
+    pub fn from_text_with_vocab(name: DatasetName, corpus: &[u8], vocab: Vocab) -> Result<Self> {
+        let c = text::tokenize_with(corpus, vocab, &name.to_string())?;
+        Ok(Self {
+            name,
+            train: Split::Tokens(c.train),
+            test: Split::Tokens(c.validation),
+            form: Form::Text(c.vocab),
+        })
+    }
+
     /// The vocabulary of a text data set.
     pub fn vocab(&self) -> Option<&Vocab> {
         match &self.form {
@@ -246,12 +259,12 @@ impl Dataset {
                 tokenizer: TextTokenizer::Builtin(tokenizer),
             } => Self::from_text(name.clone(), &fetch(*corpus)?, *tokenizer),
             DatasetName::Text {
-                tokenizer: TextTokenizer::Hf(_),
-                ..
-            } => Err(Error::invalid(
-                "data set",
-                format!("{name}: Hugging Face tokenizers are not built into this binary"),
-            )),
+                corpus,
+                tokenizer: TextTokenizer::Hf(tokenizer),
+            } => {
+                let vocab = Vocab::from_hf_json(&fetch(*tokenizer)?)?;
+                Self::from_text_with_vocab(name.clone(), &fetch(*corpus)?, vocab)
+            }
             DatasetName::Idx(hash) => {
                 let bytes = fetch(*hash)?;
                 split_idx_pair(name.clone(), &bytes)

@@ -1,16 +1,27 @@
-//! Text corpora as token streams: the two built-in tokenizers, the
-//! train/validation split, and the windows a task trains on.
+//! Text corpora as token streams: the tokenizers, the train/validation
+//! split, and the windows a task trains on.
 //!
 //! - `char`: one token per Unicode scalar of the corpus; the vocabulary is
 //!   the corpus's distinct characters in code-point order (65 for
 //!   tiny-shakespeare), a pure function of the corpus bytes, so every
 //!   participant that verified the corpus's checksum holds the same one.
 //! - `byte`: one token per byte, vocabulary 256; any bytes are text.
+//! - a Hugging Face tokenizer ([`Vocab::from_hf_json`]): any
+//!   `tokenizer.json`, run by the `tokenizers` crate (the library behind
+//!   `transformers`' fast tokenizers), without special tokens: a corpus is
+//!   one stream, and no window starts with a BOS token.
+//!
+//! [`Vocab::to_hf_json`] writes the `char` and `byte` vocabularies as a
+//! `tokenizer.json` that `transformers` reads, so a model trained here can
+//! be used there with the same ids.
 //!
 //! The first 90 % of the tokens are the training split and the rest the
 //! validation split (nanoGPT's rule). A sample is a window: sample `i` of a
 //! split is the `context` tokens starting at token `i`, and its targets are
 //! the same window shifted by one.
+
+use std::fmt;
+use std::sync::Arc;
 
 use funetun_core::protocol::Tokenizer;
 
@@ -22,16 +33,65 @@ pub const TRAIN_FRACTION: f64 = 0.9;
 /// A tokenizer with its vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocab {
-    tokenizer: Tokenizer,
-    /// `char`: the token of each character is its index here.
-    chars: Vec<char>,
+    kind: Kind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    Byte,
+    /// The token of each character is its index here.
+    Char(Vec<char>),
+    Hf(Arc<HfTokenizer>),
+}
+
+/// A parsed `tokenizer.json`, compared by its canonical JSON.
+struct HfTokenizer {
+    tokenizer: tokenizers::Tokenizer,
+    /// The tokenizer as the `tokenizers` crate writes it back.
+    json: String,
+    /// One more than the largest id.
+    size: usize,
+}
+
+impl PartialEq for HfTokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
+
+impl Eq for HfTokenizer {}
+
+impl HfTokenizer {
+    /// The first visible character of `text` that the tokenizer turns
+    /// into no token at all when alone, with its byte offset. (A dropped
+    /// character shifts the offsets after it, so the gap in the offsets
+    /// does not say which one it was.)
+    fn untokenizable(&self, text: &str) -> Option<(usize, char)> {
+        let mut tried = std::collections::HashSet::new();
+        text.char_indices().find(|&(_, c)| {
+            visible(c)
+                && tried.insert(c)
+                && self
+                    .tokenizer
+                    .encode(c.encode_utf8(&mut [0; 4]) as &str, false)
+                    .map_or(true, |e| e.get_ids().is_empty())
+        })
+    }
+}
+
+impl fmt::Debug for HfTokenizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HfTokenizer")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Vocab {
     /// The vocabulary `tokenizer` builds from `corpus` (bytes).
     pub fn build(tokenizer: Tokenizer, corpus: &[u8], name: &str) -> Result<Self> {
-        let chars = match tokenizer {
-            Tokenizer::Byte => Vec::new(),
+        let kind = match tokenizer {
+            Tokenizer::Byte => Kind::Byte,
             Tokenizer::Char => {
                 let text = std::str::from_utf8(corpus).map_err(|e| {
                     Error::invalid(
@@ -46,38 +106,146 @@ impl Vocab {
                 let mut chars: Vec<char> = text.chars().collect();
                 chars.sort_unstable();
                 chars.dedup();
-                chars
+                Kind::Char(chars)
             }
         };
-        Ok(Self { tokenizer, chars })
+        Ok(Self { kind })
     }
 
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> Tokenizer {
-        self.tokenizer
+    /// A Hugging Face tokenizer from the bytes of its `tokenizer.json`.
+    /// Its size is one more than its largest id, counting added tokens
+    /// (the vocabulary size with added tokens when the ids are
+    /// contiguous, as they are in every tokenizer `transformers` saves).
+    pub fn from_hf_json(json: &[u8]) -> Result<Self> {
+        let tokenizer = tokenizers::Tokenizer::from_bytes(json).map_err(|e| {
+            Error::invalid(
+                "tokenizer.json",
+                format!(
+                    "not a tokenizer the `tokenizers` library reads: {e}; \
+                     save it with `tokenizer.save_pretrained(dir)` (a fast tokenizer)"
+                ),
+            )
+        })?;
+        let size = tokenizer
+            .get_vocab(true)
+            .values()
+            .map(|&id| id as usize + 1)
+            .max()
+            .unwrap_or(0)
+            .max(tokenizer.get_vocab_size(true));
+        if size == 0 {
+            return Err(Error::invalid(
+                "tokenizer.json",
+                "the tokenizer has no tokens".to_string(),
+            ));
+        }
+        let json = tokenizer.to_string(false).map_err(|e| {
+            Error::invalid("tokenizer.json", format!("cannot be written back: {e}"))
+        })?;
+        Ok(Self {
+            kind: Kind::Hf(Arc::new(HfTokenizer {
+                tokenizer,
+                json,
+                size,
+            })),
+        })
+    }
+
+    /// A `tokenizer.json` for this vocabulary, which `transformers`'
+    /// `PreTrainedTokenizerFast(tokenizer_file=…)` and [`Self::from_hf_json`]
+    /// read into a tokenizer giving the same ids as [`Self::encode`]:
+    ///
+    /// - `char`: a BPE model whose tokens are the characters (id = index
+    ///   in code-point order) with no merges, no normaliser and no
+    ///   pre-tokeniser, and a decoder that joins tokens without spaces;
+    /// - `byte`: GPT-2's byte-level pre-tokeniser (without its splitting
+    ///   regex or a prefix space) over a BPE model whose 256 tokens are
+    ///   the bytes' characters in that mapping (id = byte value), no
+    ///   merges, and the byte-level decoder;
+    /// - a Hugging Face tokenizer: its own JSON.
+    pub fn to_hf_json(&self) -> Result<Vec<u8>> {
+        use tokenizers::decoders::fuse::Fuse;
+        use tokenizers::models::bpe::BPE;
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+        let failed = |e: tokenizers::Error| {
+            Error::invalid("tokenizer", format!("cannot build the tokenizer.json: {e}"))
+        };
+        let tokens: Vec<String> = match &self.kind {
+            Kind::Hf(hf) => return Ok(hf.json.clone().into_bytes()),
+            Kind::Char(chars) => chars.iter().map(char::to_string).collect(),
+            Kind::Byte => (0..=255u8).map(|b| byte_char(b).to_string()).collect(),
+        };
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(id, t)| (t, id as u32))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, Vec::new())
+            .build()
+            .map_err(failed)?;
+        let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+        match self.kind {
+            Kind::Byte => {
+                let level = ByteLevel::new(false, false, false);
+                tokenizer.with_pre_tokenizer(Some(level));
+                tokenizer.with_decoder(Some(level));
+            }
+            _ => {
+                tokenizer.with_decoder(Some(Fuse::new()));
+            }
+        }
+        Ok(tokenizer.to_string(true).map_err(failed)?.into_bytes())
+    }
+
+    /// The built-in tokenizer (`char` or `byte`); `None` for a Hugging
+    /// Face tokenizer.
+    pub fn tokenizer(&self) -> Option<Tokenizer> {
+        match self.kind {
+            Kind::Byte => Some(Tokenizer::Byte),
+            Kind::Char(_) => Some(Tokenizer::Char),
+            Kind::Hf(_) => None,
+        }
+    }
+
+    /// What kind of tokenizer this is, for messages: `char`, `byte` or
+    /// `Hugging Face`.
+    pub fn describe(&self) -> &'static str {
+        match self.kind {
+            Kind::Byte => "byte",
+            Kind::Char(_) => "char",
+            Kind::Hf(_) => "Hugging Face",
+        }
     }
 
     /// Number of distinct tokens.
     pub fn size(&self) -> usize {
-        match self.tokenizer {
-            Tokenizer::Byte => 256,
-            Tokenizer::Char => self.chars.len(),
+        match &self.kind {
+            Kind::Byte => 256,
+            Kind::Char(chars) => chars.len(),
+            Kind::Hf(hf) => hf.size,
         }
     }
 
-    /// The characters of a `char` vocabulary, in token order (empty for `byte`).
+    /// The characters of a `char` vocabulary, in token order (empty for
+    /// the others).
     pub fn chars(&self) -> &[char] {
-        &self.chars
+        match &self.kind {
+            Kind::Char(chars) => chars,
+            Kind::Byte | Kind::Hf(_) => &[],
+        }
     }
 
-    /// Tokens of `text`; a character outside the vocabulary is refused.
+    /// Tokens of `text`; a character outside a `char` vocabulary is
+    /// refused, as is text a Hugging Face tokenizer cannot encode.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        match self.tokenizer {
-            Tokenizer::Byte => Ok(text.bytes().map(u32::from).collect()),
-            Tokenizer::Char => text
+        match &self.kind {
+            Kind::Byte => Ok(text.bytes().map(u32::from).collect()),
+            Kind::Char(chars) => text
                 .chars()
                 .map(|c| {
-                    self.chars.binary_search(&c).map(|i| i as u32).map_err(|_| {
+                    chars.binary_search(&c).map(|i| i as u32).map_err(|_| {
                         Error::invalid(
                             "prompt",
                             format!("the character {c:?} is not in the corpus's vocabulary"),
@@ -85,32 +253,144 @@ impl Vocab {
                     })
                 })
                 .collect(),
+            Kind::Hf(hf) => {
+                let encoding = hf.tokenizer.encode(text, false).map_err(|e| {
+                    Error::invalid(
+                        "text",
+                        format!(
+                            "the tokenizer cannot encode it: {e}; use the tokenizer the \
+                             model was trained with, or remove what it cannot read"
+                        ),
+                    )
+                })?;
+                if let Some(first_gap) = dropped(text, encoding.get_offsets()) {
+                    let (at, c) = hf.untokenizable(text).unwrap_or(first_gap);
+                    return Err(Error::invalid(
+                        "text",
+                        format!(
+                            "the tokenizer has no token for the character {c:?} (at byte {at}) \
+                             and no unknown token, so it would silently drop it; remove the \
+                             character, or use a tokenizer that covers the text"
+                        ),
+                    ));
+                }
+                Ok(encoding.get_ids().to_vec())
+            }
+        }
+    }
+
+    /// Tokens of a corpus `name` for this vocabulary, refusing (with the
+    /// fix) bytes it cannot read.
+    pub fn encode_corpus_checked(&self, corpus: &[u8], name: &str) -> Result<Vec<u32>> {
+        let text = match self.kind {
+            Kind::Byte => return Ok(self.encode_corpus(corpus)),
+            Kind::Char(_) | Kind::Hf(_) => std::str::from_utf8(corpus).map_err(|e| {
+                Error::invalid(
+                    "data set",
+                    format!(
+                        "{name} is not UTF-8 text (at byte {}), and a {} tokenizer reads text; \
+                         fix the file or use a byte vocabulary",
+                        e.valid_up_to(),
+                        self.describe()
+                    ),
+                )
+            })?,
+        };
+        match &self.kind {
+            Kind::Char(chars) => text
+                .chars()
+                .map(|c| {
+                    chars.binary_search(&c).map(|i| i as u32).map_err(|_| {
+                        Error::invalid(
+                            "data set",
+                            format!(
+                                "{name} holds the character {c:?}, which is not in the \
+                                 vocabulary; remove it, or build the vocabulary from this corpus"
+                            ),
+                        )
+                    })
+                })
+                .collect(),
+            _ => self.encode(text).map_err(|e| match e {
+                Error::Invalid { detail, .. } => {
+                    Error::invalid("data set", format!("{name}: {detail}"))
+                }
+                other => other,
+            }),
         }
     }
 
     /// Tokens of corpus bytes already known to be valid for this vocabulary.
     fn encode_corpus(&self, corpus: &[u8]) -> Vec<u32> {
-        match self.tokenizer {
-            Tokenizer::Byte => corpus.iter().map(|&b| u32::from(b)).collect(),
-            Tokenizer::Char => String::from_utf8_lossy(corpus)
+        match &self.kind {
+            Kind::Byte => corpus.iter().map(|&b| u32::from(b)).collect(),
+            Kind::Char(chars) => String::from_utf8_lossy(corpus)
                 .chars()
-                .map(|c| self.chars.binary_search(&c).unwrap_or(0) as u32)
+                .map(|c| chars.binary_search(&c).unwrap_or(0) as u32)
                 .collect(),
+            Kind::Hf(_) => self
+                .encode(&String::from_utf8_lossy(corpus))
+                .unwrap_or_default(),
         }
     }
 
-    /// The text of `tokens` (unknown ids and invalid UTF-8 become U+FFFD).
+    /// The text of `tokens` (unknown ids and invalid UTF-8 become U+FFFD;
+    /// a Hugging Face tokenizer skips ids it does not know).
     pub fn decode(&self, tokens: &[u32]) -> String {
-        match self.tokenizer {
-            Tokenizer::Byte => {
+        match &self.kind {
+            Kind::Byte => {
                 let bytes: Vec<u8> = tokens.iter().map(|&t| t.min(255) as u8).collect();
                 String::from_utf8_lossy(&bytes).into_owned()
             }
-            Tokenizer::Char => tokens
+            Kind::Char(chars) => tokens
                 .iter()
-                .map(|&t| self.chars.get(t as usize).copied().unwrap_or('\u{fffd}'))
+                .map(|&t| chars.get(t as usize).copied().unwrap_or('\u{fffd}'))
                 .collect(),
+            Kind::Hf(hf) => hf
+                .tokenizer
+                .decode(tokens, false)
+                .unwrap_or_else(|_| "\u{fffd}".to_string()),
         }
+    }
+}
+
+/// The first visible character of `text` that no token's byte `offsets`
+/// cover: one a tokenizer without an unknown token dropped. Whitespace and
+/// control characters are exempt (pre-tokenizers and normalisers may
+/// rightly drop them).
+fn dropped(text: &str, offsets: &[(usize, usize)]) -> Option<(usize, char)> {
+    let mut starts = vec![0i64; text.len() + 1];
+    for &(start, end) in offsets {
+        if start < end && end <= text.len() {
+            starts[start] += 1;
+            starts[end] -= 1;
+        }
+    }
+    let mut depth = 0;
+    let mut covering = Vec::with_capacity(text.len());
+    for d in &starts[..text.len()] {
+        depth += d;
+        covering.push(depth > 0);
+    }
+    text.char_indices()
+        .find(|&(at, c)| visible(c) && !covering[at..at + c.len_utf8()].iter().any(|&b| b))
+}
+
+/// Neither whitespace nor a control character.
+fn visible(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control())
+}
+
+/// GPT-2's printable stand-in for byte `b` (`bytes_to_unicode` in OpenAI's
+/// `encoder.py`): printable Latin-1 bytes are themselves, the other 68 map
+/// to U+0100 onwards in byte order.
+fn byte_char(b: u8) -> char {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        char::from(b)
+    } else {
+        let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+        char::from_u32(256 + n).unwrap_or('\u{fffd}')
     }
 }
 
@@ -129,14 +409,32 @@ pub struct Corpus {
 /// not UTF-8 when characters are asked for, and one whose validation
 /// split could not hold a window of two tokens.
 pub fn tokenize(corpus: &[u8], tokenizer: Tokenizer, name: &str) -> Result<Corpus> {
+    check_not_empty(corpus, name)?;
+    let vocab = Vocab::build(tokenizer, corpus, name)?;
+    let tokens = vocab.encode_corpus(corpus);
+    split(tokens, vocab, name)
+}
+
+/// Tokenizes `corpus` with a given vocabulary (a Hugging Face tokenizer,
+/// or a `char` vocabulary built elsewhere) and splits it, refusing what
+/// [`tokenize`] refuses and text the vocabulary cannot encode.
+pub fn tokenize_with(corpus: &[u8], vocab: Vocab, name: &str) -> Result<Corpus> {
+    check_not_empty(corpus, name)?;
+    let tokens = vocab.encode_corpus_checked(corpus, name)?;
+    split(tokens, vocab, name)
+}
+
+fn check_not_empty(corpus: &[u8], name: &str) -> Result<()> {
     if corpus.is_empty() {
         return Err(Error::invalid(
             "data set",
             format!("{name} is empty; a text corpus needs at least a few context windows of text"),
         ));
     }
-    let vocab = Vocab::build(tokenizer, corpus, name)?;
-    let tokens = vocab.encode_corpus(corpus);
+    Ok(())
+}
+
+fn split(tokens: Vec<u32>, vocab: Vocab, name: &str) -> Result<Corpus> {
     let cut = (tokens.len() as f64 * TRAIN_FRACTION) as usize;
     if cut < 2 || tokens.len() - cut < 2 {
         return Err(Error::invalid(
@@ -231,6 +529,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("too few"), "{e}");
+    }
+
+    #[test]
+    fn char_and_byte_vocabularies_survive_a_trip_through_tokenizer_json() {
+        let corpus = "To be, or not to be:\nthat is the question. ¿Qué? 日本";
+        let chars = Vocab::build(Tokenizer::Char, corpus.as_bytes(), "t").unwrap();
+        let hf = Vocab::from_hf_json(&chars.to_hf_json().unwrap()).unwrap();
+        assert_eq!(
+            (hf.size(), hf.tokenizer(), hf.describe()),
+            (chars.size(), None, "Hugging Face")
+        );
+        let text = "be: not that question?\n日本 ¿Qué";
+        let ids = chars.encode(text).unwrap();
+        assert_eq!(hf.encode(text).unwrap(), ids);
+        assert_eq!(hf.decode(&ids), text);
+        assert_eq!(Vocab::from_hf_json(&hf.to_hf_json().unwrap()).unwrap(), hf);
+        assert_ne!(hf, chars);
+        let e = hf.encode("not a zebra").unwrap_err().to_string();
+        assert!(e.contains("'z'") && e.contains("at byte 6"), "{e}");
+
+        let bytes = Vocab::build(Tokenizer::Byte, b"", "t").unwrap();
+        let hf = Vocab::from_hf_json(&bytes.to_hf_json().unwrap()).unwrap();
+        assert_eq!(hf.size(), 256);
+        let all: String = (0..=0x2ffu32).filter_map(char::from_u32).collect();
+        let text = format!("{all} ✓ 🦀\r\n\t");
+        let ids = bytes.encode(&text).unwrap();
+        assert_eq!(hf.encode(&text).unwrap(), ids);
+        assert_eq!(hf.decode(&ids), text);
+        let distinct: std::collections::BTreeSet<char> = (0..=255).map(byte_char).collect();
+        assert_eq!(distinct.len(), 256);
+        assert_eq!(
+            (byte_char(b'A'), byte_char(0), byte_char(b' ')),
+            ('A', 'Ā', 'Ġ')
+        );
+    }
+
+    #[test]
+    fn corpora_tokenize_with_a_given_vocabulary_or_say_why_not() {
+        let chars = Vocab::build(Tokenizer::Char, b"abc d", "t").unwrap();
+        let c = tokenize_with(b"abba cab dad abc", chars.clone(), "mine").unwrap();
+        assert_eq!(c.train.len() + c.validation.len(), 16);
+        assert_eq!(c.vocab, chars);
+        let e = tokenize_with(b"abcz abcd", chars.clone(), "mine")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mine") && e.contains("'z'") && e.contains("build the vocabulary"),
+            "{e}"
+        );
+        let hf = Vocab::from_hf_json(&chars.to_hf_json().unwrap()).unwrap();
+        let e = tokenize_with(&[0x61, 0xff, 0x62, 0x63], hf.clone(), "mine")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not UTF-8") && e.contains("Hugging Face"), "{e}");
+        let c = tokenize_with(b"abba cab dad abc", hf, "mine").unwrap();
+        assert_eq!(c.train.len() + c.validation.len(), 16);
+        assert!(tokenize_with(b"", chars, "mine").is_err());
+        let e = Vocab::from_hf_json(b"{\"version\": 3}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokenizer.json"), "{e}");
     }
 
     #[test]

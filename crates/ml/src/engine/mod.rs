@@ -27,6 +27,8 @@ pub mod transformer;
 
 use crate::model::Model;
 
+pub use llama::ROPE_THETA;
+
 /// A thread pool sized for one training job, used by every kernel of it.
 pub struct Compute {
     threads: usize,

@@ -2,6 +2,7 @@
 
 mod determinism;
 mod gradients;
+mod hf;
 mod idx;
 mod learning;
 mod lora;
