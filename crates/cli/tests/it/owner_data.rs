@@ -159,3 +159,141 @@ fn bad_owner_files_are_refused_before_anything_goes_on_chain() {
     let err = refused(&["--data", "/nonexistent/corpus.txt"]);
     assert!(err.contains("/nonexistent/corpus.txt"), "{err}");
 }
+
+/// The venv's python (`benches/torch/setup.sh`), or `None` outside CI when
+/// it is missing; under `CI=true` its absence fails the test.
+fn torch_python() -> Option<PathBuf> {
+    let python = match std::env::var_os("FUNETUN_TORCH_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/funetun/venv-torch/bin/python"),
+    };
+    if python.is_file() {
+        return Some(python);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(
+        !ci,
+        "{} is missing: run `bash benches/torch/setup.sh`",
+        python.display()
+    );
+    eprintln!("skipped: {} is missing", python.display());
+    None
+}
+
+fn python_script(python: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(python)
+        .args(args)
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_job_starts_from_a_transformers_checkpoint_and_its_result_loads_back_in_transformers() {
+    let Some(python) = torch_python() else {
+        return;
+    };
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml/tests/hf");
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    python_script(
+        &python,
+        &[
+            scripts.join("make_models.py").as_os_str(),
+            models.as_os_str(),
+        ],
+    );
+    // The owner's corpus: text its BPE tokenizer covers, long enough for
+    // two shards of 32-token windows.
+    let text = std::fs::read_to_string(models.join("gpt/eval.txt")).unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, text.repeat(200)).unwrap();
+    let spec = dir.path().join("job.toml");
+    std::fs::write(
+        &spec,
+        SPEC.replace("rounds = 2", "rounds = 1")
+            .replace("[transformer]\nconfig = \"tiny\"\n", ""),
+    )
+    .unwrap();
+    let gpt = models.join("gpt");
+    let mut cmd = funetun();
+    cmd.args(["demo", "--spec"])
+        .arg(&spec)
+        .args(["--trainers", "2", "--validators", "1", "--threads", "1"])
+        .arg("--data")
+        .arg(&corpus)
+        .arg("--init")
+        .arg(&gpt)
+        .args(["--json", "--out"])
+        .arg(dir.path().join("out"));
+    let s = json_of(&mut cmd);
+    // Checkpoint 0 is the transformers model, converted; the job trained it.
+    let imported = funetun_ml::hf::load_dir(&gpt).unwrap();
+    let c0 = funetun_core::keccak256(funetun_core::encode(&imported.weights));
+    assert_eq!(s["initial_hash"], serde_json::json!(c0), "{s:#}");
+    assert!(s["updates_accepted"].as_u64().unwrap() >= 1, "{s:#}");
+    let job = std::fs::read_to_string(dir.path().join("out/job.toml")).unwrap();
+    let tokenizer = funetun_core::keccak256(std::fs::read(gpt.join("tokenizer.json")).unwrap());
+    assert!(job.contains(&format!(":{tokenizer}\"")), "{job}");
+    assert!(
+        job.contains("n_layer = 2") && job.contains("d_model = 32"),
+        "{job}"
+    );
+
+    // The exported directory loads in transformers with Funetun's logits.
+    let export = dir.path().join("out/hf");
+    let ours = funetun_ml::hf::load_dir(&export).unwrap();
+    let final_bytes = std::fs::read(dir.path().join("out/final.safetensors")).unwrap();
+    assert_eq!(funetun_core::encode(&ours.weights), final_bytes);
+    let tokens: Vec<Vec<u32>> = (0..2)
+        .map(|b| (0..32).map(|t| ((7 * b + 5 * t + 3) % 96) as u32).collect())
+        .collect();
+    let tokens_json = dir.path().join("tokens.json");
+    std::fs::write(
+        &tokens_json,
+        serde_json::json!({ "tokens": tokens }).to_string(),
+    )
+    .unwrap();
+    let line = python_script(
+        &python,
+        &[
+            scripts.join("check_export.py").as_os_str(),
+            export.as_os_str(),
+            tokens_json.as_os_str(),
+        ],
+    );
+    let theirs: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(theirs["architecture"], "GPT2LMHeadModel", "{theirs}");
+    let theirs: Vec<f64> = theirs["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let model = ours.model;
+    let mut logits = vec![0.0f32; 2 * 32 * 96];
+    funetun_ml::engine::transformer::Transformer::new(model, 2).logits(
+        &ours.weights.to_flat(),
+        &tokens.concat(),
+        2,
+        32,
+        &mut logits,
+        funetun_ml::engine::Par::SERIAL,
+    );
+    assert_eq!(logits.len(), theirs.len());
+    let worst = logits
+        .iter()
+        .zip(&theirs)
+        .map(|(&a, &b)| (f64::from(a) - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f64::max);
+    eprintln!("exported fine-tune: largest relative logit difference {worst:.2e}");
+    assert!(worst <= 1e-4, "{worst}");
+}
