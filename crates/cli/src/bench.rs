@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use funetun_ml::data::synthetic;
 use funetun_ml::reference::CandleModel;
 use funetun_ml::{Model, OptimizerKind, TaskSpec, train_task};
@@ -33,9 +35,77 @@ pub enum BenchCommand {
     /// `funetun demo` against the same training work in one process without
     /// chain, HTTP or validation; prints {"demo_seconds","local_seconds","ratio"}.
     Demo(Box<crate::demo::DemoArgs>),
+    /// Bytes of one update with LoRA against a full update of the same
+    /// model: both encoded canonically (what a trainer uploads); prints
+    /// {"update_bytes","full_update_bytes","ratio"}.
+    Lora(LoraBenchArgs),
     /// The load process of `bench api`.
     #[command(hide = true)]
     ApiClient(crate::orchestrator::ApiClientArgs),
+}
+
+/// Arguments of `funetun bench lora`.
+#[derive(Debug, clap::Args)]
+pub struct LoraBenchArgs {
+    #[command(flatten)]
+    model: crate::args::ModelArgs,
+    /// Adapter rank.
+    #[arg(long, default_value_t = 8)]
+    rank: u32,
+    /// LoRA's alpha (scale = alpha / rank; does not change the size).
+    #[arg(long, default_value_t = 16.0)]
+    alpha: f32,
+    /// Projections to adapt, comma-separated (e.g. q_proj,v_proj or c_attn).
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
+    targets: Vec<String>,
+    /// Print one JSON line as the last stdout line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `funetun bench lora`: the update sizes, measured on encoded deltas.
+fn bench_lora(args: LoraBenchArgs) -> anyhow::Result<()> {
+    let spec = args
+        .model
+        .transformer_spec()
+        .context("LoRA adapts a transformer; use --model gpt or llama")?;
+    let config = spec
+        .resolve(None)
+        .map_err(|e| anyhow::anyhow!("{e}; pass --vocab"))?;
+    let model = Model::new(args.model.model, Some(config))?;
+    let lora = funetun_ml::Lora::new(
+        model,
+        &funetun_ml::LoraConfig {
+            rank: args.rank,
+            alpha: args.alpha,
+            targets: args.targets.clone(),
+        },
+    )?;
+    // A delta is the same size whatever its values: encode zeros.
+    let update_bytes = funetun_core::encode(&lora.zeros()).len();
+    let full_update_bytes = funetun_core::encode(&model.zeros()).len();
+    let ratio = full_update_bytes as f64 / update_bytes as f64;
+    eprintln!(
+        "{model}: LoRA rank {} on {}: {} parameters, {update_bytes} bytes per update; \
+         full update {} parameters, {full_update_bytes} bytes ({ratio:.1}× larger)",
+        args.rank,
+        args.targets.join(","),
+        lora.num_params(),
+        model.num_params()
+    );
+    if args.json {
+        print_json(&serde_json::json!({
+            "model": model.to_string(),
+            "rank": args.rank,
+            "targets": args.targets,
+            "lora_params": lora.num_params(),
+            "full_params": model.num_params(),
+            "update_bytes": update_bytes,
+            "full_update_bytes": full_update_bytes,
+            "ratio": ratio,
+        }))?;
+    }
+    Ok(())
 }
 
 /// Arguments of `funetun bench chain`.
@@ -96,6 +166,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             print_json(&rt.block_on(funetun_chain::bench::gas_report())?)
         }
         BenchCommand::Api(args) => crate::orchestrator::bench_api(args),
+        BenchCommand::Lora(args) => bench_lora(args),
         BenchCommand::Demo(args) => crate::demo::bench(*args),
         BenchCommand::ApiClient(args) => crate::orchestrator::api_client(args),
         BenchCommand::Chain(args) => {

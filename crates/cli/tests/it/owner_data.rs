@@ -297,3 +297,30 @@ fn a_job_starts_from_a_transformers_checkpoint_and_its_result_loads_back_in_tran
     eprintln!("exported fine-tune: largest relative logit difference {worst:.2e}");
     assert!(worst <= 1e-4, "{worst}");
 }
+
+#[test]
+fn a_rank_8_lora_update_of_a_100m_llama_is_over_50_times_smaller() {
+    let s = json_of(funetun().args([
+        "bench",
+        "lora",
+        "--model",
+        "llama",
+        "--config",
+        "llama-100m",
+        "--vocab",
+        "32000",
+        "--rank",
+        "8",
+        "--targets",
+        "q_proj,v_proj",
+        "--json",
+    ]));
+    assert!(s["full_params"].as_u64().unwrap() > 100_000_000, "{s}");
+    let (lora, full) = (
+        s["update_bytes"].as_u64().unwrap(),
+        s["full_update_bytes"].as_u64().unwrap(),
+    );
+    // Four bytes per parameter plus the header.
+    assert!(lora > 4 * s["lora_params"].as_u64().unwrap(), "{s}");
+    assert!(full >= 50 * lora, "{s}");
+}
