@@ -681,15 +681,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     // The job, with the owner's files uploaded first.
     if let Some(files) = args.owner_files() {
         let uploaded = crate::upload::attach(&owner_client, &mut spec, &files).await?;
-        if let Some(name) = &uploaded.dataset {
-            eprintln!(
-                "uploaded {} bytes of data: dataset = \"{name}\"",
-                uploaded.data_bytes.unwrap_or(0)
-            );
-        }
-        if let Some(init) = uploaded.init {
-            eprintln!("uploaded the initial checkpoint: init = \"{init}\"");
-        }
+        crate::upload::announce(&uploaded);
     }
     let spec = spec;
     let spec_bytes = spec.to_toml().into_bytes();

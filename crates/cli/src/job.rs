@@ -270,15 +270,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         let uploaded = crate::upload::attach(&client, &mut spec, &files)
             .await
             .with_context(|| format!("in {}", args.spec.display()))?;
-        if let Some(name) = &uploaded.dataset {
-            eprintln!(
-                "data uploaded: {} bytes, dataset = \"{name}\"",
-                uploaded.data_bytes.unwrap_or(0)
-            );
-        }
-        if let Some(init) = uploaded.init {
-            eprintln!("initial checkpoint uploaded: init = \"{init}\"");
-        }
+        crate::upload::announce(&uploaded);
         spec.to_toml().into_bytes()
     } else {
         bytes

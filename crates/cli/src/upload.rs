@@ -194,6 +194,19 @@ pub async fn attach(
     Ok(out)
 }
 
+/// Tells the owner what was uploaded and how the spec names it.
+pub fn announce(uploaded: &Uploaded) {
+    if let Some(name) = &uploaded.dataset {
+        eprintln!(
+            "uploaded {} bytes of data: dataset = \"{name}\"",
+            uploaded.data_bytes.unwrap_or(0)
+        );
+    }
+    if let Some(init) = uploaded.init {
+        eprintln!("uploaded the initial checkpoint: init = \"{init}\"");
+    }
+}
+
 /// `bytes` in a temporary file (removed when the path is dropped).
 fn write_temp(bytes: &[u8]) -> anyhow::Result<tempfile::TempPath> {
     let mut tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;

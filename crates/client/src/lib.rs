@@ -180,20 +180,7 @@ impl Client {
             .await
             .map_err(|source| ClientError::Transport { url, source })?;
         if status.is_client_error() || status.is_server_error() {
-            let (code, detail) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => (e.error, e.detail),
-                Err(_) => (
-                    "http_error".to_string(),
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-                ),
-            };
-            return Err(ClientError::Api {
-                method: method.to_string(),
-                path: path_and_query.to_string(),
-                status: status.as_u16(),
-                code,
-                detail,
-            });
+            return Err(api_error(method.as_str(), path_and_query, status, &bytes));
         }
         Ok((status, bytes.to_vec()))
     }
@@ -324,20 +311,7 @@ impl Client {
                 .bytes()
                 .await
                 .map_err(|source| ClientError::Transport { url, source })?;
-            let (code, detail) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => (e.error, e.detail),
-                Err(_) => (
-                    "http_error".to_string(),
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-                ),
-            };
-            return Err(ClientError::Api {
-                method: "PUT".into(),
-                path: path_and_query,
-                status: status.as_u16(),
-                code,
-                detail,
-            });
+            return Err(api_error("PUT", &path_and_query, status, &bytes));
         }
         Ok((hash, len))
     }
@@ -486,6 +460,25 @@ impl Client {
     /// `GET /graph`.
     pub async fn graph(&self) -> Result<Graph> {
         self.get("/graph").await
+    }
+}
+
+/// The error of a refused request: the server's `{error, detail}` body, or
+/// the start of whatever else it sent.
+fn api_error(method: &str, path: &str, status: StatusCode, bytes: &[u8]) -> ClientError {
+    let (code, detail) = match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => (e.error, e.detail),
+        Err(_) => (
+            "http_error".to_string(),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+        ),
+    };
+    ClientError::Api {
+        method: method.to_string(),
+        path: path.to_string(),
+        status: status.as_u16(),
+        code,
+        detail,
     }
 }
 

@@ -152,15 +152,7 @@ pub async fn put_blob(
     let blobs = st.blobs.clone();
     let len = bytes.len();
     let stored = tokio::task::spawn_blocking(move || blobs.put(hash, &bytes)).await??;
-    Ok((
-        if stored {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(json!({ "hash": hash, "bytes": len })),
-    )
-        .into_response())
+    Ok(stored_response(stored, hash, len as u64))
 }
 
 /// `PUT /v1/blobs/{hash}?kind=data`: an owner's file, streamed to disk.
@@ -227,15 +219,17 @@ async fn put_data(st: &Arc<AppState>, hash: B256, req: Request) -> Result<Respon
         Err(e) => return Err(Error::Tensors(e)),
     };
     tracing::info!(%hash, bytes = len, from = %address, "owner's data blob stored");
-    Ok((
-        if stored {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(json!({ "hash": hash, "bytes": len })),
-    )
-        .into_response())
+    Ok(stored_response(stored, hash, len))
+}
+
+/// 201 for a new blob, 200 for one already stored, with its hash and size.
+fn stored_response(stored: bool, hash: B256, len: u64) -> Response {
+    let status = if stored {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(json!({ "hash": hash, "bytes": len }))).into_response()
 }
 
 /// `GET /v1/blobs/{hash}`: public; streamed from the store's file.

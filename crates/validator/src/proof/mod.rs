@@ -243,13 +243,7 @@ pub fn verify(
     config: &ProofConfig,
 ) -> Result<Report> {
     config.validate()?;
-    let first = if chain.model().is_text() {
-        let losses = checks::validation_losses(chain, data, compute, config.eval_samples)?;
-        checks::val_loss_monotonic(&losses, config)
-    } else {
-        let accuracies = checks::test_accuracies(chain, data, compute, config.eval_samples)?;
-        checks::accuracy_monotonic(&accuracies, config)
-    };
+    let first = first_check(chain, data, compute, config)?;
     Ok(Report::new(vec![
         first,
         checks::parameter_continuity(chain, config),
@@ -258,6 +252,22 @@ pub fn verify(
         checks::distance_to_final(chain, config),
         checks::init_to_final(chain, init_seed, config),
     ]))
+}
+
+/// Check 1: validation loss (text) or test accuracy (images) over the chain.
+fn first_check(
+    chain: &Chain,
+    data: &Dataset,
+    compute: &Compute,
+    config: &ProofConfig,
+) -> Result<CheckResult> {
+    Ok(if chain.model().is_text() {
+        let losses = checks::validation_losses(chain, data, compute, config.eval_samples)?;
+        checks::val_loss_monotonic(&losses, config)
+    } else {
+        let accuracies = checks::test_accuracies(chain, data, compute, config.eval_samples)?;
+        checks::accuracy_monotonic(&accuracies, config)
+    })
 }
 
 /// The checks of a chain that starts from an owner's checkpoint (a
@@ -279,13 +289,7 @@ pub fn verify_fine_tune(
     config: &ProofConfig,
 ) -> Result<Report> {
     config.validate()?;
-    let first = if chain.model().is_text() {
-        let losses = checks::validation_losses(chain, data, compute, config.eval_samples)?;
-        checks::val_loss_monotonic(&losses, config)
-    } else {
-        let accuracies = checks::test_accuracies(chain, data, compute, config.eval_samples)?;
-        checks::accuracy_monotonic(&accuracies, config)
-    };
+    let first = first_check(chain, data, compute, config)?;
     let actual = funetun_core::keccak256(funetun_core::encode(chain.initial()));
     let initial = CheckResult::new(
         INITIAL_COMMITTED,
