@@ -234,15 +234,24 @@ impl Browser {
 
     /// Clicks the first element matching the selector.
     pub async fn click(&self, css: &str) -> Result<()> {
-        let el = self
-            .client
-            .find(fantoccini::Locator::Css(css))
-            .await
-            .with_context(|| format!("finding `{css}`"))?;
-        el.click()
-            .await
-            .with_context(|| format!("clicking `{css}`"))?;
-        Ok(())
+        // The dashboard re-renders as it polls: an element found just
+        // before a re-render is gone when clicked ("stale"); find it again.
+        let mut attempt = 0;
+        loop {
+            let el = self
+                .client
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .with_context(|| format!("finding `{css}`"))?;
+            match el.click().await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 5 && e.to_string().contains("stale element") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("clicking `{css}`")),
+            }
+        }
     }
 
     /// Waits until `check` gives `Some`, polling every 100 ms, for at most
