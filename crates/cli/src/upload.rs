@@ -73,7 +73,8 @@ pub async fn attach(
     files: &OwnerFiles,
 ) -> anyhow::Result<Uploaded> {
     let mut out = Uploaded::default();
-    let mut uploads: Vec<PathBuf> = Vec::new();
+    // Every file to upload, with its keccak256 and size (hashed once).
+    let mut uploads: Vec<(Hash, u64, PathBuf)> = Vec::new();
     let mut prepared = None;
     // A Hugging Face directory sets the model from its config.json, and its
     // tokenizer.json tokenizes the data unless --tokenizer says otherwise.
@@ -138,14 +139,14 @@ pub async fn attach(
         spec.dataset = name;
         out.dataset = Some(spec.dataset.to_string());
         out.data_bytes = Some(bytes);
-        uploads.push(p.path.clone());
+        uploads.push((hash, bytes, p.path.clone()));
         prepared = Some(p);
     } else if files.tokenizer.is_some() {
         anyhow::bail!("--tokenizer needs --data (the corpus it tokenizes)");
     }
     // Load the data set exactly as trainers will, from the local files.
-    if let Some(p) = &prepared {
-        let data = load_local(&spec.dataset, p, &uploads)?;
+    if prepared.is_some() {
+        let data = load_local(&spec.dataset, &uploads)?;
         if let (Some(t), Some(vocab)) = (spec.transformer.as_mut(), data.vocab())
             && t.vocab.is_none()
         {
@@ -177,15 +178,16 @@ pub async fn attach(
                 init.display()
             )
         })?;
-        spec.init = Some(funetun_core::keccak256(&bytes));
+        let hash = funetun_core::keccak256(&bytes);
+        spec.init = Some(hash);
         out.init = spec.init;
-        uploads.push(init.to_path_buf());
+        uploads.push((hash, len, init.to_path_buf()));
     }
     spec.validate()?;
     crate::job::check_spec_names(spec)?;
-    for path in &uploads {
-        let (hash, bytes) = client
-            .put_data_file(path)
+    for (hash, bytes, path) in &uploads {
+        client
+            .put_data_file(path, *hash, *bytes)
             .await
             .with_context(|| format!("uploading {}", path.display()))?;
         tracing::info!(%hash, bytes, file = %path.display(), "uploaded");
@@ -221,7 +223,7 @@ fn write_temp(bytes: &[u8]) -> anyhow::Result<tempfile::TempPath> {
 fn tokenizer_of(
     spec: &JobSpec,
     arg: Option<&str>,
-    uploads: &mut Vec<PathBuf>,
+    uploads: &mut Vec<(Hash, u64, PathBuf)>,
 ) -> anyhow::Result<TextTokenizer> {
     match arg {
         None => Ok(match &spec.dataset {
@@ -236,24 +238,20 @@ fn tokenizer_of(
                 path.is_file(),
                 "--tokenizer `{file}` is neither char, byte nor a tokenizer.json file"
             );
-            let (hash, _) = funetun_client::hash_file(&path)
+            let (hash, len) = funetun_client::hash_file(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            uploads.push(path);
+            uploads.push((hash, len, path));
             Ok(TextTokenizer::Hf(hash))
         }
     }
 }
 
 /// The data set `name` built from the local files about to be uploaded.
-fn load_local(name: &DatasetName, p: &Prepared, uploads: &[PathBuf]) -> anyhow::Result<Dataset> {
-    let mut by_hash = std::collections::HashMap::new();
-    for path in uploads.iter().chain([&p.path]) {
-        let (hash, _) = funetun_client::hash_file(path)?;
-        by_hash.insert(hash, path.clone());
-    }
+fn load_local(name: &DatasetName, uploads: &[(Hash, u64, PathBuf)]) -> anyhow::Result<Dataset> {
     Dataset::from_blobs(name, |hash| {
-        let path = by_hash
-            .get(&hash)
+        let (_, _, path) = uploads
+            .iter()
+            .find(|(h, _, _)| *h == hash)
             .expect("every blob of the name is a local file");
         std::fs::read(path).map_err(|source| funetun_ml::Error::Io {
             path: path.clone(),

@@ -260,24 +260,15 @@ impl Client {
     }
 
     /// `PUT /v1/blobs/{hash}?kind=data`: streams an owner's file (a corpus,
-    /// a tokenizer, an IDX pair, an initial checkpoint) to the blob store
-    /// without holding it in memory. Reads the file twice: once to hash it
-    /// (the hash names the blob and is what the request's signature
-    /// covers), once to send it. Returns the hash and the size.
-    pub async fn put_data_file(&self, path: &std::path::Path) -> Result<(B256, u64)> {
+    /// a tokenizer, an IDX pair, an initial checkpoint) of `len` bytes to
+    /// the blob store without holding it in memory. `hash` is the file's
+    /// keccak256 ([`hash_file`]): it names the blob and is what the
+    /// request's signature covers; the server stores the bytes only if
+    /// they hash to it.
+    pub async fn put_data_file(&self, path: &std::path::Path, hash: B256, len: u64) -> Result<()> {
         let io = |e: std::io::Error| ClientError::Protocol {
             path: path.display().to_string(),
             detail: format!("cannot read the file: {e}"),
-        };
-        let (hash, len) = {
-            let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || hash_file(&path))
-                .await
-                .map_err(|e| ClientError::Protocol {
-                    path: "(hashing)".into(),
-                    detail: e.to_string(),
-                })?
-                .map_err(io)?
         };
         let path_and_query = format!("/v1/blobs/{hash}?kind=data");
         let url = format!("{}{}", self.base, path_and_query);
@@ -313,7 +304,7 @@ impl Client {
                 .map_err(|source| ClientError::Transport { url, source })?;
             return Err(api_error("PUT", &path_and_query, status, &bytes));
         }
-        Ok((hash, len))
+        Ok(())
     }
 
     /// `GET /v1/blobs/{hash}` streamed into `writer` (a blob directory's

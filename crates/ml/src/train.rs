@@ -303,10 +303,22 @@ impl LocalTrainer {
                 .collect();
             optimizer = optimizer.without_decay(exempt);
         }
-        Ok(Self {
-            model,
-            engine: Engine::new(model, spec.batch),
-            grads: vec![0.0; n],
+        Ok(Self::assemble(spec, pool, params, optimizer, None))
+    }
+
+    /// A trainer for `spec` on `pool` over the full buffer `params`, with
+    /// its optimizer and, in LoRA mode, the adapters' state.
+    fn assemble(
+        spec: &TaskSpec,
+        pool: Vec<u32>,
+        params: Vec<f32>,
+        optimizer: Optimizer,
+        lora: Option<Box<LoraState>>,
+    ) -> Self {
+        Self {
+            model: spec.model,
+            engine: Engine::new(spec.model, spec.batch),
+            grads: vec![0.0; params.len()],
             optimizer,
             lr: spec.lr,
             schedule: spec.schedule,
@@ -316,8 +328,8 @@ impl LocalTrainer {
             indices: vec![0; spec.batch],
             params,
             steps_done: 0,
-            lora: None,
-        })
+            lora,
+        }
     }
 
     /// Starts LoRA training for the task `spec` (whose [`TaskSpec::lora`]
@@ -359,28 +371,21 @@ impl LocalTrainer {
         let adapters = adapters.to_flat();
         let mut params = frozen.clone();
         lora.merge_flat(&frozen, &adapters, &mut params, crate::engine::Par::SERIAL);
-        let n = params.len();
         let a = adapters.len();
-        Ok(Self {
-            model,
-            engine: Engine::new(model, spec.batch),
-            grads: vec![0.0; n],
-            optimizer: Optimizer::new(spec.optimizer, spec.lr, a),
-            lr: spec.lr,
-            schedule: spec.schedule,
-            step0: spec.step0,
-            grad_clip: spec.grad_clip,
-            sampler: BatchSampler::new(pool, spec.seed),
-            indices: vec![0; spec.batch],
+        let state = LoraState {
+            lora,
+            frozen,
+            adapters,
+            grads: vec![0.0; a],
+        };
+        let optimizer = Optimizer::new(spec.optimizer, spec.lr, a);
+        Ok(Self::assemble(
+            spec,
+            pool,
             params,
-            steps_done: 0,
-            lora: Some(Box::new(LoraState {
-                lora,
-                frozen,
-                adapters,
-                grads: vec![0.0; a],
-            })),
-        })
+            optimizer,
+            Some(Box::new(state)),
+        ))
     }
 
     /// One optimizer step on the next batch; returns the batch's mean loss.
