@@ -25,7 +25,7 @@ use funetun_participant::{
     Backoff, DataConfig, Endpoints, JobChoice, Role, Stop, Workbench, Worker, pick_job, run_loop,
 };
 use serde::Serialize;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalEntry};
@@ -196,6 +196,12 @@ impl Trainer {
                 // stake again; the orchestrator sees it within a second.
                 warn!("the orchestrator says the stake is below the minimum; staking again");
                 ensure_registered(&self.bench.me.ledger, Role::Trainer, self.config.stake).await?;
+                return Ok(Some(false));
+            }
+            Err(e) if e.code() == Some("job_closed") => {
+                // The job ended between the pick and the lease; the next
+                // pick sees it over.
+                debug!(job = job.job_id, "job closed while leasing");
                 return Ok(Some(false));
             }
             Err(e) => return Err(e.into()),
