@@ -330,6 +330,7 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
                 transformer: None,
                 dataset: dataset.clone(),
                 init: None,
+                lora: None,
                 rounds: if cnn { 3 } else { 4 },
                 shards: args.trainers.max(1) as u32,
                 steps: if cnn { 100 } else { 400 },
@@ -409,6 +410,7 @@ fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
         }),
         dataset: dataset.clone(),
         init: None,
+        lora: None,
         rounds,
         shards,
         steps,
@@ -963,6 +965,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
 
     // Every round's checkpoint, each checked against its on-chain hash.
     let model = spec.model()?;
+    let space = funetun_ml::Space::new(model, spec.lora.as_ref())?;
     let mut final_hash = B256::ZERO;
     let mut onchain_final_hash = B256::ZERO;
     let mut initial_hash = B256::ZERO;
@@ -970,9 +973,9 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         .await?
         .map_err(crate::job::anchor_error)?;
     for Anchored { round, hash, bytes } in &checkpoints {
-        model
+        space
             .decode(bytes)
-            .with_context(|| format!("checkpoint {round} is not a {model}"))?;
+            .with_context(|| format!("checkpoint {round} is not a checkpoint of the job"))?;
         write_atomic(
             &out.join("checkpoints")
                 .join(format!("round-{round:04}.safetensors")),
@@ -990,7 +993,16 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     let text = match (model.is_text(), checkpoints.last()) {
         (true, Some(last)) => {
             // The final model as a Hugging Face directory, with the job's tokenizer.
-            let weights = model.decode(&last.bytes)?;
+            let checkpoint = space.decode(&last.bytes)?;
+            let weights = match space.lora() {
+                None => checkpoint,
+                Some(lora) => {
+                    // Merged into the frozen model, and the adapters beside it.
+                    let adapters = out.join("hf").join(crate::job::ADAPTER_DIR);
+                    funetun_ml::hf::save_adapters(&adapters, lora, &checkpoint)?;
+                    lora.merge(&initial_weights(args, spec, model)?, &checkpoint)?
+                }
+            };
             let data = tokio::task::block_in_place(|| load_job_data(args, spec))?;
             let tokenizer = data.vocab().map(|v| v.to_hf_json()).transpose()?;
             crate::job::export_hf(&out.join("hf"), model, &weights, tokenizer.as_deref())?;
@@ -1215,7 +1227,8 @@ fn load_job_data(args: &DemoArgs, spec: &JobSpec) -> anyhow::Result<Dataset> {
     })?)
 }
 
-/// Checkpoint 0: the owner's (`init`) or θ₀ drawn from the seed.
+/// The model's weights at checkpoint 0: the owner's (`init`, also a LoRA
+/// job's frozen model) or θ₀ drawn from the seed.
 fn initial_weights(
     args: &DemoArgs,
     spec: &JobSpec,

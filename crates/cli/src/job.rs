@@ -99,12 +99,15 @@ pub struct DownloadArgs {
     id: u64,
     #[command(flatten)]
     owner: OwnerArgs,
-    /// Where to write the weights (canonical safetensors).
+    /// Where to write the checkpoint (canonical safetensors; a LoRA job's
+    /// checkpoints are its adapters).
     #[arg(long, required_unless_present = "hf")]
     out: Option<PathBuf>,
     /// Also (or instead) write a Hugging Face model directory:
     /// `model.safetensors`, `config.json` and the job's `tokenizer.json`,
     /// loadable by `transformers`' `from_pretrained` (transformers only).
+    /// A LoRA job's model is written merged, and its adapters in PEFT's
+    /// layout in `DIR/adapter`.
     #[arg(long, value_name = "DIR")]
     hf: Option<PathBuf>,
 }
@@ -144,6 +147,10 @@ pub fn check_spec_names(spec: &JobSpec) -> anyhow::Result<()> {
     outer
         .check_params()
         .map_err(|e| anyhow::anyhow!("job spec: `outer_optimizer` {e}"))?;
+    if let Some(lora) = &spec.lora {
+        funetun_ml::Space::new(spec.model()?, Some(lora))
+            .map_err(|e| anyhow::anyhow!("job spec: {e}"))?;
+    }
     Ok(())
 }
 
@@ -382,9 +389,10 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
     let spec = client.job(args.id).await?.spec;
     let model = spec.model()?;
-    let weights = model
+    let space = funetun_ml::Space::new(model, spec.lora.as_ref())?;
+    let checkpoint = space
         .decode(&bytes)
-        .with_context(|| format!("checkpoint {hash} is not a {model}"))?;
+        .with_context(|| format!("checkpoint {hash} is not a checkpoint of job {}", args.id))?;
     if let Some(out) = &args.out {
         write_atomic(out, &bytes)?;
         eprintln!(
@@ -395,6 +403,25 @@ async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.hf {
         let tokenizer = job_tokenizer_json(&client, &spec.dataset).await?;
+        let weights = match space.lora() {
+            None => checkpoint,
+            Some(lora) => {
+                let init = spec
+                    .init
+                    .context("a LoRA job names its frozen model as init")?;
+                let frozen = model
+                    .decode(&client.get_blob(init).await?)
+                    .with_context(|| format!("the frozen model {init} is not a {model}"))?;
+                let adapters = dir.join(ADAPTER_DIR);
+                funetun_ml::hf::save_adapters(&adapters, lora, &checkpoint)
+                    .with_context(|| format!("writing the adapters to {}", adapters.display()))?;
+                eprintln!(
+                    "the LoRA adapters of checkpoint {round} written in PEFT's layout to {}",
+                    adapters.display()
+                );
+                lora.merge(&frozen, &checkpoint)?
+            }
+        };
         export_hf(dir, model, &weights, tokenizer.as_deref())?;
         eprintln!(
             "checkpoint {round} of job {} written as a Hugging Face model to {}",
@@ -452,6 +479,10 @@ pub async fn job_tokenizer_json(
     };
     Ok(Some(vocab.to_hf_json()?))
 }
+
+/// Where `--hf DIR` puts a LoRA job's adapters (PEFT's layout), beside
+/// the merged model in `DIR`.
+pub const ADAPTER_DIR: &str = "adapter";
 
 /// Writes `weights` of a transformer as a Hugging Face model directory.
 pub fn export_hf(

@@ -396,19 +396,45 @@ fn load_job(
         };
         let dataset = args.dataset.clone().unwrap_or_else(|| spec.dataset.clone());
         let data = fetch_uploaded_data(&client, &dataset).await?;
-        let checkpoints = downloads
-            .iter()
-            .map(|Anchored { round, bytes, .. }| {
-                proof::decode_checkpoint(model, bytes).with_context(|| {
-                    format!("the checkpoint of round {round} is not a {model} checkpoint")
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let space = funetun_ml::Space::new(model, spec.lora.as_ref())?;
+        let (checkpoints, init) = match space.lora() {
+            None => {
+                let checkpoints = downloads
+                    .iter()
+                    .map(|Anchored { round, bytes, .. }| {
+                        proof::decode_checkpoint(model, bytes).with_context(|| {
+                            format!("the checkpoint of round {round} is not a {model} checkpoint")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                (checkpoints, spec.init)
+            }
+            // A LoRA job's checkpoints are adapters: the chain checked is
+            // the frozen model merged with each, and C₀ must be the merge
+            // of the adapters' seeded init (so the frozen model itself).
+            Some(lora) => {
+                let init = spec.init.context("a LoRA job names its frozen model as init")?;
+                let frozen = proof::decode_checkpoint(model, &client.get_blob(init).await?)
+                    .with_context(|| format!("the frozen model {init} is not a {model}"))?;
+                let checkpoints = downloads
+                    .iter()
+                    .map(|Anchored { round, bytes, .. }| {
+                        let adapters = space.decode(bytes).with_context(|| {
+                            format!("the checkpoint of round {round} is not the job's adapters")
+                        })?;
+                        Ok(lora.merge(&frozen, &adapters)?)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let expected = lora.merge(&frozen, &lora.init(spec.seed))?;
+                let expected = funetun_core::keccak256(funetun_core::encode(&expected));
+                (checkpoints, Some(expected))
+            }
+        };
         Ok(Ok(Loaded {
             model,
             dataset,
             init_seed: Some(args.init_seed.unwrap_or(spec.seed)),
-            init: spec.init,
+            init,
             data,
             checkpoints,
             source: format!("job {job} at {orchestrator}, anchored to {contract}"),

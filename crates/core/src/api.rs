@@ -120,6 +120,13 @@ pub struct Task {
     pub seed: u64,
     /// Unix seconds when the lease lapses and the task may go to another.
     pub lease_expires_at: u64,
+    /// A LoRA job's adapters (`[lora]` of the spec): the base checkpoint
+    /// is then adapters, trained on the frozen model [`Self::frozen_hash`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::lora::LoraConfig>,
+    /// keccak256 of a LoRA job's frozen model (its spec's `init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_hash: Option<B256>,
 }
 
 fn constant_schedule() -> String {

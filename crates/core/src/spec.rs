@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::amount::parse_amount;
 use crate::hash::Hash;
+use crate::lora::LoraConfig;
 use crate::model::{Model, TransformerConfig};
 use crate::protocol::{DatasetName, ModelKind, TextTokenizer, Tokenizer, ValidationMode};
 
@@ -39,6 +40,11 @@ pub struct JobSpec {
     /// `seed`, and its hash is checkpoint 0 on-chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<Hash>,
+    /// Low-rank adapters (`[lora]`: rank, alpha, targets): trainers train
+    /// only adapters on the frozen `init` checkpoint, and every checkpoint
+    /// after it is adapters (docs/lora.md). Needs `init`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
     /// Number of rounds (checkpoints after θ₀).
     pub rounds: u32,
     /// Shards of the training split; one task per shard per round.
@@ -221,6 +227,7 @@ impl Default for JobSpec {
             transformer: None,
             dataset: DatasetName::Mnist,
             init: None,
+            lora: None,
             rounds: 10,
             shards: 4,
             steps: 100,
@@ -411,6 +418,17 @@ impl JobSpec {
     /// Checks ranges and amounts.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.model()?;
+        if let Some(lora) = &self.lora {
+            lora.check()
+                .map_err(|e| err(&format!("lora.{}", e.field), e.detail))?;
+            if self.init.is_none() {
+                return Err(err(
+                    "lora",
+                    "adapts a trained model, but the spec names no init checkpoint; \
+                     pass the model with `job create --init PATH|HF_DIR`, or remove [lora] to train the whole model",
+                ));
+            }
+        }
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
             return Err(err(
                 "grad_clip",

@@ -78,6 +78,7 @@ use serde_json::{Map, Value, json};
 use crate::data::Vocab;
 use crate::engine::Compute;
 use crate::error::{Error, Result};
+use crate::lora::Lora;
 use crate::model::{Architecture as _, Model, ModelKind, TransformerConfig};
 use crate::train::{StreamLoss, stream_loss};
 
@@ -749,33 +750,118 @@ pub fn save_dir(
     if let Some(json) = tokenizer_json {
         check_tokenizer_fits(&Vocab::from_hf_json(json)?, &config.transformer)?;
     }
-    let data: Vec<(&str, &Tensor, Vec<u8>)> = weights
-        .iter()
-        .map(|(name, t)| {
-            (
-                name,
-                t,
-                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = data
-        .iter()
-        .map(|(name, t, bytes)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, t.shape.clone(), bytes)
-                .map(|v| (*name, v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::invalid("weights", format!("cannot be written as safetensors: {e}")))?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::invalid("weights", format!("cannot be written as safetensors: {e}")))?;
+    let bytes = float32_safetensors(weights.iter().map(|(name, t)| (name.to_string(), t)))?;
     write_file(dir, WEIGHTS_FILE, &bytes)?;
     write_file(dir, CONFIG_FILE, config.to_json().as_bytes())?;
     if let Some(json) = tokenizer_json {
         write_file(dir, TOKENIZER_FILE, json)?;
     }
     Ok(())
+}
+
+/// PEFT's file of a LoRA adapter's tensors.
+pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
+/// PEFT's file of a LoRA adapter's configuration.
+pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
+/// The prefix PEFT's files put before the adapters' names.
+pub const PEFT_PREFIX: &str = "base_model.model.";
+
+/// Writes `adapters` of `lora` as a PEFT adapter directory (created if
+/// needed): `adapter_model.safetensors` with PEFT's names
+/// (`base_model.model.` + the adapter's name) and `adapter_config.json`
+/// (`peft_type` `LORA`, `r`, `lora_alpha`, `target_modules`,
+/// `fan_in_fan_out` for `gpt`'s `Conv1D`). `PeftModel.from_pretrained`
+/// applies it to the job's frozen model (its `init` checkpoint).
+pub fn save_adapters(dir: &Path, lora: &Lora, adapters: &TensorSet) -> Result<()> {
+    lora.zeros().check_same_layout(adapters)?;
+    adapters.check_finite()?;
+    let config = lora.config();
+    let fan_in_fan_out = matches!(lora.model(), Model::Gpt(_));
+    let json = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": fan_in_fan_out,
+        "target_modules": config.targets,
+        "base_model_name_or_path": null,
+        "inference_mode": true,
+    });
+    let bytes = float32_safetensors(
+        adapters
+            .iter()
+            .map(|(name, t)| (format!("{PEFT_PREFIX}{name}"), t)),
+    )?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_file(dir, ADAPTER_WEIGHTS_FILE, &bytes)?;
+    let text = serde_json::to_string_pretty(&json)
+        .map_err(|e| Error::invalid("lora", format!("adapter_config.json: {e}")))?;
+    write_file(dir, ADAPTER_CONFIG_FILE, text.as_bytes())?;
+    Ok(())
+}
+
+/// Reads the adapters of `lora` back from a PEFT adapter directory written
+/// by [`save_adapters`] (PEFT's names, float32).
+pub fn load_adapters(dir: &Path, lora: &Lora) -> Result<TensorSet> {
+    let path = dir.join(ADAPTER_WEIGHTS_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::invalid("adapters", format!("{}: {e}", path.display())))?;
+    let mut out = lora.zeros();
+    for (name, tensor) in out.iter_mut() {
+        let key = format!("{PEFT_PREFIX}{name}");
+        let view = file.tensor(&key).map_err(|_| {
+            Error::invalid(
+                "adapters",
+                format!("{} has no tensor {key}", path.display()),
+            )
+        })?;
+        if view.dtype() != Dtype::F32 || view.shape() != tensor.shape.as_slice() {
+            return Err(Error::invalid(
+                "adapters",
+                format!(
+                    "{key} in {} is {:?} {:?}; expected F32 {:?}",
+                    path.display(),
+                    view.dtype(),
+                    view.shape(),
+                    tensor.shape
+                ),
+            ));
+        }
+        for (v, b) in tensor.data.iter_mut().zip(view.data().chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    Ok(out)
+}
+
+/// Float32 safetensors of named tensors, with PyTorch's `format` metadata.
+fn float32_safetensors<'t>(tensors: impl Iterator<Item = (String, &'t Tensor)>) -> Result<Vec<u8>> {
+    let data: Vec<(String, &Tensor, Vec<u8>)> = tensors
+        .map(|(name, t)| {
+            let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, t, bytes)
+        })
+        .collect();
+    let views = data
+        .iter()
+        .map(|(name, t, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, t.shape.clone(), bytes)
+                .map(|v| (name.as_str(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid("weights", format!("cannot be written as safetensors: {e}")))?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::invalid("weights", format!("cannot be written as safetensors: {e}")))
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {

@@ -12,6 +12,8 @@
 //! - [`lora`]: low-rank adapters on a transformer's projections (PEFT's
 //!   names and shapes): their layout, seeded init, the merge into the full
 //!   model and the chain rule back onto the adapters.
+//! - [`space`]: what a job's checkpoints and updates are (the model's
+//!   weights, or adapters on a frozen model) and what a task starts from.
 //! - [`optim`]: SGD, SGD with momentum and AdamW on flat buffers.
 //! - [`train`]: the training task `(θ_base, shard, steps, …) → Δ` (or,
 //!   with LoRA, `(θ_frozen, adapters, …) → Δadapters`) and evaluation.
@@ -38,6 +40,7 @@ pub mod platform;
 pub mod recipe;
 pub mod reference;
 pub mod rng;
+pub mod space;
 pub mod task;
 pub mod train;
 
@@ -47,6 +50,7 @@ pub use error::{Error, Result};
 pub use lora::{Lora, LoraConfig};
 pub use model::{Architecture, Model, ModelKind, TransformerConfig};
 pub use optim::OptimizerKind;
+pub use space::{Space, Start, train_from};
 pub use task::task_spec;
 pub use train::{
     Evaluation, LocalTrainer, StreamLoss, TaskOutcome, TaskSpec, evaluate, stream_loss, train_task,

@@ -37,8 +37,13 @@ pub fn task_spec(task: &Task) -> Result<TaskSpec> {
         step0: task.global_step,
         grad_clip: task.grad_clip,
         seed: task.seed,
-        lora: None,
+        lora: task.lora.clone(),
     };
+    if spec.lora.is_some() && task.frozen_hash.is_none() {
+        return Err(bad(
+            "a LoRA task must name its frozen model (frozen_hash)".into()
+        ));
+    }
     spec.validate().map_err(|e| bad(e.to_string()))?;
     Ok(spec)
 }
@@ -72,6 +77,8 @@ mod tests {
             grad_clip: 0.0,
             seed: 11,
             lease_expires_at: 0,
+            lora: None,
+            frozen_hash: None,
         }
     }
 

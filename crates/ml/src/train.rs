@@ -62,6 +62,12 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// What the task's base checkpoint and delta are: the model's weights,
+    /// or its adapters when the task carries [`Self::lora`].
+    pub fn space(&self) -> Result<crate::space::Space> {
+        crate::space::Space::new(self.model, self.lora.as_ref())
+    }
+
     /// Checks ranges, naming the offending field and its valid range.
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 || self.steps > MAX_STEPS {

@@ -142,8 +142,9 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
         Err(reason) => return mark_invalid(state, job, &reason).await,
     };
     let hash = match info.spec.init {
-        // The owner's checkpoint is checkpoint 0, if it is the job's model.
-        Some(init) => {
+        // The owner's checkpoint is checkpoint 0, if it is the job's model
+        // (a LoRA job's checkpoints are adapters: its model stays frozen).
+        Some(init) if info.space.lora().is_none() => {
             let bytes = state.blob(init).await?;
             let model = info.model;
             let decoded = tokio::task::spawn_blocking(move || model.decode(&bytes)).await?;
@@ -156,7 +157,20 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
             }
             init
         }
-        None => {
+        _ => {
+            if info.space.lora().is_some() {
+                // The frozen model must be the job's model before any round opens.
+                let (st, info2) = (state.clone(), info.clone());
+                let frozen =
+                    tokio::task::spawn_blocking(move || st.frozen_blocking(&info2)).await?;
+                if let Err(e) = frozen {
+                    let reason = format!(
+                        "init: the frozen model of a LoRA job must be a {} checkpoint in the spec's layout: {e}",
+                        info.model
+                    );
+                    return mark_invalid(state, job, &reason).await;
+                }
+            }
             let theta0 = {
                 let info = info.clone();
                 tokio::task::spawn_blocking(move || crate::rounds::initial_checkpoint(&info))
@@ -420,6 +434,8 @@ async fn close_round(
 
 /// Evaluates checkpoint `round + 1` on the test split in the background and
 /// stores its test loss and accuracy on round `round`.
+/// Evaluates checkpoint `flat` (a LoRA job's adapters are merged into its
+/// frozen model first) and stores the test metrics and text sample.
 fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: Vec<f32>) {
     tokio::spawn(async move {
         let job = info.job_id;
@@ -428,6 +444,7 @@ fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: 
             tokio::task::spawn_blocking(
                 move || -> Result<(funetun_ml::Evaluation, Option<String>)> {
                     let data = st.dataset_blocking(&info.dataset)?;
+                    let flat = st.full_weights_blocking(&info, &flat)?;
                     let eval = crate::rounds::evaluate(&info, &flat, &data, &st.compute())?;
                     let sample = crate::rounds::sample(&info, &flat, &data, &st.compute())?;
                     Ok((eval, sample))
@@ -472,7 +489,7 @@ async fn backfill_evaluations(state: &Arc<AppState>) -> Result<()> {
             continue;
         };
         let bytes = state.blob(r.checkpoint_hash).await?;
-        let weights = info.model.decode(&bytes)?;
+        let weights = info.space.decode(&bytes)?;
         spawn_evaluation(state.clone(), info, round, weights.to_flat());
     }
     Ok(())

@@ -23,7 +23,7 @@ use funetun_core::TensorSet;
 use funetun_core::api::CheckReason;
 use funetun_ml::data::sampler::eval_sample;
 use funetun_ml::train::shard_pool;
-use funetun_ml::{Compute, Dataset, Model};
+use funetun_ml::{Compute, Dataset, Space, Start};
 
 use crate::error::Result;
 
@@ -66,15 +66,17 @@ pub struct ProbeTask {
     pub seed: u64,
 }
 
-/// Measures `delta` applied to `base`, probing on `task`'s shard.
+/// Measures `delta` applied to `base`, probing on `task`'s shard (a LoRA
+/// job's adapters are merged into its frozen model for the probe).
 pub fn measure(
-    model: Model,
-    base: &TensorSet,
+    space: &Space,
+    base: &Start,
     delta: &TensorSet,
     data: Option<&Dataset>,
     task: ProbeTask,
     compute: &Compute,
 ) -> Result<Measured> {
+    let model = space.model();
     let norm = delta.l2_norm();
     let probe_gain = match data {
         Some(data) if norm.is_finite() => {
@@ -85,23 +87,12 @@ pub fn measure(
                 PROBE_SAMPLES
             };
             let probe = eval_sample(&pool, samples, task.seed ^ PROBE_SALT);
-            let trained = base.add(delta)?;
-            let before = funetun_ml::evaluate(
-                model,
-                &base.to_flat(),
-                data,
-                &data.train,
-                Some(&probe),
-                compute,
-            )?;
-            let after = funetun_ml::evaluate(
-                model,
-                &trained.to_flat(),
-                data,
-                &data.train,
-                Some(&probe),
-                compute,
-            )?;
+            let before = base.full_weights(space, None)?;
+            let after = base.full_weights(space, Some(delta))?;
+            let before =
+                funetun_ml::evaluate(model, &before, data, &data.train, Some(&probe), compute)?;
+            let after =
+                funetun_ml::evaluate(model, &after, data, &data.train, Some(&probe), compute)?;
             Some(before.loss - after.loss)
         }
         _ => None,

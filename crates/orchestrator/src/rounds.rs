@@ -9,11 +9,11 @@ use funetun_ml::{Compute, Dataset, Evaluation};
 
 use crate::error::Result;
 use crate::state::JobInfo;
-use funetun_ml::Architecture as _;
 
-/// The canonical bytes of θ₀.
+/// The canonical bytes of checkpoint 0 of a job without an owner's
+/// model: θ₀ drawn from the seed, or (LoRA) the adapters' seeded init.
 pub fn initial_checkpoint(info: &JobInfo) -> Vec<u8> {
-    encode(&info.model.init(info.spec.seed))
+    encode(&info.space.init(info.spec.seed))
 }
 
 /// The next checkpoint and the outer optimizer's state after this round.
@@ -21,7 +21,7 @@ pub fn initial_checkpoint(info: &JobInfo) -> Vec<u8> {
 pub struct Built {
     /// Canonical bytes of θ_{t+1}.
     pub checkpoint: Vec<u8>,
-    /// θ_{t+1} flat, for evaluation.
+    /// θ_{t+1} flat (a LoRA job: the adapters), for evaluation.
     pub flat: Vec<f32>,
     /// The outer state as an [`state_file`] (none for plain SGD, which
     /// keeps no buffers).
@@ -40,11 +40,11 @@ pub fn build_checkpoint(
     outer_state: Option<&[u8]>,
     exec: &Exec,
 ) -> Result<Built> {
-    let layout = info.model.zeros();
-    let base = info.model.decode(base)?;
+    let layout = info.space.zeros();
+    let base = info.space.decode(base)?;
     let flats: Vec<Vec<f32>> = deltas
         .iter()
-        .map(|d| Ok(info.model.decode(d)?.to_flat()))
+        .map(|d| Ok(info.space.decode(d)?.to_flat()))
         .collect::<Result<_>>()?;
     let inputs: Vec<&[f32]> = flats.iter().map(|f| f.as_slice()).collect();
     let (rule, fell_back_to_mean) = match info.rule.check_n(inputs.len()) {
@@ -141,6 +141,7 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use funetun_core::JobSpec;
+    use funetun_ml::Architecture as _;
 
     fn info(outer: &str, rule: &str) -> JobInfo {
         let spec = JobSpec {

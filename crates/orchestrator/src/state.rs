@@ -8,8 +8,9 @@ use alloy_primitives::{Address, U256};
 use funetun_aggregate::{Exec, Outer, Rule};
 use funetun_chain::{Ledger, LedgerConfig};
 use funetun_core::JobSpec;
+use funetun_core::TensorSet;
 use funetun_core::protocol::JobStatus;
-use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, Model, OptimizerKind};
+use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, Model, OptimizerKind, Space, Start};
 use tokio::sync::Notify;
 
 use crate::auth::{NonceStore, RateLimiter, RoleCache};
@@ -33,6 +34,9 @@ pub struct JobInfo {
     pub spec: JobSpec,
     /// The network, with a transformer's numbers.
     pub model: Model,
+    /// What checkpoints and updates hold: the model's weights, or (with
+    /// `[lora]`) adapters on the frozen `init` model.
+    pub space: Space,
     /// The data set.
     pub dataset: DatasetName,
     /// The inner optimizer.
@@ -86,11 +90,13 @@ impl JobInfo {
         outer
             .check_params()
             .map_err(|e| format!("outer_optimizer: {e}"))?;
-        let max_blob_bytes = blob_limit(model);
+        let space = Space::new(model, spec.lora.as_ref()).map_err(|e| e.to_string())?;
+        let max_blob_bytes = space.decode_limits().max_bytes;
         Ok(JobInfo {
             job_id,
             spec,
             model,
+            space,
             dataset,
             optimizer,
             rule,
@@ -147,6 +153,7 @@ pub struct AppState {
     jobs: Mutex<HashMap<u64, Arc<JobInfo>>>,
     job_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+    frozen: Mutex<HashMap<u64, Arc<TensorSet>>>,
     compute: Arc<Compute>,
     exec: Exec,
 }
@@ -221,6 +228,7 @@ impl AppState {
             jobs: Mutex::default(),
             job_locks: Mutex::default(),
             datasets: Mutex::default(),
+            frozen: Mutex::default(),
             config,
             store,
             blobs,
@@ -365,6 +373,48 @@ impl AppState {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, data.clone());
         Ok(data)
+    }
+
+    /// A LoRA job's frozen model (its spec's `init`), decoded once; `None`
+    /// for a job that trains the whole model. Blocking.
+    pub fn frozen_blocking(&self, info: &JobInfo) -> Result<Option<Arc<TensorSet>>> {
+        let (Space::Lora(_), Some(init)) = (&info.space, info.spec.init) else {
+            return Ok(None);
+        };
+        let cached = self
+            .frozen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&info.job_id)
+            .cloned();
+        if let Some(weights) = cached {
+            return Ok(Some(weights));
+        }
+        let bytes = self.blobs.get(init)?.ok_or_else(|| {
+            Error::Inconsistent(format!("frozen model {init} is missing from the store"))
+        })?;
+        let weights = Arc::new(info.model.decode(&bytes)?);
+        self.frozen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.job_id, weights.clone());
+        Ok(Some(weights))
+    }
+
+    /// What a task of `info` starting at `checkpoint` starts from (with a
+    /// LoRA job's frozen model). Blocking.
+    pub fn start_blocking(&self, info: &JobInfo, checkpoint: TensorSet) -> Result<Start> {
+        Ok(Start {
+            checkpoint,
+            frozen: self.frozen_blocking(info)?,
+        })
+    }
+
+    /// The model's flat weights at checkpoint `flat` of `info` (merged
+    /// into the frozen model for a LoRA job). Blocking.
+    pub fn full_weights_blocking(&self, info: &JobInfo, flat: &[f32]) -> Result<Vec<f32>> {
+        let frozen = self.frozen_blocking(info)?.map(|f| f.to_flat());
+        Ok(info.space.full_weights(frozen.as_deref(), flat)?)
     }
 
     /// Writes buffered counters and live nonces to the store.

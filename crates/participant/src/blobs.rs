@@ -9,7 +9,7 @@ use alloy_primitives::B256;
 use funetun_client::Client;
 use funetun_core::TensorSet;
 use funetun_core::blobs::BlobDir;
-use funetun_ml::{Architecture as _, Model};
+use funetun_ml::Space;
 use tracing::debug;
 
 use crate::error::{Error, Result};
@@ -58,10 +58,11 @@ impl BlobCache {
         self.dir.clone()
     }
 
-    /// Blob `hash` decoded as weights of `model`.
-    pub async fn tensors(&self, client: &Client, hash: B256, model: Model) -> Result<TensorSet> {
+    /// Blob `hash` decoded as a checkpoint or update of `space` (the
+    /// model's weights, or a LoRA job's adapters).
+    pub async fn tensors(&self, client: &Client, hash: B256, space: &Space) -> Result<TensorSet> {
         let bytes = self.bytes(client, hash).await?;
-        model.decode(&bytes).map_err(|source| Error::Blob {
+        space.decode(&bytes).map_err(|source| Error::Blob {
             hash: hash.to_string(),
             source,
         })

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use alloy_primitives::B256;
-use funetun_core::{TensorSet, encode, keccak256};
-use funetun_ml::{Compute, Dataset, TaskSpec};
+use funetun_core::{encode, keccak256};
+use funetun_ml::{Compute, Dataset, Start, TaskSpec};
 
 use crate::error::{Error, Result};
 
@@ -25,16 +25,16 @@ pub struct Computed {
     pub steps: usize,
 }
 
-/// Runs `spec` from `base` on `data` off the async runtime: the delta a
+/// Runs `spec` from `start` on `data` off the async runtime: the delta a
 /// trainer submits and a validator replays.
 pub async fn compute_delta(
-    base: TensorSet,
+    start: Start,
     data: Arc<Dataset>,
     spec: TaskSpec,
     compute: Arc<Compute>,
 ) -> Result<Computed> {
     tokio::task::spawn_blocking(move || {
-        let outcome = funetun_ml::train_task(&base, &data, &spec, &compute, &mut |_| {})?;
+        let outcome = funetun_ml::train_from(&start, &data, &spec, &compute, &mut |_| {})?;
         let bytes = encode(&outcome.delta);
         Ok(Computed {
             hash: keccak256(&bytes),
@@ -76,6 +76,8 @@ mod tests {
             grad_clip: 0.0,
             seed: 11,
             lease_expires_at: 0,
+            lora: None,
+            frozen_hash: None,
         }
     }
 
@@ -91,7 +93,7 @@ mod tests {
             .get(&DatasetName::Synthetic(0), &blobs, &client)
             .await
             .unwrap();
-        let base = funetun_ml::Model::Mlp.init(3);
+        let base = Start::full(funetun_ml::Model::Mlp.init(3));
         let a = compute_delta(
             base.clone(),
             data.clone(),

@@ -11,10 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
-use funetun_ml::Compute;
+use funetun_core::TensorSet;
+use funetun_core::api::Task;
 use funetun_ml::platform::platform_class;
+use funetun_ml::{Compute, Model, Space, Start, TaskSpec};
 use tracing::info;
 
 use crate::blobs::BlobCache;
@@ -35,6 +37,8 @@ pub struct Workbench {
     pub compute: Arc<Compute>,
     /// The platform class results are bit-exact under.
     pub platform: String,
+    /// The last LoRA job's frozen model, decoded once.
+    frozen: tokio::sync::Mutex<Option<(B256, Arc<TensorSet>)>>,
 }
 
 impl Workbench {
@@ -54,6 +58,7 @@ impl Workbench {
             blobs: BlobCache::open(cache_dir.join("blobs"))?,
             compute: Arc::new(Compute::new(threads)?),
             platform: platform_class(),
+            frozen: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -64,6 +69,40 @@ impl Workbench {
         name: &funetun_ml::DatasetName,
     ) -> Result<Arc<funetun_ml::Dataset>> {
         self.datasets.get(name, &self.blobs, &self.me.client).await
+    }
+
+    /// What `task` (read as `spec`) starts from: its base checkpoint and,
+    /// for a LoRA job, the frozen model (kept decoded between tasks).
+    pub async fn start(&self, task: &Task, spec: &TaskSpec) -> Result<Start> {
+        let space = spec.space()?;
+        let checkpoint = self
+            .blobs
+            .tensors(&self.me.client, task.base_hash, &space)
+            .await?;
+        let frozen = match task.frozen_hash {
+            Some(hash) if spec.lora.is_some() => Some(self.frozen(hash, spec.model).await?),
+            _ => None,
+        };
+        Ok(Start { checkpoint, frozen })
+    }
+
+    /// The frozen model `hash` of `model`, from memory when it was the
+    /// last one asked for.
+    async fn frozen(&self, hash: B256, model: Model) -> Result<Arc<TensorSet>> {
+        let mut held = self.frozen.lock().await;
+        if let Some((h, weights)) = held.as_ref()
+            && *h == hash
+        {
+            return Ok(weights.clone());
+        }
+        *held = None; // free the old one before decoding the next
+        let weights = Arc::new(
+            self.blobs
+                .tensors(&self.me.client, hash, &Space::Full(model))
+                .await?,
+        );
+        *held = Some((hash, weights.clone()));
+        Ok(weights)
     }
 
     /// This participant's address.

@@ -26,7 +26,6 @@ use alloy_primitives::B256;
 use funetun_core::TensorSet;
 use funetun_core::api::Task;
 use funetun_core::protocol::UpdateStatus;
-use funetun_ml::Architecture as _;
 use funetun_participant::Workbench;
 use tracing::info;
 
@@ -209,10 +208,11 @@ impl Forger {
         }
         spec.steps = attack.steps(spec.steps);
         spec.shard = attack.shard(spec.shard, spec.shards);
-        let layout = base.clone();
+        let layout = base.checkpoint.clone();
+        let space = spec.space()?;
         let (honest, trained) = if attack.trains() {
             let trained = train(bench, base, data, spec.clone()).await?;
-            let delta = spec.model.decode(&trained.bytes).map_err(|source| {
+            let delta = space.decode(&trained.bytes).map_err(|source| {
                 funetun_participant::Error::Blob {
                     hash: trained.hash.to_string(),
                     source,

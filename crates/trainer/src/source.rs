@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use alloy_primitives::B256;
-use funetun_core::TensorSet;
 use funetun_core::api::Task;
-use funetun_ml::{Dataset, TaskSpec};
+use funetun_ml::{Dataset, Start, TaskSpec};
 use funetun_participant::{Workbench, compute_delta};
 
 use crate::error::Result;
@@ -25,8 +24,8 @@ pub struct Work<'a> {
     pub bench: &'a Workbench,
     /// The leased task.
     pub task: &'a Task,
-    /// The base checkpoint.
-    pub base: TensorSet,
+    /// The base checkpoint (with a LoRA job's frozen model).
+    pub base: Start,
     /// The task's data set.
     pub data: Arc<Dataset>,
     /// The task read as a training run.
@@ -75,7 +74,7 @@ impl DeltaSource for Honest {
 /// Trains `spec` from `base`, timing it.
 pub async fn train(
     bench: &Workbench,
-    base: TensorSet,
+    base: Start,
     data: Arc<Dataset>,
     spec: TaskSpec,
 ) -> Result<Produced> {

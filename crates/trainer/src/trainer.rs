@@ -241,11 +241,7 @@ impl Trainer {
         }
 
         let data = self.bench.dataset(&task.dataset).await?;
-        let base = self
-            .bench
-            .blobs
-            .tensors(&self.bench.me.client, task.base_hash, spec.model)
-            .await?;
+        let base = self.bench.start(task, &spec).await?;
         let source = self.source.clone();
         let produced = source
             .produce(Work {

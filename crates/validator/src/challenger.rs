@@ -180,13 +180,9 @@ impl Challenger {
     async fn examine(&mut self, u: &UpdateInfo) -> Result<()> {
         let task = self.bench.me.client.task(u.task_id).await?;
         let spec = task_spec(&task)?;
-        let model = spec.model;
+        let space = spec.space()?;
         let data = self.bench.dataset(&task.dataset).await?;
-        let base = self
-            .bench
-            .blobs
-            .tensors(&self.bench.me.client, task.base_hash, model)
-            .await?;
+        let base = self.bench.start(&task, &spec).await?;
         let assignment = ValidationAssignment {
             job_id: u.job_id,
             update_index: u.update_index,
@@ -209,7 +205,7 @@ impl Challenger {
             data,
             spec,
             self.bench.compute.clone(),
-            || async move { Ok(blobs.tensors(&client, hash, model).await?) },
+            || async move { Ok(blobs.tensors(&client, hash, &space).await?) },
         )
         .await;
         let verdict = match verdict {

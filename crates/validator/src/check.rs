@@ -16,7 +16,7 @@ use std::sync::Arc;
 use alloy_primitives::B256;
 use funetun_core::TensorSet;
 use funetun_core::api::ValidationAssignment;
-use funetun_ml::{Architecture as _, Compute, Dataset, TaskSpec, evaluate};
+use funetun_ml::{Compute, Dataset, Start, TaskSpec, evaluate};
 use funetun_participant::{Computed, compute_delta};
 
 use crate::error::{Error, Result};
@@ -52,7 +52,7 @@ pub fn relative_difference(a: &TensorSet, b: &TensorSet) -> Result<f64> {
 /// Replays the task. `fetch_delta` is only called when the hashes differ.
 pub async fn replay<F, Fut>(
     assignment: &ValidationAssignment,
-    base: TensorSet,
+    base: Start,
     data: Arc<Dataset>,
     spec: TaskSpec,
     compute: Arc<Compute>,
@@ -63,7 +63,7 @@ where
     Fut: std::future::Future<Output = Result<TensorSet>>,
 {
     let steps = spec.steps as u64;
-    let model = spec.model;
+    let space = spec.space()?;
     let ours: Computed = compute_delta(base, data, spec, compute).await?;
     if ours.hash == assignment.update_hash {
         return Ok(Verdict {
@@ -73,7 +73,7 @@ where
         });
     }
     let theirs = fetch_delta().await?;
-    let ours_set = model
+    let ours_set = space
         .decode(&ours.bytes)
         .map_err(|e| Error::Check(format!("own replay does not decode: {e}")))?;
     let rel = relative_difference(&theirs, &ours_set)?;
@@ -93,7 +93,7 @@ where
 /// Spot-checks base + Δ against the trainer's reported loss.
 pub async fn spot_check(
     assignment: &ValidationAssignment,
-    base: TensorSet,
+    base: Start,
     delta: TensorSet,
     data: Arc<Dataset>,
     spec: TaskSpec,
@@ -101,18 +101,21 @@ pub async fn spot_check(
 ) -> Result<Verdict> {
     let tolerance = assignment.tolerance;
     let reported = assignment.loss_after as f64;
+    let space = spec.space()?;
     tokio::task::spawn_blocking(move || {
-        let trained = base
-            .add(&delta)
+        // The model's weights before and after: for a LoRA job, the frozen
+        // model merged with the adapters.
+        let trained_flat = base
+            .full_weights(&space, Some(&delta))
             .map_err(|e| Error::Check(format!("delta does not fit the base: {e}")))?;
-        let trained_flat = trained.to_flat();
+        let base_flat = base.full_weights(&space, None)?;
         // The task's own sample (images, or windows of its shard), then a
         // held-out one of the test split.
         let sample = funetun_ml::train::task_eval_sample(&spec, &data)?;
         let measured = evaluate(spec.model, &trained_flat, &data, &data.train, Some(&sample), &compute)?;
         let held_out =
             funetun_ml::train::held_out_sample(spec.model, &data, SPOT_CHECK_HELD_OUT, spec.seed);
-        let before = evaluate(spec.model, &base.to_flat(), &data, &data.test, Some(&held_out), &compute)?;
+        let before = evaluate(spec.model, &base_flat, &data, &data.test, Some(&held_out), &compute)?;
         let after = evaluate(spec.model, &trained_flat, &data, &data.test, Some(&held_out), &compute)?;
         let loss_ok = measured.loss.is_finite() && measured.loss <= reported * (1.0 + tolerance) + 1e-6;
         let held_ok = after.loss.is_finite() && after.loss <= before.loss * (1.0 + tolerance) + 1e-6;

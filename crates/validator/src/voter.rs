@@ -48,7 +48,7 @@ impl Voter for Checker {
 /// availability and form, then replay or spot-check per the assignment.
 pub async fn check(bench: &Workbench, a: &ValidationAssignment) -> Result<Verdict> {
     let spec = task_spec(&a.task)?;
-    let model = spec.model;
+    let space = spec.space()?;
     let client = &bench.me.client;
     if a.reason == CheckReason::KnownHash
         && let Some(earlier) = a.duplicate_of
@@ -70,7 +70,7 @@ pub async fn check(bench: &Workbench, a: &ValidationAssignment) -> Result<Verdic
     }
     // The delta must be available and well-formed: a committed hash
     // whose delta was never stored (or does not decode) is invalid.
-    match bench.blobs.tensors(client, a.update_hash, model).await {
+    match bench.blobs.tensors(client, a.update_hash, &space).await {
         Ok(_) => {}
         Err(e) if e.is_missing_blob() => {
             return Ok(Verdict {
@@ -94,9 +94,9 @@ pub async fn check(bench: &Workbench, a: &ValidationAssignment) -> Result<Verdic
         }
     }
     let data = bench.dataset(&a.task.dataset).await?;
-    let base = bench.blobs.tensors(client, a.task.base_hash, model).await?;
+    let base = bench.start(&a.task, &spec).await?;
     let fetch_delta =
-        || async { Ok::<_, Error>(bench.blobs.tensors(client, a.update_hash, model).await?) };
+        || async { Ok::<_, Error>(bench.blobs.tensors(client, a.update_hash, &space).await?) };
     if a.mode == ValidationMode::SpotCheck {
         let delta = fetch_delta().await?;
         spot_check(a, base, delta, data, spec, bench.compute.clone()).await

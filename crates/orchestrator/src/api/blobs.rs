@@ -29,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::graph::Node;
 use crate::state::AppState;
 use crate::util::now_secs;
-use funetun_ml::Architecture as _;
 
 fn parse_blob_hash(raw: &str) -> Result<B256> {
     B256::from_str(raw).map_err(|_| {
@@ -131,10 +130,17 @@ pub async fn put_blob(
             let info2 = info.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
                 check_hash(&bytes)?;
-                info2.model.decode(&bytes).map_err(|e| {
+                info2.space.decode(&bytes).map_err(|e| {
                     Error::bad_request(
                         "bad_tensor",
-                        format!("not a canonical {} tensor file: {e}", info2.model),
+                        match &info2.space {
+                            funetun_ml::Space::Full(model) => {
+                                format!("not a canonical {model} tensor file: {e}")
+                            }
+                            funetun_ml::Space::Lora(_) => format!(
+                                "not a canonical tensor file of job {job}'s LoRA adapters: {e}"
+                            ),
+                        },
                     )
                 })?;
                 Ok(())

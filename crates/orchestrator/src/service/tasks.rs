@@ -41,6 +41,8 @@ pub fn task_of(info: &JobInfo, t: &TaskRow) -> Task {
         grad_clip: info.spec.grad_clip,
         seed: t.seed,
         lease_expires_at: t.expires_at,
+        lora: info.spec.lora.clone(),
+        frozen_hash: info.spec.lora.as_ref().and(info.spec.init),
     }
 }
 

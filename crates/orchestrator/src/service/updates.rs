@@ -23,7 +23,6 @@ use crate::state::{AppState, JobInfo};
 use crate::store::tasks::TaskRow;
 use crate::store::updates::NewUpdate;
 use crate::util::index_text;
-use funetun_ml::Architecture as _;
 
 /// Accepts `trainer`'s report of its submission; answers the update's
 /// index and on-chain status.
@@ -269,12 +268,12 @@ async fn screen(
         seed: task.seed,
     };
     let measured = tokio::task::spawn_blocking(move || -> Result<Measured> {
-        let base = info2.model.decode(&base)?;
-        let delta = info2.model.decode(&delta)?;
+        let base = st2.start_blocking(&info2, info2.space.decode(&base)?)?;
+        let delta = info2.space.decode(&delta)?;
         // No data set here (offline, unknown): the loss probe is skipped.
         let data = st2.dataset_blocking(&info2.dataset).ok();
         crate::guard::measure(
-            info2.model,
+            &info2.space,
             &base,
             &delta,
             data.as_deref(),
