@@ -42,9 +42,10 @@ pub struct DemoArgs {
     /// Rounds (default: 4 for the MLP, 3 for the CNN).
     #[arg(long, env = "FUNETUN_DEMO_ROUNDS")]
     pub rounds: Option<u32>,
-    /// A whole job at once: `mnist` (the default: an MLP on MNIST) or
+    /// A whole job at once: `mnist` (the default: an MLP on MNIST),
     /// `shakespeare` (a character-level GPT, nanoGPT's baby configuration,
-    /// on tiny-shakespeare).
+    /// on tiny-shakespeare) or `finetune` (that GPT trained without one
+    /// character's speeches, then fine-tuned with LoRA on them).
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
     /// Data set: mnist, fashion-mnist, tinyshakespeare[:byte], synthetic[:SEED]
@@ -154,13 +155,17 @@ pub enum Preset {
     Mnist,
     /// A character-level GPT (baby) on tiny-shakespeare.
     Shakespeare,
+    /// Two jobs: a character-level GPT on tiny-shakespeare without one
+    /// character's speeches, then a LoRA fine-tune of it on them
+    /// (docs/fine-tuning.md).
+    Finetune,
 }
 
 impl DemoArgs {
     /// The network: `--model`, else the preset's.
     pub fn model_kind(&self) -> ModelKind {
         self.model.unwrap_or(match self.preset {
-            Some(Preset::Shakespeare) => ModelKind::Gpt,
+            Some(Preset::Shakespeare | Preset::Finetune) => ModelKind::Gpt,
             _ => ModelKind::Mlp,
         })
     }
@@ -232,6 +237,16 @@ pub struct DemoSummary {
     /// context).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_trained: Option<u64>,
+    /// Text jobs: checkpoint 0's loss on the validation split (the owner's
+    /// model for a fine-tune), measured as each round's `val_loss` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss_before: Option<f64>,
+    /// Bytes of one update (canonical safetensors of the delta; a LoRA
+    /// job's: of the adapters' change).
+    pub update_bytes: u64,
+    /// A LoRA job: bytes a dense update of the same model would weigh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_update_bytes: Option<u64>,
     /// Text jobs: what θ₀ writes after a newline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_before: Option<String>,
@@ -575,6 +590,9 @@ fn hex_key(key: &PrivateKeySigner) -> String {
 
 /// Runs `funetun demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.preset == Some(Preset::Finetune) {
+        return crate::finetune::run(args);
+    }
     let runtime = crate::chain::runtime()?;
     let summary = runtime.block_on(run_demo(&args))?;
     // With --serve the summary line was printed before serving.
@@ -1008,7 +1026,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             crate::job::export_hf(&out.join("hf"), model, &weights, tokenizer.as_deref())?;
             let final_weights = weights.to_flat();
             Some(tokio::task::block_in_place(|| {
-                text_samples(args, spec, model, &final_weights)
+                text_samples(args, spec, job_id, model, &final_weights)
             })?)
         }
         _ => None,
@@ -1116,6 +1134,11 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         }),
         sample_before: text.as_ref().map(|t| t.0.clone()),
         sample: text.as_ref().map(|t| t.1.clone()),
+        val_loss_before: text.as_ref().map(|t| t.2),
+        update_bytes: funetun_core::encode(&space.zeros()).len() as u64,
+        full_update_bytes: space
+            .lora()
+            .map(|_| funetun_core::encode(&model.zeros()).len() as u64),
         rounds: rounds
             .iter()
             .filter(|r| r.status == RoundStatus::Closed)
@@ -1182,13 +1205,15 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
 }
 
 /// What θ₀ and the final weights write after a newline (seeded by the
-/// job's seed, as the orchestrator's per-round samples are).
+/// job's seed, as the orchestrator's per-round samples are), and θ₀'s
+/// validation loss measured as the orchestrator measures each round's.
 fn text_samples(
     args: &DemoArgs,
     spec: &JobSpec,
+    job_id: u64,
     model: funetun_ml::Model,
     final_weights: &[f32],
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<(String, String, f64)> {
     let data = load_job_data(args, spec)?;
     let compute = funetun_ml::Compute::new(args.threads)?;
     let sampling = funetun_ml::generate::Sampling {
@@ -1199,10 +1224,11 @@ fn text_samples(
     let write = |params: &[f32]| {
         crate::generate::sample_text(model, params, &data, "\n", &sampling, &compute)
     };
-    Ok((
-        write(&initial_weights(args, spec, model)?.to_flat())?,
-        write(final_weights)?,
-    ))
+    let initial = initial_weights(args, spec, model)?.to_flat();
+    let info = funetun_orchestrator::state::JobInfo::resolve(job_id, spec.clone(), 1, Vec::new())
+        .map_err(|e| anyhow::anyhow!("the job's spec: {e}"))?;
+    let before = funetun_orchestrator::rounds::evaluate(&info, &initial, &data, &compute)?;
+    Ok((write(&initial)?, write(final_weights)?, before.loss))
 }
 
 /// The job's data set: built in, or uploaded (read back from the demo's
@@ -1278,12 +1304,23 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
     }
     if let (Some(before), Some(after)) = (&s.sample_before, &s.sample) {
         eprintln!();
-        eprintln!("θ₀ writes:\n{}\n", before.trim_end());
+        eprintln!(
+            "checkpoint 0 writes (val loss {:.4}):\n{}\n",
+            s.val_loss_before.unwrap_or(f64::NAN),
+            before.trim_end()
+        );
         eprintln!(
             "the final checkpoint writes (val loss {:.4}, {} tokens trained):\n{}",
             s.val_loss.unwrap_or(f64::NAN),
             s.tokens_trained.unwrap_or(0),
             after.trim_end()
+        );
+    }
+    if let Some(full) = s.full_update_bytes {
+        eprintln!(
+            "LoRA: an update weighs {} bytes; a dense update of the same model {full} bytes ({:.1}x smaller)",
+            s.update_bytes,
+            full as f64 / s.update_bytes.max(1) as f64
         );
     }
     eprintln!();

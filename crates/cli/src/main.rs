@@ -10,6 +10,7 @@ mod bench_text;
 mod chain;
 mod demo;
 mod eval;
+mod finetune;
 mod generate;
 mod job;
 mod keys;

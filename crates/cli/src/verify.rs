@@ -416,17 +416,15 @@ fn load_job(
                 let init = spec.init.context("a LoRA job names its frozen model as init")?;
                 let frozen = proof::decode_checkpoint(model, &client.get_blob(init).await?)
                     .with_context(|| format!("the frozen model {init} is not a {model}"))?;
-                let checkpoints = downloads
+                let adapters = downloads
                     .iter()
                     .map(|Anchored { round, bytes, .. }| {
-                        let adapters = space.decode(bytes).with_context(|| {
+                        space.decode(bytes).with_context(|| {
                             format!("the checkpoint of round {round} is not the job's adapters")
-                        })?;
-                        Ok(lora.merge(&frozen, &adapters)?)
+                        })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let expected = lora.merge(&frozen, &lora.init(spec.seed))?;
-                let expected = funetun_core::keccak256(funetun_core::encode(&expected));
+                let (checkpoints, expected) = merged_chain(lora, &frozen, &adapters, spec.seed)?;
                 (checkpoints, Some(expected))
             }
         };
@@ -440,6 +438,33 @@ fn load_job(
             source: format!("job {job} at {orchestrator}, anchored to {contract}"),
         }))
     })
+}
+
+/// A LoRA job's chain as the checks read it: the frozen model merged with
+/// each checkpoint's adapters, and the hash C₀ must have — the merge of
+/// the adapters' seeded init (every `B` zero: the frozen model itself).
+/// When C₀'s adapters are not exactly that init, the hash returned is the
+/// init adapters' own, which no merged model has, so the check fails
+/// even if the merge happens to equal the frozen model (another seed's
+/// `A` with `B` zero): trainers replayed from C₀'s adapters, not from its
+/// merge.
+pub fn merged_chain(
+    lora: &funetun_ml::Lora,
+    frozen: &funetun_core::TensorSet,
+    adapters: &[funetun_core::TensorSet],
+    seed: u64,
+) -> anyhow::Result<(Vec<funetun_core::TensorSet>, funetun_core::Hash)> {
+    let merged = adapters
+        .iter()
+        .map(|a| Ok(lora.merge(frozen, a)?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let init = lora.init(seed);
+    let committed = if adapters.first() == Some(&init) {
+        funetun_core::keccak256(funetun_core::encode(&lora.merge(frozen, &init)?))
+    } else {
+        funetun_core::keccak256(funetun_core::encode(&init))
+    };
+    Ok((merged, committed))
 }
 
 /// An uploaded data set's blobs, downloaded (hash-checked) and loaded;
@@ -491,6 +516,51 @@ mod tests {
     use funetun_client::anchored::listed_hashes;
     use funetun_core::api::RoundInfo;
     use funetun_core::protocol::RoundStatus;
+
+    #[test]
+    fn a_lora_chain_starts_from_its_frozen_model_and_a_crafted_start_is_told_apart() {
+        use funetun_ml::Architecture as _;
+        let model = funetun_ml::Model::new(
+            funetun_ml::ModelKind::Gpt,
+            Some(funetun_ml::TransformerConfig::preset("tiny", 16).unwrap()),
+        )
+        .unwrap();
+        let config = funetun_ml::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            targets: vec!["c_attn".into()],
+        };
+        let lora = funetun_ml::Lora::new(model, &config).unwrap();
+        let frozen = model.init(1);
+        let start = lora.init(7);
+        let mut trained = start.clone();
+        for (name, t) in trained.iter_mut() {
+            if name.ends_with("lora_B.weight") {
+                t.data.iter_mut().for_each(|v| *v = 0.01);
+            }
+        }
+        let (merged, expected) =
+            merged_chain(&lora, &frozen, &[start.clone(), trained.clone()], 7).unwrap();
+        // C₀ of an honest chain is the frozen model, bit for bit.
+        assert_eq!(
+            funetun_core::keccak256(funetun_core::encode(&merged[0])),
+            expected
+        );
+        assert_eq!(
+            funetun_core::keccak256(funetun_core::encode(&frozen)),
+            expected
+        );
+        assert_ne!(merged[1], frozen, "trained adapters change the model");
+        // A chain that starts from trained adapters, or from another seed's
+        // (which merge to the frozen model too), fails the rule.
+        for crafted in [trained, lora.init(8)] {
+            let (m, committed) = merged_chain(&lora, &frozen, &[crafted], 7).unwrap();
+            assert_ne!(
+                funetun_core::keccak256(funetun_core::encode(&m[0])),
+                committed
+            );
+        }
+    }
 
     #[test]
     fn checkpoint_file_names_give_their_round() {

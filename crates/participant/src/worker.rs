@@ -16,7 +16,7 @@ use alloy_signer_local::PrivateKeySigner;
 use funetun_core::TensorSet;
 use funetun_core::api::Task;
 use funetun_ml::platform::platform_class;
-use funetun_ml::{Compute, Model, Space, Start, TaskSpec};
+use funetun_ml::{Architecture as _, Compute, Model, Start, TaskSpec};
 use tracing::info;
 
 use crate::blobs::BlobCache;
@@ -96,11 +96,18 @@ impl Workbench {
             return Ok(weights.clone());
         }
         *held = None; // free the old one before decoding the next
-        let weights = Arc::new(
-            self.blobs
-                .tensors(&self.me.client, hash, &Space::Full(model))
-                .await?,
-        );
+        // Streamed to disk first: a frozen model may be large.
+        self.blobs.ensure(&self.me.client, hash).await?;
+        let bytes = self
+            .blobs
+            .dir()
+            .get(hash)
+            .map_err(Error::Cache)?
+            .ok_or_else(|| Error::Config(format!("frozen model {hash} vanished from the cache")))?;
+        let weights = Arc::new(model.decode(&bytes).map_err(|source| Error::Blob {
+            hash: hash.to_string(),
+            source,
+        })?);
         *held = Some((hash, weights.clone()));
         Ok(weights)
     }

@@ -119,6 +119,125 @@ fn a_job_trains_on_an_uploaded_corpus_then_another_starts_from_its_checkpoint() 
     assert!(first(&t) < first(&s), "{} vs {}", first(&t), first(&s));
 }
 
+/// The LoRA job of [`a_lora_job_trains_adapters_on_a_frozen_model_and_a_forgery_is_caught`].
+const LORA: &str = r#"
+[lora]
+rank = 2
+alpha = 4
+targets = ["c_attn"]
+"#;
+
+#[test]
+fn a_lora_job_trains_adapters_on_a_frozen_model_and_a_forgery_is_caught() {
+    use funetun_ml::Architecture as _;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(data) = slice(dir.path()) else {
+        eprintln!("skipped: FUNETUN_DATA_DIR holds no tinyshakespeare/input.txt");
+        return;
+    };
+    let data = data.to_str().unwrap();
+    // The model to fine-tune: a short full job on the owner's corpus.
+    let s: Value = json_of(&mut demo(dir.path(), "one", &["--data", data]));
+    let frozen_file = dir.path().join("one/final.safetensors");
+
+    // The LoRA job: the same spec with adapters and a higher rate.
+    let spec = dir.path().join("lora.toml");
+    std::fs::write(&spec, SPEC.replace("lr = 0.003", "lr = 0.03") + LORA).unwrap();
+    let mut cmd = funetun();
+    cmd.args(["demo", "--spec"])
+        .arg(&spec)
+        .args(["--trainers", "2", "--validators", "1", "--threads", "1"])
+        .args(["--data", data, "--init", frozen_file.to_str().unwrap()])
+        .args([
+            "--byzantine",
+            "1",
+            "--attack",
+            "sign-flip",
+            "--json",
+            "--out",
+        ])
+        .arg(dir.path().join("two"));
+    let t: Value = json_of(&mut cmd);
+    // Replayed honest updates accepted, the forged ones caught and unpaid.
+    assert!(t["updates_accepted"].as_u64().unwrap() >= 2, "{t:#}");
+    let forged = t["forged_submitted"].as_u64().unwrap();
+    assert!(forged >= 1, "{t:#}");
+    assert_eq!(t["forged_caught"].as_u64().unwrap(), forged, "{t:#}");
+    assert_eq!(t["forged_paid"], 0, "{t:#}");
+    assert_eq!(t["honest_rejected"], 0, "{t:#}");
+    assert_eq!(t["final_hash"], t["onchain_final_hash"], "{t:#}");
+    // The frozen model is the spec's init; checkpoint 0 on-chain is the
+    // adapters' seeded init, not the model.
+    assert_eq!(t["init"], s["final_hash"], "{t:#}");
+    assert_ne!(t["initial_hash"], t["init"], "{t:#}");
+    // The adapters learned: the merged model's validation loss fell.
+    let before = t["val_loss_before"].as_f64().unwrap();
+    let after = t["val_loss"].as_f64().unwrap();
+    assert!(after < before, "{before} → {after}");
+    // An update is the adapters' change: far smaller than a dense one.
+    let (lora_bytes, full_bytes) = (
+        t["update_bytes"].as_u64().unwrap(),
+        t["full_update_bytes"].as_u64().unwrap(),
+    );
+    assert!(lora_bytes * 5 < full_bytes, "{lora_bytes} vs {full_bytes}");
+
+    // Out: the merged model, and the adapters in PEFT's layout, which
+    // merge into the frozen model to exactly that model.
+    let hf = dir.path().join("two/hf");
+    let merged = funetun_ml::hf::load_dir(&hf).unwrap();
+    let model = merged.model;
+    let config = funetun_ml::LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec!["c_attn".into()],
+    };
+    let lora = funetun_ml::Lora::new(model, &config).unwrap();
+    let adapters = funetun_ml::hf::load_adapters(&hf.join("adapter"), &lora).unwrap();
+    let final_adapters = lora
+        .decode(&std::fs::read(dir.path().join("two/final.safetensors")).unwrap())
+        .unwrap();
+    assert_eq!(adapters, final_adapters);
+    let frozen = model.decode(&std::fs::read(&frozen_file).unwrap()).unwrap();
+    assert_eq!(lora.merge(&frozen, &adapters).unwrap(), merged.weights);
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(hf.join("adapter/adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 2);
+    assert_eq!(config["fan_in_fan_out"], true, "gpt's Conv1D");
+
+    // Refused before anything is written on-chain: a target that names no
+    // projection of the model, and adapters without a model to adapt.
+    let refused = |spec_text: String, init: bool| {
+        std::fs::write(&spec, spec_text).unwrap();
+        let mut cmd = funetun();
+        cmd.args(["demo", "--spec"]).arg(&spec).args([
+            "--trainers",
+            "1",
+            "--validators",
+            "1",
+            "--data",
+            data,
+        ]);
+        if init {
+            cmd.args(["--init", frozen_file.to_str().unwrap()]);
+        }
+        let out = cmd
+            .arg("--out")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("job 1 created"), "{err}");
+        err
+    };
+    let err = refused(SPEC.to_string() + &LORA.replace("c_attn", "q_proj"), true);
+    assert!(err.contains("q_proj") && err.contains("c_attn"), "{err}");
+    let err = refused(SPEC.to_string() + LORA, false);
+    assert!(err.contains("init"), "{err}");
+}
+
 #[test]
 fn bad_owner_files_are_refused_before_anything_goes_on_chain() {
     let dir = tempfile::tempdir().unwrap();
