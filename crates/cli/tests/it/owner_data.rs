@@ -205,6 +205,27 @@ fn a_lora_job_trains_adapters_on_a_frozen_model_and_a_forgery_is_caught() {
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 2);
     assert_eq!(config["fan_in_fan_out"], true, "gpt's Conv1D");
+    // PEFT applies the adapters to the frozen model (job 1's export) and
+    // gets the merged model's logits.
+    if let Some(python) = torch_python() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml/tests/hf/check_adapter.py");
+        let line = python_script(
+            &python,
+            &[
+                script.as_os_str(),
+                dir.path().join("one/hf").as_os_str(),
+                hf.join("adapter").as_os_str(),
+                hf.as_os_str(),
+            ],
+        );
+        let peft: Value = serde_json::from_str(line.lines().last().unwrap_or_default()).unwrap();
+        eprintln!("PEFT against the merged export: {peft}");
+        assert_eq!(peft["adapted_modules"], 2, "c_attn of both blocks: {peft}");
+        let diff = peft["max_abs_diff"].as_f64().unwrap();
+        let scale = peft["max_abs_logit"].as_f64().unwrap();
+        assert!(diff <= 1e-4 * scale.max(1.0), "{peft}");
+        assert!(peft["base_diff"].as_f64().unwrap() > 100.0 * diff, "{peft}");
+    }
 
     // Refused before anything is written on-chain: a target that names no
     // projection of the model, and adapters without a model to adapt.
