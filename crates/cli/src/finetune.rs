@@ -188,6 +188,23 @@ async fn run_finetune(args: &DemoArgs) -> anyhow::Result<FinetuneSummary> {
     )?;
     let tokenizer = write("tokenizer.json", &vocab.to_hf_json()?)?;
 
+    // One demo job of the preset: its spec, data and starting model.
+    let job = |spec_file: &str, spec: &str, data: PathBuf, init: Option<PathBuf>, out: PathBuf| {
+        anyhow::Ok(DemoArgs {
+            preset: None,
+            spec: Some(write(
+                spec_file,
+                spec_with_seed(spec, args.seed).as_bytes(),
+            )?),
+            data: Some(data),
+            tokenizer: Some(tokenizer.display().to_string()),
+            init,
+            out,
+            json: false,
+            serve: false,
+            ..args.clone()
+        })
+    };
     let base_out = sibling(&args.out, "base");
     let (base, init) = match &args.init {
         Some(init) => (None, init.clone()),
@@ -196,22 +213,7 @@ async fn run_finetune(args: &DemoArgs) -> anyhow::Result<FinetuneSummary> {
                 "job 1 of 2: a character-level gpt on tiny-shakespeare without {SPEAKER}'s speeches ({} characters)",
                 split.rest.len()
             );
-            let base_args = DemoArgs {
-                preset: None,
-                spec: Some(write(
-                    "base.toml",
-                    spec_with_seed(BASE_SPEC, args.seed).as_bytes(),
-                )?),
-                data: Some(rest),
-                tokenizer: Some(tokenizer.display().to_string()),
-                init: None,
-                rounds: None,
-                steps: None,
-                out: base_out.clone(),
-                json: false,
-                serve: false,
-                ..args.clone()
-            };
+            let base_args = job("base.toml", BASE_SPEC, rest, None, base_out.clone())?;
             let summary = Box::pin(run_demo(&base_args)).await?;
             (Some(summary), base_out.join("final.safetensors"))
         }
@@ -221,18 +223,7 @@ async fn run_finetune(args: &DemoArgs) -> anyhow::Result<FinetuneSummary> {
         if base.is_some() { "2 of 2" } else { "1 of 1" },
         split.slice.len()
     );
-    let lora_args = DemoArgs {
-        preset: None,
-        spec: Some(write(
-            "lora.toml",
-            spec_with_seed(LORA_SPEC, args.seed).as_bytes(),
-        )?),
-        data: Some(slice),
-        tokenizer: Some(tokenizer.display().to_string()),
-        init: Some(init),
-        json: false,
-        ..args.clone()
-    };
+    let lora_args = job("lora.toml", LORA_SPEC, slice, Some(init), args.out.clone())?;
     let finetune = Box::pin(run_demo(&lora_args)).await?;
     if base.is_some() {
         let kept = args.out.join("base");
