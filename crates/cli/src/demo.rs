@@ -48,8 +48,9 @@ pub struct DemoArgs {
     /// character's speeches, then fine-tuned with LoRA on them).
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
-    /// Data set: mnist, fashion-mnist, tinyshakespeare[:byte], synthetic[:SEED]
-    /// or a directory of IDX files (default: the preset's).
+    /// Data set: mnist, fashion-mnist, tinyshakespeare[:byte] or
+    /// synthetic[:SEED] (default: the preset's); your own files go in
+    /// with --data.
     #[arg(long, env = "FUNETUN_DATASET")]
     pub dataset: Option<DatasetName>,
     /// Network: mlp, cnn, gpt or llama (default: the preset's; transformers

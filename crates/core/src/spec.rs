@@ -418,6 +418,18 @@ impl JobSpec {
     /// Checks ranges and amounts.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.model()?;
+        if let DatasetName::Path(dir) = &self.dataset {
+            // A job must not choose which files a volunteer's machine reads.
+            return Err(err(
+                "dataset",
+                format!(
+                    "`{}` is a path; a job's data set is a built-in name or an uploaded blob: \
+                     upload IDX files with `job create --data IMAGES,LABELS` (or text with \
+                     `--data FILE`), which names them by hash",
+                    dir.display()
+                ),
+            ));
+        }
         if let Some(lora) = &self.lora {
             lora.check()
                 .map_err(|e| err(&format!("lora.{}", e.field), e.detail))?;
@@ -532,6 +544,21 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_cannot_name_a_path_as_its_data_set() {
+        for path in ["/etc", "/nonexistent", "./data/mnist"] {
+            let spec = JobSpec {
+                dataset: path.parse().unwrap(),
+                ..JobSpec::default()
+            };
+            let e = spec.validate().unwrap_err();
+            assert_eq!(e.field, "dataset", "{e}");
+            assert!(e.detail.contains("--data"), "{e}");
+        }
+        // Built-in names and blobs stay valid.
+        JobSpec::default().validate().unwrap();
+    }
 
     #[test]
     fn the_default_spec_round_trips_through_toml() {

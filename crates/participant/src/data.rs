@@ -48,6 +48,13 @@ impl Datasets {
         blobs: &BlobCache,
         client: &Client,
     ) -> Result<Arc<Dataset>> {
+        if let DatasetName::Path(dir) = name {
+            return Err(Error::Config(format!(
+                "the job names a path ({}) as its data set; participants read only built-in \
+                 data sets and uploaded blobs",
+                dir.display()
+            )));
+        }
         if let Some(d) = self.loaded.lock().expect("dataset cache lock").get(name) {
             return Ok(d.clone());
         }
@@ -92,5 +99,33 @@ impl Datasets {
             .expect("dataset cache lock")
             .insert(name.clone(), data.clone());
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_path_named_by_a_job_is_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        // Real IDX-named files, so only the refusal can stop the load.
+        for name in [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ] {
+            std::fs::write(dir.path().join(name), b"not read").unwrap();
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let blobs = BlobCache::open(cache.path()).unwrap();
+        let client = Client::new("http://127.0.0.1:9", None);
+        let name = DatasetName::Path(dir.path().to_path_buf());
+        let e = Datasets::new(DataConfig::default())
+            .get(&name, &blobs, &client)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("names a path"), "{e}");
     }
 }

@@ -32,5 +32,7 @@ pub use compute::{Computed, compute_delta};
 pub use data::{DataConfig, Datasets};
 pub use error::{Error, Result};
 pub use pacing::{Backoff, Stop, pace};
-pub use session::{Endpoints, JobChoice, Participant, Role, ensure_registered, pick_job};
+pub use session::{
+    Endpoints, JobChoice, JobPicker, Participant, Role, ensure_registered, pick_job,
+};
 pub use worker::{Workbench, Worker, run_loop};

@@ -1,7 +1,8 @@
 //! A participant's connection to the chain and the orchestrator: endpoints,
 //! staking for a role, and which job to work on.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
 use alloy_signer_local::PrivateKeySigner;
@@ -9,7 +10,7 @@ use funetun_chain::bindings::roles;
 use funetun_chain::{Ledger, LedgerConfig, TxOutcome};
 use funetun_client::Client;
 use funetun_core::api::JobSummary;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::pacing::{Backoff, Stop};
@@ -158,5 +159,147 @@ pub async fn pick_job(client: &Client, wanted: Option<u64>) -> Result<JobChoice>
                 .map(JobChoice::Work)
                 .unwrap_or(JobChoice::Wait))
         }
+    }
+}
+
+/// Longest a job that keeps failing for a participant is set aside.
+pub const MAX_JOB_PAUSE: Duration = Duration::from_secs(300);
+
+/// Chooses a trainer's next job: one wanted job, or else the active jobs in
+/// turn (round-robin by id, so an old job cannot starve a newer one), with
+/// a job whose work keeps failing here set aside for a while — 2, 4, 8 …
+/// seconds after consecutive failures, at most [`MAX_JOB_PAUSE`] — so one
+/// bad job does not stall the others. The reason is logged each time.
+#[derive(Debug, Default)]
+pub struct JobPicker {
+    last: Option<u64>,
+    paused: HashMap<u64, Paused>,
+}
+
+#[derive(Debug)]
+struct Paused {
+    failures: u32,
+    until: Instant,
+}
+
+impl JobPicker {
+    /// The job to work on now (see [`pick_job`] for a wanted job).
+    pub async fn pick(&mut self, client: &Client, wanted: Option<u64>) -> Result<JobChoice> {
+        if wanted.is_some() {
+            return pick_job(client, wanted).await;
+        }
+        let jobs = client.jobs().await?;
+        Ok(self.choose(jobs, Instant::now()))
+    }
+
+    /// The next active job after the last one picked, skipping paused ones.
+    pub fn choose(&mut self, mut jobs: Vec<JobSummary>, now: Instant) -> JobChoice {
+        jobs.retain(|j| !job_is_over(j));
+        jobs.sort_by_key(|j| j.job_id);
+        let ready: Vec<JobSummary> = jobs
+            .into_iter()
+            .filter(|j| self.paused.get(&j.job_id).is_none_or(|p| p.until <= now))
+            .collect();
+        let next = match self.last {
+            Some(last) => ready.iter().position(|j| j.job_id > last).unwrap_or(0),
+            None => 0,
+        };
+        match ready.into_iter().nth(next) {
+            Some(job) => {
+                self.last = Some(job.job_id);
+                JobChoice::Work(job)
+            }
+            None => JobChoice::Wait,
+        }
+    }
+
+    /// Records that work on `job` failed (`why`), setting it aside.
+    pub fn failed(&mut self, job: u64, why: &dyn std::fmt::Display, now: Instant) {
+        let p = self.paused.entry(job).or_insert(Paused {
+            failures: 0,
+            until: now,
+        });
+        p.failures += 1;
+        let pause = Duration::from_secs(1u64 << p.failures.min(9)).min(MAX_JOB_PAUSE);
+        p.until = now + pause;
+        warn!(
+            job,
+            failures = p.failures,
+            pause_secs = pause.as_secs(),
+            "work on job {job} failed here ({why}); trying other jobs first"
+        );
+    }
+
+    /// Records that work on `job` succeeded: it is no longer set aside.
+    pub fn succeeded(&mut self, job: u64) {
+        self.paused.remove(&job);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funetun_core::protocol::JobStatus;
+
+    fn job(id: u64, status: JobStatus) -> JobSummary {
+        JobSummary {
+            job_id: id,
+            name: "j".into(),
+            owner: Address::ZERO,
+            leader: Address::ZERO,
+            spec_hash: alloy_primitives::B256::ZERO,
+            status,
+            round: 0,
+            rounds: 1,
+            deposit_wei: U256::ZERO,
+            paid_wei: U256::ZERO,
+            slashed_wei: U256::ZERO,
+            remaining_wei: U256::ZERO,
+            latest_checkpoint: None,
+            test_accuracy: None,
+            created_at: 0,
+        }
+    }
+
+    fn picked(c: JobChoice) -> Option<u64> {
+        match c {
+            JobChoice::Work(j) => Some(j.job_id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn jobs_are_taken_in_turn_and_a_failing_one_is_set_aside() {
+        let jobs = || {
+            vec![
+                job(3, JobStatus::Active),
+                job(1, JobStatus::Active),
+                job(2, JobStatus::Finished),
+            ]
+        };
+        let mut p = JobPicker::default();
+        let t = Instant::now();
+        // Round-robin over the active jobs, finished ones skipped.
+        assert_eq!(picked(p.choose(jobs(), t)), Some(1));
+        assert_eq!(picked(p.choose(jobs(), t)), Some(3));
+        assert_eq!(picked(p.choose(jobs(), t)), Some(1));
+        // Job 1 fails: job 3 only, until the pause ends.
+        p.failed(1, &"no data", t);
+        assert_eq!(picked(p.choose(jobs(), t)), Some(3));
+        assert_eq!(picked(p.choose(jobs(), t)), Some(3));
+        let later = t + Duration::from_secs(2);
+        assert_eq!(picked(p.choose(jobs(), later)), Some(1));
+        // Failing again doubles the pause; success clears it.
+        p.failed(1, &"no data", later);
+        assert_eq!(
+            picked(p.choose(jobs(), later + Duration::from_secs(3))),
+            Some(3)
+        );
+        p.succeeded(1);
+        assert_eq!(picked(p.choose(jobs(), later)), Some(1));
+        // With every job set aside there is nothing to do.
+        p.failed(1, &"x", t);
+        p.failed(3, &"x", t);
+        assert_eq!(p.choose(jobs(), t), JobChoice::Wait);
     }
 }

@@ -22,7 +22,7 @@ use funetun_core::api::{Capacity, LeaseRequest, Task, UpdateReport};
 use funetun_ml::task_spec;
 use funetun_participant::session::ensure_registered;
 use funetun_participant::{
-    Backoff, DataConfig, Endpoints, JobChoice, Role, Stop, Workbench, Worker, pick_job, run_loop,
+    Backoff, DataConfig, Endpoints, JobChoice, JobPicker, Role, Stop, Workbench, Worker, run_loop,
 };
 use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
@@ -105,6 +105,7 @@ struct Trainer {
     source: Arc<dyn DeltaSource>,
     journal: Journal,
     report: TrainerReport,
+    picker: JobPicker,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -132,6 +133,7 @@ pub async fn run(
             address,
             ..Default::default()
         },
+        picker: JobPicker::default(),
         config,
     };
     let poll = trainer.config.poll;
@@ -172,7 +174,11 @@ impl Trainer {
     /// One lease attempt. `Some(true)`: did work; `Some(false)`: nothing to
     /// do now; `None`: the job is over and the trainer should exit.
     async fn lease_and_work(&mut self) -> Result<Option<bool>> {
-        let job = match pick_job(&self.bench.me.client, self.config.job_id).await? {
+        let choice = self
+            .picker
+            .pick(&self.bench.me.client, self.config.job_id)
+            .await?;
+        let job = match choice {
             JobChoice::Work(job) => job,
             JobChoice::Over(job) => {
                 if self.config.exit_when_over {
@@ -206,7 +212,22 @@ impl Trainer {
             }
             Err(e) => return Err(e.into()),
         };
-        match self.do_task(&task).await? {
+        let end = match self.do_task(&task).await {
+            Ok(end) => {
+                self.picker.succeeded(job.job_id);
+                end
+            }
+            Err(e) => {
+                if !e.is_transient() {
+                    // Other jobs go first for a while (a bad data set, a
+                    // broken task): one job cannot stall this trainer.
+                    self.picker
+                        .failed(job.job_id, &e, std::time::Instant::now());
+                }
+                return Err(e);
+            }
+        };
+        match end {
             TaskEnd::Submitted => self.report.submitted += 1,
             TaskEnd::Resumed => self.report.resumed += 1,
             TaskEnd::Dropped(why) => {
