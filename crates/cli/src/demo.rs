@@ -218,6 +218,12 @@ pub struct ParticipantSummary {
     pub forged: u64,
     /// Training steps it spent replaying (validators and challengers).
     pub replay_steps: u64,
+    /// The orchestrator's per-update books for it (`/v1/jobs/{id}/updates`):
+    /// paid for its updates. Equals `paid_wei` for a trainer.
+    pub updates_paid_wei: String,
+    /// Slashed for its updates, by the same books. Equals `slashed_wei` for
+    /// a trainer.
+    pub updates_slashed_wei: String,
 }
 
 /// The demo's JSON summary (the last stdout line with `--json`).
@@ -1093,6 +1099,13 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             .sum()
     };
     let validator_replay_steps = steps_of(Role::Validator);
+    let per_update = |who: Address, amount: fn(&UpdateInfo) -> U256| -> U256 {
+        updates
+            .iter()
+            .filter(|u| u.trainer == who)
+            .map(amount)
+            .fold(U256::ZERO, |a, b| a + b)
+    };
     let participants = roles
         .iter()
         .map(|p| {
@@ -1108,6 +1121,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                 reputation: reputation.get(&p.address).copied().unwrap_or(0.0),
                 forged: per_forged.get(&p.address).copied().unwrap_or(0),
                 replay_steps: replay_steps.get(&p.address).copied().unwrap_or(0),
+                updates_paid_wei: per_update(p.address, |u| u.paid_wei).to_string(),
+                updates_slashed_wei: per_update(p.address, |u| u.slashed_wei).to_string(),
             }
         })
         .collect();

@@ -54,13 +54,17 @@ pub async fn poll(state: &AppState) -> Result<usize> {
     }
 }
 
-/// What a batch touched, and the last verdict (a `Slashed` right after it
-/// in the same transaction is that update's slash).
+/// What a batch touched, and what links a trainer's `Slashed` to the
+/// rejected update it pays for: the contract emits the slash before the
+/// verdict (`_reject`), so a slash waits in `slashes` for a verdict of the
+/// same transaction and trainer; one that comes after a verdict finds it in
+/// `last_decided`.
 #[derive(Default)]
 struct Touched {
     accounts: BTreeSet<Address>,
     jobs: BTreeSet<u64>,
     last_decided: Option<(B256, u64, U256, Address)>,
+    slashes: Vec<(B256, Address, U256)>,
 }
 
 async fn apply_batch(state: &AppState, events: &[LoggedEvent], to: u64) -> Result<()> {
@@ -213,6 +217,13 @@ async fn apply(
                 tx.credit_training(&state.decay, job, e.index, now).await?;
             } else {
                 tx.count_rejection(trainer).await?;
+                if let Some(&(_, _, amount)) = touched
+                    .slashes
+                    .iter()
+                    .find(|(txh, account, _)| *txh == logged.tx_hash && *account == trainer)
+                {
+                    tx.set_update_slashed(job, e.index, amount).await?;
+                }
             }
             if let Some(validator) = decided_by {
                 tx.insert_chain_vote(job, e.index, validator, e.accepted, logged.tx_hash)
@@ -236,6 +247,8 @@ async fn apply(
                 && trainer == e.account
             {
                 tx.set_update_slashed(job, index, e.amount).await?;
+            } else {
+                touched.slashes.push((logged.tx_hash, e.account, e.amount));
             }
             touched.accounts.insert(e.account);
             if ours(tx, e.jobId).await?.is_some() {

@@ -87,6 +87,13 @@ fn cell(attack: &str, byzantine: usize, trainers: usize) {
             continue;
         }
         let slashed = u(&p["slashed_wei"]);
+        // The orchestrator's per-update books agree with the chain's.
+        assert_eq!(u(&p["updates_slashed_wei"]), slashed, "{attack}: {p:#}");
+        assert_eq!(
+            u(&p["updates_paid_wei"]),
+            u(&p["paid_wei"]),
+            "{attack}: {p:#}"
+        );
         if p["attack"].is_null() {
             assert_eq!(slashed, 0, "{attack}: an honest trainer was slashed: {p:#}");
             assert_eq!(p["rejected"], 0, "{attack}: {p:#}");
