@@ -32,6 +32,17 @@ pub async fn report(
     body: &UpdateReport,
     now: u64,
 ) -> Result<UpdateAck> {
+    for (field, loss) in [
+        ("loss_before", body.loss_before),
+        ("loss_after", body.loss_after),
+    ] {
+        if !loss.is_finite() {
+            return Err(Error::bad_request(
+                "bad_loss",
+                format!("{field} is {loss}; report the finite losses the task measured"),
+            ));
+        }
+    }
     let task = held_task(state, trainer, body.task_id).await?;
     let info = state.job(task.job_id).await?;
     let index = update_index(task.round, trainer);

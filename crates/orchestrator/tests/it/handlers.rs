@@ -504,6 +504,14 @@ async fn updates_and_votes_are_checked_against_the_chain() {
         "tx_hash": B256::ZERO, "loss_before": 1.0, "loss_after": 1.0 }),
     );
     refused(&f.app, req, StatusCode::NOT_FOUND, "unknown_task").await;
+    // A loss beyond f32 (infinite once read) is refused, not stored as 0.
+    let req = post(
+        trainer,
+        "/v1/updates",
+        json!({ "task_id": task.task_id, "update_hash": hash,
+        "tx_hash": B256::ZERO, "loss_before": 1e39, "loss_after": 1.0 }),
+    );
+    refused(&f.app, req, StatusCode::BAD_REQUEST, "bad_loss").await;
     let req = post(&f.env.keys[3], "/v1/updates", report(B256::ZERO, hash));
     refused(&f.app, req, StatusCode::FORBIDDEN, "not_lease_holder").await;
     let req = post(trainer, "/v1/updates", report(B256::ZERO, hash));
