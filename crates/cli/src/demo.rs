@@ -1019,21 +1019,28 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         (true, Some(last)) => {
             // The final model as a Hugging Face directory, with the job's tokenizer.
             let checkpoint = space.decode(&last.bytes)?;
+            let initial = tokio::task::block_in_place(|| initial_weights(args, spec, model))?;
             let weights = match space.lora() {
                 None => checkpoint,
                 Some(lora) => {
                     // Merged into the frozen model, and the adapters beside it.
                     let adapters = out.join("hf").join(crate::job::ADAPTER_DIR);
                     funetun_ml::hf::save_adapters(&adapters, lora, &checkpoint)?;
-                    lora.merge(&initial_weights(args, spec, model)?, &checkpoint)?
+                    lora.merge(&initial, &checkpoint)?
                 }
             };
             let data = tokio::task::block_in_place(|| load_job_data(args, spec))?;
             let tokenizer = data.vocab().map(|v| v.to_hf_json()).transpose()?;
             crate::job::export_hf(&out.join("hf"), model, &weights, tokenizer.as_deref())?;
-            let final_weights = weights.to_flat();
             Some(tokio::task::block_in_place(|| {
-                text_samples(args, spec, job_id, model, &final_weights)
+                text_samples(
+                    args,
+                    spec,
+                    job_id,
+                    &data,
+                    &initial.to_flat(),
+                    &weights.to_flat(),
+                )
             })?)
         }
         _ => None,
@@ -1227,10 +1234,11 @@ fn text_samples(
     args: &DemoArgs,
     spec: &JobSpec,
     job_id: u64,
-    model: funetun_ml::Model,
+    data: &Dataset,
+    initial: &[f32],
     final_weights: &[f32],
 ) -> anyhow::Result<(String, String, f64)> {
-    let data = load_job_data(args, spec)?;
+    let model = spec.model()?;
     let compute = funetun_ml::Compute::new(args.threads)?;
     let sampling = funetun_ml::generate::Sampling {
         tokens: 300,
@@ -1238,13 +1246,12 @@ fn text_samples(
         ..Default::default()
     };
     let write = |params: &[f32]| {
-        crate::generate::sample_text(model, params, &data, "\n", &sampling, &compute)
+        crate::generate::sample_text(model, params, data, "\n", &sampling, &compute)
     };
-    let initial = initial_weights(args, spec, model)?.to_flat();
     let info = funetun_orchestrator::state::JobInfo::resolve(job_id, spec.clone(), 1, Vec::new())
         .map_err(|e| anyhow::anyhow!("the job's spec: {e}"))?;
-    let before = funetun_orchestrator::rounds::evaluate(&info, &initial, &data, &compute)?;
-    Ok((write(&initial)?, write(final_weights)?, before.loss))
+    let before = funetun_orchestrator::rounds::evaluate(&info, initial, data, &compute)?;
+    Ok((write(initial)?, write(final_weights)?, before.loss))
 }
 
 /// The job's data set: built in, or uploaded (read back from the demo's

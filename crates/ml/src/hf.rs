@@ -458,46 +458,42 @@ impl Fields<'_> {
             };
             let p = Fields(p);
             let plain = "\"default\" only (plain RoPE)";
-            p.require(
-                "rope_type",
-                |v| v.as_str().map(str::to_string),
-                Some("default".to_string()),
-                |t| t == "default",
-                plain,
-            )
-            .and_then(|()| {
-                p.require(
-                    "type",
-                    |v| v.as_str().map(str::to_string),
-                    Some("default".to_string()),
-                    |t| t == "default",
-                    plain,
-                )
-            })
-            .and_then(|()| {
-                p.require(
-                    "rope_theta",
-                    Value::as_f64,
-                    Some(ROPE_THETA),
-                    theta_ok,
-                    theta,
-                )
-            })
-            .and_then(|()| {
-                p.require(
-                    "partial_rotary_factor",
-                    Value::as_f64,
-                    Some(1.0),
-                    |&f| f == 1.0,
-                    "1.0 only (every dimension rotates)",
-                )
-            })
-            .map_err(|e| match e {
-                Error::Invalid { detail, .. } => {
-                    config_error(format!("in `rope_parameters`, {detail}"))
-                }
-                other => other,
-            })?;
+            // Both spellings of the type's key occur in config files.
+            ["rope_type", "type"]
+                .into_iter()
+                .try_for_each(|key| {
+                    p.require(
+                        key,
+                        |v| v.as_str().map(str::to_string),
+                        Some("default".to_string()),
+                        |t| t == "default",
+                        plain,
+                    )
+                })
+                .and_then(|()| {
+                    p.require(
+                        "rope_theta",
+                        Value::as_f64,
+                        Some(ROPE_THETA),
+                        theta_ok,
+                        theta,
+                    )
+                })
+                .and_then(|()| {
+                    p.require(
+                        "partial_rotary_factor",
+                        Value::as_f64,
+                        Some(1.0),
+                        |&f| f == 1.0,
+                        "1.0 only (every dimension rotates)",
+                    )
+                })
+                .map_err(|e| match e {
+                    Error::Invalid { detail, .. } => {
+                        config_error(format!("in `rope_parameters`, {detail}"))
+                    }
+                    other => other,
+                })?;
         }
         self.require_bool("attention_bias", false, false)?;
         self.require_bool("mlp_bias", false, false)?;

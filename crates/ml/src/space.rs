@@ -148,16 +148,32 @@ impl Start {
         }
     }
 
-    /// The model's flat weights at the base checkpoint, plus `delta` when
-    /// given (an update's change of the checkpoint): what evaluating the
-    /// base, or the trained result, reads.
-    pub fn full_weights(&self, space: &Space, delta: Option<&TensorSet>) -> Result<Vec<f32>> {
+    /// The model's flat weights at the base checkpoint and after `delta`
+    /// (an update's change of the checkpoint) — what evaluating the base and
+    /// the trained result reads — flattening the frozen model once.
+    pub fn before_and_after(
+        &self,
+        space: &Space,
+        delta: &TensorSet,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let frozen = self.frozen.as_ref().map(|f| f.to_flat());
+        Ok((
+            self.merged(space, frozen.as_deref(), None)?,
+            self.merged(space, frozen.as_deref(), Some(delta))?,
+        ))
+    }
+
+    fn merged(
+        &self,
+        space: &Space,
+        frozen: Option<&[f32]>,
+        delta: Option<&TensorSet>,
+    ) -> Result<Vec<f32>> {
         let checkpoint = match delta {
             Some(delta) => self.checkpoint.add(delta)?,
             None => self.checkpoint.clone(),
         };
-        let frozen = self.frozen.as_ref().map(|f| f.to_flat());
-        space.full_weights(frozen.as_deref(), &checkpoint.to_flat())
+        space.full_weights(frozen, &checkpoint.to_flat())
     }
 }
 

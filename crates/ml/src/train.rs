@@ -516,16 +516,7 @@ pub fn evaluate(
             &all
         }
     };
-    if params.len() != model.num_params() {
-        return Err(Error::invalid(
-            "weights",
-            format!(
-                "{} values for a {model} with {} parameters",
-                params.len(),
-                model.num_params()
-            ),
-        ));
-    }
+    check_weights(model, params)?;
     if let Some(c) = model.transformer() {
         return evaluate_text(model, c.context, c.vocab, params, split, indices, compute);
     }
@@ -632,16 +623,7 @@ pub fn stream_loss(
             format!("{model} reads images, not text; choose gpt or llama"),
         )
     })?;
-    if params.len() != model.num_params() {
-        return Err(Error::invalid(
-            "weights",
-            format!(
-                "{} values for a {model} with {} parameters",
-                params.len(),
-                model.num_params()
-            ),
-        ));
-    }
+    check_weights(model, params)?;
     let available = stream.len().saturating_sub(1) / c.context;
     if available == 0 {
         return Err(Error::invalid(
@@ -752,6 +734,21 @@ pub fn train_task_lora(
     let sample = eval_sample(&pool, task_eval_samples(spec.model), spec.seed);
     let trainer = LocalTrainer::new_lora(spec, frozen, adapters, pool)?;
     run_task(trainer, adapters, data, spec, &sample, compute, on_step)
+}
+
+/// Refuses flat weights that are not `model`'s.
+fn check_weights(model: Model, params: &[f32]) -> Result<()> {
+    if params.len() == model.num_params() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "weights",
+        format!(
+            "{} values for a {model} with {} parameters",
+            params.len(),
+            model.num_params()
+        ),
+    ))
 }
 
 /// Measures, trains `spec.steps` steps, measures again; the delta is the

@@ -87,8 +87,7 @@ pub fn measure(
                 PROBE_SAMPLES
             };
             let probe = eval_sample(&pool, samples, task.seed ^ PROBE_SALT);
-            let before = base.full_weights(space, None)?;
-            let after = base.full_weights(space, Some(delta))?;
+            let (before, after) = base.before_and_after(space, delta)?;
             let before =
                 funetun_ml::evaluate(model, &before, data, &data.train, Some(&probe), compute)?;
             let after =

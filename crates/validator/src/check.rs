@@ -105,10 +105,9 @@ pub async fn spot_check(
     tokio::task::spawn_blocking(move || {
         // The model's weights before and after: for a LoRA job, the frozen
         // model merged with the adapters.
-        let trained_flat = base
-            .full_weights(&space, Some(&delta))
+        let (base_flat, trained_flat) = base
+            .before_and_after(&space, &delta)
             .map_err(|e| Error::Check(format!("delta does not fit the base: {e}")))?;
-        let base_flat = base.full_weights(&space, None)?;
         // The task's own sample (images, or windows of its shard), then a
         // held-out one of the test split.
         let sample = funetun_ml::train::task_eval_sample(&spec, &data)?;
