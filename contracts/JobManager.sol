@@ -172,7 +172,9 @@ contract JobManager {
     /// @notice The owner took back `amount` of unused deposit.
     event FundsWithdrawn(uint256 indexed jobId, address indexed owner, uint256 amount);
     /// @notice The leader committed the checkpoint of `round`.
-    event CheckpointCommitted(uint256 indexed jobId, uint256 indexed round, bytes32 checkpointHash);
+    event CheckpointCommitted(
+        uint256 indexed jobId, uint256 indexed round, bytes32 checkpointHash, bytes32 manifestHash
+    );
     /// @notice An account registered in `role` (or topped up), adding `amount` to reach `stake`.
     event Registered(address indexed account, uint8 role, uint256 amount, uint256 stake);
     /// @notice An account left all roles; its stake unlocks at `unlockAt`.
@@ -365,7 +367,10 @@ contract JobManager {
     /// @param jobId The job.
     /// @param round Must equal the number of checkpoints committed so far.
     /// @param hash keccak256 of the checkpoint's canonical encoding.
-    function commitCheckpoint(uint256 jobId, uint256 round, bytes32 hash) external {
+    /// @param manifest keccak256 of the manifest naming what the checkpoint was built from (its
+    /// parent, the accepted updates with their weights, the rule and the outer optimizer's
+    /// states), so anyone can recompute it; zero only for checkpoint 0. Emitted, not stored.
+    function commitCheckpoint(uint256 jobId, uint256 round, bytes32 hash, bytes32 manifest) external {
         uint256 j = _jobCore[jobId];
         uint256 status = j >> 248;
         if (status == JOB_NONE) revert JobNotFound(jobId);
@@ -373,13 +378,13 @@ contract JobManager {
         if (msg.sender != info.leader) revert NotLeader(jobId);
         uint256 checkpoints = (j >> 208) & MASK32;
         if (round != checkpoints || round > info.rounds) revert WrongRound(checkpoints, round);
-        if (hash == bytes32(0)) revert ZeroHash();
+        if (hash == bytes32(0) || (round > 0 && manifest == bytes32(0))) revert ZeroHash();
         checkpointHash[jobId][round] = hash;
         j = (j & ~(MASK32 << 208)) | ((round + 1) << 208);
         bool finished = round == info.rounds && status == JOB_ACTIVE;
         if (finished) j = _withStatus(j, JOB_CLOSED);
         _jobCore[jobId] = j;
-        emit CheckpointCommitted(jobId, round, hash);
+        emit CheckpointCommitted(jobId, round, hash, manifest);
         if (finished) emit JobClosed(jobId, CLOSED_FINISHED);
     }
 

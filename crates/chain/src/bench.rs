@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::TxSignerSync;
-use alloy::primitives::{Bytes, TxKind, U256, keccak256};
+use alloy::primitives::{B256, Bytes, TxKind, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use serde::Serialize;
@@ -82,7 +82,7 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     gas.insert(
         "commitCheckpoint".into(),
         leader
-            .commit_checkpoint(id, 0, keccak256(b"c0"))
+            .commit_checkpoint(id, 0, keccak256(b"c0"), B256::ZERO)
             .await?
             .gas_used,
     );
@@ -119,7 +119,9 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
         v2.validate_update(id, i3, false).await?.gas_used,
     );
 
-    leader.commit_checkpoint(id, 1, keccak256(b"c1")).await?;
+    leader
+        .commit_checkpoint(id, 1, keccak256(b"c1"), keccak256(b"manifest"))
+        .await?;
     let (i4, _) = t1.submit_update(id, 1, keccak256(b"d4")).await?;
     warp(&url, 601).await?;
     gas.insert(
@@ -134,7 +136,9 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
             ..job.clone()
         })
         .await?;
-    leader.commit_checkpoint(id2, 0, keccak256(b"c0")).await?;
+    leader
+        .commit_checkpoint(id2, 0, keccak256(b"c0"), B256::ZERO)
+        .await?;
     let (i5, _) = t1.submit_update(id2, 0, keccak256(b"d5")).await?;
     gas.insert(
         "validateUpdate_stored_vote".into(),
@@ -214,7 +218,9 @@ pub async fn chain_throughput(count: usize, senders: usize) -> Result<ChainBench
             deposit: U256::from(1_000_000u64),
         };
         let (id, _) = owner.create_job(&job).await?;
-        leader.commit_checkpoint(id, 0, keccak256(b"c0")).await?;
+        leader
+            .commit_checkpoint(id, 0, keccak256(b"c0"), B256::ZERO)
+            .await?;
         jobs.push(id);
     }
     for key in &keys[2..] {

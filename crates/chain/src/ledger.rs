@@ -431,17 +431,20 @@ impl<P: Provider + Clone> Ledger<P> {
         .await
     }
 
-    /// `commitCheckpoint`: the leader commits a round's checkpoint hash.
+    /// `commitCheckpoint`: the leader commits a round's checkpoint hash and
+    /// the hash of its manifest (zero for checkpoint 0).
     pub async fn commit_checkpoint(
         &self,
         job_id: U256,
         round: u64,
         hash: B256,
+        manifest: B256,
     ) -> Result<TxOutcome> {
         let call = JobManager::commitCheckpointCall {
             jobId: job_id,
             round: U256::from(round),
             hash,
+            manifest,
         };
         self.send(call.abi_encode(), U256::ZERO).await
     }
@@ -594,6 +597,29 @@ impl<P: Provider + Clone> Ledger<P> {
             }
         }
         Ok(None)
+    }
+
+    /// The manifest hash committed with each checkpoint of a job, by round,
+    /// from its `CheckpointCommitted` events at or after `from_block`
+    /// (checkpoint 0's is zero).
+    pub async fn checkpoint_manifests(
+        &self,
+        job_id: U256,
+        from_block: u64,
+    ) -> Result<std::collections::BTreeMap<u64, B256>> {
+        let filter = Filter::new()
+            .address(self.contract)
+            .event_signature(JobManager::CheckpointCommitted::SIGNATURE_HASH)
+            .topic1(job_id)
+            .from_block(from_block);
+        let logs = self.retry(|| self.provider.get_logs(&filter)).await?;
+        let mut out = std::collections::BTreeMap::new();
+        for event in decode_logs(self.contract, &logs) {
+            if let JobManager::JobManagerEvents::CheckpointCommitted(e) = event.event {
+                out.insert(e.round.saturating_to::<u64>(), e.manifestHash);
+            }
+        }
+        Ok(out)
     }
 
     /// Gas used by every transaction in blocks `from..=to` (block headers' `gasUsed`).

@@ -443,7 +443,7 @@ mod tests {
     #[test]
     fn the_orchestrators_outer_state_continues_in_the_cli() {
         use funetun_ml::Architecture as _;
-        use funetun_orchestrator::rounds::{build_checkpoint, initial_checkpoint};
+        use funetun_orchestrator::rounds::{Input, build_checkpoint, initial_checkpoint};
         use funetun_orchestrator::state::JobInfo;
 
         let spec = funetun_core::JobSpec {
@@ -464,14 +464,41 @@ mod tests {
                 encode(&d)
             })
             .collect();
+        let inputs = |round: u64| -> Vec<Input> {
+            deltas
+                .iter()
+                .enumerate()
+                .map(|(i, d)| Input {
+                    index: alloy_primitives::U256::from(i),
+                    trainer: alloy_primitives::Address::repeat_byte(i as u8 + 1),
+                    update: funetun_core::keccak256(d),
+                    base_round: round,
+                    base: alloy_primitives::B256::ZERO,
+                })
+                .collect()
+        };
         let theta0 = initial_checkpoint(&info);
-        let r0 = build_checkpoint(&info, 0, &theta0, &deltas, None, &exec).unwrap();
+        let h = |b: &[u8]| funetun_core::keccak256(b);
+        let r0 = build_checkpoint(
+            &info,
+            0,
+            h(&theta0),
+            &theta0,
+            &inputs(0),
+            &deltas,
+            None,
+            &exec,
+        )
+        .unwrap();
+        let outer = r0.outer_state.as_deref().map(|b| (h(b), b));
         let r1 = build_checkpoint(
             &info,
             1,
+            h(&r0.checkpoint),
             &r0.checkpoint,
+            &inputs(1),
             &deltas,
-            r0.outer_state.as_deref(),
+            outer,
             &exec,
         )
         .unwrap();

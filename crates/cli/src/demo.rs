@@ -366,6 +366,9 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
                 min_updates: (args.trainers.max(1) as u32).div_ceil(2),
                 round_timeout_secs: 60,
                 lease_secs: 30,
+                sync: Default::default(),
+                buffer: 0,
+                staleness_alpha: funetun_core::spec::DEFAULT_STALENESS_ALPHA,
                 eval_samples: 0,
                 validation: funetun_core::spec::ValidationPolicy {
                     challenge_window_secs: 1,
@@ -452,6 +455,9 @@ fn text_spec(args: &DemoArgs, dataset: &DatasetName) -> JobSpec {
         min_updates: shards,
         round_timeout_secs: 600,
         lease_secs: 300,
+        sync: Default::default(),
+        buffer: 0,
+        staleness_alpha: funetun_core::spec::DEFAULT_STALENESS_ALPHA,
         eval_samples: 0,
         validation: funetun_core::spec::ValidationPolicy {
             challenge_window_secs: 1,
@@ -1011,6 +1017,17 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         if *round == 0 {
             initial_hash = *hash;
         }
+    }
+    // Each checkpoint's manifest (its hash as committed on-chain) beside
+    // it; the deltas and outer states it names stay in blobs/, so
+    // `verify-chain --dir checkpoints` recomputes every aggregation offline.
+    let manifests = ledger.checkpoint_manifests(job, 0).await?;
+    for (&round, &hash) in manifests.iter().filter(|(r, _)| **r > 0) {
+        let bytes = client.get_blob(hash).await?;
+        write_atomic(
+            &crate::audit::manifest_file(&out.join("checkpoints"), round),
+            &bytes,
+        )?;
     }
     if let Some(last) = checkpoints.last() {
         write_atomic(&out.join("final.safetensors"), &last.bytes)?;

@@ -5,6 +5,7 @@
 
 mod aggregate;
 mod args;
+mod audit;
 mod bench;
 mod bench_text;
 mod chain;

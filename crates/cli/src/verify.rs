@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Address, B256, U256};
 use anyhow::{Context as _, bail};
-use funetun_chain::{Ledger, LedgerConfig, bindings::job_status, dev_accounts, keys};
+use funetun_chain::bindings::{job_status, update_status};
+use funetun_chain::{Ledger, LedgerConfig, dev_accounts, keys};
 use funetun_client::Client;
 use funetun_client::anchored::{Anchored, Which, fetch_checkpoints};
 use funetun_core::JobSpec;
@@ -63,6 +64,11 @@ pub struct VerifyChainArgs {
     compute: ComputeArgs,
     #[command(flatten)]
     thresholds: ThresholdArgs,
+    /// With --dir: the blob directory holding the deltas and outer optimizer
+    /// states the manifests `round-NNNN.manifest.json` name (default: DIR/../blobs,
+    /// where `funetun demo` keeps them).
+    #[arg(long, requires = "dir")]
+    blobs: Option<PathBuf>,
     /// Print one JSON object `{"passed", "checks": [...]}` as the last stdout line.
     #[arg(long, env = "FUNETUN_JSON")]
     json: bool,
@@ -124,6 +130,8 @@ struct Loaded {
     data: Option<funetun_ml::Dataset>,
     checkpoints: Vec<funetun_core::TensorSet>,
     source: String,
+    /// The aggregation check (none for a directory without manifests).
+    aggregation: Option<CheckResult>,
 }
 
 /// Runs `funetun verify-chain`.
@@ -155,10 +163,16 @@ pub fn run(args: VerifyChainArgs) -> anyhow::Result<()> {
         loaded.source,
         loaded.dataset
     );
-    let report = match loaded.init {
+    let mut report = match loaded.init {
         Some(init) => proof::verify_fine_tune(&chain, init, &data, &compute, &config)?,
         None => proof::verify(&chain, loaded.init_seed, &data, &compute, &config)?,
     };
+    match loaded.aggregation {
+        Some(check) => report = Report::new([report.checks, vec![check]].concat()),
+        None => eprintln!(
+            "no aggregation manifests beside the checkpoints: the aggregation check is skipped"
+        ),
+    }
     print_report(&report, args.json)?;
     verdict(&report)
 }
@@ -297,7 +311,11 @@ fn chain_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(_, p)| p).collect())
 }
 
-fn read_checkpoint_file(path: &Path, model: Model) -> anyhow::Result<funetun_core::TensorSet> {
+/// A checkpoint file, decoded, and the keccak256 of its bytes.
+fn read_checkpoint_file(
+    path: &Path,
+    model: Model,
+) -> anyhow::Result<(funetun_core::TensorSet, funetun_core::Hash)> {
     let limit = model.decode_limits().max_bytes;
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -309,8 +327,9 @@ fn read_checkpoint_file(path: &Path, model: Model) -> anyhow::Result<funetun_cor
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    proof::decode_checkpoint(model, &bytes)
-        .with_context(|| format!("{} is not a {model} checkpoint", path.display()))
+    let checkpoint = proof::decode_checkpoint(model, &bytes)
+        .with_context(|| format!("{} is not a {model} checkpoint", path.display()))?;
+    Ok((checkpoint, funetun_core::keccak256(&bytes)))
 }
 
 fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
@@ -321,10 +340,17 @@ fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
         )
     })?;
     let files = chain_files(dir)?;
-    let checkpoints = files
+    let (checkpoints, hashes): (Vec<_>, Vec<_>) = files
         .iter()
         .map(|p| read_checkpoint_file(p, model))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let blobs = args
+        .blobs
+        .clone()
+        .or_else(|| Some(dir.join("..").join("blobs")).filter(|b| b.is_dir()));
+    let aggregation = crate::audit::audit_dir(dir, &files, &hashes, blobs.as_deref())?;
     Ok(Loaded {
         model,
         dataset: args.dataset.clone().unwrap_or(DatasetName::Mnist),
@@ -337,6 +363,7 @@ fn load_dir(dir: &Path, args: &VerifyChainArgs) -> anyhow::Result<Loaded> {
             checkpoints.len().saturating_sub(1)
         ),
         checkpoints,
+        aggregation,
     })
 }
 
@@ -387,6 +414,7 @@ fn load_job(
         };
 
         let spec = job_spec(&client, job, view.specHash).await?;
+        let aggregation = audit_job(&client, &ledger, job, &downloads, &spec).await?;
         let model = match args.model {
             Some(kind) if kind != spec.model => bail!(
                 "--model {kind} contradicts the job's spec ({}); leave --model out with --job",
@@ -436,8 +464,81 @@ fn load_job(
             data,
             checkpoints,
             source: format!("job {job} at {orchestrator}, anchored to {contract}"),
+            aggregation: Some(aggregation),
         }))
     })
+}
+
+/// The aggregation check of a job: each checkpoint's manifest is the blob
+/// its `CheckpointCommitted` event names, follows the spec, aggregates only
+/// updates the chain accepted with those hashes, and rebuilds the
+/// checkpoint bit for bit from blobs the orchestrator serves.
+async fn audit_job(
+    client: &Client,
+    ledger: &Ledger,
+    job: u64,
+    downloads: &[Anchored],
+    spec: &JobSpec,
+) -> anyhow::Result<CheckResult> {
+    let id = U256::from(job);
+    let hashes: Vec<B256> = downloads.iter().map(|a| a.hash).collect();
+    let committed = ledger.checkpoint_manifests(id, 0).await?;
+    let exec = funetun_aggregate::Exec::sequential();
+    let mut failures = Vec::new();
+    let mut prev_outer = None;
+    for i in 1..hashes.len() as u64 {
+        let outcome = async {
+            let m_hash = committed
+                .get(&i)
+                .copied()
+                .filter(|h| *h != B256::ZERO)
+                .ok_or("no manifest was committed with it")?;
+            let bytes = client
+                .get_blob(m_hash)
+                .await
+                .map_err(|e| format!("manifest {m_hash}: {e}"))?;
+            let m = tokio::task::block_in_place(|| {
+                let handle = tokio::runtime::Handle::current();
+                let mut blob = |h: B256| -> anyhow::Result<Vec<u8>> {
+                    match downloads.iter().find(|a| a.hash == h) {
+                        Some(a) => Ok(a.bytes.clone()),
+                        None => Ok(handle.block_on(client.get_blob(h))?),
+                    }
+                };
+                crate::audit::audit_round(i, &bytes, &hashes, prev_outer, &mut blob, &exec)
+            })?;
+            crate::audit::check_against_spec(&m, spec)?;
+            for input in &m.inputs {
+                let view = ledger
+                    .update(id, input.index)
+                    .await
+                    .map_err(|e| format!("reading update {}: {e}", input.update))?;
+                let accepted = matches!(
+                    view.status,
+                    update_status::ACCEPTED | update_status::BONUSED
+                ) && ledger
+                    .matches_hash(id, input.index, input.update)
+                    .await
+                    .map_err(|e| format!("reading update {}: {e}", input.update))?;
+                if !accepted {
+                    return Err(format!(
+                        "it aggregates update {}, which the chain did not accept with that hash",
+                        input.update
+                    ));
+                }
+            }
+            Ok::<_, String>(m)
+        }
+        .await;
+        match outcome {
+            Ok(m) => prev_outer = m.outer_state_out,
+            Err(why) => failures.push((i, why)),
+        }
+    }
+    Ok(crate::audit::check_result(
+        hashes.len().saturating_sub(1),
+        &failures,
+    ))
 }
 
 /// A LoRA job's chain as the checks read it: the frozen model merged with
@@ -615,6 +716,7 @@ mod tests {
             opened_at: 0,
             closed_at: None,
             commit_tx: None,
+            manifest_hash: None,
         }
     }
 

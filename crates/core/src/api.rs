@@ -390,6 +390,10 @@ pub struct RoundInfo {
     pub closed_at: Option<u64>,
     /// The `commitCheckpoint` transaction of checkpoint t+1.
     pub commit_tx: Option<B256>,
+    /// The manifest of checkpoint t+1 (what it was built from; a blob, and
+    /// its hash is on-chain with the checkpoint), once closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_hash: Option<B256>,
 }
 
 /// A validator's vote on an update.

@@ -72,8 +72,14 @@ impl BlobDir {
 
     /// Where blob `hash` lives.
     pub fn path(&self, hash: Hash) -> PathBuf {
+        Self::path_in(&self.root, hash)
+    }
+
+    /// Where a blob directory at `root` keeps `hash`, for reading one
+    /// without opening it (which creates `tmp/`).
+    pub fn path_in(root: &Path, hash: Hash) -> PathBuf {
         let hex = hex::encode(hash);
-        self.root.join(&hex[..2]).join(format!("{hex}.bin"))
+        root.join(&hex[..2]).join(format!("{hex}.bin"))
     }
 
     /// Stores `bytes` under `hash`, which must be their keccak256. Returns

@@ -17,6 +17,8 @@
 //!   hash, timestamp and nonce).
 //! - [`blobs`]: the content-addressed blob directory (checked, atomic,
 //!   write-once) behind the orchestrator's store and participants' caches.
+//! - [`sync`]: how a job's rounds synchronise (`sync`, `stale:S`) and the
+//!   manifest of what each checkpoint was built from.
 //! - [`amount`]: ether amounts with units, and wei as decimal JSON strings.
 //! - [`error`]: the crate's error type.
 
@@ -31,6 +33,7 @@ pub mod lora;
 pub mod model;
 pub mod protocol;
 pub mod spec;
+pub mod sync;
 pub mod tensors;
 
 pub use encoding::{DecodeLimits, decode, encode};

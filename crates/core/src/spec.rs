@@ -14,6 +14,18 @@ use crate::hash::Hash;
 use crate::lora::LoraConfig;
 use crate::model::{Model, TransformerConfig};
 use crate::protocol::{DatasetName, ModelKind, TextTokenizer, Tokenizer, ValidationMode};
+use crate::sync::SyncPolicy;
+
+/// α of the staleness weight unless the spec says otherwise.
+pub const DEFAULT_STALENESS_ALPHA: f32 = 0.5;
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_default_alpha(v: &f32) -> bool {
+    v.to_bits() == DEFAULT_STALENESS_ALPHA.to_bits()
+}
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
@@ -73,6 +85,18 @@ pub struct JobSpec {
     pub round_timeout_secs: u64,
     /// Seconds a trainer holds a task lease before it is handed to another.
     pub lease_secs: u64,
+    /// How rounds synchronise: `sync` (a round waits for every shard) or
+    /// `stale:S` (no trainer waits; updates up to S rounds behind count,
+    /// docs/sync.md).
+    #[serde(skip_serializing_if = "SyncPolicy::is_sync")]
+    pub sync: SyncPolicy,
+    /// `stale:S`: accepted updates that close a round (0: `shards`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub buffer: u32,
+    /// `stale:S`: an update `s` rounds behind is scaled by (1 + s)^−α
+    /// before aggregation.
+    #[serde(skip_serializing_if = "is_default_alpha")]
+    pub staleness_alpha: f32,
     /// Test samples evaluated per checkpoint (0: the whole test split).
     pub eval_samples: u32,
     /// How updates are checked.
@@ -241,6 +265,9 @@ impl Default for JobSpec {
             min_updates: 1,
             round_timeout_secs: 120,
             lease_secs: 60,
+            sync: SyncPolicy::Sync,
+            buffer: 0,
+            staleness_alpha: DEFAULT_STALENESS_ALPHA,
             eval_samples: 0,
             validation: ValidationPolicy::default(),
             rewards: Rewards::default(),
@@ -466,6 +493,46 @@ impl JobSpec {
                 format!("is {}; use 1..=shards ({})", self.min_updates, self.shards),
             ));
         }
+        match self.sync {
+            SyncPolicy::Sync => {
+                if self.buffer != 0 {
+                    return Err(err(
+                        "buffer",
+                        "closes a round of a `stale:S` job; a `sync` round waits for every shard. \
+                         Set sync = \"stale:S\" or remove buffer",
+                    ));
+                }
+                if !is_default_alpha(&self.staleness_alpha) {
+                    return Err(err(
+                        "staleness_alpha",
+                        "weighs late updates of a `stale:S` job; a `sync` job has none. \
+                         Set sync = \"stale:S\" or remove staleness_alpha",
+                    ));
+                }
+            }
+            SyncPolicy::Stale { .. } => {
+                if self.buffer > self.shards {
+                    return Err(err(
+                        "buffer",
+                        format!(
+                            "is {}; use 1..=shards ({}), or 0 for shards",
+                            self.buffer, self.shards
+                        ),
+                    ));
+                }
+                if !(self.staleness_alpha.is_finite()
+                    && (0.0..=8.0).contains(&self.staleness_alpha))
+                {
+                    return Err(err(
+                        "staleness_alpha",
+                        format!(
+                            "is {}; use a number in [0, 8] (0: late updates weigh as much as fresh ones)",
+                            self.staleness_alpha
+                        ),
+                    ));
+                }
+            }
+        }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
             return Err(err(
                 "lr",
@@ -568,6 +635,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_spec_round_trips_and_a_sync_one_keeps_its_bytes() {
+        let spec =
+            JobSpec::from_toml("sync = \"stale:2\"\nbuffer = 3\nstaleness_alpha = 1.0").unwrap();
+        assert_eq!(spec.sync, SyncPolicy::Stale { max: 2 });
+        assert_eq!(JobSpec::from_toml(&spec.to_toml()).unwrap(), spec);
+        // The defaults are not written, so specs from before the policy
+        // existed keep their bytes and hashes.
+        let text = JobSpec::default().to_toml();
+        assert!(!text.contains("sync") && !text.contains("buffer") && !text.contains("alpha"));
+    }
+
+    #[test]
     fn the_example_spec_parses() {
         let text = include_str!("../../../examples/mnist-mlp.toml");
         let spec = JobSpec::from_toml(text).unwrap();
@@ -586,6 +665,14 @@ mod tests {
             ("[validation]\nquorum = 0", "validation.quorum"),
             ("[rewards]\nbase_reward = \"lots\"", "rewards.base_reward"),
             ("[rewards]\nbase_reward = \"0eth\"", "rewards.base_reward"),
+            ("sync = \"stale\"", "sync"),
+            ("buffer = 2", "buffer"),
+            ("staleness_alpha = 1.0", "staleness_alpha"),
+            ("sync = \"stale:2\"\nshards = 4\nbuffer = 5", "buffer"),
+            (
+                "sync = \"stale:2\"\nstaleness_alpha = -1.0",
+                "staleness_alpha",
+            ),
         ];
         for (text, field) in cases {
             let e = JobSpec::from_toml(text).unwrap_err();

@@ -384,6 +384,7 @@ mod tests {
             opened_at: 0,
             closed_at: None,
             commit_tx: None,
+            manifest_hash: None,
         }
     }
 

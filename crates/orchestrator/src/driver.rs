@@ -19,7 +19,7 @@ use funetun_core::JobSpec;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::scheduler::{Action, RoundPhase, tick};
+use crate::scheduler::{Action, InputRef, RoundPhase, tick};
 use crate::service::jobs::job_state;
 use crate::state::{AppState, JobInfo};
 use crate::store::jobs::JobStatus;
@@ -196,7 +196,7 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
             return mark_invalid(state, job, &reason).await;
         }
     }
-    let tx_hash = commit_checkpoint(state, job, 0, hash).await?;
+    let tx_hash = commit_checkpoint(state, job, 0, hash, B256::ZERO).await?;
     let now = now_secs();
     let mut tx = state.store.begin().await?;
     tx.activate_job(job, &info.spec.to_toml(), &info.spec.name)
@@ -209,13 +209,15 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
     Ok(())
 }
 
-/// Commits `hash` as checkpoint `round` unless the chain already holds it.
-/// Returns the transaction when one was sent.
+/// Commits `hash` as checkpoint `round`, with the hash of its manifest
+/// (zero for checkpoint 0), unless the chain already holds it. Returns the
+/// transaction when one was sent.
 pub async fn commit_checkpoint(
     state: &AppState,
     job: u64,
     round: u64,
     hash: B256,
+    manifest: B256,
 ) -> Result<Option<B256>> {
     let id = U256::from(job);
     let onchain = state.ledger.checkpoint(id, round).await?;
@@ -227,7 +229,11 @@ pub async fn commit_checkpoint(
             "checkpoint {round} of job {job} is {onchain} on-chain but {hash} here"
         )));
     }
-    match state.ledger.commit_checkpoint(id, round, hash).await {
+    match state
+        .ledger
+        .commit_checkpoint(id, round, hash, manifest)
+        .await
+    {
         Ok(outcome) => Ok(Some(outcome.tx_hash)),
         Err(e) => {
             if state.ledger.checkpoint(id, round).await? == hash {
@@ -314,7 +320,7 @@ async fn close_round(
     state: &Arc<AppState>,
     info: &Arc<JobInfo>,
     round: u64,
-    inputs: Option<Vec<(U256, B256)>>,
+    inputs: Option<Vec<InputRef>>,
 ) -> Result<()> {
     let job = info.job_id;
     if let Some(inputs) = inputs {
@@ -334,18 +340,30 @@ async fn close_round(
         )));
     }
     let mut deltas = Vec::with_capacity(rows.len());
-    for (_, hash, _) in &rows {
-        deltas.push(state.blob(*hash).await?);
+    let mut inputs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let InputRef {
+            index,
+            hash,
+            base_round,
+        } = row.input;
+        deltas.push(state.blob(hash).await?);
+        inputs.push(crate::rounds::Input {
+            index,
+            trainer: funetun_chain::bindings::split_update_index(index).1,
+            update: hash,
+            base_round,
+            base: state.store.round_base(job, base_round).await?,
+        });
     }
-    let base = state
-        .blob(state.store.round_base(job, round).await?)
-        .await?;
+    let parent = state.store.round_base(job, round).await?;
+    let base = state.blob(parent).await?;
     let prev_outer = match round.checked_sub(1) {
         Some(prev) => state.store.outer_state(job, prev).await?,
         None => None,
     };
     let outer = match prev_outer {
-        Some(h) => Some(state.blob(h).await?),
+        Some(h) => Some((h, state.blob(h).await?)),
         None => None,
     };
     let started = std::time::Instant::now();
@@ -353,15 +371,26 @@ async fn close_round(
         let info = info.clone();
         let exec = state.exec();
         tokio::task::spawn_blocking(move || {
-            crate::rounds::build_checkpoint(&info, round, &base, &deltas, outer.as_deref(), &exec)
+            crate::rounds::build_checkpoint(
+                &info,
+                round,
+                parent,
+                &base,
+                &inputs,
+                &deltas,
+                outer.as_ref().map(|(h, b)| (*h, b.as_slice())),
+                &exec,
+            )
         })
         .await??
     };
     if built.fell_back_to_mean {
         tracing::warn!(job, round, n = rows.len(), rule = %info.rule, "too few updates for the rule; this round used the mean");
     }
-    let hash = funetun_core::keccak256(&built.checkpoint);
-    let outer_hash = built.outer_state.as_ref().map(funetun_core::keccak256);
+    let hash = built.manifest.checkpoint;
+    let outer_hash = built.manifest.outer_state_out;
+    let manifest = built.manifest.to_bytes();
+    let manifest_hash = funetun_core::keccak256(&manifest);
     {
         let blobs = state.blobs.clone();
         let checkpoint = built.checkpoint.clone();
@@ -371,15 +400,16 @@ async fn close_round(
             if let (Some(h), Some(bytes)) = (outer_hash, outer_state) {
                 blobs.put(h, &bytes)?;
             }
+            blobs.put(manifest_hash, &manifest)?;
             Ok(())
         })
         .await??;
     }
     let train_loss: Option<f64> = {
-        let losses: Vec<f64> = rows.iter().filter_map(|(_, _, loss)| *loss).collect();
+        let losses: Vec<f64> = rows.iter().filter_map(|r| r.loss).collect();
         (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64)
     };
-    let commit_tx = commit_checkpoint(state, job, round + 1, hash).await?;
+    let commit_tx = commit_checkpoint(state, job, round + 1, hash, manifest_hash).await?;
     let now = now_secs();
     let next = round + 1;
     let finished = next >= u64::from(info.spec.rounds);
@@ -400,6 +430,7 @@ async fn close_round(
             outer_state: outer_hash,
             closed_at: now,
             commit_tx,
+            manifest_hash,
             train_loss,
         },
     )
@@ -422,6 +453,7 @@ async fn close_round(
         round,
         inputs = rows.len(),
         checkpoint = %hash,
+        manifest = %manifest_hash,
         secs = started.elapsed().as_secs_f64(),
         finished,
         "round closed"

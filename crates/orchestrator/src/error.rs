@@ -49,6 +49,9 @@ pub enum Error {
     /// The configuration cannot work.
     #[error("configuration: {0}")]
     Config(String),
+    /// An aggregation manifest cannot be carried out as written.
+    #[error("{0}")]
+    Manifest(String),
     /// Stored state contradicts itself or the chain.
     #[error("inconsistent state: {0}")]
     Inconsistent(String),

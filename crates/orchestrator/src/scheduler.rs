@@ -138,6 +138,19 @@ pub struct Update {
     pub deadline: u64,
     /// Whether a vote was stored on it (then only a quorum decides it).
     pub voted: bool,
+    /// The round whose checkpoint it was trained on.
+    pub base_round: u64,
+}
+
+/// An accepted update a closing round aggregates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputRef {
+    /// On-chain index.
+    pub index: U256,
+    /// The delta's hash.
+    pub hash: B256,
+    /// The round whose checkpoint it was trained on.
+    pub base_round: u64,
 }
 
 /// What the scheduler knows of one job's open round.
@@ -240,8 +253,8 @@ pub enum Action {
     CloseRound {
         /// The round.
         round: u64,
-        /// (update index, delta hash), ordered by shard then index.
-        inputs: Vec<(U256, B256)>,
+        /// The accepted updates, ordered by shard then index.
+        inputs: Vec<InputRef>,
     },
     /// Keep the round open until `deadline`.
     ExtendRound {
@@ -346,7 +359,7 @@ impl JobState {
 
     /// The accepted updates, ordered by shard then index, a repeated delta
     /// hash counted once.
-    pub fn accepted_inputs(&self) -> Vec<(U256, B256)> {
+    pub fn accepted_inputs(&self) -> Vec<InputRef> {
         let mut accepted: Vec<&Update> = self
             .updates
             .iter()
@@ -357,7 +370,11 @@ impl JobState {
         accepted
             .into_iter()
             .filter(|u| seen.insert(u.hash))
-            .map(|u| (u.index, u.hash))
+            .map(|u| InputRef {
+                index: u.index,
+                hash: u.hash,
+                base_round: u.base_round,
+            })
             .collect()
     }
 
@@ -532,6 +549,7 @@ mod tests {
             replay,
             deadline,
             voted: false,
+            base_round: 0,
         })
     }
 
@@ -659,8 +677,16 @@ mod tests {
             vec![Action::CloseRound {
                 round: 0,
                 inputs: vec![
-                    (idx(1), B256::repeat_byte(1)),
-                    (idx(2), B256::repeat_byte(2))
+                    InputRef {
+                        index: idx(1),
+                        hash: B256::repeat_byte(1),
+                        base_round: 0
+                    },
+                    InputRef {
+                        index: idx(2),
+                        hash: B256::repeat_byte(2),
+                        base_round: 0
+                    },
                 ],
             }]
         );

@@ -146,7 +146,7 @@ impl Env {
     pub async fn open_job(&self, job: &NewJob) -> U256 {
         let (id, _) = self.ledger(0).create_job(job).await.expect("createJob");
         self.ledger(1)
-            .commit_checkpoint(id, 0, keccak256(b"theta0"))
+            .commit_checkpoint(id, 0, keccak256(b"theta0"), B256::ZERO)
             .await
             .expect("checkpoint 0");
         id

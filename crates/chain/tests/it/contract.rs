@@ -2,7 +2,7 @@
 //! challenges and closes with balances checked to the wei. Each scenario runs on the
 //! embedded dev chain and on anvil.
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::{SolCall, SolError};
 use funetun_chain::JobManager::{self, JobManagerErrors as E, JobManagerEvents as Ev};
 use funetun_chain::bindings::{job_status, roles, update_index, update_status};
@@ -246,7 +246,7 @@ async fn submit_validate_accept(env: &Env) {
         E::JobNotFound(_)
     ));
     env.ledger(1)
-        .commit_checkpoint(id, 0, h("theta0"))
+        .commit_checkpoint(id, 0, h("theta0"), B256::ZERO)
         .await
         .unwrap();
     assert!(
@@ -591,36 +591,71 @@ async fn checkpoints_and_final_close(env: &Env) {
     let (id, _) = env.ledger(0).create_job(&job).await.unwrap();
     let leader = env.ledger(1);
     assert!(matches!(
-        revert(env.ledger(0).commit_checkpoint(id, 0, h("c0")).await),
+        revert(
+            env.ledger(0)
+                .commit_checkpoint(id, 0, h("c0"), B256::ZERO)
+                .await
+        ),
         E::NotLeader(_)
     ));
     assert!(matches!(
-        revert(leader.commit_checkpoint(U256::from(5), 0, h("c0")).await),
+        revert(
+            leader
+                .commit_checkpoint(U256::from(5), 0, h("c0"), B256::ZERO)
+                .await
+        ),
         E::JobNotFound(_)
     ));
     assert!(matches!(
-        revert(leader.commit_checkpoint(id, 1, h("c1")).await),
+        revert(
+            leader
+                .commit_checkpoint(id, 1, h("c1"), h("manifest"))
+                .await
+        ),
         E::WrongRound(_)
     ));
     assert!(matches!(
-        revert(leader.commit_checkpoint(id, 0, Default::default()).await),
+        revert(
+            leader
+                .commit_checkpoint(id, 0, Default::default(), B256::ZERO)
+                .await
+        ),
         E::ZeroHash(_)
     ));
-    let out = leader.commit_checkpoint(id, 0, h("c0")).await.unwrap();
+    let out = leader
+        .commit_checkpoint(id, 0, h("c0"), B256::ZERO)
+        .await
+        .unwrap();
     assert!(
         matches!(&out.events[0].event, Ev::CheckpointCommitted(e) if e.checkpointHash == h("c0"))
     );
-    leader.commit_checkpoint(id, 1, h("c1")).await.unwrap();
+    // After θ₀ a checkpoint must name its manifest.
+    assert!(matches!(
+        revert(leader.commit_checkpoint(id, 1, h("c1"), B256::ZERO).await),
+        E::ZeroHash(_)
+    ));
+    leader
+        .commit_checkpoint(id, 1, h("c1"), h("manifest"))
+        .await
+        .unwrap();
     assert_eq!(leader.checkpoint(id, 1).await.unwrap(), h("c1"));
+    let manifests = leader.checkpoint_manifests(id, 0).await.unwrap();
+    assert_eq!(
+        manifests.into_iter().collect::<Vec<_>>(),
+        vec![(0, B256::ZERO), (1, h("manifest"))]
+    );
     env.ledger(2).submit_update(id, 1, h("d")).await.unwrap();
-    let out = leader.commit_checkpoint(id, 2, h("final")).await.unwrap();
+    let out = leader
+        .commit_checkpoint(id, 2, h("final"), h("manifest"))
+        .await
+        .unwrap();
     assert!(
         out.events
             .iter()
             .any(|e| matches!(&e.event, Ev::JobClosed(c) if c.reason == 2))
     );
     assert!(matches!(
-        revert(leader.commit_checkpoint(id, 3, h("x")).await),
+        revert(leader.commit_checkpoint(id, 3, h("x"), h("manifest")).await),
         E::WrongRound(_)
     ));
     let j = leader.job(id).await.unwrap();
@@ -871,7 +906,7 @@ async fn reentrancy_and_refused_payments(env: &Env) {
     let (i2, _) = (U256::ZERO, ());
     let _ = i2;
     env.ledger(1)
-        .commit_checkpoint(id, 1, h("c1"))
+        .commit_checkpoint(id, 1, h("c1"), h("manifest"))
         .await
         .unwrap();
     let r = exec(

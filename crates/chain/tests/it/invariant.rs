@@ -135,7 +135,12 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
             }
             Action::Checkpoint => env
                 .ledger(1)
-                .commit_checkpoint(job, m.round + 1, h(&format!("c{}", m.round + 1)))
+                .commit_checkpoint(
+                    job,
+                    m.round + 1,
+                    h(&format!("c{}", m.round + 1)),
+                    h("manifest"),
+                )
                 .await
                 .inspect(|_| m.round += 1),
             Action::Withdraw(i) => env.ledger(EVERYONE[*i]).withdraw().await,

@@ -269,25 +269,113 @@ fn b256(v: &Value) -> B256 {
         .unwrap_or_else(|| panic!("{v} is not a 32-byte hash"))
 }
 
-/// `funetun verify-chain …` with `args`: must pass all six checks.
-fn assert_proof_passes(args: &[&str]) {
+/// `funetun verify-chain …` with `args` and its JSON report.
+fn verify_chain(args: &[&str]) -> (std::process::Output, Value) {
     let out = funetun()
         .arg("verify-chain")
         .args(args)
         .args(["--offline", "--json"])
         .output()
         .expect("the funetun binary runs");
+    let report = last_json(&out);
+    (out, report)
+}
+
+/// `funetun verify-chain …` with `args`: must pass all six checks of
+/// training and the aggregation check.
+fn assert_proof_passes(args: &[&str]) {
+    let (out, report) = verify_chain(args);
     assert!(
         out.status.success(),
         "verify-chain {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report = last_json(&out);
     assert_eq!(report["passed"], true, "{report}");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 6, "{report}");
+    assert_eq!(checks.len(), 7, "{report}");
+    assert_eq!(checks[6]["name"], "aggregation", "{report}");
     for c in checks {
         assert_eq!(c["passed"], true, "{c}");
+    }
+}
+
+/// `funetun verify-chain --dir dir`: exits non-zero with only the
+/// aggregation check failed, naming `round`.
+fn assert_aggregation_fails(dir: &Path, round: u64, what: &str) {
+    let (out, report) = verify_chain(&["--dir", dir.to_str().unwrap(), "--dataset", dataset()]);
+    assert!(
+        !out.status.success(),
+        "{what}: verify-chain passed: {report}"
+    );
+    let failed: Vec<&Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .collect();
+    assert!(
+        failed.iter().any(|c| c["name"] == "aggregation"),
+        "{what}: {report}"
+    );
+    let agg = failed.iter().find(|c| c["name"] == "aggregation").unwrap();
+    let detail = agg["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("round {round} ")),
+        "{what}: {detail}"
+    );
+}
+
+/// Alters, one at a time, a manifest, an accepted delta and a checkpoint
+/// of a demo's output: the offline aggregation check fails each time,
+/// naming the round whose aggregation no longer holds.
+fn tampering_is_caught(out: &Path) {
+    let copy = tempfile::tempdir().unwrap();
+    let fresh = || {
+        let root = copy.path().join("d");
+        let _ = std::fs::remove_dir_all(&root);
+        for sub in ["checkpoints", "blobs"] {
+            copy_dir(&out.join(sub), &root.join(sub));
+        }
+        root
+    };
+    let manifest_of = |root: &Path, checkpoint: u64| {
+        root.join("checkpoints")
+            .join(format!("round-{checkpoint:04}.manifest.json"))
+    };
+    // A manifest that names another rule.
+    let root = fresh();
+    let path = manifest_of(&root, 2);
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["rule"] = "median".into();
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    assert_aggregation_fails(&root.join("checkpoints"), 1, "a manifest's rule changed");
+    // An accepted delta with one bit flipped.
+    let root = fresh();
+    let m: Value = serde_json::from_slice(&std::fs::read(manifest_of(&root, 3)).unwrap()).unwrap();
+    let hash = m["inputs"][0]["update"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x");
+    let path = root
+        .join("blobs")
+        .join(&hash[..2])
+        .join(format!("{hash}.bin"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_aggregation_fails(&root.join("checkpoints"), 2, "a delta altered");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
 
@@ -346,6 +434,7 @@ fn demo_end_to_end(rpc: Option<&str>) {
         .collect();
     let expected: BTreeSet<String> = (0..=ROUNDS)
         .map(|r| format!("round-{r:04}.safetensors"))
+        .chain((1..=ROUNDS).map(|r| format!("round-{r:04}.manifest.json")))
         .collect();
     assert_eq!(names, expected);
     assert_eq!(
@@ -485,6 +574,7 @@ fn demo_end_to_end(rpc: Option<&str>) {
         "--contract",
         s["contract"].as_str().unwrap(),
     ]);
+    tampering_is_caught(&out);
 
     demo.stop();
 }

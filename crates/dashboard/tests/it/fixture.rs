@@ -331,6 +331,7 @@ fn open_round(t: u64, now: u64) -> RoundInfo {
         opened_at: now,
         closed_at: None,
         commit_tx: None,
+        manifest_hash: None,
     }
 }
 

@@ -1,12 +1,13 @@
 //! The `rounds` and `round_inputs` tables: round t trains checkpoint t into
 //! checkpoint t+1; a closing round's inputs are fixed before aggregation.
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::B256;
 use funetun_core::api::RoundInfo;
 
 use super::updates::UpdateStatus;
 use super::{Store, StoreTx, to_db, to_u64};
 use crate::error::Result;
+use crate::scheduler::InputRef;
 use crate::util::{hash_text, index_text, parse_hash, parse_index, u64_from_db};
 
 pub use funetun_core::protocol::RoundStatus;
@@ -23,6 +24,16 @@ fn public(status: RoundStatus) -> RoundStatus {
         RoundStatus::Closed => RoundStatus::Closed,
         RoundStatus::Open | RoundStatus::Closing => RoundStatus::Open,
     }
+}
+
+/// A fixed input of a closing round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FixedInput {
+    /// The update.
+    pub input: InputRef,
+    /// Its reported training loss (none for an update adopted from the
+    /// chain without a report).
+    pub loss: Option<f64>,
 }
 
 /// A round's status and deadline.
@@ -53,6 +64,7 @@ struct RawRoundInfo {
     opened_at: i64,
     closed_at: Option<i64>,
     commit_tx: Option<String>,
+    manifest_hash: Option<String>,
     leased: i64,
     submitted: i64,
     replayed: i64,
@@ -83,6 +95,8 @@ pub struct RoundClose {
     pub closed_at: u64,
     /// The commit transaction, when one was sent.
     pub commit_tx: Option<B256>,
+    /// The manifest committed with the checkpoint.
+    pub manifest_hash: B256,
     /// Mean reported training loss of the inputs.
     pub train_loss: Option<f64>,
 }
@@ -125,15 +139,11 @@ impl Store {
         Ok(())
     }
 
-    /// The fixed inputs of a closing round, in order: index, delta hash and
-    /// the reported training loss.
-    pub async fn round_inputs(
-        &self,
-        job_id: u64,
-        round: u64,
-    ) -> Result<Vec<(U256, B256, Option<f64>)>> {
-        let rows: Vec<(String, String, Option<f64>)> = sqlx::query_as(
-            "SELECT i.update_index, i.update_hash, u.loss_after FROM round_inputs i
+    /// The fixed inputs of a closing round, in order, with the reported
+    /// training loss of each.
+    pub async fn round_inputs(&self, job_id: u64, round: u64) -> Result<Vec<FixedInput>> {
+        let rows: Vec<(String, String, Option<i64>, Option<f64>)> = sqlx::query_as(
+            "SELECT i.update_index, i.update_hash, i.base_round, u.loss_after FROM round_inputs i
              LEFT JOIN updates u ON u.job_id = i.job_id AND u.update_index = i.update_index
              WHERE i.job_id = ? AND i.round = ? ORDER BY i.position",
         )
@@ -142,8 +152,28 @@ impl Store {
         .fetch_all(&self.read)
         .await?;
         rows.into_iter()
-            .map(|(index, hash, loss)| Ok((parse_index(&index)?, parse_hash(&hash)?, loss)))
+            .map(|(index, hash, base_round, loss)| {
+                Ok(FixedInput {
+                    input: InputRef {
+                        index: parse_index(&index)?,
+                        hash: parse_hash(&hash)?,
+                        base_round: base_round.map_or(round, to_u64),
+                    },
+                    loss,
+                })
+            })
             .collect()
+    }
+
+    /// The manifest committed with checkpoint `round + 1`.
+    pub async fn manifest_hash(&self, job_id: u64, round: u64) -> Result<Option<B256>> {
+        let h: Option<Option<String>> =
+            sqlx::query_scalar("SELECT manifest_hash FROM rounds WHERE job_id = ? AND round = ?")
+                .bind(to_db(job_id))
+                .bind(to_db(round))
+                .fetch_optional(&self.read)
+                .await?;
+        h.flatten().as_deref().map(parse_hash).transpose()
     }
 
     /// The outer optimizer state blob left by a round.
@@ -204,7 +234,7 @@ impl Store {
     pub async fn round_infos(&self, job_id: u64) -> Result<Vec<RoundInfo>> {
         let rows: Vec<RawRoundInfo> = sqlx::query_as(
             "SELECT r.round, r.status, r.base_hash, r.checkpoint_hash, r.test_loss, r.test_accuracy,
-                    r.sample, r.train_loss, r.opened_at, r.closed_at, r.commit_tx,
+                    r.sample, r.train_loss, r.opened_at, r.closed_at, r.commit_tx, r.manifest_hash,
                     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round = r.round) AS leased,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS submitted,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round AND u.replay = 1) AS replayed,
@@ -238,6 +268,7 @@ impl Store {
                     opened_at: to_u64(r.opened_at),
                     closed_at: r.closed_at.map(to_u64),
                     commit_tx: r.commit_tx.as_deref().map(parse_hash).transpose()?,
+                    manifest_hash: r.manifest_hash.as_deref().map(parse_hash).transpose()?,
                 })
             })
             .collect()
@@ -275,7 +306,7 @@ impl StoreTx {
         &mut self,
         job_id: u64,
         round: u64,
-        inputs: &[(U256, B256)],
+        inputs: &[InputRef],
     ) -> Result<bool> {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM rounds WHERE job_id = ? AND round = ?")
@@ -286,15 +317,17 @@ impl StoreTx {
         if status.as_deref().map(round_status) != Some(RoundStatus::Open) {
             return Ok(false);
         }
-        for (position, (index, hash)) in inputs.iter().enumerate() {
+        for (position, input) in inputs.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO round_inputs (job_id, round, position, update_index, update_hash) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO round_inputs (job_id, round, position, update_index, update_hash, base_round)
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(to_db(job_id))
             .bind(to_db(round))
             .bind(to_db(position as u64))
-            .bind(index_text(*index))
-            .bind(hash_text(*hash))
+            .bind(index_text(input.index))
+            .bind(hash_text(input.hash))
+            .bind(to_db(input.base_round))
             .execute(self.conn())
             .await?;
         }
@@ -310,13 +343,14 @@ impl StoreTx {
     /// Closes a round with its checkpoint.
     pub async fn close_round(&mut self, job_id: u64, round: u64, close: &RoundClose) -> Result<()> {
         sqlx::query(
-            "UPDATE rounds SET status = ?, checkpoint_hash = ?, outer_state = ?, closed_at = ?,
-             commit_tx = COALESCE(?, commit_tx), train_loss = ?
+            "UPDATE rounds SET status = ?, checkpoint_hash = ?, outer_state = ?, manifest_hash = ?,
+             closed_at = ?, commit_tx = COALESCE(?, commit_tx), train_loss = ?
              WHERE job_id = ? AND round = ?",
         )
         .bind(RoundStatus::Closed.as_str())
         .bind(hash_text(close.checkpoint_hash))
         .bind(close.outer_state.map(hash_text))
+        .bind(hash_text(close.manifest_hash))
         .bind(to_db(close.closed_at))
         .bind(close.commit_tx.map(hash_text))
         .bind(close.train_loss)

@@ -105,6 +105,7 @@ struct RawRoundUpdate {
     deadline: i64,
     status: String,
     voted: i64,
+    base_round: i64,
 }
 
 /// An update waiting for validators, with its votes and assignments.
@@ -314,7 +315,8 @@ impl Store {
         let rows: Vec<RawRoundUpdate> = sqlx::query_as(
             "SELECT u.update_index, u.trainer, u.shard, u.update_hash, u.replay, u.deadline,
                     COALESCE(c.status, ?) AS status,
-                    EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index) AS voted
+                    EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index) AS voted,
+                    COALESCE((SELECT t.round FROM tasks t WHERE t.task_id = u.task_id), u.round) AS base_round
              FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
              WHERE u.job_id = ? AND u.round = ?",
         )
@@ -335,6 +337,7 @@ impl Store {
                     replay: r.replay != 0 || status == UpdateStatus::Challenged,
                     deadline: to_u64(r.deadline),
                     voted: r.voted != 0,
+                    base_round: to_u64(r.base_round),
                 })
             })
             .collect()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use alloy_primitives::{B256, U256};
 use funetun_client::Client;
 use funetun_core::protocol::JobStatus;
+use funetun_core::sync::Manifest;
 use funetun_ml::Dataset;
 
 use crate::common::{Env, synthetic, tiny_spec, trainer_turn, wait_status};
@@ -50,6 +51,48 @@ async fn setup(env: &Env, url: &str) -> u64 {
 
 async fn final_hash(env: &Env, job: u64) -> B256 {
     env.owner.checkpoint(U256::from(job), 2).await.unwrap()
+}
+
+/// Every checkpoint after θ₀ is what its committed manifest builds from
+/// its parent, with blobs the orchestrator serves.
+async fn assert_aggregations_rebuild(env: &Env, url: &str, job: u64) {
+    let id = U256::from(job);
+    let client = Client::new(url, None);
+    let manifests = env.owner.checkpoint_manifests(id, 0).await.unwrap();
+    let rounds = client.rounds(job).await.unwrap();
+    assert_eq!(manifests.len(), rounds.len() + 1);
+    let mut prev_outer = None;
+    for r in &rounds {
+        let committed = manifests[&(r.round + 1)];
+        assert_eq!(r.manifest_hash, Some(committed), "round {}", r.round);
+        let m = Manifest::from_bytes(&client.get_blob(committed).await.unwrap()).unwrap();
+        assert_eq!(m.parent, env.owner.checkpoint(id, r.round).await.unwrap());
+        assert_eq!(m.outer_state_in, prev_outer);
+        let parent = client.get_blob(m.parent).await.unwrap();
+        let mut deltas = Vec::new();
+        for input in &m.inputs {
+            assert_eq!(input.staleness, 0);
+            deltas.push(client.get_blob(input.update).await.unwrap());
+        }
+        let outer = match m.outer_state_in {
+            Some(h) => Some(client.get_blob(h).await.unwrap()),
+            None => None,
+        };
+        let built = funetun_orchestrator::rounds::rebuild(
+            &m,
+            &parent,
+            &deltas,
+            outer.as_deref(),
+            &funetun_aggregate::Exec::sequential(),
+        )
+        .unwrap();
+        assert_eq!(
+            built.manifest.checkpoint,
+            env.owner.checkpoint(id, r.round + 1).await.unwrap()
+        );
+        assert_eq!(built.manifest, m);
+        prev_outer = m.outer_state_out;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,5 +147,6 @@ async fn a_restarted_orchestrator_ends_on_the_same_checkpoint() {
     let rounds = Client::new(&orch.url(), None).rounds(job).await.unwrap();
     assert_eq!(rounds.len(), 2);
     assert!(rounds.iter().all(|r| r.accepted == 2));
+    assert_aggregations_rebuild(&env, &orch.url(), job).await;
     orch.shutdown().await.unwrap();
 }
