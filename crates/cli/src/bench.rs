@@ -35,6 +35,11 @@ pub enum BenchCommand {
     /// `funetun demo` against the same training work in one process without
     /// chain, HTTP or validation; prints {"demo_seconds","local_seconds","ratio"}.
     Demo(Box<crate::demo::DemoArgs>),
+    /// The demo under `sync` and under `stale:S`, one after the other, with
+    /// stragglers (--slow, at least 1; --slowdown 4): seconds to a test
+    /// accuracy under each; prints {"sync_seconds","stale_seconds","ratio",
+    /// "stale_utilization","accuracy_delta",…}.
+    Sync(Box<crate::demo::SyncBenchArgs>),
     /// Bytes of one update with LoRA against a full update of the same
     /// model: both encoded canonically (what a trainer uploads); prints
     /// {"update_bytes","full_update_bytes","ratio"}.
@@ -168,6 +173,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => crate::orchestrator::bench_api(args),
         BenchCommand::Lora(args) => bench_lora(args),
         BenchCommand::Demo(args) => crate::demo::bench(*args),
+        BenchCommand::Sync(args) => crate::demo::bench_sync(*args),
         BenchCommand::ApiClient(args) => crate::orchestrator::api_client(args),
         BenchCommand::Chain(args) => {
             let rt = runtime()?;

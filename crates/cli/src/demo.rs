@@ -147,6 +147,22 @@ pub struct DemoArgs {
     /// Challenge window in seconds (default: the spec's, 1 in the demo).
     #[arg(long)]
     pub challenge_window: Option<u32>,
+    /// How rounds synchronise: `sync` (the default: a round waits for every
+    /// shard) or `stale:S` (no trainer waits; updates up to S rounds behind
+    /// count, docs/sync.md).
+    #[arg(long)]
+    pub sync: Option<funetun_core::sync::SyncPolicy>,
+    /// `stale:S`: accepted updates that close a round (default: the
+    /// trainers that are not --slow, at least 1).
+    #[arg(long)]
+    pub buffer: Option<u32>,
+    /// How many trainers run slower (the first K), with --slowdown.
+    #[arg(long, default_value_t = 0)]
+    pub slow: usize,
+    /// How much slower the --slow trainers run (X ≥ 1: each waits X − 1
+    /// times its training time after every task).
+    #[arg(long, default_value_t = 4.0, value_parser = crate::participant::parse_slowdown)]
+    pub slowdown: f64,
 }
 
 /// A whole demo job.
@@ -224,6 +240,20 @@ pub struct ParticipantSummary {
     /// Slashed for its updates, by the same books. Equals `slashed_wei` for
     /// a trainer.
     pub updates_slashed_wei: String,
+    /// Trainers: whether it ran --slowdown times slower.
+    pub slow: bool,
+    /// Trainers: seconds spent on tasks (from its report), including any
+    /// wait of a finished `stale:S` update for a round to submit in.
+    pub busy_seconds: f64,
+    /// Trainers: the job's training time minus `busy_seconds`.
+    pub idle_seconds: f64,
+    /// Trainers: `busy_seconds` over the job's training time.
+    pub utilization: f64,
+    /// Trainers: of `busy_seconds`, waiting for a round to submit in.
+    pub wait_seconds: f64,
+    /// Trainers: the staleness of each of its updates merged into a
+    /// checkpoint, in round order (from the manifests; all 0 under `sync`).
+    pub staleness: Vec<u64>,
 }
 
 /// The demo's JSON summary (the last stdout line with `--json`).
@@ -268,6 +298,11 @@ pub struct DemoSummary {
     pub test_loss: f64,
     /// Accuracy per round (after round t's checkpoint).
     pub accuracy_per_round: Vec<f64>,
+    /// Seconds after the job started at which each round was seen closed
+    /// and evaluated (polled every 100 ms).
+    pub round_seconds: Vec<f64>,
+    /// How rounds synchronised (`sync` or `stale:S`).
+    pub sync: funetun_core::sync::SyncPolicy,
     /// Updates accepted.
     pub updates_accepted: u64,
     /// Updates rejected.
@@ -402,6 +437,15 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     }
     if let Some(w) = args.challenge_window {
         spec.validation.challenge_window_secs = w;
+    }
+    if let Some(sync) = args.sync {
+        spec.sync = sync;
+    }
+    if !spec.sync.is_sync() && spec.buffer == 0 {
+        spec.buffer = (args.trainers.saturating_sub(args.slow).max(1) as u32).min(spec.shards);
+    }
+    if let Some(b) = args.buffer {
+        spec.buffer = b;
     }
     if args.owner_files().is_none() {
         // With owner's files the spec is completed (and checked) once
@@ -588,13 +632,22 @@ struct DemoParticipant {
 /// The number `field` of the last JSON object line of `log` (a
 /// participant's `--json` report, printed as it exits).
 fn last_json_field(log: &Path, field: &str) -> Option<u64> {
+    last_json_value(log, field)?.as_u64()
+}
+
+/// [`last_json_field`] for a fractional number.
+fn last_json_f64(log: &Path, field: &str) -> Option<f64> {
+    last_json_value(log, field)?.as_f64()
+}
+
+fn last_json_value(log: &Path, field: &str) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
         .rev()
         .filter(|l| l.starts_with('{'))
         .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())?
-        .get(field)?
-        .as_u64()
+        .get(field)
+        .cloned()
 }
 
 fn hex_key(key: &PrivateKeySigner) -> String {
@@ -774,6 +827,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         if let Some(attack) = &attack {
             cmd.args(["--attack", attack]);
         }
+        if role == Role::Trainer && i < args.slow {
+            cmd.args(["--slowdown", &args.slowdown.to_string()]);
+        }
         if let Some(dir) = &args.data_dir {
             cmd.arg("--data-dir").arg(dir);
         }
@@ -801,7 +857,8 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         args.trainers,
         args.validators
     );
-    let rounds = follow_rounds(&owner_client, job_id, &spec, &mut children).await?;
+    let (rounds, round_seconds) =
+        follow_rounds(&owner_client, job_id, &spec, &mut children, job_started).await?;
     let training_seconds = job_started.elapsed().as_secs_f64();
     children.finish(Duration::from_secs(20));
 
@@ -818,6 +875,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         rpc_url: &rpc_url,
         started,
         training_seconds,
+        round_seconds,
     })
     .await?;
     print_summary(&summary, &rounds);
@@ -844,7 +902,11 @@ async fn follow_rounds(
     job_id: u64,
     spec: &JobSpec,
     children: &mut Children,
-) -> anyhow::Result<Vec<RoundInfo>> {
+    job_started: Instant,
+) -> anyhow::Result<(Vec<RoundInfo>, Vec<f64>)> {
+    // When each round was first seen closed and evaluated, in seconds
+    // after the job started (polled every 100 ms).
+    let mut round_seconds: Vec<f64> = Vec::new();
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let hidden = multi.is_hidden();
     let total = multi.add(ProgressBar::new(u64::from(spec.rounds)));
@@ -923,6 +985,9 @@ async fn follow_rounds(
             .iter()
             .filter(|r| r.status == RoundStatus::Closed && r.test_accuracy.is_some())
             .collect();
+        while round_seconds.len() < closed.len() {
+            round_seconds.push(job_started.elapsed().as_secs_f64());
+        }
         total.set_position(closed.len() as u64);
         if let Some(last) = closed.last() {
             total.set_message(metrics(last));
@@ -955,7 +1020,7 @@ async fn follow_rounds(
             && closed.len() as u64 >= u64::from(spec.rounds)
         {
             total.finish();
-            return Ok(rounds);
+            return Ok((rounds, round_seconds));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -974,6 +1039,7 @@ struct SummaryInput<'a> {
     rpc_url: &'a str,
     started: Instant,
     training_seconds: f64,
+    round_seconds: Vec<f64>,
 }
 
 async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
@@ -990,6 +1056,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         rpc_url,
         started,
         training_seconds,
+        round_seconds,
     } = input;
     let out = &args.out;
     let job = U256::from(job_id);
@@ -1130,10 +1197,38 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             .map(amount)
             .fold(U256::ZERO, |a, b| a + b)
     };
+    // Staleness of every merged update, by trainer, from the manifests.
+    let mut staleness: BTreeMap<Address, Vec<u64>> = BTreeMap::new();
+    for (_, hash) in ledger
+        .checkpoint_manifests(U256::from(job_id), 0)
+        .await?
+        .into_iter()
+        .filter(|(r, _)| *r > 0)
+    {
+        let m = funetun_core::sync::Manifest::from_bytes(&client.get_blob(hash).await?)?;
+        for input in m.inputs {
+            staleness
+                .entry(input.trainer)
+                .or_default()
+                .push(input.staleness);
+        }
+    }
+    let trainer_index = |a: Address| roles.iter().position(|p| p.address == a);
     let participants = roles
         .iter()
         .map(|p| {
             let tally = books.of(p.address);
+            let trainer = p.role == Role::Trainer;
+            let busy = if trainer {
+                last_json_f64(&p.log, "busy_seconds").unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            let busy_share = if trainer && training_seconds > 0.0 {
+                (busy / training_seconds).min(1.0)
+            } else {
+                0.0
+            };
             ParticipantSummary {
                 address: p.address,
                 role: p.role,
@@ -1147,6 +1242,20 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                 replay_steps: replay_steps.get(&p.address).copied().unwrap_or(0),
                 updates_paid_wei: per_update(p.address, |u| u.paid_wei).to_string(),
                 updates_slashed_wei: per_update(p.address, |u| u.slashed_wei).to_string(),
+                slow: trainer && trainer_index(p.address).is_some_and(|i| i < args.slow),
+                busy_seconds: busy,
+                idle_seconds: if trainer {
+                    (training_seconds - busy).max(0.0)
+                } else {
+                    0.0
+                },
+                utilization: busy_share,
+                wait_seconds: if trainer {
+                    last_json_f64(&p.log, "wait_seconds").unwrap_or(0.0)
+                } else {
+                    0.0
+                },
+                staleness: staleness.remove(&p.address).unwrap_or_default(),
             }
         })
         .collect();
@@ -1190,6 +1299,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             .filter(|r| r.status == RoundStatus::Closed)
             .map(|r| r.test_accuracy.unwrap_or(0.0))
             .collect(),
+        round_seconds,
+        sync: spec.sync,
         updates_accepted: updates
             .iter()
             .filter(|u| u.status == UpdateStatus::Accepted)
@@ -1496,6 +1607,121 @@ pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
         report.local_seconds,
         report.local_accuracy * 100.0,
         report.ratio
+    );
+    print_json(&report)
+}
+
+/// Arguments of `funetun bench sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncBenchArgs {
+    #[command(flatten)]
+    demo: DemoArgs,
+    /// The test accuracy whose time is compared.
+    #[arg(long, default_value_t = 0.97)]
+    target: f64,
+    /// The policy compared with `sync`.
+    #[arg(long, default_value = "stale:2")]
+    stale: funetun_core::sync::SyncPolicy,
+}
+
+/// What `funetun bench sync` prints.
+#[derive(Debug, Serialize)]
+struct SyncBench {
+    /// The test accuracy timed.
+    target: f64,
+    /// The policy compared.
+    stale: funetun_core::sync::SyncPolicy,
+    /// Seconds from the job's start until a checkpoint reached `target`
+    /// under `sync` (none: it never did).
+    sync_seconds: Option<f64>,
+    /// The same under the stale policy.
+    stale_seconds: Option<f64>,
+    /// `stale_seconds / sync_seconds`.
+    ratio: Option<f64>,
+    /// Mean trainer utilisation (busy over training time) under each.
+    sync_utilization: f64,
+    /// See `sync_utilization`.
+    stale_utilization: f64,
+    /// Final test accuracy under each, and stale minus sync.
+    sync_accuracy: f64,
+    /// See `sync_accuracy`.
+    stale_accuracy: f64,
+    /// `stale_accuracy − sync_accuracy`.
+    accuracy_delta: f64,
+    /// Rounds run under each policy, and the whole jobs' training seconds.
+    rounds: u64,
+    /// See `rounds`.
+    sync_training_seconds: f64,
+    /// See `rounds`.
+    stale_training_seconds: f64,
+}
+
+/// Runs `funetun bench sync`.
+pub fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.stale.is_sync(),
+        "--stale must be a stale:S policy to compare with sync"
+    );
+    let mut base = args.demo.clone();
+    base.slow = base.slow.max(1);
+    base.rounds = base.rounds.or(Some(8));
+    let runtime = crate::chain::runtime()?;
+    let run = |policy, sub: &str| -> anyhow::Result<DemoSummary> {
+        let mut a = base.clone();
+        a.sync = Some(policy);
+        a.out = base.out.join(sub);
+        eprintln!(
+            "bench sync: the demo under {policy}, output in {}",
+            a.out.display()
+        );
+        runtime.block_on(run_demo(&a))
+    };
+    let sync = run(funetun_core::sync::SyncPolicy::Sync, "sync")?;
+    let stale = run(args.stale, "stale")?;
+    let time_to = |s: &DemoSummary| {
+        s.accuracy_per_round
+            .iter()
+            .zip(&s.round_seconds)
+            .find(|(a, _)| **a >= args.target)
+            .map(|(_, t)| *t)
+    };
+    let utilization = |s: &DemoSummary| {
+        let trainers: Vec<f64> = s
+            .participants
+            .iter()
+            .filter(|p| p.role == Role::Trainer)
+            .map(|p| p.utilization)
+            .collect();
+        trainers.iter().sum::<f64>() / trainers.len().max(1) as f64
+    };
+    let (sync_seconds, stale_seconds) = (time_to(&sync), time_to(&stale));
+    let report = SyncBench {
+        target: args.target,
+        stale: args.stale,
+        sync_seconds,
+        stale_seconds,
+        ratio: sync_seconds.zip(stale_seconds).map(|(a, b)| b / a),
+        sync_utilization: utilization(&sync),
+        stale_utilization: utilization(&stale),
+        sync_accuracy: sync.test_accuracy,
+        stale_accuracy: stale.test_accuracy,
+        accuracy_delta: stale.test_accuracy - sync.test_accuracy,
+        rounds: sync.rounds,
+        sync_training_seconds: sync.training_seconds,
+        stale_training_seconds: stale.training_seconds,
+    };
+    let secs = |s: Option<f64>| s.map_or("never".into(), |s| format!("{s:.1} s"));
+    eprintln!(
+        "to {:.1}% accuracy: sync {}, {} {} (ratio {}); utilisation {:.2} vs {:.2}; final accuracy {:.2}% vs {:.2}%",
+        args.target * 100.0,
+        secs(sync_seconds),
+        args.stale,
+        secs(stale_seconds),
+        report.ratio.map_or("n/a".into(), |r| format!("{r:.2}")),
+        report.sync_utilization,
+        report.stale_utilization,
+        sync.test_accuracy * 100.0,
+        stale.test_accuracy * 100.0
     );
     print_json(&report)
 }

@@ -130,6 +130,11 @@ pub struct TrainerArgs {
     /// Stop after this many tasks.
     #[arg(long)]
     max_tasks: Option<u64>,
+    /// Run X times slower than this machine can (X ≥ 1): after each task's
+    /// training, wait (X − 1) times its training time. The update is the
+    /// same; for tests and measurements of stragglers.
+    #[arg(long, env = "FUNETUN_SLOWDOWN", default_value_t = 1.0, value_parser = parse_slowdown)]
+    slowdown: f64,
     /// Forge every update (tests and demos of the defences): sign-flip,
     /// scale:X, noise, nan, zero, stale, copy, lazy, wrong-shard.
     #[arg(long, env = "FUNETUN_ATTACK")]
@@ -179,6 +184,14 @@ pub struct WithdrawArgs {
     json: bool,
 }
 
+/// `--slowdown X`: a finite factor from 1 to 1000.
+pub fn parse_slowdown(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && (1.0..=1000.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}`: give a factor from 1 (full speed) to 1000")),
+    }
+}
+
 /// Runs `funetun trainer` until Ctrl-C/SIGTERM or, with `--exit-when-done`, the job's end.
 pub fn run_trainer(args: TrainerArgs) -> anyhow::Result<()> {
     let (endpoints, key) = args.connect.resolve()?;
@@ -194,18 +207,20 @@ pub fn run_trainer(args: TrainerArgs) -> anyhow::Result<()> {
         exit_when_over: args.work.exit_when_done,
         max_tasks: args.max_tasks,
         poll: args.work.poll()?,
+        slowdown: args.slowdown,
         attack: args.attack,
     };
     let report = runtime()?.block_on(funetun_trainer::run(config, shutdown_signal()))?;
     eprintln!(
-        "trainer {}: {} submitted ({} forged), {} resumed, {} dropped, {} steps in {:.1}s of training",
+        "trainer {}: {} submitted ({} forged), {} resumed, {} dropped, {} steps in {:.1}s of training, {:.1}s busy",
         report.address,
         report.submitted,
         report.forged,
         report.resumed,
         report.dropped,
         report.steps,
-        report.training_seconds
+        report.training_seconds,
+        report.busy_seconds
     );
     if args.work.json {
         print_json(&report)?;

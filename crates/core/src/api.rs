@@ -14,6 +14,7 @@ use crate::protocol::{
     DatasetName, JobStatus, ModelKind, NodeKind, Role, RoundStatus, UpdateStatus, ValidationMode,
 };
 use crate::spec::JobSpec;
+use crate::sync::SyncPolicy;
 
 /// Version prefix of every API route.
 pub const API_PREFIX: &str = "/v1";
@@ -127,6 +128,11 @@ pub struct Task {
     /// keccak256 of a LoRA job's frozen model (its spec's `init`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen_hash: Option<B256>,
+    /// The job's sync policy: under `stale:S` the update is submitted in
+    /// the round open when it is done, at most S rounds after `round`
+    /// (docs/sync.md).
+    #[serde(default, skip_serializing_if = "SyncPolicy::is_sync")]
+    pub sync: SyncPolicy,
 }
 
 fn constant_schedule() -> String {
@@ -150,6 +156,10 @@ pub struct UpdateReport {
     /// The trainer's platform class.
     #[serde(default)]
     pub platform: Option<String>,
+    /// The round the update was submitted in on-chain: the task's own
+    /// unless the job is `stale:S` (then up to S rounds later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u64>,
 }
 
 /// The answer to an [`UpdateReport`].

@@ -79,6 +79,7 @@ mod tests {
             lease_expires_at: 0,
             lora: None,
             frozen_hash: None,
+            sync: Default::default(),
         }
     }
 

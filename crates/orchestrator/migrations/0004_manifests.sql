@@ -4,3 +4,4 @@
 -- than the round's own; NULL in rows from before: the round itself).
 ALTER TABLE rounds ADD COLUMN manifest_hash TEXT;
 ALTER TABLE round_inputs ADD COLUMN base_round INTEGER;
+CREATE INDEX round_inputs_by_update ON round_inputs (job_id, update_index);

@@ -20,11 +20,18 @@
 //! - once the chain closed the job (owner withdrew, deposit exhausted), the
 //!   open round closes with whatever was accepted when nothing is in flight,
 //!   and the job ends there.
+//!
+//! A `stale:S` job (docs/sync.md) changes two rules: a trainer that
+//! reported still gets a new lease (a new slot of the open round, or a
+//! lapsed or rejected one re-issued), and a round closes as soon as
+//! `buffer` accepted updates are in, counting accepted updates of earlier
+//! rounds that no aggregate took yet; nobody waits for the slowest.
 
 use std::collections::BTreeSet;
 
 use alloy_primitives::{Address, B256, U256};
 use funetun_core::api::Capacity;
+use funetun_core::sync::SyncPolicy;
 
 /// Whether the open round still takes leases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +185,13 @@ pub struct JobState {
     pub updates: Vec<Update>,
     /// Trainers active in the job (leased in this or the previous round).
     pub active_trainers: BTreeSet<Address>,
+    /// How rounds synchronise.
+    pub sync: SyncPolicy,
+    /// `stale:S`: accepted updates that close a round.
+    pub buffer: u32,
+    /// `stale:S`: accepted updates of earlier rounds no aggregate took yet
+    /// (decided after their round closed); they join the next one.
+    pub carried: Vec<Update>,
 }
 
 /// What happened since the state was read.
@@ -328,6 +342,9 @@ impl JobState {
         if self.phase != RoundPhase::Open || self.chain_closed {
             return LeaseDecision::NoneAvailable;
         }
+        if !self.sync.is_sync() {
+            return self.decide_stale_lease(trainer, now);
+        }
         if self.updates.iter().any(|u| u.trainer == trainer) {
             return LeaseDecision::AlreadySubmitted;
         }
@@ -357,15 +374,58 @@ impl JobState {
         }
     }
 
+    /// `stale:S`: the trainer's live lease back; else the lowest slot of
+    /// the open round whose lease lapsed or whose update was rejected; else
+    /// a new slot. A trainer that reported gets one too: it trains on the
+    /// newest checkpoint while its update is checked.
+    fn decide_stale_lease(&self, trainer: Address, now: u64) -> LeaseDecision {
+        if let Some(lease) = self
+            .leases
+            .iter()
+            .filter(|l| l.trainer == trainer && l.live(now))
+            .max_by_key(|l| l.task_id)
+        {
+            return LeaseDecision::Existing {
+                task_id: lease.task_id,
+            };
+        }
+        let busy: BTreeSet<u32> = self
+            .updates
+            .iter()
+            .filter(|u| u.status != UpdateStatus::Rejected)
+            .map(|u| u.shard)
+            .chain(self.leases.iter().filter(|l| l.live(now)).map(|l| l.shard))
+            .collect();
+        let issued = self.leases.iter().map(|l| l.shard + 1).max().unwrap_or(0);
+        let shard = (0..issued).find(|s| !busy.contains(s)).unwrap_or(issued);
+        LeaseDecision::New { shard }
+    }
+
+    /// Accepted updates that close a `stale:S` round.
+    pub fn buffer_target(&self) -> usize {
+        match self.buffer {
+            0 => self.shards.max(1) as usize,
+            k => k as usize,
+        }
+    }
+
     /// The accepted updates, ordered by shard then index, a repeated delta
-    /// hash counted once.
+    /// hash counted once; a `stale:S` round's carried updates first, oldest
+    /// submission first.
     pub fn accepted_inputs(&self) -> Vec<InputRef> {
+        let mut carried: Vec<&Update> = self
+            .carried
+            .iter()
+            .filter(|u| !self.sync.is_sync() && u.status == UpdateStatus::Accepted)
+            .collect();
+        carried.sort_by_key(|u| (u.index >> 160, u.shard, u.index));
         let mut accepted: Vec<&Update> = self
             .updates
             .iter()
             .filter(|u| u.status == UpdateStatus::Accepted)
             .collect();
         accepted.sort_by_key(|u| (u.shard, u.index));
+        let accepted: Vec<&Update> = carried.into_iter().chain(accepted).collect();
         let mut seen = BTreeSet::new();
         accepted
             .into_iter()
@@ -406,6 +466,10 @@ pub fn tick(state: &mut JobState, events: &[Event], now: u64, seed: u64) -> Vec<
         }
     }
     let inputs = state.accepted_inputs();
+    if !state.sync.is_sync() {
+        close_stale(state, inputs, now, &mut actions);
+        return actions;
+    }
     let accepted_shards: BTreeSet<u32> = state
         .updates
         .iter()
@@ -443,6 +507,37 @@ pub fn tick(state: &mut JobState, events: &[Event], now: u64, seed: u64) -> Vec<
         }
     }
     actions
+}
+
+/// The closing rules of a `stale:S` round: `buffer` accepted updates close
+/// it at once; the chain closing the job, or the deadline, as for `sync`.
+fn close_stale(state: &JobState, inputs: Vec<InputRef>, now: u64, actions: &mut Vec<Action>) {
+    let enough = inputs.len() >= state.min_updates.max(1) as usize;
+    let full = inputs.len() >= state.buffer_target();
+    let close = |inputs| Action::CloseRound {
+        round: state.round,
+        inputs,
+    };
+    if full {
+        actions.push(close(inputs));
+    } else if state.chain_closed {
+        if !state.in_flight(now) {
+            actions.push(if inputs.is_empty() {
+                Action::EndJob
+            } else {
+                close(inputs)
+            });
+        }
+    } else if now >= state.deadline {
+        if enough {
+            actions.push(close(inputs));
+        } else {
+            actions.push(Action::ExtendRound {
+                round: state.round,
+                deadline: now + state.round_timeout_secs.max(1),
+            });
+        }
+    }
 }
 
 /// An update waiting for validators, as [`pick_assignment`] sees it.
@@ -526,6 +621,9 @@ mod tests {
             leases: vec![],
             updates: vec![],
             active_trainers: BTreeSet::new(),
+            sync: SyncPolicy::Sync,
+            buffer: 0,
+            carried: vec![],
         }
     }
 
@@ -795,6 +893,117 @@ mod tests {
                 decision: LeaseDecision::NoneAvailable
             }]
         );
+    }
+
+    fn stale(shards: u32, buffer: u32) -> JobState {
+        let mut s = state(shards);
+        s.sync = SyncPolicy::Stale { max: 2 };
+        s.buffer = buffer;
+        s
+    }
+
+    fn decided(trainer: u8, accepted: bool) -> Event {
+        Event::Decided {
+            index: idx(trainer),
+            accepted,
+        }
+    }
+
+    #[test]
+    fn a_stale_trainer_that_reported_leases_again_at_once() {
+        let mut s = stale(2, 2);
+        let a = tick(&mut s, &[ask(1)], 1_000, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+        let ev = [lease(1, 1, 0, 1_060), report(1, 0, true, 1_010), ask(1)];
+        let a = tick(&mut s, &ev, 1_001, 0);
+        // Under `sync` this is AlreadySubmitted; here it is the next slot.
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        let a = tick(&mut s, &[lease(2, 1, 1, 1_061), ask(1)], 1_002, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 2 });
+        // Slots go on past `shards`: every trainer always has work.
+        let a = tick(&mut s, &[ask(2)], 1_002, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 2 });
+        let a = tick(&mut s, &[lease(3, 2, 2, 1_062), ask(3)], 1_003, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 3 });
+        // A lapsed slot is re-issued before a new one.
+        let a = tick(&mut s, &[ask(3)], 1_061, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        // So is a rejected one.
+        let a = tick(&mut s, &[decided(1, false), ask(4)], 1_061, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+    }
+
+    #[test]
+    fn a_stale_round_closes_at_its_buffer_without_waiting_for_a_straggler() {
+        let mut s = stale(4, 2);
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            lease(2, 2, 1, 2_000),
+            lease(3, 3, 2, 2_000),
+            report(1, 0, false, 1_010),
+            report(2, 1, true, 1_010),
+            decided(1, true),
+        ];
+        // One accepted, one drawn for replay, one still training: open.
+        assert!(tick(&mut s, &ev, 1_011, 0).is_empty());
+        // Rejected updates never count towards the buffer.
+        assert!(tick(&mut s, &[decided(2, false)], 1_012, 0).is_empty());
+        let ev = [
+            lease(4, 4, 3, 2_000),
+            report(4, 3, false, 1_020),
+            decided(4, true),
+        ];
+        let a = tick(&mut s, &ev, 1_021, 0);
+        // Trainer 3's lease is live; the round closes anyway.
+        match a.as_slice() {
+            [Action::CloseRound { inputs, .. }] => {
+                let idx: Vec<U256> = inputs.iter().map(|i| i.index).collect();
+                assert_eq!(idx, vec![super::tests::idx(1), super::tests::idx(4)]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepted_updates_of_earlier_rounds_join_the_next_stale_aggregate_first() {
+        let mut s = stale(4, 2);
+        s.round = 3;
+        let late = Update {
+            index: funetun_chain::bindings::update_index(2, addr(9)),
+            trainer: addr(9),
+            shard: 5,
+            hash: B256::repeat_byte(9),
+            status: UpdateStatus::Accepted,
+            replay: true,
+            deadline: 900,
+            voted: true,
+            base_round: 1,
+        };
+        s.carried = vec![late.clone()];
+        let ev = [lease(1, 1, 0, 2_000), report(1, 0, false, 1_010)];
+        assert!(tick(&mut s, &ev, 1_001, 0).is_empty());
+        let a = tick(&mut s, &[decided(1, true)], 1_011, 0);
+        match a.as_slice() {
+            [Action::CloseRound { inputs, round: 3 }] => {
+                assert_eq!(inputs.len(), 2);
+                assert_eq!(inputs[0].index, late.index);
+                assert_eq!(inputs[0].base_round, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Under `sync` the same late update is only paid, never merged.
+        let mut s = state(1);
+        s.round = 3;
+        s.carried = vec![late];
+        let ev = [
+            lease(1, 1, 0, 2_000),
+            report(1, 0, false, 1_010),
+            decided(1, true),
+        ];
+        match tick(&mut s, &ev, 1_011, 0).as_slice() {
+            [Action::CloseRound { inputs, .. }] => assert_eq!(inputs.len(), 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn cand(trainer: u8, platform: &str, quorum: u32) -> Candidate {

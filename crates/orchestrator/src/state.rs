@@ -108,6 +108,15 @@ impl JobInfo {
     }
 }
 
+impl JobInfo {
+    /// The shard of the training split a task slot trains: the slot itself
+    /// (`sync` has one slot per shard); a `stale:S` round's slots run on
+    /// past `shards` and wrap around (each slot has its own seed).
+    pub fn data_shard(&self, slot: u32) -> u32 {
+        slot % self.spec.shards.max(1)
+    }
+}
+
 /// Largest request body of any job: a transformer's canonical tensor file
 /// up to this size (each job's own limit, its model's file size, is
 /// checked once the job is known).

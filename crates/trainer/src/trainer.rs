@@ -57,6 +57,10 @@ pub struct TrainerConfig {
     pub max_tasks: Option<u64>,
     /// Pause between polls when there is nothing to do.
     pub poll: Duration,
+    /// Run this many times slower than the machine can (≥ 1): after
+    /// training a task, wait (slowdown − 1) × its training time. The delta
+    /// is unchanged; tests and measurements of stragglers use it.
+    pub slowdown: f64,
     /// Forge every update this way (tests and demos of the defences).
     #[cfg(feature = "byzantine")]
     pub attack: Option<crate::attack::Attack>,
@@ -89,6 +93,12 @@ pub struct TrainerReport {
     pub steps: u64,
     /// Seconds spent training.
     pub training_seconds: f64,
+    /// Seconds spent on tasks (fetching, training, any slowdown, uploading,
+    /// submitting, reporting): wall time minus this is idle time.
+    pub busy_seconds: f64,
+    /// Of `busy_seconds`, seconds a finished `stale:S` update waited for a
+    /// round it could be submitted in (one per trainer per round).
+    pub wait_seconds: f64,
     /// Forged updates submitted (with an attack).
     pub forged: u64,
 }
@@ -212,7 +222,10 @@ impl Trainer {
             }
             Err(e) => return Err(e.into()),
         };
-        let end = match self.do_task(&task).await {
+        let started = std::time::Instant::now();
+        let outcome = self.do_task(&task).await;
+        self.report.busy_seconds += started.elapsed().as_secs_f64();
+        let end = match outcome {
             Ok(end) => {
                 self.picker.succeeded(job.job_id);
                 end
@@ -247,19 +260,38 @@ impl Trainer {
         let spec = task_spec(task)?;
         let job = U256::from(task.job_id);
         let me = self.report.address;
-        let index = update_index(task.round, me);
-        let on_chain = self.bench.me.ledger.update(job, index).await?;
-        let already = on_chain.status != update_status::NONE;
-        if already
-            && let Some(entry) = self
+        let stale = !task.sync.is_sync();
+        let already = if stale {
+            // One submission per trainer per round: this trainer may have
+            // submitted another task in the task's round. Only the journal
+            // knows whether this task was submitted.
+            if let Some(entry) = self
                 .journal
                 .entries
-                .get(&(task.job_id, task.round))
+                .values()
+                .find(|e| e.job_id == task.job_id && e.task_id == task.task_id)
                 .cloned()
-        {
-            self.report_update(&entry).await?;
-            return Ok(TaskEnd::Resumed);
-        }
+            {
+                self.report_update(&entry).await?;
+                return Ok(TaskEnd::Resumed);
+            }
+            false
+        } else {
+            let index = update_index(task.round, me);
+            let on_chain = self.bench.me.ledger.update(job, index).await?;
+            let already = on_chain.status != update_status::NONE;
+            if already
+                && let Some(entry) = self
+                    .journal
+                    .entries
+                    .get(&(task.job_id, task.round))
+                    .cloned()
+            {
+                self.report_update(&entry).await?;
+                return Ok(TaskEnd::Resumed);
+            }
+            already
+        };
 
         let data = self.bench.dataset(&task.dataset).await?;
         let base = self.bench.start(task, &spec).await?;
@@ -275,6 +307,10 @@ impl Trainer {
             .await?;
         self.report.steps += produced.steps_trained;
         self.report.training_seconds += produced.training_seconds;
+        if self.config.slowdown > 1.0 {
+            let extra = produced.training_seconds * (self.config.slowdown - 1.0);
+            tokio::time::sleep(Duration::from_secs_f64(extra.min(86_400.0))).await;
+        }
         if let Err(e) = self
             .bench
             .me
@@ -290,49 +326,65 @@ impl Trainer {
         }
         let computed = produced;
 
+        let mut round = task.round;
         let tx_hash = if already {
             self.find_submission(task, computed.hash).await?
         } else {
-            match self
-                .bench
-                .me
-                .ledger
-                .submit_update(job, task.round, computed.hash)
-                .await
-            {
-                Err(e) if matches!(e.contract_error(), Some(JobManagerErrors::StakeTooLow(_))) => {
-                    // Slashed below the minimum: stake again, then submit.
-                    ensure_registered(&self.bench.me.ledger, Role::Trainer, self.config.stake)
-                        .await?;
-                    let (_, outcome) = self
-                        .bench
-                        .me
-                        .ledger
-                        .submit_update(job, task.round, computed.hash)
-                        .await?;
-                    info!(hash = %computed.hash, tx = %outcome.tx_hash, "update submitted after staking again");
-                    outcome.tx_hash
+            loop {
+                if stale {
+                    round = match self.stale_round(task).await? {
+                        Ok(round) => round,
+                        Err(why) => return Ok(TaskEnd::Dropped(why)),
+                    };
                 }
-                Ok((_, outcome)) => {
-                    info!(hash = %computed.hash, tx = %outcome.tx_hash, gas = outcome.gas_used, "update submitted");
-                    outcome.tx_hash
-                }
-                Err(e) => match e.contract_error() {
-                    Some(JobManagerErrors::AlreadySubmitted(_)) => {
-                        self.find_submission(task, computed.hash).await?
+                match self
+                    .bench
+                    .me
+                    .ledger
+                    .submit_update(job, round, computed.hash)
+                    .await
+                {
+                    Err(e)
+                        if matches!(e.contract_error(), Some(JobManagerErrors::StakeTooLow(_))) =>
+                    {
+                        // Slashed below the minimum: stake again, then submit.
+                        ensure_registered(&self.bench.me.ledger, Role::Trainer, self.config.stake)
+                            .await?;
+                        let (_, outcome) = self
+                            .bench
+                            .me
+                            .ledger
+                            .submit_update(job, round, computed.hash)
+                            .await?;
+                        info!(hash = %computed.hash, tx = %outcome.tx_hash, "update submitted after staking again");
+                        break outcome.tx_hash;
                     }
-                    Some(
-                        JobManagerErrors::WrongRound(_)
-                        | JobManagerErrors::JobNotActive(_)
-                        | JobManagerErrors::InsufficientDeposit(_),
-                    ) => return Ok(TaskEnd::Dropped(e.to_string())),
-                    _ => return Err(e.into()),
-                },
+                    Ok((_, outcome)) => {
+                        info!(hash = %computed.hash, round, tx = %outcome.tx_hash, gas = outcome.gas_used, "update submitted");
+                        break outcome.tx_hash;
+                    }
+                    Err(e) => match e.contract_error() {
+                        Some(JobManagerErrors::AlreadySubmitted(_)) if !stale => {
+                            break self.find_submission(task, computed.hash).await?;
+                        }
+                        // The round moved on (or this trainer's submission
+                        // of it landed from elsewhere): find the next one.
+                        Some(
+                            JobManagerErrors::WrongRound(_) | JobManagerErrors::AlreadySubmitted(_),
+                        ) if stale => continue,
+                        Some(
+                            JobManagerErrors::WrongRound(_)
+                            | JobManagerErrors::JobNotActive(_)
+                            | JobManagerErrors::InsufficientDeposit(_),
+                        ) => return Ok(TaskEnd::Dropped(e.to_string())),
+                        _ => return Err(e.into()),
+                    },
+                }
             }
         };
         let entry = JournalEntry {
             job_id: task.job_id,
-            round: task.round,
+            round,
             task_id: task.task_id,
             update_hash: computed.hash,
             tx_hash,
@@ -356,6 +408,45 @@ impl Trainer {
         } else {
             TaskEnd::Submitted
         })
+    }
+
+    /// The round a finished `stale:S` task is submitted in: the open one,
+    /// once this trainer has not yet submitted in it (one update per
+    /// trainer per round on-chain), and at most S rounds after the task's.
+    /// `Err(why)` when it is too late: the update is dropped unsubmitted,
+    /// so it is neither paid nor slashed.
+    async fn stale_round(&mut self, task: &Task) -> Result<std::result::Result<u64, String>> {
+        let job = U256::from(task.job_id);
+        let bound = u64::from(task.sync.max_staleness());
+        let started = std::time::Instant::now();
+        let mut waited = false;
+        let outcome = loop {
+            let view = self.bench.me.ledger.job(job).await?;
+            if view.status != funetun_chain::bindings::job_status::ACTIVE {
+                break Err(format!("job {} closed", task.job_id));
+            }
+            let open = u64::from(view.checkpoints).saturating_sub(1);
+            if open.saturating_sub(task.round) > bound {
+                break Err(format!(
+                    "too stale: trained on checkpoint {}, the job is at round {open},                      and it takes updates at most {bound} rounds behind",
+                    task.round
+                ));
+            }
+            let index = update_index(open, self.report.address);
+            if self.bench.me.ledger.update(job, index).await?.status == update_status::NONE {
+                break Ok(open);
+            }
+            if !waited {
+                debug!(
+                    round = open,
+                    "already submitted in this round; waiting for the next"
+                );
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.report.wait_seconds += started.elapsed().as_secs_f64();
+        Ok(outcome)
     }
 
     /// The transaction of this trainer's earlier submission for the task's
@@ -395,6 +486,7 @@ impl Trainer {
             loss_before: entry.loss_before,
             loss_after: entry.loss_after,
             platform: Some(self.bench.platform.clone()),
+            round: Some(entry.round),
         };
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {

@@ -30,6 +30,10 @@ pub async fn job_state(state: &AppState, info: &JobInfo) -> Result<Option<JobSta
         .store
         .trainers_since(job, round.saturating_sub(1))
         .await?;
+    let carried = match info.spec.sync.is_sync() {
+        true => Vec::new(),
+        false => state.store.carried_updates(job, round).await?,
+    };
     Ok(Some(JobState {
         job_id: job,
         round,
@@ -42,5 +46,8 @@ pub async fn job_state(state: &AppState, info: &JobInfo) -> Result<Option<JobSta
         leases,
         updates,
         active_trainers,
+        sync: info.spec.sync,
+        buffer: info.spec.buffer,
+        carried,
     }))
 }

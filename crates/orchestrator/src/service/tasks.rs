@@ -30,7 +30,7 @@ pub fn task_of(info: &JobInfo, t: &TaskRow) -> Task {
         model: info.model.kind(),
         transformer: info.model.transformer(),
         dataset: info.spec.dataset.clone(),
-        shard: t.shard,
+        shard: info.data_shard(t.shard),
         shards: info.spec.shards,
         steps: t.steps,
         batch: info.spec.batch,
@@ -43,6 +43,7 @@ pub fn task_of(info: &JobInfo, t: &TaskRow) -> Task {
         lease_expires_at: t.expires_at,
         lora: info.spec.lora.clone(),
         frozen_hash: info.spec.lora.as_ref().and(info.spec.init),
+        sync: info.spec.sync,
     }
 }
 

@@ -45,12 +45,13 @@ pub async fn report(
     }
     let task = held_task(state, trainer, body.task_id).await?;
     let info = state.job(task.job_id).await?;
-    let index = update_index(task.round, trainer);
+    let round = submission_round(&info, &task, body.round)?;
+    let index = update_index(round, trainer);
     if let Some(ack) = repeated(state, &task, index, body.update_hash).await? {
         return Ok(ack);
     }
     require_blob(state, task.job_id, body.update_hash)?;
-    let block = verify_on_chain(state, &task, index, trainer, body).await?;
+    let block = verify_on_chain(state, &task, round, index, trainer, body).await?;
     let view = state.ledger.update(U256::from(task.job_id), index).await?;
     let chain_status = UpdateStatus::from_chain(view.status);
     let screen = screen(state, &info, &task, body.update_hash).await?;
@@ -63,7 +64,7 @@ pub async fn report(
     let new = NewUpdate {
         job_id: task.job_id,
         index,
-        round: task.round,
+        round,
         trainer,
         task_id: task.task_id,
         shard: task.shard,
@@ -82,13 +83,35 @@ pub async fn report(
         probe_gain: screen.measured.and_then(|m| m.probe_gain),
     };
     if store_report(state, &new, now).await? {
-        tracing::info!(job = task.job_id, round = task.round, shard = task.shard, %trainer, %reason, p, "update reported");
+        tracing::info!(job = task.job_id, round, base_round = task.round, shard = task.shard, %trainer, %reason, p, "update reported");
     }
     state.wake.notify_one();
     Ok(UpdateAck {
         update_index: index,
         status: chain_status.api(),
     })
+}
+
+/// The round the update was submitted in: the task's (`sync`), or under
+/// `stale:S` the reported one, no earlier than the task's and at most S
+/// later: 409 `too_stale` otherwise (the update is not merged, and nobody
+/// is slashed for it; docs/sync.md).
+fn submission_round(info: &JobInfo, task: &TaskRow, reported: Option<u64>) -> Result<u64> {
+    let round = reported.unwrap_or(task.round);
+    let bound = u64::from(info.spec.sync.max_staleness());
+    if round < task.round || round - task.round > bound {
+        let policy = info.spec.sync;
+        return Err(Error::conflict(
+            "too_stale",
+            format!(
+                "task {} trained on checkpoint {} and was submitted in round {round}; \
+                 a {policy} job takes updates at most {bound} rounds behind. It is not \
+                 merged and nobody is slashed for it: lease a new task",
+                task.task_id, task.round
+            ),
+        ));
+    }
+    Ok(round)
 }
 
 /// The task, which `trainer` must hold: 404 `unknown_task`, 403 `not_lease_holder`.
@@ -150,6 +173,7 @@ fn require_blob(state: &AppState, job: u64, hash: B256) -> Result<()> {
 async fn verify_on_chain(
     state: &AppState,
     task: &TaskRow,
+    round: u64,
     index: U256,
     trainer: Address,
     body: &UpdateReport,
@@ -158,7 +182,7 @@ async fn verify_on_chain(
     let tx = body.tx_hash;
     let check = state
         .ledger
-        .verify_submission(tx, U256::from(job), task.round, trainer, body.update_hash)
+        .verify_submission(tx, U256::from(job), round, trainer, body.update_hash)
         .await?;
     let block = match check {
         SubmissionCheck::Confirmed {
@@ -181,8 +205,8 @@ async fn verify_on_chain(
             return Err(Error::bad_request(
                 "wrong_tx",
                 format!(
-                    "transaction {tx} is not {trainer}'s submitUpdate of {} for job {job} round {}",
-                    body.update_hash, task.round
+                    "transaction {tx} is not {trainer}'s submitUpdate of {} for job {job} round {round}",
+                    body.update_hash
                 ),
             ));
         }
@@ -274,7 +298,7 @@ async fn screen(
     let delta = state.blob(hash).await?;
     let (st2, info2) = (state.clone(), info.clone());
     let probe = ProbeTask {
-        shard: task.shard,
+        shard: info.data_shard(task.shard),
         shards: info.spec.shards,
         seed: task.seed,
     };

@@ -312,19 +312,39 @@ impl Store {
 
     /// The reported updates of a round, as the scheduler sees them.
     pub async fn round_updates(&self, job_id: u64, round: u64) -> Result<Vec<Update>> {
-        let rows: Vec<RawRoundUpdate> = sqlx::query_as(
+        self.updates_where(job_id, round, "u.round = ?").await
+    }
+
+    /// Accepted updates submitted before `round` that no round aggregated
+    /// (decided after their round closed): a `stale:S` job's next round
+    /// takes them.
+    pub async fn carried_updates(&self, job_id: u64, round: u64) -> Result<Vec<Update>> {
+        let updates = self
+            .updates_where(
+                job_id,
+                round,
+                "u.round < ? AND c.status = 'accepted' AND NOT EXISTS
+                 (SELECT 1 FROM round_inputs i WHERE i.job_id = u.job_id AND i.update_index = u.update_index)",
+            )
+            .await?;
+        Ok(updates)
+    }
+
+    async fn updates_where(&self, job_id: u64, round: u64, filter: &str) -> Result<Vec<Update>> {
+        let sql = format!(
             "SELECT u.update_index, u.trainer, u.shard, u.update_hash, u.replay, u.deadline,
                     COALESCE(c.status, ?) AS status,
                     EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index) AS voted,
                     COALESCE((SELECT t.round FROM tasks t WHERE t.task_id = u.task_id), u.round) AS base_round
              FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
-             WHERE u.job_id = ? AND u.round = ?",
-        )
-        .bind(UpdateStatus::Pending.as_str())
-        .bind(to_db(job_id))
-        .bind(to_db(round))
-        .fetch_all(&self.read)
-        .await?;
+             WHERE u.job_id = ? AND {filter}"
+        );
+        let rows: Vec<RawRoundUpdate> = sqlx::query_as(&sql)
+            .bind(UpdateStatus::Pending.as_str())
+            .bind(to_db(job_id))
+            .bind(to_db(round))
+            .fetch_all(&self.read)
+            .await?;
         rows.into_iter()
             .map(|r| {
                 let status = UpdateStatus::parse(&r.status);

@@ -200,6 +200,7 @@ pub async fn trainer_turn(
             loss_before: before,
             loss_after: after,
             platform: Some(funetun_ml::platform::platform_class()),
+            round: None,
         })
         .await
         .expect("report");
