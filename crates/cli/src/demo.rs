@@ -245,9 +245,10 @@ pub struct ParticipantSummary {
     /// Trainers: seconds spent on tasks (from its report), including any
     /// wait of a finished `stale:S` update for a round to submit in.
     pub busy_seconds: f64,
-    /// Trainers: the job's training time minus `busy_seconds`.
+    /// Trainers: seconds without a task between its first task and the
+    /// end of the job (from its report).
     pub idle_seconds: f64,
-    /// Trainers: `busy_seconds` over the job's training time.
+    /// Trainers: busy / (busy + idle).
     pub utilization: f64,
     /// Trainers: of `busy_seconds`, waiting for a round to submit in.
     pub wait_seconds: f64,
@@ -1219,13 +1220,13 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         .map(|p| {
             let tally = books.of(p.address);
             let trainer = p.role == Role::Trainer;
-            let busy = if trainer {
-                last_json_f64(&p.log, "busy_seconds").unwrap_or(0.0)
-            } else {
-                0.0
+            let field = |name| match trainer {
+                true => last_json_f64(&p.log, name).unwrap_or(0.0),
+                false => 0.0,
             };
-            let busy_share = if trainer && training_seconds > 0.0 {
-                (busy / training_seconds).min(1.0)
+            let (busy, idle) = (field("busy_seconds"), field("idle_seconds"));
+            let busy_share = if busy + idle > 0.0 {
+                busy / (busy + idle)
             } else {
                 0.0
             };
@@ -1244,17 +1245,9 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                 updates_slashed_wei: per_update(p.address, |u| u.slashed_wei).to_string(),
                 slow: trainer && trainer_index(p.address).is_some_and(|i| i < args.slow),
                 busy_seconds: busy,
-                idle_seconds: if trainer {
-                    (training_seconds - busy).max(0.0)
-                } else {
-                    0.0
-                },
+                idle_seconds: idle,
                 utilization: busy_share,
-                wait_seconds: if trainer {
-                    last_json_f64(&p.log, "wait_seconds").unwrap_or(0.0)
-                } else {
-                    0.0
-                },
+                wait_seconds: field("wait_seconds"),
                 staleness: staleness.remove(&p.address).unwrap_or_default(),
             }
         })

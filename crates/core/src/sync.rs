@@ -121,6 +121,21 @@ pub fn staleness_weight(staleness: u64, alpha: f32) -> f32 {
     (1.0 + staleness as f64).powf(-f64::from(alpha)) as f32
 }
 
+/// The factors a round's inputs are multiplied by before its rule, given
+/// their staleness: [`staleness_weight`] of each, as FedBuff scales a
+/// client's update by 1/√(1 + s) (α = 0.5). The scale is absolute, not
+/// normalised over the round: a round made only of one-round-old deltas
+/// takes a shorter step than a fresh one, which is what keeps stale
+/// rounds from overshooting (measured in docs/sync.md). A fresh update's
+/// factor is exactly 1, so a synchronous round merges as before, bit for
+/// bit.
+pub fn input_weights(staleness: &[u64], alpha: f32) -> Vec<f32> {
+    staleness
+        .iter()
+        .map(|&s| staleness_weight(s, alpha))
+        .collect()
+}
+
 /// Version of the manifest format.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -179,8 +194,8 @@ pub struct ManifestInput {
     pub base: Hash,
     /// `round − base_round`.
     pub staleness: u64,
-    /// [`staleness_weight`] of it: the delta is multiplied by this before
-    /// the rule.
+    /// Its factor among the round's [`input_weights`]: the delta is
+    /// multiplied by this before the rule.
     pub weight: f32,
 }
 
@@ -230,11 +245,14 @@ impl Manifest {
                     input.staleness, input.base_round, self.round
                 )));
             }
-            let weight = staleness_weight(input.staleness, self.staleness_alpha);
+        }
+        let staleness: Vec<u64> = self.inputs.iter().map(|i| i.staleness).collect();
+        let weights = input_weights(&staleness, self.staleness_alpha);
+        for (i, (input, weight)) in self.inputs.iter().zip(weights).enumerate() {
             if input.weight.to_bits() != weight.to_bits() {
                 return Err(ManifestError(format!(
-                    "input {i}: weight {} but (1 + {})^-{} is {weight}",
-                    input.weight, input.staleness, self.staleness_alpha
+                    "input {i}: weight {} but the round's staleness weights (α = {}) give it {weight}",
+                    input.weight, self.staleness_alpha
                 )));
             }
         }
@@ -272,7 +290,7 @@ mod tests {
                     base_round: 3,
                     base: keccak256(b"c3"),
                     staleness: 0,
-                    weight: 1.0,
+                    weight: input_weights(&[0, 2], 0.5)[0],
                 },
                 ManifestInput {
                     index: U256::from(8),
@@ -281,7 +299,7 @@ mod tests {
                     base_round: 1,
                     base: keccak256(b"c1"),
                     staleness: 2,
-                    weight: staleness_weight(2, 0.5),
+                    weight: input_weights(&[0, 2], 0.5)[1],
                 },
             ],
         }
@@ -306,7 +324,7 @@ mod tests {
         let mut m = manifest();
         m.inputs[1].weight = 1.0;
         let e = Manifest::from_bytes(&m.to_bytes()).unwrap_err();
-        assert!(e.0.contains("input 1: weight 1"), "{e}");
+        assert!(e.0.contains("input 1: weight 1 "), "{e}");
         let mut m = manifest();
         m.inputs.clear();
         assert!(Manifest::from_bytes(&m.to_bytes()).is_err());
@@ -326,6 +344,13 @@ mod tests {
         }
         assert_eq!(SyncPolicy::Stale { max: 3 }.to_string(), "stale:3");
         assert_eq!(SyncPolicy::Stale { max: 3 }.max_staleness(), 3);
+    }
+
+    #[test]
+    fn round_weights_scale_each_input_by_its_own_staleness() {
+        assert_eq!(input_weights(&[0, 0], 0.5), vec![1.0; 2]);
+        assert_eq!(input_weights(&[0, 3], 0.0), vec![1.0; 2]);
+        assert_eq!(input_weights(&[0, 1, 3], 1.0), vec![1.0, 0.5, 0.25]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use alloy_primitives::{Address, B256, U256};
 use funetun_aggregate::{Exec, Options, Outer, Rule, state_file};
-use funetun_core::sync::{MANIFEST_VERSION, Manifest, ManifestInput, staleness_weight};
+use funetun_core::sync::{MANIFEST_VERSION, Manifest, ManifestInput, input_weights};
 use funetun_core::{DecodeLimits, decode, encode, keccak256};
 use funetun_ml::{Compute, Dataset, Evaluation};
 
@@ -72,7 +72,7 @@ pub fn build_checkpoint(
     }
     let fell_back_to_mean = info.rule.check_n(inputs.len()).is_err();
     let alpha = info.spec.staleness_alpha;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: MANIFEST_VERSION,
         job: info.job_id,
         round,
@@ -88,27 +88,29 @@ pub fn build_checkpoint(
         outer_state_out: None,
         sync: info.spec.sync,
         staleness_alpha: alpha,
-        inputs: inputs
-            .iter()
-            .map(|i| {
-                let staleness = round.checked_sub(i.base_round).ok_or_else(|| {
-                    Error::Inconsistent(format!(
-                        "update {} of round {round} was trained on later checkpoint {}",
-                        i.update, i.base_round
-                    ))
-                })?;
-                Ok(ManifestInput {
-                    index: i.index,
-                    trainer: i.trainer,
-                    update: i.update,
-                    base_round: i.base_round,
-                    base: i.base,
-                    staleness,
-                    weight: staleness_weight(staleness, alpha),
-                })
-            })
-            .collect::<Result<_>>()?,
+        inputs: Vec::with_capacity(inputs.len()),
     };
+    let mut staleness = Vec::with_capacity(inputs.len());
+    for i in inputs {
+        staleness.push(round.checked_sub(i.base_round).ok_or_else(|| {
+            Error::Inconsistent(format!(
+                "update {} of round {round} was trained on later checkpoint {}",
+                i.update, i.base_round
+            ))
+        })?);
+    }
+    let weights = input_weights(&staleness, alpha);
+    for ((i, staleness), weight) in inputs.iter().zip(staleness).zip(weights) {
+        manifest.inputs.push(ManifestInput {
+            index: i.index,
+            trainer: i.trainer,
+            update: i.update,
+            base_round: i.base_round,
+            base: i.base,
+            staleness,
+            weight,
+        });
+    }
     let mut built = rebuild(&manifest, base, deltas, outer_state.map(|(_, b)| b), exec)?;
     built.fell_back_to_mean = fell_back_to_mean;
     Ok(built)
@@ -370,21 +372,28 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_update_is_scaled_by_its_weight() {
-        let mut spec = JobSpec {
+    fn a_staler_update_weighs_less_than_a_fresher_one() {
+        let spec = JobSpec {
             dataset: funetun_ml::DatasetName::Synthetic(0),
             sync: "stale:2".parse().unwrap(),
             staleness_alpha: 1.0,
+            aggregation: "mean".into(),
             ..JobSpec::default()
         };
-        spec.aggregation = "mean".into();
         let info = JobInfo::resolve(1, spec, 1, vec![0; 32]).unwrap();
         let base = initial_checkpoint(&info);
-        let built = build(&info, 3, &base, &[delta(&info, 1.0)], &[2], None);
-        assert_eq!(built.manifest.inputs[0].staleness, 1);
-        assert_eq!(built.manifest.inputs[0].weight, 0.5);
+        let deltas = [delta(&info, 1.0), delta(&info, 3.0)];
+        // Round 3: one update trained on checkpoint 3, one on checkpoint 2.
+        let built = build(&info, 3, &base, &deltas, &[3, 2], None);
+        let w: Vec<f32> = built.manifest.inputs.iter().map(|i| i.weight).collect();
+        assert_eq!(w, vec![1.0, 0.5]);
+        // The mean of 1 · 1 and 0.5 · 3: 1.25 instead of 2.
         let base_flat = info.model.init(0).to_flat();
-        assert!((built.flat[0] - (base_flat[0] + 0.5)).abs() < 1e-6);
+        assert!((built.flat[0] - (base_flat[0] + 1.25)).abs() < 1e-5);
+        // Fresh inputs are not touched.
+        let fresh = build(&info, 3, &base, &deltas, &[3, 3], None);
+        assert!(fresh.manifest.inputs.iter().all(|i| i.weight == 1.0));
+        assert!((fresh.flat[0] - (base_flat[0] + 2.0)).abs() < 1e-5);
     }
 
     #[test]

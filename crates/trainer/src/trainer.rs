@@ -99,6 +99,9 @@ pub struct TrainerReport {
     /// Of `busy_seconds`, seconds a finished `stale:S` update waited for a
     /// round it could be submitted in (one per trainer per round).
     pub wait_seconds: f64,
+    /// Seconds between its first task and the end of the job without a
+    /// task (no lease available): what a synchronous round's barrier costs.
+    pub idle_seconds: f64,
     /// Forged updates submitted (with an attack).
     pub forged: u64,
 }
@@ -116,6 +119,8 @@ struct Trainer {
     journal: Journal,
     report: TrainerReport,
     picker: JobPicker,
+    /// Since when it has had no task (after its first one).
+    idle_since: Option<std::time::Instant>,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -144,6 +149,7 @@ pub async fn run(
             ..Default::default()
         },
         picker: JobPicker::default(),
+        idle_since: None,
         config,
     };
     let poll = trainer.config.poll;
@@ -181,6 +187,13 @@ impl Worker for Trainer {
 }
 
 impl Trainer {
+    /// Ends an idle stretch, if one is running.
+    fn end_idle(&mut self) {
+        if let Some(since) = self.idle_since.take() {
+            self.report.idle_seconds += since.elapsed().as_secs_f64();
+        }
+    }
+
     /// One lease attempt. `Some(true)`: did work; `Some(false)`: nothing to
     /// do now; `None`: the job is over and the trainer should exit.
     async fn lease_and_work(&mut self) -> Result<Option<bool>> {
@@ -191,6 +204,7 @@ impl Trainer {
         let job = match choice {
             JobChoice::Work(job) => job,
             JobChoice::Over(job) => {
+                self.end_idle();
                 if self.config.exit_when_over {
                     info!(job = job.job_id, status = %job.status, "job is over");
                     return Ok(None);
@@ -206,7 +220,12 @@ impl Trainer {
         };
         let task = match self.bench.me.client.lease_task(&lease).await {
             Ok(Some(task)) => task,
-            Ok(None) => return Ok(Some(false)),
+            Ok(None) => {
+                if self.report.busy_seconds > 0.0 && self.idle_since.is_none() {
+                    self.idle_since = Some(std::time::Instant::now());
+                }
+                return Ok(Some(false));
+            }
             Err(e) if e.code() == Some("not_trainer") => {
                 // Slashed below the minimum stake (or never staked enough):
                 // stake again; the orchestrator sees it within a second.
@@ -222,6 +241,7 @@ impl Trainer {
             }
             Err(e) => return Err(e.into()),
         };
+        self.end_idle();
         let started = std::time::Instant::now();
         let outcome = self.do_task(&task).await;
         self.report.busy_seconds += started.elapsed().as_secs_f64();

@@ -6,6 +6,7 @@ mod demo;
 mod hf;
 mod ml;
 mod owner_data;
+mod stale;
 mod text;
 mod trainer_restart;
 mod verify;

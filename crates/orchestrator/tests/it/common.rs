@@ -172,6 +172,15 @@ pub async fn trainer_turn(
     job: u64,
     data: &Dataset,
 ) -> Option<u64> {
+    // One update per trainer per round on-chain: a trainer that submitted
+    // in the open round waits for the next (a `stale:S` job would lease it
+    // another task at once).
+    let id = U256::from(job);
+    let open = u64::from(ledger.job(id).await.unwrap().checkpoints).saturating_sub(1);
+    let index = funetun_chain::bindings::update_index(open, ledger.address());
+    if ledger.update(id, index).await.unwrap().status != 0 {
+        return None;
+    }
     let task = match client
         .lease_task(&LeaseRequest {
             job_id: job,
