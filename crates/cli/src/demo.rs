@@ -248,7 +248,8 @@ pub struct ParticipantSummary {
     /// Trainers: seconds without a task between its first task and the
     /// end of the job (from its report).
     pub idle_seconds: f64,
-    /// Trainers: busy / (busy + idle).
+    /// Trainers: (busy − wait) / (busy + idle): the share of its time spent
+    /// on work, not waiting for a lease or for a round to submit in.
     pub utilization: f64,
     /// Trainers: of `busy_seconds`, waiting for a round to submit in.
     pub wait_seconds: f64,
@@ -1225,8 +1226,9 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                 false => 0.0,
             };
             let (busy, idle) = (field("busy_seconds"), field("idle_seconds"));
+            let wait = field("wait_seconds").min(busy);
             let busy_share = if busy + idle > 0.0 {
-                busy / (busy + idle)
+                (busy - wait) / (busy + idle)
             } else {
                 0.0
             };
@@ -1247,7 +1249,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                 busy_seconds: busy,
                 idle_seconds: idle,
                 utilization: busy_share,
-                wait_seconds: field("wait_seconds"),
+                wait_seconds: wait,
                 staleness: staleness.remove(&p.address).unwrap_or_default(),
             }
         })
