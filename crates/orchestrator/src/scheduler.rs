@@ -337,15 +337,16 @@ impl JobState {
     }
 
     /// Decides a lease request by `trainer` at `now`; `seed` picks among the
-    /// free shards.
+    /// free shards. A `stale:S` round hands a trainer that reported another
+    /// task at once (it trains on the newest checkpoint while its update is
+    /// checked), re-issuing the lowest slot whose lease lapsed or whose
+    /// update was rejected before opening a new one past `shards`.
     pub fn decide_lease(&self, trainer: Address, now: u64, seed: u64) -> LeaseDecision {
         if self.phase != RoundPhase::Open || self.chain_closed {
             return LeaseDecision::NoneAvailable;
         }
-        if !self.sync.is_sync() {
-            return self.decide_stale_lease(trainer, now);
-        }
-        if self.updates.iter().any(|u| u.trainer == trainer) {
+        let stale = !self.sync.is_sync();
+        if !stale && self.updates.iter().any(|u| u.trainer == trainer) {
             return LeaseDecision::AlreadySubmitted;
         }
         if let Some(lease) = self
@@ -365,6 +366,11 @@ impl JobState {
             .map(|u| u.shard)
             .chain(self.leases.iter().filter(|l| l.live(now)).map(|l| l.shard))
             .collect();
+        if stale {
+            let issued = self.leases.iter().map(|l| l.shard + 1).max().unwrap_or(0);
+            let shard = (0..issued).find(|s| !busy.contains(s)).unwrap_or(issued);
+            return LeaseDecision::New { shard };
+        }
         let free: Vec<u32> = (0..self.shards).filter(|s| !busy.contains(s)).collect();
         if free.is_empty() {
             return LeaseDecision::NoneAvailable;
@@ -372,33 +378,6 @@ impl JobState {
         LeaseDecision::New {
             shard: free[(seed % free.len() as u64) as usize],
         }
-    }
-
-    /// `stale:S`: the trainer's live lease back; else the lowest slot of
-    /// the open round whose lease lapsed or whose update was rejected; else
-    /// a new slot. A trainer that reported gets one too: it trains on the
-    /// newest checkpoint while its update is checked.
-    fn decide_stale_lease(&self, trainer: Address, now: u64) -> LeaseDecision {
-        if let Some(lease) = self
-            .leases
-            .iter()
-            .filter(|l| l.trainer == trainer && l.live(now))
-            .max_by_key(|l| l.task_id)
-        {
-            return LeaseDecision::Existing {
-                task_id: lease.task_id,
-            };
-        }
-        let busy: BTreeSet<u32> = self
-            .updates
-            .iter()
-            .filter(|u| u.status != UpdateStatus::Rejected)
-            .map(|u| u.shard)
-            .chain(self.leases.iter().filter(|l| l.live(now)).map(|l| l.shard))
-            .collect();
-        let issued = self.leases.iter().map(|l| l.shard + 1).max().unwrap_or(0);
-        let shard = (0..issued).find(|s| !busy.contains(s)).unwrap_or(issued);
-        LeaseDecision::New { shard }
     }
 
     /// Accepted updates that close a `stale:S` round.
