@@ -1487,6 +1487,26 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
             p.reputation
         );
     }
+    if !s.sync.is_sync() || s.participants.iter().any(|p| p.slow) {
+        eprintln!();
+        eprintln!(
+            "{} rounds; per trainer: busy, idle, waiting to submit, utilisation, staleness of each merged update",
+            s.sync
+        );
+        for p in s.participants.iter().filter(|p| p.role == Role::Trainer) {
+            let staleness: Vec<String> = p.staleness.iter().map(u64::to_string).collect();
+            eprintln!(
+                "  {}{}: busy {:.1} s, idle {:.1} s, waiting {:.1} s, utilisation {:.2}, staleness [{}]",
+                p.address,
+                if p.slow { " (slow)" } else { "" },
+                p.busy_seconds,
+                p.idle_seconds,
+                p.wait_seconds,
+                p.utilization,
+                staleness.join(", ")
+            );
+        }
+    }
     if s.forged_submitted > 0 {
         eprintln!(
             "forged updates: {} submitted, {} caught, {} paid — detection rate {:.1}%; honest updates rejected: {}",
