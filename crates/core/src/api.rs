@@ -462,6 +462,16 @@ pub struct UpdateInfo {
     pub slashed_wei: U256,
     /// Unix seconds when it was reported.
     pub submitted_at: u64,
+    /// The round whose checkpoint it was trained on (its task's).
+    #[serde(default)]
+    pub base_round: u64,
+    /// The round whose aggregate merged it, once one did (its staleness is
+    /// `merged_round − base_round`; docs/sync.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_round: Option<u64>,
+    /// Seconds from its lease to its report: the trainer's time on the task.
+    #[serde(default)]
+    pub task_seconds: u64,
 }
 
 /// A participant, as `GET /v1/participants` lists them.

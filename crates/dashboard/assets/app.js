@@ -426,7 +426,7 @@
     }
     const sorted = [...updates].sort((a, b) => b.round - a.round || a.submitted_at - b.submitted_at);
     return h('table', { class: 'table', 'data-testid': 'updates-table' },
-      h('thead', {}, h('tr', {}, ['round', 'trainer', 'update hash', 'shard', 'status', 'checked', 'votes', 'submit tx', 'vote txs', 'loss', 'paid', 'slashed'].map((c) => h('th', {}, c)))),
+      h('thead', {}, h('tr', {}, ['round', 'trainer', 'update hash', 'shard', 'status', 'checked', 'staleness', 'task', 'votes', 'submit tx', 'vote txs', 'loss', 'paid', 'slashed'].map((c) => h('th', {}, c)))),
       h('tbody', {}, sorted.map((u) => {
         const votes = Array.isArray(u.votes) ? u.votes : [];
         const yes = votes.filter((v) => v.valid).length;
@@ -445,6 +445,10 @@
         h('td', {}, badge(u.status, 'update-status')),
         h('td', { 'data-testid': 'update-reason', title: 'why validators checked it (docs/security.md)' },
           u.replay ? (u.reason && u.reason !== 'none' ? u.reason : 'replayed') : '—'),
+        h('td', { class: 'num', 'data-testid': 'update-staleness',
+          title: `trained on checkpoint ${u.base_round}` + (u.merged_round != null ? `, merged in round ${u.merged_round}` : ', not merged (yet)') },
+          u.merged_round != null ? String(u.merged_round - u.base_round) : '—'),
+        h('td', { class: 'num', title: 'lease to report' }, `${u.task_seconds || 0} s`),
         h('td', { 'data-testid': 'update-verdicts', title: votes.map((v) => `${v.validator}: ${v.valid ? 'valid' : 'invalid'} ${v.detail || ''}`).join('\n') },
           votes.length ? [h('span', { class: 'yes' }, `✓${yes}`), ' ', h('span', { class: 'no' }, `✗${votes.length - yes}`)] : '—'),
         h('td', {}, code(u.submit_tx, 'submit-tx')),

@@ -262,6 +262,9 @@ impl World {
                 paid_wei: reward,
                 slashed_wei: U256::ZERO,
                 submitted_at: now,
+                base_round: t,
+                merged_round: Some(t),
+                task_seconds: 2,
             });
         }
         let accuracy = 0.5 + 0.4 * (1.0 - 1.0 / (t as f64 + 2.0));

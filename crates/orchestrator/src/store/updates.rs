@@ -186,6 +186,9 @@ struct RawUpdateInfo {
     submitted_at: i64,
     reason: String,
     steps: i64,
+    base_round: i64,
+    merged_round: Option<i64>,
+    task_seconds: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -532,8 +535,13 @@ impl Store {
             "SELECT u.round, u.update_index, u.trainer, u.task_id, u.shard, u.update_hash, u.submit_tx,
                     COALESCE(c.status, ?) AS status, u.replay, u.loss_before, u.loss_after,
                     COALESCE(c.paid_wei, '0') AS paid_wei, COALESCE(c.slashed_wei, '0') AS slashed_wei,
-                    u.submitted_at, u.reason, u.steps
+                    u.submitted_at, u.reason, u.steps,
+                    COALESCE(t.round, u.round) AS base_round,
+                    (SELECT MIN(i.round) FROM round_inputs i
+                      WHERE i.job_id = u.job_id AND i.update_index = u.update_index) AS merged_round,
+                    MAX(u.submitted_at - COALESCE(t.issued_at, u.submitted_at), 0) AS task_seconds
              FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
+             LEFT JOIN tasks t ON t.task_id = u.task_id
              WHERE u.job_id = ? ORDER BY u.round, u.shard, u.update_index",
         )
         .bind(UpdateStatus::Pending.as_str())
@@ -582,6 +590,9 @@ impl Store {
                     paid_wei: parse_wei(&r.paid_wei),
                     slashed_wei: parse_wei(&r.slashed_wei),
                     submitted_at: to_u64(r.submitted_at),
+                    base_round: to_u64(r.base_round),
+                    merged_round: r.merged_round.map(to_u64),
+                    task_seconds: to_u64(r.task_seconds),
                 })
             })
             .collect()

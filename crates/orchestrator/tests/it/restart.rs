@@ -161,5 +161,15 @@ async fn restarted_mid_round(spec: funetun_core::JobSpec) {
     assert_eq!(rounds.len(), 2);
     assert!(rounds.iter().all(|r| r.accepted == 2));
     assert_aggregations_rebuild(&env, &orch.url(), job).await;
+    // Every update was merged, and the API says where and how stale.
+    let updates = Client::new(&orch.url(), None).updates(job).await.unwrap();
+    assert_eq!(updates.len(), 4);
+    for u in &updates {
+        let merged = u.merged_round.expect("every accepted update is merged");
+        assert!(
+            merged >= u.base_round && merged - u.base_round <= 2,
+            "{u:?}"
+        );
+    }
     orch.shutdown().await.unwrap();
 }
