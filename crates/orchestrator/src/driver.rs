@@ -341,6 +341,8 @@ async fn close_round(
     }
     let mut deltas = Vec::with_capacity(rows.len());
     let mut inputs = Vec::with_capacity(rows.len());
+    // Most inputs share a base: read each base round's hash once.
+    let mut bases = std::collections::BTreeMap::new();
     for row in &rows {
         let InputRef {
             index,
@@ -348,12 +350,20 @@ async fn close_round(
             base_round,
         } = row.input;
         deltas.push(state.blob(hash).await?);
+        let base = match bases.get(&base_round) {
+            Some(&b) => b,
+            None => {
+                let b = state.store.round_base(job, base_round).await?;
+                bases.insert(base_round, b);
+                b
+            }
+        };
         inputs.push(crate::rounds::Input {
             index,
             trainer: funetun_chain::bindings::split_update_index(index).1,
             update: hash,
             base_round,
-            base: state.store.round_base(job, base_round).await?,
+            base,
         });
     }
     let parent = state.store.round_base(job, round).await?;

@@ -165,17 +165,6 @@ impl Store {
             .collect()
     }
 
-    /// The manifest committed with checkpoint `round + 1`.
-    pub async fn manifest_hash(&self, job_id: u64, round: u64) -> Result<Option<B256>> {
-        let h: Option<Option<String>> =
-            sqlx::query_scalar("SELECT manifest_hash FROM rounds WHERE job_id = ? AND round = ?")
-                .bind(to_db(job_id))
-                .bind(to_db(round))
-                .fetch_optional(&self.read)
-                .await?;
-        h.flatten().as_deref().map(parse_hash).transpose()
-    }
-
     /// The outer optimizer state blob left by a round.
     pub async fn outer_state(&self, job_id: u64, round: u64) -> Result<Option<B256>> {
         let h: Option<Option<String>> =

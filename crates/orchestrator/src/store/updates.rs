@@ -322,15 +322,13 @@ impl Store {
     /// (decided after their round closed): a `stale:S` job's next round
     /// takes them.
     pub async fn carried_updates(&self, job_id: u64, round: u64) -> Result<Vec<Update>> {
-        let updates = self
-            .updates_where(
-                job_id,
-                round,
-                "u.round < ? AND c.status = 'accepted' AND NOT EXISTS
-                 (SELECT 1 FROM round_inputs i WHERE i.job_id = u.job_id AND i.update_index = u.update_index)",
-            )
-            .await?;
-        Ok(updates)
+        self.updates_where(
+            job_id,
+            round,
+            "u.round < ? AND c.status = 'accepted' AND NOT EXISTS
+             (SELECT 1 FROM round_inputs i WHERE i.job_id = u.job_id AND i.update_index = u.update_index)",
+        )
+        .await
     }
 
     async fn updates_where(&self, job_id: u64, round: u64, filter: &str) -> Result<Vec<Update>> {
