@@ -37,8 +37,9 @@ pub enum BenchCommand {
     Demo(Box<crate::demo::DemoArgs>),
     /// The demo under `sync` and under `stale:S`, one after the other, with
     /// stragglers (--slow, at least 1; --slowdown 4): seconds to a test
-    /// accuracy under each; prints {"sync_seconds","stale_seconds","ratio",
-    /// "stale_utilization","accuracy_delta",…}.
+    /// accuracy under each, and final accuracy after as many merged updates
+    /// (the stale job runs the rounds that takes); prints
+    /// {"sync_seconds","stale_seconds","ratio","stale_utilization","accuracy_delta",…}.
     Sync(Box<crate::demo::SyncBenchArgs>),
     /// Bytes of one update with LoRA against a full update of the same
     /// model: both encoded canonically (what a trainer uploads); prints

@@ -443,11 +443,8 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     if let Some(sync) = args.sync {
         spec.sync = sync;
     }
-    if !spec.sync.is_sync() && spec.buffer == 0 {
-        spec.buffer = (args.trainers.saturating_sub(args.slow).max(1) as u32).min(spec.shards);
-    }
-    if let Some(b) = args.buffer {
-        spec.buffer = b;
+    if !spec.sync.is_sync() && (spec.buffer == 0 || args.buffer.is_some()) {
+        spec.buffer = stale_buffer(args, spec.shards);
     }
     if args.owner_files().is_none() {
         // With owner's files the spec is completed (and checked) once
@@ -1626,6 +1623,13 @@ pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
     print_json(&report)
 }
 
+/// The demo's `stale:S` buffer: `--buffer`, else the trainers that are not
+/// `--slow` (at least 1, at most `shards`).
+fn stale_buffer(args: &DemoArgs, shards: u32) -> u32 {
+    args.buffer
+        .unwrap_or_else(|| (args.trainers.saturating_sub(args.slow).max(1) as u32).min(shards))
+}
+
 /// Arguments of `funetun bench sync`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncBenchArgs {
@@ -1663,9 +1667,18 @@ struct SyncBench {
     stale_accuracy: f64,
     /// `stale_accuracy − sync_accuracy`.
     accuracy_delta: f64,
-    /// Rounds run under each policy, and the whole jobs' training seconds.
+    /// Updates merged under `sync`; the stale job runs the rounds its
+    /// buffer needs to merge as many, so both final accuracies are after
+    /// the same training work.
+    merged_updates: u64,
+    /// Rounds run under `sync`.
     rounds: u64,
-    /// See `rounds`.
+    /// Rounds run under the stale policy.
+    stale_rounds: u64,
+    /// The stale policy's test accuracy after `rounds` rounds (fewer
+    /// merged updates).
+    stale_accuracy_same_rounds: Option<f64>,
+    /// The whole jobs' training seconds.
     sync_training_seconds: f64,
     /// See `rounds`.
     stale_training_seconds: f64,
@@ -1681,18 +1694,31 @@ pub fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<()> {
     base.slow = base.slow.max(1);
     base.rounds = base.rounds.or(Some(8));
     let runtime = crate::chain::runtime()?;
-    let run = |policy, sub: &str| -> anyhow::Result<DemoSummary> {
+    let run = |policy, rounds: u64, sub: &str| -> anyhow::Result<DemoSummary> {
         let mut a = base.clone();
         a.sync = Some(policy);
+        a.rounds = Some(u32::try_from(rounds).context("too many rounds")?);
         a.out = base.out.join(sub);
         eprintln!(
-            "bench sync: the demo under {policy}, output in {}",
+            "bench sync: the demo under {policy}, {rounds} rounds, output in {}",
             a.out.display()
         );
         runtime.block_on(run_demo(&a))
     };
-    let sync = run(funetun_core::sync::SyncPolicy::Sync, "sync")?;
-    let stale = run(args.stale, "stale")?;
+    let rounds = u64::from(base.rounds.unwrap_or(8));
+    let sync = run(funetun_core::sync::SyncPolicy::Sync, rounds, "sync")?;
+    // As many merged updates under both policies.
+    let merged_updates: u64 = sync
+        .participants
+        .iter()
+        .map(|p| p.staleness.len() as u64)
+        .sum();
+    let shards =
+        JobSpec::from_bytes(&std::fs::read(base.out.join("sync").join("job.toml"))?)?.shards;
+    let stale_rounds = merged_updates
+        .div_ceil(u64::from(stale_buffer(&base, shards).max(1)))
+        .max(1);
+    let stale = run(args.stale, stale_rounds, "stale")?;
     let time_to = |s: &DemoSummary| {
         s.accuracy_per_round
             .iter()
@@ -1721,13 +1747,19 @@ pub fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<()> {
         sync_accuracy: sync.test_accuracy,
         stale_accuracy: stale.test_accuracy,
         accuracy_delta: stale.test_accuracy - sync.test_accuracy,
+        merged_updates,
         rounds: sync.rounds,
+        stale_rounds: stale.rounds,
+        stale_accuracy_same_rounds: stale
+            .accuracy_per_round
+            .get((rounds as usize).saturating_sub(1))
+            .copied(),
         sync_training_seconds: sync.training_seconds,
         stale_training_seconds: stale.training_seconds,
     };
     let secs = |s: Option<f64>| s.map_or("never".into(), |s| format!("{s:.1} s"));
     eprintln!(
-        "to {:.1}% accuracy: sync {}, {} {} (ratio {}); utilisation {:.2} vs {:.2}; final accuracy {:.2}% vs {:.2}%",
+        "to {:.1}% accuracy: sync {}, {} {} (ratio {}); utilisation {:.2} vs {:.2}; final accuracy after {merged_updates} merged updates {:.2}% ({} rounds) vs {:.2}% ({} rounds)",
         args.target * 100.0,
         secs(sync_seconds),
         args.stale,
@@ -1736,7 +1768,9 @@ pub fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<()> {
         report.sync_utilization,
         report.stale_utilization,
         sync.test_accuracy * 100.0,
-        stale.test_accuracy * 100.0
+        sync.rounds,
+        stale.test_accuracy * 100.0,
+        stale.rounds
     );
     print_json(&report)
 }

@@ -74,6 +74,12 @@ pub struct LeaseRequest {
     /// recorded so replays go to like machines.
     #[serde(default)]
     pub platform: Option<String>,
+    /// A `stale:S` job: the task whose update this trainer has trained and
+    /// is still submitting (waiting for a round it may submit in). Its lease
+    /// is not handed back; the trainer gets its next task meanwhile, so
+    /// compute does not wait on the round. Ignored under `sync`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<u64>,
 }
 
 /// A leased task: everything a trainer needs to compute its delta, and

@@ -459,6 +459,59 @@
       })));
   }
 
+  // Per trainer, from the orchestrator's lease and report times (whole
+  // seconds): busy is the time it held at least one task (lease to report;
+  // a stale:S trainer's tasks overlap), idle the gaps between its first
+  // lease and its last report with none in hand, and the staleness of its
+  // merged updates (docs/sync.md).
+  function trainerStats(updates) {
+    const by = new Map();
+    for (const u of Array.isArray(updates) ? updates : []) {
+      const end = Number(u.submitted_at) || 0;
+      const start = end - (Number(u.task_seconds) || 0);
+      const t = by.get(u.trainer) || { trainer: u.trainer, spans: [], tasks: 0, accepted: 0, stale: [] };
+      t.spans.push([start, end]);
+      t.tasks += 1;
+      if (u.status === 'accepted') t.accepted += 1;
+      if (u.merged_round != null) t.stale.push(u.merged_round - u.base_round);
+      by.set(u.trainer, t);
+    }
+    return [...by.values()].map((t) => {
+      t.spans.sort((a, b) => a[0] - b[0]);
+      let busy = 0;
+      let reach = -Infinity;
+      for (const [a, b] of t.spans) {
+        const from = Math.max(a, reach);
+        if (b > from) busy += b - from;
+        reach = Math.max(reach, b);
+      }
+      const span = reach - t.spans[0][0];
+      const idle = Math.max(0, span - busy);
+      const mean = t.stale.length ? t.stale.reduce((x, y) => x + y, 0) / t.stale.length : null;
+      return { trainer: t.trainer, tasks: t.tasks, accepted: t.accepted, busy, idle,
+        utilization: span > 0 ? busy / span : null, staleness: mean, maxStaleness: t.stale.length ? Math.max(...t.stale) : null };
+    }).sort((a, b) => String(a.trainer).localeCompare(String(b.trainer)));
+  }
+
+  function trainersTable(updates) {
+    const rows = trainerStats(updates);
+    if (rows.length === 0) {
+      return h('p', { class: 'empty', 'data-testid': 'trainers-empty' }, 'No updates yet.');
+    }
+    return h('table', { class: 'table', 'data-testid': 'trainers-table' },
+      h('thead', {}, h('tr', {}, ['trainer', 'updates', 'accepted', 'busy', 'idle', 'utilisation', 'staleness (mean / max)'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, rows.map((t) =>
+        h('tr', { 'data-testid': 'trainer-row', 'data-trainer': t.trainer },
+          h('td', {}, code(t.trainer)),
+          h('td', { class: 'num' }, t.tasks),
+          h('td', { class: 'num' }, t.accepted),
+          h('td', { class: 'num', 'data-field': 'busy', title: 'holding a task: lease to report' }, `${t.busy} s`),
+          h('td', { class: 'num', 'data-field': 'idle', title: 'no task in hand, between its first lease and its last report' }, `${t.idle} s`),
+          h('td', { class: 'num', 'data-field': 'utilization' }, pct(t.utilization)),
+          h('td', { class: 'num', 'data-field': 'staleness' },
+            t.staleness == null ? '—' : `${t.staleness.toFixed(2)} / ${t.maxStaleness}`)))));
+  }
+
   // The chart is the orchestrator's SVG, inlined so its points are elements
   // of the page; fetched again whenever the rounds change.
   let chartGeneration = 0;
@@ -541,6 +594,7 @@
         h('section', {}, h('h2', {}, 'Curves'), h('div', { id: 'charts', class: 'charts', 'data-testid': 'charts' }, h('p', { class: 'empty' }, 'Loading charts…'))),
         h('div', { id: 'samples' }),
         h('section', {}, h('h2', {}, 'Rounds'), h('div', { id: 'rounds' })),
+        h('section', {}, h('h2', {}, 'Trainers'), h('div', { id: 'trainers' })),
         h('section', {}, h('h2', {}, 'Updates'), h('div', { id: 'updates' })),
       ],
       urls: (id) => [`/v1/jobs/${encodeURIComponent(id)}`, `/v1/jobs/${encodeURIComponent(id)}/rounds`, `/v1/jobs/${encodeURIComponent(id)}/updates`],
@@ -556,6 +610,7 @@
         section('money', job.text, () => moneyCards(job.data));
         section('samples', rounds.text, () => samples(rounds.data));
         section('rounds', rounds.text, () => timeline(rounds.data));
+        section('trainers', updates.text, () => trainersTable(updates.data));
         section('updates', updates.text, () => updatesTable(updates.data));
         loadChart(id, rounds.text);
       },

@@ -164,6 +164,7 @@ pub async fn fire(
         job_id,
         capacity: Capacity::M,
         platform: None,
+        holding: None,
     };
     let clients: Vec<Client> = (0..connections)
         .map(|i| Client::new(url, Some(keys[i % keys.len()].clone())))

@@ -203,6 +203,9 @@ pub enum Event {
         trainer: Address,
         /// Its size class.
         capacity: Capacity,
+        /// `stale:S`: a task it finished and is still submitting; that
+        /// lease is not handed back.
+        holding: Option<u64>,
     },
     /// A lease was issued.
     Leased(Lease),
@@ -340,8 +343,17 @@ impl JobState {
     /// free shards. A `stale:S` round hands a trainer that reported another
     /// task at once (it trains on the newest checkpoint while its update is
     /// checked), re-issuing the lowest slot whose lease lapsed or whose
-    /// update was rejected before opening a new one past `shards`.
-    pub fn decide_lease(&self, trainer: Address, now: u64, seed: u64) -> LeaseDecision {
+    /// update was rejected before opening a new one past `shards`. There,
+    /// the lease `holding` names (a task the trainer finished and is still
+    /// submitting) is not handed back: the trainer trains its next task
+    /// while the finished one waits for a round it may be submitted in.
+    pub fn decide_lease(
+        &self,
+        trainer: Address,
+        holding: Option<u64>,
+        now: u64,
+        seed: u64,
+    ) -> LeaseDecision {
         if self.phase != RoundPhase::Open || self.chain_closed {
             return LeaseDecision::NoneAvailable;
         }
@@ -353,6 +365,7 @@ impl JobState {
             .leases
             .iter()
             .filter(|l| l.trainer == trainer && l.live(now))
+            .filter(|l| !stale || Some(l.task_id) != holding)
             .max_by_key(|l| l.task_id)
         {
             return LeaseDecision::Existing {
@@ -428,8 +441,11 @@ pub fn tick(state: &mut JobState, events: &[Event], now: u64, seed: u64) -> Vec<
     let mut actions = Vec::new();
     for event in events {
         state.apply(event);
-        if let Event::LeaseRequested { trainer, .. } = event {
-            let decision = state.decide_lease(*trainer, now, seed);
+        if let Event::LeaseRequested {
+            trainer, holding, ..
+        } = event
+        {
+            let decision = state.decide_lease(*trainer, *holding, now, seed);
             actions.push(Action::Lease {
                 trainer: *trainer,
                 decision,
@@ -638,6 +654,7 @@ mod tests {
         Event::LeaseRequested {
             trainer: addr(trainer),
             capacity: Capacity::M,
+            holding: None,
         }
     }
 
@@ -910,6 +927,31 @@ mod tests {
         // So is a rejected one.
         let a = tick(&mut s, &[decided(1, false), ask(4)], 1_061, 0);
         assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+    }
+
+    #[test]
+    fn a_stale_trainer_holding_a_finished_task_gets_its_next_one() {
+        let holding = |trainer: u8, task_id: u64| Event::LeaseRequested {
+            trainer: addr(trainer),
+            capacity: Capacity::M,
+            holding: Some(task_id),
+        };
+        let mut s = stale(4, 3);
+        let a = tick(&mut s, &[lease(1, 1, 0, 1_060), ask(1)], 1_000, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 1 });
+        // Task 1 is trained and waits for a round: the next slot, at once.
+        let a = tick(&mut s, &[holding(1, 1)], 1_001, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        // One task in hand at a time: the new lease comes back, not a third.
+        let a = tick(&mut s, &[lease(2, 1, 1, 1_061), holding(1, 1)], 1_002, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 2 });
+        // Naming another trainer's lease changes nothing.
+        let a = tick(&mut s, &[lease(3, 2, 2, 1_062), holding(2, 1)], 1_003, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 3 });
+        // Under `sync`, a held lease is handed back as before.
+        let mut s = state(4);
+        let a = tick(&mut s, &[lease(1, 1, 0, 1_060), holding(1, 1)], 1_000, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 1 });
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The trainer loop: lease a task, fetch its base checkpoint (cached by
 //! hash), train, upload Δ, `submitUpdate` on-chain, report to the
-//! orchestrator.
+//! orchestrator. Under a `stale:S` job the loop is pipelined: a trained
+//! task is held while the next one is leased and trained, and its upload,
+//! submission (in the next round open to this trainer) and report run
+//! meanwhile, so compute does not wait on rounds (docs/sync.md).
 //!
 //! Crash safety: after `submitUpdate` returns, the submission is appended to
 //! a journal (`journal-<address>.jsonl` in the cache directory) before it is
@@ -30,7 +33,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalEntry};
 pub use crate::journal::{JournalLine, journal_path, read_journal};
-use crate::source::{DeltaSource, Honest, Work};
+use crate::source::{DeltaSource, Honest, Produced, Work};
 
 /// How a trainer runs.
 #[derive(Clone, Debug)]
@@ -106,19 +109,49 @@ pub struct TrainerReport {
     pub forged: u64,
 }
 
+/// How a submission ended.
 enum TaskEnd {
     Submitted,
+    /// An earlier run's submission, reported by this one.
     Resumed,
-    Dropped(String),
+    /// Given up (the round moved on, the job closed): logged with why.
+    Dropped,
+}
+
+/// A trained `stale:S` task waiting to be uploaded and submitted.
+struct Held {
+    task: Task,
+    produced: Produced,
+}
+
+/// A task made ready for submission.
+enum Prepared {
+    /// The journal shows it submitted; it was reported again.
+    Resumed,
+    /// Trained; `already` when the chain has this trainer's update of the
+    /// (synchronous) round, from a run that died before its journal line.
+    Trained { produced: Produced, already: bool },
+}
+
+/// A submission's outcome.
+struct Finished {
+    end: TaskEnd,
+    /// Seconds it waited for a round it could be submitted in.
+    wait_seconds: f64,
+    forged: bool,
 }
 
 struct Trainer {
     config: TrainerConfig,
     bench: Workbench,
     source: Arc<dyn DeltaSource>,
-    journal: Journal,
+    /// Locked only between awaits: a held task's submission appends to it
+    /// while the next task is prepared.
+    journal: std::sync::Mutex<Journal>,
     report: TrainerReport,
     picker: JobPicker,
+    /// A trained `stale:S` task not yet submitted.
+    held: Option<Held>,
     /// Since when it has had no task (after its first one).
     idle_since: Option<std::time::Instant>,
 }
@@ -143,7 +176,8 @@ pub async fn run(
     let mut trainer = Trainer {
         source: config.delta_source(),
         bench,
-        journal,
+        journal: std::sync::Mutex::new(journal),
+        held: None,
         report: TrainerReport {
             address,
             ..Default::default()
@@ -174,8 +208,12 @@ impl Worker for Trainer {
 
     async fn step(&mut self) -> Result<Option<bool>> {
         if let Some(max) = self.config.max_tasks
-            && self.report.submitted + self.report.resumed >= max
+            && self.report.submitted + self.report.resumed + u64::from(self.held.is_some()) >= max
         {
+            if self.held.is_some() {
+                self.finish_held().await?;
+                return Ok(Some(true));
+            }
             return Ok(None);
         }
         self.lease_and_work().await
@@ -187,6 +225,14 @@ impl Worker for Trainer {
 }
 
 impl Trainer {
+    /// The journal (a panic elsewhere cannot poison it: every write is one
+    /// appended line).
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Ends an idle stretch, if one is running.
     fn end_idle(&mut self) {
         if let Some(since) = self.idle_since.take() {
@@ -204,6 +250,7 @@ impl Trainer {
         let job = match choice {
             JobChoice::Work(job) => job,
             JobChoice::Over(job) => {
+                self.finish_held().await?;
                 self.end_idle();
                 if self.config.exit_when_over {
                     info!(job = job.job_id, status = %job.status, "job is over");
@@ -213,13 +260,28 @@ impl Trainer {
             }
             JobChoice::Wait => return Ok(Some(false)),
         };
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.task.job_id != job.job_id)
+        {
+            // One job's pipeline at a time.
+            self.finish_held().await?;
+            return Ok(Some(true));
+        }
         let lease = LeaseRequest {
             job_id: job.job_id,
             capacity: self.config.capacity,
             platform: Some(self.bench.platform.clone()),
+            holding: self.held.as_ref().map(|h| h.task.task_id),
         };
         let task = match self.bench.me.client.lease_task(&lease).await {
             Ok(Some(task)) => task,
+            Ok(None) if self.held.is_some() => {
+                // Nothing new to train: submit what is in hand now.
+                self.finish_held().await?;
+                return Ok(Some(true));
+            }
             Ok(None) => {
                 if self.report.busy_seconds > 0.0 && self.idle_since.is_none() {
                     self.idle_since = Some(std::time::Instant::now());
@@ -243,13 +305,15 @@ impl Trainer {
         };
         self.end_idle();
         let started = std::time::Instant::now();
-        let outcome = self.do_task(&task).await;
+        let outcome = if task.sync.is_sync() {
+            self.do_task(&task).await
+        } else {
+            let held = self.held.take();
+            self.do_task_pipelined(&task, held).await
+        };
         self.report.busy_seconds += started.elapsed().as_secs_f64();
-        let end = match outcome {
-            Ok(end) => {
-                self.picker.succeeded(job.job_id);
-                end
-            }
+        match outcome {
+            Ok(()) => self.picker.succeeded(job.job_id),
             Err(e) => {
                 if !e.is_transient() {
                     // Other jobs go first for a while (a bad data set, a
@@ -259,56 +323,133 @@ impl Trainer {
                 }
                 return Err(e);
             }
-        };
-        match end {
-            TaskEnd::Submitted => self.report.submitted += 1,
-            TaskEnd::Resumed => self.report.resumed += 1,
-            TaskEnd::Dropped(why) => {
-                info!(
-                    task = task.task_id,
-                    round = task.round,
-                    "task dropped: {why}"
-                );
-                self.report.dropped += 1;
-            }
         }
         Ok(Some(true))
     }
 
+    /// Trains `task` (or finds it already submitted), then submits it.
+    async fn do_task(&mut self, task: &Task) -> Result<()> {
+        match self.prepare(task).await? {
+            Prepared::Resumed => self.report.resumed += 1,
+            Prepared::Trained { produced, already } => {
+                self.count_training(&produced);
+                let finished = self.finish(task, produced, already).await?;
+                self.report.wait_seconds += finished.wait_seconds;
+                self.count_finished(&finished);
+            }
+        }
+        Ok(())
+    }
+
+    /// A `stale:S` task, pipelined: it is trained (base fetched, delta
+    /// computed) while the task trained before it, `held`, is uploaded,
+    /// submitted in the next round open to this trainer and reported. The
+    /// new one is then held in turn. Compute waits only when a round takes
+    /// longer than a task.
+    async fn do_task_pipelined(&mut self, task: &Task, held: Option<Held>) -> Result<()> {
+        let (prepared, finished) = tokio::join!(
+            async {
+                let prepared = self.prepare(task).await;
+                (prepared, std::time::Instant::now())
+            },
+            async {
+                match held {
+                    Some(h) => Some(self.finish(&h.task, h.produced, false).await),
+                    None => None,
+                }
+            }
+        );
+        let (prepared, trained_at) = prepared;
+        // Compute stood still from the end of training until the held
+        // update was through.
+        self.report.wait_seconds += trained_at.elapsed().as_secs_f64();
+        match prepared {
+            Ok(Prepared::Resumed) => self.report.resumed += 1,
+            Ok(Prepared::Trained { produced, .. }) => {
+                self.count_training(&produced);
+                self.held = Some(Held {
+                    task: task.clone(),
+                    produced,
+                });
+            }
+            Err(e) => {
+                if let Some(Ok(f)) = &finished {
+                    self.count_finished(f);
+                }
+                return Err(e);
+            }
+        }
+        if let Some(f) = finished {
+            self.count_finished(&f?);
+        }
+        Ok(())
+    }
+
+    /// Uploads, submits and reports the held task's update, if any.
+    async fn finish_held(&mut self) -> Result<()> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let finished = self.finish(&held.task, held.produced, false).await;
+        self.report.busy_seconds += started.elapsed().as_secs_f64();
+        let finished = finished?;
+        self.report.wait_seconds += finished.wait_seconds;
+        self.count_finished(&finished);
+        Ok(())
+    }
+
+    fn count_training(&mut self, produced: &Produced) {
+        self.report.steps += produced.steps_trained;
+        self.report.training_seconds += produced.training_seconds;
+    }
+
+    /// Counts a submission's outcome.
+    fn count_finished(&mut self, finished: &Finished) {
+        match finished.end {
+            TaskEnd::Submitted => self.report.submitted += 1,
+            TaskEnd::Resumed => self.report.resumed += 1,
+            TaskEnd::Dropped => self.report.dropped += 1,
+        }
+        if finished.forged {
+            self.report.forged += 1;
+        }
+    }
+
+    /// Fetches the task's base and trains it (with any `--slowdown`), unless
+    /// a journal line or the chain shows it was submitted already.
     #[instrument(skip_all, fields(task = task.task_id, job = task.job_id, round = task.round, shard = task.shard))]
-    async fn do_task(&mut self, task: &Task) -> Result<TaskEnd> {
+    async fn prepare(&self, task: &Task) -> Result<Prepared> {
         let spec = task_spec(task)?;
         let job = U256::from(task.job_id);
         let me = self.report.address;
-        let stale = !task.sync.is_sync();
-        let already = if stale {
+        let already = if !task.sync.is_sync() {
             // One submission per trainer per round: this trainer may have
             // submitted another task in the task's round. Only the journal
             // knows whether this task was submitted.
-            if let Some(entry) = self
-                .journal
+            let entry = self
+                .journal()
                 .entries
                 .values()
                 .find(|e| e.job_id == task.job_id && e.task_id == task.task_id)
-                .cloned()
-            {
+                .cloned();
+            if let Some(entry) = entry {
                 self.report_update(&entry).await?;
-                return Ok(TaskEnd::Resumed);
+                return Ok(Prepared::Resumed);
             }
             false
         } else {
             let index = update_index(task.round, me);
             let on_chain = self.bench.me.ledger.update(job, index).await?;
             let already = on_chain.status != update_status::NONE;
-            if already
-                && let Some(entry) = self
-                    .journal
-                    .entries
-                    .get(&(task.job_id, task.round))
-                    .cloned()
-            {
+            let entry = self
+                .journal()
+                .entries
+                .get(&(task.job_id, task.round))
+                .cloned();
+            if already && let Some(entry) = entry {
                 self.report_update(&entry).await?;
-                return Ok(TaskEnd::Resumed);
+                return Ok(Prepared::Resumed);
             }
             already
         };
@@ -325,12 +466,21 @@ impl Trainer {
                 spec,
             })
             .await?;
-        self.report.steps += produced.steps_trained;
-        self.report.training_seconds += produced.training_seconds;
         if self.config.slowdown > 1.0 {
             let extra = produced.training_seconds * (self.config.slowdown - 1.0);
             tokio::time::sleep(Duration::from_secs_f64(extra.min(86_400.0))).await;
         }
+        Ok(Prepared::Trained { produced, already })
+    }
+
+    /// Uploads a trained task's delta, submits its hash on-chain (a
+    /// `stale:S` task in the next round open to this trainer), journals the
+    /// submission and reports it.
+    #[instrument(skip_all, fields(task = task.task_id, job = task.job_id, round = task.round, shard = task.shard))]
+    async fn finish(&self, task: &Task, produced: Produced, already: bool) -> Result<Finished> {
+        let job = U256::from(task.job_id);
+        let stale = !task.sync.is_sync();
+        let mut wait_seconds = 0.0;
         if let Err(e) = self
             .bench
             .me
@@ -352,9 +502,18 @@ impl Trainer {
         } else {
             loop {
                 if stale {
-                    round = match self.stale_round(task).await? {
+                    let (open, waited) = self.stale_round(task).await?;
+                    wait_seconds += waited;
+                    round = match open {
                         Ok(round) => round,
-                        Err(why) => return Ok(TaskEnd::Dropped(why)),
+                        Err(why) => {
+                            info!("task dropped: {why}");
+                            return Ok(Finished {
+                                end: TaskEnd::Dropped,
+                                wait_seconds,
+                                forged: false,
+                            });
+                        }
                     };
                 }
                 match self
@@ -396,7 +555,14 @@ impl Trainer {
                             JobManagerErrors::WrongRound(_)
                             | JobManagerErrors::JobNotActive(_)
                             | JobManagerErrors::InsufficientDeposit(_),
-                        ) => return Ok(TaskEnd::Dropped(e.to_string())),
+                        ) => {
+                            info!("task dropped: {e}");
+                            return Ok(Finished {
+                                end: TaskEnd::Dropped,
+                                wait_seconds,
+                                forged: false,
+                            });
+                        }
                         _ => return Err(e.into()),
                     },
                 }
@@ -412,10 +578,7 @@ impl Trainer {
             loss_after: computed.loss_after,
             forged: computed.forged,
         };
-        self.journal.append(entry.clone())?;
-        if computed.forged {
-            self.report.forged += 1;
-        }
+        self.journal().append(entry.clone())?;
         self.source.submitted(&computed.bytes, computed.hash);
         match self.report_update(&entry).await {
             Ok(()) => {}
@@ -423,19 +586,23 @@ impl Trainer {
             Err(e) if entry.forged => warn!(error = %e, "the forged update's report was refused"),
             Err(e) => return Err(e),
         }
-        Ok(if already {
-            TaskEnd::Resumed
-        } else {
-            TaskEnd::Submitted
+        Ok(Finished {
+            end: if already {
+                TaskEnd::Resumed
+            } else {
+                TaskEnd::Submitted
+            },
+            wait_seconds,
+            forged: computed.forged,
         })
     }
 
     /// The round a finished `stale:S` task is submitted in: the open one,
     /// once this trainer has not yet submitted in it (one update per
-    /// trainer per round on-chain), and at most S rounds after the task's.
-    /// `Err(why)` when it is too late: the update is dropped unsubmitted,
-    /// so it is neither paid nor slashed.
-    async fn stale_round(&mut self, task: &Task) -> Result<std::result::Result<u64, String>> {
+    /// trainer per round on-chain), and at most S rounds after the task's;
+    /// with the seconds it waited. `Err(why)` when it is too late: the
+    /// update is dropped unsubmitted, so it is neither paid nor slashed.
+    async fn stale_round(&self, task: &Task) -> Result<(std::result::Result<u64, String>, f64)> {
         let job = U256::from(task.job_id);
         let bound = u64::from(task.sync.max_staleness());
         let started = std::time::Instant::now();
@@ -448,7 +615,8 @@ impl Trainer {
             let open = u64::from(view.checkpoints).saturating_sub(1);
             if open.saturating_sub(task.round) > bound {
                 break Err(format!(
-                    "too stale: trained on checkpoint {}, the job is at round {open},                      and it takes updates at most {bound} rounds behind",
+                    "too stale: trained on checkpoint {}, the job is at round {open}, \
+                     and it takes updates at most {bound} rounds behind",
                     task.round
                 ));
             }
@@ -465,8 +633,7 @@ impl Trainer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        self.report.wait_seconds += started.elapsed().as_secs_f64();
-        Ok(outcome)
+        Ok((outcome, started.elapsed().as_secs_f64()))
     }
 
     /// The transaction of this trainer's earlier submission for the task's

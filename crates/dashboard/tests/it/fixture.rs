@@ -261,10 +261,12 @@ impl World {
                 loss_after: 2.0 / (t as f32 + 1.5),
                 paid_wei: reward,
                 slashed_wei: U256::ZERO,
-                submitted_at: now,
-                base_round: t,
+                // A round every 20 s; the second trainer holds its tasks
+                // twice as long and trains on the previous checkpoint.
+                submitted_at: now - 300 + 20 * t,
+                base_round: t.saturating_sub(i as u64),
                 merged_round: Some(t),
-                task_seconds: 2,
+                task_seconds: 10 * (i as u64 + 1),
             });
         }
         let accuracy = 0.5 + 0.4 * (1.0 - 1.0 / (t as f64 + 2.0));

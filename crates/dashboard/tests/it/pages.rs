@@ -136,6 +136,51 @@ async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
         .await?;
     ensure!(verdicts.as_deref() == Some("✓2 ✗0"), "{verdicts:?}");
 
+    // Per trainer: busy and idle from lease and report times, staleness of
+    // its merged updates. The first holds each task 10 s of a 20 s round;
+    // the second 20 s, on the previous checkpoint from round 1.
+    let trainers: Vec<String> = fixture
+        .world
+        .lock()
+        .map(|w| {
+            let mut by_shard: Vec<_> = w.updates[&1].iter().map(|u| (u.shard, u.trainer)).collect();
+            by_shard.sort();
+            by_shard.dedup();
+            // As the API writes addresses, which the rows are keyed by.
+            by_shard
+                .into_iter()
+                .map(|(_, t)| {
+                    serde_json::to_value(t)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(trainers.len() == 2, "{trainers:?}");
+    let cell = |trainer: &str, field: &str| {
+        let sel =
+            format!("[data-testid=trainer-row][data-trainer='{trainer}'] [data-field={field}]");
+        let b = &b;
+        async move { Ok::<_, anyhow::Error>(b.text(&sel).await?.unwrap_or_default()) }
+    };
+    for (trainer, want) in trainers.iter().zip([
+        ["20 s", "10 s", "66.7%", "0.00 / 0"],
+        ["40 s", "0 s", "100.0%", "0.50 / 1"],
+    ]) {
+        for (field, want) in ["busy", "idle", "utilization", "staleness"]
+            .into_iter()
+            .zip(want)
+        {
+            let got = cell(trainer, field).await?;
+            ensure!(
+                got == want,
+                "trainer {trainer} {field}: {got:?}, expected {want:?}"
+            );
+        }
+    }
+
     // Money in ETH: 10 deposited, 4 × 0.1 paid.
     let money = |k: &'static str| {
         let b = &b;

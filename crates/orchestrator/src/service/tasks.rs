@@ -63,8 +63,14 @@ pub async fn lease(
 ) -> Result<LeaseOutcome> {
     let info = state.job(req.job_id).await?;
     // Fast path, the same answer the scheduler gives (`Existing`): the
-    // trainer holds a live lease of the open round and reported nothing yet.
-    if let Some(task) = state.store.live_lease(req.job_id, trainer, now).await? {
+    // trainer holds a live lease of the open round and reported nothing yet
+    // (a `stale:S` trainer's finished task it is `holding` aside).
+    let holding = req.holding.filter(|_| !info.spec.sync.is_sync());
+    if let Some(task) = state
+        .store
+        .live_lease(req.job_id, trainer, holding, now)
+        .await?
+    {
         return Ok(LeaseOutcome::Task(Box::new(task_of(&info, &task))));
     }
     let status = state.job_status(req.job_id).await?;
@@ -90,6 +96,7 @@ pub async fn lease(
         &[Event::LeaseRequested {
             trainer,
             capacity: req.capacity,
+            holding: req.holding,
         }],
         now,
         seed,

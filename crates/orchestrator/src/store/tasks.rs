@@ -114,16 +114,18 @@ impl Store {
         raw.map(RawTask::typed).transpose()
     }
 
-    /// The trainer's live, unreported lease of the job's open round, if any.
+    /// The trainer's live, unreported lease of the job's open round, if any,
+    /// other than `except` (a finished task the trainer is still submitting).
     pub async fn live_lease(
         &self,
         job_id: u64,
         trainer: Address,
+        except: Option<u64>,
         now: u64,
     ) -> Result<Option<TaskRow>> {
         let raw: Option<RawTask> = sqlx::query_as(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.job_id = ? AND t.trainer = ?
-               AND t.submitted = 0 AND t.expires_at > ?
+               AND t.submitted = 0 AND t.expires_at > ? AND t.task_id != ?
                AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = ?)
                AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = ?)
                AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = t.job_id AND u.round = t.round AND u.trainer = t.trainer)
@@ -132,6 +134,7 @@ impl Store {
         .bind(to_db(job_id))
         .bind(addr_text(trainer))
         .bind(to_db(now))
+        .bind(except.map_or(-1, to_db))
         .bind(JobStatus::Active.as_str())
         .bind(RoundStatus::Open.as_str())
         .fetch_optional(&self.read)

@@ -186,6 +186,7 @@ pub async fn trainer_turn(
             job_id: job,
             capacity: Capacity::M,
             platform: Some(funetun_ml::platform::platform_class()),
+            holding: None,
         })
         .await
     {

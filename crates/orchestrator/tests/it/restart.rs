@@ -137,6 +137,7 @@ async fn restarted_mid_round(spec: funetun_core::JobSpec) {
             job_id: job,
             capacity: funetun_core::api::Capacity::M,
             platform: None,
+            holding: None,
         })
         .await
         .unwrap()
@@ -150,6 +151,7 @@ async fn restarted_mid_round(spec: funetun_core::JobSpec) {
             job_id: job,
             capacity: funetun_core::api::Capacity::M,
             platform: None,
+            holding: None,
         })
         .await
         .unwrap()
