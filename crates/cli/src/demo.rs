@@ -442,6 +442,11 @@ pub fn demo_spec(args: &DemoArgs, dataset: &DatasetName) -> anyhow::Result<JobSp
     }
     if let Some(sync) = args.sync {
         spec.sync = sync;
+        if sync.is_sync() {
+            // A stale spec run under `sync`: its stale-only fields go.
+            spec.buffer = 0;
+            spec.staleness_alpha = funetun_core::spec::DEFAULT_STALENESS_ALPHA;
+        }
     }
     if !spec.sync.is_sync() && (spec.buffer == 0 || args.buffer.is_some()) {
         spec.buffer = stale_buffer(args, spec.shards);

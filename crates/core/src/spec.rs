@@ -16,8 +16,9 @@ use crate::model::{Model, TransformerConfig};
 use crate::protocol::{DatasetName, ModelKind, TextTokenizer, Tokenizer, ValidationMode};
 use crate::sync::SyncPolicy;
 
-/// α of the staleness weight unless the spec says otherwise.
-pub const DEFAULT_STALENESS_ALPHA: f32 = 0.5;
+/// α of the staleness weight unless the spec says otherwise: 1, a
+/// one-round-old update counts half (docs/sync.md measures 0.5 and 1).
+pub const DEFAULT_STALENESS_ALPHA: f32 = 1.0;
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
@@ -637,7 +638,7 @@ mod tests {
     #[test]
     fn a_stale_spec_round_trips_and_a_sync_one_keeps_its_bytes() {
         let spec =
-            JobSpec::from_toml("sync = \"stale:2\"\nbuffer = 3\nstaleness_alpha = 1.0").unwrap();
+            JobSpec::from_toml("sync = \"stale:2\"\nbuffer = 3\nstaleness_alpha = 0.5").unwrap();
         assert_eq!(spec.sync, SyncPolicy::Stale { max: 2 });
         assert_eq!(JobSpec::from_toml(&spec.to_toml()).unwrap(), spec);
         // The defaults are not written, so specs from before the policy
@@ -667,7 +668,7 @@ mod tests {
             ("[rewards]\nbase_reward = \"0eth\"", "rewards.base_reward"),
             ("sync = \"stale\"", "sync"),
             ("buffer = 2", "buffer"),
-            ("staleness_alpha = 1.0", "staleness_alpha"),
+            ("staleness_alpha = 0.5", "staleness_alpha"),
             ("sync = \"stale:2\"\nshards = 4\nbuffer = 5", "buffer"),
             (
                 "sync = \"stale:2\"\nstaleness_alpha = -1.0",

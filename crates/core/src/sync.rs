@@ -123,7 +123,8 @@ pub fn staleness_weight(staleness: u64, alpha: f32) -> f32 {
 
 /// The factors a round's inputs are multiplied by before its rule, given
 /// their staleness: [`staleness_weight`] of each, as FedBuff scales a
-/// client's update by 1/√(1 + s) (α = 0.5). The scale is absolute, not
+/// client's update by 1/√(1 + s) (α = 0.5; the default α is 1, see
+/// [`crate::spec::DEFAULT_STALENESS_ALPHA`]). The scale is absolute, not
 /// normalised over the round: a round made only of one-round-old deltas
 /// takes a shorter step than a fresh one, which is what keeps stale
 /// rounds from overshooting (measured in docs/sync.md). A fresh update's

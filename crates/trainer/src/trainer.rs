@@ -269,6 +269,18 @@ impl Trainer {
             self.finish_held().await?;
             return Ok(Some(true));
         }
+        if let Some(held) = &self.held
+            && self.held_waits_for_its_round(&held.task).await?
+        {
+            // A task leased now would train on the checkpoint the held one
+            // was trained on, which the next round supersedes: wait for it.
+            let started = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let waited = started.elapsed().as_secs_f64();
+            self.report.busy_seconds += waited;
+            self.report.wait_seconds += waited;
+            return Ok(Some(true));
+        }
         let lease = LeaseRequest {
             job_id: job.job_id,
             capacity: self.config.capacity,
@@ -634,6 +646,27 @@ impl Trainer {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         Ok((outcome, started.elapsed().as_secs_f64()))
+    }
+
+    /// Whether a held `stale:S` task must wait before the next lease: its
+    /// base is still the open round's checkpoint and this trainer has
+    /// submitted in that round, so the held update goes into the next
+    /// round, and a task leased now would be trained on the same
+    /// checkpoint. Training it would only produce a second update that is
+    /// stale by the time it can be submitted; the trainer waits for the
+    /// next checkpoint instead.
+    async fn held_waits_for_its_round(&self, held: &Task) -> Result<bool> {
+        let job = U256::from(held.job_id);
+        let view = self.bench.me.ledger.job(job).await?;
+        if view.status != funetun_chain::bindings::job_status::ACTIVE {
+            return Ok(false);
+        }
+        let open = u64::from(view.checkpoints).saturating_sub(1);
+        if held.round < open {
+            return Ok(false);
+        }
+        let index = update_index(open, self.report.address);
+        Ok(self.bench.me.ledger.update(job, index).await?.status != update_status::NONE)
     }
 
     /// The transaction of this trainer's earlier submission for the task's
