@@ -433,8 +433,6 @@ impl Trainer {
     #[instrument(skip_all, fields(task = task.task_id, job = task.job_id, round = task.round, shard = task.shard))]
     async fn prepare(&self, task: &Task) -> Result<Prepared> {
         let spec = task_spec(task)?;
-        let job = U256::from(task.job_id);
-        let me = self.report.address;
         let already = if !task.sync.is_sync() {
             // One submission per trainer per round: this trainer may have
             // submitted another task in the task's round. Only the journal
@@ -451,9 +449,7 @@ impl Trainer {
             }
             false
         } else {
-            let index = update_index(task.round, me);
-            let on_chain = self.bench.me.ledger.update(job, index).await?;
-            let already = on_chain.status != update_status::NONE;
+            let already = self.submitted_in(task.job_id, task.round).await?;
             let entry = self
                 .journal()
                 .entries
@@ -615,16 +611,13 @@ impl Trainer {
     /// with the seconds it waited. `Err(why)` when it is too late: the
     /// update is dropped unsubmitted, so it is neither paid nor slashed.
     async fn stale_round(&self, task: &Task) -> Result<(std::result::Result<u64, String>, f64)> {
-        let job = U256::from(task.job_id);
         let bound = u64::from(task.sync.max_staleness());
         let started = std::time::Instant::now();
         let mut waited = false;
         let outcome = loop {
-            let view = self.bench.me.ledger.job(job).await?;
-            if view.status != funetun_chain::bindings::job_status::ACTIVE {
+            let Some(open) = self.open_round(task.job_id).await? else {
                 break Err(format!("job {} closed", task.job_id));
-            }
-            let open = u64::from(view.checkpoints).saturating_sub(1);
+            };
             if open.saturating_sub(task.round) > bound {
                 break Err(format!(
                     "too stale: trained on checkpoint {}, the job is at round {open}, \
@@ -632,8 +625,7 @@ impl Trainer {
                     task.round
                 ));
             }
-            let index = update_index(open, self.report.address);
-            if self.bench.me.ledger.update(job, index).await?.status == update_status::NONE {
+            if !self.submitted_in(task.job_id, open).await? {
                 break Ok(open);
             }
             if !waited {
@@ -656,17 +648,31 @@ impl Trainer {
     /// stale by the time it can be submitted; the trainer waits for the
     /// next checkpoint instead.
     async fn held_waits_for_its_round(&self, held: &Task) -> Result<bool> {
-        let job = U256::from(held.job_id);
-        let view = self.bench.me.ledger.job(job).await?;
-        if view.status != funetun_chain::bindings::job_status::ACTIVE {
-            return Ok(false);
-        }
-        let open = u64::from(view.checkpoints).saturating_sub(1);
-        if held.round < open {
-            return Ok(false);
-        }
-        let index = update_index(open, self.report.address);
-        Ok(self.bench.me.ledger.update(job, index).await?.status != update_status::NONE)
+        Ok(match self.open_round(held.job_id).await? {
+            Some(open) if held.round >= open => self.submitted_in(held.job_id, open).await?,
+            _ => false,
+        })
+    }
+
+    /// The job's open round as the chain has it; `None` once it is not
+    /// active.
+    async fn open_round(&self, job_id: u64) -> Result<Option<u64>> {
+        let view = self.bench.me.ledger.job(U256::from(job_id)).await?;
+        Ok((view.status == funetun_chain::bindings::job_status::ACTIVE)
+            .then(|| u64::from(view.checkpoints).saturating_sub(1)))
+    }
+
+    /// Whether this trainer has an update on-chain in `round` (one per
+    /// trainer per round).
+    async fn submitted_in(&self, job_id: u64, round: u64) -> Result<bool> {
+        let index = update_index(round, self.report.address);
+        let update = self
+            .bench
+            .me
+            .ledger
+            .update(U256::from(job_id), index)
+            .await?;
+        Ok(update.status != update_status::NONE)
     }
 
     /// The transaction of this trainer's earlier submission for the task's
