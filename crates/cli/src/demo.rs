@@ -793,6 +793,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let mut children = Children { procs: Vec::new() };
     let mut roles: Vec<DemoParticipant> = Vec::new();
     let participant_keys = &accounts[2..2 + people];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (i, key) in participant_keys.iter().enumerate() {
         let (role, name, attack) = if i < args.trainers {
             let cheats = i >= args.trainers - args.byzantine;
@@ -817,12 +818,22 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
             )
         };
         let cache_dir = out.join("participants").join(&name);
+        // Trainers one compute thread each (they share the machine's cores
+        // between them); validators more, since a replay holds its round
+        // back while the trainers that are done wait. Results are the same
+        // bits at any thread count.
+        let threads = if role == Role::Validator {
+            VALIDATOR_THREADS.min(cores)
+        } else {
+            1
+        };
         let mut cmd = Command::new(&exe);
         cmd.arg(role.as_str())
             .args(["--orchestrator", &url, "--rpc", &rpc_url])
             .args(["--contract", &contract.to_string()])
             .args(["--job", &job_id.to_string(), "--exit-when-done"])
-            .args(["--threads", "1", "--poll-secs", "0.05", "--json"])
+            .args(["--threads", &threads.to_string()])
+            .args(["--poll-secs", "0.05", "--json"])
             .arg("--cache-dir")
             .arg(&cache_dir)
             .env("FUNETUN_KEY", hex_key(key))
@@ -1627,6 +1638,9 @@ pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
     );
     print_json(&report)
 }
+
+/// Compute threads of each demo validator, at most (trainers get one).
+const VALIDATOR_THREADS: usize = 2;
 
 /// The demo's `stale:S` buffer: `--buffer`, else the trainers that are not
 /// `--slow` (at least 1, at most `shards`).

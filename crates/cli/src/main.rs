@@ -71,7 +71,7 @@ enum Command {
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Proof of training: the six checks over a chain of checkpoints (a directory or a job).
+    /// Proof of training: the seven checks over a chain of checkpoints (a directory or a job).
     VerifyChain(verify::VerifyChainArgs),
     /// Sample text from a transformer checkpoint (a file, or a job's latest).
     Generate(generate::GenerateArgs),

@@ -187,7 +187,17 @@ pub async fn run(
         config,
     };
     let poll = trainer.config.poll;
-    if run_loop(&mut trainer, &stop, poll).await? {
+    let ready = run_loop(&mut trainer, &stop, poll).await?;
+    if trainer.held.is_some() {
+        // Stopped by the signal with a trained update in hand: it is work
+        // the job pays for, so it is submitted (in the next round open to
+        // this trainer, at most S rounds late) before the process exits.
+        info!("stopping: submitting the update in hand first");
+        if let Err(e) = trainer.finish_held().await {
+            warn!(error = %e, "the update in hand was not submitted; its lease lapses");
+        }
+    }
+    if ready {
         info!(report = ?trainer.report, "trainer stopped");
     }
     Ok(trainer.report)

@@ -17,6 +17,9 @@
 //! recomputes the deterministic delta and finds its transaction from the
 //! `UpdateSubmitted` event).
 //!
+//! A third test stops a `stale:S` trainer with SIGTERM while it holds a
+//! trained update (pipelining): it must submit that update before exiting.
+//!
 //! Everything is real: the chain, the contract, the orchestrator (in this
 //! process, over HTTP) and the trainer binary.
 
@@ -151,7 +154,7 @@ fn spec() -> JobSpec {
 }
 
 impl Env {
-    async fn new() -> Env {
+    async fn new(spec: JobSpec) -> Env {
         let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
         let rpc_url = chain.rpc_url();
         let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
@@ -177,7 +180,6 @@ impl Env {
         config.offline = true;
         let orchestrator = funetun_orchestrator::start(config).await.unwrap();
 
-        let spec = spec();
         let bytes = spec.to_toml().into_bytes();
         let spec_hash = Client::new(&orchestrator.url(), Some(keys[0].clone()))
             .put_spec(bytes)
@@ -272,7 +274,7 @@ fn log_of(path: &Path) -> String {
 }
 
 async fn restart_after_a_lost_report(lose_journal: bool) {
-    let env = Env::new().await;
+    let env = Env::new(spec()).await;
     let me = env.trainer.address();
     let client = Client::new(&env.orchestrator.url(), None);
     let proxy = CutProxy::start(env.orchestrator.local_addr()).await;
@@ -384,4 +386,63 @@ async fn restarted_trainer_reports_its_submission_from_the_journal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_trainer_without_a_journal_finds_its_submission_on_chain() {
     restart_after_a_lost_report(true).await;
+}
+
+/// SIGTERM to a pipelined `stale:2` trainer holding its second update (the
+/// first reported, the second trained on the same checkpoint and waiting
+/// for the next round): it submits the held update before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
+    let mut spec = spec();
+    spec.name = "stale-stop".into();
+    spec.rounds = 4;
+    spec.sync = "stale:2".parse().unwrap();
+    spec.buffer = 1;
+    let env = Env::new(spec).await;
+    let me = env.trainer.address();
+    let log = env.dir.path().join("trainer.log");
+    let trainer = env.trainer(&env.orchestrator.url(), &log).spawn().unwrap();
+    let pid = trainer.id().expect("running").to_string();
+    // The first update reported: the second task was leased (naming the
+    // first as held) and trained alongside, so it is in hand from now on.
+    let started = std::time::Instant::now();
+    while !log_of(&log).contains("update reported") {
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "the trainer never reported:\n{}",
+            log_of(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid}");
+    let out = tokio::time::timeout(HANG_GUARD, trainer.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the stopped trainer hangs:\n{}", log_of(&log)))
+        .unwrap();
+    let text = log_of(&log);
+    assert!(out.status.success(), "exit {}:\n{text}", out.status);
+    assert!(
+        text.contains("stopping: submitting the update in hand first"),
+        "{text}"
+    );
+    let report = crate::last_json(&out);
+    assert_eq!(report["submitted"], 2, "{report}\n{text}");
+    assert_eq!(report["dropped"], 0, "{report}");
+    assert_eq!(report["steps"], 2 * u64::from(STEPS), "{report}");
+
+    // Both on-chain, one per round, and both reported: the second was
+    // trained on checkpoint 0 and went into round 1.
+    let submissions = env.submissions().await;
+    let rounds: Vec<u64> = submissions.keys().map(|(r, _)| *r).collect();
+    assert_eq!(rounds, vec![0, 1], "{submissions:?}");
+    assert!(submissions.keys().all(|(_, t)| *t == me));
+    let client = Client::new(&env.orchestrator.url(), None);
+    let updates = client.updates(JOB).await.unwrap();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    let second = updates.iter().find(|u| u.round == 1).expect("round 1");
+    assert_eq!(second.base_round, 0, "{second:?}");
 }

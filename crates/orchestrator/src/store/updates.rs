@@ -11,6 +11,7 @@ use funetun_core::api::{CheckReason, UpdateInfo, VoteInfo};
 use super::jobs::JobStatus;
 use super::{Store, StoreTx, to_db, to_u64};
 use crate::error::Result;
+use crate::guard::ReferenceNorms;
 use crate::reputation::Decay;
 use crate::scheduler::Update;
 pub use crate::scheduler::UpdateStatus;
@@ -286,15 +287,15 @@ impl Store {
 
     /// Norms of the job's updates of `round` and the one before that the
     /// guards compare against: measured, not flagged by a guard, not rejected.
-    pub async fn reference_norms(&self, job_id: u64, round: u64) -> Result<Vec<f64>> {
+    pub async fn reference_norms(&self, job_id: u64, round: u64) -> Result<ReferenceNorms> {
         let reasons = [
             CheckReason::None,
             CheckReason::Drawn,
             CheckReason::Probation,
             CheckReason::Challenged,
         ];
-        Ok(sqlx::query_scalar(
-            "SELECT u.norm FROM updates u
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
+            "SELECT u.round, u.norm FROM updates u
              LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
              WHERE u.job_id = ? AND u.round + 1 >= ? AND u.round <= ? AND u.norm IS NOT NULL
                AND u.reason IN (?, ?, ?, ?)
@@ -310,7 +311,16 @@ impl Store {
         .bind(UpdateStatus::Pending.as_str())
         .bind(UpdateStatus::Rejected.as_str())
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        let mut norms = ReferenceNorms::default();
+        for (r, norm) in rows {
+            if r == to_db(round) {
+                norms.same_round.push(norm);
+            } else {
+                norms.previous_round.push(norm);
+            }
+        }
+        Ok(norms)
     }
 
     /// The reported updates of a round, as the scheduler sees them.
