@@ -11,13 +11,13 @@ pub type Result<T, E = ChainError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// The contract reverted with one of its custom errors.
-    #[error("contract reverted: {0:?}")]
+    #[error("the contract refused: {}", crate::explain::explain(.0))]
     Revert(JobManagerErrors),
     /// The call reverted with data that is not one of the contract's errors.
     #[error("execution reverted (data 0x{})", hex::encode(.0))]
     RevertData(Vec<u8>),
     /// A mined transaction failed; `error` is the decoded reason when a replay found one.
-    #[error("transaction {tx_hash} failed on-chain{}", .error.as_ref().map(|e| format!(": {e:?}")).unwrap_or_default())]
+    #[error("transaction {tx_hash} failed on-chain{}", .error.as_ref().map(|e| format!(": {}", crate::explain::explain(e))).unwrap_or_default())]
     TxFailed {
         /// The failed transaction.
         tx_hash: B256,

@@ -173,6 +173,14 @@ pub fn http_provider(rpc_url: &str) -> Result<DynProvider> {
         .erased())
 }
 
+/// The chain id the node at `rpc_url` reports (one request, no retries).
+pub async fn chain_id(rpc_url: &str) -> Result<u64> {
+    http_provider(rpc_url)?
+        .get_chain_id()
+        .await
+        .map_err(node_error)
+}
+
 fn is_transient(error: &TransportError) -> bool {
     match error {
         RpcError::Transport(kind) => {

@@ -15,7 +15,8 @@
 //!   JSON-RPC on loopback, with state kept in a data directory.
 //! - [`keys`]: the standard test mnemonic's dev accounts and fresh keys.
 //! - [`bench`]: the measurements behind `funetun bench gas` and `funetun bench chain`.
-//! - [`error`]: [`ChainError`] and the crate's [`Result`].
+//! - [`error`]: [`ChainError`] and the crate's [`Result`]; [`explain`]: the
+//!   contract's custom errors in words, with the next step.
 
 pub mod accounts;
 pub mod bench;
@@ -24,6 +25,7 @@ pub mod deploy;
 pub mod devchain;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod keys;
 pub mod ledger;
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use funetun_chain::devchain::{self, DevChainConfig};
-use funetun_chain::{ContractParams, Ledger, LedgerConfig, dev_accounts, keys};
+use funetun_chain::{ContractParams, Ledger, LedgerConfig, dev_accounts};
 
 use crate::output::print_json;
 
@@ -33,9 +33,9 @@ pub struct DeployArgs {
     /// JSON-RPC endpoint of the chain.
     #[arg(long, env = "FUNETUN_RPC")]
     pub rpc: String,
-    /// Private key of the deployer (hex); defaults to the first dev account.
-    #[arg(long, env = "FUNETUN_KEY")]
-    pub key: Option<String>,
+    /// The deployer's key (default: the first dev account).
+    #[command(flatten)]
+    pub key: crate::keys::KeyArgs,
     /// Minimum stake, in wei.
     #[arg(long, env = "FUNETUN_MIN_STAKE")]
     pub min_stake: Option<alloy_primitives::U256>,
@@ -109,9 +109,10 @@ pub fn run_chain(args: ChainArgs) -> anyhow::Result<()> {
 
 /// Runs `funetun deploy`: prints `{"address","tx_hash","gas_used"}`.
 pub fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let signer = match &args.key {
-        Some(k) => keys::parse_key(k)?,
-        None => dev_accounts(1)[0].signer(),
+    let signer = if args.key.is_given() {
+        args.key.signer()?
+    } else {
+        dev_accounts(1)[0].signer()
     };
     let defaults = ContractParams::default();
     let params = ContractParams {

@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use funetun_chain::bindings::job_status;
 use funetun_chain::ledger::NewJob;
 use funetun_chain::{Ledger, LedgerConfig, keys};
+
+use crate::keys::KeyArgs;
 use funetun_client::Client;
 use funetun_client::anchored::{AnchorProblem, Which, fetch_checkpoints};
 use funetun_core::JobSpec;
@@ -63,9 +65,8 @@ pub struct CreateArgs {
     /// Deposit, e.g. `1.5eth`; must cover at least one base reward.
     #[arg(long)]
     deposit: String,
-    /// The owner's private key (hex).
-    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
-    key: String,
+    #[command(flatten)]
+    key: KeyArgs,
     /// The job's leader (default: the orchestrator's address).
     #[arg(long)]
     leader: Option<Address>,
@@ -119,9 +120,8 @@ pub struct WithdrawJobArgs {
     id: u64,
     #[command(flatten)]
     owner: OwnerArgs,
-    /// The owner's private key (hex).
-    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
-    key: String,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 /// Checks the names in a spec against the models, data sets, optimizers and
@@ -261,7 +261,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         read_spec(&args.spec)?
     };
     let deposit = parse_amount(&args.deposit).map_err(|e| anyhow::anyhow!("--deposit: {e}"))?;
-    let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
+    let key = args.key.signer()?;
+    args.key.warn_if_exposed(&args.owner.rpc).await;
     let client = Client::new(&args.owner.orchestrator, Some(key.clone()));
     let (contract, leader) = match (args.owner.contract, args.leader) {
         (Some(c), Some(l)) => (c, l),
@@ -501,7 +502,8 @@ pub fn export_hf(
 }
 
 async fn withdraw(args: WithdrawJobArgs) -> anyhow::Result<()> {
-    let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
+    let key = args.key.signer()?;
+    args.key.warn_if_exposed(&args.owner.rpc).await;
     let client = Client::new(&args.owner.orchestrator, None);
     let contract = contract_of(&args.owner, &client).await?;
     let ledger = Ledger::connect(&args.owner.rpc, contract, key, LedgerConfig::default()).await?;

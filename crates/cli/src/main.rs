@@ -62,7 +62,15 @@ enum Command {
     /// Replay updates during their challenge windows and challenge forgeries with a bond.
     Challenger(participant::ChallengerArgs),
     /// Withdraw your credits (payments for accepted updates) from the contract.
-    Withdraw(participant::WithdrawArgs),
+    Withdraw(participant::LedgerArgs),
+    /// Your account: stake, credits, balance, roles, and (with
+    /// --orchestrator) your record there.
+    Account(participant::AccountArgs),
+    /// Give up every role; the stake unlocks after the contract's cooldown
+    /// (`funetun unstake` then).
+    Leave(participant::LedgerArgs),
+    /// Take the stake back, once the cooldown after `funetun leave` passed.
+    Unstake(participant::LedgerArgs),
     /// The job owner's commands: create, status, download, withdraw.
     #[command(subcommand)]
     Job(job::JobCommand),
@@ -99,6 +107,9 @@ fn main() {
         Command::Validator(args) => participant::run_validator(args),
         Command::Challenger(args) => participant::run_challenger(args),
         Command::Withdraw(args) => participant::run_withdraw(args),
+        Command::Account(args) => participant::run_account(args),
+        Command::Leave(args) => participant::run_leave(args),
+        Command::Unstake(args) => participant::run_unstake(args),
         Command::Job(cmd) => job::run(cmd),
         Command::Orchestrator(args) => orchestrator::run(args),
         Command::VerifyChain(args) => verify::run(args),

@@ -19,9 +19,9 @@ pub struct OrchestratorArgs {
     /// Address of the JobManager contract.
     #[arg(long, env = "FUNETUN_CONTRACT")]
     pub contract: alloy_primitives::Address,
-    /// Leader private key (hex); jobs naming its address as leader are run here.
-    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
-    pub key: String,
+    /// The leader's key; jobs naming its address as leader are run here.
+    #[command(flatten)]
+    pub key: crate::keys::KeyArgs,
     /// State database: `sqlite://path` (created if missing) or `sqlite::memory:`.
     #[arg(
         long,
@@ -66,7 +66,7 @@ pub struct OrchestratorArgs {
 
 /// Runs `funetun orchestrator` until Ctrl-C or SIGTERM.
 pub fn run(args: OrchestratorArgs) -> anyhow::Result<()> {
-    let key = funetun_chain::keys::parse_key(&args.key).context("--key")?;
+    let key = args.key.signer()?;
     let mut config = Config::new(args.rpc, args.contract, key);
     config.db_url = args.db;
     config.blobs_dir = args.blobs;

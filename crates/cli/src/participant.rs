@@ -7,12 +7,14 @@ use std::time::Duration;
 use alloy_primitives::{Address, U256};
 use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context as _;
-use funetun_chain::{Ledger, LedgerConfig, keys};
-use funetun_core::amount::{format_eth, parse_amount};
+use funetun_chain::{Ledger, LedgerConfig};
+use funetun_core::amount::{format_eth, parse_amount, wei};
 use funetun_core::api::Capacity;
 use funetun_participant::{DataConfig, Endpoints};
+use serde::Serialize;
 
 use crate::chain::{runtime, shutdown_signal};
+use crate::keys::KeyArgs;
 use crate::output::print_json;
 
 /// Where a participant connects, and as whom.
@@ -31,9 +33,8 @@ pub struct ConnectArgs {
     /// Address of the JobManager contract.
     #[arg(long, env = "FUNETUN_CONTRACT")]
     pub contract: Address,
-    /// Private key (hex). Keep it out of shell history: prefer FUNETUN_KEY.
-    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// Blocks a transaction must be under before it counts (1 = included).
     #[arg(long, env = "FUNETUN_CONFIRMATIONS", default_value_t = 1)]
     pub confirmations: u64,
@@ -42,7 +43,8 @@ pub struct ConnectArgs {
 impl ConnectArgs {
     /// The endpoints and the parsed key.
     pub fn resolve(&self) -> anyhow::Result<(Endpoints, PrivateKeySigner)> {
-        let key = keys::parse_key(&self.key).context("--key / FUNETUN_KEY")?;
+        let key = self.key.signer()?;
+        runtime()?.block_on(self.key.warn_if_exposed(&self.rpc));
         Ok((
             Endpoints {
                 orchestrator: self.orchestrator.clone(),
@@ -167,24 +169,83 @@ pub struct ChallengerArgs {
     sample: f64,
 }
 
-/// Arguments of `funetun withdraw`.
+/// Arguments of `funetun withdraw`, `funetun leave` and `funetun unstake`:
+/// the chain, the contract and the account's key.
 #[derive(Debug, clap::Args)]
-pub struct WithdrawArgs {
+pub struct LedgerArgs {
     /// Ethereum JSON-RPC endpoint.
     #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
     rpc: String,
     /// Address of the JobManager contract.
     #[arg(long, env = "FUNETUN_CONTRACT")]
     contract: Address,
-    /// Private key (hex) of the payee.
-    #[arg(long, env = "FUNETUN_KEY", hide_env_values = true)]
-    key: String,
+    #[command(flatten)]
+    key: KeyArgs,
     /// Print one JSON line.
     #[arg(long, env = "FUNETUN_JSON")]
     json: bool,
 }
 
-/// `--slowdown X`: a finite factor from 1 to 1000.
+impl LedgerArgs {
+    /// The contract, signed for by the key.
+    async fn ledger(&self) -> anyhow::Result<Ledger> {
+        let key = self.key.signer()?;
+        self.key.warn_if_exposed(&self.rpc).await;
+        Ok(Ledger::connect(&self.rpc, self.contract, key, LedgerConfig::default()).await?)
+    }
+}
+
+/// Arguments of `funetun account`.
+#[derive(Debug, clap::Args)]
+pub struct AccountArgs {
+    /// Ethereum JSON-RPC endpoint.
+    #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+    /// Address of the JobManager contract.
+    #[arg(long, env = "FUNETUN_CONTRACT")]
+    contract: Address,
+    /// The account to show (default: the key's).
+    #[arg(long)]
+    address: Option<Address>,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Also show the orchestrator's record of the account (reputation,
+    /// accepted and rejected updates, votes).
+    #[arg(long, env = "FUNETUN_ORCHESTRATOR")]
+    orchestrator: Option<String>,
+    /// Print one JSON line.
+    #[arg(long, env = "FUNETUN_JSON")]
+    json: bool,
+}
+
+/// What `funetun account` prints.
+#[derive(Debug, Serialize)]
+struct AccountReport {
+    /// The account.
+    address: Address,
+    /// Its ether balance.
+    #[serde(with = "wei")]
+    balance_wei: U256,
+    /// Its stake in the contract.
+    #[serde(with = "wei")]
+    stake_wei: U256,
+    /// Payments credited and not yet withdrawn (`funetun withdraw`).
+    #[serde(with = "wei")]
+    credit_wei: U256,
+    /// `trainer`, `validator`.
+    roles: Vec<&'static str>,
+    /// Unix time its stake unlocks, once it asked to leave.
+    unlock_at: Option<u64>,
+    /// Its updates and stored votes that await a verdict (it may not leave
+    /// while any do).
+    pending_verdicts: u16,
+    /// This machine's platform class (replays are bit-exact within a class).
+    platform: String,
+    /// The orchestrator's record, when `--orchestrator` answered.
+    orchestrator: Option<funetun_core::api::ParticipantInfo>,
+}
+
+/// `--slowdown X`: a finite factor from 1 to 1000./// `--slowdown X`: a finite factor from 1 to 1000.
 pub fn parse_slowdown(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && (1.0..=1000.0).contains(&x) => Ok(x),
@@ -282,15 +343,15 @@ pub fn run_challenger(args: ChallengerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
-    let key = keys::parse_key(&args.key).context("--key / FUNETUN_KEY")?;
+/// Runs `funetun withdraw`: sends the account's credits to it.
+pub fn run_withdraw(args: LedgerArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let ledger =
-            Ledger::connect(&args.rpc, args.contract, key, LedgerConfig::default()).await?;
+        let ledger = args.ledger().await?;
         let credit = ledger.account(ledger.address()).await?.credit;
         anyhow::ensure!(
             !credit.is_zero(),
-            "{} has no credits to withdraw",
+            "{} has no credits to withdraw: it was withdrawn already, or nothing was earned yet \
+             (`funetun account` shows the credits)",
             ledger.address()
         );
         let outcome = ledger.withdraw().await?;
@@ -304,6 +365,169 @@ pub fn run_withdraw(args: WithdrawArgs) -> anyhow::Result<()> {
             print_json(&serde_json::json!({
                 "address": ledger.address(),
                 "amount_wei": credit.to_string(),
+                "tx_hash": outcome.tx_hash,
+            }))?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `funetun account`: the account's stake, credits, balance, roles and
+/// (with `--orchestrator`) its record there.
+pub fn run_account(args: AccountArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (key, address) = match (args.address, args.key.is_given()) {
+            (Some(address), _) => (funetun_chain::keys::new_key(), address),
+            (None, true) => {
+                let key = args.key.signer()?;
+                let address = key.address();
+                (key, address)
+            }
+            (None, false) => anyhow::bail!(
+                "whose account? pass --address ADDR, or the key (--key-file PATH or FUNETUN_KEY)"
+            ),
+        };
+        let ledger = Ledger::connect(&args.rpc, args.contract, key, LedgerConfig::default())
+            .await
+            .with_context(|| format!("reading the contract {} at {}", args.contract, args.rpc))?;
+        let view = ledger.account(address).await?;
+        let balance = ledger.balance(address).await?;
+        let mut roles = Vec::new();
+        if view.roles & funetun_chain::bindings::roles::TRAINER != 0 {
+            roles.push("trainer");
+        }
+        if view.roles & funetun_chain::bindings::roles::VALIDATOR != 0 {
+            roles.push("validator");
+        }
+        let orchestrator = match &args.orchestrator {
+            Some(url) => match funetun_client::Client::new(url, None).participants().await {
+                Ok(list) => list.into_iter().find(|p| p.address == address),
+                Err(e) => {
+                    eprintln!("(the orchestrator at {url} did not answer: {e})");
+                    None
+                }
+            },
+            None => None,
+        };
+        let report = AccountReport {
+            address,
+            balance_wei: balance,
+            stake_wei: view.stake,
+            credit_wei: view.credit,
+            roles,
+            unlock_at: (view.unlockAt != 0).then_some(view.unlockAt),
+            pending_verdicts: view.pending,
+            platform: funetun_ml::platform::platform_class(),
+            orchestrator,
+        };
+        print_account(&report);
+        if args.json {
+            print_json(&report)?;
+        }
+        Ok(())
+    })
+}
+
+/// The human form of `funetun account`, on stderr.
+fn print_account(r: &AccountReport) {
+    let roles = if r.roles.is_empty() {
+        "no role".to_string()
+    } else {
+        r.roles.join(" and ")
+    };
+    eprintln!("account {}", r.address);
+    eprintln!("  balance   {}", format_eth(r.balance_wei));
+    eprintln!("  stake     {} ({roles})", format_eth(r.stake_wei));
+    if let Some(at) = r.unlock_at {
+        eprintln!(
+            "  leaving   the stake unlocks at {}; then `funetun unstake`",
+            unix_when(at)
+        );
+    }
+    eprintln!(
+        "  credits   {}{}",
+        format_eth(r.credit_wei),
+        if r.credit_wei.is_zero() {
+            ""
+        } else {
+            " (`funetun withdraw` sends them)"
+        }
+    );
+    if r.pending_verdicts > 0 {
+        eprintln!(
+            "  pending   {} updates or votes await a verdict",
+            r.pending_verdicts
+        );
+    }
+    eprintln!("  platform  {} (this machine)", r.platform);
+    if let Some(p) = &r.orchestrator {
+        eprintln!(
+            "  record    reputation {:.1}, {} accepted, {} rejected, {} votes; earned {}, slashed {}",
+            p.reputation,
+            p.accepted,
+            p.rejected,
+            p.validations,
+            format_eth(p.earned_wei),
+            format_eth(p.slashed_wei)
+        );
+    }
+}
+
+/// `unix time T (in N s)` against this machine's clock.
+fn unix_when(unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if unix > now {
+        format!("unix time {unix} (in {} s)", unix - now)
+    } else {
+        format!("unix time {unix} (passed)")
+    }
+}
+
+/// Runs `funetun leave`: gives up every role; the stake unlocks after the
+/// contract's cooldown.
+pub fn run_leave(args: LedgerArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let ledger = args.ledger().await?;
+        let outcome = ledger.request_leave().await?;
+        let view = ledger.account(ledger.address()).await?;
+        eprintln!(
+            "{} left every role (tx {}); its stake of {} unlocks at {}: run `funetun unstake` then",
+            ledger.address(),
+            outcome.tx_hash,
+            format_eth(view.stake),
+            unix_when(view.unlockAt)
+        );
+        if args.json {
+            print_json(&serde_json::json!({
+                "address": ledger.address(),
+                "tx_hash": outcome.tx_hash,
+                "stake_wei": view.stake.to_string(),
+                "unlock_at": view.unlockAt,
+            }))?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `funetun unstake`: sends the whole stake back once the leave
+/// cooldown has passed.
+pub fn run_unstake(args: LedgerArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let ledger = args.ledger().await?;
+        let stake = ledger.account(ledger.address()).await?.stake;
+        let outcome = ledger.withdraw_stake().await?;
+        eprintln!(
+            "sent the stake of {} back to {} (tx {})",
+            format_eth(stake),
+            ledger.address(),
+            outcome.tx_hash
+        );
+        if args.json {
+            print_json(&serde_json::json!({
+                "address": ledger.address(),
+                "amount_wei": stake.to_string(),
                 "tx_hash": outcome.tx_hash,
             }))?;
         }

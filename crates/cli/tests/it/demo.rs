@@ -82,9 +82,9 @@ fn lines_of(
 }
 
 /// anvil, installed by `scripts/setup.sh` (or `FUNETUN_ANVIL`), on a free port.
-struct Anvil {
+pub(crate) struct Anvil {
     _proc: Proc,
-    url: String,
+    pub(crate) url: String,
 }
 
 fn anvil_path() -> Option<PathBuf> {
@@ -99,7 +99,7 @@ fn anvil_path() -> Option<PathBuf> {
 impl Anvil {
     /// A fresh anvil; `None` after a loud message when the binary is missing
     /// and `CI` is unset (under CI a missing anvil fails the test).
-    fn start() -> Option<Anvil> {
+    pub(crate) fn start() -> Option<Anvil> {
         let Some(path) = anvil_path() else {
             assert!(
                 std::env::var_os("CI").is_none(),

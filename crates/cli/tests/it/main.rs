@@ -1,5 +1,6 @@
 //! End-to-end tests of the `funetun` binary, in one test binary.
 
+mod account;
 mod adversarial;
 mod browser_e2e;
 mod demo;
