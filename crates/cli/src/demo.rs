@@ -53,6 +53,11 @@ pub struct DemoArgs {
     /// with --data.
     #[arg(long, env = "FUNETUN_DATASET")]
     pub dataset: Option<DatasetName>,
+    /// Train on the built-in synthetic data set when --dataset cannot be
+    /// found or downloaded (without it that is an error; the demo without
+    /// --dataset always falls back, loudly).
+    #[arg(long)]
+    pub allow_synthetic: bool,
     /// Network: mlp, cnn, gpt or llama (default: the preset's; transformers
     /// use the baby configuration).
     #[arg(long, env = "FUNETUN_MODEL")]
@@ -356,8 +361,8 @@ pub struct DemoSummary {
     pub forged_caught: u64,
     /// Forged updates paid (accepted).
     pub forged_paid: u64,
-    /// forged_caught / forged_submitted (1 when nothing was forged).
-    pub detection_rate: f64,
+    /// forged_caught / forged_submitted; none when nothing was forged.
+    pub detection_rate: Option<f64>,
     /// Honest updates rejected.
     pub honest_rejected: u64,
     /// Training steps the validators spent replaying.
@@ -540,6 +545,11 @@ fn choose_dataset(args: &DemoArgs) -> anyhow::Result<DatasetName> {
     };
     match Dataset::load(&name, &options) {
         Ok(_) => Ok(name),
+        Err(e) if args.dataset.is_some() && !args.allow_synthetic => Err(anyhow::anyhow!(
+            "--dataset {name} is neither on this machine nor downloadable: {e}. Point \
+             --data-dir or FUNETUN_DATA_DIR at its files, or pass --allow-synthetic to train \
+             the built-in synthetic set instead"
+        )),
         Err(e) => {
             eprintln!();
             eprintln!("!!! {name} is neither on this machine nor downloadable: {e}");
@@ -721,6 +731,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         std::fs::create_dir_all(out.join(sub))
             .with_context(|| format!("creating {}", out.join(sub).display()))?;
     }
+    // The chain's and the orchestrator's log lines (this process) go beside
+    // the participants' logs, not between the progress bars.
+    crate::output::log_to_file(&out.join("logs").join("orchestrator.log"))?;
 
     // The chain: embedded unless --rpc names one.
     let (chain, rpc_url) = match &args.rpc {
@@ -1339,11 +1352,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         forged_submitted,
         forged_caught,
         forged_paid,
-        detection_rate: if forged_submitted == 0 {
-            1.0
-        } else {
-            forged_caught as f64 / forged_submitted as f64
-        },
+        detection_rate: (forged_submitted > 0)
+            .then(|| forged_caught as f64 / forged_submitted as f64),
         honest_rejected: all_rejected - forged_caught,
         validator_replay_steps,
         trainer_steps,
@@ -1526,12 +1536,13 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
             s.forged_submitted,
             s.forged_caught,
             s.forged_paid,
-            s.detection_rate * 100.0,
+            s.detection_rate.unwrap_or(0.0) * 100.0,
             s.honest_rejected
         );
     }
     eprintln!(
-        "verification: validators replayed {} of {} training steps (ratio {:.3}){}",
+        "verification: validators replayed {} training steps for the {} trained (ratio {:.3}: \
+         every new trainer's first update, then a sample; docs/security.md){}",
         s.validator_replay_steps,
         s.trainer_steps,
         s.verification_ratio,

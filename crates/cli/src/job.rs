@@ -299,9 +299,56 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why the orchestrator does not know job `id`, from the chain: it does
+/// not exist, or another orchestrator leads it. `error` when the chain
+/// cannot say.
+async fn unknown_job(
+    owner: &OwnerArgs,
+    client: &Client,
+    id: u64,
+    error: funetun_client::ClientError,
+) -> anyhow::Error {
+    let explained = async {
+        let contract = contract_of(owner, client).await?;
+        let ledger = reader(&owner.rpc, contract).await?;
+        let count: u64 = ledger.job_count().await?.saturating_to();
+        if id == 0 || id > count {
+            let ids = match count {
+                0 => "it has no job yet".to_string(),
+                1 => "its only job is 1".to_string(),
+                n => format!("its jobs are 1 to {n}"),
+            };
+            return anyhow::Ok(anyhow::anyhow!(
+                "job {id} does not exist on the contract {contract} at {} ({ids})",
+                owner.rpc
+            ));
+        }
+        let leader = ledger.job(U256::from(id)).await?.leader;
+        anyhow::Ok(anyhow::anyhow!(
+            "job {id} exists, but the orchestrator at {} does not lead it: its leader is {leader}; \
+             pass that orchestrator's URL as --orchestrator",
+            owner.orchestrator
+        ))
+    };
+    explained.await.unwrap_or_else(|_| error.into())
+}
+
+/// The orchestrator's view of job `id`, or why it has none.
+async fn job_detail(
+    owner: &OwnerArgs,
+    client: &Client,
+    id: u64,
+) -> anyhow::Result<funetun_core::api::JobDetail> {
+    match client.job(id).await {
+        Ok(job) => Ok(job),
+        Err(e) if e.code() == Some("unknown_job") => Err(unknown_job(owner, client, id, e).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.owner.orchestrator, None);
-    let job = client.job(args.id).await?;
+    let job = job_detail(&args.owner, &client, args.id).await?;
     let rounds = client.rounds(args.id).await?;
     let updates = client.updates(args.id).await?;
     let contract = contract_of(&args.owner, &client).await?;
@@ -385,10 +432,10 @@ pub fn anchor_error(problems: Vec<AnchorProblem>) -> anyhow::Error {
 
 async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.owner.orchestrator, None);
+    let spec = job_detail(&args.owner, &client, args.id).await?.spec;
     let contract = contract_of(&args.owner, &client).await?;
     let ledger = reader(&args.owner.rpc, contract).await?;
     let (round, hash, bytes) = download_latest(&client, &ledger, args.id).await?;
-    let spec = client.job(args.id).await?.spec;
     let model = spec.model()?;
     let space = funetun_ml::Space::new(model, spec.lora.as_ref())?;
     let checkpoint = space

@@ -90,9 +90,13 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Colour only on a terminal, and never for the demo, whose log lines
+    // go to a file (`output::log_to_file`) so they never break its bars.
+    let in_file = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !in_file)
+        .with_writer(output::LogSink)
         .init();
     let result = match cli.command {
         Command::Train(args) => train::run(args),

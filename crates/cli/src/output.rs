@@ -26,3 +26,58 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> 
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// The file log lines go to instead of stderr, once a command set one.
+static LOG_FILE: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// Where `tracing` writes: stderr, until [`log_to_file`] is called.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogSink;
+
+/// One write of a log line, to the log file or stderr.
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut file = LOG_FILE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match file.as_mut() {
+            Some(f) => f.write(buf),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut file = LOG_FILE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match file.as_mut() {
+            Some(f) => f.flush(),
+            None => std::io::stderr().flush(),
+        }
+    }
+}
+
+/// From now on this process's log lines are appended to `path` instead of
+/// stderr (the demo does this, so they never break its progress bars).
+pub fn log_to_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    *LOG_FILE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(file);
+    Ok(())
+}

@@ -45,13 +45,17 @@ pub enum ClientError {
         detail: String,
     },
     /// The server could not be reached or the connection broke.
-    #[error("cannot reach the orchestrator at {url}: {source}")]
+    #[error(
+        "cannot reach the orchestrator at {url} ({}): is it running, and is --orchestrator \
+         (FUNETUN_ORCHESTRATOR) its address?",
+        root_cause(.error)
+    )]
     Transport {
         /// The URL tried.
         url: String,
-        /// The underlying error.
-        #[source]
-        source: reqwest::Error,
+        /// The underlying error. Its innermost cause is in the message, and
+        /// it is not chained as a source, so that it is not printed twice.
+        error: reqwest::Error,
     },
     /// The answer was not what the API promises.
     #[error("unexpected answer to {path}: {detail}")]
@@ -89,6 +93,16 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// The innermost cause of `error` (`Connection refused (os error 111)`,
+/// not reqwest's `error sending request for url (…)`).
+fn root_cause(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Result alias of this crate.
@@ -172,13 +186,13 @@ impl Client {
         }
         let resp = req.send().await.map_err(|source| ClientError::Transport {
             url: url.clone(),
-            source,
+            error: source,
         })?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
-            .map_err(|source| ClientError::Transport { url, source })?;
+            .map_err(|source| ClientError::Transport { url, error: source })?;
         if status.is_client_error() || status.is_server_error() {
             return Err(api_error(method.as_str(), path_and_query, status, &bytes));
         }
@@ -294,14 +308,14 @@ impl Client {
         }
         let resp = req.send().await.map_err(|source| ClientError::Transport {
             url: url.clone(),
-            source,
+            error: source,
         })?;
         let status = resp.status();
         if status.is_client_error() || status.is_server_error() {
             let bytes = resp
                 .bytes()
                 .await
-                .map_err(|source| ClientError::Transport { url, source })?;
+                .map_err(|source| ClientError::Transport { url, error: source })?;
             return Err(api_error("PUT", &path_and_query, status, &bytes));
         }
         Ok(())
@@ -324,7 +338,7 @@ impl Client {
                 .await
                 .map_err(|source| ClientError::Transport {
                     url: url.clone(),
-                    source,
+                    error: source,
                 })?;
         let status = resp.status();
         if !status.is_success() {
@@ -341,7 +355,7 @@ impl Client {
             .await
             .map_err(|source| ClientError::Transport {
                 url: url.clone(),
-                source,
+                error: source,
             })?
         {
             writer = tokio::task::spawn_blocking(move || writer.write(&chunk).map(|()| writer))

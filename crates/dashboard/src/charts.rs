@@ -125,6 +125,20 @@ impl Series {
     }
 }
 
+/// Tick labels on the loss axis, about.
+const LOSS_TICKS: usize = 6;
+
+/// Decimals that tell `ticks` evenly spaced labels over `span` apart: one
+/// more than the order of magnitude of their spacing needs (losses of 0.02
+/// get 0.004, 0.008 …, not 0.00, 0.01, 0.01).
+fn decimals(span: f64, ticks: usize) -> usize {
+    let step = span / ticks.max(1) as f64;
+    if !(step.is_finite() && step > 0.0) {
+        return 2;
+    }
+    ((-step.log10()).ceil().max(0.0) as usize).min(8)
+}
+
 /// The charts of the closed rounds among `rounds` as an SVG document.
 ///
 /// Never fails: should drawing go wrong, the answer is a small SVG that says
@@ -238,6 +252,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> DrawResult {
     }
 
     let loss_y = s.loss_range();
+    let loss_span = loss_y.end - loss_y.start;
     let mut loss = ChartBuilder::on(&bottom)
         .caption("loss", ("sans-serif", 16))
         .margin(8)
@@ -248,8 +263,8 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> DrawResult {
         .x_labels(x_ticks)
         .x_label_formatter(&round_label)
         .x_desc("round")
-        .y_labels(6)
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_labels(LOSS_TICKS)
+        .y_label_formatter(&|v| format!("{v:.*}", decimals(loss_span, LOSS_TICKS)))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for (points, color, name) in [
@@ -390,6 +405,21 @@ mod tests {
 
     fn count(svg: &str, testid: &str) -> usize {
         svg.matches(&format!("data-testid=\"{testid}\"")).count()
+    }
+
+    #[test]
+    fn loss_labels_are_distinct_at_every_scale() {
+        for hi in [0.022, 0.15, 1.6, 2.3, 40.0] {
+            let d = decimals(hi, LOSS_TICKS);
+            let labels: Vec<String> = (0..=5)
+                .map(|i| format!("{:.*}", d, hi * i as f64 / 5.0))
+                .collect();
+            let mut unique = labels.clone();
+            unique.dedup();
+            assert_eq!(unique, labels, "span {hi}: {labels:?}");
+        }
+        assert_eq!(decimals(0.022, LOSS_TICKS), 3);
+        assert_eq!(decimals(40.0, LOSS_TICKS), 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use funetun_core::TensorSet;
 use funetun_core::api::Task;
 use funetun_ml::platform::platform_class;
 use funetun_ml::{Architecture as _, Compute, Model, Start, TaskSpec};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::blobs::BlobCache;
 use crate::data::{DataConfig, Datasets};
@@ -60,6 +60,41 @@ impl Workbench {
             platform: platform_class(),
             frozen: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// [`Workbench::open`], retried with backoff (0.5 s doubling to 10 s)
+    /// while the chain cannot be reached: a participant started before its
+    /// chain, or during an outage, waits for it instead of exiting. `None`
+    /// when `stop` is raised first.
+    pub async fn open_when_reachable(
+        endpoints: &Endpoints,
+        key: PrivateKeySigner,
+        threads: usize,
+        data: DataConfig,
+        cache_dir: &Path,
+        stop: &Stop,
+    ) -> Result<Option<Self>> {
+        let mut pause = Duration::from_millis(500);
+        let mut failures = 0u32;
+        loop {
+            match Self::open(endpoints, key.clone(), threads, data.clone(), cache_dir).await {
+                Ok(bench) => return Ok(Some(bench)),
+                Err(e) if e.is_transient() => {
+                    failures += 1;
+                    warn!(
+                        rpc = %endpoints.rpc_url,
+                        failures,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "cannot reach the chain yet ({e}); retrying until it answers (Ctrl-C stops)"
+                    );
+                    if stop.sleep(pause).await {
+                        return Ok(None);
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The data set `name` (an uploaded one fetched by hash into the blob

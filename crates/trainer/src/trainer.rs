@@ -163,14 +163,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<TrainerReport> {
     let stop = Stop::on(shutdown);
-    let bench = Workbench::open(
+    let Some(bench) = Workbench::open_when_reachable(
         &config.endpoints,
         config.key.clone(),
         config.threads,
         config.data.clone(),
         &config.cache_dir,
+        &stop,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(TrainerReport::default());
+    };
     let address = bench.address();
     let journal = Journal::open(journal_path(&config.cache_dir, address))?;
     let mut trainer = Trainer {

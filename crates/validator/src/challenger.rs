@@ -85,14 +85,18 @@ pub async fn run(
         )));
     }
     let stop = Stop::on(shutdown);
-    let bench = Workbench::open(
+    let Some(bench) = Workbench::open_when_reachable(
         &config.endpoints,
         config.key.clone(),
         config.threads,
         config.data.clone(),
         &config.cache_dir,
+        &stop,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(ChallengerReport::default());
+    };
     let mut c = Challenger {
         seen: BTreeSet::new(),
         report: ChallengerReport {

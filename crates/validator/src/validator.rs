@@ -92,14 +92,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<ValidatorReport> {
     let stop = Stop::on(shutdown);
-    let bench = Workbench::open(
+    let Some(bench) = Workbench::open_when_reachable(
         &config.endpoints,
         config.key.clone(),
         config.threads,
         config.data.clone(),
         &config.cache_dir,
+        &stop,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(ValidatorReport::default());
+    };
     let mut v = Validator {
         voter: config.voter(),
         report: ValidatorReport {

@@ -575,8 +575,57 @@ fn demo_end_to_end(rpc: Option<&str>) {
         s["contract"].as_str().unwrap(),
     ]);
     tampering_is_caught(&out);
+    messages_name_the_cause(&demo, &s, &out);
 
     demo.stop();
+}
+
+/// What the owner's commands and the demo's files say when something is
+/// off: a job that does not exist, an orchestrator that is not there;
+/// logs without colour codes, beside (not inside) the progress bars; no
+/// detection rate when nothing was forged.
+fn messages_name_the_cause(demo: &Demo, s: &Value, out: &Path) {
+    let owner = |args: &[&str], orchestrator: &str| {
+        let out = funetun()
+            .args(args)
+            .args(["--orchestrator", orchestrator])
+            .args(["--rpc", s["rpc_url"].as_str().unwrap()])
+            .args(["--contract", s["contract"].as_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    for args in [
+        &["job", "status", "99"][..],
+        &["job", "download", "99", "--out", "x.safetensors"][..],
+    ] {
+        let err = owner(args, &demo.orchestrator);
+        assert!(
+            err.contains("job 99 does not exist on the contract") && err.contains("only job is 1"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = owner(&["job", "status", "1"], "http://127.0.0.1:1");
+    assert!(
+        err.contains("cannot reach the orchestrator at http://127.0.0.1:1")
+            && err.contains("is it running")
+            && err.contains("refused"),
+        "{err}"
+    );
+    assert_eq!(err.matches("127.0.0.1:1").count(), 1, "said once: {err}");
+
+    assert_eq!(s["detection_rate"], Value::Null, "nothing was forged: {s}");
+    assert!(out.join("logs").join("orchestrator.log").exists());
+    for entry in std::fs::read_dir(out.join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains('\u{1b}'),
+            "colour codes in {}",
+            path.display()
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod browser_e2e;
 mod demo;
 mod hf;
 mod ml;
+mod outage;
 mod owner_data;
 mod stale;
 mod text;

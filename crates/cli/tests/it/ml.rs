@@ -156,3 +156,27 @@ fn bench_train_measures_both_engines() {
     assert!(report["candle_samples_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["ratio_vs_candle"].as_f64().unwrap() > 0.0);
 }
+
+/// `demo --dataset X` with X nowhere to be found stops before anything runs,
+/// naming the fixes, instead of training synthetic data and exiting 0.
+#[test]
+fn a_demo_data_set_that_cannot_be_found_is_an_error_unless_synthetic_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = funetun()
+        .args(["demo", "--dataset", "fashion-mnist", "--offline", "--out"])
+        .arg(dir.path().join("demo-out"))
+        .env_remove("FUNETUN_DATA_DIR")
+        .env("XDG_CACHE_HOME", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--dataset fashion-mnist is neither on this machine")
+            && err.contains("FUNETUN_DATA_DIR")
+            && err.contains("--allow-synthetic"),
+        "{err}"
+    );
+    assert!(!err.contains("SYNTHETIC"), "{err}");
+    assert!(!dir.path().join("demo-out").exists());
+}
