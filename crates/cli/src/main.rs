@@ -29,9 +29,16 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "funetun", version, about)]
 struct Cli {
-    /// Log filter, e.g. `info`, `debug`, `funetun_ml=trace`.
-    #[arg(long, global = true, env = "FUNETUN_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter, e.g. `info`, `debug`, `funetun_ml=trace` (default: what
+    /// the long-running roles do, one line per task, vote or round, for
+    /// `trainer`, `validator`, `challenger`, `orchestrator` and the demo's
+    /// `demo-out/logs/orchestrator.log`; warnings only for the rest).
+    #[arg(long, global = true, env = "FUNETUN_LOG")]
+    log: Option<String>,
+    /// Warnings and errors only (overrides the roles' default output; not
+    /// --log).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,13 +95,31 @@ enum Command {
     Eval(eval::EvalArgs),
 }
 
+/// The long-running roles' default log filter: what they do, in a line per
+/// step, and every warning.
+const ROLE_LOG: &str = "warn,funetun_trainer=info,funetun_validator=info,funetun_participant=info,\
+                        funetun_orchestrator=info,funetun_cli=info";
+
 fn main() {
     let cli = Cli::parse();
     // Colour only on a terminal, and never for the demo, whose log lines
     // go to a file (`output::log_to_file`) so they never break its bars.
     let in_file = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let long_running = matches!(
+        cli.command,
+        Command::Trainer(_)
+            | Command::Validator(_)
+            | Command::Challenger(_)
+            | Command::Orchestrator(_)
+            | Command::Demo(_)
+    );
+    let filter = match (&cli.log, cli.quiet || !long_running) {
+        (Some(filter), _) => filter.clone(),
+        (None, true) => "warn".to_string(),
+        (None, false) => ROLE_LOG.to_string(),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&filter))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !in_file)
         .with_writer(output::LogSink)
         .init();

@@ -191,7 +191,19 @@ pub async fn run_loop<W: Worker>(
     {
         return Ok(false);
     }
-    info!(address = %worker.bench().address(), "{} ready", W::ROLE);
+    let me = &worker.bench().me;
+    let stake = me.ledger.account(me.address()).await.map(|a| a.stake);
+    info!(
+        "{} {} ready: stake {}, orchestrator {}, chain id {}",
+        W::ROLE,
+        me.address(),
+        stake.map_or_else(
+            |e| format!("unknown ({e})"),
+            funetun_core::amount::format_eth
+        ),
+        me.client.base_url(),
+        me.ledger.chain_id()
+    );
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !stop.is_raised() {
         let outcome = worker.step().await;

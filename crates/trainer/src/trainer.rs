@@ -732,7 +732,16 @@ impl Trainer {
         loop {
             match self.bench.me.client.report_update(&report).await {
                 Ok(ack) => {
-                    info!(index = %ack.update_index, status = %ack.status, "update reported");
+                    info!(
+                        "task {}: loss {:.4} → {:.4}, submitted in round {} (tx {}); update {:#x} is {}",
+                        entry.task_id,
+                        entry.loss_before,
+                        entry.loss_after,
+                        entry.round,
+                        entry.tx_hash,
+                        ack.update_index,
+                        ack.status
+                    );
                     return Ok(());
                 }
                 Err(e) if e.is_transient() && backoff.failures() < 8 => backoff.wait(&e).await,

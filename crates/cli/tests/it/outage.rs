@@ -80,7 +80,7 @@ fn a_trainer_started_before_its_chain_waits_and_then_stakes() {
 
     // The chain comes back with the contract: the trainer stakes.
     let chain = rt.block_on(DevChain::start(config)).unwrap();
-    wait_for(&mut child, &log, "trainer ready");
+    wait_for(&mut child, &log, " ready: stake 0.01 ETH");
     let view = rt.block_on(async {
         Ledger::connect(
             &chain.rpc_url(),

@@ -406,7 +406,7 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
     // The first update reported: the second task was leased (naming the
     // first as held) and trained alongside, so it is in hand from now on.
     let started = std::time::Instant::now();
-    while !log_of(&log).contains("update reported") {
+    while !log_of(&log).contains("submitted in round") {
         assert!(
             started.elapsed() < HANG_GUARD,
             "the trainer never reported:\n{}",
