@@ -154,6 +154,10 @@ struct Trainer {
     held: Option<Held>,
     /// Since when it has had no task (after its first one).
     idle_since: Option<std::time::Instant>,
+    /// Steps `--capacity` asks for, per job (from its spec).
+    asked_steps: std::collections::BTreeMap<u64, u32>,
+    /// The last downsized task's job and steps, said once.
+    last_size: Option<(u64, u32)>,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -188,6 +192,8 @@ pub async fn run(
         },
         picker: JobPicker::default(),
         idle_since: None,
+        asked_steps: Default::default(),
+        last_size: None,
         config,
     };
     let poll = trainer.config.poll;
@@ -330,6 +336,7 @@ impl Trainer {
             Err(e) => return Err(e.into()),
         };
         self.end_idle();
+        self.say_if_downsized(&task).await;
         let started = std::time::Instant::now();
         let outcome = if task.sync.is_sync() {
             self.do_task(&task).await
@@ -409,6 +416,36 @@ impl Trainer {
             self.count_finished(&f?);
         }
         Ok(())
+    }
+
+    /// Says once per job, and again whenever the size changes, when a task
+    /// has fewer steps than the `--capacity` asked for, and why the
+    /// orchestrator sizes tasks down (docs/security.md).
+    async fn say_if_downsized(&mut self, task: &Task) {
+        let capacity = self.config.capacity;
+        let asked = match self.asked_steps.get(&task.job_id) {
+            Some(&steps) => steps,
+            None => match self.bench.me.client.job(task.job_id).await {
+                Ok(job) => {
+                    let steps = job.spec.steps_for(capacity);
+                    self.asked_steps.insert(task.job_id, steps);
+                    steps
+                }
+                Err(_) => return,
+            },
+        };
+        if task.steps >= asked || self.last_size == Some((task.job_id, task.steps)) {
+            return;
+        }
+        self.last_size = Some((task.job_id, task.steps));
+        warn!(
+            job = task.job_id,
+            "task {} has {} steps, not the {asked} of capacity {capacity}: the orchestrator gives \
+             L tasks only after a reputation of 4 full tasks, a new trainer at most M, and a \
+             quarter task after a rejected update (docs/security.md)",
+            task.task_id,
+            task.steps
+        );
     }
 
     /// Uploads, submits and reports the held task's update, if any.

@@ -62,7 +62,8 @@ fn a_trainer_started_before_its_chain_waits_and_then_stakes() {
                 alloy_primitives::hex::encode(trainer.signer().to_bytes())
             ),
         )
-        .env("FUNETUN_LOG", "info")
+        // The default output (no FUNETUN_LOG): the wait and the ready line.
+        .env_remove("FUNETUN_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -401,7 +401,12 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
     let env = Env::new(spec).await;
     let me = env.trainer.address();
     let log = env.dir.path().join("trainer.log");
-    let trainer = env.trainer(&env.orchestrator.url(), &log).spawn().unwrap();
+    // It asks for L tasks, which a trainer without a record does not get.
+    let trainer = env
+        .trainer(&env.orchestrator.url(), &log)
+        .args(["--capacity", "L"])
+        .spawn()
+        .unwrap();
     let pid = trainer.id().expect("running").to_string();
     // The first update reported: the second task was leased (naming the
     // first as held) and trained alongside, so it is in hand from now on.
@@ -429,6 +434,12 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
         text.contains("stopping: submitting the update in hand first"),
         "{text}"
     );
+    let said = format!("has {STEPS} steps, not the {} of capacity L", 2 * STEPS);
+    assert!(
+        text.contains(&said) && text.contains("reputation of 4 full tasks"),
+        "{text}"
+    );
+    assert_eq!(text.matches(&said).count(), 1, "said once: {text}");
     let report = crate::last_json(&out);
     assert_eq!(report["submitted"], 2, "{report}\n{text}");
     assert_eq!(report["dropped"], 0, "{report}");
