@@ -19,6 +19,8 @@ use serde::Serialize;
 
 use crate::chain::runtime;
 use crate::output::{print_json, write_atomic};
+use funetun_core::protocol::RoundStatus;
+use std::time::Duration;
 
 /// Subcommands of `funetun job`.
 #[derive(Debug, clap::Subcommand)]
@@ -91,6 +93,10 @@ pub struct StatusArgs {
     id: u64,
     #[command(flatten)]
     owner: OwnerArgs,
+    /// Wait until the job is over (finished, closed or refused), printing a
+    /// line per round as it closes, then print the status.
+    #[arg(long)]
+    wait: bool,
 }
 
 /// Arguments of `funetun job download`.
@@ -299,15 +305,24 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why the orchestrator does not know a job, from the chain.
+enum Unknown {
+    /// The orchestrator leads it but has not taken it up yet (just created).
+    NotSeenYet(anyhow::Error),
+    /// It does not exist, another orchestrator leads it, or the chain
+    /// cannot say.
+    Other(anyhow::Error),
+}
+
 /// Why the orchestrator does not know job `id`, from the chain: it does
-/// not exist, or another orchestrator leads it. `error` when the chain
-/// cannot say.
+/// not exist, another orchestrator leads it, or this one has not taken it
+/// up yet. `error` when the chain cannot say.
 async fn unknown_job(
     owner: &OwnerArgs,
     client: &Client,
     id: u64,
     error: funetun_client::ClientError,
-) -> anyhow::Error {
+) -> Unknown {
     let explained = async {
         let contract = contract_of(owner, client).await?;
         let ledger = reader(&owner.rpc, contract).await?;
@@ -318,19 +333,29 @@ async fn unknown_job(
                 1 => "its only job is 1".to_string(),
                 n => format!("its jobs are 1 to {n}"),
             };
-            return anyhow::Ok(anyhow::anyhow!(
+            return anyhow::Ok(Unknown::Other(anyhow::anyhow!(
                 "job {id} does not exist on the contract {contract} at {} ({ids})",
                 owner.rpc
-            ));
+            )));
         }
         let leader = ledger.job(U256::from(id)).await?.leader;
-        anyhow::Ok(anyhow::anyhow!(
+        if client.info().await?.leader == leader {
+            return anyhow::Ok(Unknown::NotSeenYet(anyhow::anyhow!(
+                "job {id} names the orchestrator at {} as its leader, but it has not taken it up \
+                 yet (it was just created, or the orchestrator lags behind the chain); try again \
+                 in a few seconds, or wait with `job status {id} --wait`",
+                owner.orchestrator
+            )));
+        }
+        anyhow::Ok(Unknown::Other(anyhow::anyhow!(
             "job {id} exists, but the orchestrator at {} does not lead it: its leader is {leader}; \
              pass that orchestrator's URL as --orchestrator",
             owner.orchestrator
-        ))
+        )))
     };
-    explained.await.unwrap_or_else(|_| error.into())
+    explained
+        .await
+        .unwrap_or_else(|_| Unknown::Other(error.into()))
 }
 
 /// The orchestrator's view of job `id`, or why it has none.
@@ -341,13 +366,74 @@ async fn job_detail(
 ) -> anyhow::Result<funetun_core::api::JobDetail> {
     match client.job(id).await {
         Ok(job) => Ok(job),
-        Err(e) if e.code() == Some("unknown_job") => Err(unknown_job(owner, client, id, e).await),
+        Err(e) if e.code() == Some("unknown_job") => {
+            match unknown_job(owner, client, id, e).await {
+                Unknown::NotSeenYet(why) | Unknown::Other(why) => Err(why),
+            }
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until job `id` is over, printing each round as it closes. A job
+/// the orchestrator has not seen yet (just created) is waited for; one that
+/// does not exist, or that another orchestrator leads, is an error.
+async fn wait_until_over(owner: &OwnerArgs, client: &Client, id: u64) -> anyhow::Result<()> {
+    let mut said = 0usize;
+    let mut waiting_said = false;
+    // Polls left, once the job is over, for its last evaluations.
+    let mut grace: Option<u32> = None;
+    loop {
+        match client.job(id).await {
+            Ok(job) => {
+                let rounds = client.rounds(id).await?;
+                let closed: Vec<_> = rounds
+                    .iter()
+                    .filter(|r| r.status == RoundStatus::Closed)
+                    .collect();
+                if job.summary.status.is_over() && grace.is_none() {
+                    grace = Some(20);
+                }
+                let settled = grace == Some(0);
+                for r in closed.iter().skip(said) {
+                    let metrics = match r.test_accuracy {
+                        Some(a) => format!("test accuracy {:.2}%", a * 100.0),
+                        // Evaluation runs while the next round trains.
+                        None if !settled => break,
+                        None => "no test metrics (the orchestrator has not evaluated it)".into(),
+                    };
+                    eprintln!(
+                        "round {} closed: {} accepted, {metrics}",
+                        r.round, r.accepted
+                    );
+                    said += 1;
+                }
+                if grace.is_some() && (said == closed.len() || settled) {
+                    return Ok(());
+                }
+                grace = grace.map(|g| g.saturating_sub(1));
+            }
+            Err(e) if e.code() == Some("unknown_job") => {
+                if let Unknown::Other(why) = unknown_job(owner, client, id, e).await {
+                    return Err(why);
+                }
+                if !waiting_said {
+                    eprintln!("waiting for the orchestrator to take up job {id}");
+                    waiting_said = true;
+                }
+            }
+            Err(e) if e.code() == Some("spec_unavailable") => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.owner.orchestrator, None);
+    if args.wait {
+        wait_until_over(&args.owner, &client, args.id).await?;
+    }
     let job = job_detail(&args.owner, &client, args.id).await?;
     let rounds = client.rounds(args.id).await?;
     let updates = client.updates(args.id).await?;

@@ -8,6 +8,7 @@ mod hf;
 mod ml;
 mod outage;
 mod owner_data;
+mod readme;
 mod stale;
 mod text;
 mod trainer_restart;
