@@ -1540,6 +1540,12 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
             s.honest_rejected
         );
     }
+    if s.participants.iter().any(|p| p.role == Role::Validator) {
+        eprintln!(
+            "validators are not paid by the job: the contract has no validation reward yet; \
+             their stake backs their votes, and a vote on the losing side is slashed"
+        );
+    }
     eprintln!(
         "verification: validators replayed {} training steps for the {} trained (ratio {:.3}: \
          every new trainer's first update, then a sample; docs/security.md){}",

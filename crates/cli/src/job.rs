@@ -375,6 +375,73 @@ async fn job_detail(
     }
 }
 
+/// Seconds a round may be open with nothing leased, or leased with nothing
+/// reported, before `job status` points at it.
+const STALL_SECS: u64 = 30;
+
+/// What may be holding a job back, read from its rounds: no trainer
+/// leasing, leased tasks never reported (trainers failing: their logs say
+/// why), closed rounds without test metrics (the orchestrator lacks the
+/// data set).
+fn stall_hints(
+    job: &funetun_core::api::JobDetail,
+    rounds: &[funetun_core::api::RoundInfo],
+    now: u64,
+) -> Vec<String> {
+    let over = job.summary.status.is_over();
+    stall_hints_of(
+        over,
+        &job.spec.dataset.to_string(),
+        job.spec.lease_secs,
+        rounds,
+        now,
+    )
+}
+
+fn stall_hints_of(
+    over: bool,
+    dataset: &str,
+    lease_secs: u64,
+    rounds: &[funetun_core::api::RoundInfo],
+    now: u64,
+) -> Vec<String> {
+    let mut hints = Vec::new();
+    if let Some(open) = rounds.iter().find(|r| r.status == RoundStatus::Open)
+        && !over
+    {
+        let waited = now.saturating_sub(open.opened_at);
+        if waited >= STALL_SECS && open.leased == 0 {
+            hints.push(format!(
+                "round {} has been open {waited} s and no trainer has leased a task: are trainers \
+                 running, staked, and pointed at this orchestrator (--orchestrator)?",
+                open.round
+            ));
+        } else if waited >= STALL_SECS + lease_secs && open.submitted == 0 {
+            hints.push(format!(
+                "round {} has been open {waited} s; {} task(s) leased and none reported: the \
+                 trainers are failing, and their logs say why (a trainer without the data set \
+                 `{dataset}` logs that it is not found: point FUNETUN_DATA_DIR at it)",
+                open.round, open.leased
+            ));
+        }
+    }
+    let unevaluated = rounds
+        .iter()
+        .filter(|r| r.status == RoundStatus::Closed && r.test_loss.is_none())
+        .count();
+    let closed = rounds
+        .iter()
+        .filter(|r| r.status == RoundStatus::Closed)
+        .count();
+    if closed >= 2 && unevaluated == closed {
+        hints.push(format!(
+            "no closed round has test metrics: the orchestrator does not have the data set \
+             `{dataset}` to evaluate on (its --data-dir or FUNETUN_DATA_DIR)"
+        ));
+    }
+    hints
+}
+
 /// Waits until job `id` is over, printing each round as it closes. A job
 /// the orchestrator has not seen yet (just created) is waited for; one that
 /// does not exist, or that another orchestrator leads, is an error.
@@ -475,6 +542,12 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!("{} updates reported", updates.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for hint in stall_hints(&job, &rounds, now) {
+        eprintln!("note: {hint}");
+    }
     if args.owner.json {
         print_json(&serde_json::json!({
             "job": job,
@@ -656,4 +729,72 @@ async fn withdraw(args: WithdrawJobArgs) -> anyhow::Result<()> {
         }))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funetun_core::api::RoundInfo;
+
+    fn round(
+        n: u64,
+        status: RoundStatus,
+        leased: u64,
+        submitted: u64,
+        evaluated: bool,
+    ) -> RoundInfo {
+        RoundInfo {
+            round: n,
+            status,
+            base_hash: B256::ZERO,
+            checkpoint_hash: None,
+            leased,
+            submitted,
+            replayed: 0,
+            accepted: submitted,
+            rejected: 0,
+            test_loss: evaluated.then_some(0.1),
+            test_accuracy: evaluated.then_some(0.97),
+            test_perplexity: None,
+            sample: None,
+            train_loss: None,
+            opened_at: 1_000,
+            closed_at: None,
+            commit_tx: None,
+            manifest_hash: None,
+        }
+    }
+
+    #[test]
+    fn a_stalled_job_says_what_holds_it_back() {
+        let open = |leased, submitted| vec![round(0, RoundStatus::Open, leased, submitted, false)];
+        // Fresh rounds and a running job: nothing to say.
+        assert!(stall_hints_of(false, "mnist", 30, &open(0, 0), 1_010).is_empty());
+        let nobody = stall_hints_of(false, "mnist", 30, &open(0, 0), 1_100);
+        assert!(nobody[0].contains("no trainer has leased"), "{nobody:?}");
+        let failing = stall_hints_of(false, "mnist", 30, &open(3, 0), 1_100);
+        assert!(
+            failing[0].contains("3 task(s) leased and none reported")
+                && failing[0].contains("`mnist`")
+                && failing[0].contains("FUNETUN_DATA_DIR"),
+            "{failing:?}"
+        );
+        assert!(stall_hints_of(false, "mnist", 30, &open(3, 2), 1_100).is_empty());
+        assert!(stall_hints_of(true, "mnist", 30, &open(0, 0), 9_999).is_empty());
+
+        let unevaluated = vec![
+            round(0, RoundStatus::Closed, 4, 4, false),
+            round(1, RoundStatus::Closed, 4, 4, false),
+        ];
+        let no_data = stall_hints_of(true, "mnist", 30, &unevaluated, 1_100);
+        assert!(
+            no_data[0].contains("no closed round has test metrics"),
+            "{no_data:?}"
+        );
+        let evaluated = vec![
+            round(0, RoundStatus::Closed, 4, 4, true),
+            round(1, RoundStatus::Closed, 4, 4, false),
+        ];
+        assert!(stall_hints_of(true, "mnist", 30, &evaluated, 1_100).is_empty());
+    }
 }

@@ -336,9 +336,16 @@ impl JobSpec {
             ));
         }
         let not_toml = |e: toml::de::Error, field: &str| {
+            // Where, as an editor shows it.
             let span = e
                 .span()
-                .map(|s| format!(" at byte {}", s.start))
+                .map(|s| {
+                    let before = text.get(..s.start).unwrap_or(text);
+                    let line = before.matches('\n').count() + 1;
+                    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                    let column = before[line_start..].chars().count() + 1;
+                    format!(" (line {line}, column {column})")
+                })
                 .unwrap_or_default();
             err(
                 field,
@@ -612,6 +619,16 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_field_is_named_with_its_line_and_the_choices() {
+        let text = "name = \"x\"\nmodel = \"mlp\"\nlearning_rte = 0.1\n";
+        let e = JobSpec::parse_toml(text).unwrap_err().to_string();
+        assert!(e.contains("learning_rte"), "{e}");
+        assert!(e.contains("line 3, column 1"), "{e}");
+        assert!(e.contains("expected"), "the choices: {e}");
+        assert!(!e.contains("(file)") && !e.contains("byte"), "{e}");
+    }
 
     #[test]
     fn a_job_cannot_name_a_path_as_its_data_set() {
