@@ -17,7 +17,7 @@ pub fn explain(error: &E) -> String {
 
 /// A unix time as `unix time T (in N s)` or `(N s ago)` against this
 /// machine's clock.
-fn when(unix: u64) -> String {
+pub fn when(unix: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -441,7 +441,7 @@ fn print_account(r: &AccountReport) {
     if let Some(at) = r.unlock_at {
         eprintln!(
             "  leaving   the stake unlocks at {}; then `funetun unstake`",
-            unix_when(at)
+            funetun_chain::explain::when(at)
         );
     }
     eprintln!(
@@ -473,18 +473,6 @@ fn print_account(r: &AccountReport) {
     }
 }
 
-/// `unix time T (in N s)` against this machine's clock.
-fn unix_when(unix: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if unix > now {
-        format!("unix time {unix} (in {} s)", unix - now)
-    } else {
-        format!("unix time {unix} (passed)")
-    }
-}
-
 /// Runs `funetun leave`: gives up every role; the stake unlocks after the
 /// contract's cooldown.
 pub fn run_leave(args: LedgerArgs) -> anyhow::Result<()> {
@@ -497,7 +485,7 @@ pub fn run_leave(args: LedgerArgs) -> anyhow::Result<()> {
             ledger.address(),
             outcome.tx_hash,
             format_eth(view.stake),
-            unix_when(view.unlockAt)
+            funetun_chain::explain::when(view.unlockAt)
         );
         if args.json {
             print_json(&serde_json::json!({
