@@ -31,28 +31,37 @@ fn first_sh_block(markdown: &str, heading: &str) -> Option<String> {
     Some(body[..body.find("\n```")?].to_string() + "\n")
 }
 
-#[test]
-fn the_readme_worked_example_runs_as_written() {
-    let anvil = repo().join("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let data = std::env::var_os("FUNETUN_DATA_DIR");
-    if !anvil.exists() || data.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "under CI the README example needs anvil (scripts/setup.sh) and FUNETUN_DATA_DIR"
-        );
-        eprintln!(
-            "\n!!!!! SKIPPING the README example: it needs anvil (scripts/setup.sh) and \
-             FUNETUN_DATA_DIR with MNIST !!!!!\n"
-        );
-        return;
-    }
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let script = first_sh_block(&readme, HEADING).expect("the README has the worked example");
-    assert!(script.contains("job status 1 --wait"), "{script}");
+/// The example binds fixed ports (8545, 8080): one run at a time.
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    let mut child = Command::new("bash")
-        .arg("-ec")
-        .arg(&script)
+/// Whether the example can run here (anvil installed, MNIST at hand);
+/// under CI it must.
+fn can_run() -> bool {
+    let anvil = repo().join("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if anvil.exists() && std::env::var_os("FUNETUN_DATA_DIR").is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "under CI the README example needs anvil (scripts/setup.sh) and FUNETUN_DATA_DIR"
+    );
+    eprintln!(
+        "\n!!!!! SKIPPING the README example: it needs anvil (scripts/setup.sh) and \
+         FUNETUN_DATA_DIR with MNIST !!!!!\n"
+    );
+    false
+}
+
+/// Runs `script` with `bash -e` from the repository root, this build's
+/// binary as `FUNETUN` and `env` on top; its stdout, stderr and a text to
+/// show when an assertion fails.
+fn run_script(script: &str, env: &[(&str, &std::ffi::OsStr)]) -> (String, String, String) {
+    let _one = PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cmd = Command::new("bash");
+    cmd.arg("-ec")
+        .arg(script)
         .current_dir(repo())
         .env("FUNETUN", env!("CARGO_BIN_EXE_funetun"))
         .env_remove("FUNETUN_KEY")
@@ -62,9 +71,11 @@ fn the_readme_worked_example_runs_as_written() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so that a hang is cleaned up whole.
-        .process_group(0)
-        .spawn()
-        .expect("bash runs");
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("bash runs");
     let pgid = child.id().to_string();
     let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = std::thread::spawn(move || {
@@ -99,6 +110,22 @@ fn the_readme_worked_example_runs_as_written() {
     let shown = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
     let status = status.unwrap_or_else(|| panic!("the example hangs:\n{shown}"));
     assert!(status.success(), "the example failed ({status}):\n{shown}");
+    (stdout, stderr, shown)
+}
+
+fn example() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    first_sh_block(&readme, HEADING).expect("the README has the worked example")
+}
+
+#[test]
+fn the_readme_worked_example_runs_as_written() {
+    if !can_run() {
+        return;
+    }
+    let script = example();
+    assert!(script.contains("job status 1 --wait"), "{script}");
+    let (stdout, stderr, shown) = run_script(&script, &[]);
 
     // What a reader is told it does, it did.
     for said in [
@@ -114,6 +141,39 @@ fn the_readme_worked_example_runs_as_written() {
     assert!(
         stdout.contains("7 aggregation") && stdout.contains("PASS: all 7 checks passed"),
         "verify-chain:\n{shown}"
+    );
+}
+
+/// The same example on a machine without the data set: every process is
+/// told where to look (an empty directory) and not to download. The owner's
+/// `job status`, a while after the job was created, names the cause.
+#[test]
+fn the_readme_example_without_its_data_says_why_it_stalls() {
+    if !can_run() {
+        return;
+    }
+    let script = example();
+    let upto = script
+        .find("$FUNETUN job status 1 --wait")
+        .expect("the example waits on the job");
+    // The example up to the job's creation, then the owner looks after
+    // the lease time (30 s) and the stall threshold (30 s).
+    let script = format!("{}sleep 65\n$FUNETUN job status 1\n", &script[..upto]);
+    let empty = tempfile::tempdir().unwrap();
+    let (_, stderr, shown) = run_script(
+        &script,
+        &[
+            ("FUNETUN_DATA_DIR", empty.path().as_os_str()),
+            ("XDG_CACHE_HOME", empty.path().as_os_str()),
+            ("FUNETUN_OFFLINE", std::ffi::OsStr::new("true")),
+        ],
+    );
+    assert!(stderr.contains("round 0/4"), "{shown}");
+    assert!(
+        stderr.contains("none reported")
+            && stderr.contains("`mnist`")
+            && stderr.contains("FUNETUN_DATA_DIR"),
+        "job status does not name the cause:\n{shown}"
     );
 }
 
