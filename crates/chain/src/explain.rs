@@ -2,7 +2,6 @@
 //! next. `ChainError`'s messages use these, so every command that touches
 //! the chain explains a revert the same way.
 
-use alloy::primitives::U256;
 use funetun_core::amount::format_eth;
 
 use crate::bindings::JobManager::JobManagerErrors as E;
@@ -26,10 +25,6 @@ pub fn when(unix: u64) -> String {
     } else {
         format!("unix time {unix} ({} s ago)", now - unix)
     }
-}
-
-fn eth(wei: U256) -> String {
-    format_eth(wei)
 }
 
 fn words(error: &E) -> (&'static str, String) {
@@ -67,8 +62,8 @@ fn words(error: &E) -> (&'static str, String) {
             "DepositTooSmall",
             format!(
                 "a deposit of {} does not cover one update's base reward of {}; deposit more",
-                eth(e.deposit),
-                eth(e.baseReward)
+                format_eth(e.deposit),
+                format_eth(e.baseReward)
             ),
         ),
         E::AmountTooLarge(_) => (
@@ -132,8 +127,8 @@ fn words(error: &E) -> (&'static str, String) {
             format!(
                 "a stake of {} is below the contract's minimum of {}; pass a --stake of at least \
                  that",
-                eth(e.stake),
-                eth(e.minimum)
+                format_eth(e.stake),
+                format_eth(e.minimum)
             ),
         ),
         E::AlreadySubmitted(e) => (
@@ -196,8 +191,8 @@ fn words(error: &E) -> (&'static str, String) {
             "WrongBond",
             format!(
                 "a challenge bond must be exactly {}, not {}",
-                eth(e.expected),
-                eth(e.got)
+                format_eth(e.expected),
+                format_eth(e.got)
             ),
         ),
         E::PendingVerdicts(e) => (
@@ -267,8 +262,8 @@ fn words(error: &E) -> (&'static str, String) {
             "InsufficientDeposit",
             format!(
                 "the job's remaining deposit of {} cannot pay {}; it has no more money for updates",
-                eth(e.remaining),
-                eth(e.needed)
+                format_eth(e.remaining),
+                format_eth(e.needed)
             ),
         ),
     }
@@ -278,6 +273,7 @@ fn words(error: &E) -> (&'static str, String) {
 mod tests {
     use super::*;
     use crate::bindings::JobManager;
+    use alloy::primitives::U256;
 
     #[test]
     fn reverts_read_as_words_with_the_next_step() {

@@ -384,21 +384,6 @@ const STALL_SECS: u64 = 30;
 /// why), closed rounds without test metrics (the orchestrator lacks the
 /// data set).
 fn stall_hints(
-    job: &funetun_core::api::JobDetail,
-    rounds: &[funetun_core::api::RoundInfo],
-    now: u64,
-) -> Vec<String> {
-    let over = job.summary.status.is_over();
-    stall_hints_of(
-        over,
-        &job.spec.dataset.to_string(),
-        job.spec.lease_secs,
-        rounds,
-        now,
-    )
-}
-
-fn stall_hints_of(
     over: bool,
     dataset: &str,
     lease_secs: u64,
@@ -545,7 +530,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    for hint in stall_hints(&job, &rounds, now) {
+    let over = job.summary.status.is_over();
+    let dataset = job.spec.dataset.to_string();
+    for hint in stall_hints(over, &dataset, job.spec.lease_secs, &rounds, now) {
         eprintln!("note: {hint}");
     }
     if args.owner.json {
@@ -769,24 +756,24 @@ mod tests {
     fn a_stalled_job_says_what_holds_it_back() {
         let open = |leased, submitted| vec![round(0, RoundStatus::Open, leased, submitted, false)];
         // Fresh rounds and a running job: nothing to say.
-        assert!(stall_hints_of(false, "mnist", 30, &open(0, 0), 1_010).is_empty());
-        let nobody = stall_hints_of(false, "mnist", 30, &open(0, 0), 1_100);
+        assert!(stall_hints(false, "mnist", 30, &open(0, 0), 1_010).is_empty());
+        let nobody = stall_hints(false, "mnist", 30, &open(0, 0), 1_100);
         assert!(nobody[0].contains("no trainer has leased"), "{nobody:?}");
-        let failing = stall_hints_of(false, "mnist", 30, &open(3, 0), 1_100);
+        let failing = stall_hints(false, "mnist", 30, &open(3, 0), 1_100);
         assert!(
             failing[0].contains("3 task(s) leased and none reported")
                 && failing[0].contains("`mnist`")
                 && failing[0].contains("FUNETUN_DATA_DIR"),
             "{failing:?}"
         );
-        assert!(stall_hints_of(false, "mnist", 30, &open(3, 2), 1_100).is_empty());
-        assert!(stall_hints_of(true, "mnist", 30, &open(0, 0), 9_999).is_empty());
+        assert!(stall_hints(false, "mnist", 30, &open(3, 2), 1_100).is_empty());
+        assert!(stall_hints(true, "mnist", 30, &open(0, 0), 9_999).is_empty());
 
         let unevaluated = vec![
             round(0, RoundStatus::Closed, 4, 4, false),
             round(1, RoundStatus::Closed, 4, 4, false),
         ];
-        let no_data = stall_hints_of(true, "mnist", 30, &unevaluated, 1_100);
+        let no_data = stall_hints(true, "mnist", 30, &unevaluated, 1_100);
         assert!(
             no_data[0].contains("no closed round has test metrics"),
             "{no_data:?}"
@@ -795,6 +782,6 @@ mod tests {
             round(0, RoundStatus::Closed, 4, 4, true),
             round(1, RoundStatus::Closed, 4, 4, false),
         ];
-        assert!(stall_hints_of(true, "mnist", 30, &evaluated, 1_100).is_empty());
+        assert!(stall_hints(true, "mnist", 30, &evaluated, 1_100).is_empty());
     }
 }
