@@ -74,7 +74,8 @@ contract JobManager {
     // Hot data lives in single packed words, read and written with one SLOAD/SSTORE each.
     //
     // Job core word:  remaining (bits 0..96) | baseReward (96..176) | challengeWindow (176..208)
-    //                 | checkpoints (208..240) | quorum (240..248) | status (248..256)
+    //                 | checkpoints (208..240) | quorum (240..247) | pays validators (247)
+    //                 | status (248..256)
     // Update word:    status (0..8) | validVotes (8..16) | invalidVotes (16..24)
     //                 | deadline (24..64) | first 24 bytes of the update hash (64..256)
     // Account word:   stake (0..96) | credit (96..192) | unlockAt (192..232)
@@ -85,11 +86,15 @@ contract JobManager {
     uint256 private constant MASK40 = (1 << 40) - 1;
     uint256 private constant MASK32 = (1 << 32) - 1;
     uint256 private constant PENDING_ONE = 1 << 232;
+    // Set in a job's core word when its validation reward is not zero, so the hot path reads
+    // the reward from cold storage only for jobs that pay one.
+    uint256 private constant PAYS_VALIDATORS = 1 << 247;
 
     /// @dev Fields of a job that the hot path never touches.
     struct JobInfo {
         address owner;
         uint32 rounds;
+        uint64 validationReward;
         address leader;
         uint96 bonusReward;
         bytes32 specHash;
@@ -109,6 +114,7 @@ contract JobManager {
         uint256 withdrawn;
         uint256 baseReward;
         uint256 bonusReward;
+        uint256 validationReward;
         uint32 rounds;
         uint32 checkpoints;
         uint32 challengeWindow;
@@ -163,6 +169,7 @@ contract JobManager {
         uint256 deposit,
         uint256 baseReward,
         uint256 bonusReward,
+        uint256 validationReward,
         uint32 rounds,
         uint8 quorum,
         uint32 challengeWindow
@@ -191,7 +198,12 @@ contract JobManager {
     /// @notice An update was decided. `decidedBy` cast the deciding vote (zero when finalized
     /// after an unchallenged window). When accepted, the trainer is credited the base reward
     /// (plus the bond of a failed challenge, announced by `Credited`).
-    event UpdateDecided(uint256 indexed jobId, uint256 indexed index, address indexed decidedBy, bool accepted);
+    /// `validatorsPaid` is what the job's deposit paid the validators whose votes decided it
+    /// (the validation reward, or less when the deposit ran short, to each of the quorum; zero
+    /// for a finalization).
+    event UpdateDecided(
+        uint256 indexed jobId, uint256 indexed index, address indexed decidedBy, bool accepted, uint256 validatorsPaid
+    );
     /// @notice `amount` was taken from `account`'s stake over job `jobId`.
     event Slashed(address indexed account, uint256 indexed jobId, uint256 amount);
     /// @notice `amount` was credited to `account` (other than a base reward, see `UpdateDecided`).
@@ -323,6 +335,8 @@ contract JobManager {
     /// @param leader The orchestrator that commits the job's checkpoints.
     /// @param baseReward Paid per accepted update; the deposit must exceed it.
     /// @param bonusReward What the leader may award once per accepted update (0 for none).
+    /// @param validationReward Paid from the deposit to each validator whose vote is part of
+    /// the quorum that decides an update (0 for none; at most 2^64 - 1 wei).
     /// @param rounds Number of training rounds; checkpoint `rounds` is the final model.
     /// @param quorum Matching votes that decide an update (1..=MAX_QUORUM).
     /// @param challengeWindow Seconds after submission during which an update can be challenged.
@@ -332,6 +346,7 @@ contract JobManager {
         address leader,
         uint256 baseReward,
         uint256 bonusReward,
+        uint256 validationReward,
         uint32 rounds,
         uint8 quorum,
         uint32 challengeWindow
@@ -342,14 +357,16 @@ contract JobManager {
         if (quorum == 0 || quorum > MAX_QUORUM) revert InvalidQuorum(quorum);
         if (baseReward == 0 || baseReward > MASK80) revert InvalidReward();
         if (msg.value <= baseReward) revert DepositTooSmall(msg.value, baseReward);
-        if (msg.value > MASK96 || bonusReward > MASK96) revert AmountTooLarge();
+        if (msg.value > MASK96 || bonusReward > MASK96 || validationReward > MASK64) revert AmountTooLarge();
 
         jobId = ++jobCount;
         _jobCore[jobId] = msg.value | (baseReward << 96) | (uint256(challengeWindow) << 176)
-            | (uint256(quorum) << 240) | (uint256(JOB_ACTIVE) << 248);
+            | (uint256(quorum) << 240) | (validationReward != 0 ? PAYS_VALIDATORS : 0)
+            | (uint256(JOB_ACTIVE) << 248);
         _jobInfo[jobId] = JobInfo({
             owner: msg.sender,
             rounds: rounds,
+            validationReward: uint64(validationReward),
             leader: leader,
             bonusReward: uint96(bonusReward),
             specHash: specHash,
@@ -358,7 +375,17 @@ contract JobManager {
             withdrawn: 0
         });
         emit JobCreated(
-            jobId, msg.sender, leader, specHash, msg.value, baseReward, bonusReward, rounds, quorum, challengeWindow
+            jobId,
+            msg.sender,
+            leader,
+            specHash,
+            msg.value,
+            baseReward,
+            bonusReward,
+            validationReward,
+            rounds,
+            quorum,
+            challengeWindow
         );
     }
 
@@ -501,8 +528,10 @@ contract JobManager {
     }
 
     /// @notice Votes on an update. The first side to reach the job's quorum decides it: valid
-    /// credits the trainer the base reward; invalid slashes the trainer's stake. Validators
-    /// whose stored vote disagrees with the verdict lose `VALIDATOR_PENALTY_BPS` of their stake.
+    /// credits the trainer the base reward; invalid slashes the trainer's stake. The quorum of
+    /// validators on the verdict's side is paid the job's validation reward from its deposit;
+    /// validators whose stored vote disagrees with the verdict lose `VALIDATOR_PENALTY_BPS` of
+    /// their stake.
     /// @param jobId The job.
     /// @param index The update index.
     /// @param valid The caller's verdict.
@@ -526,7 +555,7 @@ contract JobManager {
                 if (address(uint160(list[i])) == msg.sender) revert AlreadyVoted(msg.sender);
             }
         }
-        if ((valid ? validVotes : invalidVotes) + 1 < (j >> 240) & 0xff) {
+        if ((valid ? validVotes : invalidVotes) + 1 < (j >> 240) & 0x7f) {
             if ((a >> 232) & 0xffff == 0xffff) revert TooManyPending();
             _votes[jobId][index].push(uint256(uint160(msg.sender)) | (valid ? VALID_BIT : 0));
             _updates[jobId][index] = u + (valid ? 1 << 8 : 1 << 16);
@@ -616,10 +645,11 @@ contract JobManager {
             withdrawn: info.withdrawn,
             baseReward: (j >> 96) & MASK80,
             bonusReward: info.bonusReward,
+            validationReward: info.validationReward,
             rounds: info.rounds,
             checkpoints: uint32(j >> 208),
             challengeWindow: uint32(j >> 176),
-            quorum: uint8(j >> 240),
+            quorum: uint8((j >> 240) & 0x7f),
             status: uint8(j >> 248)
         });
     }
@@ -722,26 +752,55 @@ contract JobManager {
         bool challenged = u & 0xff == UPDATE_CHALLENGED;
         _updates[jobId][index] = (u & ~uint256(0xff)) | (accepted ? UPDATE_ACCEPTED : UPDATE_REJECTED);
         uint256 reward = (j >> 96) & MASK80;
+        // A vote decided it: each of the quorum on the verdict's side earns the validation reward
+        // (`Credited`; `UpdateDecided` carries the total).
+        uint256 pay = decider == address(0) || j & PAYS_VALIDATORS == 0 ? 0 : _validationPay(jobId, j);
         // Slashed stake that goes to the job's deposit.
         uint256 toJob = accepted
-            ? _accept(jobId, index, reward, challenged, stored)
-            : _reject(jobId, index, (u >> 16) & 0xff, challenged, decider, stored);
+            ? _accept(jobId, index, reward, challenged, decider, stored, pay)
+            : _reject(jobId, index, (u >> 16) & 0xff, challenged, decider, stored, pay);
         if (toJob != 0) _jobInfo[jobId].slashedIn += uint128(toJob);
-        // A rejected update's reserved reward returns to the deposit.
-        uint256 back = toJob + (accepted ? 0 : reward);
-        if (back != 0) {
-            uint256 remaining = (j & MASK96) + back;
-            if (remaining > MASK96) revert AmountTooLarge();
-            _jobCore[jobId] = (j & ~MASK96) | remaining;
-        }
-        emit UpdateDecided(jobId, index, decider, accepted);
+        // A rejected update's reserved reward returns to the deposit; the validators' pay leaves it.
+        uint256 spent = pay * ((j >> 240) & 0x7f);
+        _settleDeposit(jobId, j, toJob + (accepted ? 0 : reward), spent);
+        emit UpdateDecided(jobId, index, decider, accepted, spent);
     }
 
-    /// @dev Pays an accepted update's trainer; returns the penalties of dissenting voters.
-    function _accept(uint256 jobId, uint256 index, uint256 reward, bool challenged, uint256 stored)
-        private
-        returns (uint256 toJob)
-    {
+    /// @dev Adds `back` to the job's unreserved deposit and takes `spent` from it (which
+    /// `_validationPay` keeps within it); an active job left unable to reserve one more base
+    /// reward closes itself.
+    function _settleDeposit(uint256 jobId, uint256 j, uint256 back, uint256 spent) private {
+        if (back == 0 && spent == 0) return;
+        uint256 remaining = (j & MASK96) + back - spent;
+        if (remaining > MASK96) revert AmountTooLarge();
+        j = (j & ~MASK96) | remaining;
+        bool exhausted = j >> 248 == JOB_ACTIVE && remaining < (j >> 96) & MASK80;
+        if (exhausted) j = _withStatus(j, JOB_CLOSED);
+        _jobCore[jobId] = j;
+        if (exhausted) emit JobClosed(jobId, CLOSED_EXHAUSTED);
+    }
+
+    /// @dev What each deciding validator earns: the job's validation reward, or the equal share
+    /// of the unreserved deposit when that cannot cover a whole quorum.
+    function _validationPay(uint256 jobId, uint256 j) private view returns (uint256 each) {
+        each = _jobInfo[jobId].validationReward;
+        if (each != 0) {
+            uint256 affordable = (j & MASK96) / ((j >> 240) & 0x7f);
+            if (affordable < each) each = affordable;
+        }
+    }
+
+    /// @dev Pays an accepted update's trainer and its deciding validators (`pay` each); returns
+    /// the penalties of dissenting voters.
+    function _accept(
+        uint256 jobId,
+        uint256 index,
+        uint256 reward,
+        bool challenged,
+        address decider,
+        uint256 stored,
+        uint256 pay
+    ) private returns (uint256 toJob) {
         address trainer = address(uint160(index));
         uint256 t = _accounts[trainer];
         uint256 amount = reward + (challenged ? CHALLENGE_BOND : 0);
@@ -749,29 +808,34 @@ contract JobManager {
         // Add the credit and release the pending mark in one write.
         _accounts[trainer] = t + (amount << 96) - PENDING_ONE;
         if (challenged) emit Credited(trainer, jobId, CHALLENGE_BOND);
-        if (stored != 0) toJob = _settleVotes(jobId, index, stored, true, 0);
+        if (pay != 0) {
+            _credit(decider, pay);
+            emit Credited(decider, jobId, pay);
+        }
+        if (stored != 0) toJob = _settleVotes(jobId, index, stored, true, pay);
     }
 
-    /// @dev Slashes a rejected update's trainer and shares the stake out; returns what goes to
-    /// the job's deposit.
+    /// @dev Slashes a rejected update's trainer, shares the stake out and pays the deciding
+    /// validators (`pay` each); returns what goes to the job's deposit.
     function _reject(
         uint256 jobId,
         uint256 index,
         uint256 storedInvalid,
         bool challenged,
         address decider,
-        uint256 stored
+        uint256 stored,
+        uint256 pay
     ) private returns (uint256 toJob) {
         uint256 slash = _slashTrainer(jobId, address(uint160(index)));
         // Every invalid vote shares the validators' part: the stored ones and the decider's.
         uint256 invalidVoters = storedInvalid + 1;
         uint256 each = slash * VALIDATOR_SHARE_BPS / BPS / invalidVoters;
-        if (each != 0) {
-            _credit(decider, each);
-            emit Credited(decider, jobId, each);
+        if (each + pay != 0) {
+            _credit(decider, each + pay);
+            emit Credited(decider, jobId, each + pay);
         }
         uint256 rest = slash - each * invalidVoters;
-        uint256 penalties = stored != 0 ? _settleVotes(jobId, index, stored, false, each) : 0;
+        uint256 penalties = stored != 0 ? _settleVotes(jobId, index, stored, false, each + pay) : 0;
         if (challenged) {
             _payChallenger(jobId, index, CHALLENGE_BOND + rest);
             toJob = penalties;
@@ -797,7 +861,7 @@ contract JobManager {
 
     /// @dev Releases the `stored` votes of an update decided `accepted`: each loses its pending
     /// mark; those on the losing side lose `VALIDATOR_PENALTY_BPS` of their stake (returned as
-    /// the total, for the job), those voting invalid on a rejection get `share`.
+    /// the total, for the job), those on the verdict's side get `share`.
     function _settleVotes(uint256 jobId, uint256 index, uint256 stored, bool accepted, uint256 share)
         private
         returns (uint256 penalties)

@@ -8,8 +8,8 @@
 //! deposited + slashed in = paid + reserved + remaining + withdrawn
 //! ```
 //!
-//! where *paid* is every base reward of an accepted update plus every
-//! bonus, and *reserved* is one base reward for each update still pending
+//! where *paid* is every base reward of an accepted update, every bonus and
+//! every validation reward, and *reserved* is one base reward for each update still pending
 //! or challenged. [`JobAccounts::balances`] checks it.
 
 use std::collections::BTreeMap;
@@ -43,8 +43,10 @@ pub struct JobAccounts {
     pub deposited: U256,
     /// Slashed stake credited to the job.
     pub slashed_in: U256,
-    /// Base rewards of accepted updates plus bonuses.
+    /// Base rewards of accepted updates, bonuses and validation rewards.
     pub paid: U256,
+    /// The validation rewards (part of `paid`).
+    pub validators_paid: U256,
     /// One base reward for each update still pending or challenged.
     pub reserved: U256,
     /// Deposit neither paid, reserved nor withdrawn.
@@ -87,6 +89,9 @@ pub fn tally(job: U256, base_reward: U256, events: &[LoggedEvent]) -> JobAccount
         match &e.event {
             E::UpdateDecided(d) if d.jobId == job => {
                 let (_, trainer) = split_update_index(d.index);
+                // Each validator's share comes with its own `Credited` event.
+                out.paid += d.validatorsPaid;
+                out.validators_paid += d.validatorsPaid;
                 let t = out.accounts.entry(trainer).or_default();
                 if d.accepted {
                     out.paid += base_reward;
@@ -165,18 +170,19 @@ mod tests {
             Address::repeat_byte(2),
             Address::repeat_byte(3),
         );
-        let decided = |job_id, trainer, accepted| {
+        let decided = |job_id, trainer, accepted, validators_paid: u64| {
             logged(E::UpdateDecided(JobManager::UpdateDecided {
                 jobId: job_id,
                 index: update_index(0, trainer),
                 decidedBy: Address::ZERO,
                 accepted,
+                validatorsPaid: U256::from(validators_paid),
             }))
         };
         let events = vec![
-            decided(job, good, true),
-            decided(job, bad, false),
-            decided(other, good, true),
+            decided(job, good, true, 0),
+            decided(job, bad, false, 8),
+            decided(other, good, true, 1000),
             logged(E::BonusAwarded(JobManager::BonusAwarded {
                 jobId: job,
                 index: update_index(0, good),
@@ -194,7 +200,8 @@ mod tests {
             })),
         ];
         let books = tally(job, reward, &events);
-        assert_eq!(books.paid, U256::from(107));
+        assert_eq!(books.paid, U256::from(115));
+        assert_eq!(books.validators_paid, U256::from(8));
         assert_eq!((books.accepted(), books.rejected()), (1, 1));
         assert_eq!(books.of(good).paid, reward);
         assert_eq!(books.of(bad).slashed, U256::from(50));
@@ -208,6 +215,7 @@ mod tests {
             deposited: U256::from(1000),
             slashed_in: U256::from(50),
             paid: U256::from(300),
+            validators_paid: U256::ZERO,
             reserved: U256::from(100),
             remaining: U256::from(600),
             withdrawn: U256::from(50),

@@ -38,7 +38,9 @@ async fn warp(rpc_url: &str, seconds: u64) -> Result<()> {
 
 /// Deploys the contract on a fresh in-memory dev chain, runs every call once and returns
 /// the gas each used (receipt `gasUsed`, including the 21,000 base), plus
-/// `accepted_update_total` = submitUpdate + deciding validateUpdate with one validator.
+/// `accepted_update_total` = submitUpdate + deciding validateUpdate with one validator
+/// (paid the default validation reward); `accepted_update_total_unpaid_validator` is the same
+/// on a job without a validation reward.
 pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     let chain = DevChain::start(DevChainConfig::default()).await?;
     let url = chain.rpc_url();
@@ -72,6 +74,8 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
         leader: leader.address(),
         base_reward: milli(1),
         bonus_reward: milli(1),
+        // `DEFAULT_VALIDATION_REWARD`, 0.0005 ETH.
+        validation_reward: milli(1) / U256::from(2),
         rounds: 10,
         quorum: 1,
         challenge_window: 600,
@@ -150,6 +154,23 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
         v3.validate_update(id2, i5, true).await?.gas_used,
     );
 
+    // The same accepted update on a job that pays its validators nothing.
+    let (id3, _) = owner
+        .create_job(&NewJob {
+            validation_reward: U256::ZERO,
+            ..job.clone()
+        })
+        .await?;
+    leader
+        .commit_checkpoint(id3, 0, keccak256(b"c0"), B256::ZERO)
+        .await?;
+    let (i6, submit) = t2.submit_update(id3, 0, keccak256(b"d6")).await?;
+    let accept = v1.validate_update(id3, i6, true).await?;
+    gas.insert(
+        "accepted_update_total_unpaid_validator".into(),
+        submit.gas_used + accept.gas_used,
+    );
+
     gas.insert("withdraw".into(), t1.withdraw().await?.gas_used);
     gas.insert(
         "withdrawUnusedFunds".into(),
@@ -212,6 +233,7 @@ pub async fn chain_throughput(count: usize, senders: usize) -> Result<ChainBench
             leader: leader.address(),
             base_reward: U256::from(1_000u64),
             bonus_reward: U256::ZERO,
+            validation_reward: U256::ZERO,
             rounds: 1,
             quorum: 1,
             challenge_window: 600,

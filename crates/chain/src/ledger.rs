@@ -94,6 +94,8 @@ pub struct NewJob {
     pub base_reward: U256,
     /// What the leader may award once per accepted update, in wei.
     pub bonus_reward: U256,
+    /// Paid to each validator of the quorum that decides an update, in wei.
+    pub validation_reward: U256,
     /// Training rounds.
     pub rounds: u32,
     /// Matching votes that decide an update.
@@ -333,6 +335,7 @@ impl<P: Provider + Clone> Ledger<P> {
             leader: job.leader,
             baseReward: job.base_reward,
             bonusReward: job.bonus_reward,
+            validationReward: job.validation_reward,
             rounds: job.rounds,
             quorum: job.quorum,
             challengeWindow: job.challenge_window,

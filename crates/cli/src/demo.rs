@@ -318,8 +318,13 @@ pub struct DemoSummary {
     pub updates_replayed: u64,
     /// The owner's deposit.
     pub deposit_wei: String,
-    /// Credited to trainers (base rewards and bonuses).
+    /// Paid from the deposit: trainers' base rewards and bonuses, and
+    /// validators' validation rewards.
     pub paid_wei: String,
+    /// Of `paid_wei`, the validation rewards.
+    pub validators_paid_wei: String,
+    /// What the job pays each validator of a deciding quorum.
+    pub validation_reward_wei: String,
     /// Stake slashed and credited to the job.
     pub slashed_wei: String,
     /// Deposit left.
@@ -1333,6 +1338,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         updates_replayed: updates.iter().filter(|u| u.replay).count() as u64,
         deposit_wei: deposit.to_string(),
         paid_wei: books.paid.to_string(),
+        validators_paid_wei: books.validators_paid.to_string(),
+        validation_reward_wei: spec.validation_reward_wei()?.to_string(),
         slashed_wei: books.slashed_in.to_string(),
         remaining_wei: books.remaining.to_string(),
         conservation_holds,
@@ -1542,8 +1549,10 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
     }
     if s.participants.iter().any(|p| p.role == Role::Validator) {
         eprintln!(
-            "validators are not paid by the job: the contract has no validation reward yet; \
-             their stake backs their votes, and a vote on the losing side is slashed"
+            "validators: paid {} from the deposit ({} to each validator of a deciding quorum); \
+             their stake backs their votes, and a vote on the losing side is slashed",
+            wei(&s.validators_paid_wei),
+            wei(&s.validation_reward_wei)
         );
     }
     eprintln!(

@@ -223,6 +223,7 @@ pub async fn create_job(
             leader,
             base_reward,
             bonus_reward: spec.bonus_reward_wei()?,
+            validation_reward: spec.validation_reward_wei()?,
             rounds: spec.rounds,
             quorum: spec.validation.quorum,
             challenge_window: spec.validation.challenge_window_secs,
@@ -379,18 +380,45 @@ async fn job_detail(
 /// reported, before `job status` points at it.
 const STALL_SECS: u64 = 30;
 
-/// What may be holding a job back, read from its rounds: no trainer
-/// leasing, leased tasks never reported (trainers failing: their logs say
-/// why), closed rounds without test metrics (the orchestrator lacks the
-/// data set).
+/// Failures reported within this many seconds are quoted by `job status`.
+const RECENT_FAILURE_SECS: u64 = 600;
+
+/// Failures quoted by `job status`, at most.
+const FAILURES_QUOTED: usize = 3;
+
+/// What may be holding a job back, read from its rounds and the failures
+/// its trainers reported: no trainer leasing, trainers giving tasks up (in
+/// their own words), leased tasks never reported, closed rounds without
+/// test metrics (the orchestrator lacks the data set).
 fn stall_hints(
     over: bool,
     dataset: &str,
     lease_secs: u64,
     rounds: &[funetun_core::api::RoundInfo],
+    failures: &[funetun_core::api::FailureInfo],
     now: u64,
 ) -> Vec<String> {
     let mut hints = Vec::new();
+    let recent: Vec<_> = failures
+        .iter()
+        .filter(|f| !over && f.last_at + RECENT_FAILURE_SECS >= now)
+        .collect();
+    for f in recent.iter().take(FAILURES_QUOTED) {
+        hints.push(format!(
+            "trainer {} gave up {} task(s), the last {} s ago (task {}): {}",
+            f.trainer,
+            f.count,
+            now.saturating_sub(f.last_at),
+            f.last_task_id,
+            f.reason
+        ));
+    }
+    if recent.len() > FAILURES_QUOTED {
+        hints.push(format!(
+            "{} more kinds of failure: GET /v1/jobs/{{id}}/failures lists them",
+            recent.len() - FAILURES_QUOTED
+        ));
+    }
     if let Some(open) = rounds.iter().find(|r| r.status == RoundStatus::Open)
         && !over
     {
@@ -401,7 +429,7 @@ fn stall_hints(
                  running, staked, and pointed at this orchestrator (--orchestrator)?",
                 open.round
             ));
-        } else if waited >= STALL_SECS + lease_secs && open.submitted == 0 {
+        } else if waited >= STALL_SECS + lease_secs && open.submitted == 0 && recent.is_empty() {
             hints.push(format!(
                 "round {} has been open {waited} s; {} task(s) leased and none reported: the \
                  trainers are failing, and their logs say why (a trainer without the data set \
@@ -532,7 +560,8 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_secs());
     let over = job.summary.status.is_over();
     let dataset = job.spec.dataset.to_string();
-    for hint in stall_hints(over, &dataset, job.spec.lease_secs, &rounds, now) {
+    let failures = client.failures(args.id).await?;
+    for hint in stall_hints(over, &dataset, job.spec.lease_secs, &rounds, &failures, now) {
         eprintln!("note: {hint}");
     }
     if args.owner.json {
@@ -756,24 +785,24 @@ mod tests {
     fn a_stalled_job_says_what_holds_it_back() {
         let open = |leased, submitted| vec![round(0, RoundStatus::Open, leased, submitted, false)];
         // Fresh rounds and a running job: nothing to say.
-        assert!(stall_hints(false, "mnist", 30, &open(0, 0), 1_010).is_empty());
-        let nobody = stall_hints(false, "mnist", 30, &open(0, 0), 1_100);
+        assert!(stall_hints(false, "mnist", 30, &open(0, 0), &[], 1_010).is_empty());
+        let nobody = stall_hints(false, "mnist", 30, &open(0, 0), &[], 1_100);
         assert!(nobody[0].contains("no trainer has leased"), "{nobody:?}");
-        let failing = stall_hints(false, "mnist", 30, &open(3, 0), 1_100);
+        let failing = stall_hints(false, "mnist", 30, &open(3, 0), &[], 1_100);
         assert!(
             failing[0].contains("3 task(s) leased and none reported")
                 && failing[0].contains("`mnist`")
                 && failing[0].contains("FUNETUN_DATA_DIR"),
             "{failing:?}"
         );
-        assert!(stall_hints(false, "mnist", 30, &open(3, 2), 1_100).is_empty());
-        assert!(stall_hints(true, "mnist", 30, &open(0, 0), 9_999).is_empty());
+        assert!(stall_hints(false, "mnist", 30, &open(3, 2), &[], 1_100).is_empty());
+        assert!(stall_hints(true, "mnist", 30, &open(0, 0), &[], 9_999).is_empty());
 
         let unevaluated = vec![
             round(0, RoundStatus::Closed, 4, 4, false),
             round(1, RoundStatus::Closed, 4, 4, false),
         ];
-        let no_data = stall_hints(true, "mnist", 30, &unevaluated, 1_100);
+        let no_data = stall_hints(true, "mnist", 30, &unevaluated, &[], 1_100);
         assert!(
             no_data[0].contains("no closed round has test metrics"),
             "{no_data:?}"
@@ -782,6 +811,30 @@ mod tests {
             round(0, RoundStatus::Closed, 4, 4, true),
             round(1, RoundStatus::Closed, 4, 4, false),
         ];
-        assert!(stall_hints(true, "mnist", 30, &evaluated, 1_100).is_empty());
+        assert!(stall_hints(true, "mnist", 30, &evaluated, &[], 1_100).is_empty());
+
+        // Reported failures are quoted, newest first, in place of the guess.
+        let failure = |trainer: u8, reason: &str, last_at| funetun_core::api::FailureInfo {
+            trainer: Address::repeat_byte(trainer),
+            reason: reason.into(),
+            count: 2,
+            last_task_id: 7,
+            first_at: 1_000,
+            last_at,
+        };
+        let reported = [
+            failure(1, "mnist not found in /data", 1_090),
+            failure(2, "checkpoint does not decode", 400),
+        ];
+        let quoted = stall_hints(false, "mnist", 30, &open(3, 0), &reported, 1_100);
+        assert_eq!(quoted.len(), 1, "{quoted:?}");
+        assert!(
+            quoted[0].contains("0x0101010101010101010101010101010101010101")
+                && quoted[0].contains("gave up 2 task(s), the last 10 s ago (task 7)")
+                && quoted[0].ends_with("mnist not found in /data"),
+            "{quoted:?}"
+        );
+        // Not once the job is over.
+        assert!(stall_hints(true, "mnist", 30, &open(3, 0), &reported, 1_100).is_empty());
     }
 }

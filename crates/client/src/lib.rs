@@ -16,9 +16,9 @@ use alloy_primitives::{Address, B256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_core::api::ErrorBody;
 use funetun_core::api::{
-    Graph, JobDetail, JobSummary, LeaseRequest, ParticipantInfo, RoundInfo, ServiceInfo, Task,
-    UpdateAck, UpdateInfo, UpdateReport, ValidationAck, ValidationAssignment, ValidationReport,
-    ValidationRequest,
+    FailureAck, FailureInfo, FailureReport, Graph, JobDetail, JobSummary, LeaseRequest,
+    ParticipantInfo, RoundInfo, ServiceInfo, Task, UpdateAck, UpdateInfo, UpdateReport,
+    ValidationAck, ValidationAssignment, ValidationReport, ValidationRequest,
 };
 use funetun_core::auth::sign_request;
 use funetun_core::keccak256;
@@ -413,6 +413,11 @@ impl Client {
         self.post("/v1/updates", report).await
     }
 
+    /// `POST /v1/failures`: gives up a leased task, saying why.
+    pub async fn report_failure(&self, report: &FailureReport) -> Result<FailureAck> {
+        self.post("/v1/failures", report).await
+    }
+
     /// `POST /v1/validations/next`: asks for an update to check.
     pub async fn next_validation(
         &self,
@@ -450,6 +455,11 @@ impl Client {
     /// `GET /v1/jobs/{id}/updates`.
     pub async fn updates(&self, job_id: u64) -> Result<Vec<UpdateInfo>> {
         self.get(&format!("/v1/jobs/{job_id}/updates")).await
+    }
+
+    /// `GET /v1/jobs/{id}/failures`: the tasks trainers gave up, and why.
+    pub async fn failures(&self, job_id: u64) -> Result<Vec<FailureInfo>> {
+        self.get(&format!("/v1/jobs/{job_id}/failures")).await
     }
 
     /// `GET /v1/tasks/{id}`: a leased task (public).

@@ -177,6 +177,48 @@ pub struct UpdateAck {
     pub status: UpdateStatus,
 }
 
+/// Longest reason a [`FailureReport`] may carry, in bytes.
+pub const MAX_FAILURE_REASON: usize = 1000;
+
+/// `POST /v1/failures`: a trainer gives up a leased task and says why (a
+/// missing data set, a checkpoint that does not decode, …). The lease is
+/// released at once, so another trainer can take the shard, and the reason
+/// is kept for the job's owner (`GET /v1/jobs/{id}/failures`, `funetun job
+/// status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    /// The leased task that failed.
+    pub task_id: u64,
+    /// What went wrong, in words (at most [`MAX_FAILURE_REASON`] bytes).
+    pub reason: String,
+}
+
+/// The answer to a [`FailureReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureAck {
+    /// Whether the lease was still live and is now released (false when it
+    /// had lapsed, or its round had closed, already).
+    pub released: bool,
+}
+
+/// One trainer's failures of one kind in a job, as `GET
+/// /v1/jobs/{id}/failures` lists them (most recent first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureInfo {
+    /// The trainer that reported them.
+    pub trainer: Address,
+    /// What it said.
+    pub reason: String,
+    /// How many tasks failed so.
+    pub count: u64,
+    /// The most recent such task.
+    pub last_task_id: u64,
+    /// Unix seconds of the first report.
+    pub first_at: u64,
+    /// Unix seconds of the latest report.
+    pub last_at: u64,
+}
+
 /// `POST /v1/validations/next`: a validator asks for work.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationRequest {
@@ -363,6 +405,12 @@ pub struct JobDetail {
     /// Base reward in wei.
     #[serde(with = "wei")]
     pub base_reward_wei: U256,
+    /// Paid to each validator of the quorum that decides an update, in wei.
+    #[serde(with = "wei")]
+    pub validation_reward_wei: U256,
+    /// Paid to validators so far (part of `paid_wei`), in wei.
+    #[serde(with = "wei")]
+    pub validators_paid_wei: U256,
 }
 
 /// One round, as `GET /v1/jobs/{id}/rounds` lists them.

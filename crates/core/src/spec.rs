@@ -28,6 +28,10 @@ fn is_default_alpha(v: &f32) -> bool {
     v.to_bits() == DEFAULT_STALENESS_ALPHA.to_bits()
 }
 
+/// Paid to each deciding validator unless the spec says otherwise: half the
+/// default base reward (docs/contract.md explains the choice).
+pub const DEFAULT_VALIDATION_REWARD: &str = "0.0005eth";
+
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
 
@@ -241,6 +245,9 @@ pub struct Rewards {
     pub base_reward: String,
     /// Paid on top by the leader for exceptional updates (may be 0).
     pub bonus_reward: String,
+    /// Paid from the deposit to each validator whose vote is part of the quorum
+    /// that decides an update (may be 0; at most 2^64 − 1 wei, about 18.4 ETH).
+    pub validation_reward: String,
 }
 
 impl Default for JobSpec {
@@ -295,6 +302,7 @@ impl Default for Rewards {
         Self {
             base_reward: "0.001eth".into(),
             bonus_reward: "0eth".into(),
+            validation_reward: DEFAULT_VALIDATION_REWARD.into(),
         }
     }
 }
@@ -592,6 +600,12 @@ impl JobSpec {
             ));
         }
         self.bonus_reward_wei()?;
+        if self.validation_reward_wei()? > U256::from(u64::MAX) {
+            return Err(err(
+                "rewards.validation_reward",
+                "is above the contract's limit of 2^64 − 1 wei (about 18.4 ETH) per vote",
+            ));
+        }
         Ok(())
     }
 
@@ -603,6 +617,12 @@ impl JobSpec {
     /// The bonus reward in wei.
     pub fn bonus_reward_wei(&self) -> Result<U256, SpecError> {
         parse_amount(&self.rewards.bonus_reward).map_err(|e| err("rewards.bonus_reward", e))
+    }
+
+    /// The validation reward in wei, per deciding vote.
+    pub fn validation_reward_wei(&self) -> Result<U256, SpecError> {
+        parse_amount(&self.rewards.validation_reward)
+            .map_err(|e| err("rewards.validation_reward", e))
     }
 
     /// Local steps for a trainer of the given capacity class.
@@ -683,6 +703,14 @@ mod tests {
             ("[validation]\nquorum = 0", "validation.quorum"),
             ("[rewards]\nbase_reward = \"lots\"", "rewards.base_reward"),
             ("[rewards]\nbase_reward = \"0eth\"", "rewards.base_reward"),
+            (
+                "[rewards]\nvalidation_reward = \"some\"",
+                "rewards.validation_reward",
+            ),
+            (
+                "[rewards]\nvalidation_reward = \"19eth\"",
+                "rewards.validation_reward",
+            ),
             ("sync = \"stale\"", "sync"),
             ("buffer = 2", "buffer"),
             ("staleness_alpha = 0.5", "staleness_alpha"),

@@ -360,6 +360,8 @@
       ['spec', code(job.spec_hash)],
       ['latest checkpoint', code(job.latest_checkpoint, 'latest-checkpoint')],
       ['base reward', job.base_reward_wei ? money(job.base_reward_wei) : '—'],
+      ['validation reward', job.validation_reward_wei ? money(job.validation_reward_wei) : '—'],
+      ['paid to validators', job.validators_paid_wei ? money(job.validators_paid_wei, 'money-validators') : '—'],
     ];
     return [
       h('h1', {}, `Job #${job.job_id} · ${job.name} `, badge(job.status, 'job-status')),

@@ -84,6 +84,9 @@ pub async fn prepare(dir: &Path, trainers: usize) -> Result<Prepared> {
                 .base_reward_wei()
                 .map_err(|e| Error::Config(e.to_string()))?,
             bonus_reward: U256::ZERO,
+            validation_reward: spec
+                .validation_reward_wei()
+                .map_err(|e| Error::Config(e.to_string()))?,
             rounds: spec.rounds,
             quorum: spec.validation.quorum,
             challenge_window: spec.validation.challenge_window_secs,

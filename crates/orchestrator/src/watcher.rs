@@ -130,6 +130,7 @@ async fn apply(
                 deposit: e.deposit,
                 base_reward: e.baseReward,
                 bonus_reward: e.bonusReward,
+                validation_reward: e.validationReward,
                 secret: secret.to_vec(),
                 created_at: now,
                 created_block: logged.block_number,
@@ -210,6 +211,10 @@ async fn apply(
             let paid = if e.accepted { reward } else { U256::ZERO };
             tx.decide_update(job, e.index, e.accepted, decided_by, paid)
                 .await?;
+            if !e.validatorsPaid.is_zero() {
+                // Each validator's own credit comes with its `Credited` event.
+                tx.add_validators_paid(job, e.validatorsPaid).await?;
+            }
             tx.participant(trainer).await?;
             if e.accepted {
                 tx.add_job_paid(job, reward).await?;

@@ -53,5 +53,23 @@ impl Error {
     }
 }
 
+impl Error {
+    /// True for failures of the task itself on this machine — its data set
+    /// missing or unreadable, its checkpoint or spec unusable, training
+    /// failing — which the trainer reports to the orchestrator when it gives
+    /// the task up (`POST /v1/failures`). Network, chain and journal
+    /// failures are not the task's, and are not reported.
+    pub fn is_task_failure(&self) -> bool {
+        match self {
+            Error::Participant(e) => matches!(
+                e,
+                funetun_participant::Error::Ml(_) | funetun_participant::Error::Blob { .. }
+            ),
+            Error::Ml(_) | Error::BadTask { .. } => true,
+            Error::Client(_) | Error::Chain(_) | Error::Io { .. } | Error::Config(_) => false,
+        }
+    }
+}
+
 /// Result alias of the trainer crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -21,7 +21,9 @@ use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_chain::bindings::{update_index, update_status};
-use funetun_core::api::{Capacity, LeaseRequest, Task, UpdateReport};
+use funetun_core::api::{
+    Capacity, FailureReport, LeaseRequest, MAX_FAILURE_REASON, Task, UpdateReport,
+};
 use funetun_ml::task_spec;
 use funetun_participant::session::ensure_registered;
 use funetun_participant::{
@@ -354,6 +356,9 @@ impl Trainer {
                     self.picker
                         .failed(job.job_id, &e, std::time::Instant::now());
                 }
+                if e.is_task_failure() {
+                    self.give_up(&task, &e).await;
+                }
                 return Err(e);
             }
         }
@@ -416,6 +421,33 @@ impl Trainer {
             self.count_finished(&f?);
         }
         Ok(())
+    }
+
+    /// Tells the orchestrator that `task` failed here, and why, so its lease
+    /// goes to another trainer at once and the job's owner can read the
+    /// reason (`funetun job status`). Best effort: a refusal is logged.
+    async fn give_up(&self, task: &Task, error: &Error) {
+        let mut reason = error.to_string();
+        if reason.len() > MAX_FAILURE_REASON {
+            let mut end = MAX_FAILURE_REASON - 3;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push_str("...");
+        }
+        let report = FailureReport {
+            task_id: task.task_id,
+            reason,
+        };
+        match self.bench.me.client.report_failure(&report).await {
+            Ok(ack) => debug!(
+                task = task.task_id,
+                released = ack.released,
+                "task given up"
+            ),
+            Err(e) => warn!(task = task.task_id, error = %e, "could not report the failure"),
+        }
     }
 
     /// Says once per job, and again whenever the size changes, when a task

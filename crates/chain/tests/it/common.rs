@@ -135,6 +135,7 @@ impl Env {
             leader: self.addr(1),
             base_reward: eth(1),
             bonus_reward: U256::ZERO,
+            validation_reward: U256::ZERO,
             rounds: 3,
             quorum,
             challenge_window: 600,

@@ -28,6 +28,7 @@ on_both_chains!(
     submit_validate_accept,
     rejection_slashes_and_shares,
     quorum_and_dissent,
+    validation_rewards,
     challenges,
     finalize_after_window,
     checkpoints_and_final_close,
@@ -469,6 +470,103 @@ async fn quorum_and_dissent(env: &Env) {
     );
 }
 
+async fn validation_rewards(env: &Env) {
+    register_all(env).await;
+    let reward = eth(1) / U256::from(4);
+    let job = NewJob {
+        validation_reward: reward,
+        ..env.job(2, 10)
+    };
+    let id = env.open_job(&job).await;
+    let (t, t2) = (env.ledger(2), env.ledger(3));
+    let (v1, v2, v3) = (env.ledger(5), env.ledger(6), env.ledger(7));
+    let credit = |i: usize| async move { env.ledger(i).account(env.addr(i)).await.unwrap().credit };
+
+    // Accepted 2-of-3: the two valid voters are paid, the dissenter is not.
+    let (index, _) = t.submit_update(id, 0, h("honest")).await.unwrap();
+    v1.validate_update(id, index, true).await.unwrap();
+    v2.validate_update(id, index, false).await.unwrap();
+    let out = v3.validate_update(id, index, true).await.unwrap();
+    assert!(out.events.iter().any(|e| matches!(&e.event,
+        Ev::UpdateDecided(d) if d.validatorsPaid == reward * U256::from(2) && d.index == index)));
+    assert_eq!(
+        (credit(5).await, credit(6).await, credit(7).await),
+        (reward, U256::ZERO, reward)
+    );
+    let penalty = eth(100) * U256::from(env.params.validator_penalty_bps) / U256::from(10_000);
+    let j = t.job(id).await.unwrap();
+    assert_eq!(j.validationReward, reward);
+    assert_eq!(
+        j.remaining,
+        job.deposit - job.base_reward - reward * U256::from(2) + penalty
+    );
+
+    // Rejected 2-of-3: the invalid voters get their share of the slash plus the reward.
+    let (index2, _) = t2.submit_update(id, 0, h("forged")).await.unwrap();
+    v2.validate_update(id, index2, false).await.unwrap();
+    v3.validate_update(id, index2, false).await.unwrap();
+    let slash = eth(100) * U256::from(env.params.trainer_slash_bps) / U256::from(10_000);
+    let share =
+        slash * U256::from(env.params.validator_share_bps) / U256::from(10_000) / U256::from(2);
+    assert_eq!(credit(6).await, share + reward);
+    assert_eq!(credit(7).await, reward + share + reward);
+    let j2 = t.job(id).await.unwrap();
+    // The base reward reserved at submission comes back, the rest of the slash comes in, the
+    // validators' pay leaves.
+    assert_eq!(
+        j2.remaining,
+        j.remaining + (slash - share * U256::from(2)) - reward * U256::from(2)
+    );
+    assert_eq!(j2.status, job_status::ACTIVE);
+
+    // An update accepted by finalization pays no validator.
+    let (index3, _) = env
+        .ledger(4)
+        .submit_update(id, 0, h("unchecked"))
+        .await
+        .unwrap();
+    env.warp(601).await;
+    let out = env.ledger(8).finalize_update(id, index3).await.unwrap();
+    assert!(
+        !out.events
+            .iter()
+            .any(|e| matches!(&e.event, Ev::UpdateDecided(d) if !d.validatorsPaid.is_zero()))
+    );
+
+    // A deposit that cannot cover a whole quorum's pay: each gets an equal share of what is
+    // left, and the job, unable to reserve another base reward, closes itself.
+    let tight = NewJob {
+        validation_reward: eth(1),
+        deposit: eth(3),
+        ..env.job(2, 3)
+    };
+    let id2 = env.open_job(&tight).await;
+    let (index4, _) = t.submit_update(id2, 0, h("honest")).await.unwrap();
+    let before = (credit(5).await, credit(6).await);
+    v1.validate_update(id2, index4, true).await.unwrap();
+    let out = v2.validate_update(id2, index4, true).await.unwrap();
+    // 3 deposited − 1 reserved = 2 unreserved: one each, nothing left.
+    assert!(out.events.iter().any(|e| matches!(&e.event,
+        Ev::JobClosed(c) if c.reason == 1)));
+    assert_eq!(credit(5).await, before.0 + eth(1));
+    assert_eq!(credit(6).await, before.1 + eth(1));
+    let j3 = t.job(id2).await.unwrap();
+    assert_eq!((j3.remaining, j3.status), (U256::ZERO, job_status::CLOSED));
+
+    // The contract's limit on the reward.
+    assert!(matches!(
+        revert(
+            env.ledger(0)
+                .create_job(&NewJob {
+                    validation_reward: U256::from(u64::MAX) + U256::from(1),
+                    ..env.job(1, 10)
+                })
+                .await
+        ),
+        E::AmountTooLarge(_)
+    ));
+}
+
 async fn challenges(env: &Env) {
     register_all(env).await;
     let job = env.job(1, 10);
@@ -880,6 +978,7 @@ async fn reentrancy_and_refused_payments(env: &Env) {
         leader: env.addr(1),
         baseReward: eth(1),
         bonusReward: U256::ZERO,
+        validationReward: U256::ZERO,
         rounds: 1,
         quorum: 1,
         challengeWindow: 60,
@@ -965,4 +1064,30 @@ async fn gas_per_accepted_update(env: &Env) {
         env.kind, submit.gas_used, vote.gas_used
     );
     assert!(total <= 100_000, "gas per accepted update {total} > 100k");
+
+    // With the default validation reward the deciding validator is paid too.
+    let paid = NewJob {
+        validation_reward: eth(1) / U256::from(2),
+        ..env.job(1, 10)
+    };
+    let id = env.open_job(&paid).await;
+    let (index, submit) = env
+        .ledger(3)
+        .submit_update(id, 0, h("delta"))
+        .await
+        .unwrap();
+    let vote = env
+        .ledger(5)
+        .validate_update(id, index, true)
+        .await
+        .unwrap();
+    let total = submit.gas_used + vote.gas_used;
+    eprintln!(
+        "{:?}, validator paid: submitUpdate {} + validateUpdate {} = {total}",
+        env.kind, submit.gas_used, vote.gas_used
+    );
+    assert!(
+        total <= 110_000,
+        "gas per accepted update with a paid validator {total} > 110k"
+    );
 }

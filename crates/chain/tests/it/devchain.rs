@@ -79,6 +79,7 @@ async fn restart_keeps_state_blocks_receipts_and_logs() {
         leader: keys[1].address,
         base_reward: eth(1),
         bonus_reward: U256::ZERO,
+        validation_reward: U256::ZERO,
         rounds: 2,
         quorum: 1,
         challenge_window: 60,

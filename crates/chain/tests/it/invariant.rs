@@ -91,6 +91,8 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
     }
     let spec = NewJob {
         bonus_reward: eth(1),
+        // Large enough that the validators' pay can run the deposit down.
+        validation_reward: eth(1) / U256::from(2),
         quorum: 2,
         ..env.job(2, 9)
     };
@@ -152,7 +154,12 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
             Ok(outcome) => {
                 for e in &outcome.events {
                     match &e.event {
-                        Ev::UpdateDecided(d) if d.accepted => m.paid += m.reward,
+                        Ev::UpdateDecided(d) => {
+                            m.paid += d.validatorsPaid;
+                            if d.accepted {
+                                m.paid += m.reward;
+                            }
+                        }
                         Ev::BonusAwarded(b) => m.paid += b.amount,
                         _ => {}
                     }

@@ -159,6 +159,7 @@ fn lifecycle(rpc: &str) {
                 leader: dev_accounts(2)[1].address,
                 base_reward: U256::from(1_000_000_000_000_000u64),
                 bonus_reward: U256::ZERO,
+                validation_reward: U256::ZERO,
                 rounds: 1,
                 quorum: 1,
                 challenge_window: 60,

@@ -444,7 +444,8 @@ fn demo_end_to_end(rpc: Option<&str>) {
     assert!(out.join("curves.svg").is_file());
 
     // Money, from the summary: paid = accepted × base reward (the spec's,
-    // read back from job.toml), conservation, an honest run slashes nobody.
+    // read back from job.toml) + what the validators were paid,
+    // conservation, an honest run slashes nobody.
     let spec = JobSpec::from_bytes(&std::fs::read(out.join("job.toml")).unwrap()).unwrap();
     assert_eq!(u64::from(spec.rounds), ROUNDS);
     assert_eq!(spec.steps, STEPS);
@@ -460,7 +461,11 @@ fn demo_end_to_end(rpc: Option<&str>) {
     assert!(accepted >= ROUNDS * u64::from(spec.min_updates), "{s}");
     assert_eq!(s["updates_rejected"], 0, "an honest run rejects nothing");
     assert_eq!(slashed, U256::ZERO, "an honest run slashes nobody");
-    assert_eq!(paid, U256::from(accepted) * base);
+    let validators_paid = wei(&s["validators_paid_wei"]);
+    let validation_reward = spec.validation_reward_wei().unwrap();
+    assert_eq!(wei(&s["validation_reward_wei"]), validation_reward);
+    assert!(!validation_reward.is_zero(), "the default pays validators");
+    assert_eq!(paid, U256::from(accepted) * base + validators_paid);
     assert_eq!(paid + remaining, deposit + slashed);
     assert_eq!(s["conservation_holds"], true);
 
@@ -483,6 +488,7 @@ fn demo_end_to_end(rpc: Option<&str>) {
         assert_eq!(view.remaining, remaining);
         assert_eq!(view.slashedIn, slashed);
         assert_eq!(view.baseReward, base);
+        assert_eq!(view.validationReward, validation_reward);
         assert_eq!(u64::from(view.checkpoints), ROUNDS + 1);
         assert_eq!(chain.checkpoint(job, ROUNDS).await.unwrap(), final_hash);
 
@@ -525,6 +531,22 @@ fn demo_end_to_end(rpc: Option<&str>) {
         let participants = orchestrator.participants().await.unwrap();
         let listed = s["participants"].as_array().unwrap();
         assert_eq!(listed.len(), TRAINERS + VALIDATORS);
+        // Quorum 1: each update a vote decided paid its one validator.
+        let voted = |validator: Option<Address>| {
+            updates
+                .iter()
+                .filter(|u| {
+                    u.votes
+                        .iter()
+                        .any(|v| validator.is_none_or(|a| v.validator == a))
+                })
+                .count() as u64
+        };
+        assert!(
+            voted(None) > 0,
+            "every new trainer's first update is replayed"
+        );
+        assert_eq!(validators_paid, U256::from(voted(None)) * validation_reward);
         let mut trainers_credit = U256::ZERO;
         for p in listed {
             let address: Address = p["address"].as_str().unwrap().parse().unwrap();
@@ -537,18 +559,24 @@ fn demo_end_to_end(rpc: Option<&str>) {
             assert_eq!(wei(&p["paid_wei"]), credit, "{address}: {p}");
             let mine: Vec<_> = updates.iter().filter(|u| u.trainer == address).collect();
             let paid_for_updates = mine.iter().fold(U256::ZERO, |sum, u| sum + u.paid_wei);
-            assert_eq!(paid_for_updates, credit, "{address}: {mine:?}");
             assert_eq!(record.accepted, mine.len() as u64);
             assert_eq!(p["accepted"], mine.len() as u64);
             if p["role"] == "trainer" {
+                assert_eq!(paid_for_updates, credit, "{address}: {mine:?}");
                 assert!(credit > U256::ZERO, "trainer {address} earned nothing");
                 trainers_credit += credit;
             } else {
                 assert_eq!(p["role"], "validator");
                 assert!(mine.is_empty());
+                // Paid the validation reward for each update its vote decided.
+                assert_eq!(
+                    credit,
+                    U256::from(voted(Some(address))) * validation_reward,
+                    "validator {address}"
+                );
             }
         }
-        assert_eq!(trainers_credit, paid);
+        assert_eq!(trainers_credit + validators_paid, paid);
     });
 
     // Proof of training: the checkpoints on disk, and the live job's chain

@@ -169,9 +169,10 @@ fn the_readme_example_without_its_data_says_why_it_stalls() {
         ],
     );
     assert!(stderr.contains("round 0/4"), "{shown}");
+    // The trainer reported why it gave its tasks up; job status quotes it.
     assert!(
-        stderr.contains("none reported")
-            && stderr.contains("`mnist`")
+        stderr.contains("gave up")
+            && stderr.contains("mnist not found")
             && stderr.contains("FUNETUN_DATA_DIR"),
         "job status does not name the cause:\n{shown}"
     );

@@ -191,6 +191,7 @@ impl Env {
                 leader: orchestrator.address(),
                 base_reward: spec.base_reward_wei().unwrap(),
                 bonus_reward: U256::ZERO,
+                validation_reward: U256::ZERO,
                 rounds: spec.rounds,
                 quorum: spec.validation.quorum,
                 challenge_window: spec.validation.challenge_window_secs,

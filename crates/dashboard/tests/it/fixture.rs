@@ -56,6 +56,9 @@ pub struct World {
     pub now: u64,
 }
 
+/// What the sample job pays each validator of a deciding quorum: 0.01 ETH.
+pub const VALIDATION_REWARD: U256 = U256::from_limbs([10_000_000_000_000_000, 0, 0, 0]);
+
 /// The owner, trainers and validators of the sample world.
 pub const OWNER: u8 = 0x0a;
 /// Trainer key bytes; the last one has been idle for a long time.
@@ -96,6 +99,8 @@ impl World {
             summary,
             spec,
             base_reward_wei: U256::from(10u64).pow(U256::from(17)),
+            validation_reward_wei: VALIDATION_REWARD,
+            validators_paid_wei: U256::ZERO,
         };
         let participants = TRAINERS
             .iter()
@@ -210,7 +215,8 @@ impl World {
     }
 
     /// Closes the job's open round (two active trainers submit, one update is
-    /// replayed by both validators; all accepted), opens the next one.
+    /// replayed by both validators, a quorum of two, who are paid
+    /// [`VALIDATION_REWARD`] each; all accepted), opens the next one.
     pub fn close_round(&mut self, job_id: u64) {
         let now = self.now;
         let Some(rounds) = self.rounds.get_mut(&job_id) else {
@@ -284,9 +290,11 @@ impl World {
         open.closed_at = Some(now);
         rounds.push(open_round(t + 1, now));
 
-        let paid = reward * U256::from(new_updates.len());
+        let to_validators = VALIDATION_REWARD * U256::from(VALIDATORS.len());
+        let paid = reward * U256::from(new_updates.len()) + to_validators;
         self.updates.entry(job_id).or_default().extend(new_updates);
         if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.validators_paid_wei += to_validators;
             let s = &mut job.summary;
             s.round = t + 1;
             s.paid_wei += paid;
@@ -302,6 +310,8 @@ impl World {
                 p.reputation += 1.0;
             } else if VALIDATORS.iter().any(|&v| p.address == addr(v)) {
                 p.validations += 1;
+                p.earned_wei += VALIDATION_REWARD;
+                p.credit_wei += VALIDATION_REWARD;
             }
         }
         for &trainer in &TRAINERS[..2] {

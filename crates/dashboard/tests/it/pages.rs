@@ -181,14 +181,15 @@ async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
         }
     }
 
-    // Money in ETH: 10 deposited, 4 × 0.1 paid.
+    // Money in ETH: 10 deposited, 4 × 0.1 to trainers and 2 × 2 × 0.01 to validators paid.
     let money = |k: &'static str| {
         let b = &b;
         async move { b.text(&format!("[data-testid=money-{k}]")).await }
     };
     ensure!(money("deposit").await?.as_deref() == Some("10 ETH"));
-    ensure!(money("paid").await?.as_deref() == Some("0.4 ETH"));
-    ensure!(money("remaining").await?.as_deref() == Some("9.6 ETH"));
+    ensure!(money("paid").await?.as_deref() == Some("0.44 ETH"));
+    ensure!(money("validators").await?.as_deref() == Some("0.04 ETH"));
+    ensure!(money("remaining").await?.as_deref() == Some("9.56 ETH"));
     b.screenshot("two-rounds").await?;
 
     // A round closes: the page follows without a reload.

@@ -4,11 +4,11 @@
 //! extract, call a [`crate::service`] function or a store read, and map the
 //! result to a response.
 //!
-//! - [`tasks`]: `POST /v1/tasks`, `GET /v1/tasks/{id}`.
+//! - [`tasks`]: `POST /v1/tasks`, `GET /v1/tasks/{id}`, `POST /v1/failures`.
 //! - [`blobs`]: `PUT`/`GET /v1/blobs/{hash}`.
 //! - [`updates`]: `POST /v1/updates`.
 //! - [`validations`]: `POST /v1/validations/next`, `POST /v1/validations`.
-//! - [`reads`]: jobs, rounds, updates, participants, `/graph`, `/v1/info`, `/healthz`.
+//! - [`reads`]: jobs, rounds, updates, failures, participants, `/graph`, `/v1/info`, `/healthz`.
 
 pub mod blobs;
 pub mod reads;
@@ -44,6 +44,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/blobs/{hash}",
             put(blobs::put_blob).get(blobs::get_blob),
         )
+        .route("/v1/failures", post(tasks::give_up_task))
         .route("/v1/updates", post(updates::report_update))
         .route("/submit_update", post(updates::report_update))
         .route("/v1/validations/next", post(validations::next_validation))
@@ -53,6 +54,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}", get(reads::get_job))
         .route("/v1/jobs/{id}/rounds", get(reads::job_rounds))
         .route("/v1/jobs/{id}/updates", get(reads::job_updates))
+        .route("/v1/jobs/{id}/failures", get(reads::job_failures))
         .route("/v1/participants", get(reads::participants))
         .route("/graph", get(reads::graph))
         .route("/openapi.json", get(openapi))

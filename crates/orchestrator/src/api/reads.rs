@@ -1,5 +1,5 @@
-//! The public reads: `/v1/jobs`, `/v1/jobs/{id}`, its rounds, updates and
-//! charts, `/v1/participants`, `/graph`, `/v1/info`, `/healthz`. Each is one
+//! The public reads: `/v1/jobs`, `/v1/jobs/{id}`, its rounds, updates,
+//! failures and charts, `/v1/participants`, `/graph`, `/v1/info`, `/healthz`. Each is one
 //! store read (a query or two, never one per row).
 
 use std::sync::Arc;
@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::response::Response;
 use funetun_core::JobSpec;
 use funetun_core::api::{
-    Capacity, JobDetail, JobSummary, ParticipantInfo, RoundInfo, ServiceInfo, UpdateInfo,
+    Capacity, FailureInfo, JobDetail, JobSummary, ParticipantInfo, RoundInfo, ServiceInfo,
+    UpdateInfo,
 };
 use funetun_core::protocol::Role;
 use serde_json::json;
@@ -82,6 +83,8 @@ pub async fn get_job(
         summary: row.summary()?,
         spec,
         base_reward_wei: row.base_reward_wei(),
+        validation_reward_wei: row.validation_reward_wei(),
+        validators_paid_wei: row.validators_paid_wei(),
     }))
 }
 
@@ -114,6 +117,19 @@ pub async fn job_updates(
 ) -> Result<Json<Vec<UpdateInfo>>> {
     known_job(&st, id).await?;
     Ok(Json(st.store.update_infos(id).await?))
+}
+
+/// Entries of `GET /v1/jobs/{id}/failures`, at most.
+const FAILURES_LISTED: u32 = 50;
+
+/// `GET /v1/jobs/{id}/failures`: the tasks trainers gave up, and why, one
+/// entry per (trainer, reason), most recent first.
+pub async fn job_failures(
+    State(st): State<Arc<AppState>>,
+    PathParam(id): PathParam<u64>,
+) -> Result<Json<Vec<FailureInfo>>> {
+    known_job(&st, id).await?;
+    Ok(Json(st.store.failures(id, FAILURES_LISTED).await?))
 }
 
 /// `GET /v1/participants`.

@@ -1,4 +1,5 @@
-//! `POST /v1/tasks` (also `/get_task`) and `GET /v1/tasks/{id}`.
+//! `POST /v1/tasks` (also `/get_task`), `GET /v1/tasks/{id}` and `POST
+//! /v1/failures`.
 
 use funetun_core::protocol::NodeKind;
 use std::sync::Arc;
@@ -7,13 +8,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use funetun_core::api::{LeaseRequest, Task};
+use funetun_core::api::{FailureAck, FailureReport, LeaseRequest, Task};
 
 use super::PathParam;
 use crate::auth::{Signed, role};
 use crate::error::Result;
 use crate::graph::Node;
-use crate::service::tasks::{LeaseOutcome, lease, task, task_of};
+use crate::service::tasks::{LeaseOutcome, lease, report_failure, task, task_of};
 use crate::state::AppState;
 use crate::util::now_secs;
 
@@ -44,4 +45,20 @@ pub async fn get_task(
     let task = task(&st, id).await?;
     let info = st.job(task.job_id).await?;
     Ok(Json(task_of(&info, &task)))
+}
+
+/// `POST /v1/failures`: a trainer gives up its task and says why.
+pub async fn give_up_task(
+    State(st): State<Arc<AppState>>,
+    Signed { address, body }: Signed<FailureReport>,
+) -> Result<Json<FailureAck>> {
+    let now = now_secs();
+    st.graph.record(
+        Node::Peer(address, NodeKind::Trainer),
+        Node::Orchestrator,
+        "failure",
+        now,
+    );
+    st.require_role(address, role::TRAINER).await?;
+    Ok(Json(report_failure(&st, address, &body, now).await?))
 }

@@ -2,7 +2,7 @@
 //! sees.
 
 use alloy_primitives::Address;
-use funetun_core::api::{LeaseRequest, Task};
+use funetun_core::api::{FailureAck, FailureReport, LeaseRequest, MAX_FAILURE_REASON, Task};
 use funetun_core::protocol::JobStatus;
 
 use crate::error::{Error, Result};
@@ -172,4 +172,50 @@ async fn issue(
         base_hash,
         expires_at,
     })
+}
+
+/// Records that `trainer` gave up the task of `report`, and why, and
+/// releases its lease so the shard goes to another trainer at once.
+pub async fn report_failure(
+    state: &AppState,
+    trainer: Address,
+    report: &FailureReport,
+    now: u64,
+) -> Result<FailureAck> {
+    let reason = report.reason.trim();
+    if reason.is_empty() || reason.len() > MAX_FAILURE_REASON {
+        return Err(Error::bad_request(
+            "invalid_reason",
+            format!(
+                "the reason must be 1 to {MAX_FAILURE_REASON} bytes of text (got {})",
+                reason.len()
+            ),
+        ));
+    }
+    let task = task(state, report.task_id).await?;
+    if task.trainer != trainer {
+        return Err(Error::forbidden(
+            "not_your_task",
+            format!(
+                "task {} is leased to {}, not {trainer}",
+                task.task_id, task.trainer
+            ),
+        ));
+    }
+    let mut tx = state.store.begin().await?;
+    let Some(released) = tx.record_failure(&task, reason, now).await? else {
+        return Err(Error::conflict(
+            "already_reported",
+            format!("task {} has a failure on record already", task.task_id),
+        ));
+    };
+    tx.commit().await?;
+    tracing::info!(
+        job = task.job_id,
+        task = task.task_id,
+        %trainer,
+        released,
+        "a trainer gave up its task: {reason}"
+    );
+    Ok(FailureAck { released })
 }

@@ -94,6 +94,8 @@ pub struct JobRow {
     latest_checkpoint: Option<String>,
     test_accuracy: Option<f64>,
     base_reward_wei: String,
+    validation_reward_wei: String,
+    validators_paid_wei: String,
     /// The spec's TOML once fetched.
     pub spec: Option<String>,
 }
@@ -133,6 +135,16 @@ impl JobRow {
     pub fn base_reward_wei(&self) -> U256 {
         parse_wei(&self.base_reward_wei)
     }
+
+    /// What each validator of a deciding quorum is paid.
+    pub fn validation_reward_wei(&self) -> U256 {
+        parse_wei(&self.validation_reward_wei)
+    }
+
+    /// What the job has paid its validators in all.
+    pub fn validators_paid_wei(&self) -> U256 {
+        parse_wei(&self.validators_paid_wei)
+    }
 }
 
 const JOB_SQL: &str = "SELECT j.job_id, j.name, j.owner, j.leader, j.spec_hash, j.status, j.round, j.rounds,
@@ -142,7 +154,7 @@ const JOB_SQL: &str = "SELECT j.job_id, j.name, j.owner, j.leader, j.spec_hash, 
              (SELECT r.base_hash FROM rounds r WHERE r.job_id = j.job_id AND r.round = 0)) AS latest_checkpoint,
     (SELECT r.test_accuracy FROM rounds r WHERE r.job_id = j.job_id AND r.test_accuracy IS NOT NULL
      ORDER BY r.round DESC LIMIT 1) AS test_accuracy,
-    j.base_reward_wei, j.spec
+    j.base_reward_wei, j.validation_reward_wei, j.validators_paid_wei, j.spec
     FROM jobs j";
 
 /// A `JobCreated` naming this leader.
@@ -168,6 +180,8 @@ pub struct NewJob {
     pub base_reward: U256,
     /// Bonus reward.
     pub bonus_reward: U256,
+    /// Paid to each validator of a deciding quorum.
+    pub validation_reward: U256,
     /// Salt of the replay draws.
     pub secret: Vec<u8>,
     /// Unix second it was seen.
@@ -312,9 +326,9 @@ impl StoreTx {
     pub async fn insert_job(&mut self, job: &NewJob) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (job_id, owner, leader, spec_hash, status, rounds, quorum,
-             challenge_window, deposit_wei, base_reward_wei, bonus_reward_wei, remaining_wei,
-             secret, created_at, created_block)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO NOTHING",
+             challenge_window, deposit_wei, base_reward_wei, bonus_reward_wei,
+             validation_reward_wei, remaining_wei, secret, created_at, created_block)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO NOTHING",
         )
         .bind(to_db(job.job_id))
         .bind(addr_text(job.owner))
@@ -327,6 +341,7 @@ impl StoreTx {
         .bind(job.deposit.to_string())
         .bind(job.base_reward.to_string())
         .bind(job.bonus_reward.to_string())
+        .bind(job.validation_reward.to_string())
         .bind(job.deposit.to_string())
         .bind(&job.secret)
         .bind(to_db(job.created_at))
@@ -344,6 +359,21 @@ impl StoreTx {
                 .fetch_optional(self.conn())
                 .await?;
         Ok(reward.as_deref().map(parse_wei))
+    }
+
+    /// Adds `amount` to what the job paid its validators (and to what it paid).
+    pub async fn add_validators_paid(&mut self, job_id: u64, amount: U256) -> Result<()> {
+        let paid: String =
+            sqlx::query_scalar("SELECT validators_paid_wei FROM jobs WHERE job_id = ?")
+                .bind(to_db(job_id))
+                .fetch_one(self.conn())
+                .await?;
+        sqlx::query("UPDATE jobs SET validators_paid_wei = ? WHERE job_id = ?")
+            .bind(add_wei(&paid, amount))
+            .bind(to_db(job_id))
+            .execute(self.conn())
+            .await?;
+        self.add_job_paid(job_id, amount).await
     }
 
     /// Adds `amount` to what the job paid.

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use alloy_primitives::{Address, B256};
+use funetun_core::api::FailureInfo;
 
 use super::jobs::JobStatus;
 use super::rounds::RoundStatus;
@@ -164,6 +165,32 @@ impl Store {
             .collect()
     }
 
+    /// The job's failure reports, one entry per (trainer, reason), most
+    /// recent first, at most `limit`.
+    pub async fn failures(&self, job_id: u64, limit: u32) -> Result<Vec<FailureInfo>> {
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT trainer, reason, COUNT(*), MAX(task_id), MIN(at), MAX(at) FROM task_failures
+             WHERE job_id = ? GROUP BY trainer, reason ORDER BY MAX(at) DESC, MAX(task_id) DESC
+             LIMIT ?",
+        )
+        .bind(to_db(job_id))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(trainer, reason, count, task, first, last)| {
+                Ok(FailureInfo {
+                    trainer: parse_addr(&trainer)?,
+                    reason,
+                    count: to_u64(count),
+                    last_task_id: to_u64(task),
+                    first_at: to_u64(first),
+                    last_at: to_u64(last),
+                })
+            })
+            .collect()
+    }
+
     /// Trainers that leased in the job from round `from` on.
     pub async fn trainers_since(&self, job_id: u64, from: u64) -> Result<BTreeSet<Address>> {
         let rows: Vec<String> = sqlx::query_scalar(
@@ -198,6 +225,42 @@ impl StoreTx {
         .fetch_one(self.conn())
         .await?;
         Ok(to_u64(task_id))
+    }
+
+    /// Records that `task` failed, and why; releases its lease when it is
+    /// still live and unreported. `None` when the task's failure was
+    /// recorded before; otherwise whether the lease was released.
+    pub async fn record_failure(
+        &mut self,
+        task: &TaskRow,
+        reason: &str,
+        now: u64,
+    ) -> Result<Option<bool>> {
+        let inserted = sqlx::query(
+            "INSERT INTO task_failures (job_id, task_id, trainer, reason, at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(task_id) DO NOTHING",
+        )
+        .bind(to_db(task.job_id))
+        .bind(to_db(task.task_id))
+        .bind(addr_text(task.trainer))
+        .bind(reason)
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let released = sqlx::query(
+            "UPDATE tasks SET expires_at = ? WHERE task_id = ? AND submitted = 0 AND expires_at > ?",
+        )
+        .bind(to_db(now))
+        .bind(to_db(task.task_id))
+        .bind(to_db(now))
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(Some(released == 1))
     }
 
     /// Marks a task as reported.

@@ -89,6 +89,7 @@ impl Env {
                 leader: self.leader(),
                 base_reward: spec.base_reward_wei().unwrap(),
                 bonus_reward: U256::ZERO,
+                validation_reward: spec.validation_reward_wei().unwrap(),
                 rounds: spec.rounds,
                 quorum: spec.validation.quorum,
                 challenge_window: spec.validation.challenge_window_secs,

@@ -116,6 +116,13 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
         .find(|p| p.address == env.keys[4].address())
         .unwrap();
     assert_eq!(v.validations, 4);
+    // Its four deciding votes were paid the job's validation reward.
+    let reward = spec.validation_reward_wei().unwrap();
+    assert!(!reward.is_zero());
+    assert_eq!(v.earned_wei, reward * U256::from(4u64));
+    let detail = owner.job(job).await.unwrap();
+    assert_eq!(detail.validation_reward_wei, reward);
+    assert_eq!(detail.validators_paid_wei, v.earned_wei);
     assert!((v.reputation - 0.4 * 12.0).abs() < 0.01, "{}", v.reputation);
 
     let graph = owner.graph().await.unwrap();

@@ -322,6 +322,97 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_released_and_its_reason_kept() {
+    let f = fixture_with(
+        JobSpec {
+            shards: 1,
+            ..tiny_spec(1.0)
+        },
+        |_| {},
+    )
+    .await;
+    let (_, task): (_, Task) =
+        call_json(&f.app, post(&f.env.keys[2], "/v1/tasks", lease_body(f.job))).await;
+    // Only the holder may give its task up, with a reason of sensible size.
+    let report = |reason: &str| json!({ "task_id": task.task_id, "reason": reason });
+    refused(
+        &f.app,
+        post(&f.env.keys[3], "/v1/failures", report("not mine")),
+        StatusCode::FORBIDDEN,
+        "not_your_task",
+    )
+    .await;
+    refused(
+        &f.app,
+        post(&f.env.keys[2], "/v1/failures", report("  ")),
+        StatusCode::BAD_REQUEST,
+        "invalid_reason",
+    )
+    .await;
+    refused(
+        &f.app,
+        post(&f.env.keys[2], "/v1/failures", report(&"x".repeat(1001))),
+        StatusCode::BAD_REQUEST,
+        "invalid_reason",
+    )
+    .await;
+    refused(
+        &f.app,
+        post(
+            &f.env.keys[2],
+            "/v1/failures",
+            json!({ "task_id": 9_999, "reason": "gone" }),
+        ),
+        StatusCode::NOT_FOUND,
+        "unknown_task",
+    )
+    .await;
+    let (status, ack): (_, Value) = call_json(
+        &f.app,
+        post(&f.env.keys[2], "/v1/failures", report("mnist not found")),
+    )
+    .await;
+    assert_eq!(
+        (status, &ack),
+        (StatusCode::OK, &json!({ "released": true }))
+    );
+    refused(
+        &f.app,
+        post(&f.env.keys[2], "/v1/failures", report("again")),
+        StatusCode::CONFLICT,
+        "already_reported",
+    )
+    .await;
+    // The only shard is free again: another trainer gets it at once.
+    let (status, other): (_, Task) =
+        call_json(&f.app, post(&f.env.keys[3], "/v1/tasks", lease_body(f.job))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(other.task_id, task.task_id);
+    assert_eq!(other.shard, task.shard);
+    // The reason is public, for the owner.
+    let (status, failures): (_, Vec<funetun_core::api::FailureInfo>) =
+        call_json(&f.app, get(&format!("/v1/jobs/{}/failures", f.job))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (
+            failures[0].trainer,
+            failures[0].reason.as_str(),
+            failures[0].count
+        ),
+        (f.env.keys[2].address(), "mnist not found", 1)
+    );
+    assert_eq!(failures[0].last_task_id, task.task_id);
+    refused(
+        &f.app,
+        get("/v1/jobs/999/failures"),
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_are_checked_before_they_are_stored() {
     let f = fixture().await;
     let key = &f.env.keys[2];
@@ -766,6 +857,7 @@ async fn a_job_naming_another_leader_is_ignored_and_a_bad_spec_is_invalid() {
             leader: Address::repeat_byte(0x42),
             base_reward: spec.base_reward_wei().unwrap(),
             bonus_reward: U256::ZERO,
+            validation_reward: U256::ZERO,
             rounds: spec.rounds,
             quorum: 1,
             challenge_window: 1,
