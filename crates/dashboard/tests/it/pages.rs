@@ -205,7 +205,7 @@ async fn job_page_follows_new_rounds_without_reload() -> Result<()> {
     b.wait_count("[data-testid=update-row]", 6, DEFAULT_WAIT)
         .await?;
     b.wait_until("paid to follow", DEFAULT_WAIT, || async {
-        Ok((money("paid").await?.as_deref() == Some("0.6 ETH")).then_some(()))
+        Ok((money("paid").await?.as_deref() == Some("0.66 ETH")).then_some(()))
     })
     .await?;
     b.ensure_not_reloaded().await?;
