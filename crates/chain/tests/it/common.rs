@@ -31,8 +31,10 @@ pub fn anvil_path() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("FUNETUN_ANVIL") {
         return Some(PathBuf::from(p));
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let p = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     p.exists().then_some(p)
 }
 

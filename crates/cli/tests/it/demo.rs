@@ -91,8 +91,10 @@ fn anvil_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("FUNETUN_ANVIL") {
         return Some(PathBuf::from(p));
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let p = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     p.exists().then_some(p)
 }
 

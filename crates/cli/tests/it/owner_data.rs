@@ -208,7 +208,10 @@ fn a_lora_job_trains_adapters_on_a_frozen_model_and_a_forgery_is_caught() {
     // PEFT applies the adapters to the frozen model (job 1's export) and
     // gets the merged model's logits.
     if let Some(python) = torch_python() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml/tests/hf/check_adapter.py");
+        let script = Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../ml/tests/hf/check_adapter.py");
         let line = python_script(
             &python,
             &[
@@ -341,7 +344,10 @@ fn a_job_starts_from_a_transformers_checkpoint_and_its_result_loads_back_in_tran
     let Some(python) = torch_python() else {
         return;
     };
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml/tests/hf");
+    let scripts = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../ml/tests/hf");
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     python_script(

@@ -964,7 +964,10 @@ mod reference {
     }
 
     fn check(file: &str, kind: ModelKind) {
-        let path = format!("{}/tests/reference/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/reference/{file}",
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let r = parse(&text);
         let cfg = r.get("config");
