@@ -169,9 +169,18 @@ pub fn http_provider(rpc_url: &str) -> Result<DynProvider> {
         code: 0,
         message: format!("invalid RPC URL {rpc_url}: {e}"),
     })?;
+    // Idle connections are dropped before a server's keep-alive limit (30 s
+    // for Funetun's servers), so a request never races the server's close.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| ChainError::Rpc {
+            code: 0,
+            message: format!("cannot build an HTTP client: {e}"),
+        })?;
     Ok(ProviderBuilder::new()
         .disable_recommended_fillers()
-        .connect_http(url)
+        .connect_reqwest(http, url)
         .erased())
 }
 

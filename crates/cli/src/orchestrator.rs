@@ -62,6 +62,13 @@ pub struct OrchestratorArgs {
     /// Burst of requests per address.
     #[arg(long, env = "FUNETUN_RATE_BURST", default_value_t = 400.0)]
     pub rate_burst: f64,
+    /// Most HTTP connections open at once; more are answered 503 and closed.
+    #[arg(long, env = "FUNETUN_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request head, and how long an
+    /// idle connection is kept open.
+    #[arg(long, env = "FUNETUN_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_timeout_secs: u64,
 }
 
 /// Runs `funetun orchestrator` until Ctrl-C or SIGTERM.
@@ -80,6 +87,8 @@ pub fn run(args: OrchestratorArgs) -> anyhow::Result<()> {
     config.auth.timestamp_window = Duration::from_secs(args.auth_window_secs);
     config.auth.rate_per_sec = args.rate_limit;
     config.auth.rate_burst = args.rate_burst;
+    config.http.max_connections = args.max_connections.max(1);
+    config.http.header_read = Duration::from_secs(args.header_timeout_secs.max(1));
     runtime()?
         .block_on(funetun_orchestrator::run(config, shutdown_signal()))
         .context("orchestrator")

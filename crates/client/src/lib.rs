@@ -139,6 +139,9 @@ impl Client {
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(4)
+            // Below the orchestrator's 30 s keep-alive, so a pooled
+            // connection is never reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .expect("a default HTTP client builds");
         Self {

@@ -46,6 +46,8 @@ pub struct Config {
     pub reputation_half_life: Duration,
     /// Longest pause between attempts to fetch a job's spec blob.
     pub spec_retry_max: Duration,
+    /// Timeouts, the connection cap and the shutdown grace of the HTTP server.
+    pub http: funetun_serve::Limits,
 }
 
 /// Limits on signed requests.
@@ -99,6 +101,7 @@ impl Config {
             negative_role_ttl: Duration::from_secs(1),
             reputation_half_life: Duration::from_secs(7 * 24 * 3600),
             spec_retry_max: Duration::from_secs(30),
+            http: funetun_serve::Limits::default(),
         }
     }
 }

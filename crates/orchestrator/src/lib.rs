@@ -88,13 +88,14 @@ pub async fn start(config: Config) -> Result<Orchestrator> {
     let (stop, rx) = watch::channel(false);
     let router = app(state.clone());
     let mut server_rx = rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(funetun_serve::serve(
+        listener,
+        router,
+        state.config.http.clone(),
+        async move {
+            let _ = server_rx.wait_for(|stop| *stop).await;
+        },
+    ));
     let driver = tokio::spawn(driver::run(state.clone(), rx));
     tracing::info!(%addr, leader = %state.address, contract = %state.config.contract, "orchestrator listening");
     Ok(Orchestrator {

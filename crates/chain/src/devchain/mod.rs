@@ -54,6 +54,8 @@ pub struct DevChainConfig {
     pub base_fee: u64,
     /// Block gas limit.
     pub gas_limit: u64,
+    /// Timeouts and the connection cap of the JSON-RPC server.
+    pub http: funetun_serve::Limits,
 }
 
 impl Default for DevChainConfig {
@@ -67,6 +69,7 @@ impl Default for DevChainConfig {
             balance: U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64)),
             base_fee: 1_000_000_000,
             gas_limit: 30_000_000,
+            http: funetun_serve::Limits::default(),
         }
     }
 }
@@ -131,8 +134,9 @@ impl DevChain {
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = rpc::app(node.clone());
+        let limits = config.http.clone();
         let task = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let server = funetun_serve::serve(listener, app, limits, async move {
                 let _ = rx.await;
             });
             if let Err(e) = server.await {

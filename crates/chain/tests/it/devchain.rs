@@ -397,3 +397,67 @@ async fn a_standard_client_works_unchanged() {
         Some(JobManager::JobManagerErrors::NotLeaving(_))
     ));
 }
+
+/// Reads until the server closes the connection, bounded so that a server
+/// keeping a stalled connection fails instead of hanging.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("the dev chain closes a stalled connection");
+    if let Err(e) = read {
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_closed_and_do_not_hold_the_stop() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let chain = DevChain::start(DevChainConfig {
+        http: funetun_serve::Limits {
+            header_read: Duration::from_millis(500),
+            shutdown_grace: Duration::from_millis(300),
+            ..funetun_serve::Limits::default()
+        },
+        ..DevChainConfig::default()
+    })
+    .await
+    .unwrap();
+    // A request head that never finishes is closed.
+    let mut head = tokio::net::TcpStream::connect(chain.local_addr())
+        .await
+        .unwrap();
+    head.write_all(b"POST / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let said = read_to_close(&mut head).await;
+    assert!(!said.contains("200 OK"), "{said}");
+    // The chain still answers.
+    let r = post(
+        &chain.rpc_url(),
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#,
+    )
+    .await;
+    assert_eq!(r["result"], "0x0");
+    // A client stalled in the middle of its body does not hold the stop.
+    let mut body = tokio::net::TcpStream::connect(chain.local_addr())
+        .await
+        .unwrap();
+    body.write_all(
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"jsonrpc\":",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(30), chain.stop())
+        .await
+        .expect("the dev chain stops with a stalled client connected")
+        .unwrap();
+    read_to_close(&mut body).await;
+}

@@ -5,3 +5,4 @@ mod common;
 mod flow;
 mod handlers;
 mod restart;
+mod slow_clients;
