@@ -78,6 +78,18 @@ impl ChainError {
         )
     }
 
+    /// True when the node did not answer at all (unreachable after every
+    /// retry, a transport failure, or no receipt in time), as opposed to
+    /// answering with a refusal.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Transport { .. }
+                | ChainError::ReceiptTimeout(_)
+                | ChainError::Rpc { code: 0, .. }
+        )
+    }
+
     /// The contract error, when this is a decoded revert (directly or of a failed transaction).
     pub fn contract_error(&self) -> Option<&JobManagerErrors> {
         match self {

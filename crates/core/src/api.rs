@@ -617,6 +617,61 @@ pub struct ServiceInfo {
     pub version: String,
 }
 
+/// `GET /healthz`: whether the orchestrator can serve, and each of its
+/// dependencies' state. Answered 200 when `ok`, 503 otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Every dependency answers.
+    pub ok: bool,
+    /// The orchestrator's (leader's) address.
+    pub leader: Address,
+    /// The `JobManager` contract.
+    pub contract: Address,
+    /// The last chain block whose events are applied.
+    pub last_block: Option<u64>,
+    /// The chain's JSON-RPC node.
+    pub chain: DependencyHealth,
+    /// The state database.
+    pub database: DependencyHealth,
+}
+
+/// One dependency in [`Health`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DependencyHealth {
+    /// It answered the last probe.
+    pub ok: bool,
+    /// The chain's head at the last good read (chain only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
+    /// Seconds since the last good read (chain only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_secs_ago: Option<f64>,
+    /// Why the last probe failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DependencyHealth {
+    /// A dependency that answered.
+    pub fn up() -> Self {
+        DependencyHealth {
+            ok: true,
+            head: None,
+            seen_secs_ago: None,
+            error: None,
+        }
+    }
+
+    /// A dependency that failed with `error`.
+    pub fn down(error: impl Into<String>) -> Self {
+        DependencyHealth {
+            ok: false,
+            error: Some(error.into()),
+            ..Self::up()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

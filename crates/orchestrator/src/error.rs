@@ -1,11 +1,12 @@
 //! Errors of the orchestrator crate, and how each one is answered over HTTP.
 //!
 //! Refusals of outside input carry a stable code and a detail for people and
-//! become 4xx answers `{ "error", "detail" }`; everything else (database,
-//! chain, disk, compute) is logged and answered as a 500 that reveals nothing
-//! internal.
+//! become 4xx answers `{ "error", "detail" }`; an outage of the chain or
+//! the database is a 503 (`chain_unavailable`, `database_unavailable`) with
+//! `retry-after`; everything else (disk, compute, inconsistent state) is
+//! logged and answered as a 500 that reveals nothing internal.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use funetun_core::api::ErrorBody;
 
@@ -99,15 +100,36 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Refused { status, .. } => *status,
+            e if e.unavailable().is_some() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The stable code of a refusal, `internal` otherwise.
+    /// The stable code of a refusal; `chain_unavailable` or
+    /// `database_unavailable` for an outage; `internal` otherwise.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Refused { code, .. } => code,
-            _ => "internal",
+            e => e.unavailable().map_or("internal", |(code, _)| code),
+        }
+    }
+
+    /// The code and detail of an outage of a dependency, when this error
+    /// is one: the chain's node did not answer, or the database pool is
+    /// closed, timed out or lost its file.
+    pub fn unavailable(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Error::Chain(e) if e.is_unreachable() => Some((
+                "chain_unavailable",
+                "the orchestrator cannot reach its chain right now; retry in a few seconds",
+            )),
+            Error::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
+                Some((
+                    "database_unavailable",
+                    "the orchestrator's database is not answering right now; retry in a few seconds",
+                ))
+            }
+            _ => None,
         }
     }
 }
@@ -120,6 +142,15 @@ impl IntoResponse for Error {
                 error: code.to_string(),
                 detail,
             },
+            other if other.unavailable().is_some() => {
+                let (code, detail) = other.unavailable().unwrap_or_default();
+                tracing::warn!(error = %other, "answering 503: a dependency is down");
+                let body = ErrorBody {
+                    error: code.into(),
+                    detail: detail.into(),
+                };
+                return (status, [(header::RETRY_AFTER, "5")], axum::Json(body)).into_response();
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ErrorBody {

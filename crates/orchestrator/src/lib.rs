@@ -43,6 +43,7 @@ pub mod driver;
 pub mod error;
 pub mod graph;
 pub mod guard;
+pub mod health;
 pub mod replay;
 pub mod reputation;
 pub mod rounds;

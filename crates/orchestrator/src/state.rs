@@ -159,6 +159,8 @@ pub struct AppState {
     pub wake: Notify,
     /// Serialises validation assignments.
     pub assign_lock: tokio::sync::Mutex<()>,
+    /// The last view of the chain, for `/healthz` and outage answers.
+    pub chain_seen: crate::health::ChainSeen,
     jobs: Mutex<HashMap<u64, Arc<JobInfo>>>,
     job_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     datasets: Mutex<HashMap<String, Arc<Dataset>>>,
@@ -230,6 +232,7 @@ impl AppState {
             roles: RoleCache::new(config.role_ttl, config.negative_role_ttl),
             decay: Decay::new(config.reputation_half_life),
             graph: GraphBuffer::default(),
+            chain_seen: crate::health::ChainSeen::default(),
             nonces: NonceStore::default(),
             started_at: now_secs(),
             wake: Notify::new(),

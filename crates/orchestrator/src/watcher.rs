@@ -33,11 +33,17 @@ pub async fn last_block(state: &AppState) -> Result<Option<u64>> {
 
 /// Applies every confirmed event not yet applied; returns how many.
 pub async fn poll(state: &AppState) -> Result<usize> {
-    let head = state
-        .ledger
-        .block_number()
-        .await?
-        .saturating_sub(state.config.confirmations.max(1) - 1);
+    let head = match state.ledger.block_number().await {
+        Ok(head) => {
+            state.chain_seen.ok(head);
+            head
+        }
+        Err(e) => {
+            state.chain_seen.failed(&e);
+            return Err(e.into());
+        }
+    };
+    let head = head.saturating_sub(state.config.confirmations.max(1) - 1);
     let mut applied = 0;
     loop {
         let from = match last_block(state).await? {

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use funetun_core::JobSpec;
 use funetun_core::api::{
     Capacity, FailureInfo, JobDetail, JobSummary, ParticipantInfo, RoundInfo, ServiceInfo,
     UpdateInfo,
 };
 use funetun_core::protocol::Role;
-use serde_json::json;
 
 use super::PathParam;
 use crate::auth::role;
@@ -23,13 +23,16 @@ use crate::store::jobs::unknown_job;
 use crate::store::participants::ROLE_OWNER;
 use crate::util::now_secs;
 
-/// `GET /healthz`: leader, contract and the last block applied.
-pub async fn health(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({
-        "leader": st.address,
-        "contract": st.config.contract,
-        "last_block": st.store.last_block().await.ok().flatten(),
-    }))
+/// `GET /healthz`: leader, contract, the last block applied, and the state
+/// of the chain and the database; 503 when either is down.
+pub async fn health(State(st): State<Arc<AppState>>) -> Response {
+    let health = crate::health::check(&st).await;
+    let status = if health.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health)).into_response()
 }
 
 /// `GET /v1/info`: the leader address and contract, so participants need only the URL.

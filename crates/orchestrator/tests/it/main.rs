@@ -4,5 +4,6 @@
 mod common;
 mod flow;
 mod handlers;
+mod outage;
 mod restart;
 mod slow_clients;
