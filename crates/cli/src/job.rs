@@ -146,6 +146,8 @@ pub fn check_spec_names(spec: &JobSpec) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("job spec: `aggregation` {e}"))?;
     rule.check_params()
         .map_err(|e| anyhow::anyhow!("job spec: `aggregation` {e}"))?;
+    funetun_orchestrator::state::rule_fits_rounds(&rule, spec)
+        .map_err(|e| anyhow::anyhow!("job spec: {e}"))?;
     let outer = spec
         .outer_optimizer
         .parse::<funetun_aggregate::Outer>()
@@ -751,6 +753,25 @@ async fn withdraw(args: WithdrawJobArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use funetun_core::api::RoundInfo;
+
+    #[test]
+    fn a_rule_no_round_can_satisfy_is_refused() {
+        let spec = |toml: &str| JobSpec::from_toml(toml).unwrap();
+        // Krum with F = 100 needs 203 updates; 4 shards give 4 a round.
+        let err = check_spec_names(&spec("shards = 4\naggregation = \"krum:100\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`krum:100`"), "{err}");
+        assert!(err.contains("the 4 updates a round"), "{err}");
+        assert!(err.contains("raise `shards`"), "{err}");
+        // Krum with F = 1 needs 5: 5 shards are enough, 4 are not.
+        check_spec_names(&spec("shards = 5\naggregation = \"krum:1\"")).unwrap();
+        assert!(check_spec_names(&spec("shards = 4\naggregation = \"krum:1\"")).is_err());
+        // A stale job's rounds are built from `buffer` updates.
+        let stale = "shards = 8\nsync = \"stale:2\"\nbuffer = 4\naggregation = \"krum:1\"";
+        assert!(check_spec_names(&spec(stale)).is_err());
+        check_spec_names(&spec("shards = 4\naggregation = \"median\"")).unwrap();
+    }
 
     fn round(
         n: u64,

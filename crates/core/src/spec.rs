@@ -393,6 +393,17 @@ impl JobSpec {
         toml::to_string(self).expect("a job spec always serializes")
     }
 
+    /// How many accepted updates a round is built from: one per shard for
+    /// `sync`, `buffer` (or `shards`) for `stale:S`. An aggregation rule
+    /// must work with this many inputs.
+    pub fn updates_per_round(&self) -> u32 {
+        if self.buffer == 0 {
+            self.shards
+        } else {
+            self.buffer
+        }
+    }
+
     /// The model with its numbers checked, and matched against the data
     /// set (a transformer reads text, the image models images).
     pub fn model(&self) -> Result<Model, SpecError> {

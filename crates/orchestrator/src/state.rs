@@ -77,6 +77,7 @@ impl JobInfo {
             .map_err(|e| format!("aggregation: {e}"))?;
         rule.check_params()
             .map_err(|e| format!("aggregation: {e}"))?;
+        rule_fits_rounds(&rule, &spec)?;
         if rule.needs_weights() {
             return Err(format!(
                 "aggregation: `{}` needs per-update weights, which jobs do not provide; use mean",
@@ -106,6 +107,20 @@ impl JobInfo {
             max_blob_bytes,
         })
     }
+}
+
+/// Refuses a rule that cannot work with the updates a round of `spec` is
+/// built from (`krum:100` with 4 shards): every round would fall back to
+/// the mean, which is not what the owner asked for.
+pub fn rule_fits_rounds(rule: &Rule, spec: &JobSpec) -> std::result::Result<(), String> {
+    let n = spec.updates_per_round() as usize;
+    rule.check_n(n).map_err(|e| {
+        format!(
+            "aggregation: `{}` cannot work with the {n} updates a round of this job merges ({e}); \
+             lower its parameter or raise `shards`",
+            spec.aggregation
+        )
+    })
 }
 
 impl JobInfo {

@@ -47,7 +47,7 @@ pub async fn report(
     let info = state.job(task.job_id).await?;
     let round = submission_round(&info, &task, body.round)?;
     let index = update_index(round, trainer);
-    if let Some(ack) = repeated(state, &task, index, body.update_hash).await? {
+    if let Some(ack) = repeated(state, &task, index, body).await? {
         return Ok(ack);
     }
     require_blob(state, task.job_id, body.update_hash)?;
@@ -129,18 +129,20 @@ async fn held_task(state: &AppState, trainer: Address, task_id: u64) -> Result<T
     Ok(task)
 }
 
-/// A report of an update already stored: the same hash is answered with its
-/// status, another is 409 `conflicting_update`.
+/// A report of an update already stored: the same report again is
+/// answered with the update's status; another hash is 409
+/// `conflicting_update`, the same hash with another transaction or other
+/// losses 409 `conflicting_report` (the first report stands).
 async fn repeated(
     state: &AppState,
     task: &TaskRow,
     index: U256,
-    hash: B256,
+    body: &UpdateReport,
 ) -> Result<Option<UpdateAck>> {
     let Some(existing) = state.store.reported_hash(task.job_id, index).await? else {
         return Ok(None);
     };
-    if existing != hash {
+    if existing != body.update_hash {
         return Err(Error::conflict(
             "conflicting_update",
             format!(
@@ -148,6 +150,21 @@ async fn repeated(
                 task.round
             ),
         ));
+    }
+    if let Some(stored) = state.store.reported(task.job_id, index).await? {
+        let same = stored.tx_hash == body.tx_hash
+            && stored.loss_before.to_bits() == body.loss_before.to_bits()
+            && stored.loss_after.to_bits() == body.loss_after.to_bits();
+        if !same {
+            return Err(Error::conflict(
+                "conflicting_report",
+                format!(
+                    "update {existing} was already reported with transaction {}, loss {} → {}; \
+                     a report cannot be changed",
+                    stored.tx_hash, stored.loss_before, stored.loss_after
+                ),
+            ));
+        }
     }
     Ok(Some(UpdateAck {
         update_index: index,

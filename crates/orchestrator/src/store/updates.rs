@@ -253,6 +253,28 @@ impl Store {
         h.as_deref().map(parse_hash).transpose()
     }
 
+    /// What the trainer's report of an update said, if one was stored
+    /// (adopted unreported updates have no report: `None` then too).
+    pub async fn reported(&self, job_id: u64, index: U256) -> Result<Option<StoredReport>> {
+        let row: Option<(String, String, f64, f64)> = sqlx::query_as(
+            "SELECT update_hash, submit_tx, loss_before, loss_after FROM updates
+             WHERE job_id = ? AND update_index = ? AND reason <> 'unreported'",
+        )
+        .bind(to_db(job_id))
+        .bind(index_text(index))
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|(hash, tx, loss_before, loss_after)| {
+            Ok(StoredReport {
+                update_hash: parse_hash(&hash)?,
+                tx_hash: parse_hash(&tx)?,
+                loss_before: loss_before as f32,
+                loss_after: loss_after as f32,
+            })
+        })
+        .transpose()
+    }
+
     /// Steps of a reported update, if one was.
     pub async fn reported_steps(&self, job_id: u64, index: U256) -> Result<Option<u64>> {
         let steps: Option<i64> =
@@ -898,4 +920,17 @@ pub fn tally(votes: &[(Address, bool)]) -> (BTreeSet<Address>, usize) {
     }
     let leading = sides.values().map(BTreeSet::len).max().unwrap_or(0);
     (sides.into_values().flatten().collect(), leading)
+}
+
+/// What a trainer's stored report of its update said.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredReport {
+    /// The delta's hash.
+    pub update_hash: B256,
+    /// The `submitUpdate` transaction.
+    pub tx_hash: B256,
+    /// Loss of the base checkpoint on the task's batches.
+    pub loss_before: f32,
+    /// Loss after training.
+    pub loss_after: f32,
 }

@@ -652,6 +652,17 @@ async fn updates_and_votes_are_checked_against_the_chain() {
     )
     .await;
     assert_eq!((status, again), (StatusCode::OK, ack.clone()));
+    // The same update with other numbers is refused: the first report stands.
+    let mut changed = report(outcome.tx_hash, hash);
+    changed["loss_after"] = json!(0.125);
+    let req = post(trainer, "/v1/updates", changed);
+    refused(&f.app, req, StatusCode::CONFLICT, "conflicting_report").await;
+    let (status, again): (_, UpdateAck) = call_json(
+        &f.app,
+        post(trainer, "/v1/updates", report(outcome.tx_hash, hash)),
+    )
+    .await;
+    assert_eq!((status, again), (StatusCode::OK, ack.clone()));
     // The trainer has submitted for this round: no second task.
     let (status, _) = call(&f.app, post(trainer, "/v1/tasks", lease_body(f.job))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
