@@ -183,7 +183,9 @@ pub struct JobState {
     pub leases: Vec<Lease>,
     /// Reported updates of the open round.
     pub updates: Vec<Update>,
-    /// Trainers active in the job (leased in this or the previous round).
+    /// Trainers active in the job: leased in this or the previous round and
+    /// seen within a lease period (or holding a live lease), or reported in
+    /// this round. A trainer that stopped asking is not waited for.
     pub active_trainers: BTreeSet<Address>,
     /// How rounds synchronise.
     pub sync: SyncPolicy,

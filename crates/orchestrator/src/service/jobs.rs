@@ -26,10 +26,21 @@ pub async fn job_state(state: &AppState, info: &JobInfo) -> Result<Option<JobSta
     };
     let leases = state.store.leases(job, round).await?;
     let updates = state.store.round_updates(job, round).await?;
-    let active_trainers = state
+    // Active: leased in this or the previous round, and seen within a
+    // lease period (or holding a live lease), or reported in this round. A
+    // trainer that died drops out when its lease lapses, so the round need
+    // not wait for its deadline.
+    let now = crate::util::now_secs();
+    let mut active_trainers = state
         .store
-        .trainers_since(job, round.saturating_sub(1))
+        .live_trainers_since(
+            job,
+            round.saturating_sub(1),
+            now,
+            now.saturating_sub(info.spec.lease_secs),
+        )
         .await?;
+    active_trainers.extend(updates.iter().map(|u| u.trainer));
     let carried = match info.spec.sync.is_sync() {
         true => Vec::new(),
         false => state.store.carried_updates(job, round).await?,

@@ -191,13 +191,27 @@ impl Store {
             .collect()
     }
 
-    /// Trainers that leased in the job from round `from` on.
-    pub async fn trainers_since(&self, job_id: u64, from: u64) -> Result<BTreeSet<Address>> {
+    /// Trainers that leased in the job from round `from` on and are still
+    /// there: they hold a lease live at `now`, or made a request at or after
+    /// `seen_since` (`participants.last_seen`). A trainer that stopped
+    /// asking drops out once its lease lapses.
+    pub async fn live_trainers_since(
+        &self,
+        job_id: u64,
+        from: u64,
+        now: u64,
+        seen_since: u64,
+    ) -> Result<BTreeSet<Address>> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT trainer FROM tasks WHERE job_id = ? AND round >= ?",
+            "SELECT DISTINCT t.trainer FROM tasks t
+             LEFT JOIN participants p ON p.address = t.trainer
+             WHERE t.job_id = ? AND t.round >= ?
+               AND (t.expires_at > ? OR COALESCE(p.last_seen, 0) >= ?)",
         )
         .bind(to_db(job_id))
         .bind(to_db(from))
+        .bind(to_db(now))
+        .bind(to_db(seen_since))
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(|t| parse_addr(t)).collect()

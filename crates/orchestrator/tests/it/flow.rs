@@ -146,3 +146,62 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
     assert!(graph.nodes.iter().any(|n| n.kind == NodeKind::Contract));
     orch.shutdown().await.unwrap();
 }
+
+/// A trainer that leases a task and vanishes holds its round only until its
+/// lease lapses: after that it no longer counts as active, so the round
+/// closes once everyone still there has reported, not at its deadline (an
+/// hour here), and the next round does not wait for it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_trainer_does_not_hold_rounds_to_their_deadline() {
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let mut spec = tiny_spec(0.0);
+    spec.lease_secs = 2;
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
+    let job = env.create_job(&spec).await;
+    env.register_trainer(2).await;
+    env.register_trainer(3).await;
+    wait_status(&owner, job, JobStatus::Active).await;
+
+    // Trainer 3 takes a shard and is never heard from again.
+    let lost = Client::new(&orch.url(), Some(env.keys[3].clone()));
+    let task = lost
+        .lease_task(&funetun_core::api::LeaseRequest {
+            job_id: job,
+            capacity: funetun_core::api::Capacity::M,
+            platform: None,
+            holding: None,
+        })
+        .await
+        .unwrap()
+        .expect("a shard is free");
+    assert_eq!(task.round, 0);
+
+    let data = synthetic();
+    let survivor = Client::new(&orch.url(), Some(env.keys[2].clone()));
+    let ledger = env.ledger(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let jobs = owner.jobs().await.unwrap();
+        if jobs
+            .iter()
+            .any(|j| j.job_id == job && j.status == JobStatus::Finished)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rounds waited for the lost trainer: {:?}",
+            owner.rounds(job).await.unwrap()
+        );
+        trainer_turn(&survivor, &ledger, job, &data).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rounds = owner.rounds(job).await.unwrap();
+    assert_eq!(rounds.len(), 2);
+    for r in &rounds {
+        assert_eq!(r.status, RoundStatus::Closed);
+        assert_eq!((r.submitted, r.accepted), (1, 1), "{r:?}");
+    }
+}
