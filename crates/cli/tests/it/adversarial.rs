@@ -228,8 +228,11 @@ fn a_challenger_wins_a_cheaters_stake_when_nothing_is_replayed() {
             "0",
             "--challengers",
             "1",
+            // The challenger must replay every update of a round inside
+            // the window; 16 s leaves room when CI runs two demos at once
+            // on two cores (8 s once let a forgery through there).
             "--challenge-window",
-            "8",
+            "16",
             "--byzantine",
             "1",
             "--attack",
