@@ -125,6 +125,16 @@ impl Env {
     }
 }
 
+/// A plain lease request for `job` (size M, no platform, nothing held).
+pub fn lease_request(job: u64) -> LeaseRequest {
+    LeaseRequest {
+        job_id: job,
+        capacity: Capacity::M,
+        platform: None,
+        holding: None,
+    }
+}
+
 /// A job small enough to train in milliseconds.
 pub fn tiny_spec(replay_prob: f64) -> JobSpec {
     let mut spec = JobSpec {

@@ -167,12 +167,7 @@ async fn a_lost_trainer_does_not_hold_rounds_to_their_deadline() {
     // Trainer 3 takes a shard and is never heard from again.
     let lost = Client::new(&orch.url(), Some(env.keys[3].clone()));
     let task = lost
-        .lease_task(&funetun_core::api::LeaseRequest {
-            job_id: job,
-            capacity: funetun_core::api::Capacity::M,
-            platform: None,
-            holding: None,
-        })
+        .lease_task(&crate::common::lease_request(job))
         .await
         .unwrap()
         .expect("a shard is free");

@@ -9,10 +9,10 @@ use std::time::Duration;
 use funetun_chain::ledger::http_provider;
 use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger};
 use funetun_client::{Client, ClientError};
-use funetun_core::api::{Health, LeaseRequest};
+use funetun_core::api::Health;
 use funetun_orchestrator::Config;
 
-use crate::common::ledger_config;
+use crate::common::{lease_request, ledger_config};
 
 /// Longest any wait here may take.
 const GUARD: Duration = Duration::from_secs(60);
@@ -81,15 +81,7 @@ async fn outages_are_503s_with_a_reason_and_health_names_the_dependency() {
     // A signed request from an address the orchestrator has not seen needs
     // the chain (its role): 503 with a reason, not 500.
     let stranger = Client::new(&url, Some(keys[5].clone()));
-    let err = stranger
-        .lease_task(&LeaseRequest {
-            job_id: 1,
-            capacity: Default::default(),
-            platform: None,
-            holding: None,
-        })
-        .await
-        .unwrap_err();
+    let err = stranger.lease_task(&lease_request(1)).await.unwrap_err();
     match &err {
         ClientError::Api { status, code, .. } => {
             assert_eq!(

@@ -133,12 +133,7 @@ async fn restarted_mid_round(spec: funetun_core::JobSpec) {
     );
     let second = Client::new(&url, Some(env.keys[3].clone()));
     let leased = second
-        .lease_task(&funetun_core::api::LeaseRequest {
-            job_id: job,
-            capacity: funetun_core::api::Capacity::M,
-            platform: None,
-            holding: None,
-        })
+        .lease_task(&crate::common::lease_request(job))
         .await
         .unwrap()
         .expect("a task for the second trainer");
@@ -147,12 +142,7 @@ async fn restarted_mid_round(spec: funetun_core::JobSpec) {
     let orch = funetun_orchestrator::start(env.config()).await.unwrap();
     // The lease survived the restart: the same task comes back.
     let again = Client::new(&orch.url(), Some(env.keys[3].clone()))
-        .lease_task(&funetun_core::api::LeaseRequest {
-            job_id: job,
-            capacity: funetun_core::api::Capacity::M,
-            platform: None,
-            holding: None,
-        })
+        .lease_task(&crate::common::lease_request(job))
         .await
         .unwrap()
         .expect("the same task");
