@@ -137,20 +137,19 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let Some((code, detail)) = self.unavailable() {
+            tracing::warn!(error = %self, "answering 503: a dependency is down");
+            let body = ErrorBody {
+                error: code.into(),
+                detail: detail.into(),
+            };
+            return (status, [(header::RETRY_AFTER, "5")], axum::Json(body)).into_response();
+        }
         let body = match self {
             Error::Refused { code, detail, .. } => ErrorBody {
                 error: code.to_string(),
                 detail,
             },
-            other if other.unavailable().is_some() => {
-                let (code, detail) = other.unavailable().unwrap_or_default();
-                tracing::warn!(error = %other, "answering 503: a dependency is down");
-                let body = ErrorBody {
-                    error: code.into(),
-                    detail: detail.into(),
-                };
-                return (status, [(header::RETRY_AFTER, "5")], axum::Json(body)).into_response();
-            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ErrorBody {

@@ -46,11 +46,6 @@ impl ChainSeen {
         self.lock().error = Some(error.to_string());
     }
 
-    /// Whether the last read failed.
-    pub fn is_down(&self) -> bool {
-        self.lock().error.is_some()
-    }
-
     fn fresh(&self) -> bool {
         let s = self.lock();
         s.error.is_none() && s.ok_at.is_some_and(|t| t.elapsed() < FRESH)

@@ -35,7 +35,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -104,7 +103,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let refusers = Arc::new(Semaphore::new(REFUSERS));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let refusals = Refusals::default();
+    let mut refusals = Refusals::default();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -247,26 +246,29 @@ async fn accept_error(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Logs refused connections at most once a second, with how many there were.
+/// Logs refused connections at most once a second, with how many there were
+/// (owned by the accept loop, so plain fields).
 #[derive(Default)]
 struct Refusals {
-    since_log: AtomicU64,
-    last_log: std::sync::Mutex<Option<Instant>>,
+    since_log: u64,
+    last_log: Option<Instant>,
 }
 
 impl Refusals {
-    fn note(&self, peer: SocketAddr, cap: usize) {
-        let count = self.since_log.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            *last = Some(Instant::now());
-            self.since_log.store(0, Ordering::Relaxed);
+    fn note(&mut self, peer: SocketAddr, cap: usize) {
+        self.since_log += 1;
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
             tracing::warn!(
                 %peer,
-                refused = count,
+                refused = self.since_log,
                 cap,
                 "connection cap reached; refusing new connections with 503"
             );
+            self.last_log = Some(Instant::now());
+            self.since_log = 0;
         }
     }
 }
