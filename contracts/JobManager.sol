@@ -7,10 +7,14 @@ pragma solidity 0.8.37;
 /// reward or slashes its stake; anyone may challenge an update during its window with a bond;
 /// an unchallenged, unvoted update is accepted once its window closes. The job's leader (the
 /// orchestrator) commits every round's checkpoint hash. All payouts are pull payments.
+/// For `DECISION_TIMEOUT` seconds after a window closes only the leader may finalize an
+/// unchecked update; after that anyone may, and an update still short of a quorum is settled
+/// by the timeout rule of `finalizeUpdate` (accepted when nobody objected, void otherwise).
 /// @dev Hot data is packed so that one accepted update (submit + one quorum vote + credit)
-/// costs below 100k gas: an update is a single storage slot keyed by (job, round, trainer).
-/// The update index is `round << 160 | trainer`, so the same (job, round, trainer) can never
-/// hold two updates and the verdict knows whom to pay without another storage read.
+/// costs about 100k gas: an update is a single storage slot keyed by (job, round, shard, trainer).
+/// The update index is `round << 192 | shard << 160 | trainer`, so the same (job, round, shard,
+/// trainer) can never hold two updates, a trainer may do a second task of a round on another
+/// shard, and the verdict knows whom to pay without another storage read.
 /// Per job, `deposited + slashedIn == paid + reserved + remaining + withdrawn` at all times,
 /// where `reserved` is the base reward held for every undecided update.
 contract JobManager {
@@ -42,6 +46,9 @@ contract JobManager {
     uint8 public constant UPDATE_REJECTED = 4;
     /// @notice Update status: accepted, and the leader awarded the job's bonus.
     uint8 public constant UPDATE_BONUSED = 5;
+    /// @notice Update status: no quorum by the decision timeout after a challenge or an objection;
+    /// the trainer was neither paid nor slashed, the challenger got its bond back.
+    uint8 public constant UPDATE_VOID = 6;
 
     /// @notice Role bit of a trainer.
     uint8 public constant ROLE_TRAINER = 1;
@@ -68,6 +75,10 @@ contract JobManager {
     uint256 public immutable VALIDATOR_SHARE_BPS;
     /// @notice Share of a validator's stake lost by voting against the final verdict, in basis points.
     uint256 public immutable VALIDATOR_PENALTY_BPS;
+    /// @notice Seconds after an update's window closes during which only the job's leader may
+    /// finalize it; after them anyone may, and an update still under review is settled by the
+    /// timeout rule of `finalizeUpdate`.
+    uint256 public immutable DECISION_TIMEOUT;
 
     // ---------------------------------------------------------------------- state
 
@@ -126,6 +137,7 @@ contract JobManager {
     struct UpdateView {
         address trainer;
         uint64 round;
+        uint32 shard;
         bytes24 hashPrefix;
         uint64 deadline;
         uint8 status;
@@ -189,8 +201,9 @@ contract JobManager {
     /// @notice An account took back its stake.
     event StakeWithdrawn(address indexed account, uint256 amount);
     /// @notice A trainer committed an update; it can be challenged until `block.timestamp +
-    /// challengeWindow`; its reward is reserved from the deposit. Index: `round << 160 | trainer`.
-    event UpdateSubmitted(uint256 indexed jobId, address indexed trainer, uint256 round, bytes32 updateHash);
+    /// challengeWindow`; its reward is reserved from the deposit. `index` is `round << 192 |
+    /// shard << 160 | trainer` (one word, so the event costs no more than one with the round).
+    event UpdateSubmitted(uint256 indexed jobId, address indexed trainer, uint256 index, bytes32 updateHash);
     /// @notice A validator's vote was recorded without reaching the quorum.
     event VoteCast(uint256 indexed jobId, uint256 indexed index, address indexed validator, bool valid);
     /// @notice An update was challenged with a bond.
@@ -212,6 +225,10 @@ contract JobManager {
     event BonusAwarded(uint256 indexed jobId, uint256 indexed index, uint256 amount);
     /// @notice An account withdrew its credit.
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice An update challenged or objected to reached no quorum by its decision timeout: the
+    /// trainer is released unpaid and unslashed, its reserved reward returns to the deposit, the
+    /// challenger is credited its bond back and the stored voters are released without penalty.
+    event UpdateVoided(uint256 indexed jobId, uint256 indexed index);
 
     // --------------------------------------------------------------------- errors
 
@@ -257,8 +274,11 @@ contract JobManager {
     error SelfValidation();
     /// @notice This validator already voted on this update.
     error AlreadyVoted(address validator);
-    /// @notice The update has votes or a challenge; only a quorum verdict decides it.
+    /// @notice The update has votes or a challenge; only a quorum verdict decides it until its
+    /// decision timeout.
     error UnderReview(uint256 jobId, uint256 index);
+    /// @notice Only the job's leader may finalize the update before `until`.
+    error LeaderGrace(uint256 jobId, uint256 until);
     /// @notice The challenge window is still open.
     error WindowOpen(uint256 deadline);
     /// @notice The challenge window has closed.
@@ -307,18 +327,22 @@ contract JobManager {
     /// @param trainerSlashBps Share of a trainer's stake slashed by a rejection (1..=10000).
     /// @param validatorShareBps Share of a slash paid to the validators who voted invalid (<= 10000).
     /// @param validatorPenaltyBps Share of a validator's stake lost by voting against the verdict (<= 10000).
+    /// @param decisionTimeout Seconds after a window closes: the leader's finalization grace, and
+    /// the time a challenged update has to reach a quorum (< 2^32).
     constructor(
         uint256 minStake,
         uint256 leaveCooldown,
         uint256 challengeBond,
         uint256 trainerSlashBps,
         uint256 validatorShareBps,
-        uint256 validatorPenaltyBps
+        uint256 validatorPenaltyBps,
+        uint256 decisionTimeout
     ) {
         if (
             minStake == 0 || minStake > type(uint96).max || challengeBond == 0 || challengeBond > type(uint96).max
                 || trainerSlashBps == 0 || trainerSlashBps > BPS || validatorShareBps > BPS
                 || validatorPenaltyBps > BPS || leaveCooldown > type(uint32).max
+                || decisionTimeout > type(uint32).max
         ) revert InvalidParameter();
         MIN_STAKE = minStake;
         LEAVE_COOLDOWN = leaveCooldown;
@@ -326,6 +350,7 @@ contract JobManager {
         TRAINER_SLASH_BPS = trainerSlashBps;
         VALIDATOR_SHARE_BPS = validatorShareBps;
         VALIDATOR_PENALTY_BPS = validatorPenaltyBps;
+        DECISION_TIMEOUT = decisionTimeout;
     }
 
     // ----------------------------------------------------------------------- jobs
@@ -491,9 +516,14 @@ contract JobManager {
     /// job whose deposit then cannot cover another reward closes itself.
     /// @param jobId The job.
     /// @param round The current round.
+    /// @param shard The data shard the update was trained on (a trainer may submit one update
+    /// per shard of a round).
     /// @param updateHash keccak256 of the delta's canonical encoding.
-    /// @return index The update index, `round << 160 | msg.sender`.
-    function submitUpdate(uint256 jobId, uint256 round, bytes32 updateHash) external returns (uint256 index) {
+    /// @return index The update index, `round << 192 | shard << 160 | msg.sender`.
+    function submitUpdate(uint256 jobId, uint256 round, uint32 shard, bytes32 updateHash)
+        external
+        returns (uint256 index)
+    {
         uint256 j = _jobCore[jobId];
         if (j >> 248 != JOB_ACTIVE) {
             if (j >> 248 == JOB_NONE) revert JobNotFound(jobId);
@@ -508,7 +538,7 @@ contract JobManager {
         if ((a >> 248) & ROLE_TRAINER == 0) revert NotTrainer(msg.sender);
         if (a & MASK96 < MIN_STAKE) revert StakeTooLow(a & MASK96, MIN_STAKE);
         if ((a >> 232) & 0xffff == 0xffff) revert TooManyPending();
-        index = (round << 160) | uint256(uint160(msg.sender));
+        index = (round << 192) | (uint256(shard) << 160) | uint256(uint160(msg.sender));
         mapping(uint256 => uint256) storage updates = _updates[jobId];
         if (updates[index] != 0) revert AlreadySubmitted(jobId, index);
 
@@ -523,7 +553,7 @@ contract JobManager {
         }
         uint256 deadline = block.timestamp + ((j >> 176) & MASK32);
         updates[index] = (uint256(updateHash) & ~MASK64) | (deadline << 24) | UPDATE_PENDING;
-        emit UpdateSubmitted(jobId, msg.sender, round, updateHash);
+        emit UpdateSubmitted(jobId, msg.sender, index, updateHash);
         if (exhausted) emit JobClosed(jobId, CLOSED_EXHAUSTED);
     }
 
@@ -587,7 +617,13 @@ contract JobManager {
         emit Challenged(jobId, index, msg.sender, msg.value);
     }
 
-    /// @notice Accepts and pays an update whose window closed with no challenge and no vote.
+    /// @notice Settles an update whose window closed without a quorum verdict.
+    /// Unchallenged and unvoted, it is accepted and paid: by the job's leader alone during
+    /// `DECISION_TIMEOUT` after the window (so a trainer cannot finalize its own update before
+    /// the leader sent it to validators), by anyone after. Challenged or voted on, it waits for
+    /// a quorum until the timeout; then, with only valid votes and no challenge it is accepted,
+    /// otherwise it is void (`UpdateVoided`): nobody is paid or slashed, the challenger's bond
+    /// is returned and the reserved reward goes back to the deposit.
     /// @param jobId The job.
     /// @param index The update index.
     function finalizeUpdate(uint256 jobId, uint256 index) external {
@@ -595,10 +631,19 @@ contract JobManager {
         uint256 status = u & 0xff;
         if (status == UPDATE_NONE) revert UnknownUpdate(jobId, index);
         if (status > UPDATE_CHALLENGED) revert AlreadyDecided(jobId, index);
-        if (status == UPDATE_CHALLENGED || (u >> 8) & 0xffff != 0) revert UnderReview(jobId, index);
+        bool reviewed = status == UPDATE_CHALLENGED || (u >> 8) & 0xffff != 0;
         uint256 deadline = (u >> 24) & MASK40;
-        if (block.timestamp < deadline) revert WindowOpen(deadline);
-        _decide(jobId, index, u, _jobCore[jobId], true, address(0), 0);
+        uint256 timeout = deadline + DECISION_TIMEOUT;
+        if (block.timestamp < timeout) {
+            if (reviewed) revert UnderReview(jobId, index);
+            if (block.timestamp < deadline) revert WindowOpen(deadline);
+            if (msg.sender != _jobInfo[jobId].leader) revert LeaderGrace(jobId, timeout);
+        } else if (status == UPDATE_CHALLENGED || (u >> 16) & 0xff != 0) {
+            _void(jobId, index, u);
+            return;
+        }
+        // Stored votes (all valid here) are released; a finalization pays no validator.
+        _decide(jobId, index, u, _jobCore[jobId], true, address(0), (u >> 8) & 0xff);
     }
 
     /// @notice The leader awards the job's bonus reward to an accepted update, at most once.
@@ -662,7 +707,8 @@ contract JobManager {
         uint256 u = _updates[jobId][index];
         v = UpdateView({
             trainer: address(uint160(index)),
-            round: uint64(index >> 160),
+            round: uint64(index >> 192),
+            shard: uint32(index >> 160),
             hashPrefix: bytes24(bytes32(u)),
             deadline: uint64((u >> 24) & MASK40),
             status: uint8(u),
@@ -713,12 +759,13 @@ contract JobManager {
         return u != 0 && (u & ~MASK64) == (uint256(updateHash) & ~MASK64);
     }
 
-    /// @notice The update index of `trainer`'s update in `round`.
+    /// @notice The update index of `trainer`'s update on `shard` in `round`.
     /// @param round The round.
+    /// @param shard The shard.
     /// @param trainer The trainer.
-    /// @return The index, `round << 160 | trainer`.
-    function updateIndex(uint256 round, address trainer) external pure returns (uint256) {
-        return (round << 160) | uint256(uint160(trainer));
+    /// @return The index, `round << 192 | shard << 160 | trainer`.
+    function updateIndex(uint256 round, uint32 shard, address trainer) external pure returns (uint256) {
+        return (round << 192) | (uint256(shard) << 160) | uint256(uint160(trainer));
     }
 
     // ------------------------------------------------------------------ internals
@@ -852,7 +899,23 @@ contract JobManager {
         emit Slashed(trainer, jobId, slash);
     }
 
-    /// @dev Credits the challenger of a rejected update.
+    /// @dev Voids an update that reached no quorum by its decision timeout (see `finalizeUpdate`).
+    function _void(uint256 jobId, uint256 index, uint256 u) private {
+        _updates[jobId][index] = (u & ~uint256(0xff)) | UPDATE_VOID;
+        address trainer = address(uint160(index));
+        _accounts[trainer] -= PENDING_ONE;
+        uint256 stored = ((u >> 8) & 0xff) + ((u >> 16) & 0xff);
+        uint256[] storage list = _votes[jobId][index];
+        for (uint256 i = 0; i < stored; ++i) {
+            _accounts[address(uint160(list[i]))] -= PENDING_ONE;
+        }
+        if (u & 0xff == UPDATE_CHALLENGED) _payChallenger(jobId, index, CHALLENGE_BOND);
+        uint256 j = _jobCore[jobId];
+        _settleDeposit(jobId, j, (j >> 96) & MASK80, 0);
+        emit UpdateVoided(jobId, index);
+    }
+
+    /// @dev Credits the challenger of a rejected update (or of a void one, its bond).
     function _payChallenger(uint256 jobId, uint256 index, uint256 payout) private {
         address challenger = _challengers[jobId][index];
         _credit(challenger, payout);

@@ -18,7 +18,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 
 use crate::bindings::JobManager::JobManagerEvents as E;
-use crate::bindings::{split_update_index, update_index, update_status};
+use crate::bindings::{split_update_index, update_status};
 use crate::error::Result;
 use crate::events::LoggedEvent;
 use crate::ledger::Ledger;
@@ -88,7 +88,7 @@ pub fn tally(job: U256, base_reward: U256, events: &[LoggedEvent]) -> JobAccount
     for e in events {
         match &e.event {
             E::UpdateDecided(d) if d.jobId == job => {
-                let (_, trainer) = split_update_index(d.index);
+                let trainer = split_update_index(d.index).trainer;
                 // Each validator's share comes with its own `Credited` event.
                 out.paid += d.validatorsPaid;
                 out.validators_paid += d.validatorsPaid;
@@ -126,11 +126,7 @@ impl<P: Provider + Clone> Ledger<P> {
             if let E::UpdateSubmitted(s) = &e.event
                 && s.jobId == job
             {
-                let round: u64 = s.round.saturating_to();
-                let status = self
-                    .update(job, update_index(round, s.trainer))
-                    .await?
-                    .status;
+                let status = self.update(job, s.index).await?.status;
                 if status == update_status::PENDING || status == update_status::CHALLENGED {
                     out.reserved += view.baseReward;
                 }
@@ -149,7 +145,7 @@ mod tests {
     use alloy::primitives::B256;
 
     use super::*;
-    use crate::bindings::JobManager;
+    use crate::bindings::{JobManager, update_index};
 
     fn logged(event: E) -> LoggedEvent {
         LoggedEvent {
@@ -173,7 +169,7 @@ mod tests {
         let decided = |job_id, trainer, accepted, validators_paid: u64| {
             logged(E::UpdateDecided(JobManager::UpdateDecided {
                 jobId: job_id,
-                index: update_index(0, trainer),
+                index: update_index(0, 0, trainer),
                 decidedBy: Address::ZERO,
                 accepted,
                 validatorsPaid: U256::from(validators_paid),
@@ -185,7 +181,7 @@ mod tests {
             decided(other, good, true, 1000),
             logged(E::BonusAwarded(JobManager::BonusAwarded {
                 jobId: job,
-                index: update_index(0, good),
+                index: update_index(0, 0, good),
                 amount: U256::from(7),
             })),
             logged(E::Credited(JobManager::Credited {

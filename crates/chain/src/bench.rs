@@ -91,7 +91,7 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
             .gas_used,
     );
 
-    let (i1, submit) = t1.submit_update(id, 0, keccak256(b"d1")).await?;
+    let (i1, submit) = t1.submit_update(id, 0, 0, keccak256(b"d1")).await?;
     let accept = v1.validate_update(id, i1, true).await?;
     gas.insert("submitUpdate".into(), submit.gas_used);
     gas.insert("validateUpdate_accept".into(), accept.gas_used);
@@ -104,13 +104,13 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
         leader.award_bonus(id, i1).await?.gas_used,
     );
 
-    let (i2, _) = t2.submit_update(id, 0, keccak256(b"d2")).await?;
+    let (i2, _) = t2.submit_update(id, 0, 0, keccak256(b"d2")).await?;
     gas.insert(
         "validateUpdate_reject".into(),
         v1.validate_update(id, i2, false).await?.gas_used,
     );
 
-    let (i3, _) = t3.submit_update(id, 0, keccak256(b"d3")).await?;
+    let (i3, _) = t3.submit_update(id, 0, 0, keccak256(b"d3")).await?;
     gas.insert(
         "challenge".into(),
         challenger
@@ -126,11 +126,19 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     leader
         .commit_checkpoint(id, 1, keccak256(b"c1"), keccak256(b"manifest"))
         .await?;
-    let (i4, _) = t1.submit_update(id, 1, keccak256(b"d4")).await?;
+    let (i4, _) = t1.submit_update(id, 1, 0, keccak256(b"d4")).await?;
     warp(&url, 601).await?;
     gas.insert(
         "finalizeUpdate".into(),
-        challenger.finalize_update(id, i4).await?.gas_used,
+        leader.finalize_update(id, i4).await?.gas_used,
+    );
+    // A challenge nobody votes on is void at its decision timeout.
+    let (i7, _) = t2.submit_update(id, 1, 0, keccak256(b"d7")).await?;
+    challenger.challenge(id, i7, params.challenge_bond).await?;
+    warp(&url, 601 + params.decision_timeout).await?;
+    gas.insert(
+        "finalizeUpdate_void".into(),
+        challenger.finalize_update(id, i7).await?.gas_used,
     );
 
     // A quorum-2 job: a stored vote, then the deciding one against it.
@@ -143,7 +151,7 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     leader
         .commit_checkpoint(id2, 0, keccak256(b"c0"), B256::ZERO)
         .await?;
-    let (i5, _) = t1.submit_update(id2, 0, keccak256(b"d5")).await?;
+    let (i5, _) = t1.submit_update(id2, 0, 0, keccak256(b"d5")).await?;
     gas.insert(
         "validateUpdate_stored_vote".into(),
         v1.validate_update(id2, i5, false).await?.gas_used,
@@ -164,7 +172,7 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     leader
         .commit_checkpoint(id3, 0, keccak256(b"c0"), B256::ZERO)
         .await?;
-    let (i6, submit) = t2.submit_update(id3, 0, keccak256(b"d6")).await?;
+    let (i6, submit) = t2.submit_update(id3, 0, 0, keccak256(b"d6")).await?;
     let accept = v1.validate_update(id3, i6, true).await?;
     gas.insert(
         "accepted_update_total_unpaid_validator".into(),
@@ -284,6 +292,7 @@ pub async fn chain_throughput(count: usize, senders: usize) -> Result<ChainBench
                             let call = JobManager::submitUpdateCall {
                                 jobId: *job,
                                 round: U256::ZERO,
+                                shard: 0,
                                 updateHash: keccak256(format!("{}/{i}", signer.address())),
                             };
                             (TxKind::Call(contract), Bytes::from(call.abi_encode()))

@@ -40,6 +40,9 @@ pub mod update_status {
     pub const REJECTED: u8 = 4;
     /// Accepted with the leader's bonus.
     pub const BONUSED: u8 = 5;
+    /// No quorum by the decision timeout after a challenge or an objection:
+    /// neither paid nor slashed.
+    pub const VOID: u8 = 6;
 }
 
 /// Role bits (`AccountView::roles`).
@@ -50,16 +53,35 @@ pub mod roles {
     pub const VALIDATOR: u8 = 2;
 }
 
-/// The update index of `trainer`'s update in `round`: `round << 160 | trainer`.
-pub fn update_index(round: u64, trainer: alloy::primitives::Address) -> alloy::primitives::U256 {
-    (alloy::primitives::U256::from(round) << 160)
+/// The update index of `trainer`'s update on `shard` in `round`:
+/// `round << 192 | shard << 160 | trainer`.
+pub fn update_index(
+    round: u64,
+    shard: u32,
+    trainer: alloy::primitives::Address,
+) -> alloy::primitives::U256 {
+    (alloy::primitives::U256::from(round) << 192)
+        | (alloy::primitives::U256::from(shard) << 160)
         | alloy::primitives::U256::from_be_slice(trainer.as_slice())
 }
 
-/// Splits an update index into (round, trainer).
-pub fn split_update_index(index: alloy::primitives::U256) -> (u64, alloy::primitives::Address) {
+/// The parts of an update index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexParts {
+    /// The round it was submitted in.
+    pub round: u64,
+    /// The shard it was trained on.
+    pub shard: u32,
+    /// Its trainer.
+    pub trainer: alloy::primitives::Address,
+}
+
+/// Splits an update index into its round, shard and trainer.
+pub fn split_update_index(index: alloy::primitives::U256) -> IndexParts {
     let bytes = index.to_be_bytes::<32>();
-    let trainer = alloy::primitives::Address::from_slice(&bytes[12..]);
-    let round: u64 = (index >> 160usize).saturating_to();
-    (round, trainer)
+    IndexParts {
+        round: (index >> 192usize).saturating_to(),
+        shard: ((index >> 160usize) & alloy::primitives::U256::from(u32::MAX)).saturating_to(),
+        trainer: alloy::primitives::Address::from_slice(&bytes[12..]),
+    }
 }

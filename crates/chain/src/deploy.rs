@@ -23,6 +23,10 @@ pub struct ContractParams {
     pub validator_share_bps: u16,
     /// Share of a validator's stake lost by voting against the verdict, in basis points.
     pub validator_penalty_bps: u16,
+    /// Seconds after an update's window closes during which only the job's
+    /// leader may finalize it; also the time a challenged update has to reach
+    /// a quorum before it is void.
+    pub decision_timeout: u64,
 }
 
 impl Default for ContractParams {
@@ -35,6 +39,7 @@ impl Default for ContractParams {
             trainer_slash_bps: 5_000,
             validator_share_bps: 2_000,
             validator_penalty_bps: 1_000,
+            decision_timeout: 3_600,
         }
     }
 }

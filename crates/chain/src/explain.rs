@@ -134,8 +134,8 @@ fn words(error: &E) -> (&'static str, String) {
         E::AlreadySubmitted(e) => (
             "AlreadySubmitted",
             format!(
-                "this trainer already submitted in this round of job {} (one update per trainer \
-                 per round; update index {})",
+                "this trainer already submitted on this shard in this round of job {} (one update \
+                 per trainer, shard and round; update index {})",
                 e.jobId, e.index
             ),
         ),
@@ -162,8 +162,16 @@ fn words(error: &E) -> (&'static str, String) {
             "UnderReview",
             format!(
                 "update {} of job {} awaits validators' votes (drawn or challenged); wait for its \
-                 verdict",
+                 verdict, or for its decision timeout to settle it",
                 e.index, e.jobId
+            ),
+        ),
+        E::LeaderGrace(e) => (
+            "LeaderGrace",
+            format!(
+                "only job {}'s leader may finalize this update until {} (unix time); anyone may \
+                 after that",
+                e.jobId, e.until
             ),
         ),
         E::WindowOpen(e) => (

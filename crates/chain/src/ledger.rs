@@ -278,6 +278,7 @@ impl<P: Provider + Clone> Ledger<P> {
             trainerSlashBps: U256::from(params.trainer_slash_bps),
             validatorShareBps: U256::from(params.validator_share_bps),
             validatorPenaltyBps: U256::from(params.validator_penalty_bps),
+            decisionTimeout: U256::from(params.decision_timeout),
         }
         .abi_encode();
         let mut code = JobManager::BYTECODE.to_vec();
@@ -391,21 +392,24 @@ impl<P: Provider + Clone> Ledger<P> {
             .await
     }
 
-    /// `submitUpdate`: commits the delta hash of `round`; returns the update index.
+    /// `submitUpdate`: commits the delta hash of the task on `shard` in
+    /// `round`; returns the update index.
     pub async fn submit_update(
         &self,
         job_id: U256,
         round: u64,
+        shard: u32,
         update_hash: B256,
     ) -> Result<(U256, TxOutcome)> {
         let call = JobManager::submitUpdateCall {
             jobId: job_id,
             round: U256::from(round),
+            shard,
             updateHash: update_hash,
         };
         let outcome = self.send(call.abi_encode(), U256::ZERO).await?;
         Ok((
-            crate::bindings::update_index(round, self.address()),
+            crate::bindings::update_index(round, shard, self.address()),
             outcome,
         ))
     }
@@ -438,7 +442,9 @@ impl<P: Provider + Clone> Ledger<P> {
         .await
     }
 
-    /// `finalizeUpdate`: accepts an update whose window closed unchallenged and unvoted.
+    /// `finalizeUpdate`: accepts an update whose window closed unchallenged and
+    /// unvoted (the leader alone until the decision timeout), or settles one
+    /// still under review at its decision timeout (accepted or void).
     pub async fn finalize_update(&self, job_id: U256, index: U256) -> Result<TxOutcome> {
         self.send(
             JobManager::finalizeUpdateCall {
@@ -560,6 +566,10 @@ impl<P: Provider + Clone> Ledger<P> {
             trainer_slash_bps: bps(self.view(JobManager::TRAINER_SLASH_BPSCall {}).await?),
             validator_share_bps: bps(self.view(JobManager::VALIDATOR_SHARE_BPSCall {}).await?),
             validator_penalty_bps: bps(self.view(JobManager::VALIDATOR_PENALTY_BPSCall {}).await?),
+            decision_timeout: self
+                .view(JobManager::DECISION_TIMEOUTCall {})
+                .await?
+                .saturating_to(),
         })
     }
 
@@ -573,28 +583,31 @@ impl<P: Provider + Clone> Ledger<P> {
         self.retry(|| self.provider.get_block_number()).await
     }
 
-    /// The full 32-byte hash committed for `trainer`'s update of `round`, from its
-    /// `UpdateSubmitted` event at or after `from_block`, checked against the stored prefix.
+    /// The full 32-byte hash committed for `trainer`'s update on `shard` of
+    /// `round`, from its `UpdateSubmitted` event at or after `from_block`,
+    /// checked against the stored prefix.
     pub async fn update_hash(
         &self,
         job_id: U256,
         round: u64,
+        shard: u32,
         trainer: Address,
         from_block: u64,
     ) -> Result<Option<B256>> {
         Ok(self
-            .update_submission(job_id, round, trainer, from_block)
+            .update_submission(job_id, round, shard, trainer, from_block)
             .await?
             .map(|(hash, _)| hash))
     }
 
-    /// The full hash and the transaction of `trainer`'s `submitUpdate` for `round`, from
+    /// The full hash and the transaction of `trainer`'s `submitUpdate` on `shard` of `round`, from
     /// its `UpdateSubmitted` event at or after `from_block`, checked against the stored
     /// prefix. A restarted trainer uses it to report a submission it did not record.
     pub async fn update_submission(
         &self,
         job_id: U256,
         round: u64,
+        shard: u32,
         trainer: Address,
         from_block: u64,
     ) -> Result<Option<(B256, B256)>> {
@@ -607,9 +620,9 @@ impl<P: Provider + Clone> Ledger<P> {
         let logs = self.retry(|| self.provider.get_logs(&filter)).await?;
         for event in decode_logs(self.contract, &logs) {
             if let JobManager::JobManagerEvents::UpdateSubmitted(e) = event.event
-                && e.round == U256::from(round)
+                && e.index == crate::bindings::update_index(round, shard, trainer)
             {
-                let index = crate::bindings::update_index(round, trainer);
+                let index = e.index;
                 return Ok(self
                     .matches_hash(job_id, index, e.updateHash)
                     .await?
@@ -720,7 +733,7 @@ impl<P: Provider + Clone> Ledger<P> {
     }
 
     /// Checks that `tx_hash` is `trainer`'s `submitUpdate` of `update_hash` for
-    /// `round` of `job_id` on this contract: mined, succeeded, emitted the matching
+    /// `shard` in `round` of `job_id` on this contract: mined, succeeded, emitted the matching
     /// `UpdateSubmitted`, and at the confirmation depth. Only node failures are errors;
     /// every way the transaction can fall short is a [`SubmissionCheck`].
     pub async fn verify_submission(
@@ -728,6 +741,7 @@ impl<P: Provider + Clone> Ledger<P> {
         tx_hash: B256,
         job_id: U256,
         round: u64,
+        shard: u32,
         trainer: Address,
         update_hash: B256,
     ) -> Result<SubmissionCheck> {
@@ -743,7 +757,7 @@ impl<P: Provider + Clone> Ledger<P> {
                 matches!(&l.event, JobManager::JobManagerEvents::UpdateSubmitted(e)
                     if e.jobId == job_id
                         && e.trainer == trainer
-                        && e.round == U256::from(round)
+                        && e.index == crate::bindings::update_index(round, shard, trainer)
                         && e.updateHash == update_hash)
             });
         if !emitted {

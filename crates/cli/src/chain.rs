@@ -45,6 +45,11 @@ pub struct DeployArgs {
     /// Challenge bond, in wei.
     #[arg(long, env = "FUNETUN_CHALLENGE_BOND")]
     pub challenge_bond: Option<alloy_primitives::U256>,
+    /// Seconds after an update's challenge window during which only the
+    /// job's leader may finalize it; a challenged update still without a
+    /// quorum after them is void (default 3600).
+    #[arg(long, env = "FUNETUN_DECISION_TIMEOUT")]
+    pub decision_timeout: Option<u64>,
 }
 
 /// A multi-threaded tokio runtime for one subcommand.
@@ -119,6 +124,7 @@ pub fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
         min_stake: args.min_stake.unwrap_or(defaults.min_stake),
         leave_cooldown: args.leave_cooldown.unwrap_or(defaults.leave_cooldown),
         challenge_bond: args.challenge_bond.unwrap_or(defaults.challenge_bond),
+        decision_timeout: args.decision_timeout.unwrap_or(defaults.decision_timeout),
         ..defaults
     };
     let deployment = runtime()?.block_on(async {

@@ -112,6 +112,9 @@ words! {
         Accepted = "accepted",
         /// Rejected: its trainer was slashed.
         Rejected = "rejected",
+        /// Void: challenged or objected to, it reached no quorum by its
+        /// decision timeout; its trainer was neither paid nor slashed.
+        Void = "void",
     }
 }
 

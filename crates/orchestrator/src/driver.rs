@@ -283,16 +283,18 @@ async fn drive_job(state: &Arc<AppState>, job: u64) -> Result<()> {
 }
 
 /// Calls `finalizeUpdate` if the update is still pending, unvoted and
-/// unchallenged on-chain and its window has passed.
+/// unchallenged on-chain and its window has passed, or if it is still
+/// undecided at its decision timeout (the contract then accepts it, or voids
+/// it when it was challenged or objected to).
 async fn finalize(state: &AppState, job: u64, index: U256, now: u64) -> Result<()> {
     let id = U256::from(job);
     let view = state.ledger.update(id, index).await?;
-    if view.status != update_status::PENDING
-        || u32::from(view.validVotes) + u32::from(view.invalidVotes) > 0
-    {
-        return Ok(());
-    }
-    if view.deadline > now {
+    let undecided =
+        view.status == update_status::PENDING || view.status == update_status::CHALLENGED;
+    let reviewed = view.status == update_status::CHALLENGED
+        || u32::from(view.validVotes) + u32::from(view.invalidVotes) > 0;
+    let timed_out = view.deadline.saturating_add(state.decision_timeout) <= now;
+    if !undecided || view.deadline > now || (reviewed && !timed_out) {
         return Ok(());
     }
     match state.ledger.finalize_update(id, index).await {
@@ -360,7 +362,7 @@ async fn close_round(
         };
         inputs.push(crate::rounds::Input {
             index,
-            trainer: funetun_chain::bindings::split_update_index(index).1,
+            trainer: funetun_chain::bindings::split_update_index(index).trainer,
             update: hash,
             base_round,
             base,

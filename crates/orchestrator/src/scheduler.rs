@@ -75,12 +75,19 @@ pub enum UpdateStatus {
     Accepted,
     /// Rejected (slashed).
     Rejected,
+    /// No quorum by the decision timeout: neither paid nor slashed.
+    Void,
 }
 
 impl UpdateStatus {
     /// Not yet decided.
     pub fn undecided(self) -> bool {
         matches!(self, UpdateStatus::Pending | UpdateStatus::Challenged)
+    }
+
+    /// Decided and not accepted (rejected or void): its shard is free again.
+    pub fn failed(self) -> bool {
+        matches!(self, UpdateStatus::Rejected | UpdateStatus::Void)
     }
 
     /// The API's word for it.
@@ -90,6 +97,7 @@ impl UpdateStatus {
             UpdateStatus::Challenged => "challenged",
             UpdateStatus::Accepted => "accepted",
             UpdateStatus::Rejected => "rejected",
+            UpdateStatus::Void => "void",
         }
     }
 
@@ -100,6 +108,7 @@ impl UpdateStatus {
             UpdateStatus::Pending | UpdateStatus::Challenged => Api::Pending,
             UpdateStatus::Accepted => Api::Accepted,
             UpdateStatus::Rejected => Api::Rejected,
+            UpdateStatus::Void => Api::Void,
         }
     }
 
@@ -110,6 +119,7 @@ impl UpdateStatus {
         match code {
             update_status::ACCEPTED | update_status::BONUSED => UpdateStatus::Accepted,
             update_status::REJECTED => UpdateStatus::Rejected,
+            update_status::VOID => UpdateStatus::Void,
             update_status::CHALLENGED => UpdateStatus::Challenged,
             _ => UpdateStatus::Pending,
         }
@@ -121,6 +131,7 @@ impl UpdateStatus {
             "challenged" => UpdateStatus::Challenged,
             "accepted" => UpdateStatus::Accepted,
             "rejected" => UpdateStatus::Rejected,
+            "void" => UpdateStatus::Void,
             _ => UpdateStatus::Pending,
         }
     }
@@ -194,6 +205,10 @@ pub struct JobState {
     /// `stale:S`: accepted updates of earlier rounds no aggregate took yet
     /// (decided after their round closed); they join the next one.
     pub carried: Vec<Update>,
+    /// The contract's `DECISION_TIMEOUT`: an update still undecided this
+    /// many seconds after its window is settled by `finalizeUpdate`
+    /// (accepted, or void when it was challenged or objected to).
+    pub decision_timeout: u64,
 }
 
 /// What happened since the state was read.
@@ -263,7 +278,8 @@ pub enum Action {
         /// What they get.
         decision: LeaseDecision,
     },
-    /// Call `finalizeUpdate` (window over, not drawn, unchallenged).
+    /// Call `finalizeUpdate`: window over and not drawn nor challenged, or
+    /// still undecided at its decision timeout.
     Finalize {
         /// The update.
         index: U256,
@@ -360,9 +376,6 @@ impl JobState {
             return LeaseDecision::NoneAvailable;
         }
         let stale = !self.sync.is_sync();
-        if !stale && self.updates.iter().any(|u| u.trainer == trainer) {
-            return LeaseDecision::AlreadySubmitted;
-        }
         if let Some(lease) = self
             .leases
             .iter()
@@ -377,7 +390,7 @@ impl JobState {
         let busy: BTreeSet<u32> = self
             .updates
             .iter()
-            .filter(|u| u.status != UpdateStatus::Rejected)
+            .filter(|u| !u.status.failed())
             .map(|u| u.shard)
             .chain(self.leases.iter().filter(|l| l.live(now)).map(|l| l.shard))
             .collect();
@@ -386,7 +399,28 @@ impl JobState {
             let shard = (0..issued).find(|s| !busy.contains(s)).unwrap_or(issued);
             return LeaseDecision::New { shard };
         }
-        let free: Vec<u32> = (0..self.shards).filter(|s| !busy.contains(s)).collect();
+        let mut free: Vec<u32> = (0..self.shards).filter(|s| !busy.contains(s)).collect();
+        let mine: BTreeSet<u32> = self
+            .updates
+            .iter()
+            .filter(|u| u.trainer == trainer)
+            .map(|u| u.shard)
+            .collect();
+        if !mine.is_empty() {
+            // A trainer that reported takes a second task only on a shard
+            // this round already handed out and lost (a lapsed lease, a
+            // rejected or void update), and never one it submitted on.
+            let lost: BTreeSet<u32> = self
+                .leases
+                .iter()
+                .map(|l| l.shard)
+                .chain(self.updates.iter().map(|u| u.shard))
+                .collect();
+            free.retain(|s| lost.contains(s) && !mine.contains(s));
+            if free.is_empty() {
+                return LeaseDecision::AlreadySubmitted;
+            }
+        }
         if free.is_empty() {
             return LeaseDecision::NoneAvailable;
         }
@@ -458,7 +492,9 @@ pub fn tick(state: &mut JobState, events: &[Event], now: u64, seed: u64) -> Vec<
         return actions;
     }
     for u in &state.updates {
-        if u.status == UpdateStatus::Pending && !u.replay && !u.voted && now >= u.deadline {
+        let unchecked = u.status == UpdateStatus::Pending && !u.replay && !u.voted;
+        let timed_out = now >= u.deadline.saturating_add(state.decision_timeout);
+        if u.status.undecided() && now >= u.deadline && (unchecked || timed_out) {
             actions.push(Action::Finalize { index: u.index });
         }
     }
@@ -621,6 +657,7 @@ mod tests {
             sync: SyncPolicy::Sync,
             buffer: 0,
             carried: vec![],
+            decision_timeout: 3_600,
         }
     }
 
@@ -636,7 +673,7 @@ mod tests {
 
     fn report(trainer: u8, shard: u32, replay: bool, deadline: u64) -> Event {
         Event::Reported(Update {
-            index: funetun_chain::bindings::update_index(0, addr(trainer)),
+            index: funetun_chain::bindings::update_index(0, shard, addr(trainer)),
             trainer: addr(trainer),
             shard,
             hash: B256::repeat_byte(shard as u8 + 1),
@@ -648,8 +685,10 @@ mod tests {
         })
     }
 
+    /// The index of trainer `t`'s update in round 0: in these tests trainer
+    /// `t` reports on shard `t - 1`.
     fn idx(trainer: u8) -> U256 {
-        funetun_chain::bindings::update_index(0, addr(trainer))
+        funetun_chain::bindings::update_index(0, u32::from(trainer) - 1, addr(trainer))
     }
 
     fn ask(trainer: u8) -> Event {
@@ -715,6 +754,49 @@ mod tests {
         assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
         let a = tick(&mut s, &[ask(3)], 1_002, 4);
         assert_eq!(lease_of(&a), LeaseDecision::New { shard: 0 });
+    }
+
+    #[test]
+    fn a_trainer_that_reported_takes_a_lapsed_shard_of_its_round() {
+        // Trainers 1 and 2 lease shards 0 and 1 of 3; trainer 2 vanishes.
+        let mut s = state(3);
+        tick(
+            &mut s,
+            &[
+                lease(1, 1, 0, 1_100),
+                lease(2, 2, 1, 1_050),
+                report(1, 0, true, 1_010),
+            ],
+            1_000,
+            0,
+        );
+        // Shard 2 was never handed out and shard 1 is still leased: nothing for trainer 1.
+        let a = tick(&mut s, &[ask(1)], 1_001, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::AlreadySubmitted);
+        // Trainer 2's lease lapsed: trainer 1 takes its shard as a second task of the round.
+        let a = tick(&mut s, &[ask(1)], 1_050, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::New { shard: 1 });
+        let a = tick(&mut s, &[lease(3, 1, 1, 1_150), ask(1)], 1_051, 0);
+        assert_eq!(lease_of(&a), LeaseDecision::Existing { task_id: 3 });
+        // Never again a shard it submitted on, even once that update failed.
+        let a = tick(
+            &mut s,
+            &[
+                report(1, 1, true, 1_060),
+                Event::Decided {
+                    index: funetun_chain::bindings::update_index(0, 1, addr(1)),
+                    accepted: false,
+                },
+                Event::Decided {
+                    index: idx(1),
+                    accepted: false,
+                },
+                ask(1),
+            ],
+            1_070,
+            0,
+        );
+        assert_eq!(lease_of(&a), LeaseDecision::AlreadySubmitted);
     }
 
     #[test]
@@ -992,7 +1074,7 @@ mod tests {
         let mut s = stale(4, 2);
         s.round = 3;
         let late = Update {
-            index: funetun_chain::bindings::update_index(2, addr(9)),
+            index: funetun_chain::bindings::update_index(2, 5, addr(9)),
             trainer: addr(9),
             shard: 5,
             hash: B256::repeat_byte(9),

@@ -156,6 +156,10 @@ pub struct AppState {
     pub address: Address,
     /// The contract's minimum stake.
     pub min_stake: U256,
+    /// The contract's `DECISION_TIMEOUT`: seconds after an update's window
+    /// during which only this leader finalizes it, and after which an update
+    /// still short of a quorum is settled.
+    pub decision_timeout: u64,
     /// Unix second the service started (older request timestamps are refused).
     pub started_at: u64,
     /// Nonces seen.
@@ -213,6 +217,10 @@ impl AppState {
         let min_stake = ledger
             .view(funetun_chain::JobManager::MIN_STAKECall {})
             .await?;
+        let decision_timeout = ledger
+            .view(funetun_chain::JobManager::DECISION_TIMEOUTCall {})
+            .await?
+            .saturating_to();
         let address = config.key.address();
         if let Some(stored) = store.meta(meta::LEADER).await?
             && stored != addr_text(address)
@@ -262,6 +270,7 @@ impl AppState {
             ledger,
             address,
             min_stake,
+            decision_timeout,
             max_blob_bytes,
             compute,
             exec,

@@ -160,8 +160,8 @@ async fn apply(
             let Some((job, _)) = ours(tx, e.jobId).await? else {
                 return Ok(());
             };
-            let round: u64 = e.round.saturating_to();
-            let index = funetun_chain::bindings::update_index(round, e.trainer);
+            let index = e.index;
+            let round = funetun_chain::bindings::split_update_index(index).round;
             tx.insert_chain_update(
                 job,
                 index,
@@ -212,7 +212,7 @@ async fn apply(
             let Some((job, reward)) = ours(tx, e.jobId).await? else {
                 return Ok(());
             };
-            let (_, trainer) = funetun_chain::bindings::split_update_index(e.index);
+            let trainer = funetun_chain::bindings::split_update_index(e.index).trainer;
             let decided_by = (e.decidedBy != Address::ZERO).then_some(e.decidedBy);
             let paid = if e.accepted { reward } else { U256::ZERO };
             tx.decide_update(job, e.index, e.accepted, decided_by, paid)
@@ -249,6 +249,14 @@ async fn apply(
                 g.record(Node::Orchestrator, Node::Contract, "finalizeUpdate", now);
             }
             touched.last_decided = Some((logged.tx_hash, job, e.index, trainer));
+            touched.jobs.insert(job);
+        }
+        E::UpdateVoided(e) => {
+            let Some((job, _)) = ours(tx, e.jobId).await? else {
+                return Ok(());
+            };
+            tx.void_update(job, e.index).await?;
+            tracing::warn!(job, index = %crate::util::index_text(e.index), "an update reached no quorum by its decision timeout and is void");
             touched.jobs.insert(job);
         }
         E::Slashed(e) => {

@@ -16,6 +16,10 @@ use crate::error::{Error, Result};
 pub(crate) struct JournalEntry {
     pub(crate) job_id: u64,
     pub(crate) round: u64,
+    /// The task's shard (journals written before a trainer could submit on
+    /// two shards of a round read as shard 0).
+    #[serde(default)]
+    pub(crate) shard: u32,
     pub(crate) task_id: u64,
     pub(crate) update_hash: B256,
     pub(crate) tx_hash: B256,
@@ -33,6 +37,8 @@ pub struct JournalLine {
     pub job_id: u64,
     /// The round.
     pub round: u64,
+    /// The shard.
+    pub shard: u32,
     /// The committed hash.
     pub update_hash: B256,
     /// Whether the update was forged by an attack.
@@ -47,6 +53,7 @@ pub fn read_journal(path: &Path) -> Result<Vec<JournalLine>> {
         .map(|e| JournalLine {
             job_id: e.job_id,
             round: e.round,
+            shard: e.shard,
             update_hash: e.update_hash,
             forged: e.forged,
         })
@@ -60,7 +67,8 @@ pub fn journal_path(cache_dir: &Path, address: Address) -> PathBuf {
 
 pub(crate) struct Journal {
     path: PathBuf,
-    pub(crate) entries: HashMap<(u64, u64), JournalEntry>,
+    /// By (job, round, shard).
+    pub(crate) entries: HashMap<(u64, u64, u32), JournalEntry>,
 }
 
 impl Journal {
@@ -73,7 +81,7 @@ impl Journal {
                     .lines()
                     .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
                 {
-                    entries.insert((entry.job_id, entry.round), entry);
+                    entries.insert((entry.job_id, entry.round, entry.shard), entry);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -103,7 +111,8 @@ impl Journal {
         let line = serde_json::to_string(&entry).expect("journal entries serialize");
         writeln!(f, "{line}").map_err(io)?;
         f.sync_data().map_err(io)?;
-        self.entries.insert((entry.job_id, entry.round), entry);
+        self.entries
+            .insert((entry.job_id, entry.round, entry.shard), entry);
         Ok(())
     }
 }

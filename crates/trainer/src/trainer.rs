@@ -532,11 +532,13 @@ impl Trainer {
             }
             false
         } else {
-            let already = self.submitted_in(task.job_id, task.round).await?;
+            let already = self
+                .submitted_in(task.job_id, task.round, task.shard)
+                .await?;
             let entry = self
                 .journal()
                 .entries
-                .get(&(task.job_id, task.round))
+                .get(&(task.job_id, task.round, task.shard))
                 .cloned();
             if already && let Some(entry) = entry {
                 self.report_update(&entry).await?;
@@ -611,7 +613,7 @@ impl Trainer {
                     .bench
                     .me
                     .ledger
-                    .submit_update(job, round, computed.hash)
+                    .submit_update(job, round, task.shard, computed.hash)
                     .await
                 {
                     Err(e)
@@ -624,7 +626,7 @@ impl Trainer {
                             .bench
                             .me
                             .ledger
-                            .submit_update(job, round, computed.hash)
+                            .submit_update(job, round, task.shard, computed.hash)
                             .await?;
                         info!(hash = %computed.hash, tx = %outcome.tx_hash, "update submitted after staking again");
                         break outcome.tx_hash;
@@ -662,6 +664,7 @@ impl Trainer {
         let entry = JournalEntry {
             job_id: task.job_id,
             round,
+            shard: task.shard,
             task_id: task.task_id,
             update_hash: computed.hash,
             tx_hash,
@@ -708,7 +711,7 @@ impl Trainer {
                     task.round
                 ));
             }
-            if !self.submitted_in(task.job_id, open).await? {
+            if !self.submitted_any_in(task.job_id, open, task.shard).await? {
                 break Ok(open);
             }
             if !waited {
@@ -732,7 +735,9 @@ impl Trainer {
     /// next checkpoint instead.
     async fn held_waits_for_its_round(&self, held: &Task) -> Result<bool> {
         Ok(match self.open_round(held.job_id).await? {
-            Some(open) if held.round >= open => self.submitted_in(held.job_id, open).await?,
+            Some(open) if held.round >= open => {
+                self.submitted_any_in(held.job_id, open, held.shard).await?
+            }
             _ => false,
         })
     }
@@ -745,10 +750,10 @@ impl Trainer {
             .then(|| u64::from(view.checkpoints).saturating_sub(1)))
     }
 
-    /// Whether this trainer has an update on-chain in `round` (one per
-    /// trainer per round).
-    async fn submitted_in(&self, job_id: u64, round: u64) -> Result<bool> {
-        let index = update_index(round, self.report.address);
+    /// Whether this trainer has an update on-chain on `shard` of `round`
+    /// (one per trainer, shard and round).
+    async fn submitted_in(&self, job_id: u64, round: u64, shard: u32) -> Result<bool> {
+        let index = update_index(round, shard, self.report.address);
         let update = self
             .bench
             .me
@@ -758,6 +763,19 @@ impl Trainer {
         Ok(update.status != update_status::NONE)
     }
 
+    /// `stale:S`: whether this trainer submitted anything in `round`: its
+    /// journal on any shard, or the chain on `shard`. A `stale:S` trainer
+    /// submits at most once per round, so two of its tasks are never
+    /// trained on the same checkpoint only to wait for each other.
+    async fn submitted_any_in(&self, job_id: u64, round: u64, shard: u32) -> Result<bool> {
+        let journaled = self
+            .journal()
+            .entries
+            .keys()
+            .any(|&(j, r, _)| j == job_id && r == round);
+        Ok(journaled || self.submitted_in(job_id, round, shard).await?)
+    }
+
     /// The transaction of this trainer's earlier submission for the task's
     /// round; refuses when its hash is not the recomputed one.
     async fn find_submission(&self, task: &Task, hash: B256) -> Result<B256> {
@@ -765,7 +783,13 @@ impl Trainer {
             .bench
             .me
             .ledger
-            .update_submission(U256::from(task.job_id), task.round, self.report.address, 0)
+            .update_submission(
+                U256::from(task.job_id),
+                task.round,
+                task.shard,
+                self.report.address,
+                0,
+            )
             .await?;
         match found {
             Some((on_chain, tx)) if on_chain == hash => Ok(tx),

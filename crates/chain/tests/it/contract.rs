@@ -31,6 +31,7 @@ on_both_chains!(
     validation_rewards,
     challenges,
     finalize_after_window,
+    second_shard_and_decision_timeout,
     checkpoints_and_final_close,
     exhaustion_and_owner_withdrawal,
     bonuses,
@@ -239,11 +240,11 @@ async fn submit_validate_accept(env: &Env) {
 
     // Before checkpoint 0 there is no round to submit to.
     assert!(matches!(
-        revert(t.submit_update(id, 0, h("d")).await),
+        revert(t.submit_update(id, 0, 0, h("d")).await),
         E::WrongRound(_)
     ));
     assert!(matches!(
-        revert(t.submit_update(U256::from(7), 0, h("d")).await),
+        revert(t.submit_update(U256::from(7), 0, 0, h("d")).await),
         E::JobNotFound(_)
     ));
     env.ledger(1)
@@ -251,24 +252,24 @@ async fn submit_validate_accept(env: &Env) {
         .await
         .unwrap();
     assert!(
-        matches!(revert(t.submit_update(id, 1, h("d")).await), E::WrongRound(w) if w.expected == U256::ZERO && w.got == U256::from(1))
+        matches!(revert(t.submit_update(id, 1, 0, h("d")).await), E::WrongRound(w) if w.expected == U256::ZERO && w.got == U256::from(1))
     );
     assert!(matches!(
-        revert(t.submit_update(id, 0, Default::default()).await),
+        revert(t.submit_update(id, 0, 0, Default::default()).await),
         E::ZeroHash(_)
     ));
     assert!(matches!(
-        revert(v.submit_update(id, 0, h("d")).await),
+        revert(v.submit_update(id, 0, 0, h("d")).await),
         E::NotTrainer(_)
     ));
 
-    let (index, out) = t.submit_update(id, 0, h("delta")).await.unwrap();
-    assert_eq!(index, update_index(0, t.address()));
+    let (index, out) = t.submit_update(id, 0, 0, h("delta")).await.unwrap();
+    assert_eq!(index, update_index(0, 0, t.address()));
     assert!(
         matches!(&out.events[0].event, Ev::UpdateSubmitted(e) if e.updateHash == h("delta") && e.trainer == t.address())
     );
     assert!(matches!(
-        revert(t.submit_update(id, 0, h("other")).await),
+        revert(t.submit_update(id, 0, 0, h("other")).await),
         E::AlreadySubmitted(_)
     ));
     let u = t.update(id, index).await.unwrap();
@@ -279,7 +280,7 @@ async fn submit_validate_accept(env: &Env) {
     assert!(t.matches_hash(id, index, h("delta")).await.unwrap());
     assert!(!t.matches_hash(id, index, h("other")).await.unwrap());
     assert_eq!(
-        t.update_hash(id, 0, t.address(), 0).await.unwrap(),
+        t.update_hash(id, 0, 0, t.address(), 0).await.unwrap(),
         Some(h("delta"))
     );
     // The reward is reserved at submission.
@@ -346,7 +347,7 @@ async fn rejection_slashes_and_shares(env: &Env) {
     let job = env.job(1, 10);
     let id = env.open_job(&job).await;
     let (t, v) = (env.ledger(2), env.ledger(5));
-    let (index, _) = t.submit_update(id, 0, h("forged")).await.unwrap();
+    let (index, _) = t.submit_update(id, 0, 0, h("forged")).await.unwrap();
     let out = v.validate_update(id, index, false).await.unwrap();
     let stake = eth(100);
     let slash = stake * U256::from(env.params.trainer_slash_bps) / U256::from(10_000);
@@ -386,7 +387,7 @@ async fn quorum_and_dissent(env: &Env) {
     let id = env.open_job(&job).await;
     let t = env.ledger(2);
     let (v1, v2, v3) = (env.ledger(5), env.ledger(6), env.ledger(7));
-    let (index, _) = t.submit_update(id, 0, h("honest")).await.unwrap();
+    let (index, _) = t.submit_update(id, 0, 0, h("honest")).await.unwrap();
     let out = v1.validate_update(id, index, true).await.unwrap();
     assert!(
         matches!(&out.events[0].event, Ev::VoteCast(e) if e.valid && e.validator == v1.address())
@@ -431,7 +432,7 @@ async fn quorum_and_dissent(env: &Env) {
 
     // Second update rejected 2-of-3: the valid voter is penalized, the two invalid voters share.
     let t2 = env.ledger(3);
-    let (index2, _) = t2.submit_update(id, 0, h("forged")).await.unwrap();
+    let (index2, _) = t2.submit_update(id, 0, 0, h("forged")).await.unwrap();
     v1.validate_update(id, index2, true).await.unwrap();
     v3.validate_update(id, index2, false).await.unwrap();
     assert!(matches!(
@@ -483,7 +484,7 @@ async fn validation_rewards(env: &Env) {
     let credit = |i: usize| async move { env.ledger(i).account(env.addr(i)).await.unwrap().credit };
 
     // Accepted 2-of-3: the two valid voters are paid, the dissenter is not.
-    let (index, _) = t.submit_update(id, 0, h("honest")).await.unwrap();
+    let (index, _) = t.submit_update(id, 0, 0, h("honest")).await.unwrap();
     v1.validate_update(id, index, true).await.unwrap();
     v2.validate_update(id, index, false).await.unwrap();
     let out = v3.validate_update(id, index, true).await.unwrap();
@@ -502,7 +503,7 @@ async fn validation_rewards(env: &Env) {
     );
 
     // Rejected 2-of-3: the invalid voters get their share of the slash plus the reward.
-    let (index2, _) = t2.submit_update(id, 0, h("forged")).await.unwrap();
+    let (index2, _) = t2.submit_update(id, 0, 0, h("forged")).await.unwrap();
     v2.validate_update(id, index2, false).await.unwrap();
     v3.validate_update(id, index2, false).await.unwrap();
     let slash = eth(100) * U256::from(env.params.trainer_slash_bps) / U256::from(10_000);
@@ -522,11 +523,11 @@ async fn validation_rewards(env: &Env) {
     // An update accepted by finalization pays no validator.
     let (index3, _) = env
         .ledger(4)
-        .submit_update(id, 0, h("unchecked"))
+        .submit_update(id, 0, 0, h("unchecked"))
         .await
         .unwrap();
     env.warp(601).await;
-    let out = env.ledger(8).finalize_update(id, index3).await.unwrap();
+    let out = env.ledger(1).finalize_update(id, index3).await.unwrap();
     assert!(
         !out.events
             .iter()
@@ -541,7 +542,7 @@ async fn validation_rewards(env: &Env) {
         ..env.job(2, 3)
     };
     let id2 = env.open_job(&tight).await;
-    let (index4, _) = t.submit_update(id2, 0, h("honest")).await.unwrap();
+    let (index4, _) = t.submit_update(id2, 0, 0, h("honest")).await.unwrap();
     let before = (credit(5).await, credit(6).await);
     v1.validate_update(id2, index4, true).await.unwrap();
     let out = v2.validate_update(id2, index4, true).await.unwrap();
@@ -573,7 +574,7 @@ async fn challenges(env: &Env) {
     let id = env.open_job(&job).await;
     let (t, v, c) = (env.ledger(2), env.ledger(5), env.ledger(8));
     let bond = env.params.challenge_bond;
-    let (index, _) = t.submit_update(id, 0, h("forged")).await.unwrap();
+    let (index, _) = t.submit_update(id, 0, 0, h("forged")).await.unwrap();
     assert!(matches!(
         revert(c.challenge(id, index, bond - U256::from(1)).await),
         E::WrongBond(_)
@@ -623,7 +624,7 @@ async fn challenges(env: &Env) {
 
     // Valid verdict: the bond goes to the trainer with its reward.
     let t2 = env.ledger(3);
-    let (index2, _) = t2.submit_update(id, 0, h("honest")).await.unwrap();
+    let (index2, _) = t2.submit_update(id, 0, 0, h("honest")).await.unwrap();
     c.challenge(id, index2, bond).await.unwrap();
     v.validate_update(id, index2, true).await.unwrap();
     assert_eq!(
@@ -634,7 +635,7 @@ async fn challenges(env: &Env) {
 
     // After the window nobody may challenge.
     let t3 = env.ledger(4);
-    let (index3, _) = t3.submit_update(id, 0, h("late")).await.unwrap();
+    let (index3, _) = t3.submit_update(id, 0, 0, h("late")).await.unwrap();
     env.warp(601).await;
     assert!(matches!(
         revert(c.challenge(id, index3, bond).await),
@@ -655,8 +656,9 @@ async fn finalize_after_window(env: &Env) {
     let job = env.job(1, 10);
     let id = env.open_job(&job).await;
     let t = env.ledger(2);
+    let leader = env.ledger(1);
     let anyone = env.ledger(9);
-    let (index, _) = t.submit_update(id, 0, h("unreplayed")).await.unwrap();
+    let (index, _) = t.submit_update(id, 0, 0, h("unreplayed")).await.unwrap();
     assert!(matches!(
         revert(anyone.finalize_update(id, index).await),
         E::WindowOpen(_)
@@ -666,7 +668,17 @@ async fn finalize_after_window(env: &Env) {
         E::UnknownUpdate(_)
     ));
     env.warp(601).await;
-    let out = anyone.finalize_update(id, index).await.unwrap();
+    // Within the decision timeout only the leader finalizes: a trainer that hid its delta
+    // cannot finalize its own update before the leader sent it to validators.
+    assert!(matches!(
+        revert(anyone.finalize_update(id, index).await),
+        E::LeaderGrace(_)
+    ));
+    assert!(matches!(
+        revert(t.finalize_update(id, index).await),
+        E::LeaderGrace(_)
+    ));
+    let out = leader.finalize_update(id, index).await.unwrap();
     assert!(
         matches!(&out.events[0].event, Ev::UpdateDecided(e) if e.accepted && e.decidedBy == Address::ZERO)
     );
@@ -676,6 +688,92 @@ async fn finalize_after_window(env: &Env) {
     );
     assert!(matches!(
         revert(anyone.finalize_update(id, index).await),
+        E::AlreadyDecided(_)
+    ));
+    // After the timeout anyone may (a leader that went away does not lock the reward).
+    let t2 = env.ledger(3);
+    let (index2, _) = t2.submit_update(id, 0, 0, h("late leader")).await.unwrap();
+    env.warp(601 + env.params.decision_timeout).await;
+    anyone.finalize_update(id, index2).await.unwrap();
+    assert_eq!(
+        t2.update(id, index2).await.unwrap().status,
+        update_status::ACCEPTED
+    );
+}
+
+/// A trainer may submit one update per shard of a round (a second task of the round), and an
+/// update challenged or objected to that reaches no quorum by its decision timeout is settled:
+/// accepted when only valid votes were cast and nobody challenged, void otherwise.
+async fn second_shard_and_decision_timeout(env: &Env) {
+    register_all(env).await;
+    let job = env.job(2, 10);
+    let id = env.open_job(&job).await;
+    let t = env.ledger(2);
+    let (v, c, anyone) = (env.ledger(5), env.ledger(8), env.ledger(9));
+    let bond = env.params.challenge_bond;
+    let (i0, _) = t.submit_update(id, 0, 0, h("shard 0")).await.unwrap();
+    let (i1, out) = t.submit_update(id, 0, 1, h("shard 1")).await.unwrap();
+    assert_ne!(i0, i1);
+    assert!(
+        matches!(&out.events[0].event, Ev::UpdateSubmitted(e) if e.index == i1 && e.trainer == t.address())
+    );
+    let u1 = t.update(id, i1).await.unwrap();
+    assert_eq!((u1.trainer, u1.round, u1.shard), (t.address(), 0, 1));
+    assert_eq!(
+        t.update_hash(id, 0, 1, t.address(), 0).await.unwrap(),
+        Some(h("shard 1"))
+    );
+    assert!(matches!(
+        revert(t.submit_update(id, 0, 1, h("again")).await),
+        E::AlreadySubmitted(_)
+    ));
+    let (i2, _) = t.submit_update(id, 0, 2, h("shard 2")).await.unwrap();
+    assert_eq!(t.account(t.address()).await.unwrap().pending, 3);
+
+    // i0: challenged, nobody votes. i1: one invalid vote of a quorum of 2. i2: one valid vote.
+    c.challenge(id, i0, bond).await.unwrap();
+    v.validate_update(id, i1, false).await.unwrap();
+    let w = env.ledger(6);
+    w.validate_update(id, i2, true).await.unwrap();
+    let stake = t.account(t.address()).await.unwrap().stake;
+    let remaining = t.job(id).await.unwrap().remaining;
+    env.warp(601).await;
+    for i in [i0, i1, i2] {
+        assert!(matches!(
+            revert(anyone.finalize_update(id, i).await),
+            E::UnderReview(_)
+        ));
+    }
+    env.warp(env.params.decision_timeout).await;
+    let out = anyone.finalize_update(id, i0).await.unwrap();
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(&e.event, Ev::UpdateVoided(d) if d.index == i0))
+    );
+    anyone.finalize_update(id, i1).await.unwrap();
+    anyone.finalize_update(id, i2).await.unwrap();
+    let status = |i| async move { t.update(id, i).await.unwrap().status };
+    assert_eq!(status(i0).await, update_status::VOID);
+    assert_eq!(status(i1).await, update_status::VOID);
+    assert_eq!(status(i2).await, update_status::ACCEPTED);
+    // Void: the trainer is neither paid nor slashed, the challenger has its bond back, the
+    // voters are released without penalty or pay, and two rewards return to the deposit.
+    let ta = t.account(t.address()).await.unwrap();
+    assert_eq!(
+        (ta.stake, ta.credit, ta.pending),
+        (stake, job.base_reward, 0)
+    );
+    assert_eq!(c.account(c.address()).await.unwrap().credit, bond);
+    let va = v.account(v.address()).await.unwrap();
+    assert_eq!((va.stake, va.credit, va.pending), (eth(100), U256::ZERO, 0));
+    assert_eq!(w.account(w.address()).await.unwrap().pending, 0);
+    assert_eq!(
+        t.job(id).await.unwrap().remaining,
+        remaining + job.base_reward * U256::from(2)
+    );
+    assert!(matches!(
+        revert(anyone.finalize_update(id, i0).await),
         E::AlreadyDecided(_)
     ));
 }
@@ -742,7 +840,7 @@ async fn checkpoints_and_final_close(env: &Env) {
         manifests.into_iter().collect::<Vec<_>>(),
         vec![(0, B256::ZERO), (1, h("manifest"))]
     );
-    env.ledger(2).submit_update(id, 1, h("d")).await.unwrap();
+    env.ledger(2).submit_update(id, 1, 0, h("d")).await.unwrap();
     let out = leader
         .commit_checkpoint(id, 2, h("final"), h("manifest"))
         .await
@@ -759,7 +857,7 @@ async fn checkpoints_and_final_close(env: &Env) {
     let j = leader.job(id).await.unwrap();
     assert_eq!((j.status, j.checkpoints), (job_status::CLOSED, 3));
     assert!(matches!(
-        revert(env.ledger(3).submit_update(id, 2, h("d")).await),
+        revert(env.ledger(3).submit_update(id, 2, 0, h("d")).await),
         E::JobNotActive(_)
     ));
     assert_eq!(leader.checkpoint(id, 2).await.unwrap(), h("final"));
@@ -773,15 +871,15 @@ async fn exhaustion_and_owner_withdrawal(env: &Env) {
         ..env.job(1, 0)
     };
     let id = env.open_job(&job).await;
-    env.ledger(2).submit_update(id, 0, h("a")).await.unwrap();
-    let (i3, out) = env.ledger(3).submit_update(id, 0, h("b")).await.unwrap();
+    env.ledger(2).submit_update(id, 0, 0, h("a")).await.unwrap();
+    let (i3, out) = env.ledger(3).submit_update(id, 0, 0, h("b")).await.unwrap();
     assert!(
         out.events
             .iter()
             .any(|e| matches!(&e.event, Ev::JobClosed(c) if c.reason == 1))
     );
     assert!(matches!(
-        revert(env.ledger(4).submit_update(id, 0, h("c")).await),
+        revert(env.ledger(4).submit_update(id, 0, 0, h("c")).await),
         E::JobNotActive(_)
     ));
     let owner = env.ledger(0);
@@ -842,7 +940,11 @@ async fn bonuses(env: &Env) {
     };
     let id = env.open_job(&job).await;
     let leader = env.ledger(1);
-    let (index, _) = env.ledger(2).submit_update(id, 0, h("good")).await.unwrap();
+    let (index, _) = env
+        .ledger(2)
+        .submit_update(id, 0, 0, h("good"))
+        .await
+        .unwrap();
     assert!(matches!(
         revert(leader.award_bonus(id, index).await),
         E::NotAccepted(_)
@@ -878,9 +980,17 @@ async fn bonuses(env: &Env) {
         job.deposit - job.base_reward - eth(2)
     );
     // A bonus larger than what is left is refused.
-    let (i2, _) = env.ledger(3).submit_update(id, 0, h("g2")).await.unwrap();
+    let (i2, _) = env
+        .ledger(3)
+        .submit_update(id, 0, 0, h("g2"))
+        .await
+        .unwrap();
     env.ledger(5).validate_update(id, i2, true).await.unwrap();
-    let (i3, _) = env.ledger(4).submit_update(id, 0, h("g3")).await.unwrap();
+    let (i3, _) = env
+        .ledger(4)
+        .submit_update(id, 0, 0, h("g3"))
+        .await
+        .unwrap();
     env.ledger(5).validate_update(id, i3, true).await.unwrap();
     // 7 - 3 rewards - 2 bonuses = 0: the second bonus empties the deposit and closes the job.
     let out = leader.award_bonus(id, i2).await.unwrap();
@@ -895,7 +1005,11 @@ async fn bonuses(env: &Env) {
     ));
     // A job without a bonus.
     let id2 = env.open_job(&env.job(1, 10)).await;
-    let (i4, _) = env.ledger(2).submit_update(id2, 0, h("x")).await.unwrap();
+    let (i4, _) = env
+        .ledger(2)
+        .submit_update(id2, 0, 0, h("x"))
+        .await
+        .unwrap();
     env.ledger(5).validate_update(id2, i4, true).await.unwrap();
     assert!(matches!(
         revert(leader.award_bonus(id2, i4).await),
@@ -939,6 +1053,7 @@ async fn reentrancy_and_refused_payments(env: &Env) {
         JobManager::submitUpdateCall {
             jobId: id,
             round: U256::ZERO,
+            shard: 0,
             updateHash: h("a"),
         }
         .abi_encode(),
@@ -947,7 +1062,7 @@ async fn reentrancy_and_refused_payments(env: &Env) {
     .await;
     assert!(r.status());
     env.ledger(5)
-        .validate_update(id, update_index(0, *attacker.address()), true)
+        .validate_update(id, update_index(0, 0, *attacker.address()), true)
         .await
         .unwrap();
     let withdraw = JobManager::withdrawCall {}.abi_encode();
@@ -1012,6 +1127,7 @@ async fn reentrancy_and_refused_payments(env: &Env) {
         JobManager::submitUpdateCall {
             jobId: id,
             round: U256::from(1),
+            shard: 0,
             updateHash: h("b"),
         }
         .abi_encode(),
@@ -1020,7 +1136,7 @@ async fn reentrancy_and_refused_payments(env: &Env) {
     .await;
     assert!(r.status());
     env.ledger(5)
-        .validate_update(id, update_index(1, *attacker.address()), true)
+        .validate_update(id, update_index(1, 0, *attacker.address()), true)
         .await
         .unwrap();
     attacker
@@ -1050,7 +1166,7 @@ async fn gas_per_accepted_update(env: &Env) {
     let id = env.open_job(&env.job(1, 10)).await;
     let (index, submit) = env
         .ledger(2)
-        .submit_update(id, 0, h("delta"))
+        .submit_update(id, 0, 0, h("delta"))
         .await
         .unwrap();
     let vote = env
@@ -1073,7 +1189,7 @@ async fn gas_per_accepted_update(env: &Env) {
     let id = env.open_job(&paid).await;
     let (index, submit) = env
         .ledger(3)
-        .submit_update(id, 0, h("delta"))
+        .submit_update(id, 0, 0, h("delta"))
         .await
         .unwrap();
     let vote = env

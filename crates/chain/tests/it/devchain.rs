@@ -355,6 +355,7 @@ async fn a_standard_client_works_unchanged() {
         U256::from(10_000),
         U256::ZERO,
         U256::ZERO,
+        U256::from(60),
     )
     .await
     .unwrap();

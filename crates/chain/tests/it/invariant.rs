@@ -16,8 +16,10 @@ enum Action {
     Submit(usize),
     Vote(usize, usize, bool),
     Challenge(usize),
-    Finalize(usize),
-    Warp,
+    /// By the leader (`true`) or someone else.
+    Finalize(usize, bool),
+    /// Past the challenge window, or (`true`) past the decision timeout too.
+    Warp(bool),
     Checkpoint,
     Withdraw(usize),
     WithdrawUnused,
@@ -34,8 +36,8 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (0..3usize).prop_map(Action::Submit),
         5 => (0..3usize, 0..3usize, any::<bool>()).prop_map(|(v, t, ok)| Action::Vote(v, t, ok)),
         1 => (0..3usize).prop_map(Action::Challenge),
-        1 => (0..3usize).prop_map(Action::Finalize),
-        1 => Just(Action::Warp),
+        1 => (0..3usize, any::<bool>()).prop_map(|(t, leader)| Action::Finalize(t, leader)),
+        1 => any::<bool>().prop_map(Action::Warp),
         1 => Just(Action::Checkpoint),
         2 => (0..8usize).prop_map(Action::Withdraw),
         1 => Just(Action::WithdrawUnused),
@@ -106,11 +108,11 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
     };
     check(&env, &m).await?;
     for action in actions {
-        let index_of = |t: usize, round: u64| update_index(round, env.addr(TRAINERS[t]));
+        let index_of = |t: usize, round: u64| update_index(round, 0, env.addr(TRAINERS[t]));
         let result = match &action {
             Action::Submit(t) => env
                 .ledger(TRAINERS[*t])
-                .submit_update(job, m.round, h(&format!("{t}/{}", m.round)))
+                .submit_update(job, m.round, 0, h(&format!("{t}/{}", m.round)))
                 .await
                 .map(|(i, o)| {
                     m.submitted.push(i);
@@ -126,13 +128,18 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
                     .challenge(job, index_of(*t, m.round), env.params.challenge_bond)
                     .await
             }
-            Action::Finalize(t) => {
-                env.ledger(8)
+            Action::Finalize(t, leader) => {
+                env.ledger(if *leader { 1 } else { 8 })
                     .finalize_update(job, index_of(*t, m.round))
                     .await
             }
-            Action::Warp => {
-                env.warp(601).await;
+            Action::Warp(past_timeout) => {
+                let timeout = if *past_timeout {
+                    env.params.decision_timeout
+                } else {
+                    0
+                };
+                env.warp(601 + timeout).await;
                 continue;
             }
             Action::Checkpoint => env

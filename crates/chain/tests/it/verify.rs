@@ -22,7 +22,7 @@ async fn a_submission_is_checked_against_its_receipt_and_depth() {
     let env = env().await;
     let id = env.open_job(&env.job(2, 10)).await;
     let t = env.ledger(2);
-    let (_, out) = t.submit_update(id, 0, h("delta")).await.unwrap();
+    let (_, out) = t.submit_update(id, 0, 0, h("delta")).await.unwrap();
     let trainer = t.address();
     let SubmissionCheck::Confirmed {
         block_number,
@@ -87,7 +87,7 @@ async fn check(
     hash: B256,
 ) -> SubmissionCheck {
     ledger
-        .verify_submission(tx, job, round, trainer, hash)
+        .verify_submission(tx, job, round, 0, trainer, hash)
         .await
         .unwrap()
 }
@@ -97,7 +97,7 @@ async fn a_vote_is_found_in_its_receipt_or_among_stored_votes() {
     let env = env().await;
     let id = env.open_job(&env.job(2, 10)).await;
     let (t, v1, v2) = (env.ledger(2), env.ledger(5), env.ledger(6));
-    let (index, submitted) = t.submit_update(id, 0, h("delta")).await.unwrap();
+    let (index, submitted) = t.submit_update(id, 0, 0, h("delta")).await.unwrap();
     let first = v1.validate_update(id, index, true).await.unwrap();
     assert_eq!(
         v1.verify_vote(first.tx_hash, id, index, v1.address(), true)

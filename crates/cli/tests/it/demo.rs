@@ -502,7 +502,10 @@ fn demo_end_to_end(rpc: Option<&str>) {
                 && u.jobId == job
             {
                 submitted
-                    .entry((u.round.saturating_to(), u.trainer))
+                    .entry((
+                        funetun_chain::bindings::split_update_index(u.index).round,
+                        u.trainer,
+                    ))
                     .or_default()
                     .push(e.tx_hash);
             }

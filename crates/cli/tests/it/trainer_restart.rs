@@ -34,7 +34,7 @@ use std::time::Duration;
 use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerEvents as E;
-use funetun_chain::bindings::{update_index, update_status};
+use funetun_chain::bindings::{split_update_index, update_index, update_status};
 use funetun_chain::ledger::{NewJob, http_provider};
 use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
 use funetun_client::Client;
@@ -261,7 +261,7 @@ impl Env {
             if let E::UpdateSubmitted(u) = &e.event
                 && u.jobId == U256::from(JOB)
             {
-                out.entry((u.round.saturating_to(), u.trainer))
+                out.entry((split_update_index(u.index).round, u.trainer))
                     .or_default()
                     .push(e.tx_hash);
             }
@@ -298,7 +298,7 @@ async fn restart_after_a_lost_report(lose_journal: bool) {
 
     // The crash window: submitted and journaled, unknown to the orchestrator.
     let job = U256::from(JOB);
-    let view = env.owner.update(job, update_index(0, me)).await.unwrap();
+    let view = env.owner.update(job, update_index(0, 0, me)).await.unwrap();
     assert_eq!(view.status, update_status::PENDING, "{view:?}");
     let before = env.submissions().await;
     assert_eq!(before.len(), 1, "{before:?}");

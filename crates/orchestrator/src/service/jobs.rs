@@ -60,5 +60,6 @@ pub async fn job_state(state: &AppState, info: &JobInfo) -> Result<Option<JobSta
         sync: info.spec.sync,
         buffer: info.spec.buffer,
         carried,
+        decision_timeout: state.decision_timeout,
     }))
 }

@@ -46,7 +46,7 @@ pub async fn report(
     let task = held_task(state, trainer, body.task_id).await?;
     let info = state.job(task.job_id).await?;
     let round = submission_round(&info, &task, body.round)?;
-    let index = update_index(round, trainer);
+    let index = update_index(round, task.shard, trainer);
     if let Some(ack) = repeated(state, &task, index, body).await? {
         return Ok(ack);
     }
@@ -199,7 +199,14 @@ async fn verify_on_chain(
     let tx = body.tx_hash;
     let check = state
         .ledger
-        .verify_submission(tx, U256::from(job), round, trainer, body.update_hash)
+        .verify_submission(
+            tx,
+            U256::from(job),
+            round,
+            task.shard,
+            trainer,
+            body.update_hash,
+        )
         .await?;
     let block = match check {
         SubmissionCheck::Confirmed {
@@ -359,14 +366,29 @@ pub const UNREPORTED_GRACE_SECS: u64 = 5;
 /// delta within [`UNREPORTED_GRACE_SECS`]: its delta may never have been
 /// stored (a refused NaN delta, a trainer that hides it), and an update
 /// nobody votes on would be finalized — paid — after its window. It answers
-/// the trainer's latest task of that round; a submission without any lease
-/// is only logged (docs/security.md).
+/// the trainer's task on the shard its index names. A submission without
+/// any such lease is recorded with the task a lease of that shard would
+/// have been (the job's steps, the round's base and seed) and replayed like
+/// any other: validators vote it down unless it is exactly that work.
 pub async fn adopt_unreported(state: &AppState, now: u64) -> Result<()> {
     for u in state.store.unreported(UNREPORTED_GRACE_SECS, now).await? {
         let (job, idx) = (u.job_id, index_text(u.index));
-        let Some(task_id) = u.task_id else {
-            tracing::warn!(job, index = %idx, "an update was submitted without a lease; it is not checked");
-            continue;
+        let info = state.job(job).await?;
+        let shard = funetun_chain::bindings::split_update_index(u.index).shard;
+        let oldest = u
+            .round
+            .saturating_sub(u64::from(info.spec.sync.max_staleness()));
+        let task_id = match state
+            .store
+            .task_on_shard(job, u.trainer, shard, oldest..=u.round)
+            .await?
+        {
+            Some(id) => id,
+            None => {
+                let id = record_leaseless_task(state, &info, &u, shard, now).await?;
+                tracing::warn!(job, index = %idx, task = id, shard, "an update was submitted without a lease; recorded the task its shard names for validators to replay");
+                id
+            }
         };
         let Some(task) = state.store.task(task_id).await? else {
             continue;
@@ -402,4 +424,36 @@ pub async fn adopt_unreported(state: &AppState, now: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Records, for a submission no lease answers, the task a lease of `shard`
+/// in its round would have been: the round's base, the shard's seed and the
+/// job's steps for a medium trainer. It is issued already expired, so it
+/// holds no shard.
+async fn record_leaseless_task(
+    state: &AppState,
+    info: &JobInfo,
+    u: &crate::store::updates::Unreported,
+    shard: u32,
+    now: u64,
+) -> Result<u64> {
+    let capacity = funetun_core::api::Capacity::M;
+    let base_hash = state.store.round_base(u.job_id, u.round).await?;
+    let lease = crate::store::tasks::NewLease {
+        job_id: u.job_id,
+        round: u.round,
+        shard,
+        trainer: u.trainer,
+        capacity: &capacity.to_string(),
+        platform: None,
+        steps: info.spec.steps_for(capacity),
+        seed: crate::scheduler::task_seed(info.spec.seed, u.round, shard),
+        base_hash,
+        issued_at: now,
+        expires_at: now,
+    };
+    let mut tx = state.store.begin().await?;
+    let id = tx.insert_lease(&lease).await?;
+    tx.commit().await?;
+    Ok(id)
 }

@@ -115,6 +115,29 @@ impl Store {
         raw.map(RawTask::typed).transpose()
     }
 
+    /// The newest task of `trainer` on `shard` of job `job_id` issued for a
+    /// round in `rounds`: the lease a submission on that shard answers.
+    pub async fn task_on_shard(
+        &self,
+        job_id: u64,
+        trainer: Address,
+        shard: u32,
+        rounds: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT task_id FROM tasks WHERE job_id = ? AND trainer = ? AND shard = ?
+               AND round >= ? AND round <= ? ORDER BY task_id DESC LIMIT 1",
+        )
+        .bind(to_db(job_id))
+        .bind(addr_text(trainer))
+        .bind(i64::from(shard))
+        .bind(to_db(*rounds.start()))
+        .bind(to_db(*rounds.end()))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(id.map(to_u64))
+    }
+
     /// The trainer's live, unreported lease of the job's open round, if any,
     /// other than `except` (a finished task the trainer is still submitting).
     pub async fn live_lease(

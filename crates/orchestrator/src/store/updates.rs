@@ -80,8 +80,6 @@ pub struct Unreported {
     pub submit_tx: B256,
     /// Its block.
     pub submit_block: u64,
-    /// The trainer's latest task of the round, if it had one.
-    pub task_id: Option<u64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -93,7 +91,6 @@ struct RawUnreported {
     update_hash: String,
     submit_tx: String,
     submit_block: i64,
-    task_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -400,9 +397,7 @@ impl Store {
     /// `grace` seconds before `now` and never reported.
     pub async fn unreported(&self, grace: u64, now: u64) -> Result<Vec<Unreported>> {
         let rows: Vec<RawUnreported> = sqlx::query_as(
-            "SELECT c.job_id, c.update_index, c.round, c.trainer, c.update_hash, c.submit_tx, c.submit_block,
-                    (SELECT t.task_id FROM tasks t WHERE t.job_id = c.job_id AND t.round = c.round
-                       AND t.trainer = c.trainer ORDER BY t.task_id DESC LIMIT 1) AS task_id
+            "SELECT c.job_id, c.update_index, c.round, c.trainer, c.update_hash, c.submit_tx, c.submit_block
              FROM chain_updates c JOIN jobs j ON j.job_id = c.job_id
              WHERE j.status = ? AND c.status IN (?, ?)
                AND c.seen_at > 0 AND c.seen_at + ? <= ?
@@ -426,7 +421,6 @@ impl Store {
                     update_hash: parse_hash(&r.update_hash)?,
                     submit_tx: parse_hash(&r.submit_tx)?,
                     submit_block: to_u64(r.submit_block),
-                    task_id: r.task_id.map(to_u64),
                 })
             })
             .collect()
@@ -772,6 +766,18 @@ impl StoreTx {
         .bind(index_text(index))
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Marks an update void: it reached no quorum by its decision timeout
+    /// (`UpdateVoided`); nobody was paid or slashed.
+    pub async fn void_update(&mut self, job_id: u64, index: U256) -> Result<()> {
+        sqlx::query("UPDATE chain_updates SET status = ? WHERE job_id = ? AND update_index = ?")
+            .bind(UpdateStatus::Void.as_str())
+            .bind(to_db(job_id))
+            .bind(index_text(index))
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

@@ -36,19 +36,19 @@ pub fn ledger_config() -> LedgerConfig {
 
 impl Env {
     pub async fn new() -> Env {
+        Env::with_params(&ContractParams::default()).await
+    }
+
+    /// A fresh chain whose contract is deployed with `params`.
+    pub async fn with_params(params: &ContractParams) -> Env {
         let chain = DevChain::start(DevChainConfig::default())
             .await
             .expect("dev chain starts");
         let keys: Vec<_> = chain.accounts().iter().map(|a| a.signer()).collect();
         let provider = http_provider(&chain.rpc_url()).unwrap();
-        let (owner, _) = Ledger::deploy(
-            provider,
-            keys[0].clone(),
-            &ContractParams::default(),
-            ledger_config(),
-        )
-        .await
-        .expect("deploys");
+        let (owner, _) = Ledger::deploy(provider, keys[0].clone(), params, ledger_config())
+            .await
+            .expect("deploys");
         Env {
             chain,
             dir: tempfile::tempdir().unwrap(),
@@ -183,15 +183,24 @@ pub async fn trainer_turn(
     job: u64,
     data: &Dataset,
 ) -> Option<u64> {
-    // One update per trainer per round on-chain: a trainer that submitted
-    // in the open round waits for the next (a `stale:S` job would lease it
-    // another task at once).
+    // One turn per round: a trainer that reported in the open round waits
+    // for the next (a `stale:S` job would lease it another task at once).
     let id = U256::from(job);
     let open = u64::from(ledger.job(id).await.unwrap().checkpoints).saturating_sub(1);
-    let index = funetun_chain::bindings::update_index(open, ledger.address());
-    if ledger.update(id, index).await.unwrap().status != 0 {
+    let me = ledger.address();
+    let updates = client.updates(job).await.unwrap();
+    if updates.iter().any(|u| u.trainer == me && u.round == open) {
         return None;
     }
+    train_one(client, ledger, job, data)
+        .await
+        .map(|task| task.round)
+}
+
+/// Lease, train, upload, submit on-chain and report one task, whatever the
+/// trainer did before in the round; returns the task, or None when the
+/// orchestrator had nothing to lease.
+pub async fn train_one(client: &Client, ledger: &Ledger, job: u64, data: &Dataset) -> Option<Task> {
     let task = match client
         .lease_task(&LeaseRequest {
             job_id: job,
@@ -210,7 +219,7 @@ pub async fn trainer_turn(
     let (delta, before, after) = run_task(&task, &base, data);
     let hash = client.put_blob(job, delta).await.unwrap();
     let (_, outcome) = ledger
-        .submit_update(U256::from(job), task.round, hash)
+        .submit_update(U256::from(job), task.round, task.shard, hash)
         .await
         .expect("submitUpdate");
     client
@@ -225,7 +234,7 @@ pub async fn trainer_turn(
         })
         .await
         .expect("report");
-    Some(task.round)
+    Some(task)
 }
 
 /// One validator turn: take an assignment, replay it, vote, report.

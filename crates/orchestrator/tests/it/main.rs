@@ -4,6 +4,7 @@
 mod common;
 mod flow;
 mod handlers;
+mod holes;
 mod outage;
 mod restart;
 mod slow_clients;
