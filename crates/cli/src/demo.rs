@@ -1195,7 +1195,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             }
             forged_submitted += 1;
             *per_forged.entry(p.address).or_default() += 1;
-            let index = funetun_chain::bindings::update_index(line.round, line.shard, p.address);
+            let index = funetun_chain::bindings::update_index(line.round, line.slot, p.address);
             match ledger.update(job, index).await?.status {
                 update_status::REJECTED => forged_caught += 1,
                 update_status::ACCEPTED | update_status::BONUSED => forged_paid += 1,

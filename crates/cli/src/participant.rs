@@ -137,6 +137,11 @@ pub struct TrainerArgs {
     /// same; for tests and measurements of stragglers.
     #[arg(long, env = "FUNETUN_SLOWDOWN", default_value_t = 1.0, value_parser = parse_slowdown)]
     slowdown: f64,
+    /// Keep taking work for a job after validators rejected one of this
+    /// trainer's own updates there (by default it stops working on that
+    /// job, since every further update would be slashed too).
+    #[arg(long)]
+    continue_after_rejection: bool,
     /// Forge every update (tests and demos of the defences): sign-flip,
     /// scale:X, noise, nan, zero, stale, copy, lazy, wrong-shard.
     #[arg(long, env = "FUNETUN_ATTACK")]
@@ -269,6 +274,7 @@ pub fn run_trainer(args: TrainerArgs) -> anyhow::Result<()> {
         max_tasks: args.max_tasks,
         poll: args.work.poll()?,
         slowdown: args.slowdown,
+        continue_after_rejection: args.continue_after_rejection,
         attack: args.attack,
     };
     let report = runtime()?.block_on(funetun_trainer::run(config, shutdown_signal()))?;

@@ -103,6 +103,10 @@ pub struct Task {
     pub dataset: DatasetName,
     /// Which shard of the training split.
     pub shard: u32,
+    /// The task's slot in its round, which names its update on-chain
+    /// (`round << 192 | slot << 160 | trainer`): the shard itself in a
+    /// `sync` job; a `stale:S` round's slots run on past `shards`.
+    pub slot: u32,
     /// How many shards.
     pub shards: u32,
     /// Local optimizer steps.

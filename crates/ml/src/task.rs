@@ -67,6 +67,7 @@ mod tests {
             transformer: None,
             dataset: DatasetName::Synthetic(0),
             shard: 1,
+            slot: 1,
             shards: 4,
             steps: 3,
             batch: 16,

@@ -174,6 +174,7 @@ pub const MAX_JOB_PAUSE: Duration = Duration::from_secs(300);
 pub struct JobPicker {
     last: Option<u64>,
     paused: HashMap<u64, Paused>,
+    refused: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Debug)]
@@ -194,7 +195,7 @@ impl JobPicker {
 
     /// The next active job after the last one picked, skipping paused ones.
     pub fn choose(&mut self, mut jobs: Vec<JobSummary>, now: Instant) -> JobChoice {
-        jobs.retain(|j| !job_is_over(j));
+        jobs.retain(|j| !job_is_over(j) && !self.refused.contains(&j.job_id));
         jobs.sort_by_key(|j| j.job_id);
         let ready: Vec<JobSummary> = jobs
             .into_iter()
@@ -233,6 +234,12 @@ impl JobPicker {
     /// Records that work on `job` succeeded: it is no longer set aside.
     pub fn succeeded(&mut self, job: u64) {
         self.paused.remove(&job);
+    }
+
+    /// Never picks `job` again in this process (the participant's own work
+    /// on it was rejected).
+    pub fn refuse(&mut self, job: u64) {
+        self.refused.insert(job);
     }
 }
 

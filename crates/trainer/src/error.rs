@@ -38,6 +38,10 @@ pub enum Error {
     /// The configuration cannot work.
     #[error("configuration: {0}")]
     Config(String),
+    /// Validators rejected one of this trainer's own updates of the job it
+    /// was told to work on; it takes no more work there.
+    #[error("{0}")]
+    OwnUpdateRejected(String),
 }
 
 impl Error {
@@ -66,7 +70,11 @@ impl Error {
                 funetun_participant::Error::Ml(_) | funetun_participant::Error::Blob { .. }
             ),
             Error::Ml(_) | Error::BadTask { .. } => true,
-            Error::Client(_) | Error::Chain(_) | Error::Io { .. } | Error::Config(_) => false,
+            Error::Client(_)
+            | Error::Chain(_)
+            | Error::Io { .. }
+            | Error::Config(_)
+            | Error::OwnUpdateRejected(_) => false,
         }
     }
 }

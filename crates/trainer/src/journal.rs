@@ -16,10 +16,10 @@ use crate::error::{Error, Result};
 pub(crate) struct JournalEntry {
     pub(crate) job_id: u64,
     pub(crate) round: u64,
-    /// The task's shard (journals written before a trainer could submit on
-    /// two shards of a round read as shard 0).
+    /// The task's slot (journals written before a trainer could submit on
+    /// two slots of a round read as slot 0).
     #[serde(default)]
-    pub(crate) shard: u32,
+    pub(crate) slot: u32,
     pub(crate) task_id: u64,
     pub(crate) update_hash: B256,
     pub(crate) tx_hash: B256,
@@ -37,8 +37,8 @@ pub struct JournalLine {
     pub job_id: u64,
     /// The round.
     pub round: u64,
-    /// The shard.
-    pub shard: u32,
+    /// The task's slot in its round (its shard in a `sync` job).
+    pub slot: u32,
     /// The committed hash.
     pub update_hash: B256,
     /// Whether the update was forged by an attack.
@@ -53,7 +53,7 @@ pub fn read_journal(path: &Path) -> Result<Vec<JournalLine>> {
         .map(|e| JournalLine {
             job_id: e.job_id,
             round: e.round,
-            shard: e.shard,
+            slot: e.slot,
             update_hash: e.update_hash,
             forged: e.forged,
         })
@@ -67,7 +67,9 @@ pub fn journal_path(cache_dir: &Path, address: Address) -> PathBuf {
 
 pub(crate) struct Journal {
     path: PathBuf,
-    /// By (job, round, shard).
+    /// Keys appended by this process, in order.
+    pub(crate) appended: Vec<(u64, u64, u32)>,
+    /// By (job, round, slot).
     pub(crate) entries: HashMap<(u64, u64, u32), JournalEntry>,
 }
 
@@ -81,7 +83,7 @@ impl Journal {
                     .lines()
                     .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
                 {
-                    entries.insert((entry.job_id, entry.round, entry.shard), entry);
+                    entries.insert((entry.job_id, entry.round, entry.slot), entry);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -92,7 +94,11 @@ impl Journal {
                 });
             }
         }
-        Ok(Self { path, entries })
+        Ok(Self {
+            path,
+            appended: Vec::new(),
+            entries,
+        })
     }
 
     pub(crate) fn append(&mut self, entry: JournalEntry) -> Result<()> {
@@ -111,8 +117,9 @@ impl Journal {
         let line = serde_json::to_string(&entry).expect("journal entries serialize");
         writeln!(f, "{line}").map_err(io)?;
         f.sync_data().map_err(io)?;
-        self.entries
-            .insert((entry.job_id, entry.round, entry.shard), entry);
+        let key = (entry.job_id, entry.round, entry.slot);
+        self.appended.push(key);
+        self.entries.insert(key, entry);
         Ok(())
     }
 }

@@ -66,9 +66,26 @@ pub struct TrainerConfig {
     /// training a task, wait (slowdown − 1) × its training time. The delta
     /// is unchanged; tests and measurements of stragglers use it.
     pub slowdown: f64,
+    /// Keep taking work for a job after validators rejected one of this
+    /// trainer's own updates there. Off by default: a rejected honest update
+    /// means this machine computes what others cannot replay (a corrupted
+    /// data set, another build, faulty hardware), and every further update
+    /// would cost stake too. An attack keeps going regardless.
+    pub continue_after_rejection: bool,
     /// Forge every update this way (tests and demos of the defences).
     #[cfg(feature = "byzantine")]
     pub attack: Option<crate::attack::Attack>,
+}
+
+impl TrainerConfig {
+    /// Whether a rejection of its own update stops work on that job.
+    fn stops_after_rejection(&self) -> bool {
+        #[cfg(feature = "byzantine")]
+        if self.attack.is_some() {
+            return false;
+        }
+        !self.continue_after_rejection
+    }
 }
 
 impl TrainerConfig {
@@ -109,6 +126,9 @@ pub struct TrainerReport {
     pub idle_seconds: f64,
     /// Forged updates submitted (with an attack).
     pub forged: u64,
+    /// Jobs this trainer stopped working on because validators rejected one
+    /// of its own updates there.
+    pub refused_jobs: Vec<u64>,
 }
 
 /// How a submission ended.
@@ -160,6 +180,14 @@ struct Trainer {
     asked_steps: std::collections::BTreeMap<u64, u32>,
     /// The last downsized task's job and steps, said once.
     last_size: Option<(u64, u32)>,
+    /// How many of the journal's entries of this run were taken into
+    /// `undecided`.
+    verdict_cursor: usize,
+    /// This run's submissions whose verdict is not known yet.
+    undecided: Vec<(u64, u64, u32)>,
+    /// Why the trainer stopped on its own: validators rejected its update of
+    /// the one job it works on.
+    stopped_by: Option<String>,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -196,6 +224,9 @@ pub async fn run(
         idle_since: None,
         asked_steps: Default::default(),
         last_size: None,
+        verdict_cursor: 0,
+        undecided: Vec::new(),
+        stopped_by: None,
         config,
     };
     let poll = trainer.config.poll;
@@ -211,6 +242,9 @@ pub async fn run(
     }
     if ready {
         info!(report = ?trainer.report, "trainer stopped");
+    }
+    if let Some(why) = trainer.stopped_by {
+        return Err(Error::OwnUpdateRejected(why));
     }
     Ok(trainer.report)
 }
@@ -265,6 +299,12 @@ impl Trainer {
     /// One lease attempt. `Some(true)`: did work; `Some(false)`: nothing to
     /// do now; `None`: the job is over and the trainer should exit.
     async fn lease_and_work(&mut self) -> Result<Option<bool>> {
+        if self.config.stops_after_rejection() {
+            self.check_own_verdicts().await?;
+            if self.stopped_by.is_some() {
+                return Ok(None);
+            }
+        }
         let choice = self
             .picker
             .pick(&self.bench.me.client, self.config.job_id)
@@ -363,6 +403,51 @@ impl Trainer {
             }
         }
         Ok(Some(true))
+    }
+
+    /// Looks up the verdicts of this run's submissions still undecided; a
+    /// rejected one stops work on its job: the job is never picked again in
+    /// this process, and the operator is told why and what to do. When the
+    /// trainer was told to work on that job only, it stops, and `run` ends
+    /// with [`Error::OwnUpdateRejected`].
+    async fn check_own_verdicts(&mut self) -> Result<()> {
+        let new: Vec<(u64, u64, u32)> = self.journal().appended[self.verdict_cursor..].to_vec();
+        self.verdict_cursor += new.len();
+        self.undecided.extend(new);
+        let me = self.report.address;
+        let mut still = Vec::new();
+        for (job, round, slot) in std::mem::take(&mut self.undecided) {
+            let view = self
+                .bench
+                .me
+                .ledger
+                .update(U256::from(job), update_index(round, slot, me))
+                .await?;
+            match view.status {
+                update_status::PENDING | update_status::CHALLENGED => {
+                    still.push((job, round, slot));
+                }
+                update_status::REJECTED if !self.report.refused_jobs.contains(&job) => {
+                    let why = format!(
+                        "validators rejected this trainer's update of job {job} round {round} \
+                         (slot {slot}) and its stake was slashed: what this machine computes \
+                         does not replay elsewhere (a corrupted data set, another build, faulty \
+                         hardware). It takes no more work for job {job}; check the data files \
+                         (--data-dir, FUNETUN_DATA_DIR) and the build, then restart (or pass \
+                         --continue-after-rejection to go on regardless)"
+                    );
+                    tracing::error!(job, round, slot, "{why}");
+                    self.report.refused_jobs.push(job);
+                    self.picker.refuse(job);
+                    if self.config.job_id == Some(job) {
+                        self.stopped_by = Some(why);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.undecided.extend(still);
+        Ok(())
     }
 
     /// Trains `task` (or finds it already submitted), then submits it.
@@ -533,12 +618,12 @@ impl Trainer {
             false
         } else {
             let already = self
-                .submitted_in(task.job_id, task.round, task.shard)
+                .submitted_in(task.job_id, task.round, task.slot)
                 .await?;
             let entry = self
                 .journal()
                 .entries
-                .get(&(task.job_id, task.round, task.shard))
+                .get(&(task.job_id, task.round, task.slot))
                 .cloned();
             if already && let Some(entry) = entry {
                 self.report_update(&entry).await?;
@@ -613,7 +698,7 @@ impl Trainer {
                     .bench
                     .me
                     .ledger
-                    .submit_update(job, round, task.shard, computed.hash)
+                    .submit_update(job, round, task.slot, computed.hash)
                     .await
                 {
                     Err(e)
@@ -626,7 +711,7 @@ impl Trainer {
                             .bench
                             .me
                             .ledger
-                            .submit_update(job, round, task.shard, computed.hash)
+                            .submit_update(job, round, task.slot, computed.hash)
                             .await?;
                         info!(hash = %computed.hash, tx = %outcome.tx_hash, "update submitted after staking again");
                         break outcome.tx_hash;
@@ -664,7 +749,7 @@ impl Trainer {
         let entry = JournalEntry {
             job_id: task.job_id,
             round,
-            shard: task.shard,
+            slot: task.slot,
             task_id: task.task_id,
             update_hash: computed.hash,
             tx_hash,
@@ -711,7 +796,7 @@ impl Trainer {
                     task.round
                 ));
             }
-            if !self.submitted_any_in(task.job_id, open, task.shard).await? {
+            if !self.submitted_any_in(task.job_id, open, task.slot).await? {
                 break Ok(open);
             }
             if !waited {
@@ -736,7 +821,7 @@ impl Trainer {
     async fn held_waits_for_its_round(&self, held: &Task) -> Result<bool> {
         Ok(match self.open_round(held.job_id).await? {
             Some(open) if held.round >= open => {
-                self.submitted_any_in(held.job_id, open, held.shard).await?
+                self.submitted_any_in(held.job_id, open, held.slot).await?
             }
             _ => false,
         })
@@ -750,10 +835,10 @@ impl Trainer {
             .then(|| u64::from(view.checkpoints).saturating_sub(1)))
     }
 
-    /// Whether this trainer has an update on-chain on `shard` of `round`
-    /// (one per trainer, shard and round).
-    async fn submitted_in(&self, job_id: u64, round: u64, shard: u32) -> Result<bool> {
-        let index = update_index(round, shard, self.report.address);
+    /// Whether this trainer has an update on-chain on `slot` of `round`
+    /// (one per trainer, slot and round).
+    async fn submitted_in(&self, job_id: u64, round: u64, slot: u32) -> Result<bool> {
+        let index = update_index(round, slot, self.report.address);
         let update = self
             .bench
             .me
@@ -764,16 +849,16 @@ impl Trainer {
     }
 
     /// `stale:S`: whether this trainer submitted anything in `round`: its
-    /// journal on any shard, or the chain on `shard`. A `stale:S` trainer
+    /// journal on any slot, or the chain on `slot`. A `stale:S` trainer
     /// submits at most once per round, so two of its tasks are never
     /// trained on the same checkpoint only to wait for each other.
-    async fn submitted_any_in(&self, job_id: u64, round: u64, shard: u32) -> Result<bool> {
+    async fn submitted_any_in(&self, job_id: u64, round: u64, slot: u32) -> Result<bool> {
         let journaled = self
             .journal()
             .entries
             .keys()
             .any(|&(j, r, _)| j == job_id && r == round);
-        Ok(journaled || self.submitted_in(job_id, round, shard).await?)
+        Ok(journaled || self.submitted_in(job_id, round, slot).await?)
     }
 
     /// The transaction of this trainer's earlier submission for the task's
@@ -786,7 +871,7 @@ impl Trainer {
             .update_submission(
                 U256::from(task.job_id),
                 task.round,
-                task.shard,
+                task.slot,
                 self.report.address,
                 0,
             )

@@ -120,6 +120,7 @@ struct Env {
     owner: Ledger,
     orchestrator: Orchestrator,
     trainer: PrivateKeySigner,
+    validator: PrivateKeySigner,
     spec: JobSpec,
 }
 
@@ -207,6 +208,7 @@ impl Env {
             owner,
             orchestrator,
             trainer: keys[2].clone(),
+            validator: keys[5].clone(),
             spec,
         }
     }
@@ -252,6 +254,20 @@ impl Env {
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         cmd
+    }
+
+    /// The (round, shard) of each of the job's submissions, in order.
+    async fn submitted_tasks(&self) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        for e in self.owner.events(0, None).await.unwrap() {
+            if let E::UpdateSubmitted(u) = &e.event
+                && u.jobId == U256::from(JOB)
+            {
+                let parts = split_update_index(u.index);
+                out.push((parts.round, parts.shard));
+            }
+        }
+        out
     }
 
     /// The job's `UpdateSubmitted` transactions by (round, trainer).
@@ -457,4 +473,112 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
     assert_eq!(updates.len(), 2, "{updates:?}");
     let second = updates.iter().find(|u| u.round == 1).expect("round 1");
     assert_eq!(second.base_round, 0, "{second:?}");
+}
+
+/// Runs an honest trainer whose first update a validator rejects (quorum 1,
+/// every update drawn). Returns the trainer process, its log and the unix
+/// second of the rejection.
+async fn first_update_rejected(
+    env: &Env,
+    extra: &[&str],
+) -> (tokio::process::Child, std::path::PathBuf, u64) {
+    let validator = env.owner.with_signer(env.validator.clone());
+    validator
+        .register_validator(ContractParams::default().min_stake)
+        .await
+        .unwrap();
+    let log = env.dir.path().join("trainer.log");
+    let trainer = env
+        .trainer(&env.orchestrator.url(), &log)
+        .args(extra)
+        .spawn()
+        .unwrap();
+    let me = env.trainer.address();
+    let started = std::time::Instant::now();
+    let index = loop {
+        if let Some(&(round, shard)) = env.submitted_tasks().await.first() {
+            break update_index(round, shard, me);
+        }
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "the trainer never submitted:\n{}",
+            log_of(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    validator
+        .validate_update(U256::from(JOB), index, false)
+        .await
+        .unwrap();
+    let view = env.owner.update(U256::from(JOB), index).await.unwrap();
+    assert_eq!(view.status, update_status::REJECTED);
+    (trainer, log, funetun_orchestrator::util::now_secs())
+}
+
+fn rejection_spec() -> JobSpec {
+    let mut spec = spec();
+    spec.name = "rejected".into();
+    spec.validation.replay_prob = 1.0;
+    spec.validation.replay_floor = 1.0;
+    spec
+}
+
+/// An honest trainer whose own update was rejected stops working on the job
+/// and says why; told to work on that job only, it exits with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trainer_whose_update_was_rejected_stops_and_says_why() {
+    let env = Env::new(rejection_spec()).await;
+    let (trainer, log, _) = first_update_rejected(&env, &[]).await;
+    let out = tokio::time::timeout(HANG_GUARD, trainer.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the trainer kept going:\n{}", log_of(&log)))
+        .unwrap();
+    let text = log_of(&log);
+    assert!(!out.status.success(), "exit {}:\n{text}", out.status);
+    assert!(
+        text.contains("validators rejected this trainer's update of job 1 round 0")
+            && text.contains("--continue-after-rejection"),
+        "{text}"
+    );
+}
+
+/// With `--continue-after-rejection` it goes on asking for work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_continue_after_rejection_the_trainer_keeps_asking() {
+    let env = Env::new(rejection_spec()).await;
+    let (mut trainer, log, rejected_at) =
+        first_update_rejected(&env, &["--continue-after-rejection"]).await;
+    let client = Client::new(&env.orchestrator.url(), None);
+    let me = env.trainer.address();
+    let started = std::time::Instant::now();
+    loop {
+        let seen = client
+            .participants()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.address == me)
+            .map(|p| p.last_seen)
+            .unwrap_or(0);
+        if seen > rejected_at + 1 {
+            break;
+        }
+        assert!(
+            trainer.try_wait().unwrap().is_none(),
+            "the trainer exited:\n{}",
+            log_of(&log)
+        );
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "the trainer stopped asking:\n{}",
+            log_of(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !log_of(&log).contains("validators rejected this trainer's update"),
+        "{}",
+        log_of(&log)
+    );
+    trainer.kill().await.unwrap();
 }

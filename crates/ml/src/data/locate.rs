@@ -36,6 +36,9 @@ struct Source {
     mirrors: &'static [&'static str],
     /// Each file as downloaded, with its SHA-256.
     files: &'static [(&'static str, &'static str)],
+    /// The SHA-256 of each `.gz` file's uncompressed bytes, for a local copy
+    /// kept uncompressed.
+    unpacked: &'static [(&'static str, &'static str)],
 }
 
 fn source(name: &DatasetName) -> Option<Source> {
@@ -64,6 +67,24 @@ fn source(name: &DatasetName) -> Option<Source> {
                     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
                 ),
             ],
+            unpacked: &[
+                (
+                    "train-images-idx3-ubyte",
+                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                ),
+                (
+                    "train-labels-idx1-ubyte",
+                    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                ),
+                (
+                    "t10k-images-idx3-ubyte",
+                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte",
+                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                ),
+            ],
         }),
         DatasetName::FashionMnist => Some(Source {
             subdir: "fashion-mnist",
@@ -89,6 +110,24 @@ fn source(name: &DatasetName) -> Option<Source> {
                     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
                 ),
             ],
+            unpacked: &[
+                (
+                    "train-images-idx3-ubyte",
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                ),
+                (
+                    "train-labels-idx1-ubyte",
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                ),
+                (
+                    "t10k-images-idx3-ubyte",
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte",
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ),
+            ],
         }),
         DatasetName::TinyShakespeare(_) => Some(Source {
             subdir: "tinyshakespeare",
@@ -99,6 +138,7 @@ fn source(name: &DatasetName) -> Option<Source> {
                 TEXT_FILE,
                 "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
             )],
+            unpacked: &[],
         }),
         DatasetName::Synthetic(_)
         | DatasetName::Path(_)
@@ -136,9 +176,11 @@ fn complete(src: &Source, dir: &Path) -> bool {
 }
 
 /// Returns the directory holding `name`'s files, downloading them into the
-/// cache when allowed and needed. A text corpus found locally is checked
-/// against its known SHA-256 (an image set's IDX files are checked by
-/// their format as they are read).
+/// cache when allowed and needed. Every file found locally is checked
+/// against its published SHA-256 (or, kept uncompressed, that of its
+/// uncompressed bytes) once per process and file identity
+/// ([`verify_local`]): a corrupted copy would make an honest trainer's
+/// updates fail replay.
 pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> {
     let Some(src) = source(name) else {
         return Err(Error::invalid(
@@ -151,8 +193,15 @@ pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> 
         for dir in [base.join(src.subdir), base.clone()] {
             if complete(&src, &dir) {
                 tracing::debug!(dir = %dir.display(), "found {name}");
-                if let [(TEXT_FILE, sha)] = src.files {
-                    check_local(&dir.join(TEXT_FILE), sha, name)?;
+                for &(file, sha) in src.files {
+                    let (path, sha) = match file.strip_suffix(".gz") {
+                        Some(stem) if !dir.join(file).is_file() => {
+                            let raw = src.unpacked.iter().find(|(f, _)| *f == stem);
+                            (dir.join(stem), raw.map_or(sha, |(_, s)| *s))
+                        }
+                        _ => (dir.join(file), sha),
+                    };
+                    verify_local(&path, sha, name)?;
                 }
                 return Ok(dir);
             }
@@ -274,9 +323,55 @@ fn fetch_verified(
     std::fs::rename(&tmp, target).map_err(|e| e.to_string())
 }
 
+/// What identifies a file's bytes without reading them: where it is, its
+/// inode, length and modification time. A rewritten file changes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FileIdentity {
+    path: PathBuf,
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Result<FileIdentity> {
+        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
+/// Files this process verified, by identity and the hash they matched.
+static VERIFIED: std::sync::Mutex<Vec<(FileIdentity, &'static str)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Refuses a local copy of a known file whose bytes differ from the
 /// published ones: training on it would make honest updates fail replay.
-fn check_local(path: &Path, sha: &str, name: &DatasetName) -> Result<()> {
+/// The hash is computed once per process for a file identity (path, inode,
+/// length, modification time); a file rewritten since is hashed again.
+pub(crate) fn verify_local(path: &Path, sha: &'static str, name: &DatasetName) -> Result<()> {
+    let id = FileIdentity::of(path)?;
+    let verified = |id: &FileIdentity| {
+        VERIFIED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|(v, s)| v == id && *s == sha)
+    };
+    if verified(&id) {
+        return Ok(());
+    }
     let got = sha256_file(path)?;
     if got != sha {
         return Err(Error::BadDataFile {
@@ -287,7 +382,24 @@ fn check_local(path: &Path, sha: &str, name: &DatasetName) -> Result<()> {
             ),
         });
     }
+    tracing::debug!(path = %path.display(), "verified {name}");
+    VERIFIED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((id, sha));
     Ok(())
+}
+
+/// Whether this process verified the file at `path` as it is now.
+pub fn is_verified(path: &Path) -> bool {
+    let Ok(id) = FileIdentity::of(path) else {
+        return false;
+    };
+    VERIFIED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .any(|(v, _)| *v == id)
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

@@ -169,6 +169,56 @@ fn corrupt_gzip_and_mismatched_counts_are_refused() {
     assert!(err.contains("missing t10k-labels-idx1-ubyte"), "{err}");
 }
 
+/// A local copy of a known data set is checked against its published
+/// SHA-256 before use: a corrupted but readable MNIST (one label changed, in
+/// an uncompressed copy) is refused, naming the file, instead of training
+/// updates that fail replay.
+#[test]
+fn a_corrupted_but_readable_local_copy_is_refused_by_its_checksum() {
+    let Some(shared) = std::env::var_os("FUNETUN_DATA_DIR") else {
+        eprintln!("skipped: FUNETUN_DATA_DIR is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("mnist");
+    std::fs::create_dir_all(&copy).unwrap();
+    for stem in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let packed =
+            std::fs::read(Path::new(&shared).join("mnist").join(format!("{stem}.gz"))).unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&packed[..]), &mut raw)
+            .unwrap();
+        std::fs::write(copy.join(stem), raw).unwrap();
+    }
+    let options = LoadOptions {
+        data_dir: Some(dir.path()),
+        download: false,
+        progress: None,
+    };
+    // The uncompressed original passes, and is remembered as verified.
+    let data = Dataset::load(&DatasetName::Mnist, &options).unwrap();
+    assert_eq!(data.train.len(), 60_000);
+    let labels = copy.join("train-labels-idx1-ubyte");
+    assert!(funetun_ml::data::locate::is_verified(&labels));
+
+    // One label changed to another valid label: the file still parses.
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes[8 + 100] = (bytes[8 + 100] + 1) % 10;
+    std::fs::write(&labels, &bytes).unwrap();
+    assert!(!funetun_ml::data::locate::is_verified(&labels));
+    let msg = problem(Dataset::load(&DatasetName::Mnist, &options).unwrap_err());
+    assert!(
+        msg.contains("train-labels-idx1-ubyte")
+            && msg.contains("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn a_missing_data_set_offline_says_how_to_point_at_files() {
     let dir = tempfile::tempdir().unwrap();

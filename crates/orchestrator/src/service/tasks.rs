@@ -31,6 +31,7 @@ pub fn task_of(info: &JobInfo, t: &TaskRow) -> Task {
         transformer: info.model.transformer(),
         dataset: info.spec.dataset.clone(),
         shard: info.data_shard(t.shard),
+        slot: t.shard,
         shards: info.spec.shards,
         steps: t.steps,
         batch: info.spec.batch,

@@ -219,7 +219,7 @@ pub async fn train_one(client: &Client, ledger: &Ledger, job: u64, data: &Datase
     let (delta, before, after) = run_task(&task, &base, data);
     let hash = client.put_blob(job, delta).await.unwrap();
     let (_, outcome) = ledger
-        .submit_update(U256::from(job), task.round, task.shard, hash)
+        .submit_update(U256::from(job), task.round, task.slot, hash)
         .await
         .expect("submitUpdate");
     client

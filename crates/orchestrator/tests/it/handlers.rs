@@ -623,7 +623,7 @@ async fn updates_and_votes_are_checked_against_the_chain() {
     let (_, outcome) = f
         .env
         .ledger(2)
-        .submit_update(U256::from(f.job), 0, task.shard, hash)
+        .submit_update(U256::from(f.job), 0, task.slot, hash)
         .await
         .unwrap();
     // The right transaction but another hash than committed.
@@ -643,7 +643,7 @@ async fn updates_and_votes_are_checked_against_the_chain() {
     assert_eq!(ack.status, UpdateStatus::Pending);
     assert_eq!(
         ack.update_index,
-        funetun_chain::bindings::update_index(0, task.shard, trainer.address())
+        funetun_chain::bindings::update_index(0, task.slot, trainer.address())
     );
     // Reporting again (the seeds' alias) is idempotent.
     let (status, again): (_, UpdateAck) = call_json(
