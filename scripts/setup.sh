@@ -56,3 +56,7 @@ fi
 # scripts and the Hugging Face interoperability tests (crates/ml/tests/it/hf.rs, which fail
 # under CI=true without it). One line of output; fast when the venv is already there.
 bash benches/torch/setup.sh >&2
+
+# schemathesis in $HOME/.cache/funetun/venv-fuzz, for the API fuzz test
+# (crates/orchestrator/tests/it/fuzz.rs, which fails under CI=true without it).
+bash tests/fuzz/setup.sh >&2

@@ -194,24 +194,36 @@ impl JobPicker {
     }
 
     /// The next active job after the last one picked, skipping paused ones.
-    pub fn choose(&mut self, mut jobs: Vec<JobSummary>, now: Instant) -> JobChoice {
-        jobs.retain(|j| !job_is_over(j) && !self.refused.contains(&j.job_id));
-        jobs.sort_by_key(|j| j.job_id);
-        let ready: Vec<JobSummary> = jobs
-            .into_iter()
-            .filter(|j| self.paused.get(&j.job_id).is_none_or(|p| p.until <= now))
-            .collect();
-        let next = match self.last {
-            Some(last) => ready.iter().position(|j| j.job_id > last).unwrap_or(0),
-            None => 0,
-        };
-        match ready.into_iter().nth(next) {
+    pub fn choose(&mut self, jobs: Vec<JobSummary>, now: Instant) -> JobChoice {
+        match self.rotation(jobs, now).into_iter().next() {
             Some(job) => {
                 self.last = Some(job.job_id);
                 JobChoice::Work(job)
             }
             None => JobChoice::Wait,
         }
+    }
+
+    /// The active jobs not paused or refused, in the order to try them:
+    /// starting after the last one picked, round-robin by id. A validator
+    /// asks each in turn for a check and marks the one that had work with
+    /// [`JobPicker::picked`].
+    pub fn rotation(&self, mut jobs: Vec<JobSummary>, now: Instant) -> Vec<JobSummary> {
+        jobs.retain(|j| !job_is_over(j) && !self.refused.contains(&j.job_id));
+        jobs.sort_by_key(|j| j.job_id);
+        jobs.retain(|j| self.paused.get(&j.job_id).is_none_or(|p| p.until <= now));
+        let next = match self.last {
+            Some(last) => jobs.iter().position(|j| j.job_id > last).unwrap_or(0),
+            None => 0,
+        };
+        jobs.rotate_left(next);
+        jobs
+    }
+
+    /// Records that `job` was the one worked on, so the next rotation
+    /// starts after it.
+    pub fn picked(&mut self, job: u64) {
+        self.last = Some(job);
     }
 
     /// Records that work on `job` failed (`why`), setting it aside.
@@ -308,5 +320,30 @@ mod tests {
         p.failed(1, &"x", t);
         p.failed(3, &"x", t);
         assert_eq!(p.choose(jobs(), t), JobChoice::Wait);
+    }
+
+    #[test]
+    fn a_rotation_starts_after_the_last_pick_and_leaves_out_refused_jobs() {
+        let jobs = || {
+            vec![
+                job(4, JobStatus::Active),
+                job(1, JobStatus::Active),
+                job(2, JobStatus::Active),
+                job(3, JobStatus::Closed),
+            ]
+        };
+        let ids = |v: Vec<JobSummary>| v.into_iter().map(|j| j.job_id).collect::<Vec<_>>();
+        let mut p = JobPicker::default();
+        let t = Instant::now();
+        assert_eq!(ids(p.rotation(jobs(), t)), vec![1, 2, 4]);
+        p.picked(2);
+        assert_eq!(ids(p.rotation(jobs(), t)), vec![4, 1, 2]);
+        p.picked(4);
+        assert_eq!(ids(p.rotation(jobs(), t)), vec![1, 2, 4]);
+        p.failed(1, &"cannot replay", t);
+        assert_eq!(ids(p.rotation(jobs(), t)), vec![2, 4]);
+        p.refuse(2);
+        assert_eq!(ids(p.rotation(jobs(), t)), vec![4]);
+        assert_eq!(picked(p.choose(jobs(), t)), Some(4));
     }
 }

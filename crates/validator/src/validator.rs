@@ -15,7 +15,8 @@ use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerErrors;
 use funetun_core::api::{ValidationAssignment, ValidationReport, ValidationRequest};
 use funetun_participant::{
-    Backoff, DataConfig, Endpoints, JobChoice, Role, Stop, Workbench, Worker, pick_job, run_loop,
+    Backoff, DataConfig, Endpoints, JobChoice, JobPicker, Role, Stop, Workbench, Worker, pick_job,
+    run_loop,
 };
 use serde::Serialize;
 use tracing::{info, instrument, warn};
@@ -83,6 +84,9 @@ struct Validator {
     bench: Workbench,
     voter: Arc<dyn Voter>,
     report: ValidatorReport,
+    /// Without `--job`: the jobs asked in turn, those whose checks keep
+    /// failing here set aside for a while.
+    picker: JobPicker,
 }
 
 /// Runs a validator until `shutdown` completes or (with `exit_when_over`)
@@ -112,6 +116,7 @@ pub async fn run(
         },
         bench,
         config,
+        picker: JobPicker::default(),
     };
     let poll = v.config.poll;
     if run_loop(&mut v, &stop, poll).await? {
@@ -134,6 +139,9 @@ impl Worker for Validator {
     }
 
     async fn step(&mut self) -> Result<Option<bool>> {
+        if self.config.job_id.is_none() {
+            return self.step_any_job().await;
+        }
         let job_id = match pick_job(&self.bench.me.client, self.config.job_id).await? {
             JobChoice::Work(job) => Some(job.job_id),
             JobChoice::Over(_) if self.config.exit_when_over => {
@@ -163,6 +171,33 @@ impl Worker for Validator {
 }
 
 impl Validator {
+    /// One check on whichever job has one, asking the active jobs in turn
+    /// (round-robin from the one after the last checked), so an old job
+    /// cannot starve a newer one; a job whose updates this machine cannot
+    /// check is set aside for a while, with the reason logged.
+    async fn step_any_job(&mut self) -> Result<Option<bool>> {
+        let jobs = self.bench.me.client.jobs().await?;
+        let order = self.picker.rotation(jobs, std::time::Instant::now());
+        for job in order {
+            let request = ValidationRequest {
+                job_id: Some(job.job_id),
+                platform: Some(self.bench.platform.clone()),
+            };
+            let Some(assignment) = self.bench.me.client.next_validation(&request).await? else {
+                continue;
+            };
+            self.picker.picked(job.job_id);
+            match self.check_and_vote(&assignment).await? {
+                None => self.picker.succeeded(job.job_id),
+                Some(why) => self
+                    .picker
+                    .failed(job.job_id, &why, std::time::Instant::now()),
+            }
+            return Ok(Some(true));
+        }
+        Ok(Some(false))
+    }
+
     async fn next(&self) -> Result<Option<ValidationAssignment>> {
         let request = ValidationRequest {
             job_id: self.config.job_id,
@@ -171,8 +206,10 @@ impl Validator {
         Ok(self.bench.me.client.next_validation(&request).await?)
     }
 
+    /// Checks the assignment and votes; `Some(why)` when this machine could
+    /// not check it (nothing voted).
     #[instrument(skip_all, fields(job = a.job_id, round = a.task.round, trainer = %a.trainer))]
-    async fn check_and_vote(&mut self, a: &ValidationAssignment) -> Result<()> {
+    async fn check_and_vote(&mut self, a: &ValidationAssignment) -> Result<Option<String>> {
         let voter = self.voter.clone();
         let checked = voter.judge(&self.bench, a).await;
         let verdict = match checked {
@@ -181,7 +218,7 @@ impl Validator {
                 // Nothing to vote on with confidence: say why, vote nothing.
                 warn!(index = %a.update_index, error = %e, "cannot check this update; not voting");
                 self.report.skipped += 1;
-                return Ok(());
+                return Ok(Some(e.to_string()));
             }
             Err(e) => return Err(e),
         };
@@ -199,7 +236,7 @@ impl Validator {
                 Some(JobManagerErrors::AlreadyDecided(_) | JobManagerErrors::AlreadyVoted(_)) => {
                     info!(index = %a.update_index, "already settled: {e}");
                     self.report.skipped += 1;
-                    return Ok(());
+                    return Ok(None);
                 }
                 _ => return Err(e.into()),
             },
@@ -219,7 +256,7 @@ impl Validator {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match self.bench.me.client.report_validation(&report).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(None),
                 Err(e) if e.is_transient() && backoff.failures() < 8 => backoff.wait(&e).await,
                 Err(e) => return Err(e.into()),
             }

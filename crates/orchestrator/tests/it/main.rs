@@ -3,6 +3,7 @@
 
 mod common;
 mod flow;
+mod fuzz;
 mod handlers;
 mod holes;
 mod outage;
