@@ -186,13 +186,14 @@ fn one_bad_validator_of_three_changes_no_verdict() {
             ],
         );
         // The truth: every update of the cheater rejected, every other
-        // trainer's update accepted, one per round.
+        // trainer's update accepted: one per round, and perhaps a second
+        // task of a round on the shard the cheater's rejection freed.
         for p in s["participants"].as_array().unwrap() {
             if p["role"] != "trainer" {
                 continue;
             }
             if p["attack"].is_null() {
-                assert_eq!(p["accepted"], 3, "{bad}: {p:#}");
+                assert!(p["accepted"].as_u64().unwrap() >= 3, "{bad}: {p:#}");
                 assert_eq!(p["rejected"], 0, "{bad}: {p:#}");
             } else {
                 assert_eq!(p["accepted"], 0, "{bad}: {p:#}");

@@ -4,6 +4,7 @@ mod account;
 mod adversarial;
 mod browser_e2e;
 mod demo;
+mod fairness;
 mod hf;
 mod ml;
 mod outage;

@@ -1,0 +1,195 @@
+//! One bad job does not stall the market. Two jobs on one orchestrator: job 1
+//! trains on Fashion-MNIST, job 2 (created later) on MNIST. A trainer and a
+//! validator whose machine has only MNIST (an offline data directory without
+//! Fashion-MNIST) run with no `--job`: they fail on job 1, say why, set it
+//! aside and do job 2, which finishes. A second trainer that has both data
+//! sets works on job 1 only, so job 1 has updates the validator cannot
+//! check. Everything is real: the chain, the contract, the orchestrator (in
+//! this process, over HTTP) and the `funetun` binaries.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use alloy_signer_local::PrivateKeySigner;
+use funetun_chain::ledger::{NewJob, http_provider};
+use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_client::Client;
+use funetun_core::JobSpec;
+use funetun_core::protocol::JobStatus;
+
+/// A guard against a wedged run, not a performance assertion.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+fn spec(name: &str, dataset: &str) -> JobSpec {
+    let mut spec = JobSpec {
+        name: name.into(),
+        seed: 5,
+        model: funetun_core::ModelKind::Mlp,
+        dataset: dataset.parse().unwrap(),
+        rounds: 1,
+        shards: 1,
+        steps: 20,
+        batch: 32,
+        lr: 0.05,
+        optimizer: "sgd".into(),
+        aggregation: "mean".into(),
+        outer_optimizer: "sgd".into(),
+        min_updates: 1,
+        round_timeout_secs: 3_600,
+        lease_secs: 600,
+        eval_samples: 200,
+        ..JobSpec::default()
+    };
+    // Every update is checked: job 2 needs the validator's vote.
+    spec.validation.replay_prob = 1.0;
+    spec.validation.replay_floor = 1.0;
+    spec.validation.challenge_window_secs = 1;
+    spec
+}
+
+fn hex_key(key: &PrivateKeySigner) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
+}
+
+fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_this_machine_cannot_do_does_not_stall_the_others() {
+    let Some(shared) = std::env::var_os("FUNETUN_DATA_DIR") else {
+        eprintln!("skipped: FUNETUN_DATA_DIR is not set (MNIST and Fashion-MNIST are needed)");
+        return;
+    };
+    let shared = std::path::PathBuf::from(shared);
+    let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
+    let rpc = chain.rpc_url();
+    let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
+    let (owner, _) = Ledger::deploy(
+        http_provider(&rpc).unwrap(),
+        keys[0].clone(),
+        &ContractParams::default(),
+        LedgerConfig {
+            poll_interval: Duration::from_millis(5),
+            ..LedgerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        funetun_orchestrator::Config::new(rpc.clone(), owner.contract(), keys[1].clone());
+    config.db_url = format!("sqlite://{}", dir.path().join("orchestrator.db").display());
+    config.blobs_dir = dir.path().join("blobs");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.poll_interval = Duration::from_millis(50);
+    config.offline = true;
+    let orchestrator = funetun_orchestrator::start(config).await.unwrap();
+    let url = orchestrator.url();
+    let client = Client::new(&url, Some(keys[0].clone()));
+    for (id, spec) in [
+        (1u64, spec("fashion", "fashion-mnist")),
+        (2, spec("digits", "mnist")),
+    ] {
+        let spec_hash = client.put_spec(spec.to_toml().into_bytes()).await.unwrap();
+        let (job, _) = owner
+            .create_job(&NewJob {
+                spec_hash,
+                leader: orchestrator.address(),
+                base_reward: spec.base_reward_wei().unwrap(),
+                bonus_reward: U256::ZERO,
+                validation_reward: spec.validation_reward_wei().unwrap(),
+                rounds: spec.rounds,
+                quorum: spec.validation.quorum,
+                challenge_window: spec.validation.challenge_window_secs,
+                deposit: U256::from(10u64).pow(U256::from(18)),
+            })
+            .await
+            .unwrap();
+        assert_eq!(job, U256::from(id));
+    }
+
+    // The machine with MNIST only: its data directory holds nothing else,
+    // and it may not download.
+    let mnist_only = dir.path().join("mnist-only");
+    std::fs::create_dir_all(&mnist_only).unwrap();
+    std::os::unix::fs::symlink(shared.join("mnist"), mnist_only.join("mnist")).unwrap();
+    let empty_cache = dir.path().join("empty-cache");
+    std::fs::create_dir_all(&empty_cache).unwrap();
+    let spawn = |role: &str, key: &PrivateKeySigner, data: &Path, extra: &[&str], log: &Path| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_funetun"));
+        cmd.arg(role)
+            .args(["--orchestrator", &url, "--rpc", &rpc])
+            .args(["--contract", &owner.contract().to_string()])
+            .args(["--threads", "1", "--poll-secs", "0.05", "--offline"])
+            .args(extra)
+            .arg("--cache-dir")
+            .arg(dir.path().join(format!("cache-{}", key.address())))
+            .env("FUNETUN_KEY", hex_key(key))
+            .env("FUNETUN_DATA_DIR", data)
+            .env("XDG_CACHE_HOME", &empty_cache)
+            .env("FUNETUN_LOG", "info")
+            .env_remove("FUNETUN_JSON")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+            .kill_on_drop(true);
+        cmd.spawn().unwrap()
+    };
+    let logs = dir.path();
+    let (t_log, v_log, b_log) = (
+        logs.join("trainer.log"),
+        logs.join("validator.log"),
+        logs.join("both.log"),
+    );
+    let _trainer = spawn("trainer", &keys[2], &mnist_only, &[], &t_log);
+    let _validator = spawn("validator", &keys[5], &mnist_only, &[], &v_log);
+    let _both = spawn("trainer", &keys[3], &shared, &["--job", "1"], &b_log);
+
+    let reader = Client::new(&url, None);
+    let started = std::time::Instant::now();
+    loop {
+        let jobs = reader.jobs().await.unwrap();
+        if jobs
+            .iter()
+            .any(|j| j.job_id == 2 && j.status == JobStatus::Finished)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "job 2 did not finish: {jobs:?}\n--- trainer\n{}\n--- validator\n{}\n--- both\n{}",
+            log_of(&t_log),
+            log_of(&v_log),
+            log_of(&b_log)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Job 2's update came from the MNIST-only trainer, and its vote from the
+    // MNIST-only validator.
+    let updates = reader.updates(2).await.unwrap();
+    assert!(
+        updates.iter().any(|u| u.trainer == keys[2].address()
+            && u.votes.iter().any(|v| v.validator == keys[5].address())),
+        "{updates:?}"
+    );
+    // Both said why they set job 1 aside; the trainer also told the owner.
+    let (t, v) = (log_of(&t_log), log_of(&v_log));
+    assert!(
+        t.contains("work on job 1 failed here") && t.contains("fashion-mnist not found"),
+        "{t}"
+    );
+    assert!(
+        v.contains("work on job 1 failed here") && v.contains("fashion-mnist not found"),
+        "{v}"
+    );
+    let failures = reader.failures(1).await.unwrap();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.trainer == keys[2].address() && f.reason.contains("fashion-mnist not found")),
+        "{failures:?}"
+    );
+}
