@@ -78,6 +78,9 @@ enum Command {
     Leave(participant::LedgerArgs),
     /// Take the stake back, once the cooldown after `funetun leave` passed.
     Unstake(participant::LedgerArgs),
+    /// Prune a participant's blob cache: blobs unused for an hour (running
+    /// participants do this every 10 minutes), or down to --max-mb.
+    Gc(participant::GcArgs),
     /// The job owner's commands: create, status, download, withdraw.
     #[command(subcommand)]
     Job(job::JobCommand),
@@ -139,6 +142,7 @@ fn main() {
         Command::Account(args) => participant::run_account(args),
         Command::Leave(args) => participant::run_leave(args),
         Command::Unstake(args) => participant::run_unstake(args),
+        Command::Gc(args) => participant::run_gc(args),
         Command::Job(cmd) => job::run(cmd),
         Command::Orchestrator(args) => orchestrator::run(args),
         Command::VerifyChain(args) => verify::run(args),

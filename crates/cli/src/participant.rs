@@ -98,12 +98,7 @@ impl WorkArgs {
     }
 
     fn cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(|| {
-            dirs::cache_dir()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("funetun")
-                .join("participant")
-        })
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
     }
 
     fn stake(&self) -> anyhow::Result<U256> {
@@ -117,6 +112,14 @@ impl WorkArgs {
         );
         Ok(Duration::from_secs_f64(self.poll_secs))
     }
+}
+
+/// Where participants cache blobs and their journal by default.
+fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("funetun")
+        .join("participant")
 }
 
 /// Arguments of `funetun trainer`.
@@ -527,4 +530,41 @@ pub fn run_unstake(args: LedgerArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Arguments of `funetun gc`.
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// The participant's cache directory (as given to `funetun trainer`,
+    /// `validator` or `challenger`; the same default).
+    #[arg(long, env = "FUNETUN_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Remove blobs unused for this many seconds.
+    #[arg(long, default_value_t = funetun_participant::blobs::CACHE_IDLE.as_secs())]
+    idle_secs: u64,
+    /// Then remove the least recently used blobs until at most this many
+    /// MiB remain.
+    #[arg(long)]
+    max_mb: Option<u64>,
+}
+
+/// Runs `funetun gc`: prunes the blob cache, prints
+/// `{"removed","freed_bytes","kept","kept_bytes"}`. The journal and the
+/// data sets are not touched; every blob removed is fetched again by hash
+/// when needed.
+pub fn run_gc(args: GcArgs) -> anyhow::Result<()> {
+    let cache = args.cache_dir.unwrap_or_else(default_cache_dir);
+    let dir = cache.join("blobs");
+    anyhow::ensure!(
+        dir.is_dir(),
+        "{} is not a participant's blob cache (no blobs/ inside); pass the --cache-dir the \
+         participant runs with",
+        cache.display()
+    );
+    let blobs = funetun_core::blobs::BlobDir::open(&dir)?;
+    let pruned = blobs.prune(
+        Some(Duration::from_secs(args.idle_secs)),
+        args.max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+    )?;
+    print_json(&pruned)
 }

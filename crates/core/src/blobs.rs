@@ -125,6 +125,78 @@ impl BlobDir {
         }
     }
 
+    /// Marks blob `hash` as used now (its file's modification time), so
+    /// [`BlobDir::prune`] keeps it longest. Best effort: a blob that is
+    /// missing or read-only is left as it is.
+    pub fn touch(&self, hash: Hash) {
+        let path = self.path(hash);
+        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Removes blob `hash`; whether it was there.
+    pub fn remove(&self, hash: Hash) -> Result<bool> {
+        let path = self.path(hash);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Removes the blobs unused (by modification time, see
+    /// [`BlobDir::touch`]) for at least `idle`, then the least recently
+    /// used ones until at most `max_bytes` remain. Temporary files are left
+    /// alone. Only for a cache: every blob removed must be fetchable again.
+    pub fn prune(
+        &self,
+        idle: Option<std::time::Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<Pruned> {
+        let mut blobs = Vec::new();
+        for shard in std::fs::read_dir(&self.root)
+            .map_err(io_error(&self.root))?
+            .flatten()
+        {
+            let dir = shard.path();
+            if !dir.is_dir() || shard.file_name() == "tmp" {
+                continue;
+            }
+            for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))?.flatten() {
+                let path = entry.path();
+                if path.extension().is_none_or(|e| e != "bin") {
+                    continue;
+                }
+                if let Ok(meta) = entry.metadata() {
+                    let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    blobs.push((used, meta.len(), path));
+                }
+            }
+        }
+        blobs.sort();
+        let now = std::time::SystemTime::now();
+        let mut total: u64 = blobs.iter().map(|(_, len, _)| len).sum();
+        let mut out = Pruned::default();
+        for (used, len, path) in blobs {
+            let stale =
+                idle.is_some_and(|idle| now.duration_since(used).unwrap_or_default() >= idle);
+            let over = max_bytes.is_some_and(|max| total > max);
+            if (stale || over) && std::fs::remove_file(&path).is_ok() {
+                out.removed += 1;
+                out.freed_bytes += len;
+                total -= len;
+            } else {
+                out.kept += 1;
+                out.kept_bytes += len;
+            }
+        }
+        Ok(out)
+    }
+
     /// A writer that streams a new blob into the directory through a
     /// temporary file; [`BlobWriter::finish`] checks the hash and puts it
     /// in place. Nothing is visible until then.
@@ -230,6 +302,19 @@ impl Drop for BlobWriter {
 
 /// Removes a damaged blob; a failure only means the next `put` finds it
 /// present and the next `get` removes it again.
+/// What [`BlobDir::prune`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Blobs removed.
+    pub removed: u64,
+    /// Their bytes.
+    pub freed_bytes: u64,
+    /// Blobs kept.
+    pub kept: u64,
+    /// Their bytes.
+    pub kept_bytes: u64,
+}
+
 fn remove_damaged(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
@@ -394,5 +479,48 @@ mod tests {
         );
         assert_eq!(reopened.clear_temporaries().unwrap(), 1);
         assert_eq!(store.clear_temporaries().unwrap(), 0);
+    }
+
+    #[test]
+    fn prune_removes_idle_blobs_then_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        let hour = std::time::Duration::from_secs(3_600);
+        let now = std::time::SystemTime::now();
+        let mut hashes = Vec::new();
+        for (i, age) in [5 * hour, 2 * hour, hour / 2, hour / 4]
+            .into_iter()
+            .enumerate()
+        {
+            let bytes = vec![i as u8; 100];
+            let hash = keccak256(&bytes);
+            blobs.put(hash, &bytes).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(blobs.path(hash))
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+            hashes.push(hash);
+        }
+        std::fs::write(dir.path().join("tmp").join("x.tmp"), b"half").unwrap();
+        // Unused for an hour: the two oldest go.
+        let p = blobs.prune(Some(hour), None).unwrap();
+        assert_eq!(
+            (p.removed, p.freed_bytes, p.kept, p.kept_bytes),
+            (2, 200, 2, 200)
+        );
+        assert!(blobs.get(hashes[0]).unwrap().is_none());
+        assert!(blobs.get(hashes[2]).unwrap().is_some());
+        // Used again, the older of the two is now the newest; a size cap then
+        // removes the other one.
+        blobs.touch(hashes[2]);
+        let p = blobs.prune(None, Some(150)).unwrap();
+        assert_eq!((p.removed, p.kept), (1, 1));
+        assert!(blobs.get(hashes[2]).unwrap().is_some());
+        assert!(blobs.get(hashes[3]).unwrap().is_none());
+        assert!(dir.path().join("tmp").join("x.tmp").exists());
+        assert!(blobs.remove(hashes[2]).unwrap());
+        assert!(!blobs.remove(hashes[2]).unwrap());
     }
 }

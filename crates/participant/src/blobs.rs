@@ -14,6 +14,15 @@ use tracing::debug;
 
 use crate::error::{Error, Result};
 
+/// A cached blob unused this long is removed by [`BlobCache::prune`]: every
+/// blob a participant still needs (the open round's base, a data set in
+/// use) is used, and so touched, far more often; anything removed is
+/// downloaded again by hash when asked for.
+pub const CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// How often a running participant prunes its cache.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Checkpoints and deltas kept on disk by hash.
 #[derive(Clone, Debug)]
 pub struct BlobCache {
@@ -32,6 +41,7 @@ impl BlobCache {
     /// downloaded (hash-checked by the client) and stored.
     pub async fn bytes(&self, client: &Client, hash: B256) -> Result<Vec<u8>> {
         if let Some(bytes) = self.dir.get(hash).map_err(Error::Cache)? {
+            self.dir.touch(hash);
             return Ok(bytes);
         }
         debug!(%hash, "blob not cached; downloading");
@@ -45,12 +55,27 @@ impl BlobCache {
     /// should hold twice).
     pub async fn ensure(&self, client: &Client, hash: B256) -> Result<()> {
         if self.dir.contains(hash) {
+            self.dir.touch(hash);
             return Ok(());
         }
         debug!(%hash, "data blob not cached; streaming it");
         let writer = self.dir.writer().map_err(Error::Cache)?;
         client.download_blob(hash, writer).await?;
         Ok(())
+    }
+
+    /// Removes the blobs unused for [`CACHE_IDLE`] (off the async runtime).
+    pub async fn prune(&self) -> Result<funetun_core::blobs::Pruned> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || dir.prune(Some(CACHE_IDLE), None))
+            .await
+            .map_err(|e| {
+                Error::Cache(funetun_core::Error::Io {
+                    path: "blob cache".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })?
+            .map_err(Error::Cache)
     }
 
     /// The blob directory.

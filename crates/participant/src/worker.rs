@@ -205,7 +205,21 @@ pub async fn run_loop<W: Worker>(
         me.ledger.chain_id()
     );
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut pruned_at = std::time::Instant::now();
     while !stop.is_raised() {
+        if pruned_at.elapsed() >= crate::blobs::PRUNE_EVERY {
+            pruned_at = std::time::Instant::now();
+            match worker.bench().blobs.prune().await {
+                Ok(p) if p.removed > 0 => info!(
+                    removed = p.removed,
+                    freed_bytes = p.freed_bytes,
+                    kept_bytes = p.kept_bytes,
+                    "pruned blobs unused for an hour from the cache"
+                ),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot prune the blob cache"),
+            }
+        }
         let outcome = worker.step().await;
         if !pace(outcome, W::is_transient, &mut backoff, stop, poll, W::STEP).await {
             break;

@@ -302,3 +302,63 @@ fn keystores_and_the_typed_key_warning() {
         "{stderr}"
     );
 }
+
+/// `funetun gc` prunes a participant's blob cache: blobs unused for an
+/// hour, then down to `--max-mb`; a directory that is no cache is refused.
+#[test]
+fn gc_prunes_idle_blobs_and_refuses_a_directory_that_is_no_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = funetun_core::blobs::BlobDir::open(dir.path().join("blobs")).unwrap();
+    let now = std::time::SystemTime::now();
+    let mut hashes = Vec::new();
+    for (i, age_secs) in [7_200u64, 60, 0].into_iter().enumerate() {
+        let bytes = vec![i as u8; 1_000];
+        let hash = funetun_core::keccak256(&bytes);
+        blobs.put(hash, &bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(blobs.path(hash))
+            .unwrap()
+            .set_modified(now - Duration::from_secs(age_secs))
+            .unwrap();
+        hashes.push(hash);
+    }
+    let gc = |extra: &[&str]| {
+        funetun()
+            .arg("gc")
+            .arg("--cache-dir")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = gc(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned = last_json(&out);
+    assert_eq!(
+        (pruned["removed"].as_u64(), pruned["kept"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(!blobs.contains(hashes[0]) && blobs.contains(hashes[1]));
+    let pruned = last_json(&gc(&["--max-mb", "0"]));
+    assert_eq!(pruned["removed"].as_u64(), Some(2));
+    assert_eq!(pruned["kept_bytes"].as_u64(), Some(0));
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = funetun()
+        .arg("gc")
+        .arg("--cache-dir")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a participant's blob cache"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
