@@ -30,6 +30,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// A file holding the blob, to stream it out; `None` if not stored.
     /// Its bytes are checked by the reader (the client hashes what it got).
     fn file(&self, hash: B256) -> Result<Option<PathBuf>>;
+    /// Deletes the blob (retention, docs/orchestrator.md); whether it was
+    /// stored.
+    fn remove(&self, hash: B256) -> Result<bool>;
 }
 
 /// Blobs as files in a local directory.
@@ -80,6 +83,10 @@ impl BlobStore for LocalBlobStore {
     fn file(&self, hash: B256) -> Result<Option<PathBuf>> {
         let path = self.dir.path(hash);
         Ok(path.is_file().then_some(path))
+    }
+
+    fn remove(&self, hash: B256) -> Result<bool> {
+        self.dir.remove(hash).map_err(store_error)
     }
 }
 

@@ -473,6 +473,40 @@ async fn close_round(
     // Test metrics are for people, not for the protocol: evaluate off the
     // round's critical path, while the next round trains.
     spawn_evaluation(state.clone(), info.clone(), round, built.flat);
+    if let Err(e) = prune_deltas(state, job).await {
+        tracing::warn!(job, error = %e, "cannot prune rejected deltas; trying again at the next round");
+    }
+    Ok(())
+}
+
+/// Deletes the deltas of the job's rejected and void updates whose round
+/// closed: no checkpoint, manifest or audit needs them, and a verdict is
+/// final (their hashes stay in the database and on-chain). Accepted deltas,
+/// checkpoints, manifests and optimizer states are kept: `funetun
+/// verify-chain` rebuilds every checkpoint from them (docs/orchestrator.md).
+async fn prune_deltas(state: &AppState, job: u64) -> Result<()> {
+    let prunable = state.store.prunable_deltas(job).await?;
+    let (mut removed, mut bytes) = (0u32, 0u64);
+    for (index, hash) in prunable {
+        if let Some(path) = state.blobs.file(hash)? {
+            bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        }
+        let blobs = state.blobs.clone();
+        if tokio::task::spawn_blocking(move || blobs.remove(hash)).await?? {
+            removed += 1;
+        }
+        let mut tx = state.store.begin().await?;
+        tx.mark_pruned(job, index).await?;
+        tx.commit().await?;
+    }
+    if removed > 0 {
+        tracing::info!(
+            job,
+            removed,
+            bytes,
+            "deleted the deltas of rejected and void updates"
+        );
+    }
     Ok(())
 }
 

@@ -393,6 +393,36 @@ impl Store {
             .collect()
     }
 
+    /// Up to 64 updates of job `job_id` whose delta may be deleted: rejected
+    /// or void, their round closed, the bytes not pruned yet, and no other
+    /// update of the same hash still needing them (one that is accepted or
+    /// undecided).
+    pub async fn prunable_deltas(&self, job_id: u64) -> Result<Vec<(U256, B256)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT u.update_index, u.update_hash FROM updates u
+             JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
+             JOIN rounds r ON r.job_id = u.job_id AND r.round = u.round
+             WHERE u.job_id = ? AND u.blob_pruned = 0 AND c.status IN (?, ?) AND r.status = ?
+               AND NOT EXISTS (
+                 SELECT 1 FROM updates o
+                 LEFT JOIN chain_updates oc ON oc.job_id = o.job_id AND oc.update_index = o.update_index
+                 WHERE o.update_hash = u.update_hash AND COALESCE(oc.status, ?) NOT IN (?, ?))
+             LIMIT 64",
+        )
+        .bind(to_db(job_id))
+        .bind(UpdateStatus::Rejected.as_str())
+        .bind(UpdateStatus::Void.as_str())
+        .bind(funetun_core::protocol::RoundStatus::Closed.as_str())
+        .bind(UpdateStatus::Pending.as_str())
+        .bind(UpdateStatus::Rejected.as_str())
+        .bind(UpdateStatus::Void.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(i, h)| Ok((parse_index(&i)?, parse_hash(&h)?)))
+            .collect()
+    }
+
     /// Up to 32 undecided submissions of active jobs seen on-chain at least
     /// `grace` seconds before `now` and never reported.
     pub async fn unreported(&self, grace: u64, now: u64) -> Result<Vec<Unreported>> {
@@ -766,6 +796,16 @@ impl StoreTx {
         .bind(index_text(index))
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Records that the delta of update `index` was deleted.
+    pub async fn mark_pruned(&mut self, job_id: u64, index: U256) -> Result<()> {
+        sqlx::query("UPDATE updates SET blob_pruned = 1 WHERE job_id = ? AND update_index = ?")
+            .bind(to_db(job_id))
+            .bind(index_text(index))
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

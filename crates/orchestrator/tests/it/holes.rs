@@ -198,3 +198,83 @@ async fn a_challenge_nobody_votes_on_is_void_at_the_decision_timeout() {
     .await;
     wait_status(&owner, job, JobStatus::Finished).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_delta_is_deleted_once_its_round_closed() {
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let mut spec = tiny_spec(1.0);
+    spec.rounds = 1;
+    spec.validation.replay_floor = 1.0;
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
+    let job = env.create_job(&spec).await;
+    env.register_trainer(2).await;
+    env.register_trainer(3).await;
+    env.register_validator(5).await;
+    wait_status(&owner, job, JobStatus::Active).await;
+    let data = synthetic();
+
+    // Trainer 2 is honest.
+    let t2 = Client::new(&orch.url(), Some(env.keys[2].clone()));
+    let honest = train_one(&t2, &env.ledger(2), job, &data).await.unwrap();
+    // Trainer 3 trains one step more than its task says: a valid delta, not the task's.
+    let t3 = Client::new(&orch.url(), Some(env.keys[3].clone()));
+    let mut task = t3
+        .lease_task(&crate::common::lease_request(job))
+        .await
+        .unwrap()
+        .unwrap();
+    let base = t3.get_blob(task.base_hash).await.unwrap();
+    let lease = task.clone();
+    task.steps += 1;
+    let (delta, before, after) = crate::common::run_task(&task, &base, &data);
+    let forged = t3.put_blob(job, delta).await.unwrap();
+    let (_, outcome) = env
+        .ledger(3)
+        .submit_update(U256::from(job), lease.round, lease.slot, forged)
+        .await
+        .unwrap();
+    t3.report_update(&funetun_core::api::UpdateReport {
+        task_id: lease.task_id,
+        update_hash: forged,
+        tx_hash: outcome.tx_hash,
+        loss_before: before,
+        loss_after: after,
+        platform: Some(funetun_ml::platform::platform_class()),
+        round: None,
+    })
+    .await
+    .unwrap();
+
+    // The validator checks both: one valid, one not.
+    let validator = Client::new(&orch.url(), Some(env.keys[5].clone()));
+    let mut votes = Vec::new();
+    while let Some(v) = validator_turn(&validator, &env.ledger(5), &data).await {
+        votes.push(v);
+    }
+    votes.sort();
+    assert_eq!(votes, vec![false, true]);
+    wait_status(&owner, job, JobStatus::Finished).await;
+    // The rejected delta's bytes are gone, its record stays; the accepted one is kept.
+    eventually("the rejected delta deleted", || async {
+        t3.get_blob(forged).await.is_err()
+    })
+    .await;
+    let accepted = owner
+        .updates(job)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.task_id == honest.task_id)
+        .unwrap();
+    assert!(t2.get_blob(accepted.update_hash).await.is_ok());
+    let rejected = owner
+        .updates(job)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.update_hash == forged)
+        .expect("the rejected update is still listed");
+    assert_eq!(rejected.status, UpdateStatus::Rejected);
+}
