@@ -3,6 +3,7 @@
 mod account;
 mod adversarial;
 mod browser_e2e;
+mod crash;
 mod demo;
 mod fairness;
 mod hf;
