@@ -226,6 +226,9 @@ impl Market {
     }
 }
 
+/// When to kill: on the job's round and the updates reported in it.
+type Moment = Box<dyn Fn(u64, usize) -> bool>;
+
 /// Runs the job to its end, killing the orchestrator at the crash points
 /// when `crash`; returns the final checkpoint hash and the number of
 /// submissions on-chain.
@@ -254,7 +257,7 @@ async fn run(crash: bool) -> (B256, usize, Market) {
         .unwrap();
     let mut trainers = [m.trainer(2), m.trainer(3)];
     if crash {
-        let moments: [(&str, Box<dyn Fn(u64, usize) -> bool>); 3] = [
+        let moments: [(&str, Moment); 3] = [
             (
                 "round 0's first update reported",
                 Box::new(|r, n| r == 0 && n >= 1),
@@ -267,7 +270,11 @@ async fn run(crash: bool) -> (B256, usize, Market) {
         ];
         for (run, (what, moment)) in moments.into_iter().enumerate() {
             let before_the_end = m.wait_for(what, moment).await;
-            assert!(before_the_end, "the job finished before {what}:\n{}", m.logs());
+            assert!(
+                before_the_end,
+                "the job finished before {what}:\n{}",
+                m.logs()
+            );
             orchestrator.start_kill().unwrap(); // SIGKILL
             let status = orchestrator.wait().await.unwrap();
             assert!(!status.success(), "killed, not exited: {status}");
