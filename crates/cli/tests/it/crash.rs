@@ -8,7 +8,7 @@
 //! the orchestrator and two trainers as `funetun` processes.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use funetun_client::Client;
 use funetun_core::JobSpec;
 use funetun_core::protocol::JobStatus;
 
-use crate::dataset;
+use crate::{key_hex, log_of, tiny_mlp_spec};
 
 /// A guard against a wedged run, not a performance assertion.
 const HANG_GUARD: Duration = Duration::from_secs(300);
@@ -29,38 +29,15 @@ const HANG_GUARD: Duration = Duration::from_secs(300);
 const ROUNDS: u32 = 3;
 
 fn spec() -> JobSpec {
-    let mut spec = JobSpec {
-        name: "crash".into(),
+    JobSpec {
         seed: 11,
-        model: funetun_core::ModelKind::Mlp,
-        dataset: dataset().parse().unwrap(),
         rounds: ROUNDS,
         shards: 2,
-        steps: 20,
-        batch: 32,
-        lr: 0.05,
-        optimizer: "sgd".into(),
-        aggregation: "mean".into(),
         outer_optimizer: "nesterov:0.7,0.9".into(),
         // Every round waits for both shards, so its inputs do not depend on timing.
         min_updates: 2,
-        round_timeout_secs: 3_600,
-        lease_secs: 600,
-        eval_samples: 200,
-        ..JobSpec::default()
-    };
-    spec.validation.replay_prob = 0.0;
-    spec.validation.replay_floor = 0.0;
-    spec.validation.challenge_window_secs = 1;
-    spec
-}
-
-fn hex_key(key: &PrivateKeySigner) -> String {
-    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
-}
-
-fn log_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+        ..tiny_mlp_spec("crash")
+    }
 }
 
 /// One market: the chain, the contract and the state directory.
@@ -136,7 +113,7 @@ impl Market {
                 "--poll-ms",
                 "50",
             ])
-            .env("FUNETUN_KEY", hex_key(&self.keys[1]))
+            .env("FUNETUN_KEY", key_hex(&self.keys[1]))
             .env("FUNETUN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -163,7 +140,7 @@ impl Market {
             ])
             .arg("--cache-dir")
             .arg(self.dir.path().join(format!("cache-{i}")))
-            .env("FUNETUN_KEY", hex_key(&self.keys[i]))
+            .env("FUNETUN_KEY", key_hex(&self.keys[i]))
             .env("FUNETUN_LOG", "info")
             .env_remove("FUNETUN_JSON")
             .stdin(Stdio::null())

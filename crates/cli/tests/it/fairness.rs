@@ -19,42 +19,21 @@ use funetun_client::Client;
 use funetun_core::JobSpec;
 use funetun_core::protocol::JobStatus;
 
+use crate::{key_hex, log_of, tiny_mlp_spec};
+
 /// A guard against a wedged run, not a performance assertion.
 const HANG_GUARD: Duration = Duration::from_secs(300);
 
 fn spec(name: &str, dataset: &str) -> JobSpec {
     let mut spec = JobSpec {
-        name: name.into(),
         seed: 5,
-        model: funetun_core::ModelKind::Mlp,
         dataset: dataset.parse().unwrap(),
-        rounds: 1,
-        shards: 1,
-        steps: 20,
-        batch: 32,
-        lr: 0.05,
-        optimizer: "sgd".into(),
-        aggregation: "mean".into(),
-        outer_optimizer: "sgd".into(),
-        min_updates: 1,
-        round_timeout_secs: 3_600,
-        lease_secs: 600,
-        eval_samples: 200,
-        ..JobSpec::default()
+        ..tiny_mlp_spec(name)
     };
     // Every update is checked: job 2 needs the validator's vote.
     spec.validation.replay_prob = 1.0;
     spec.validation.replay_floor = 1.0;
-    spec.validation.challenge_window_secs = 1;
     spec
-}
-
-fn hex_key(key: &PrivateKeySigner) -> String {
-    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
-}
-
-fn log_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +106,7 @@ async fn a_job_this_machine_cannot_do_does_not_stall_the_others() {
             .args(extra)
             .arg("--cache-dir")
             .arg(dir.path().join(format!("cache-{}", key.address())))
-            .env("FUNETUN_KEY", hex_key(key))
+            .env("FUNETUN_KEY", key_hex(key))
             .env("FUNETUN_DATA_DIR", data)
             .env("XDG_CACHE_HOME", &empty_cache)
             .env("FUNETUN_LOG", "info")

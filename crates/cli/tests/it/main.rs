@@ -34,6 +34,44 @@ pub fn dataset() -> &'static str {
     }
 }
 
+/// A key as `FUNETUN_KEY` takes it: 0x-hex.
+pub fn key_hex(key: &alloy_signer_local::PrivateKeySigner) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
+}
+
+/// A process's log file so far (empty while it does not exist).
+pub fn log_of(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A job small enough to run in seconds: an MLP on [`dataset`], one shard,
+/// 20 SGD steps of 32 samples a task, every update accepted when its 1 s
+/// window closes (no replay). Tests change what they need.
+pub fn tiny_mlp_spec(name: &str) -> funetun_core::JobSpec {
+    let mut spec = funetun_core::JobSpec {
+        name: name.into(),
+        model: funetun_core::ModelKind::Mlp,
+        dataset: dataset().parse().unwrap(),
+        rounds: 1,
+        shards: 1,
+        steps: 20,
+        batch: 32,
+        lr: 0.05,
+        optimizer: "sgd".into(),
+        aggregation: "mean".into(),
+        outer_optimizer: "sgd".into(),
+        min_updates: 1,
+        round_timeout_secs: 3_600,
+        lease_secs: 600,
+        eval_samples: 200,
+        ..funetun_core::JobSpec::default()
+    };
+    spec.validation.replay_prob = 0.0;
+    spec.validation.replay_floor = 0.0;
+    spec.validation.challenge_window_secs = 1;
+    spec
+}
+
 /// Runs a command, requiring success, and parses its last stdout line as JSON.
 pub fn json_of(cmd: &mut Command) -> serde_json::Value {
     let out = cmd.output().expect("the funetun binary runs");

@@ -45,7 +45,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::dataset;
+use crate::log_of;
 
 const ROUNDS: u64 = 2;
 const STEPS: u32 = 20;
@@ -127,31 +127,15 @@ struct Env {
 const JOB: u64 = 1;
 
 fn spec() -> JobSpec {
-    let mut spec = JobSpec {
-        name: "trainer-restart".into(),
+    // No validators: an unchecked update is accepted when its window closes.
+    JobSpec {
         seed: 1,
-        model: funetun_core::ModelKind::Mlp,
-        dataset: dataset().parse().unwrap(),
         rounds: ROUNDS as u32,
-        shards: 1,
         steps: STEPS,
-        batch: 32,
-        lr: 0.05,
-        optimizer: "sgd".into(),
-        aggregation: "mean".into(),
-        outer_optimizer: "sgd".into(),
-        min_updates: 1,
-        round_timeout_secs: 3_600,
         // The restarted trainer gets its live lease back, the same task.
         lease_secs: 3_600,
-        eval_samples: 200,
-        ..JobSpec::default()
-    };
-    // No validators: an unchecked update is accepted when its window closes.
-    spec.validation.replay_prob = 0.0;
-    spec.validation.replay_floor = 0.0;
-    spec.validation.challenge_window_secs = 1;
-    spec
+        ..crate::tiny_mlp_spec("trainer-restart")
+    }
 }
 
 impl Env {
@@ -240,13 +224,7 @@ impl Env {
             ])
             .arg("--cache-dir")
             .arg(self.cache_dir())
-            .env(
-                "FUNETUN_KEY",
-                format!(
-                    "0x{}",
-                    alloy_primitives::hex::encode(self.trainer.to_bytes())
-                ),
-            )
+            .env("FUNETUN_KEY", crate::key_hex(&self.trainer))
             .env("FUNETUN_LOG", "info")
             .env_remove("FUNETUN_JSON")
             .stdin(Stdio::null())
@@ -284,10 +262,6 @@ impl Env {
         }
         out
     }
-}
-
-fn log_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 async fn restart_after_a_lost_report(lose_journal: bool) {

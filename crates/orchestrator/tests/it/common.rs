@@ -100,6 +100,19 @@ impl Env {
         id.saturating_to()
     }
 
+    /// Starts an orchestrator, stores `spec` with it and creates the job
+    /// on-chain; returns the orchestrator, the owner's client and the job.
+    pub async fn start_job(
+        &self,
+        spec: &JobSpec,
+    ) -> (funetun_orchestrator::Orchestrator, Client, u64) {
+        let orch = funetun_orchestrator::start(self.config()).await.unwrap();
+        let owner = Client::new(&orch.url(), Some(self.keys[0].clone()));
+        owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
+        let job = self.create_job(spec).await;
+        (orch, owner, job)
+    }
+
     pub async fn register_trainer(&self, i: usize) {
         self.ledger(i)
             .register_trainer(ContractParams::default().min_stake)

@@ -35,15 +35,12 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_shard_goes_to_a_trainer_that_already_reported() {
     let env = Env::new().await;
-    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
     // Two shards, and a round that cannot close on one update: it needs both.
     let mut spec = tiny_spec(0.0);
     spec.rounds = 1;
     spec.min_updates = 2;
     spec.lease_secs = 2;
-    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
-    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
-    let job = env.create_job(&spec).await;
+    let (orch, owner, job) = env.start_job(&spec).await;
     env.register_trainer(2).await;
     env.register_trainer(3).await;
     wait_status(&owner, job, JobStatus::Active).await;
@@ -94,12 +91,9 @@ async fn a_lapsed_shard_goes_to_a_trainer_that_already_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_without_a_lease_is_replayed_and_rejected() {
     let env = Env::new().await;
-    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
     let mut spec = tiny_spec(0.0);
     spec.validation.challenge_window_secs = 30;
-    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
-    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
-    let job = env.create_job(&spec).await;
+    let (orch, owner, job) = env.start_job(&spec).await;
     env.register_trainer(4).await;
     env.register_validator(5).await;
     wait_status(&owner, job, JobStatus::Active).await;
@@ -140,14 +134,11 @@ async fn a_challenge_nobody_votes_on_is_void_at_the_decision_timeout() {
         ..ContractParams::default()
     })
     .await;
-    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
     let mut spec = tiny_spec(0.0);
     spec.rounds = 1;
     spec.shards = 1;
     spec.validation.challenge_window_secs = 5;
-    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
-    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
-    let job = env.create_job(&spec).await;
+    let (orch, owner, job) = env.start_job(&spec).await;
     env.register_trainer(2).await;
     env.register_trainer(3).await;
     wait_status(&owner, job, JobStatus::Active).await;
@@ -202,13 +193,10 @@ async fn a_challenge_nobody_votes_on_is_void_at_the_decision_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_delta_is_deleted_once_its_round_closed() {
     let env = Env::new().await;
-    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
     let mut spec = tiny_spec(1.0);
     spec.rounds = 1;
     spec.validation.replay_floor = 1.0;
-    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
-    owner.put_spec(spec.to_toml().into_bytes()).await.unwrap();
-    let job = env.create_job(&spec).await;
+    let (orch, owner, job) = env.start_job(&spec).await;
     env.register_trainer(2).await;
     env.register_trainer(3).await;
     env.register_validator(5).await;
