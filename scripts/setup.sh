@@ -52,6 +52,25 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   fi
 fi
 
+# PostgreSQL's server programs, for the orchestrator's second test pass and
+# scripts/services.sh (which starts a throw-away cluster; no system service).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+      SUDO="sudo"
+    fi
+    log "installing postgresql for the PostgreSQL tests"
+    if ! apt-cache show postgresql >/dev/null 2>&1; then
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+  else
+    log "PostgreSQL is missing and apt-get is not available: install PostgreSQL 13 or newer"
+    log "(the test command's PostgreSQL pass needs initdb and pg_ctl)"
+  fi
+fi
+
 # PyTorch and transformers in $HOME/.cache/funetun/venv-torch, for the PyTorch reference
 # scripts and the Hugging Face interoperability tests (crates/ml/tests/it/hf.rs, which fail
 # under CI=true without it). One line of output; fast when the venv is already there.

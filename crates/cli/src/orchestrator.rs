@@ -22,7 +22,8 @@ pub struct OrchestratorArgs {
     /// The leader's key; jobs naming its address as leader are run here.
     #[command(flatten)]
     pub key: crate::keys::KeyArgs,
-    /// State database: `sqlite://path` (created if missing) or `sqlite::memory:`.
+    /// State database: `sqlite://path` (created if missing), `sqlite::memory:` or
+    /// `postgres://user[:password]@host[:port]/db` (an existing database).
     #[arg(
         long,
         env = "FUNETUN_DB",

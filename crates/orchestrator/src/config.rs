@@ -16,7 +16,8 @@ pub struct Config {
     pub contract: Address,
     /// The leader key: jobs whose on-chain leader is this key's address are led here.
     pub key: PrivateKeySigner,
-    /// `sqlite://path/to/state.db` (created if missing) or `sqlite::memory:`.
+    /// `sqlite://path/to/state.db` (created if missing), `sqlite::memory:` or
+    /// `postgres://user[:password]@host[:port]/db` (docs/deploy.md).
     pub db_url: String,
     /// Directory of the content-addressed blob store.
     pub blobs_dir: PathBuf,

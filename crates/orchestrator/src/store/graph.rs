@@ -52,8 +52,9 @@ impl Store {
         let mut tx = self.begin().await?;
         for (id, label, kind, last) in &delta.nodes {
             sqlx::query(
-                "INSERT INTO graph_nodes (id, label, kind, last_seen) VALUES (?, ?, ?, ?)
-                 ON CONFLICT(id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                "INSERT INTO graph_nodes (id, label, kind, last_seen) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT(id) DO UPDATE SET
+                 last_seen = CASE WHEN excluded.last_seen > graph_nodes.last_seen THEN excluded.last_seen ELSE graph_nodes.last_seen END",
             )
             .bind(id)
             .bind(label)
@@ -64,9 +65,9 @@ impl Store {
         }
         for (source, target, label, count, last) in &delta.edges {
             sqlx::query(
-                "INSERT INTO graph_edges (source, target, label, count, last_seen) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT(source, target, label) DO UPDATE SET count = count + excluded.count,
-                 last_seen = max(last_seen, excluded.last_seen)",
+                "INSERT INTO graph_edges (source, target, label, count, last_seen) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT(source, target, label) DO UPDATE SET count = graph_edges.count + excluded.count,
+                 last_seen = CASE WHEN excluded.last_seen > graph_edges.last_seen THEN excluded.last_seen ELSE graph_edges.last_seen END",
             )
             .bind(source)
             .bind(target)
@@ -78,8 +79,9 @@ impl Store {
         }
         for (address, last) in &delta.seen {
             sqlx::query(
-                "INSERT INTO participants (address, last_seen) VALUES (?, ?)
-                 ON CONFLICT(address) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                "INSERT INTO participants (address, last_seen) VALUES ($1, $2)
+                 ON CONFLICT(address) DO UPDATE SET
+                 last_seen = CASE WHEN excluded.last_seen > participants.last_seen THEN excluded.last_seen ELSE participants.last_seen END",
             )
             .bind(addr_text(*address))
             .bind(to_db(*last))

@@ -200,7 +200,7 @@ impl Store {
 
     /// One job.
     pub async fn job(&self, job_id: u64) -> Result<Option<JobRow>> {
-        Ok(sqlx::query_as(&format!("{JOB_SQL} WHERE j.job_id = ?"))
+        Ok(sqlx::query_as(&format!("{JOB_SQL} WHERE j.job_id = $1"))
             .bind(to_db(job_id))
             .fetch_optional(&self.read)
             .await?)
@@ -208,7 +208,7 @@ impl Store {
 
     /// Whether the job is led here.
     pub async fn job_exists(&self, job_id: u64) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT job_id FROM jobs WHERE job_id = ?")
+        let found: Option<i64> = sqlx::query_scalar("SELECT job_id FROM jobs WHERE job_id = $1")
             .bind(to_db(job_id))
             .fetch_optional(&self.read)
             .await?;
@@ -218,7 +218,7 @@ impl Store {
     /// A job's status and, when invalid, why.
     pub async fn job_status(&self, job_id: u64) -> Result<Option<(JobStatus, Option<String>)>> {
         let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT status, reason FROM jobs WHERE job_id = ?")
+            sqlx::query_as("SELECT status, reason FROM jobs WHERE job_id = $1")
                 .bind(to_db(job_id))
                 .fetch_optional(&self.read)
                 .await?;
@@ -229,7 +229,7 @@ impl Store {
     /// The stored specs of jobs that have one and are not invalid.
     pub async fn stored_specs(&self) -> Result<Vec<StoredSpec>> {
         Ok(sqlx::query_as(
-            "SELECT job_id, spec, quorum, secret FROM jobs WHERE spec IS NOT NULL AND status != ?",
+            "SELECT job_id, spec, quorum, secret FROM jobs WHERE spec IS NOT NULL AND status != $1",
         )
         .bind(JobStatus::Invalid.as_str())
         .fetch_all(&self.read)
@@ -239,7 +239,7 @@ impl Store {
     /// Jobs in `status`, by id; pending jobs only once their next spec try is due at `now`.
     pub async fn jobs_in(&self, status: JobStatus, now: u64) -> Result<Vec<u64>> {
         let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT job_id FROM jobs WHERE status = ? AND (status != ? OR next_spec_try <= ?)
+            "SELECT job_id FROM jobs WHERE status = $1 AND (status != $2 OR next_spec_try <= $3)
              ORDER BY job_id",
         )
         .bind(status.as_str())
@@ -253,7 +253,7 @@ impl Store {
     /// What starting the job needs.
     pub async fn job_start(&self, job_id: u64) -> Result<JobStart> {
         let r: JobStartRow = sqlx::query_as(
-            "SELECT spec_hash, rounds, quorum, secret, spec_attempts FROM jobs WHERE job_id = ?",
+            "SELECT spec_hash, rounds, quorum, secret, spec_attempts FROM jobs WHERE job_id = $1",
         )
         .bind(to_db(job_id))
         .fetch_one(&self.read)
@@ -269,7 +269,7 @@ impl Store {
 
     /// Counts a failed look for the spec blob; the next is due at `next_try`.
     pub async fn spec_missing(&self, job_id: u64, attempts: u32, next_try: u64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET spec_attempts = ?, next_spec_try = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET spec_attempts = $1, next_spec_try = $2 WHERE job_id = $3")
             .bind(i64::from(attempts))
             .bind(to_db(next_try))
             .bind(to_db(job_id))
@@ -280,7 +280,7 @@ impl Store {
 
     /// Marks the job invalid with `reason`.
     pub async fn mark_invalid(&self, job_id: u64, reason: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = ?, reason = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET status = $1, reason = $2 WHERE job_id = $3")
             .bind(JobStatus::Invalid.as_str())
             .bind(reason)
             .bind(to_db(job_id))
@@ -291,7 +291,7 @@ impl Store {
 
     /// Sets the job's status.
     pub async fn set_job_status(&self, job_id: u64, status: JobStatus) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET status = $1 WHERE job_id = $2")
             .bind(status.as_str())
             .bind(to_db(job_id))
             .execute(&self.write)
@@ -302,7 +302,7 @@ impl Store {
     /// The job's status, round and chain-closed flag.
     pub async fn job_progress(&self, job_id: u64) -> Result<Option<JobProgress>> {
         Ok(
-            sqlx::query_as("SELECT status, round, chain_closed FROM jobs WHERE job_id = ?")
+            sqlx::query_as("SELECT status, round, chain_closed FROM jobs WHERE job_id = $1")
                 .bind(to_db(job_id))
                 .fetch_optional(&self.read)
                 .await?,
@@ -311,7 +311,7 @@ impl Store {
 
     /// Stores the chain's remaining deposit and slashes credited to the job.
     pub async fn set_job_totals(&self, job_id: u64, remaining: U256, slashed: U256) -> Result<()> {
-        sqlx::query("UPDATE jobs SET remaining_wei = ?, slashed_wei = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET remaining_wei = $1, slashed_wei = $2 WHERE job_id = $3")
             .bind(remaining.to_string())
             .bind(slashed.to_string())
             .bind(to_db(job_id))
@@ -328,7 +328,7 @@ impl StoreTx {
             "INSERT INTO jobs (job_id, owner, leader, spec_hash, status, rounds, quorum,
              challenge_window, deposit_wei, base_reward_wei, bonus_reward_wei,
              validation_reward_wei, remaining_wei, secret, created_at, created_block)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT(job_id) DO NOTHING",
         )
         .bind(to_db(job.job_id))
         .bind(addr_text(job.owner))
@@ -354,7 +354,7 @@ impl StoreTx {
     /// The base reward of a job led here, or `None` for someone else's job.
     pub async fn job_reward(&mut self, job_id: u64) -> Result<Option<U256>> {
         let reward: Option<String> =
-            sqlx::query_scalar("SELECT base_reward_wei FROM jobs WHERE job_id = ?")
+            sqlx::query_scalar("SELECT base_reward_wei FROM jobs WHERE job_id = $1")
                 .bind(to_db(job_id))
                 .fetch_optional(self.conn())
                 .await?;
@@ -364,11 +364,11 @@ impl StoreTx {
     /// Adds `amount` to what the job paid its validators (and to what it paid).
     pub async fn add_validators_paid(&mut self, job_id: u64, amount: U256) -> Result<()> {
         let paid: String =
-            sqlx::query_scalar("SELECT validators_paid_wei FROM jobs WHERE job_id = ?")
+            sqlx::query_scalar("SELECT validators_paid_wei FROM jobs WHERE job_id = $1")
                 .bind(to_db(job_id))
                 .fetch_one(self.conn())
                 .await?;
-        sqlx::query("UPDATE jobs SET validators_paid_wei = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET validators_paid_wei = $1 WHERE job_id = $2")
             .bind(add_wei(&paid, amount))
             .bind(to_db(job_id))
             .execute(self.conn())
@@ -378,11 +378,11 @@ impl StoreTx {
 
     /// Adds `amount` to what the job paid.
     pub async fn add_job_paid(&mut self, job_id: u64, amount: U256) -> Result<()> {
-        let paid: String = sqlx::query_scalar("SELECT paid_wei FROM jobs WHERE job_id = ?")
+        let paid: String = sqlx::query_scalar("SELECT paid_wei FROM jobs WHERE job_id = $1")
             .bind(to_db(job_id))
             .fetch_one(self.conn())
             .await?;
-        sqlx::query("UPDATE jobs SET paid_wei = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET paid_wei = $1 WHERE job_id = $2")
             .bind(add_wei(&paid, amount))
             .bind(to_db(job_id))
             .execute(self.conn())
@@ -392,7 +392,7 @@ impl StoreTx {
 
     /// Records that the chain closed the job early.
     pub async fn mark_chain_closed(&mut self, job_id: u64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET chain_closed = 1 WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET chain_closed = 1 WHERE job_id = $1")
             .bind(to_db(job_id))
             .execute(self.conn())
             .await?;
@@ -402,13 +402,15 @@ impl StoreTx {
     /// The job's spec arrived and checkpoint 0 is committed: it becomes
     /// active at round 0.
     pub async fn activate_job(&mut self, job_id: u64, spec_toml: &str, name: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET spec = ?, name = ?, status = ?, round = 0 WHERE job_id = ?")
-            .bind(spec_toml)
-            .bind(name)
-            .bind(JobStatus::Active.as_str())
-            .bind(to_db(job_id))
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET spec = $1, name = $2, status = $3, round = 0 WHERE job_id = $4",
+        )
+        .bind(spec_toml)
+        .bind(name)
+        .bind(JobStatus::Active.as_str())
+        .bind(to_db(job_id))
+        .execute(self.conn())
+        .await?;
         Ok(())
     }
 
@@ -419,7 +421,7 @@ impl StoreTx {
         round: u64,
         status: Option<JobStatus>,
     ) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = COALESCE(?, status), round = ? WHERE job_id = ?")
+        sqlx::query("UPDATE jobs SET status = COALESCE($1, status), round = $2 WHERE job_id = $3")
             .bind(status.map(JobStatus::as_str))
             .bind(to_db(round))
             .bind(to_db(job_id))

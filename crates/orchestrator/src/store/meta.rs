@@ -10,8 +10,8 @@ pub const LEADER: &str = "leader";
 /// Meta key of the contract the database follows.
 pub const CONTRACT: &str = "contract";
 
-const GET: &str = "SELECT value FROM meta WHERE key = ?";
-const SET: &str = "INSERT INTO meta (key, value) VALUES (?, ?)
+const GET: &str = "SELECT value FROM meta WHERE key = $1";
+const SET: &str = "INSERT INTO meta (key, value) VALUES ($1, $2)
     ON CONFLICT(key) DO UPDATE SET value = excluded.value";
 
 impl Store {

@@ -14,14 +14,24 @@
 //! - [`nonces`]: nonces of signed requests kept across a clean restart.
 //! - [`graph`]: the `/graph` counters.
 //!
-//! The backend is SQLite: one connection writes (so write transactions never
-//! fight for SQLite's lock), a few others read; WAL lets readers see the
-//! last committed state while a write is under way. Every state change is
-//! one transaction on the writer. An in-memory database (`sqlite::memory:`)
-//! uses a single connection for both, since each connection would otherwise
-//! see its own empty database. The SQL sticks to what PostgreSQL also reads
-//! where that costs nothing (`ON CONFLICT`, `COALESCE`, row values), so a
-//! second backend is another implementation of these methods.
+//! Two backends behind one implementation of these methods, through sqlx's
+//! `Any` driver: the SQL is the dialect SQLite and PostgreSQL share
+//! (numbered `$1` placeholders, `ON CONFLICT`, `COALESCE`, `CASE`, row
+//! values), and each backend has its own migrations, kept in step
+//! (`migrations/sqlite` and `migrations/postgres`: the same versions, tables
+//! and columns; a test compares them).
+//!
+//! - **SQLite** (`sqlite://path`, `sqlite::memory:`): one connection writes,
+//!   so write transactions never fight for SQLite's lock; a few others read,
+//!   and WAL lets them see the last committed state while a write is under
+//!   way. An in-memory database uses a single connection for both, since
+//!   each connection would otherwise see its own empty database.
+//! - **PostgreSQL** (`postgres://…`): one pool. Every write transaction
+//!   first takes a transaction-scoped advisory lock ([`WRITE_LOCK`]), so
+//!   write transactions run one at a time as on SQLite, whichever process
+//!   (replica) runs them; reads never wait for it.
+//!
+//! Every state change is one transaction.
 
 pub mod graph;
 pub mod jobs;
@@ -35,67 +45,155 @@ pub mod updates;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 use crate::error::{Error, Result};
+
+/// The key of the PostgreSQL advisory lock that every write transaction
+/// holds (`pg_advisory_xact_lock`): ASCII "funetun" as a number.
+pub const WRITE_LOCK: i64 = 0x0066_756e_6574_756e;
+
+/// How long a request waits for a database connection before it is
+/// answered `503 database_unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file, or memory.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, or an error saying which URLs work.
+    pub fn of(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::Config(format!(
+                "database URL `{}`: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST:PORT/DB",
+                redact(url)
+            )))
+        }
+    }
+}
 
 /// The database: a writer and readers. Cloning shares the pools.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// Reads (a snapshot of the last commit).
-    read: SqlitePool,
-    /// The single writer.
-    write: SqlitePool,
+    read: AnyPool,
+    /// Writes: SQLite's single writer, or PostgreSQL's one pool.
+    write: AnyPool,
+    backend: Backend,
 }
 
 /// A write transaction: commit it, or dropping it rolls it back.
 #[derive(Debug)]
 pub struct StoreTx {
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
 }
 
 impl Store {
-    /// Opens (creating) the database at `url` and runs the migrations.
+    /// Opens (creating, for SQLite) the database at `url` and runs the
+    /// migrations.
     pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        match Backend::of(url)? {
+            Backend::Sqlite => Store::open_sqlite(url).await,
+            Backend::Postgres => Store::open_postgres(url).await,
+        }
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Store> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::Config(format!("database URL `{url}`: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(false);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
+        if !memory {
+            // Creates the file and switches it to WAL, which the file keeps;
+            // the pools below then open it as it is.
+            let first = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::Config(format!("database URL `{url}`: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .connect()
+                .await?;
+            first.close().await?;
+        }
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("database URL `{url}`: {e}")))?;
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = OFF",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let write = pool(1)
             .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&write).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = if memory {
             write.clone()
         } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options)
-                .await?
+            pool(4).connect_with(options).await?
         };
-        Ok(Store { read, write })
+        Ok(Store {
+            read,
+            write,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    async fn open_postgres(url: &str) -> Result<Store> {
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("database URL `{}`: {e}", redact(url))))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        // Replicas starting together migrate one at a time.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Store {
+            read: pool.clone(),
+            write: pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// The engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<StoreTx> {
-        Ok(StoreTx {
-            tx: self.write.begin().await?,
-        })
+        let mut tx = self.write.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(StoreTx { tx })
     }
 
     /// Closes both pools.
@@ -116,8 +214,29 @@ impl StoreTx {
         Ok(self.tx.rollback().await?)
     }
 
-    fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+    fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    match authority.rfind('@').and_then(|at| {
+        let user_info = &authority[..at];
+        user_info.find(':').map(|colon| (colon, at))
+    }) {
+        Some((colon, at)) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
     }
 }
 
@@ -127,7 +246,7 @@ pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// A `u64` count, id or time as SQLite's signed integer.
+/// A `u64` count, id or time as the database's signed 64-bit integer.
 pub(crate) fn to_db(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

@@ -18,7 +18,7 @@ impl Store {
     /// Takes the saved nonces that expire after `now` and clears the table.
     pub async fn take_nonces(&self, now: u64) -> Result<Vec<(Address, String, u64)>> {
         let rows: Vec<NonceRow> =
-            sqlx::query_as("SELECT address, nonce, expires_at FROM nonces WHERE expires_at > ?")
+            sqlx::query_as("SELECT address, nonce, expires_at FROM nonces WHERE expires_at > $1")
                 .bind(to_db(now))
                 .fetch_all(&self.read)
                 .await?;
@@ -38,7 +38,7 @@ impl Store {
         sqlx::query("DELETE FROM nonces").execute(tx.conn()).await?;
         for (address, nonce, expires) in live {
             sqlx::query(
-                "INSERT INTO nonces (address, nonce, expires_at) VALUES (?, ?, ?)
+                "INSERT INTO nonces (address, nonce, expires_at) VALUES ($1, $2, $3)
                  ON CONFLICT(address, nonce) DO NOTHING",
             )
             .bind(addr_text(*address))

@@ -115,7 +115,7 @@ impl Store {
     ) -> Result<TrainerRecord> {
         let row: Option<RecordRow> = sqlx::query_as(
             "SELECT accepted, rejected, clean, train_points, train_at, drill_points, drill_at
-             FROM participants WHERE address = ?",
+             FROM participants WHERE address = $1",
         )
         .bind(addr_text(address))
         .fetch_optional(&self.read)
@@ -139,7 +139,7 @@ impl StoreTx {
     /// Makes `address` a known participant.
     pub async fn participant(&mut self, address: Address) -> Result<()> {
         sqlx::query(
-            "INSERT INTO participants (address) VALUES (?) ON CONFLICT(address) DO NOTHING",
+            "INSERT INTO participants (address) VALUES ($1) ON CONFLICT(address) DO NOTHING",
         )
         .bind(addr_text(address))
         .execute(self.conn())
@@ -156,9 +156,9 @@ impl StoreTx {
         now: u64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO participants (address, capacity, platform, last_seen) VALUES (?, ?, ?, ?)
+            "INSERT INTO participants (address, capacity, platform, last_seen) VALUES ($1, $2, $3, $4)
              ON CONFLICT(address) DO UPDATE SET capacity = excluded.capacity,
-             platform = COALESCE(excluded.platform, platform), last_seen = excluded.last_seen",
+             platform = COALESCE(excluded.platform, participants.platform), last_seen = excluded.last_seen",
         )
         .bind(addr_text(address))
         .bind(capacity)
@@ -171,7 +171,7 @@ impl StoreTx {
 
     /// Sets a known participant's platform class.
     pub async fn set_platform(&mut self, address: Address, platform: &str) -> Result<()> {
-        sqlx::query("UPDATE participants SET platform = ? WHERE address = ?")
+        sqlx::query("UPDATE participants SET platform = $1 WHERE address = $2")
             .bind(platform)
             .bind(addr_text(address))
             .execute(self.conn())
@@ -182,8 +182,8 @@ impl StoreTx {
     /// Counts one more reported validation.
     pub async fn count_validation(&mut self, address: Address) -> Result<()> {
         sqlx::query(
-            "INSERT INTO participants (address, validations) VALUES (?, 1)
-             ON CONFLICT(address) DO UPDATE SET validations = validations + 1",
+            "INSERT INTO participants (address, validations) VALUES ($1, 1)
+             ON CONFLICT(address) DO UPDATE SET validations = participants.validations + 1",
         )
         .bind(addr_text(address))
         .execute(self.conn())
@@ -204,10 +204,10 @@ impl StoreTx {
         let a = addr_text(address);
         let (value, at): (f64, i64) = match kind {
             Points::Train => {
-                sqlx::query_as("SELECT train_points, train_at FROM participants WHERE address = ?")
+                sqlx::query_as("SELECT train_points, train_at FROM participants WHERE address = $1")
             }
             Points::Drill => {
-                sqlx::query_as("SELECT drill_points, drill_at FROM participants WHERE address = ?")
+                sqlx::query_as("SELECT drill_points, drill_at FROM participants WHERE address = $1")
             }
         }
         .bind(&a)
@@ -216,10 +216,10 @@ impl StoreTx {
         let (value, at) = decay.add(value, to_u64(at), points, now);
         match kind {
             Points::Train => sqlx::query(
-                "UPDATE participants SET train_points = ?, train_at = ? WHERE address = ?",
+                "UPDATE participants SET train_points = $1, train_at = $2 WHERE address = $3",
             ),
             Points::Drill => sqlx::query(
-                "UPDATE participants SET drill_points = ?, drill_at = ? WHERE address = ?",
+                "UPDATE participants SET drill_points = $1, drill_at = $2 WHERE address = $3",
             ),
         }
         .bind(value)
@@ -239,7 +239,7 @@ impl StoreTx {
     ) -> Result<()> {
         self.participant(address).await?;
         sqlx::query(
-            "UPDATE participants SET roles = roles | ?, stake_wei = COALESCE(?, stake_wei) WHERE address = ?",
+            "UPDATE participants SET roles = roles | $1, stake_wei = COALESCE($2, stake_wei) WHERE address = $3",
         )
         .bind(roles)
         .bind(stake.map(|s| s.to_string()))
@@ -251,7 +251,7 @@ impl StoreTx {
 
     /// Drops the chain roles (a leave request), keeping the owner bit.
     pub async fn drop_chain_roles(&mut self, address: Address) -> Result<()> {
-        sqlx::query("UPDATE participants SET roles = roles & ? WHERE address = ?")
+        sqlx::query("UPDATE participants SET roles = roles & $1 WHERE address = $2")
             .bind(ROLE_OWNER)
             .bind(addr_text(address))
             .execute(self.conn())
@@ -261,7 +261,7 @@ impl StoreTx {
 
     /// The stake was withdrawn.
     pub async fn clear_stake(&mut self, address: Address) -> Result<()> {
-        sqlx::query("UPDATE participants SET stake_wei = '0' WHERE address = ?")
+        sqlx::query("UPDATE participants SET stake_wei = '0' WHERE address = $1")
             .bind(addr_text(address))
             .execute(self.conn())
             .await?;
@@ -274,13 +274,13 @@ impl StoreTx {
         self.participant(address).await?;
         let a = addr_text(address);
         let (earned, credit): (String, String) =
-            sqlx::query_as("SELECT earned_wei, credit_wei FROM participants WHERE address = ?")
+            sqlx::query_as("SELECT earned_wei, credit_wei FROM participants WHERE address = $1")
                 .bind(&a)
                 .fetch_one(self.conn())
                 .await?;
         sqlx::query(
-            "UPDATE participants SET earned_wei = ?, credit_wei = ?, accepted = accepted + ?,
-             clean = clean + ? WHERE address = ?",
+            "UPDATE participants SET earned_wei = $1, credit_wei = $2, accepted = accepted + $3,
+             clean = clean + $4 WHERE address = $5",
         )
         .bind(add_wei(&earned, amount))
         .bind(add_wei(&credit, amount))
@@ -294,10 +294,12 @@ impl StoreTx {
 
     /// Counts a rejected update; the clean record restarts.
     pub async fn count_rejection(&mut self, address: Address) -> Result<()> {
-        sqlx::query("UPDATE participants SET rejected = rejected + 1, clean = 0 WHERE address = ?")
-            .bind(addr_text(address))
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE participants SET rejected = rejected + 1, clean = 0 WHERE address = $1",
+        )
+        .bind(addr_text(address))
+        .execute(self.conn())
+        .await?;
         Ok(())
     }
 
@@ -306,11 +308,11 @@ impl StoreTx {
         self.participant(address).await?;
         let a = addr_text(address);
         let (slashed, stake): (String, String) =
-            sqlx::query_as("SELECT slashed_wei, stake_wei FROM participants WHERE address = ?")
+            sqlx::query_as("SELECT slashed_wei, stake_wei FROM participants WHERE address = $1")
                 .bind(&a)
                 .fetch_one(self.conn())
                 .await?;
-        sqlx::query("UPDATE participants SET slashed_wei = ?, stake_wei = ? WHERE address = ?")
+        sqlx::query("UPDATE participants SET slashed_wei = $1, stake_wei = $2 WHERE address = $3")
             .bind(add_wei(&slashed, amount))
             .bind(sub_wei(&stake, amount))
             .bind(&a)
@@ -323,12 +325,12 @@ impl StoreTx {
     pub async fn withdraw_credit(&mut self, address: Address, amount: U256) -> Result<()> {
         let a = addr_text(address);
         let credit: Option<String> =
-            sqlx::query_scalar("SELECT credit_wei FROM participants WHERE address = ?")
+            sqlx::query_scalar("SELECT credit_wei FROM participants WHERE address = $1")
                 .bind(&a)
                 .fetch_optional(self.conn())
                 .await?;
         if let Some(credit) = credit {
-            sqlx::query("UPDATE participants SET credit_wei = ? WHERE address = ?")
+            sqlx::query("UPDATE participants SET credit_wei = $1 WHERE address = $2")
                 .bind(sub_wei(&credit, amount))
                 .bind(&a)
                 .execute(self.conn())

@@ -105,7 +105,7 @@ impl Store {
     /// The checkpoint a round trains from.
     pub async fn round_base(&self, job_id: u64, round: u64) -> Result<B256> {
         let base: String =
-            sqlx::query_scalar("SELECT base_hash FROM rounds WHERE job_id = ? AND round = ?")
+            sqlx::query_scalar("SELECT base_hash FROM rounds WHERE job_id = $1 AND round = $2")
                 .bind(to_db(job_id))
                 .bind(to_db(round))
                 .fetch_one(&self.read)
@@ -116,7 +116,7 @@ impl Store {
     /// A round's status and deadline.
     pub async fn round_state(&self, job_id: u64, round: u64) -> Result<Option<RoundState>> {
         let raw: Option<RawRoundState> =
-            sqlx::query_as("SELECT status, deadline FROM rounds WHERE job_id = ? AND round = ?")
+            sqlx::query_as("SELECT status, deadline FROM rounds WHERE job_id = $1 AND round = $2")
                 .bind(to_db(job_id))
                 .bind(to_db(round))
                 .fetch_optional(&self.read)
@@ -129,13 +129,15 @@ impl Store {
 
     /// Moves an open round's deadline.
     pub async fn extend_round(&self, job_id: u64, round: u64, deadline: u64) -> Result<()> {
-        sqlx::query("UPDATE rounds SET deadline = ? WHERE job_id = ? AND round = ? AND status = ?")
-            .bind(to_db(deadline))
-            .bind(to_db(job_id))
-            .bind(to_db(round))
-            .bind(RoundStatus::Open.as_str())
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "UPDATE rounds SET deadline = $1 WHERE job_id = $2 AND round = $3 AND status = $4",
+        )
+        .bind(to_db(deadline))
+        .bind(to_db(job_id))
+        .bind(to_db(round))
+        .bind(RoundStatus::Open.as_str())
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
@@ -145,7 +147,7 @@ impl Store {
         let rows: Vec<(String, String, Option<i64>, Option<f64>)> = sqlx::query_as(
             "SELECT i.update_index, i.update_hash, i.base_round, u.loss_after FROM round_inputs i
              LEFT JOIN updates u ON u.job_id = i.job_id AND u.update_index = i.update_index
-             WHERE i.job_id = ? AND i.round = ? ORDER BY i.position",
+             WHERE i.job_id = $1 AND i.round = $2 ORDER BY i.position",
         )
         .bind(to_db(job_id))
         .bind(to_db(round))
@@ -168,7 +170,7 @@ impl Store {
     /// The outer optimizer state blob left by a round.
     pub async fn outer_state(&self, job_id: u64, round: u64) -> Result<Option<B256>> {
         let h: Option<Option<String>> =
-            sqlx::query_scalar("SELECT outer_state FROM rounds WHERE job_id = ? AND round = ?")
+            sqlx::query_scalar("SELECT outer_state FROM rounds WHERE job_id = $1 AND round = $2")
                 .bind(to_db(job_id))
                 .bind(to_db(round))
                 .fetch_optional(&self.read)
@@ -187,7 +189,7 @@ impl Store {
         sample: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE rounds SET test_loss = ?, test_accuracy = ?, sample = ? WHERE job_id = ? AND round = ?",
+            "UPDATE rounds SET test_loss = $1, test_accuracy = $2, sample = $3 WHERE job_id = $4 AND round = $5",
         )
         .bind(loss)
         .bind(accuracy)
@@ -203,7 +205,7 @@ impl Store {
     pub async fn unevaluated_rounds(&self) -> Result<Vec<Unevaluated>> {
         let rows: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT job_id, round, checkpoint_hash FROM rounds
-             WHERE status = ? AND test_accuracy IS NULL AND checkpoint_hash IS NOT NULL",
+             WHERE status = $1 AND test_accuracy IS NULL AND checkpoint_hash IS NOT NULL",
         )
         .bind(RoundStatus::Closed.as_str())
         .fetch_all(&self.read)
@@ -227,10 +229,10 @@ impl Store {
                     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round = r.round) AS leased,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS submitted,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round AND u.replay = 1) AS replayed,
-                    (SELECT COUNT(*) FROM chain_updates c WHERE c.job_id = r.job_id AND c.round = r.round AND c.status = ?) AS accepted,
-                    (SELECT COUNT(*) FROM chain_updates c WHERE c.job_id = r.job_id AND c.round = r.round AND c.status = ?) AS rejected,
+                    (SELECT COUNT(*) FROM chain_updates c WHERE c.job_id = r.job_id AND c.round = r.round AND c.status = $1) AS accepted,
+                    (SELECT COUNT(*) FROM chain_updates c WHERE c.job_id = r.job_id AND c.round = r.round AND c.status = $2) AS rejected,
                     (SELECT AVG(u.loss_after) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS mean_loss_after
-             FROM rounds r WHERE r.job_id = ? ORDER BY r.round",
+             FROM rounds r WHERE r.job_id = $3 ORDER BY r.round",
         )
         .bind(UpdateStatus::Accepted.as_str())
         .bind(UpdateStatus::Rejected.as_str())
@@ -276,7 +278,7 @@ impl StoreTx {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO rounds (job_id, round, status, base_hash, opened_at, deadline)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, round) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(job_id, round) DO NOTHING",
         )
         .bind(to_db(job_id))
         .bind(to_db(round))
@@ -298,7 +300,7 @@ impl StoreTx {
         inputs: &[InputRef],
     ) -> Result<bool> {
         let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM rounds WHERE job_id = ? AND round = ?")
+            sqlx::query_scalar("SELECT status FROM rounds WHERE job_id = $1 AND round = $2")
                 .bind(to_db(job_id))
                 .bind(to_db(round))
                 .fetch_optional(self.conn())
@@ -309,7 +311,7 @@ impl StoreTx {
         for (position, input) in inputs.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO round_inputs (job_id, round, position, update_index, update_hash, base_round)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(to_db(job_id))
             .bind(to_db(round))
@@ -320,7 +322,7 @@ impl StoreTx {
             .execute(self.conn())
             .await?;
         }
-        sqlx::query("UPDATE rounds SET status = ? WHERE job_id = ? AND round = ?")
+        sqlx::query("UPDATE rounds SET status = $1 WHERE job_id = $2 AND round = $3")
             .bind(RoundStatus::Closing.as_str())
             .bind(to_db(job_id))
             .bind(to_db(round))
@@ -332,9 +334,9 @@ impl StoreTx {
     /// Closes a round with its checkpoint.
     pub async fn close_round(&mut self, job_id: u64, round: u64, close: &RoundClose) -> Result<()> {
         sqlx::query(
-            "UPDATE rounds SET status = ?, checkpoint_hash = ?, outer_state = ?, manifest_hash = ?,
-             closed_at = ?, commit_tx = COALESCE(?, commit_tx), train_loss = ?
-             WHERE job_id = ? AND round = ?",
+            "UPDATE rounds SET status = $1, checkpoint_hash = $2, outer_state = $3, manifest_hash = $4,
+             closed_at = $5, commit_tx = COALESCE($6, commit_tx), train_loss = $7
+             WHERE job_id = $8 AND round = $9",
         )
         .bind(RoundStatus::Closed.as_str())
         .bind(hash_text(close.checkpoint_hash))

@@ -107,7 +107,7 @@ impl Store {
     /// The task `task_id`.
     pub async fn task(&self, task_id: u64) -> Result<Option<TaskRow>> {
         let raw: Option<RawTask> = sqlx::query_as(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.task_id = ?"
+            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.task_id = $1"
         ))
         .bind(to_db(task_id))
         .fetch_optional(&self.read)
@@ -125,8 +125,8 @@ impl Store {
         rounds: std::ops::RangeInclusive<u64>,
     ) -> Result<Option<u64>> {
         let id: Option<i64> = sqlx::query_scalar(
-            "SELECT task_id FROM tasks WHERE job_id = ? AND trainer = ? AND shard = ?
-               AND round >= ? AND round <= ? ORDER BY task_id DESC LIMIT 1",
+            "SELECT task_id FROM tasks WHERE job_id = $1 AND trainer = $2 AND shard = $3
+               AND round >= $4 AND round <= $5 ORDER BY task_id DESC LIMIT 1",
         )
         .bind(to_db(job_id))
         .bind(addr_text(trainer))
@@ -148,10 +148,10 @@ impl Store {
         now: u64,
     ) -> Result<Option<TaskRow>> {
         let raw: Option<RawTask> = sqlx::query_as(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.job_id = ? AND t.trainer = ?
-               AND t.submitted = 0 AND t.expires_at > ? AND t.task_id != ?
-               AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = ?)
-               AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = ?)
+            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.job_id = $1 AND t.trainer = $2
+               AND t.submitted = 0 AND t.expires_at > $3 AND t.task_id != $4
+               AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = $5)
+               AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = $6)
                AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = t.job_id AND u.round = t.round AND u.trainer = t.trainer)
              ORDER BY t.task_id DESC LIMIT 1"
         ))
@@ -169,7 +169,7 @@ impl Store {
     /// The leases of a round, as the scheduler sees them.
     pub async fn leases(&self, job_id: u64, round: u64) -> Result<Vec<Lease>> {
         let rows: Vec<RawLease> = sqlx::query_as(
-            "SELECT task_id, trainer, shard, expires_at, submitted FROM tasks WHERE job_id = ? AND round = ?",
+            "SELECT task_id, trainer, shard, expires_at, submitted FROM tasks WHERE job_id = $1 AND round = $2",
         )
         .bind(to_db(job_id))
         .bind(to_db(round))
@@ -193,8 +193,8 @@ impl Store {
     pub async fn failures(&self, job_id: u64, limit: u32) -> Result<Vec<FailureInfo>> {
         let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT trainer, reason, COUNT(*), MAX(task_id), MIN(at), MAX(at) FROM task_failures
-             WHERE job_id = ? GROUP BY trainer, reason ORDER BY MAX(at) DESC, MAX(task_id) DESC
-             LIMIT ?",
+             WHERE job_id = $1 GROUP BY trainer, reason ORDER BY MAX(at) DESC, MAX(task_id) DESC
+             LIMIT $2",
         )
         .bind(to_db(job_id))
         .bind(i64::from(limit))
@@ -228,8 +228,8 @@ impl Store {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT t.trainer FROM tasks t
              LEFT JOIN participants p ON p.address = t.trainer
-             WHERE t.job_id = ? AND t.round >= ?
-               AND (t.expires_at > ? OR COALESCE(p.last_seen, 0) >= ?)",
+             WHERE t.job_id = $1 AND t.round >= $2
+               AND (t.expires_at > $3 OR COALESCE(p.last_seen, 0) >= $4)",
         )
         .bind(to_db(job_id))
         .bind(to_db(from))
@@ -246,7 +246,7 @@ impl StoreTx {
     pub async fn insert_lease(&mut self, lease: &NewLease<'_>) -> Result<u64> {
         let task_id: i64 = sqlx::query_scalar(
             "INSERT INTO tasks (job_id, round, shard, trainer, capacity, platform, steps, seed, base_hash,
-             issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING task_id",
+             issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING task_id",
         )
         .bind(to_db(lease.job_id))
         .bind(to_db(lease.round))
@@ -274,7 +274,7 @@ impl StoreTx {
         now: u64,
     ) -> Result<Option<bool>> {
         let inserted = sqlx::query(
-            "INSERT INTO task_failures (job_id, task_id, trainer, reason, at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO task_failures (job_id, task_id, trainer, reason, at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT(task_id) DO NOTHING",
         )
         .bind(to_db(task.job_id))
@@ -289,7 +289,7 @@ impl StoreTx {
             return Ok(None);
         }
         let released = sqlx::query(
-            "UPDATE tasks SET expires_at = ? WHERE task_id = ? AND submitted = 0 AND expires_at > ?",
+            "UPDATE tasks SET expires_at = $1 WHERE task_id = $2 AND submitted = 0 AND expires_at > $3",
         )
         .bind(to_db(now))
         .bind(to_db(task.task_id))
@@ -302,7 +302,7 @@ impl StoreTx {
 
     /// Marks a task as reported.
     pub async fn mark_submitted(&mut self, task_id: u64) -> Result<()> {
-        sqlx::query("UPDATE tasks SET submitted = 1 WHERE task_id = ?")
+        sqlx::query("UPDATE tasks SET submitted = 1 WHERE task_id = $1")
             .bind(to_db(task_id))
             .execute(self.conn())
             .await?;

@@ -227,7 +227,7 @@ impl Store {
     /// The chain's status of an update (`Pending` when the chain has not told yet).
     pub async fn update_status(&self, job_id: u64, index: U256) -> Result<UpdateStatus> {
         let s: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM chain_updates WHERE job_id = ? AND update_index = ?",
+            "SELECT status FROM chain_updates WHERE job_id = $1 AND update_index = $2",
         )
         .bind(to_db(job_id))
         .bind(index_text(index))
@@ -241,7 +241,7 @@ impl Store {
     /// The delta hash reported for an update, if one was.
     pub async fn reported_hash(&self, job_id: u64, index: U256) -> Result<Option<B256>> {
         let h: Option<String> = sqlx::query_scalar(
-            "SELECT update_hash FROM updates WHERE job_id = ? AND update_index = ?",
+            "SELECT update_hash FROM updates WHERE job_id = $1 AND update_index = $2",
         )
         .bind(to_db(job_id))
         .bind(index_text(index))
@@ -255,7 +255,7 @@ impl Store {
     pub async fn reported(&self, job_id: u64, index: U256) -> Result<Option<StoredReport>> {
         let row: Option<(String, String, f64, f64)> = sqlx::query_as(
             "SELECT update_hash, submit_tx, loss_before, loss_after FROM updates
-             WHERE job_id = ? AND update_index = ? AND reason <> 'unreported'",
+             WHERE job_id = $1 AND update_index = $2 AND reason <> 'unreported'",
         )
         .bind(to_db(job_id))
         .bind(index_text(index))
@@ -275,7 +275,7 @@ impl Store {
     /// Steps of a reported update, if one was.
     pub async fn reported_steps(&self, job_id: u64, index: U256) -> Result<Option<u64>> {
         let steps: Option<i64> =
-            sqlx::query_scalar("SELECT steps FROM updates WHERE job_id = ? AND update_index = ?")
+            sqlx::query_scalar("SELECT steps FROM updates WHERE job_id = $1 AND update_index = $2")
                 .bind(to_db(job_id))
                 .bind(index_text(index))
                 .fetch_optional(&self.read)
@@ -292,8 +292,8 @@ impl Store {
         shard: u32,
     ) -> Result<Option<U256>> {
         let idx: Option<String> = sqlx::query_scalar(
-            "SELECT update_index FROM updates WHERE job_id = ? AND update_hash = ?
-               AND NOT (round = ? AND shard = ?) ORDER BY submitted_at LIMIT 1",
+            "SELECT update_index FROM updates WHERE job_id = $1 AND update_hash = $2
+               AND NOT (round = $3 AND shard = $4) ORDER BY submitted_at LIMIT 1",
         )
         .bind(to_db(job_id))
         .bind(hash_text(hash))
@@ -316,9 +316,9 @@ impl Store {
         let rows: Vec<(i64, f64)> = sqlx::query_as(
             "SELECT u.round, u.norm FROM updates u
              LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
-             WHERE u.job_id = ? AND u.round + 1 >= ? AND u.round <= ? AND u.norm IS NOT NULL
-               AND u.reason IN (?, ?, ?, ?)
-               AND COALESCE(c.status, ?) != ?",
+             WHERE u.job_id = $1 AND u.round + 1 >= $2 AND u.round <= $3 AND u.norm IS NOT NULL
+               AND u.reason IN ($4, $5, $6, $7)
+               AND COALESCE(c.status, $8) != $9",
         )
         .bind(to_db(job_id))
         .bind(to_db(round))
@@ -344,7 +344,7 @@ impl Store {
 
     /// The reported updates of a round, as the scheduler sees them.
     pub async fn round_updates(&self, job_id: u64, round: u64) -> Result<Vec<Update>> {
-        self.updates_where(job_id, round, "u.round = ?").await
+        self.updates_where(job_id, round, "u.round = $3").await
     }
 
     /// Accepted updates submitted before `round` that no round aggregated
@@ -354,7 +354,7 @@ impl Store {
         self.updates_where(
             job_id,
             round,
-            "u.round < ? AND c.status = 'accepted' AND NOT EXISTS
+            "u.round < $3 AND c.status = 'accepted' AND NOT EXISTS
              (SELECT 1 FROM round_inputs i WHERE i.job_id = u.job_id AND i.update_index = u.update_index)",
         )
         .await
@@ -363,11 +363,11 @@ impl Store {
     async fn updates_where(&self, job_id: u64, round: u64, filter: &str) -> Result<Vec<Update>> {
         let sql = format!(
             "SELECT u.update_index, u.trainer, u.shard, u.update_hash, u.replay, u.deadline,
-                    COALESCE(c.status, ?) AS status,
-                    EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index) AS voted,
+                    COALESCE(c.status, $1) AS status,
+                    CASE WHEN EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index) THEN 1 ELSE 0 END AS voted,
                     COALESCE((SELECT t.round FROM tasks t WHERE t.task_id = u.task_id), u.round) AS base_round
              FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
-             WHERE u.job_id = ? AND {filter}"
+             WHERE u.job_id = $2 AND {filter}"
         );
         let rows: Vec<RawRoundUpdate> = sqlx::query_as(&sql)
             .bind(UpdateStatus::Pending.as_str())
@@ -402,11 +402,11 @@ impl Store {
             "SELECT u.update_index, u.update_hash FROM updates u
              JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
              JOIN rounds r ON r.job_id = u.job_id AND r.round = u.round
-             WHERE u.job_id = ? AND u.blob_pruned = 0 AND c.status IN (?, ?) AND r.status = ?
+             WHERE u.job_id = $1 AND u.blob_pruned = 0 AND c.status IN ($2, $3) AND r.status = $4
                AND NOT EXISTS (
                  SELECT 1 FROM updates o
                  LEFT JOIN chain_updates oc ON oc.job_id = o.job_id AND oc.update_index = o.update_index
-                 WHERE o.update_hash = u.update_hash AND COALESCE(oc.status, ?) NOT IN (?, ?))
+                 WHERE o.update_hash = u.update_hash AND COALESCE(oc.status, $5) NOT IN ($6, $7))
              LIMIT 64",
         )
         .bind(to_db(job_id))
@@ -429,8 +429,8 @@ impl Store {
         let rows: Vec<RawUnreported> = sqlx::query_as(
             "SELECT c.job_id, c.update_index, c.round, c.trainer, c.update_hash, c.submit_tx, c.submit_block
              FROM chain_updates c JOIN jobs j ON j.job_id = c.job_id
-             WHERE j.status = ? AND c.status IN (?, ?)
-               AND c.seen_at > 0 AND c.seen_at + ? <= ?
+             WHERE j.status = $1 AND c.status IN ($2, $3)
+               AND c.seen_at > 0 AND c.seen_at + $4 <= $5
                AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = c.job_id AND u.update_index = c.update_index)
              LIMIT 32",
         )
@@ -463,8 +463,8 @@ impl Store {
             "SELECT u.job_id, u.update_index FROM updates u
              JOIN jobs j ON j.job_id = u.job_id
              LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
-             WHERE u.replay = 0 AND COALESCE(c.status, ?) = ? AND u.deadline <= ?
-               AND (j.status != ? OR u.round < j.round)
+             WHERE u.replay = 0 AND COALESCE(c.status, $1) = $2 AND u.deadline <= $3
+               AND (j.status != $4 OR u.round < j.round)
                AND NOT EXISTS (SELECT 1 FROM chain_votes v WHERE v.job_id = u.job_id AND v.update_index = u.update_index)
              ORDER BY u.submitted_at LIMIT 32",
         )
@@ -487,8 +487,8 @@ impl Store {
             "SELECT u.job_id, u.update_index, u.trainer, u.platform, u.task_id, u.update_hash,
                     u.loss_before, u.loss_after, u.reason, u.duplicate_of
              FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
-             WHERE u.replay = 1 AND COALESCE(c.status, ?) IN (?, ?)
-               AND u.trainer != ? AND (? IS NULL OR u.job_id = ?)
+             WHERE u.replay = 1 AND COALESCE(c.status, $1) IN ($2, $3)
+               AND u.trainer != $4 AND ($5 IS NULL OR u.job_id = $6)
              ORDER BY u.submitted_at, u.job_id, u.update_index LIMIT 256",
         )
         .bind(UpdateStatus::Pending.as_str())
@@ -507,20 +507,18 @@ impl Store {
             .map(|r| (r.job_id, r.update_index.as_str()))
             .collect();
         let votes: Vec<RawVoteKey> = select_for_keys(
+            &self.read,
             "SELECT job_id, update_index, validator, valid FROM chain_votes WHERE (job_id, update_index) IN (VALUES ",
             " UNION SELECT job_id, update_index, validator, valid FROM validations WHERE (job_id, update_index) IN (VALUES ",
             &keys,
         )
-        .build_query_as()
-        .fetch_all(&self.read)
         .await?;
         let assigned: Vec<RawAssignment> = select_for_keys(
+            &self.read,
             "SELECT job_id, update_index, validator, expires_at, done FROM assignments WHERE (job_id, update_index) IN (VALUES ",
             "",
             &keys,
         )
-        .build_query_as()
-        .fetch_all(&self.read)
         .await?;
         let mut votes_of: BTreeMap<(i64, String), Vec<(Address, bool)>> = BTreeMap::new();
         for v in votes {
@@ -568,7 +566,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO assignments (job_id, update_index, validator, issued_at, expires_at, done)
-             VALUES (?, ?, ?, ?, ?, 0)
+             VALUES ($1, $2, $3, $4, $5, 0)
              ON CONFLICT(job_id, update_index, validator) DO UPDATE SET issued_at = excluded.issued_at,
              expires_at = excluded.expires_at",
         )
@@ -587,25 +585,26 @@ impl Store {
     pub async fn update_infos(&self, job_id: u64) -> Result<Vec<UpdateInfo>> {
         let rows: Vec<RawUpdateInfo> = sqlx::query_as(
             "SELECT u.round, u.update_index, u.trainer, u.task_id, u.shard, u.update_hash, u.submit_tx,
-                    COALESCE(c.status, ?) AS status, u.replay, u.loss_before, u.loss_after,
+                    COALESCE(c.status, $1) AS status, u.replay, u.loss_before, u.loss_after,
                     COALESCE(c.paid_wei, '0') AS paid_wei, COALESCE(c.slashed_wei, '0') AS slashed_wei,
                     u.submitted_at, u.reason, u.steps,
                     COALESCE(t.round, u.round) AS base_round,
                     (SELECT MIN(i.round) FROM round_inputs i
                       WHERE i.job_id = u.job_id AND i.update_index = u.update_index) AS merged_round,
-                    MAX(u.submitted_at - COALESCE(t.issued_at, u.submitted_at), 0) AS task_seconds
+                    CASE WHEN t.issued_at IS NULL OR u.submitted_at < t.issued_at THEN 0
+                         ELSE u.submitted_at - t.issued_at END AS task_seconds
              FROM updates u LEFT JOIN chain_updates c ON c.job_id = u.job_id AND c.update_index = u.update_index
              LEFT JOIN tasks t ON t.task_id = u.task_id
-             WHERE u.job_id = ? ORDER BY u.round, u.shard, u.update_index",
+             WHERE u.job_id = $2 ORDER BY u.round, u.shard, u.update_index",
         )
         .bind(UpdateStatus::Pending.as_str())
         .bind(to_db(job_id))
         .fetch_all(&self.read)
         .await?;
         let votes: Vec<RawVote> = sqlx::query_as(
-            "SELECT update_index, validator, valid, tx_hash, detail FROM validations WHERE job_id = ?
+            "SELECT update_index, validator, valid, tx_hash, detail FROM validations WHERE job_id = $1
              UNION ALL
-             SELECT v.update_index, v.validator, v.valid, v.tx_hash, '' FROM chain_votes v WHERE v.job_id = ?
+             SELECT v.update_index, v.validator, v.valid, v.tx_hash, '' FROM chain_votes v WHERE v.job_id = $2
                AND NOT EXISTS (SELECT 1 FROM validations w WHERE w.job_id = v.job_id
                                AND w.update_index = v.update_index AND w.validator = v.validator)
              ORDER BY 1, 2",
@@ -653,32 +652,40 @@ impl Store {
     }
 }
 
-/// `head (?, ?), (?, ?), …) middle (?, ?), …)`: the bound `keys` after
-/// `head`, and again after `middle` unless it is empty. Row values against
-/// a `VALUES` list read the same in SQLite and PostgreSQL.
-fn select_for_keys<'a>(
+/// A query for the rows of `keys`: `head ($1, $2), ($3, $4)) middle ($5, $6),
+/// …)`, the keys listed after `head`, and again after `middle` unless it is
+/// empty, with the values bound in that order. Row values against a `VALUES`
+/// list read the same in SQLite and PostgreSQL; numbered placeholders too.
+async fn select_for_keys<T>(
+    pool: &sqlx::AnyPool,
     head: &str,
     middle: &str,
-    keys: &'a [(i64, &'a str)],
-) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
-    let mut q = sqlx::QueryBuilder::new(head);
-    let push_keys = |q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>| {
-        let mut list = q.separated(", ");
-        for (job, idx) in keys {
-            list.push("(");
-            list.push_bind_unseparated(*job);
-            list.push_unseparated(", ");
-            list.push_bind_unseparated(*idx);
-            list.push_unseparated(")");
+    keys: &[(i64, &str)],
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let lists = if middle.is_empty() { 1 } else { 2 };
+    let mut sql = String::from(head);
+    let mut n = 0;
+    for list in 0..lists {
+        if list == 1 {
+            sql.push_str(middle);
         }
-        q.push(")");
-    };
-    push_keys(&mut q);
-    if !middle.is_empty() {
-        q.push(middle);
-        push_keys(&mut q);
+        for i in 0..keys.len() {
+            let sep = if i == 0 { "" } else { ", " };
+            sql.push_str(&format!("{sep}(${}, ${})", n + 1, n + 2));
+            n += 2;
+        }
+        sql.push(')');
     }
-    q
+    let mut q = sqlx::query_as(&sql);
+    for _ in 0..lists {
+        for (job, idx) in keys {
+            q = q.bind(*job).bind(*idx);
+        }
+    }
+    Ok(q.fetch_all(pool).await?)
 }
 
 impl StoreTx {
@@ -689,7 +696,7 @@ impl StoreTx {
             "INSERT INTO updates (job_id, update_index, round, trainer, task_id, shard, steps,
              update_hash, submit_tx, submit_block, deadline, replay, loss_before, loss_after, platform,
              submitted_at, reason, duplicate_of, norm, probe_gain)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
              ON CONFLICT(job_id, update_index) DO NOTHING",
         )
         .bind(to_db(u.job_id))
@@ -733,7 +740,7 @@ impl StoreTx {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO chain_updates (job_id, update_index, round, trainer, update_hash,
-             submit_tx, submit_block, status, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             submit_tx, submit_block, status, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT(job_id, update_index) DO NOTHING",
         )
         .bind(to_db(job_id))
@@ -753,7 +760,7 @@ impl StoreTx {
     /// A challenge: the update goes to validators, whatever its draw.
     pub async fn mark_challenged(&mut self, job_id: u64, index: U256) -> Result<()> {
         sqlx::query(
-            "UPDATE chain_updates SET status = ? WHERE job_id = ? AND update_index = ? AND status = ?",
+            "UPDATE chain_updates SET status = $1 WHERE job_id = $2 AND update_index = $3 AND status = $4",
         )
         .bind(UpdateStatus::Challenged.as_str())
         .bind(to_db(job_id))
@@ -762,7 +769,7 @@ impl StoreTx {
         .execute(self.conn())
         .await?;
         sqlx::query(
-            "UPDATE updates SET replay = 1, reason = ? WHERE job_id = ? AND update_index = ?",
+            "UPDATE updates SET replay = 1, reason = $1 WHERE job_id = $2 AND update_index = $3",
         )
         .bind(CheckReason::Challenged.as_str())
         .bind(to_db(job_id))
@@ -787,7 +794,7 @@ impl StoreTx {
             UpdateStatus::Rejected
         };
         sqlx::query(
-            "UPDATE chain_updates SET status = ?, decided_by = ?, paid_wei = ? WHERE job_id = ? AND update_index = ?",
+            "UPDATE chain_updates SET status = $1, decided_by = $2, paid_wei = $3 WHERE job_id = $4 AND update_index = $5",
         )
         .bind(status.as_str())
         .bind(decided_by.map(addr_text))
@@ -801,7 +808,7 @@ impl StoreTx {
 
     /// Records that the delta of update `index` was deleted.
     pub async fn mark_pruned(&mut self, job_id: u64, index: U256) -> Result<()> {
-        sqlx::query("UPDATE updates SET blob_pruned = 1 WHERE job_id = ? AND update_index = ?")
+        sqlx::query("UPDATE updates SET blob_pruned = 1 WHERE job_id = $1 AND update_index = $2")
             .bind(to_db(job_id))
             .bind(index_text(index))
             .execute(self.conn())
@@ -812,7 +819,7 @@ impl StoreTx {
     /// Marks an update void: it reached no quorum by its decision timeout
     /// (`UpdateVoided`); nobody was paid or slashed.
     pub async fn void_update(&mut self, job_id: u64, index: U256) -> Result<()> {
-        sqlx::query("UPDATE chain_updates SET status = ? WHERE job_id = ? AND update_index = ?")
+        sqlx::query("UPDATE chain_updates SET status = $1 WHERE job_id = $2 AND update_index = $3")
             .bind(UpdateStatus::Void.as_str())
             .bind(to_db(job_id))
             .bind(index_text(index))
@@ -829,7 +836,7 @@ impl StoreTx {
         amount: U256,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE chain_updates SET slashed_wei = ? WHERE job_id = ? AND update_index = ?",
+            "UPDATE chain_updates SET slashed_wei = $1 WHERE job_id = $2 AND update_index = $3",
         )
         .bind(amount.to_string())
         .bind(to_db(job_id))
@@ -842,7 +849,7 @@ impl StoreTx {
     /// Adds a bonus to what an update was paid (nothing when unknown).
     pub async fn add_update_paid(&mut self, job_id: u64, index: U256, amount: U256) -> Result<()> {
         let paid: Option<String> = sqlx::query_scalar(
-            "SELECT paid_wei FROM chain_updates WHERE job_id = ? AND update_index = ?",
+            "SELECT paid_wei FROM chain_updates WHERE job_id = $1 AND update_index = $2",
         )
         .bind(to_db(job_id))
         .bind(index_text(index))
@@ -850,7 +857,7 @@ impl StoreTx {
         .await?;
         if let Some(paid) = paid {
             sqlx::query(
-                "UPDATE chain_updates SET paid_wei = ? WHERE job_id = ? AND update_index = ?",
+                "UPDATE chain_updates SET paid_wei = $1 WHERE job_id = $2 AND update_index = $3",
             )
             .bind(crate::util::add_wei(&paid, amount))
             .bind(to_db(job_id))
@@ -873,7 +880,7 @@ impl StoreTx {
     ) -> Result<()> {
         self.participant(validator).await?;
         sqlx::query(
-            "INSERT INTO chain_votes (job_id, update_index, validator, valid, tx_hash) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO chain_votes (job_id, update_index, validator, valid, tx_hash) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT(job_id, update_index, validator) DO NOTHING",
         )
         .bind(to_db(job_id))
@@ -891,7 +898,7 @@ impl StoreTx {
     pub async fn insert_validation(&mut self, v: &NewValidation<'_>) -> Result<bool> {
         let new = sqlx::query(
             "INSERT INTO validations (job_id, update_index, validator, valid, tx_hash, detail, reported_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, update_index, validator) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT(job_id, update_index, validator) DO NOTHING",
         )
         .bind(to_db(v.job_id))
         .bind(index_text(v.index))
@@ -906,7 +913,7 @@ impl StoreTx {
             == 1;
         sqlx::query(
             "INSERT INTO assignments (job_id, update_index, validator, issued_at, expires_at, done)
-             VALUES (?, ?, ?, ?, ?, 1)
+             VALUES ($1, $2, $3, $4, $5, 1)
              ON CONFLICT(job_id, update_index, validator) DO UPDATE SET done = 1",
         )
         .bind(to_db(v.job_id))
@@ -931,7 +938,7 @@ impl StoreTx {
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT u.trainer, u.steps FROM updates u JOIN chain_updates c
              ON c.job_id = u.job_id AND c.update_index = u.update_index
-             WHERE u.job_id = ? AND u.update_index = ? AND u.credited = 0 AND c.status = ?",
+             WHERE u.job_id = $1 AND u.update_index = $2 AND u.credited = 0 AND c.status = $3",
         )
         .bind(to_db(job_id))
         .bind(index_text(index))
@@ -949,7 +956,7 @@ impl StoreTx {
             now,
         )
         .await?;
-        sqlx::query("UPDATE updates SET credited = 1 WHERE job_id = ? AND update_index = ?")
+        sqlx::query("UPDATE updates SET credited = 1 WHERE job_id = $1 AND update_index = $2")
             .bind(to_db(job_id))
             .bind(index_text(index))
             .execute(self.conn())

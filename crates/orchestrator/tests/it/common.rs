@@ -19,12 +19,44 @@ use funetun_orchestrator::Config;
 
 pub const ETH: u64 = 1_000_000_000_000_000_000;
 
-/// A chain with a deployed contract, keys and a state directory.
+/// A chain with a deployed contract, keys, a state directory and a database.
 pub struct Env {
     pub chain: DevChain,
     pub dir: tempfile::TempDir,
     pub owner: Ledger,
     pub keys: Vec<PrivateKeySigner>,
+    /// The orchestrator's database: see [`db_url`].
+    pub db_url: String,
+}
+
+/// The variable naming a PostgreSQL server to run these tests on (a URL
+/// whose user may create databases); unset, they run on SQLite.
+pub const POSTGRES_VAR: &str = "FUNETUN_TEST_POSTGRES";
+
+/// A fresh database for one orchestrator: a SQLite file in `dir`, or, when
+/// [`POSTGRES_VAR`] is set, a new database on that server (left behind; the
+/// server is a throw-away one from `scripts/services.sh`).
+pub async fn db_url(dir: &std::path::Path) -> String {
+    use sqlx::{Connection, Executor};
+    let Ok(server) = std::env::var(POSTGRES_VAR) else {
+        return format!("sqlite://{}", dir.join("state.db").display());
+    };
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("t_{}_{n}_{now}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_VAR}={server}: {e}"));
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
 }
 
 pub fn ledger_config() -> LedgerConfig {
@@ -49,11 +81,14 @@ impl Env {
         let (owner, _) = Ledger::deploy(provider, keys[0].clone(), params, ledger_config())
             .await
             .expect("deploys");
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = db_url(dir.path()).await;
         Env {
             chain,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             owner,
             keys,
+            db_url,
         }
     }
 
@@ -65,7 +100,7 @@ impl Env {
             self.owner.contract(),
             self.keys[1].clone(),
         );
-        c.db_url = format!("sqlite://{}", self.dir.path().join("state.db").display());
+        c.db_url = self.db_url.clone();
         c.blobs_dir = self.dir.path().join("blobs");
         c.listen = "127.0.0.1:0".parse().unwrap();
         c.poll_interval = Duration::from_millis(50);

@@ -1,5 +1,6 @@
 //! Integration tests of the orchestrator on the embedded dev chain, real
-//! SQLite in a temporary directory and real HTTP.
+//! SQLite in a temporary directory (or PostgreSQL: `common::POSTGRES_VAR`)
+//! and real HTTP.
 
 mod common;
 mod flow;
@@ -8,4 +9,5 @@ mod handlers;
 mod holes;
 mod outage;
 mod restart;
+mod schema;
 mod slow_clients;
