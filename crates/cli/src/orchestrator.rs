@@ -107,6 +107,11 @@ pub struct ApiBenchArgs {
     /// Seconds to measure.
     #[arg(long, env = "FUNETUN_BENCH_SECONDS", default_value_t = 5.0)]
     pub seconds: f64,
+    /// Also measure on PostgreSQL, after SQLite in the same run: a server URL
+    /// whose user may create databases (each run gets a fresh one);
+    /// `scripts/services.sh up DIR` starts a throw-away server.
+    #[arg(long, env = "FUNETUN_BENCH_POSTGRES")]
+    pub postgres: Option<String>,
     /// Print one JSON object as the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -137,59 +142,90 @@ pub struct ApiClientArgs {
 pub fn bench_api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let dir = tempfile::tempdir()?;
-        let prepared = funetun_orchestrator::bench::prepare(dir.path(), args.trainers).await?;
-        let keys: Vec<String> = prepared
-            .trainers
-            .iter()
-            .map(|k| format!("0x{}", hex_key(k)))
-            .collect();
-        let exe = std::env::current_exe().context("locating this binary")?;
-        let output = tokio::process::Command::new(exe)
-            .args([
-                "bench",
-                "api-client",
-                "--url",
-                &prepared.orchestrator.url(),
-                "--job",
-                &prepared.job_id.to_string(),
-                "--connections",
-                &args.connections.to_string(),
-                "--seconds",
-                &args.seconds.to_string(),
-            ])
-            .env("FUNETUN_BENCH_KEYS", keys.join(","))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .await
-            .context("starting the load process")?;
-        anyhow::ensure!(
-            output.status.success(),
-            "the load process failed ({})",
-            output.status
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .context("the load process printed no report")?;
-        let report: serde_json::Value = serde_json::from_str(line)?;
-        eprintln!(
-            "signed lease requests: {:.0}/s over {} connections, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-            report["requests_per_sec"].as_f64().unwrap_or(0.0),
-            report["connections"],
-            report["p50_ms"].as_f64().unwrap_or(0.0),
-            report["p99_ms"].as_f64().unwrap_or(0.0),
-            report["errors"],
-        );
-        prepared.orchestrator.shutdown().await?;
-        prepared.chain.stop().await?;
+        let sqlite = measure_api(&args, None).await?;
+        let Some(server) = args.postgres.as_deref() else {
+            if args.json {
+                print_json(&sqlite)?;
+            }
+            return Ok(());
+        };
+        let postgres = measure_api(&args, Some(server)).await?;
+        let rate = |r: &serde_json::Value| r["requests_per_sec"].as_f64().unwrap_or(0.0);
+        let ratio = rate(&postgres) / rate(&sqlite).max(f64::MIN_POSITIVE);
+        eprintln!("PostgreSQL against SQLite in this run: {ratio:.2}x");
         if args.json {
-            print_json(&report)?;
+            print_json(&serde_json::json!({
+                "sqlite": sqlite,
+                "postgres": postgres,
+                "ratio": ratio,
+            }))?;
         }
         Ok(())
     })
+}
+
+/// One `bench api` measurement: a fresh chain and orchestrator on SQLite, or
+/// on a fresh database of the PostgreSQL server `postgres`; the load
+/// process's report.
+async fn measure_api(
+    args: &ApiBenchArgs,
+    postgres: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let backend = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let dir = tempfile::tempdir()?;
+    let prepared =
+        funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres).await?;
+    let keys: Vec<String> = prepared
+        .trainers
+        .iter()
+        .map(|k| format!("0x{}", hex_key(k)))
+        .collect();
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let output = tokio::process::Command::new(exe)
+        .args([
+            "bench",
+            "api-client",
+            "--url",
+            &prepared.orchestrator.url(),
+            "--job",
+            &prepared.job_id.to_string(),
+            "--connections",
+            &args.connections.to_string(),
+            "--seconds",
+            &args.seconds.to_string(),
+        ])
+        .env("FUNETUN_BENCH_KEYS", keys.join(","))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("starting the load process")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the load process failed ({})",
+        output.status
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("the load process printed no report")?;
+    let report: serde_json::Value = serde_json::from_str(line)?;
+    eprintln!(
+        "{backend}: signed lease requests: {:.0}/s over {} connections, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        report["requests_per_sec"].as_f64().unwrap_or(0.0),
+        report["connections"],
+        report["p50_ms"].as_f64().unwrap_or(0.0),
+        report["p99_ms"].as_f64().unwrap_or(0.0),
+        report["errors"],
+    );
+    prepared.orchestrator.shutdown().await?;
+    prepared.chain.stop().await?;
+    Ok(report)
 }
 
 fn hex_key(key: &alloy_signer_local::PrivateKeySigner) -> String {

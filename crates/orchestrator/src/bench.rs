@@ -1,5 +1,6 @@
 //! The measurement behind `funetun bench api`: signed lease requests per
-//! second against a real orchestrator (embedded dev chain, SQLite on disk).
+//! second against a real orchestrator (embedded dev chain, SQLite on disk or
+//! a fresh database on a PostgreSQL server).
 //!
 //! [`prepare`] starts the chain and an orchestrator, creates a job with one
 //! shard per trainer and registers the trainers; [`fire`] (run in a second
@@ -36,9 +37,10 @@ pub struct Prepared {
     pub trainers: Vec<PrivateKeySigner>,
 }
 
-/// Starts a dev chain and an orchestrator (state under `dir`), creates a job
-/// and registers `trainers` trainers (at most 8).
-pub async fn prepare(dir: &Path, trainers: usize) -> Result<Prepared> {
+/// Starts a dev chain and an orchestrator (state under `dir`, or in a fresh
+/// database on the PostgreSQL server `postgres`), creates a job and
+/// registers `trainers` trainers (at most 8).
+pub async fn prepare(dir: &Path, trainers: usize, postgres: Option<&str>) -> Result<Prepared> {
     let trainers = trainers.clamp(1, 8);
     let chain = DevChain::start(DevChainConfig::default()).await?;
     let accounts = chain.accounts().to_vec();
@@ -56,7 +58,10 @@ pub async fn prepare(dir: &Path, trainers: usize) -> Result<Prepared> {
     )
     .await?;
     let mut config = Config::new(chain.rpc_url(), owner.contract(), accounts[1].signer());
-    config.db_url = format!("sqlite://{}", dir.join("state.db").display());
+    config.db_url = match postgres {
+        Some(server) => crate::store::fresh_postgres_database(server, "bench").await?,
+        None => format!("sqlite://{}", dir.join("state.db").display()),
+    };
     config.blobs_dir = dir.join("blobs");
     config.listen = "127.0.0.1:0".parse().expect("a socket address");
     config.poll_interval = Duration::from_millis(50);

@@ -219,6 +219,33 @@ impl StoreTx {
     }
 }
 
+/// Creates an empty database named `PREFIX_<unique>` on the PostgreSQL
+/// server at `server` (a URL whose user may create databases) and returns
+/// its URL: what tests and benchmarks run on, each on a database of its own.
+pub async fn fresh_postgres_database(server: &str, prefix: &str) -> Result<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if Backend::of(server)? != Backend::Postgres {
+        return Err(Error::Config(format!(
+            "`{}` is not a postgres:// URL",
+            redact(server)
+        )));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}_{}_{n}_{nanos}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(server).await?;
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    admin.close().await?;
+    let (base, _) = server.split_once('?').unwrap_or((server, ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}
+
 /// `url` with any password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {

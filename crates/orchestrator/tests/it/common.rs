@@ -37,26 +37,12 @@ pub const POSTGRES_VAR: &str = "FUNETUN_TEST_POSTGRES";
 /// [`POSTGRES_VAR`] is set, a new database on that server (left behind; the
 /// server is a throw-away one from `scripts/services.sh`).
 pub async fn db_url(dir: &std::path::Path) -> String {
-    use sqlx::{Connection, Executor};
-    let Ok(server) = std::env::var(POSTGRES_VAR) else {
-        return format!("sqlite://{}", dir.join("state.db").display());
-    };
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("t_{}_{n}_{now}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&server)
-        .await
-        .unwrap_or_else(|e| panic!("{POSTGRES_VAR}={server}: {e}"));
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
+    match std::env::var(POSTGRES_VAR) {
+        Ok(server) => funetun_orchestrator::store::fresh_postgres_database(&server, "t")
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_VAR}={server}: {e}")),
+        Err(_) => format!("sqlite://{}", dir.join("state.db").display()),
+    }
 }
 
 pub fn ledger_config() -> LedgerConfig {
