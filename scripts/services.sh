@@ -14,7 +14,8 @@
 # them. Nothing outside DIR is touched: no system service, no port fixed in
 # advance. PostgreSQL refuses to run as root, so as root the cluster runs as
 # the `postgres` user that Debian's package creates. Running `up` on a DIR
-# whose services are up prints the same lines again. Debian's `postgresql`
+# whose services are up prints the same lines again; after `down`, `up`
+# starts them again on the same port and data. Debian's `postgresql`
 # is installed when it is missing (scripts/setup.sh does the same).
 set -euo pipefail
 
@@ -82,8 +83,13 @@ pg_up() {
   if as_pg "$bin/pg_ctl" -D "$pg/data" status >/dev/null 2>&1; then
     port=$(cat "$pg/port")
   else
-    port=$(free_port)
-    echo "$port" >"$pg/port"
+    # A restarted cluster keeps its port, so URLs handed out stay good.
+    if [ -f "$pg/port" ]; then
+      port=$(cat "$pg/port")
+    else
+      port=$(free_port)
+      echo "$port" >"$pg/port"
+    fi
     as_pg "$bin/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w -t 60 \
       -o "-p $port -k $pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
       || { log "PostgreSQL did not start: see $pg/server.log"; exit 1; }

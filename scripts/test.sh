@@ -20,11 +20,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
 # The orchestrator's tests again on PostgreSQL (crates/orchestrator/tests/it/
-# common.rs gives each test a database of its own): a throw-away cluster from
-# scripts/services.sh, stopped and removed on exit.
+# common.rs gives each test a database of its own), with the tests that need
+# PostgreSQL (ignored above): its outage, and the demo on either database.
+# A throw-away cluster from scripts/services.sh, stopped and removed on exit.
 services=$(mktemp -d)
 trap 'bash scripts/services.sh down "$services"; rm -rf "$services"' EXIT
 FUNETUN_TEST_POSTGRES=$(bash scripts/services.sh up "$services" | sed -n 's/^FUNETUN_DB=//p')
 [ -n "$FUNETUN_TEST_POSTGRES" ] || { echo "scripts/services.sh printed no FUNETUN_DB" >&2; exit 1; }
 export FUNETUN_TEST_POSTGRES
-cargo test -p funetun-orchestrator --locked
+cargo test -p funetun-orchestrator --locked -- --include-ignored
+cargo test -p funetun-cli --locked --test it postgres -- --ignored

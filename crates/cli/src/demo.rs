@@ -108,6 +108,12 @@ pub struct DemoArgs {
     /// Output directory (replaced).
     #[arg(long, default_value = "demo-out")]
     pub out: PathBuf,
+    /// The orchestrator's database: SQLite in the output directory by
+    /// default; or a PostgreSQL server URL (`postgres://user@host:port/db`),
+    /// on which the demo creates a fresh database for this run (the URL's
+    /// user must be allowed to create databases; docs/deploy.md).
+    #[arg(long)]
+    pub db: Option<String>,
     /// The owner's deposit.
     #[arg(long, default_value = "1eth")]
     pub deposit: String,
@@ -266,6 +272,8 @@ pub struct ParticipantSummary {
 /// The demo's JSON summary (the last stdout line with `--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoSummary {
+    /// The orchestrator's database engine: `sqlite` or `postgres`.
+    pub database: &'static str,
     /// The data set trained on.
     pub dataset: DatasetName,
     /// The network.
@@ -773,7 +781,25 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
 
     // The orchestrator, in this process.
     let mut config = funetun_orchestrator::Config::new(&rpc_url, contract, leader_key.clone());
-    config.db_url = format!("sqlite://{}", out.join("orchestrator.db").display());
+    config.db_url = match args.db.as_deref() {
+        None => format!("sqlite://{}", out.join("orchestrator.db").display()),
+        Some(url) if url.starts_with("sqlite:") => url.to_string(),
+        Some(server) => {
+            let db = funetun_orchestrator::store::fresh_postgres_database(server, "demo")
+                .await
+                .with_context(|| {
+                    format!(
+                        "creating this run's database on {}",
+                        funetun_orchestrator::store::redact(server)
+                    )
+                })?;
+            tracing::info!(
+                "orchestrator database: {}",
+                funetun_orchestrator::store::redact(&db)
+            );
+            db
+        }
+    };
     config.blobs_dir = out.join("blobs");
     config.listen = args.listen;
     config.data_dir = args.data_dir.clone();
@@ -1291,6 +1317,10 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         .collect();
     let context = model.transformer().map_or(0, |c| c.context as u64);
     let summary = DemoSummary {
+        database: match args.db.as_deref() {
+            Some(url) if !url.starts_with("sqlite:") => "postgres",
+            _ => "sqlite",
+        },
         dataset: spec.dataset.clone(),
         model: spec.model,
         val_loss: text.as_ref().and(last.and_then(|r| r.test_loss)),

@@ -123,14 +123,26 @@ impl Error {
                 "chain_unavailable",
                 "the orchestrator cannot reach its chain right now; retry in a few seconds",
             )),
-            Error::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
-                Some((
-                    "database_unavailable",
-                    "the orchestrator's database is not answering right now; retry in a few seconds",
-                ))
-            }
+            Error::Db(e) if db_unreachable(e) => Some((
+                "database_unavailable",
+                "the orchestrator's database is not answering right now; retry in a few seconds",
+            )),
             _ => None,
         }
+    }
+}
+
+/// Whether a database error means the database is out of reach, not that a
+/// statement failed: the pool is closed or timed out, the connection broke,
+/// or PostgreSQL reports a connection exception (SQLSTATE class 08) or a
+/// shutdown (57P01 admin, 57P02 crash, 57P03 cannot connect now).
+fn db_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

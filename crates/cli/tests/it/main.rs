@@ -10,6 +10,7 @@ mod hf;
 mod ml;
 mod outage;
 mod owner_data;
+mod postgres;
 mod readme;
 mod stale;
 mod text;

@@ -8,6 +8,7 @@ mod fuzz;
 mod handlers;
 mod holes;
 mod outage;
+mod pg_outage;
 mod restart;
 mod schema;
 mod slow_clients;
