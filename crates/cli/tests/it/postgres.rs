@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::{dataset, funetun, last_json};
+use crate::{dataset, funetun, json_of};
 
 /// `funetun demo --json` into `out`, on `db` when given; its summary.
 fn demo(out: &std::path::Path, db: Option<&str>) -> Value {
@@ -19,13 +19,7 @@ fn demo(out: &std::path::Path, db: Option<&str>) -> Value {
     if let Some(db) = db {
         cmd.args(["--db", db]);
     }
-    let output = cmd.output().expect("the funetun binary runs");
-    assert!(
-        output.status.success(),
-        "demo {db:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    last_json(&output)
+    json_of(&mut cmd)
 }
 
 #[test]
