@@ -28,5 +28,20 @@ trap 'bash scripts/services.sh down "$services"; rm -rf "$services"' EXIT
 FUNETUN_TEST_POSTGRES=$(bash scripts/services.sh up "$services" | sed -n 's/^FUNETUN_DB=//p')
 [ -n "$FUNETUN_TEST_POSTGRES" ] || { echo "scripts/services.sh printed no FUNETUN_DB" >&2; exit 1; }
 export FUNETUN_TEST_POSTGRES
-cargo test -p funetun-orchestrator --locked -- --include-ignored
-cargo test -p funetun-cli --locked --test it postgres -- --ignored
+# The test binaries the workspace run just built are run again directly (a
+# `cargo test -p` would resolve features for one package and rebuild).
+test_binary() {
+  cargo test --workspace --locked --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] == "it" and m["target"]["kind"] == ["test"] \
+            and m["package_id"].split("#")[0].endswith("/" + sys.argv[1]):
+        print(m["executable"])' "$1"
+}
+orchestrator_it=$(test_binary crates/orchestrator)
+cli_it=$(test_binary crates/cli)
+[ -x "$orchestrator_it" ] && [ -x "$cli_it" ] || { echo "test binaries not found" >&2; exit 1; }
+(cd crates/orchestrator && "$orchestrator_it" --include-ignored)
+(cd crates/cli && "$cli_it" postgres --ignored)
