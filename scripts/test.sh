@@ -25,7 +25,7 @@ cargo test --workspace --locked
 # A throw-away cluster from scripts/services.sh, stopped and removed on exit.
 services=$(mktemp -d)
 trap 'bash scripts/services.sh down "$services"; rm -rf "$services"' EXIT
-FUNETUN_TEST_POSTGRES=$(bash scripts/services.sh up "$services" | sed -n 's/^FUNETUN_DB=//p')
+FUNETUN_TEST_POSTGRES=$(bash scripts/services.sh up "$services" postgres | sed -n 's/^FUNETUN_DB=//p')
 [ -n "$FUNETUN_TEST_POSTGRES" ] || { echo "scripts/services.sh printed no FUNETUN_DB" >&2; exit 1; }
 export FUNETUN_TEST_POSTGRES
 # The test binaries the workspace run just built are run again directly (a

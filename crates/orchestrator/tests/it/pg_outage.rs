@@ -23,12 +23,12 @@ const GUARD: Duration = Duration::from_secs(90);
 
 fn services(cmd: &str, dir: &Path) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(cmd)
-        .arg(dir)
-        .output()
-        .expect("bash runs");
+    let mut command = Command::new("bash");
+    command.arg(&script).arg(cmd).arg(dir);
+    if cmd == "up" {
+        command.arg("postgres");
+    }
+    let out = command.output().expect("bash runs");
     assert!(
         out.status.success(),
         "services.sh {cmd}: {}",
