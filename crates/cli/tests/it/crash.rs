@@ -15,13 +15,12 @@ use std::time::Duration;
 use alloy_primitives::{B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerEvents as E;
-use funetun_chain::ledger::{NewJob, http_provider};
-use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_chain::{DevChain, Ledger};
 use funetun_client::Client;
 use funetun_core::JobSpec;
 use funetun_core::protocol::JobStatus;
 
-use crate::{key_hex, log_of, tiny_mlp_spec};
+use crate::{chain_with_contract, create_job, key_hex, log_of, tiny_mlp_spec};
 
 /// A guard against a wedged run, not a performance assertion.
 const HANG_GUARD: Duration = Duration::from_secs(300);
@@ -52,20 +51,8 @@ struct Market {
 
 impl Market {
     async fn new() -> Market {
-        let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
+        let (chain, keys, owner) = chain_with_contract().await;
         let rpc = chain.rpc_url();
-        let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
-        let (owner, _) = Ledger::deploy(
-            http_provider(&rpc).unwrap(),
-            keys[0].clone(),
-            &ContractParams::default(),
-            LedgerConfig {
-                poll_interval: Duration::from_millis(5),
-                ..LedgerConfig::default()
-            },
-        )
-        .await
-        .unwrap();
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -218,20 +205,7 @@ async fn run(crash: bool) -> (B256, usize, Market) {
         .put_spec(spec.to_toml().into_bytes())
         .await
         .unwrap();
-    m.owner
-        .create_job(&NewJob {
-            spec_hash,
-            leader: m.keys[1].address(),
-            base_reward: spec.base_reward_wei().unwrap(),
-            bonus_reward: U256::ZERO,
-            validation_reward: U256::ZERO,
-            rounds: spec.rounds,
-            quorum: spec.validation.quorum,
-            challenge_window: spec.validation.challenge_window_secs,
-            deposit: U256::from(10u64).pow(U256::from(18)),
-        })
-        .await
-        .unwrap();
+    create_job(&m.owner, &spec, spec_hash, m.keys[1].address(), U256::ZERO).await;
     let mut trainers = [m.trainer(2), m.trainer(3)];
     if crash {
         let moments: [(&str, Moment); 3] = [

@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use alloy_primitives::U256;
 use alloy_signer_local::PrivateKeySigner;
-use funetun_chain::ledger::{NewJob, http_provider};
-use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
 use funetun_client::Client;
 use funetun_core::JobSpec;
 use funetun_core::protocol::JobStatus;
 
-use crate::{key_hex, log_of, tiny_mlp_spec};
+use crate::{chain_with_contract, create_job, key_hex, log_of, tiny_mlp_spec};
 
 /// A guard against a wedged run, not a performance assertion.
 const HANG_GUARD: Duration = Duration::from_secs(300);
@@ -43,20 +41,8 @@ async fn a_job_this_machine_cannot_do_does_not_stall_the_others() {
         return;
     };
     let shared = std::path::PathBuf::from(shared);
-    let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
+    let (chain, keys, owner) = chain_with_contract().await;
     let rpc = chain.rpc_url();
-    let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
-    let (owner, _) = Ledger::deploy(
-        http_provider(&rpc).unwrap(),
-        keys[0].clone(),
-        &ContractParams::default(),
-        LedgerConfig {
-            poll_interval: Duration::from_millis(5),
-            ..LedgerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         funetun_orchestrator::Config::new(rpc.clone(), owner.contract(), keys[1].clone());
@@ -73,20 +59,14 @@ async fn a_job_this_machine_cannot_do_does_not_stall_the_others() {
         (2, spec("digits", "mnist")),
     ] {
         let spec_hash = client.put_spec(spec.to_toml().into_bytes()).await.unwrap();
-        let (job, _) = owner
-            .create_job(&NewJob {
-                spec_hash,
-                leader: orchestrator.address(),
-                base_reward: spec.base_reward_wei().unwrap(),
-                bonus_reward: U256::ZERO,
-                validation_reward: spec.validation_reward_wei().unwrap(),
-                rounds: spec.rounds,
-                quorum: spec.validation.quorum,
-                challenge_window: spec.validation.challenge_window_secs,
-                deposit: U256::from(10u64).pow(U256::from(18)),
-            })
-            .await
-            .unwrap();
+        let job = create_job(
+            &owner,
+            &spec,
+            spec_hash,
+            orchestrator.address(),
+            spec.validation_reward_wei().unwrap(),
+        )
+        .await;
         assert_eq!(job, U256::from(id));
     }
 

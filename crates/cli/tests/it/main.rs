@@ -18,6 +18,13 @@ mod trainer_restart;
 mod verify;
 
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
+use funetun_chain::ledger::{NewJob, http_provider};
+use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_core::JobSpec;
 
 /// The binary under test.
 pub fn funetun() -> Command {
@@ -90,4 +97,50 @@ pub fn last_json(out: &Output) -> serde_json::Value {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("last stdout line `{line}` is not JSON: {e}"))
+}
+
+/// A fresh embedded chain with the contract deployed by dev account 0 (its
+/// ledger polling every 5 ms): the chain, the funded dev keys and the
+/// owner's ledger.
+pub async fn chain_with_contract() -> (DevChain, Vec<PrivateKeySigner>, Ledger) {
+    let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
+    let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
+    let (owner, _) = Ledger::deploy(
+        http_provider(&chain.rpc_url()).unwrap(),
+        keys[0].clone(),
+        &ContractParams::default(),
+        LedgerConfig {
+            poll_interval: Duration::from_millis(5),
+            ..LedgerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    (chain, keys, owner)
+}
+
+/// `createJob` for `spec` (stored under `spec_hash`), led by `leader`, with
+/// 1 ETH deposited and `validation_reward` per deciding validator; the id.
+pub async fn create_job(
+    owner: &Ledger,
+    spec: &JobSpec,
+    spec_hash: B256,
+    leader: Address,
+    validation_reward: U256,
+) -> U256 {
+    let (id, _) = owner
+        .create_job(&NewJob {
+            spec_hash,
+            leader,
+            base_reward: spec.base_reward_wei().unwrap(),
+            bonus_reward: U256::ZERO,
+            validation_reward,
+            rounds: spec.rounds,
+            quorum: spec.validation.quorum,
+            challenge_window: spec.validation.challenge_window_secs,
+            deposit: U256::from(10u64).pow(U256::from(18)),
+        })
+        .await
+        .unwrap();
+    id
 }

@@ -35,8 +35,7 @@ use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use funetun_chain::JobManager::JobManagerEvents as E;
 use funetun_chain::bindings::{split_update_index, update_index, update_status};
-use funetun_chain::ledger::{NewJob, http_provider};
-use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig};
+use funetun_chain::{ContractParams, DevChain, Ledger};
 use funetun_client::Client;
 use funetun_core::JobSpec;
 use funetun_core::protocol::{JobStatus, UpdateStatus};
@@ -140,21 +139,8 @@ fn spec() -> JobSpec {
 
 impl Env {
     async fn new(spec: JobSpec) -> Env {
-        let chain = DevChain::start(DevChainConfig::default()).await.unwrap();
+        let (chain, keys, owner) = crate::chain_with_contract().await;
         let rpc_url = chain.rpc_url();
-        let keys: Vec<PrivateKeySigner> = chain.accounts().iter().map(|a| a.signer()).collect();
-        let config = LedgerConfig {
-            poll_interval: Duration::from_millis(5),
-            ..LedgerConfig::default()
-        };
-        let (owner, _) = Ledger::deploy(
-            http_provider(&rpc_url).unwrap(),
-            keys[0].clone(),
-            &ContractParams::default(),
-            config,
-        )
-        .await
-        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut config =
             funetun_orchestrator::Config::new(rpc_url.clone(), owner.contract(), keys[1].clone());
@@ -170,20 +156,8 @@ impl Env {
             .put_spec(bytes)
             .await
             .unwrap();
-        let (id, _) = owner
-            .create_job(&NewJob {
-                spec_hash,
-                leader: orchestrator.address(),
-                base_reward: spec.base_reward_wei().unwrap(),
-                bonus_reward: U256::ZERO,
-                validation_reward: U256::ZERO,
-                rounds: spec.rounds,
-                quorum: spec.validation.quorum,
-                challenge_window: spec.validation.challenge_window_secs,
-                deposit: U256::from(10u64).pow(U256::from(18)),
-            })
-            .await
-            .unwrap();
+        let id =
+            crate::create_job(&owner, &spec, spec_hash, orchestrator.address(), U256::ZERO).await;
         assert_eq!(id, U256::from(JOB));
         Env {
             _chain: chain,
