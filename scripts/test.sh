@@ -19,15 +19,26 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
-# The orchestrator's tests again on PostgreSQL (crates/orchestrator/tests/it/
-# common.rs gives each test a database of its own), with the tests that need
-# PostgreSQL (ignored above): its outage, and the demo on either database.
-# A throw-away cluster from scripts/services.sh, stopped and removed on exit.
+# The orchestrator's tests again on PostgreSQL and an S3 bucket
+# (crates/orchestrator/tests/it/common.rs gives each test a database and a
+# bucket folder of its own), with the tests that need them (ignored above):
+# their outages, S3 uploads, downloads and damage, and the demo on either
+# pair. Throw-away PostgreSQL and Garage from scripts/services.sh, stopped
+# and removed on exit.
 services=$(mktemp -d)
 trap 'bash scripts/services.sh down "$services"; rm -rf "$services"' EXIT
-FUNETUN_TEST_POSTGRES=$(bash scripts/services.sh up "$services" postgres | sed -n 's/^FUNETUN_DB=//p')
-[ -n "$FUNETUN_TEST_POSTGRES" ] || { echo "scripts/services.sh printed no FUNETUN_DB" >&2; exit 1; }
-export FUNETUN_TEST_POSTGRES
+bash scripts/services.sh up "$services" postgres garage >/dev/null
+value() { sed -n "s/^$1=//p" "$services/env"; }
+FUNETUN_TEST_POSTGRES=$(value FUNETUN_DB)
+FUNETUN_TEST_BLOBS=$(value FUNETUN_BLOBS)
+[ -n "$FUNETUN_TEST_POSTGRES" ] && [ -n "$FUNETUN_TEST_BLOBS" ] || {
+  echo "scripts/services.sh wrote no FUNETUN_DB or FUNETUN_BLOBS to $services/env" >&2
+  exit 1
+}
+export FUNETUN_TEST_POSTGRES FUNETUN_TEST_BLOBS
+for name in AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  export "$name=$(value $name)"
+done
 # The test binaries the workspace run just built are run again directly (a
 # `cargo test -p` would resolve features for one package and rebuild).
 test_binary() {

@@ -22,6 +22,7 @@ use funetun_core::amount::{format_eth, parse_amount};
 use funetun_core::api::{RoundInfo, UpdateInfo};
 use funetun_core::protocol::{JobStatus, ModelKind, Role, RoundStatus, UpdateStatus};
 use funetun_ml::{Dataset, DatasetName, LoadOptions};
+use funetun_orchestrator::blobs::{BlobLocation, BlobStore};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -114,6 +115,16 @@ pub struct DemoArgs {
     /// user must be allowed to create databases; docs/deploy.md).
     #[arg(long)]
     pub db: Option<String>,
+    /// The orchestrator's blob store: `blobs/` in the output directory by
+    /// default; or `s3://bucket/prefix` on an S3-compatible server, under
+    /// which the demo keeps this run's blobs in a fresh folder
+    /// (`prefix/demo-…`). The endpoint, region and key come from the
+    /// `--s3-*` flags or the standard `AWS_*` variables (docs/deploy.md).
+    #[arg(long)]
+    pub blobs: Option<String>,
+    /// How to reach an `s3://` blob store.
+    #[command(flatten)]
+    pub s3: crate::orchestrator::S3Args,
     /// The owner's deposit.
     #[arg(long, default_value = "1eth")]
     pub deposit: String,
@@ -274,6 +285,9 @@ pub struct ParticipantSummary {
 pub struct DemoSummary {
     /// The orchestrator's database engine: `sqlite` or `postgres`.
     pub database: &'static str,
+    /// Where the orchestrator kept the run's blobs: the output directory's
+    /// `blobs/`, or the `s3://bucket/prefix` folder of this run.
+    pub blobs: String,
     /// The data set trained on.
     pub dataset: DatasetName,
     /// The network.
@@ -740,7 +754,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     if out.exists() {
         std::fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
     }
-    for sub in ["logs", "checkpoints", "participants", "blobs"] {
+    for sub in ["logs", "checkpoints", "participants"] {
         std::fs::create_dir_all(out.join(sub))
             .with_context(|| format!("creating {}", out.join(sub).display()))?;
     }
@@ -800,7 +814,25 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
             db
         }
     };
-    config.blobs_dir = out.join("blobs");
+    config.blobs = match args.blobs.as_deref() {
+        None => BlobLocation::Dir(out.join("blobs")),
+        Some(raw) => {
+            let mut location = args.s3.location(raw)?;
+            if let BlobLocation::S3(s3) = &mut location {
+                // A folder of its own, as the database is.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let run = format!("demo-{}-{nanos}", std::process::id());
+                s3.prefix = match s3.prefix.as_str() {
+                    "" => run,
+                    prefix => format!("{prefix}/{run}"),
+                };
+            }
+            tracing::info!("orchestrator blobs: {location}");
+            location
+        }
+    };
     config.listen = args.listen;
     config.data_dir = args.data_dir.clone();
     config.offline = args.offline;
@@ -923,6 +955,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
 
     let summary = summarize(SummaryInput {
         args,
+        blobs: &orchestrator.state().blobs,
         spec: &spec,
         client: &owner_client,
         ledger: &owner,
@@ -1087,6 +1120,7 @@ async fn follow_rounds(
 
 struct SummaryInput<'a> {
     args: &'a DemoArgs,
+    blobs: &'a BlobStore,
     spec: &'a JobSpec,
     client: &'a Client,
     ledger: &'a Ledger,
@@ -1104,6 +1138,7 @@ struct SummaryInput<'a> {
 async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     let SummaryInput {
         args,
+        blobs,
         spec,
         client,
         ledger,
@@ -1162,7 +1197,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         (true, Some(last)) => {
             // The final model as a Hugging Face directory, with the job's tokenizer.
             let checkpoint = space.decode(&last.bytes)?;
-            let initial = tokio::task::block_in_place(|| initial_weights(args, spec, model))?;
+            let initial = tokio::task::block_in_place(|| initial_weights(blobs, spec, model))?;
             let weights = match space.lora() {
                 None => checkpoint,
                 Some(lora) => {
@@ -1172,7 +1207,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
                     lora.merge(&initial, &checkpoint)?
                 }
             };
-            let data = tokio::task::block_in_place(|| load_job_data(args, spec))?;
+            let data = tokio::task::block_in_place(|| load_job_data(args, blobs, spec))?;
             let tokenizer = data.vocab().map(|v| v.to_hf_json()).transpose()?;
             crate::job::export_hf(&out.join("hf"), model, &weights, tokenizer.as_deref())?;
             Some(tokio::task::block_in_place(|| {
@@ -1321,6 +1356,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             Some(url) if !url.starts_with("sqlite:") => "postgres",
             _ => "sqlite",
         },
+        blobs: blobs.describe(),
         dataset: spec.dataset.clone(),
         model: spec.model,
         val_loss: text.as_ref().and(last.and_then(|r| r.test_loss)),
@@ -1437,9 +1473,9 @@ fn text_samples(
     Ok((write(initial)?, write(final_weights)?, before.loss))
 }
 
-/// The job's data set: built in, or uploaded (read back from the demo's
-/// blob store, as the orchestrator reads it).
-fn load_job_data(args: &DemoArgs, spec: &JobSpec) -> anyhow::Result<Dataset> {
+/// The job's data set: built in, or uploaded (read back from the
+/// orchestrator's blob store, as the orchestrator reads it). Blocking.
+fn load_job_data(args: &DemoArgs, blobs: &BlobStore, spec: &JobSpec) -> anyhow::Result<Dataset> {
     if spec.dataset.blobs().is_empty() {
         return Ok(Dataset::load(
             &spec.dataset,
@@ -1450,11 +1486,11 @@ fn load_job_data(args: &DemoArgs, spec: &JobSpec) -> anyhow::Result<Dataset> {
             },
         )?);
     }
-    let blobs = funetun_core::blobs::BlobDir::open(args.out.join("blobs"))?;
     Ok(Dataset::from_blobs(&spec.dataset, |hash| {
         blobs
-            .get(hash)
+            .get_blocking(hash)
             .map_err(|e| funetun_ml::Error::DataUnavailable(e.to_string()))?
+            .map(Vec::from)
             .ok_or_else(|| funetun_ml::Error::DataUnavailable(format!("blob {hash} is missing")))
     })?)
 }
@@ -1462,14 +1498,13 @@ fn load_job_data(args: &DemoArgs, spec: &JobSpec) -> anyhow::Result<Dataset> {
 /// The model's weights at checkpoint 0: the owner's (`init`, also a LoRA
 /// job's frozen model) or θ₀ drawn from the seed.
 fn initial_weights(
-    args: &DemoArgs,
+    blobs: &BlobStore,
     spec: &JobSpec,
     model: funetun_ml::Model,
 ) -> anyhow::Result<funetun_core::TensorSet> {
     match spec.init {
         Some(hash) => {
-            let blobs = funetun_core::blobs::BlobDir::open(args.out.join("blobs"))?;
-            let bytes = blobs.get(hash)?.with_context(|| {
+            let bytes = blobs.get_blocking(hash)?.with_context(|| {
                 format!("the initial checkpoint {hash} is not in the blob store")
             })?;
             Ok(model.decode(&bytes)?)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use funetun_orchestrator::Config;
+use funetun_orchestrator::blobs::BlobLocation;
 
 use crate::chain::{runtime, shutdown_signal};
 use crate::output::print_json;
@@ -30,9 +31,13 @@ pub struct OrchestratorArgs {
         default_value = "sqlite://funetun-orchestrator.db"
     )]
     pub db: String,
-    /// Directory of the blob store.
+    /// Blob store: a directory (created if missing) or `s3://bucket/prefix`
+    /// on any S3-compatible server (docs/deploy.md).
     #[arg(long, env = "FUNETUN_BLOBS", default_value = "funetun-blobs")]
-    pub blobs: PathBuf,
+    pub blobs: String,
+    /// How to reach an `s3://` blob store.
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Address the HTTP API listens on.
     #[arg(long, env = "FUNETUN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -72,12 +77,53 @@ pub struct OrchestratorArgs {
     pub header_timeout_secs: u64,
 }
 
+/// How to reach an S3-compatible blob store. Unset flags fall back to the
+/// standard `AWS_*` environment variables; the secret key is read from
+/// `AWS_SECRET_ACCESS_KEY` only, so it never shows in a process listing.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct S3Args {
+    /// The S3 server's URL, e.g. http://127.0.0.1:3900 (AWS when unset).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+    /// The region the S3 server expects.
+    #[arg(long, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+    /// The S3 access key id (its secret comes from AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// Answer blob downloads with a redirect to a presigned URL of the
+    /// bucket, so blob bytes do not pass through the orchestrator
+    /// (participants must reach the S3 endpoint; they check hashes anyway).
+    #[arg(long, env = "FUNETUN_S3_REDIRECT")]
+    pub s3_redirect: bool,
+}
+
+impl S3Args {
+    /// Where blobs live: `raw` is a directory or `s3://bucket/prefix`.
+    pub fn location(&self, raw: &str) -> anyhow::Result<BlobLocation> {
+        let mut location = BlobLocation::parse(raw)?;
+        match &mut location {
+            BlobLocation::S3(s3) => {
+                s3.endpoint = self.s3_endpoint.clone();
+                s3.region = self.s3_region.clone();
+                s3.access_key_id = self.s3_access_key_id.clone();
+                s3.redirect = self.s3_redirect;
+            }
+            BlobLocation::Dir(_) if self.s3_redirect => anyhow::bail!(
+                "--s3-redirect needs an s3://bucket/prefix blob store, not the directory `{raw}`"
+            ),
+            BlobLocation::Dir(_) => {}
+        }
+        Ok(location)
+    }
+}
+
 /// Runs `funetun orchestrator` until Ctrl-C or SIGTERM.
 pub fn run(args: OrchestratorArgs) -> anyhow::Result<()> {
     let key = args.key.signer()?;
     let mut config = Config::new(args.rpc, args.contract, key);
     config.db_url = args.db;
-    config.blobs_dir = args.blobs;
+    config.blobs = args.s3.location(&args.blobs)?;
     config.listen = args.listen;
     config.data_dir = args.data_dir;
     config.offline = args.offline;

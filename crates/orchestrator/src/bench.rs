@@ -22,6 +22,7 @@ use funetun_core::JobSpec;
 use funetun_core::api::{Capacity, LeaseRequest};
 use serde::Serialize;
 
+use crate::blobs::BlobLocation;
 use crate::error::{Error, Result};
 use crate::{Config, Orchestrator};
 
@@ -62,7 +63,7 @@ pub async fn prepare(dir: &Path, trainers: usize, postgres: Option<&str>) -> Res
         Some(server) => crate::store::fresh_postgres_database(server, "bench").await?,
         None => format!("sqlite://{}", dir.join("state.db").display()),
     };
-    config.blobs_dir = dir.join("blobs");
+    config.blobs = BlobLocation::Dir(dir.join("blobs"));
     config.listen = "127.0.0.1:0".parse().expect("a socket address");
     config.poll_interval = Duration::from_millis(50);
     config.auth.rate_per_sec = 1e9;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use alloy_signer_local::PrivateKeySigner;
 
+use crate::blobs::BlobLocation;
+
 /// How the orchestrator runs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -19,8 +21,8 @@ pub struct Config {
     /// `sqlite://path/to/state.db` (created if missing), `sqlite::memory:` or
     /// `postgres://user[:password]@host[:port]/db` (docs/deploy.md).
     pub db_url: String,
-    /// Directory of the content-addressed blob store.
-    pub blobs_dir: PathBuf,
+    /// Where the content-addressed blobs live: a directory or an S3 bucket.
+    pub blobs: BlobLocation,
     /// Address the HTTP API listens on (port 0 picks a free one).
     pub listen: SocketAddr,
     /// Directory holding data sets (searched before `FUNETUN_DATA_DIR` and the cache).
@@ -89,7 +91,7 @@ impl Config {
             contract,
             key,
             db_url: "sqlite::memory:".into(),
-            blobs_dir: PathBuf::from("funetun-blobs"),
+            blobs: BlobLocation::Dir(PathBuf::from("funetun-blobs")),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             data_dir: None,
             offline: false,

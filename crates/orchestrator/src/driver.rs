@@ -101,8 +101,7 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
         start.spec_attempts,
     );
     let secret = start.secret;
-    let blobs = state.blobs.clone();
-    let bytes = tokio::task::spawn_blocking(move || blobs.get(spec_hash)).await??;
+    let bytes = state.blobs.get(spec_hash).await?;
     let Some(bytes) = bytes else {
         let delay = (1u64 << attempts.min(16)).min(state.config.spec_retry_max.as_secs().max(1));
         tracing::warn!(
@@ -141,6 +140,16 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
         Ok(info) => Arc::new(info),
         Err(reason) => return mark_invalid(state, job, &reason).await,
     };
+    // The checks below judge the owner's blobs; a blob store that does not
+    // answer now must not make the job invalid, so reach it first (an
+    // outage is an error here, and the start is tried again next tick).
+    for blob in info.spec.blobs() {
+        if !state.blobs.contains(blob).await? {
+            return Err(Error::Inconsistent(format!(
+                "blob {blob} named by job {job}'s spec is not in the blob store"
+            )));
+        }
+    }
     let hash = match info.spec.init {
         // The owner's checkpoint is checkpoint 0, if it is the job's model
         // (a LoRA job's checkpoints are adapters: its model stays frozen).
@@ -177,8 +186,7 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
                     .await?
             };
             let hash = funetun_core::keccak256(&theta0);
-            let blobs = state.blobs.clone();
-            tokio::task::spawn_blocking(move || blobs.put(hash, &theta0)).await??;
+            state.blobs.put(hash, theta0.into()).await?;
             hash
         }
     };
@@ -351,7 +359,7 @@ async fn close_round(
             hash,
             base_round,
         } = row.input;
-        deltas.push(state.blob(hash).await?);
+        deltas.push(Vec::from(state.blob(hash).await?));
         let base = match bases.get(&base_round) {
             Some(&b) => b,
             None => {
@@ -390,7 +398,7 @@ async fn close_round(
                 &base,
                 &inputs,
                 &deltas,
-                outer.as_ref().map(|(h, b)| (*h, b.as_slice())),
+                outer.as_ref().map(|(h, b)| (*h, &b[..])),
                 &exec,
             )
         })
@@ -403,20 +411,14 @@ async fn close_round(
     let outer_hash = built.manifest.outer_state_out;
     let manifest = built.manifest.to_bytes();
     let manifest_hash = funetun_core::keccak256(&manifest);
-    {
-        let blobs = state.blobs.clone();
-        let checkpoint = built.checkpoint.clone();
-        let outer_state = built.outer_state.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            blobs.put(hash, &checkpoint)?;
-            if let (Some(h), Some(bytes)) = (outer_hash, outer_state) {
-                blobs.put(h, &bytes)?;
-            }
-            blobs.put(manifest_hash, &manifest)?;
-            Ok(())
-        })
-        .await??;
+    state
+        .blobs
+        .put(hash, built.checkpoint.clone().into())
+        .await?;
+    if let (Some(h), Some(bytes)) = (outer_hash, built.outer_state.clone()) {
+        state.blobs.put(h, bytes.into()).await?;
     }
+    state.blobs.put(manifest_hash, manifest.into()).await?;
     let train_loss: Option<f64> = {
         let losses: Vec<f64> = rows.iter().filter_map(|r| r.loss).collect();
         (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64)
@@ -488,11 +490,8 @@ async fn prune_deltas(state: &AppState, job: u64) -> Result<()> {
     let prunable = state.store.prunable_deltas(job).await?;
     let (mut removed, mut bytes) = (0u32, 0u64);
     for (index, hash) in prunable {
-        if let Some(path) = state.blobs.file(hash)? {
-            bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        }
-        let blobs = state.blobs.clone();
-        if tokio::task::spawn_blocking(move || blobs.remove(hash)).await?? {
+        bytes += state.blobs.size(hash).await?.unwrap_or(0);
+        if state.blobs.remove(hash).await? {
             removed += 1;
         }
         let mut tx = state.store.begin().await?;

@@ -1,10 +1,11 @@
 //! Errors of the orchestrator crate, and how each one is answered over HTTP.
 //!
 //! Refusals of outside input carry a stable code and a detail for people and
-//! become 4xx answers `{ "error", "detail" }`; an outage of the chain or
-//! the database is a 503 (`chain_unavailable`, `database_unavailable`) with
-//! `retry-after`; everything else (disk, compute, inconsistent state) is
-//! logged and answered as a 500 that reveals nothing internal.
+//! become 4xx answers `{ "error", "detail" }`; an outage of the chain, the
+//! database or an S3 bucket is a 503 (`chain_unavailable`,
+//! `database_unavailable`, `blob_store_unavailable`) with `retry-after`;
+//! everything else (disk, compute, inconsistent state) is logged and
+//! answered as a 500 that reveals nothing internal.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,9 @@ pub enum Error {
     /// The chain could not be read or a transaction failed.
     #[error("chain: {0}")]
     Chain(#[from] funetun_chain::ChainError),
+    /// The S3-compatible blob store failed.
+    #[error("blob store: {0}")]
+    Blobs(#[from] object_store::Error),
     /// Disk I/O failed (blobs, sockets).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -126,6 +130,12 @@ impl Error {
             Error::Db(e) if db_unreachable(e) => Some((
                 "database_unavailable",
                 "the orchestrator's database is not answering right now; retry in a few seconds",
+            )),
+            // A request that failed after its retries (refused connection,
+            // timeout, 5xx); a refused key or a missing bucket is not an outage.
+            Error::Blobs(object_store::Error::Generic { .. }) => Some((
+                "blob_store_unavailable",
+                "the orchestrator's blob store is not answering right now; retry in a few seconds",
             )),
             _ => None,
         }

@@ -14,7 +14,7 @@ use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, Model, OptimizerKin
 use tokio::sync::Notify;
 
 use crate::auth::{NonceStore, RateLimiter, RoleCache};
-use crate::blobs::{BlobStore, LocalBlobStore};
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::GraphBuffer;
@@ -149,7 +149,7 @@ pub struct AppState {
     /// The database: every read and write goes through it.
     pub store: Store,
     /// Blobs.
-    pub blobs: Arc<dyn BlobStore>,
+    pub blobs: Arc<BlobStore>,
     /// The contract, signing as the leader.
     pub ledger: Ledger,
     /// The leader address.
@@ -202,7 +202,7 @@ impl AppState {
     /// the known jobs. Starts no background work.
     pub async fn open(config: Config) -> Result<Arc<AppState>> {
         let store = Store::open(&config.db_url).await?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(&config.blobs_dir)?);
+        let blobs = Arc::new(BlobStore::open(&config.blobs).await?);
         let ledger = Ledger::connect(
             &config.rpc_url,
             config.contract,
@@ -393,9 +393,9 @@ impl AppState {
             Dataset::from_blobs(name, |hash| {
                 let stored = self
                     .blobs
-                    .get(hash)
+                    .get_blocking(hash)
                     .map_err(|e| funetun_ml::Error::DataUnavailable(e.to_string()))?;
-                stored.ok_or_else(|| {
+                stored.map(Vec::from).ok_or_else(|| {
                     funetun_ml::Error::DataUnavailable(format!(
                         "blob {hash} of data set {name} is not in the blob store; \
                          the owner uploads it with `funetun job create --data`"
@@ -426,7 +426,7 @@ impl AppState {
         if let Some(weights) = cached {
             return Ok(Some(weights));
         }
-        let bytes = self.blobs.get(init)?.ok_or_else(|| {
+        let bytes = self.blobs.get_blocking(init)?.ok_or_else(|| {
             Error::Inconsistent(format!("frozen model {init} is missing from the store"))
         })?;
         let weights = Arc::new(info.model.decode(&bytes)?);
@@ -462,10 +462,10 @@ impl AppState {
 
     /// Reads a blob's bytes, or fails with `Inconsistent` when a blob the
     /// state refers to is missing.
-    pub async fn blob(&self, hash: alloy_primitives::B256) -> Result<Vec<u8>> {
-        let blobs = self.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.get(hash))
-            .await??
+    pub async fn blob(&self, hash: alloy_primitives::B256) -> Result<bytes::Bytes> {
+        self.blobs
+            .get(hash)
+            .await?
             .ok_or_else(|| Error::Inconsistent(format!("blob {hash} is missing from the store")))
     }
 }

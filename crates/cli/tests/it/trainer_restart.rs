@@ -145,7 +145,7 @@ impl Env {
         let mut config =
             funetun_orchestrator::Config::new(rpc_url.clone(), owner.contract(), keys[1].clone());
         config.db_url = format!("sqlite://{}", dir.path().join("orchestrator.db").display());
-        config.blobs_dir = dir.path().join("blobs");
+        config.blobs = funetun_orchestrator::blobs::BlobLocation::Dir(dir.path().join("blobs"));
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.poll_interval = Duration::from_millis(50);
         config.offline = true;

@@ -4,8 +4,10 @@
 //! Checkpoints, deltas and specs are small enough to hold in memory and are
 //! checked before they are stored. An owner's data (a corpus, a tokenizer,
 //! an IDX pair, an initial checkpoint) may be gigabytes: `?kind=data`
-//! streams the body to a temporary file while hashing it, and stores it
-//! only if it hashes to its name. Downloads stream from the file.
+//! streams the body into the store (a temporary file, or an S3 multipart
+//! upload) while hashing it, and stores it only if it hashes to its name.
+//! Downloads stream from the store, checked against the name as they pass,
+//! or redirect to a presigned URL of the bucket (`--s3-redirect`).
 
 use funetun_core::protocol::NodeKind;
 use std::str::FromStr;
@@ -20,11 +22,11 @@ use axum::response::{IntoResponse, Response};
 use funetun_core::auth::RequestAuth;
 use funetun_core::spec::MAX_SPEC_BYTES;
 use funetun_core::{JobSpec, keccak256};
-use futures_util::StreamExt as _;
 use serde_json::json;
 
 use super::PathParam;
 use crate::auth::{SignedBytes, authenticate_hashed, role, too_large};
+use crate::blobs::{Download, UploadError};
 use crate::error::{Error, Result};
 use crate::graph::Node;
 use crate::state::AppState;
@@ -103,7 +105,7 @@ pub async fn put_blob(
             let spec = JobSpec::from_bytes(&bytes)
                 .map_err(|e| Error::bad_request("bad_spec", e.to_string()))?;
             for blob in spec.blobs() {
-                if !st.blobs.contains(blob)? {
+                if !st.blobs.contains(blob).await? {
                     return Err(Error::bad_request(
                         "missing_blob",
                         format!(
@@ -155,9 +157,8 @@ pub async fn put_blob(
             ));
         }
     }
-    let blobs = st.blobs.clone();
     let len = bytes.len();
-    let stored = tokio::task::spawn_blocking(move || blobs.put(hash, &bytes)).await??;
+    let stored = st.blobs.put(hash, bytes.into()).await?;
     Ok(stored_response(stored, hash, len as u64))
 }
 
@@ -191,38 +192,29 @@ async fn put_data(st: &Arc<AppState>, hash: B256, req: Request) -> Result<Respon
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit as usize));
     }
-    if st.blobs.contains(hash)? {
+    if st.blobs.contains(hash).await? {
         return Ok((
             StatusCode::OK,
             Json(json!({ "hash": hash, "bytes": declared })),
         )
             .into_response());
     }
-    let mut writer = st.blobs.writer()?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| Error::bad_request("bad_body", format!("the upload broke off: {e}")))?;
-        if writer.len() + chunk.len() as u64 > limit {
-            return Err(too_large(limit as usize));
-        }
-        writer = tokio::task::spawn_blocking(move || -> Result<_> {
-            writer.write(&chunk).map_err(Error::Tensors)?;
-            Ok(writer)
-        })
-        .await??;
-    }
-    let len = writer.len();
-    let stored = tokio::task::spawn_blocking(move || writer.finish(hash)).await?;
-    let stored = match stored {
-        Ok(stored) => stored,
-        Err(funetun_core::Error::BlobHash { actual, .. }) => {
+    let (stored, len) = match st.blobs.upload(hash, body.into_data_stream(), limit).await {
+        Ok(done) => done,
+        Err(UploadError::TooLarge) => return Err(too_large(limit as usize)),
+        Err(UploadError::HashMismatch(actual)) => {
             return Err(Error::bad_request(
                 "hash_mismatch",
                 format!("the body hashes to {actual}, not to {hash}; nothing was stored"),
             ));
         }
-        Err(e) => return Err(Error::Tensors(e)),
+        Err(UploadError::Body(e)) => {
+            return Err(Error::bad_request(
+                "bad_body",
+                format!("the upload broke off: {e}; nothing was stored"),
+            ));
+        }
+        Err(UploadError::Store(e)) => return Err(e),
     };
     tracing::info!(%hash, bytes = len, from = %address, "owner's data blob stored");
     Ok(stored_response(stored, hash, len))
@@ -238,27 +230,28 @@ fn stored_response(stored: bool, hash: B256, len: u64) -> Response {
     (status, Json(json!({ "hash": hash, "bytes": len }))).into_response()
 }
 
-/// `GET /v1/blobs/{hash}`: public; streamed from the store's file.
+/// `GET /v1/blobs/{hash}`: public; streamed from the store, or a redirect
+/// to a presigned URL of the bucket.
 pub async fn get_blob(
     State(st): State<Arc<AppState>>,
     PathParam(raw): PathParam<String>,
 ) -> Result<Response> {
     let hash = parse_blob_hash(&raw)?;
-    let Some(path) = st.blobs.file(hash)? else {
-        return Err(Error::not_found(
+    match st.blobs.download(hash).await? {
+        None => Err(Error::not_found(
             "unknown_blob",
             format!("no blob {hash} is stored here"),
-        ));
-    };
-    let file = tokio::fs::File::open(&path).await?;
-    let len = file.metadata().await?.len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-        ],
-        body,
-    )
-        .into_response())
+        )),
+        Some(Download::Redirect(url)) => {
+            Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response())
+        }
+        Some(Download::Bytes { len, stream }) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::CONTENT_LENGTH, len.to_string()),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response()),
+    }
 }

@@ -50,7 +50,7 @@ pub async fn report(
     if let Some(ack) = repeated(state, &task, index, body).await? {
         return Ok(ack);
     }
-    require_blob(state, task.job_id, body.update_hash)?;
+    require_blob(state, task.job_id, body.update_hash).await?;
     let block = verify_on_chain(state, &task, round, index, trainer, body).await?;
     let view = state.ledger.update(U256::from(task.job_id), index).await?;
     let chain_status = UpdateStatus::from_chain(view.status);
@@ -173,8 +173,8 @@ async fn repeated(
 }
 
 /// 409 `missing_blob` unless the delta is stored.
-fn require_blob(state: &AppState, job: u64, hash: B256) -> Result<()> {
-    if state.blobs.contains(hash)? {
+async fn require_blob(state: &AppState, job: u64, hash: B256) -> Result<()> {
+    if state.blobs.contains(hash).await? {
         return Ok(());
     }
     Err(Error::conflict(

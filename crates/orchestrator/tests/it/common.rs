@@ -16,6 +16,7 @@ use funetun_core::protocol::JobStatus;
 use funetun_core::{DecodeLimits, JobSpec, decode, encode, keccak256};
 use funetun_ml::{Compute, Dataset, DatasetName, LoadOptions, ModelKind, train_task};
 use funetun_orchestrator::Config;
+use funetun_orchestrator::blobs::BlobLocation;
 
 pub const ETH: u64 = 1_000_000_000_000_000_000;
 
@@ -27,6 +28,8 @@ pub struct Env {
     pub keys: Vec<PrivateKeySigner>,
     /// The orchestrator's database: see [`db_url`].
     pub db_url: String,
+    /// The orchestrator's blob store: see [`blob_location`].
+    pub blobs: BlobLocation,
 }
 
 /// The variable naming a PostgreSQL server to run these tests on (a URL
@@ -43,6 +46,36 @@ pub async fn db_url(dir: &std::path::Path) -> String {
             .unwrap_or_else(|e| panic!("{POSTGRES_VAR}={server}: {e}")),
         Err(_) => format!("sqlite://{}", dir.join("state.db").display()),
     }
+}
+
+/// The variable naming an S3 bucket to run these tests' blobs on
+/// (`s3://bucket/prefix`, reached through the standard `AWS_*` variables
+/// that `scripts/services.sh` prints); unset, blobs go to a directory.
+pub const S3_VAR: &str = "FUNETUN_TEST_BLOBS";
+
+/// A fresh blob store for one orchestrator: `dir/blobs`, or, when
+/// [`S3_VAR`] is set, a folder of its own in that bucket.
+pub fn blob_location(dir: &std::path::Path) -> BlobLocation {
+    match std::env::var(S3_VAR) {
+        Ok(raw) => s3_location(&raw),
+        Err(_) => BlobLocation::Dir(dir.join("blobs")),
+    }
+}
+
+/// A fresh folder under the bucket `raw` names.
+pub fn s3_location(raw: &str) -> BlobLocation {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut location = BlobLocation::parse(raw).unwrap_or_else(|e| panic!("{S3_VAR}: {e}"));
+    let BlobLocation::S3(s3) = &mut location else {
+        panic!("{S3_VAR}={raw} is not an s3://bucket/prefix");
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    s3.prefix = format!("{}/t-{}-{n}-{nanos}", s3.prefix, std::process::id());
+    location
 }
 
 pub fn ledger_config() -> LedgerConfig {
@@ -69,12 +102,14 @@ impl Env {
             .expect("deploys");
         let dir = tempfile::tempdir().unwrap();
         let db_url = db_url(dir.path()).await;
+        let blobs = blob_location(dir.path());
         Env {
             chain,
             dir,
             owner,
             keys,
             db_url,
+            blobs,
         }
     }
 
@@ -87,7 +122,7 @@ impl Env {
             self.keys[1].clone(),
         );
         c.db_url = self.db_url.clone();
-        c.blobs_dir = self.dir.path().join("blobs");
+        c.blobs = self.blobs.clone();
         c.listen = "127.0.0.1:0".parse().unwrap();
         c.poll_interval = Duration::from_millis(50);
         c.offline = true;

@@ -63,7 +63,7 @@ async fn outages_are_503s_with_a_reason_and_health_names_the_dependency() {
     .unwrap();
     let mut config = Config::new(chain.rpc_url(), owner.contract(), keys[1].clone());
     config.db_url = crate::common::db_url(dir.path()).await;
-    config.blobs_dir = dir.path().join("blobs");
+    config.blobs = funetun_orchestrator::blobs::BlobLocation::Dir(dir.path().join("blobs"));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.poll_interval = Duration::from_millis(50);
     config.offline = true;
