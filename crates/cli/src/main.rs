@@ -61,7 +61,7 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Run the whole market on this machine: chain, contract, orchestrator,
     /// trainers and validators training a model on MNIST, with a summary.
-    Demo(demo::DemoArgs),
+    Demo(Box<demo::DemoArgs>),
     /// Train for a job: lease tasks, train, upload deltas, submit their hashes on-chain.
     Trainer(participant::TrainerArgs),
     /// Check sampled updates (replay or spot-check) and vote on-chain.
@@ -134,7 +134,7 @@ fn main() {
         Command::Chain(args) => chain::run_chain(args),
         Command::Deploy(args) => chain::run_deploy(args),
         Command::Keys(cmd) => keys::run(cmd),
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => demo::run(*args),
         Command::Trainer(args) => participant::run_trainer(args),
         Command::Validator(args) => participant::run_validator(args),
         Command::Challenger(args) => participant::run_challenger(args),

@@ -158,7 +158,7 @@ pub async fn put_blob(
         }
     }
     let len = bytes.len();
-    let stored = st.blobs.put(hash, bytes.into()).await?;
+    let stored = st.blobs.put(hash, bytes).await?;
     Ok(stored_response(stored, hash, len as u64))
 }
 
