@@ -45,6 +45,10 @@ pub enum BenchCommand {
     /// model: both encoded canonically (what a trainer uploads); prints
     /// {"update_bytes","full_update_bytes","ratio"}.
     Lora(LoraBenchArgs),
+    /// An owner's large blob up to and down from an orchestrator, its blobs
+    /// in a directory and (with --s3) in an S3 bucket: MiB/s of each, S3
+    /// over the directory, and the orchestrator's peak memory per blob size.
+    Blobs(crate::bench_blobs::BlobBenchArgs),
     /// The load process of `bench api`.
     #[command(hide = true)]
     ApiClient(crate::orchestrator::ApiClientArgs),
@@ -172,6 +176,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             print_json(&rt.block_on(funetun_chain::bench::gas_report())?)
         }
         BenchCommand::Api(args) => crate::orchestrator::bench_api(args),
+        BenchCommand::Blobs(args) => crate::bench_blobs::run(args),
         BenchCommand::Lora(args) => bench_lora(args),
         BenchCommand::Demo(args) => crate::demo::bench(*args),
         BenchCommand::Sync(args) => crate::demo::bench_sync(*args),

@@ -7,6 +7,7 @@ mod aggregate;
 mod args;
 mod audit;
 mod bench;
+mod bench_blobs;
 mod bench_text;
 mod chain;
 mod demo;

@@ -1,7 +1,7 @@
 //! The market on PostgreSQL and an S3 bucket: the same demo job run with
 //! the orchestrator on SQLite and a blob directory, and on PostgreSQL and
-//! Garage, ends on the same final checkpoint, which is the one committed
-//! on-chain.
+//! Garage (participants downloading through presigned URLs), ends on the
+//! same final checkpoint, which is the one committed on-chain.
 
 use serde_json::Value;
 
@@ -22,7 +22,9 @@ fn demo(out: &std::path::Path, db: Option<&str>, blobs: Option<&str>) -> Value {
         cmd.args(["--db", db]);
     }
     if let Some(blobs) = blobs {
-        cmd.args(["--blobs", blobs]);
+        // Participants fetch checkpoints from the bucket through presigned
+        // URLs, not through the orchestrator.
+        cmd.args(["--blobs", blobs, "--s3-redirect"]);
     }
     json_of(&mut cmd)
 }
