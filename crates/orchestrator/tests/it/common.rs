@@ -348,3 +348,52 @@ pub async fn wait_status(client: &Client, job: u64, status: JobStatus) {
     }
     panic!("job {job} never reached status {status}");
 }
+
+/// Runs `scripts/services.sh CMD DIR` (with `service` for `up`): its
+/// stdout, the `NAME=value` lines.
+pub fn services(cmd: &str, dir: &std::path::Path, service: &str) -> String {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
+    let mut command = std::process::Command::new("bash");
+    command.arg(&script).arg(cmd).arg(dir);
+    if cmd == "up" {
+        command.arg(service);
+    }
+    let out = command.output().expect("bash runs");
+    assert!(
+        out.status.success(),
+        "services.sh {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stops the services under a directory however the test ends.
+pub struct Services(pub std::path::PathBuf);
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| services("down", &self.0, ""));
+    }
+}
+
+/// Waits until job `job` closed its first round (or finished).
+pub async fn wait_first_round_closed(owner: &Client, job: u64, deadline: tokio::time::Instant) {
+    loop {
+        let summary = owner
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.job_id == job)
+            .unwrap();
+        if summary.round >= 1 || summary.status == JobStatus::Finished {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "round 0 never closed: {summary:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -8,43 +8,17 @@
 //! it stops it; the test command's PostgreSQL pass runs it.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use funetun_client::{Client, ClientError};
-use funetun_core::protocol::JobStatus;
 use funetun_orchestrator::store::fresh_postgres_database;
 
-use crate::common::{Env, synthetic, tiny_spec, train_one};
+use crate::common::{
+    Env, Services, services, synthetic, tiny_spec, train_one, wait_first_round_closed,
+};
 
 const OUTAGE: Duration = Duration::from_secs(20);
 const GUARD: Duration = Duration::from_secs(90);
-
-fn services(cmd: &str, dir: &Path) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
-    let mut command = Command::new("bash");
-    command.arg(&script).arg(cmd).arg(dir);
-    if cmd == "up" {
-        command.arg("postgres");
-    }
-    let out = command.output().expect("bash runs");
-    assert!(
-        out.status.success(),
-        "services.sh {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Stops the cluster however the test ends.
-struct Cluster(PathBuf);
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| services("down", &self.0));
-    }
-}
 
 async fn status_and_body(url: &str) -> (u16, serde_json::Value) {
     let r = reqwest::get(url).await.unwrap();
@@ -59,8 +33,8 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     // As root the server runs as `postgres`, which must reach its directory.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let svc = dir.path().join("services");
-    let lines = services("up", &svc);
-    let cluster = Cluster(svc.clone());
+    let lines = services("up", &svc, "postgres");
+    let cluster = Services(svc.clone());
     let server = lines
         .lines()
         .find_map(|l| l.strip_prefix("FUNETUN_DB="))
@@ -92,7 +66,7 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     };
 
     // The server stops: reads, signed writes and health all say so.
-    services("down", &svc);
+    services("down", &svc, "");
     let stopped = tokio::time::Instant::now();
     let (status, body) = status_and_body(&format!("{url}/v1/jobs")).await;
     assert_eq!(
@@ -113,7 +87,7 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
 
     // It comes back on its data directory and port.
-    services("up", &svc);
+    services("up", &svc, "postgres");
     loop {
         let (status, health) = status_and_body(&format!("{url}/healthz")).await;
         if status == 200 {
@@ -139,23 +113,7 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
         assert!(tokio::time::Instant::now() < deadline, "no lease after");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    loop {
-        let summary = owner
-            .jobs()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|j| j.job_id == job)
-            .unwrap();
-        if summary.round >= 1 || summary.status == JobStatus::Finished {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "round 0 never closed after the outage: {summary:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_first_round_closed(&owner, job, deadline).await;
     orchestrator.shutdown().await.unwrap();
     drop(cluster);
 }

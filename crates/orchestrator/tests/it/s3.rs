@@ -9,18 +9,19 @@
 //! starts Garage and runs them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use alloy_primitives::B256;
 use funetun_client::{Client, ClientError};
 use funetun_core::keccak256;
-use funetun_core::protocol::JobStatus;
 use funetun_orchestrator::blobs::{BlobLocation, Secret};
 use object_store::ObjectStoreExt as _;
 use object_store::aws::AmazonS3Builder;
 
-use crate::common::{Env, S3_VAR, s3_location, synthetic, tiny_spec, train_one};
+use crate::common::{
+    Env, S3_VAR, Services, s3_location, services, synthetic, tiny_spec, train_one,
+    wait_first_round_closed,
+};
 
 const GUARD: Duration = Duration::from_secs(90);
 
@@ -220,31 +221,6 @@ async fn with_redirects_downloads_come_from_the_bucket() {
     orchestrator.shutdown().await.unwrap();
 }
 
-fn services(cmd: &str, dir: &Path) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
-    let mut command = Command::new("bash");
-    command.arg(&script).arg(cmd).arg(dir);
-    if cmd == "up" {
-        command.arg("garage");
-    }
-    let out = command.output().expect("bash runs");
-    assert!(
-        out.status.success(),
-        "services.sh {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Stops the server however the test ends.
-struct Server(PathBuf);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| services("down", &self.0));
-    }
-}
-
 fn line<'a>(lines: &'a str, name: &str) -> &'a str {
     lines
         .lines()
@@ -257,8 +233,8 @@ fn line<'a>(lines: &'a str, name: &str) -> &'a str {
 async fn an_unreachable_bucket_is_answered_503_and_the_job_goes_on_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let svc = dir.path().join("services");
-    let lines = services("up", &svc);
-    let server = Server(svc.clone());
+    let lines = services("up", &svc, "garage");
+    let server = Services(svc.clone());
     let BlobLocation::S3(mut s3) = BlobLocation::parse(line(&lines, "FUNETUN_BLOBS")).unwrap()
     else {
         panic!("not a bucket");
@@ -293,7 +269,7 @@ async fn an_unreachable_bucket_is_answered_503_and_the_job_goes_on_after_it() {
     }
 
     // The server stops: blob reads and uploads say the store is down.
-    services("down", &svc);
+    services("down", &svc, "");
     match owner.get_blob(spec_hash).await {
         Err(ClientError::Api { status, code, .. }) => {
             assert_eq!((status, code.as_str()), (503, "blob_store_unavailable"));
@@ -309,7 +285,7 @@ async fn an_unreachable_bucket_is_answered_503_and_the_job_goes_on_after_it() {
 
     // It comes back on its data and port; what was stored is there and the
     // job takes the second update and closes its first round.
-    services("up", &svc);
+    services("up", &svc, "garage");
     let deadline = tokio::time::Instant::now() + GUARD;
     loop {
         match owner.get_blob(spec_hash).await {
@@ -330,23 +306,7 @@ async fn an_unreachable_bucket_is_answered_503_and_the_job_goes_on_after_it() {
         assert!(tokio::time::Instant::now() < deadline, "no lease after");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    loop {
-        let summary = owner
-            .jobs()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|j| j.job_id == job)
-            .unwrap();
-        if summary.round >= 1 || summary.status == JobStatus::Finished {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "round 0 never closed after the outage: {summary:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_first_round_closed(&owner, job, deadline).await;
     orchestrator.shutdown().await.unwrap();
     drop(server);
 }
