@@ -130,7 +130,7 @@ async fn measure(args: &BlobBenchArgs) -> anyhow::Result<BlobBench> {
         let hash = write_noise(&path, mib << 20, i as u64 + 1)?;
         files.push((*mib, path, hash));
     }
-    let leader = format!("0x{}", hex::encode(keys[1].to_bytes()));
+    let leader = crate::keys::key_hex(&keys[1]);
     let orchestrator = |name: &str, blobs: String| Child {
         rpc: chain.rpc_url(),
         contract: owner.contract().to_string(),

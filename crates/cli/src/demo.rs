@@ -691,10 +691,6 @@ fn last_json_value(log: &Path, field: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
-fn hex_key(key: &PrivateKeySigner) -> String {
-    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
-}
-
 /// Runs `funetun demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.preset == Some(Preset::Finetune) {
@@ -817,18 +813,11 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     config.blobs = match args.blobs.as_deref() {
         None => BlobLocation::Dir(out.join("blobs")),
         Some(raw) => {
-            let mut location = args.s3.location(raw)?;
-            if let BlobLocation::S3(s3) = &mut location {
+            let location = match args.s3.location(raw)? {
                 // A folder of its own, as the database is.
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
-                let run = format!("demo-{}-{nanos}", std::process::id());
-                s3.prefix = match s3.prefix.as_str() {
-                    "" => run,
-                    prefix => format!("{prefix}/{run}"),
-                };
-            }
+                BlobLocation::S3(s3) => BlobLocation::S3(s3.fresh_folder("demo")),
+                dir => dir,
+            };
             tracing::info!("orchestrator blobs: {location}");
             location
         }
@@ -912,7 +901,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
             .args(["--poll-secs", "0.05", "--json"])
             .arg("--cache-dir")
             .arg(&cache_dir)
-            .env("FUNETUN_KEY", hex_key(key))
+            .env("FUNETUN_KEY", crate::keys::key_hex(key))
             .env("FUNETUN_LOG", "info")
             .env_remove("FUNETUN_JSON");
         if let Some(attack) = &attack {

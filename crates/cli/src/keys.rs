@@ -40,6 +40,11 @@ pub struct NewKeyArgs {
     password_file: Option<PathBuf>,
 }
 
+/// A key as `0x`-hex, as `--key` and `FUNETUN_KEY` take it.
+pub fn key_hex(key: &PrivateKeySigner) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(key.to_bytes()))
+}
+
 /// Where a command's signing key comes from. `--key-file` wins over
 /// `FUNETUN_KEY` and `--key`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -152,7 +157,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             let Some(dir) = args.keystore else {
                 return print_json(&serde_json::json!({
                     "address": key.address(),
-                    "private_key": format!("0x{}", alloy_primitives::hex::encode(key.to_bytes())),
+                    "private_key": key_hex(&key),
                 }));
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

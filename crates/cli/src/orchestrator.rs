@@ -225,11 +225,7 @@ async fn measure_api(
     let dir = tempfile::tempdir()?;
     let prepared =
         funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres).await?;
-    let keys: Vec<String> = prepared
-        .trainers
-        .iter()
-        .map(|k| format!("0x{}", hex_key(k)))
-        .collect();
+    let keys: Vec<String> = prepared.trainers.iter().map(crate::keys::key_hex).collect();
     let exe = std::env::current_exe().context("locating this binary")?;
     let output = tokio::process::Command::new(exe)
         .args([
@@ -272,10 +268,6 @@ async fn measure_api(
     prepared.orchestrator.shutdown().await?;
     prepared.chain.stop().await?;
     Ok(report)
-}
-
-fn hex_key(key: &alloy_signer_local::PrivateKeySigner) -> String {
-    key.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The load process of `funetun bench api`.

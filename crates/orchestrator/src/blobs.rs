@@ -123,6 +123,24 @@ impl BlobLocation {
     }
 }
 
+impl S3Location {
+    /// The same bucket, in a new folder `prefix/TAG-<pid>-<n>-<nanos>` of
+    /// its own (a demo run, a test, a bench).
+    pub fn fresh_folder(mut self, tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let folder = format!("{tag}-{}-{n}-{nanos}", std::process::id());
+        self.prefix = match self.prefix.as_str() {
+            "" => folder,
+            prefix => format!("{prefix}/{folder}"),
+        };
+        self
+    }
+}
+
 impl fmt::Display for BlobLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -450,33 +468,27 @@ impl BlobStore {
         }
     }
 
-    /// The blob's size, if stored.
-    pub async fn size(&self, hash: B256) -> Result<Option<u64>> {
+    /// Deletes the blob (retention, docs/orchestrator.md); its size, if it
+    /// was stored.
+    pub async fn remove(&self, hash: B256) -> Result<Option<u64>> {
         match &self.backend {
-            Backend::Local(dir) => match tokio::fs::metadata(dir.path(hash)).await {
-                Ok(m) => Ok(Some(m.len())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.into()),
-            },
-            Backend::S3 { store, .. } => match store.head(&self.key(hash)).await {
-                Ok(meta) => Ok(Some(meta.size)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            },
-        }
-    }
-
-    /// Deletes the blob (retention, docs/orchestrator.md); whether it was
-    /// stored.
-    pub async fn remove(&self, hash: B256) -> Result<bool> {
-        match &self.backend {
-            Backend::Local(dir) => Ok(dir.remove(hash).map_err(local_error)?),
+            Backend::Local(dir) => {
+                let size = match tokio::fs::metadata(dir.path(hash)).await {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok(dir.remove(hash).map_err(local_error)?.then_some(size))
+            }
             Backend::S3 { store, .. } => {
-                if !self.contains(hash).await? {
-                    return Ok(false);
-                }
-                store.delete(&self.key(hash)).await?;
-                Ok(true)
+                let key = self.key(hash);
+                let size = match store.head(&key).await {
+                    Ok(meta) => meta.size,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                store.delete(&key).await?;
+                Ok(Some(size))
             }
         }
     }

@@ -490,9 +490,9 @@ async fn prune_deltas(state: &AppState, job: u64) -> Result<()> {
     let prunable = state.store.prunable_deltas(job).await?;
     let (mut removed, mut bytes) = (0u32, 0u64);
     for (index, hash) in prunable {
-        bytes += state.blobs.size(hash).await?.unwrap_or(0);
-        if state.blobs.remove(hash).await? {
+        if let Some(size) = state.blobs.remove(hash).await? {
             removed += 1;
+            bytes += size;
         }
         let mut tx = state.store.begin().await?;
         tx.mark_pruned(job, index).await?;

@@ -64,18 +64,10 @@ pub fn blob_location(dir: &std::path::Path) -> BlobLocation {
 
 /// A fresh folder under the bucket `raw` names.
 pub fn s3_location(raw: &str) -> BlobLocation {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut location = BlobLocation::parse(raw).unwrap_or_else(|e| panic!("{S3_VAR}: {e}"));
-    let BlobLocation::S3(s3) = &mut location else {
-        panic!("{S3_VAR}={raw} is not an s3://bucket/prefix");
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    s3.prefix = format!("{}/t-{}-{n}-{nanos}", s3.prefix, std::process::id());
-    location
+    match BlobLocation::parse(raw).unwrap_or_else(|e| panic!("{S3_VAR}: {e}")) {
+        BlobLocation::S3(s3) => BlobLocation::S3(s3.fresh_folder("t")),
+        _ => panic!("{S3_VAR}={raw} is not an s3://bucket/prefix"),
+    }
 }
 
 pub fn ledger_config() -> LedgerConfig {
@@ -264,6 +256,26 @@ pub async fn trainer_turn(
     train_one(client, ledger, job, data)
         .await
         .map(|task| task.round)
+}
+
+/// [`train_one`] until the orchestrator leases a task; fails at `deadline`.
+pub async fn train_until_leased(
+    client: &Client,
+    ledger: &Ledger,
+    job: u64,
+    data: &Dataset,
+    deadline: tokio::time::Instant,
+) -> Task {
+    loop {
+        if let Some(task) = train_one(client, ledger, job, data).await {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no lease by the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Lease, train, upload, submit on-chain and report one task, whatever the

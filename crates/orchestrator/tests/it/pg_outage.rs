@@ -14,7 +14,7 @@ use funetun_client::{Client, ClientError};
 use funetun_orchestrator::store::fresh_postgres_database;
 
 use crate::common::{
-    Env, Services, services, synthetic, tiny_spec, train_one, wait_first_round_closed,
+    Env, Services, services, synthetic, tiny_spec, train_until_leased, wait_first_round_closed,
 };
 
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -57,13 +57,7 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     let data = synthetic();
     let deadline = tokio::time::Instant::now() + GUARD;
     let first = Client::new(&url, Some(env.keys[2].clone()));
-    let trained = loop {
-        if let Some(task) = train_one(&first, &env.ledger(2), job, &data).await {
-            break task;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no lease");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let trained = train_until_leased(&first, &env.ledger(2), job, &data, deadline).await;
 
     // The server stops: reads, signed writes and health all say so.
     services("down", &svc, "");
@@ -106,13 +100,7 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(updates[0].task_id, trained.task_id);
     let deadline = tokio::time::Instant::now() + GUARD;
-    while train_one(&second, &env.ledger(3), job, &data)
-        .await
-        .is_none()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no lease after");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    train_until_leased(&second, &env.ledger(3), job, &data, deadline).await;
     wait_first_round_closed(&owner, job, deadline).await;
     orchestrator.shutdown().await.unwrap();
     drop(cluster);

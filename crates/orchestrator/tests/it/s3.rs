@@ -19,7 +19,7 @@ use object_store::ObjectStoreExt as _;
 use object_store::aws::AmazonS3Builder;
 
 use crate::common::{
-    Env, S3_VAR, Services, s3_location, services, synthetic, tiny_spec, train_one,
+    Env, S3_VAR, Services, s3_location, services, synthetic, tiny_spec, train_until_leased,
     wait_first_round_closed,
 };
 
@@ -260,13 +260,7 @@ async fn an_unreachable_bucket_is_answered_503_and_the_job_goes_on_after_it() {
     let data = synthetic();
     let first = Client::new(&url, Some(env.keys[2].clone()));
     let deadline = tokio::time::Instant::now() + GUARD;
-    while train_one(&first, &env.ledger(2), job, &data)
-        .await
-        .is_none()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no lease");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    train_until_leased(&first, &env.ledger(2), job, &data, deadline).await;
 
     // The server stops: blob reads and uploads say the store is down.
     services("down", &svc, "");
@@ -299,13 +293,7 @@ async fn an_unreachable_bucket_is_answered_503_and_the_job_goes_on_after_it() {
             }
         }
     }
-    while train_one(&second, &env.ledger(3), job, &data)
-        .await
-        .is_none()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no lease after");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    train_until_leased(&second, &env.ledger(3), job, &data, deadline).await;
     wait_first_round_closed(&owner, job, deadline).await;
     orchestrator.shutdown().await.unwrap();
     drop(server);
