@@ -319,6 +319,13 @@ impl<P: Provider + Clone> Ledger<P> {
         &self.provider
     }
 
+    /// Forgets the locally tracked nonce: the next transaction asks the node
+    /// for it. For a key that another process may have used meanwhile (an
+    /// orchestrator replica that has just become leader).
+    pub async fn forget_nonce(&self) {
+        *self.next_nonce.lock().await = None;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LedgerConfig {
         &self.config

@@ -185,6 +185,16 @@ pub struct DemoArgs {
     /// times its training time after every task).
     #[arg(long, default_value_t = 4.0, value_parser = crate::participant::parse_slowdown)]
     pub slowdown: f64,
+    /// Run the orchestrator as N replica processes of this binary on the
+    /// --db PostgreSQL database (one leads, all serve the API; the
+    /// participants are given every replica's URL). Without it the
+    /// orchestrator runs in this process.
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// A fail-over drill (with --replicas 2 or more): SIGKILL the leading
+    /// replica as soon as round R opens.
+    #[arg(long, requires = "replicas")]
+    pub kill_leader_at_round: Option<u64>,
 }
 
 /// A whole demo job.
@@ -280,6 +290,15 @@ pub struct ParticipantSummary {
     pub staleness: Vec<u64>,
 }
 
+/// The fail-over drill of `--kill-leader-at-round`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KilledLeader {
+    /// The replica that led and was killed with SIGKILL.
+    pub replica: String,
+    /// The round that had opened when it was killed.
+    pub round: u64,
+}
+
 /// The demo's JSON summary (the last stdout line with `--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoSummary {
@@ -288,6 +307,15 @@ pub struct DemoSummary {
     /// Where the orchestrator kept the run's blobs: the output directory's
     /// `blobs/`, or the `s3://bucket/prefix` folder of this run.
     pub blobs: String,
+    /// Orchestrator replica processes (`--replicas`); 1 when it ran in the
+    /// demo's process.
+    pub replicas: usize,
+    /// The replica whose term as leader closed each round, in round order.
+    pub leaders: Vec<Option<String>>,
+    /// With `--kill-leader-at-round`: the replica killed, and the round
+    /// that had just opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed_leader: Option<KilledLeader>,
     /// The data set trained on.
     pub dataset: DatasetName,
     /// The network.
@@ -635,6 +663,19 @@ impl Children {
         self.procs.clear();
     }
 
+    /// Kills child `name` with SIGKILL and reaps it.
+    fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let Some(i) = self.procs.iter().position(|(n, _)| n == name) else {
+            anyhow::bail!("no process named {name}");
+        };
+        let (_, mut child) = self.procs.remove(i);
+        child
+            .kill()
+            .with_context(|| format!("killing the {name} process"))?;
+        let _ = child.wait();
+        Ok(())
+    }
+
     /// The first child that exited with an error, if any.
     fn failed(&mut self) -> Option<String> {
         self.procs
@@ -737,6 +778,21 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         args.bad_validators,
         args.validators
     );
+    if let Some(n) = args.replicas {
+        anyhow::ensure!(
+            (1..=8).contains(&n),
+            "--replicas {n}: run 1 to 8 orchestrator replicas"
+        );
+        anyhow::ensure!(
+            args.db.as_deref().is_some_and(|db| !db.starts_with("sqlite:")),
+            "--replicas needs --db postgres://…: replicas share one PostgreSQL database \
+             (`scripts/services.sh up DIR` starts a throw-away one)"
+        );
+        anyhow::ensure!(
+            args.kill_leader_at_round.is_none() || n >= 2,
+            "--kill-leader-at-round needs --replicas 2 or more, or nobody is left to take over"
+        );
+    }
     let dataset = if args.data.is_some() {
         // Named by hash once uploaded.
         args.dataset_name()
@@ -827,9 +883,18 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     config.offline = args.offline;
     config.threads = args.threads;
     config.poll_interval = Duration::from_millis(50);
-    let orchestrator = funetun_orchestrator::start(config)
+    config.replica = "replica-1".into();
+    let blobs = BlobStore::open(&config.blobs)
         .await
-        .context("starting the orchestrator")?;
+        .context("opening the blob store")?;
+    let mut orchestrator = match args.replicas {
+        None => Orchestrators::InProcess(
+            funetun_orchestrator::start(config)
+                .await
+                .context("starting the orchestrator")?,
+        ),
+        Some(n) => Orchestrators::replicas(n, &config, args, &out.join("logs")).await?,
+    };
     let url = orchestrator.url();
     let owner_client = Client::new(&url, Some(owner_key.clone()));
 
@@ -847,7 +912,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         &spec,
         spec_bytes,
         deposit,
-        orchestrator.address(),
+        leader_key.address(),
     )
     .await?;
     let job_id = created.job_id;
@@ -937,14 +1002,25 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         args.trainers,
         args.validators
     );
-    let (rounds, round_seconds) =
-        follow_rounds(&owner_client, job_id, &spec, &mut children, job_started).await?;
+    let mut drill = args.kill_leader_at_round.map(|round| Drill {
+        round,
+        killed: None,
+    });
+    let (rounds, round_seconds) = follow_rounds(
+        &owner_client,
+        job_id,
+        &spec,
+        &mut children,
+        job_started,
+        (&mut orchestrator, drill.as_mut()),
+    )
+    .await?;
     let training_seconds = job_started.elapsed().as_secs_f64();
     children.finish(Duration::from_secs(20));
 
     let summary = summarize(SummaryInput {
         args,
-        blobs: &orchestrator.state().blobs,
+        blobs: &blobs,
         spec: &spec,
         client: &owner_client,
         ledger: &owner,
@@ -957,6 +1033,8 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         started,
         training_seconds,
         round_seconds,
+        replicas: args.replicas.unwrap_or(1),
+        killed_leader: drill.and_then(|d| d.killed),
     })
     .await?;
     print_summary(&summary, &rounds);
@@ -984,6 +1062,7 @@ async fn follow_rounds(
     spec: &JobSpec,
     children: &mut Children,
     job_started: Instant,
+    (orchestrator, mut drill): (&mut Orchestrators, Option<&mut Drill>),
 ) -> anyhow::Result<(Vec<RoundInfo>, Vec<f64>)> {
     // When each round was first seen closed and evaluated, in seconds
     // after the job started (polled every 100 ms).
@@ -1044,6 +1123,23 @@ async fn follow_rounds(
             job.summary.status != JobStatus::Invalid,
             "the orchestrator refused the job spec; see its log"
         );
+        if let Some(drill) = drill.as_deref_mut()
+            && drill.killed.is_none()
+            && rounds.iter().any(|r| r.round == drill.round)
+        {
+            let replica = orchestrator.kill_leader().await?;
+            eprintln!(
+                "fail-over drill: round {} opened; killed the leading replica {replica} (SIGKILL)",
+                drill.round
+            );
+            drill.killed = Some(KilledLeader {
+                replica,
+                round: drill.round,
+            });
+        }
+        if let Some(failed) = orchestrator.failed() {
+            anyhow::bail!("{failed}; see its log in demo-out/logs/");
+        }
         for r in &rounds {
             let bar = bars.entry(r.round).or_insert_with(|| {
                 let b = multi.insert_before(&total, ProgressBar::new(u64::from(spec.shards)));
@@ -1107,6 +1203,161 @@ async fn follow_rounds(
     }
 }
 
+/// `--kill-leader-at-round`: when, and (once done) whom.
+struct Drill {
+    round: u64,
+    killed: Option<KilledLeader>,
+}
+
+/// The demo's orchestrator: in this process, or replica processes.
+enum Orchestrators {
+    InProcess(funetun_orchestrator::Orchestrator),
+    Replicas {
+        /// Each replica's name and URL, in start order.
+        replicas: Vec<(String, String)>,
+        procs: Children,
+        /// Replicas killed on purpose.
+        killed: Vec<String>,
+    },
+}
+
+impl Orchestrators {
+    /// Starts `n` replicas of `config` as `funetun orchestrator` processes
+    /// (logs in `logs`), and waits until each answers `/healthz`.
+    async fn replicas(
+        n: usize,
+        config: &funetun_orchestrator::Config,
+        args: &DemoArgs,
+        logs: &Path,
+    ) -> anyhow::Result<Orchestrators> {
+        let exe = std::env::current_exe().context("finding the funetun binary")?;
+        let mut procs = Children { procs: Vec::new() };
+        let mut replicas = Vec::with_capacity(n);
+        for i in 1..=n {
+            let name = format!("replica-{i}");
+            // A free port, released just before the replica binds it.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut cmd = Command::new(&exe);
+            cmd.arg("orchestrator")
+                .args(["--rpc", &config.rpc_url])
+                .args(["--contract", &config.contract.to_string()])
+                .args(["--db", &config.db_url])
+                .args(["--blobs", &config.blobs.url()])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--replica", &name])
+                .args(["--threads", &config.threads.to_string()])
+                .args(["--poll-ms", "50"])
+                .env("FUNETUN_KEY", crate::keys::key_hex(&config.key))
+                .env("FUNETUN_LOG", "info");
+            if let Some(endpoint) = &args.s3.s3_endpoint {
+                cmd.args(["--s3-endpoint", endpoint]);
+            }
+            if let Some(region) = &args.s3.s3_region {
+                cmd.args(["--s3-region", region]);
+            }
+            if let Some(key_id) = &args.s3.s3_access_key_id {
+                cmd.args(["--s3-access-key-id", key_id]);
+            }
+            if args.s3.s3_redirect {
+                cmd.arg("--s3-redirect");
+            }
+            if let Some(dir) = &config.data_dir {
+                cmd.arg("--data-dir").arg(dir);
+            }
+            if config.offline {
+                cmd.arg("--offline");
+            }
+            procs.spawn(&name, cmd, &logs.join(format!("{name}.log")))?;
+            replicas.push((name, format!("http://127.0.0.1:{port}")));
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for (name, url) in &replicas {
+            let client = Client::new(url, None);
+            while client.health().await.is_err() {
+                if let Some(failed) = procs.failed() {
+                    anyhow::bail!("{failed}; see demo-out/logs/{name}.log");
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "orchestrator {name} did not answer at {url} within 2 minutes; see demo-out/logs/{name}.log"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(Orchestrators::Replicas {
+            replicas,
+            procs,
+            killed: Vec::new(),
+        })
+    }
+
+    /// The API's URL: every replica's, separated by commas.
+    fn url(&self) -> String {
+        match self {
+            Orchestrators::InProcess(o) => o.url(),
+            Orchestrators::Replicas { replicas, .. } => replicas
+                .iter()
+                .map(|(_, url)| url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// Kills the replica that leads now with SIGKILL; returns its name.
+    async fn kill_leader(&mut self) -> anyhow::Result<String> {
+        let Orchestrators::Replicas {
+            replicas,
+            procs,
+            killed,
+        } = self
+        else {
+            anyhow::bail!("--kill-leader-at-round needs --replicas");
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (name, url) in replicas.iter() {
+                if killed.contains(name) {
+                    continue;
+                }
+                if let Ok(health) = Client::new(url, None).health().await
+                    && health.leading
+                {
+                    procs.kill(name)?;
+                    killed.push(name.clone());
+                    return Ok(name.clone());
+                }
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no replica reported leading within 30 s; see demo-out/logs/replica-*.log"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A replica that exited (other than one killed on purpose).
+    fn failed(&mut self) -> Option<String> {
+        match self {
+            Orchestrators::InProcess(_) => None,
+            Orchestrators::Replicas { procs, .. } => procs.failed(),
+        }
+    }
+
+    /// Stops the orchestrator: cleanly in this process; replicas are killed
+    /// (their state is in the database, as after a crash).
+    async fn shutdown(self) -> anyhow::Result<()> {
+        match self {
+            Orchestrators::InProcess(o) => Ok(o.shutdown().await?),
+            Orchestrators::Replicas { mut procs, .. } => {
+                procs.finish(Duration::ZERO);
+                Ok(())
+            }
+        }
+    }
+}
+
 struct SummaryInput<'a> {
     args: &'a DemoArgs,
     blobs: &'a BlobStore,
@@ -1122,6 +1373,8 @@ struct SummaryInput<'a> {
     started: Instant,
     training_seconds: f64,
     round_seconds: Vec<f64>,
+    replicas: usize,
+    killed_leader: Option<KilledLeader>,
 }
 
 async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
@@ -1140,6 +1393,8 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
         started,
         training_seconds,
         round_seconds,
+        replicas,
+        killed_leader,
     } = input;
     let out = &args.out;
     let job = U256::from(job_id);
@@ -1346,6 +1601,9 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             _ => "sqlite",
         },
         blobs: blobs.describe(),
+        replicas,
+        leaders: closed_rounds.iter().map(|r| r.led_by.clone()).collect(),
+        killed_leader,
         dataset: spec.dataset.clone(),
         model: spec.model,
         val_loss: text.as_ref().and(last.and_then(|r| r.test_loss)),

@@ -38,7 +38,8 @@ pub enum JobCommand {
 /// Orchestrator and chain, for the owner.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OwnerArgs {
-    /// Base URL of the orchestrator.
+    /// Base URL of the orchestrator; the URLs of its replicas separated by
+    /// commas to fail over between them.
     #[arg(
         long,
         env = "FUNETUN_ORCHESTRATOR",
@@ -799,6 +800,7 @@ mod tests {
             closed_at: None,
             commit_tx: None,
             manifest_hash: None,
+            led_by: None,
         }
     }
 

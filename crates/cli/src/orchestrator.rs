@@ -75,6 +75,10 @@ pub struct OrchestratorArgs {
     /// idle connection is kept open.
     #[arg(long, env = "FUNETUN_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     pub header_timeout_secs: u64,
+    /// This replica's name, distinct among the replicas sharing one
+    /// PostgreSQL database (docs/deploy.md); `replica-<pid>` when unset.
+    #[arg(long, env = "FUNETUN_REPLICA")]
+    pub replica: Option<String>,
 }
 
 /// How to reach an S3-compatible blob store. Unset flags fall back to the
@@ -136,6 +140,9 @@ pub fn run(args: OrchestratorArgs) -> anyhow::Result<()> {
     config.auth.rate_burst = args.rate_burst;
     config.http.max_connections = args.max_connections.max(1);
     config.http.header_read = Duration::from_secs(args.header_timeout_secs.max(1));
+    if let Some(name) = args.replica {
+        config.replica = name;
+    }
     runtime()?
         .block_on(funetun_orchestrator::run(config, shutdown_signal()))
         .context("orchestrator")
@@ -153,9 +160,10 @@ pub struct ApiBenchArgs {
     /// Seconds to measure.
     #[arg(long, env = "FUNETUN_BENCH_SECONDS", default_value_t = 5.0)]
     pub seconds: f64,
-    /// Also measure on PostgreSQL, after SQLite in the same run: a server URL
-    /// whose user may create databases (each run gets a fresh one);
-    /// `scripts/services.sh up DIR` starts a throw-away server.
+    /// Also measure on PostgreSQL, after SQLite in the same run, with one
+    /// replica and then with two: a server URL whose user may create
+    /// databases (each run gets a fresh one); `scripts/services.sh up DIR`
+    /// starts a throw-away server.
     #[arg(long, env = "FUNETUN_BENCH_POSTGRES")]
     pub postgres: Option<String>,
     /// Print one JSON object as the last stdout line.
@@ -166,7 +174,8 @@ pub struct ApiBenchArgs {
 /// Arguments of the load process `funetun bench api-client` (started by `bench api`).
 #[derive(Debug, clap::Args)]
 pub struct ApiClientArgs {
-    /// The orchestrator's URL.
+    /// The orchestrator's URL, or its replicas' separated by commas
+    /// (connection i sends to the i-th, round robin).
     #[arg(long)]
     pub url: String,
     /// The job to lease from.
@@ -188,22 +197,28 @@ pub struct ApiClientArgs {
 pub fn bench_api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let sqlite = measure_api(&args, None).await?;
+        let sqlite = measure_api(&args, None, 1).await?;
         let Some(server) = args.postgres.as_deref() else {
             if args.json {
                 print_json(&sqlite)?;
             }
             return Ok(());
         };
-        let postgres = measure_api(&args, Some(server)).await?;
+        let postgres = measure_api(&args, Some(server), 1).await?;
+        let replicated = measure_api(&args, Some(server), 2).await?;
         let rate = |r: &serde_json::Value| r["requests_per_sec"].as_f64().unwrap_or(0.0);
         let ratio = rate(&postgres) / rate(&sqlite).max(f64::MIN_POSITIVE);
-        eprintln!("PostgreSQL against SQLite in this run: {ratio:.2}x");
+        let ratio_replicas = rate(&replicated) / rate(&sqlite).max(f64::MIN_POSITIVE);
+        eprintln!(
+            "against SQLite in this run: PostgreSQL {ratio:.2}x, PostgreSQL with 2 replicas {ratio_replicas:.2}x"
+        );
         if args.json {
             print_json(&serde_json::json!({
                 "sqlite": sqlite,
                 "postgres": postgres,
+                "postgres_2_replicas": replicated,
                 "ratio": ratio,
+                "ratio_2_replicas": ratio_replicas,
             }))?;
         }
         Ok(())
@@ -211,20 +226,23 @@ pub fn bench_api(args: ApiBenchArgs) -> anyhow::Result<()> {
 }
 
 /// One `bench api` measurement: a fresh chain and orchestrator on SQLite, or
-/// on a fresh database of the PostgreSQL server `postgres`; the load
-/// process's report.
+/// `replicas` orchestrator replicas on a fresh database of the PostgreSQL
+/// server `postgres`; the load process's report.
 async fn measure_api(
     args: &ApiBenchArgs,
     postgres: Option<&str>,
+    replicas: usize,
 ) -> anyhow::Result<serde_json::Value> {
-    let backend = if postgres.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
+    let backend = match (postgres, replicas) {
+        (None, _) => "SQLite".to_string(),
+        (Some(_), 1) => "PostgreSQL".to_string(),
+        (Some(_), n) => format!("PostgreSQL, {n} replicas"),
     };
     let dir = tempfile::tempdir()?;
     let prepared =
-        funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres).await?;
+        funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres, replicas)
+            .await?;
+    let urls: Vec<String> = prepared.replicas.iter().map(|o| o.url()).collect();
     let keys: Vec<String> = prepared.trainers.iter().map(crate::keys::key_hex).collect();
     let exe = std::env::current_exe().context("locating this binary")?;
     let output = tokio::process::Command::new(exe)
@@ -232,7 +250,7 @@ async fn measure_api(
             "bench",
             "api-client",
             "--url",
-            &prepared.orchestrator.url(),
+            &urls.join(","),
             "--job",
             &prepared.job_id.to_string(),
             "--connections",
@@ -265,7 +283,9 @@ async fn measure_api(
         report["p99_ms"].as_f64().unwrap_or(0.0),
         report["errors"],
     );
-    prepared.orchestrator.shutdown().await?;
+    for replica in prepared.replicas {
+        replica.shutdown().await?;
+    }
     prepared.chain.stop().await?;
     Ok(report)
 }

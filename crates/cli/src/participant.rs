@@ -20,7 +20,8 @@ use crate::output::print_json;
 /// Where a participant connects, and as whom.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// Base URL of the orchestrator.
+    /// Base URL of the orchestrator; the URLs of its replicas separated by
+    /// commas to fail over between them.
     #[arg(
         long,
         env = "FUNETUN_ORCHESTRATOR",

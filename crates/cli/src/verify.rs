@@ -717,6 +717,7 @@ mod tests {
             closed_at: None,
             commit_tx: None,
             manifest_hash: None,
+            led_by: None,
         }
     }
 

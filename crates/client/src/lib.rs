@@ -5,6 +5,14 @@
 //! request. Reads are plain GETs. A 204 answer ("nothing to do") is `None`;
 //! a 4xx/5xx is [`ClientError::Api`] with the server's code and detail.
 //!
+//! **Several replicas.** A client may be given several orchestrator URLs
+//! (`http://a:8080,http://b:8080`, replicas of one deployment). It talks to
+//! one at a time; when that one cannot be reached or answers 502, 503 or
+//! 504, the request is signed afresh and sent to the next, each URL at most
+//! once per request, and the client stays with the one that answered.
+//! Every mutating endpoint is idempotent, so a request that reached a
+//! replica that died before answering is safe to send again.
+//!
 //! - [`anchored`]: a job's checkpoints downloaded and checked against the
 //!   hashes committed on-chain, the one way every tool fetches them.
 
@@ -108,12 +116,23 @@ fn root_cause(error: &reqwest::Error) -> String {
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-/// A client bound to one orchestrator URL and (optionally) one key.
+/// A client bound to one orchestrator (one URL, or the URLs of its
+/// replicas) and (optionally) one key.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    bases: std::sync::Arc<[String]>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     http: reqwest::Client,
     signer: Option<PrivateKeySigner>,
+}
+
+/// Whether an answer with `status` means "this replica cannot serve now;
+/// another may".
+fn replica_unavailable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
 }
 
 fn now_secs() -> u64 {
@@ -132,9 +151,20 @@ fn fresh_nonce() -> String {
 }
 
 impl Client {
-    /// A client for the orchestrator at `base_url` (e.g. `http://127.0.0.1:8080`),
-    /// signing with `signer` when given (reads need no key).
+    /// A client for the orchestrator at `base_url` (e.g.
+    /// `http://127.0.0.1:8080`, or several replicas' URLs separated by
+    /// commas), signing with `signer` when given (reads need no key).
     pub fn new(base_url: &str, signer: Option<PrivateKeySigner>) -> Self {
+        let bases: Vec<String> = base_url
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        let bases = if bases.is_empty() {
+            vec![String::new()]
+        } else {
+            bases
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
@@ -145,15 +175,48 @@ impl Client {
             .build()
             .expect("a default HTTP client builds");
         Self {
-            base: base_url.trim_end_matches('/').to_string(),
+            bases: bases.into(),
+            current: Default::default(),
             http,
             signer,
         }
     }
 
-    /// The orchestrator's base URL.
+    /// The base URL of the replica the client talks to now.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.bases[self.current() % self.bases.len()]
+    }
+
+    /// Every replica's base URL, as given.
+    pub fn base_urls(&self) -> &[String] {
+        &self.bases
+    }
+
+    fn current(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves on from replica `from` to the next (unless another request
+    /// has already moved on).
+    fn fail_over(&self, from: usize) {
+        let next = (from + 1) % self.bases.len();
+        if self
+            .current
+            .compare_exchange(
+                from,
+                next,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+            && self.bases.len() > 1
+        {
+            tracing::warn!(
+                from = %self.bases[from],
+                to = %self.bases[next],
+                "the orchestrator replica is unavailable; failing over"
+            );
+        }
     }
 
     /// The signing address, if any.
@@ -161,7 +224,9 @@ impl Client {
         self.signer.as_ref().map(|s| s.address())
     }
 
-    /// Sends one request; signs it when a key is set. Returns the status and body.
+    /// Sends one request; signs it when a key is set. Returns the status
+    /// and body. With several replicas, one that cannot be reached or is
+    /// unavailable is followed by the next (signed afresh).
     pub async fn send_raw(
         &self,
         method: Method,
@@ -169,7 +234,29 @@ impl Client {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(StatusCode, Vec<u8>)> {
-        let url = format!("{}{}", self.base, path_and_query);
+        let mut tries = self.bases.len();
+        loop {
+            let at = self.current() % self.bases.len();
+            let result = self
+                .send_to(at, method.clone(), path_and_query, body.clone(), content_type)
+                .await;
+            tries -= 1;
+            let result = self.after(at, result);
+            if tries == 0 || self.current() % self.bases.len() == at {
+                return result;
+            }
+        }
+    }
+
+    async fn send_to(
+        &self,
+        at: usize,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        let url = format!("{}{}", self.bases[at], path_and_query);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(signer) = &self.signer {
             let auth = sign_request(
@@ -244,6 +331,11 @@ impl Client {
             })
     }
 
+    /// `GET /healthz`: the replica's dependencies and whether it leads.
+    pub async fn health(&self) -> Result<funetun_core::api::Health> {
+        self.get("/healthz").await
+    }
+
     /// `POST /v1/tasks`: leases a task, or `None` when nothing is available.
     pub async fn lease_task(&self, req: &LeaseRequest) -> Result<Option<Task>> {
         self.json(Method::POST, "/v1/tasks", Some(req)).await
@@ -283,12 +375,24 @@ impl Client {
     /// request's signature covers; the server stores the bytes only if
     /// they hash to it.
     pub async fn put_data_file(&self, path: &std::path::Path, hash: B256, len: u64) -> Result<()> {
+        let at = self.current() % self.bases.len();
+        let result = self.put_data_file_to(at, path, hash, len).await;
+        self.after(at, result)
+    }
+
+    async fn put_data_file_to(
+        &self,
+        at: usize,
+        path: &std::path::Path,
+        hash: B256,
+        len: u64,
+    ) -> Result<()> {
         let io = |e: std::io::Error| ClientError::Protocol {
             path: path.display().to_string(),
             detail: format!("cannot read the file: {e}"),
         };
         let path_and_query = format!("/v1/blobs/{hash}?kind=data");
-        let url = format!("{}{}", self.base, path_and_query);
+        let url = format!("{}{}", self.bases[at], path_and_query);
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let mut req = self
             .http
@@ -330,10 +434,38 @@ impl Client {
     pub async fn download_blob(
         &self,
         hash: B256,
+        writer: funetun_core::blobs::BlobWriter,
+    ) -> Result<u64> {
+        let at = self.current() % self.bases.len();
+        let result = self.download_blob_from(at, hash, writer).await;
+        self.after(at, result)
+    }
+
+    /// `result` of a request to replica `at` that cannot be sent again
+    /// from here (a streamed body): moves on to the next replica when that
+    /// one was unavailable, so the caller's retry goes there.
+    fn after<T>(&self, at: usize, result: Result<T>) -> Result<T> {
+        let unavailable = match &result {
+            Err(ClientError::Transport { .. }) => true,
+            Err(ClientError::Api { status, .. }) => {
+                StatusCode::from_u16(*status).is_ok_and(replica_unavailable)
+            }
+            _ => false,
+        };
+        if unavailable {
+            self.fail_over(at);
+        }
+        result
+    }
+
+    async fn download_blob_from(
+        &self,
+        at: usize,
+        hash: B256,
         mut writer: funetun_core::blobs::BlobWriter,
     ) -> Result<u64> {
         let path = format!("/v1/blobs/{hash}");
-        let url = format!("{}{}", self.base, path);
+        let url = format!("{}{}", self.bases[at], path);
         let mut resp =
             self.http
                 .get(&url)

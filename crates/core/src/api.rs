@@ -462,6 +462,9 @@ pub struct RoundInfo {
     /// its hash is on-chain with the checkpoint), once closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_hash: Option<B256>,
+    /// The orchestrator replica whose term as leader closed the round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub led_by: Option<String>,
 }
 
 /// A validator's vote on an update.
@@ -637,6 +640,13 @@ pub struct Health {
     pub chain: DependencyHealth,
     /// The state database.
     pub database: DependencyHealth,
+    /// This replica's name.
+    #[serde(default)]
+    pub replica: String,
+    /// Whether this replica leads (runs the chain watcher and the round
+    /// driver) now; the others serve the API.
+    #[serde(default)]
+    pub leading: bool,
 }
 
 /// One dependency in [`Health`].

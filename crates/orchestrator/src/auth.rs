@@ -9,12 +9,20 @@
 //! nonce never seen (401 `replayed_nonce`); then the body's JSON (400
 //! `bad_json`). Roles are checked by the handlers (403).
 //!
-//! Nonces live in memory for twice the timestamp window and are written to
-//! SQLite on a clean shutdown and read back on start. After a crash they are
-//! lost, so the server refuses every timestamp older than its own start: a
-//! request captured before a crash can only be replayed if it was signed in
-//! the very second the server came back, and every mutating endpoint is
+//! On SQLite (one process), nonces and rate buckets live in memory; nonces
+//! are kept for twice the timestamp window, written to the database on a
+//! clean shutdown and read back on start. After a crash they are lost, so
+//! the server refuses every timestamp older than its own start: a request
+//! captured before a crash can only be replayed if it was signed in the
+//! very second the server came back, and every mutating endpoint is
 //! idempotent, so such a replay changes nothing.
+//!
+//! On PostgreSQL, where several replicas may serve one deployment, both live
+//! in the database ([`crate::store::nonces`]): one statement per request
+//! takes a token from the address's bucket and records the nonce, so a
+//! request accepted by one replica is refused as a replay by every other,
+//! and the rate is the address's across all replicas. They survive a crash
+//! too, so no start-time rule is needed there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +39,7 @@ use serde::de::DeserializeOwned;
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::store::nonces::{Admission, Bucket};
 use crate::util::now_secs;
 
 const SHARDS: usize = 16;
@@ -256,7 +265,7 @@ pub fn too_large(limit: usize) -> Error {
 
 /// Checks a request's signature, freshness, rate and nonce; returns the
 /// signer.
-pub fn authenticate(
+pub async fn authenticate(
     state: &AppState,
     method: &str,
     path_and_query: &str,
@@ -270,11 +279,12 @@ pub fn authenticate(
         auth,
         funetun_core::keccak256(body),
     )
+    .await
 }
 
 /// [`authenticate`] for a body known by its keccak256: a streamed upload
 /// whose bytes are checked against that hash once they have arrived.
-pub fn authenticate_hashed(
+pub async fn authenticate_hashed(
     state: &AppState,
     method: &str,
     path_and_query: &str,
@@ -296,36 +306,55 @@ pub fn authenticate_hashed(
             ),
         ));
     }
-    if auth.timestamp < state.started_at {
-        return Err(Error::unauthorized(
-            "stale_timestamp",
-            format!(
-                "timestamp {} is older than the server's start ({}); sign the request again",
-                auth.timestamp, state.started_at
-            ),
-        ));
-    }
-    if !state.rate.allow(auth.address, Instant::now()) {
-        return Err(Error::refused(
+    let expires = auth.timestamp.max(now) + window + 1;
+    let admission = if state.shared_admission() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let bucket = Bucket {
+            rate: cfg.rate_per_sec,
+            burst: cfg.rate_burst,
+        };
+        state
+            .store
+            .admit(auth.address, &auth.nonce, expires, now, now_ms, bucket)
+            .await?
+    } else {
+        if auth.timestamp < state.started_at {
+            return Err(Error::unauthorized(
+                "stale_timestamp",
+                format!(
+                    "timestamp {} is older than the server's start ({}); sign the request again",
+                    auth.timestamp, state.started_at
+                ),
+            ));
+        }
+        if !state.rate.allow(auth.address, Instant::now()) {
+            Admission::RateLimited
+        } else if !state.nonces.insert(auth.address, &auth.nonce, expires, now) {
+            Admission::Replayed
+        } else {
+            Admission::Admitted
+        }
+    };
+    match admission {
+        Admission::Admitted => Ok(auth.address),
+        Admission::RateLimited => Err(Error::refused(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!(
                 "more than {} requests per second from {}; slow down",
                 cfg.rate_per_sec, auth.address
             ),
-        ));
-    }
-    let expires = auth.timestamp.max(now) + window + 1;
-    if !state.nonces.insert(auth.address, &auth.nonce, expires, now) {
-        return Err(Error::unauthorized(
+        )),
+        Admission::Replayed => Err(Error::unauthorized(
             "replayed_nonce",
             format!(
                 "nonce `{}` was already used by {}; use a fresh nonce per request",
                 auth.nonce, auth.address
             ),
-        ));
+        )),
     }
-    Ok(auth.address)
 }
 
 fn auth_error(e: AuthError) -> Error {
@@ -376,7 +405,7 @@ async fn signed_bytes(state: &Arc<AppState>, req: Request, limit: usize) -> Resu
         return Err(too_large(limit));
     }
     let bytes = read_body(body, limit).await?;
-    let address = authenticate(state, parts.method.as_str(), path, auth, &bytes)?;
+    let address = authenticate(state, parts.method.as_str(), path, auth, &bytes).await?;
     Ok(SignedBytes { address, bytes })
 }
 

@@ -26,12 +26,13 @@ use crate::blobs::BlobLocation;
 use crate::error::{Error, Result};
 use crate::{Config, Orchestrator};
 
-/// A prepared environment: chain, orchestrator, a job, registered trainers.
+/// A prepared environment: chain, orchestrator replicas, a job, registered trainers.
 pub struct Prepared {
     /// The dev chain (kept alive).
     pub chain: DevChain,
-    /// The orchestrator under test.
-    pub orchestrator: Orchestrator,
+    /// The orchestrator under test: one, or replicas on one database
+    /// (in this process, each with its own pools, caches and listener).
+    pub replicas: Vec<Orchestrator>,
     /// The job to lease from.
     pub job_id: u64,
     /// Registered trainer keys.
@@ -39,9 +40,15 @@ pub struct Prepared {
 }
 
 /// Starts a dev chain and an orchestrator (state under `dir`, or in a fresh
-/// database on the PostgreSQL server `postgres`), creates a job and
-/// registers `trainers` trainers (at most 8).
-pub async fn prepare(dir: &Path, trainers: usize, postgres: Option<&str>) -> Result<Prepared> {
+/// database on the PostgreSQL server `postgres`, where `replicas` of it
+/// share the database and the blob directory), creates a job and registers
+/// `trainers` trainers (at most 8).
+pub async fn prepare(
+    dir: &Path,
+    trainers: usize,
+    postgres: Option<&str>,
+    replicas: usize,
+) -> Result<Prepared> {
     let trainers = trainers.clamp(1, 8);
     let chain = DevChain::start(DevChainConfig::default()).await?;
     let accounts = chain.accounts().to_vec();
@@ -68,7 +75,18 @@ pub async fn prepare(dir: &Path, trainers: usize, postgres: Option<&str>) -> Res
     config.poll_interval = Duration::from_millis(50);
     config.auth.rate_per_sec = 1e9;
     config.auth.rate_burst = 1e9;
-    let orchestrator = crate::start(config).await?;
+    let replicas = if postgres.is_some() {
+        replicas.max(1)
+    } else {
+        1
+    };
+    let mut started = Vec::with_capacity(replicas);
+    for i in 0..replicas {
+        let mut config = config.clone();
+        config.replica = format!("replica-{}", i + 1);
+        started.push(crate::start(config).await?);
+    }
+    let orchestrator = &started[0];
     let spec = JobSpec {
         name: "bench-api".into(),
         dataset: funetun_ml::DatasetName::Synthetic(0),
@@ -126,7 +144,7 @@ pub async fn prepare(dir: &Path, trainers: usize, postgres: Option<&str>) -> Res
     }
     Ok(Prepared {
         chain,
-        orchestrator,
+        replicas: started,
         job_id,
         trainers: keys,
     })
@@ -156,8 +174,9 @@ pub struct LoadReport {
 }
 
 /// Sends signed lease requests for `job_id` from `connections` concurrent
-/// connections (connection i signs with `keys[i % len]`) for `duration`,
-/// after a short warm-up.
+/// connections (connection i signs with `keys[i % len]` and sends to the
+/// i-th of the comma-separated `url`s, round robin) for `duration`, after a
+/// short warm-up.
 pub async fn fire(
     url: &str,
     keys: &[PrivateKeySigner],
@@ -175,8 +194,9 @@ pub async fn fire(
         platform: None,
         holding: None,
     };
+    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
     let clients: Vec<Client> = (0..connections)
-        .map(|i| Client::new(url, Some(keys[i % keys.len()].clone())))
+        .map(|i| Client::new(urls[i % urls.len()], Some(keys[i % keys.len()].clone())))
         .collect();
     for client in &clients {
         client.lease_task(&request).await.map_err(client_error)?;

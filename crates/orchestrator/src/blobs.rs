@@ -156,6 +156,17 @@ impl fmt::Display for BlobLocation {
     }
 }
 
+impl BlobLocation {
+    /// The location as `--blobs` takes it: the directory, or
+    /// `s3://bucket/prefix` (the endpoint and keys travel apart).
+    pub fn url(&self) -> String {
+        match self {
+            BlobLocation::Dir(dir) => dir.display().to_string(),
+            BlobLocation::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.prefix),
+        }
+    }
+}
+
 impl From<PathBuf> for BlobLocation {
     fn from(dir: PathBuf) -> Self {
         BlobLocation::Dir(dir)

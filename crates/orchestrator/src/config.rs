@@ -51,6 +51,13 @@ pub struct Config {
     pub spec_retry_max: Duration,
     /// Timeouts, the connection cap and the shutdown grace of the HTTP server.
     pub http: funetun_serve::Limits,
+    /// This replica's name: which replica led a round, in `/healthz` and
+    /// the rounds' records. Replicas of one deployment have distinct names.
+    pub replica: String,
+    /// How long the leader's lease lasts without renewal; it is renewed
+    /// every fifth of it, and a replica takes over a lease that lapsed, so
+    /// a dead leader is replaced within about this time plus a renewal.
+    pub leader_ttl: Duration,
 }
 
 /// Limits on signed requests.
@@ -105,6 +112,8 @@ impl Config {
             reputation_half_life: Duration::from_secs(7 * 24 * 3600),
             spec_retry_max: Duration::from_secs(30),
             http: funetun_serve::Limits::default(),
+            replica: format!("replica-{}", std::process::id()),
+            leader_ttl: Duration::from_secs(5),
         }
     }
 }

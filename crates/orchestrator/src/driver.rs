@@ -27,21 +27,58 @@ use crate::store::rounds::RoundClose;
 use crate::util::{index_text, now_secs};
 use funetun_ml::Architecture as _;
 
-/// Runs [`step`] every poll interval (or sooner when woken) until `shutdown`
-/// turns true.
+/// Runs [`step`] every poll interval (or sooner when woken) while this
+/// replica leads ([`crate::leader`]), each term inside
+/// [`crate::store::fenced`] with its token; waits while another replica
+/// leads; returns when `shutdown` turns true.
 pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    if let Err(e) = backfill_evaluations(&state).await {
+    let mut term = state.leadership.subscribe();
+    loop {
+        let token = loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Some(token) = *term.borrow_and_update() {
+                break token;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = term.changed() => {}
+            }
+        };
+        // Another replica may have sent transactions with the leader's key.
+        state.ledger.forget_nonce().await;
+        crate::store::fenced(token, lead(&state, token, &mut shutdown, &mut term)).await;
+        tracing::info!(term = token, "the term ended; the driver waits to lead again");
+    }
+}
+
+/// The driver's loop during term `token`: returns when the term ends or at
+/// shutdown.
+async fn lead(
+    state: &Arc<AppState>,
+    token: i64,
+    shutdown: &mut watch::Receiver<bool>,
+    term: &mut watch::Receiver<Option<i64>>,
+) {
+    if let Err(e) = backfill_evaluations(state).await {
         tracing::warn!(error = %e, "cannot re-evaluate checkpoints left without test metrics");
     }
     loop {
-        if *shutdown.borrow() {
-            break;
+        if *shutdown.borrow() || *term.borrow_and_update() != Some(token) {
+            return;
         }
-        if let Err(e) = step(&state).await {
-            tracing::warn!(error = %e, "driver step failed; retrying");
+        match step(state).await {
+            Err(Error::Deposed(why)) => {
+                tracing::warn!("a write of the driver was refused: {why}");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "driver step failed; retrying"),
+            Ok(()) => {}
         }
         tokio::select! {
             _ = shutdown.changed() => {}
+            _ = term.changed() => {}
             _ = tokio::time::sleep(state.config.poll_interval) => {}
             _ = state.wake.notified() => {}
         }
@@ -254,9 +291,9 @@ pub async fn commit_checkpoint(
 }
 
 async fn drive_job(state: &Arc<AppState>, job: u64) -> Result<()> {
-    let Some(info) = state.job_info(job) else {
-        return Ok(());
-    };
+    // Active, so its spec is stored (loaded here when another replica's
+    // term started the job).
+    let info = state.job(job).await?;
     let Some(mut js) = job_state(state, &info).await? else {
         return Ok(());
     };
@@ -334,8 +371,7 @@ async fn close_round(
 ) -> Result<()> {
     let job = info.job_id;
     if let Some(inputs) = inputs {
-        let lock = state.job_lock(job);
-        let _guard = lock.lock().await;
+        let _guard = state.lock_job(job).await?;
         let mut tx = state.store.begin().await?;
         if tx.fix_round_inputs(job, round, &inputs).await? {
             tx.commit().await?;
@@ -433,8 +469,7 @@ async fn close_round(
         .await?
         .ok_or_else(|| Error::Inconsistent(format!("job {job} vanished")))?
         .chain_closed();
-    let lock = state.job_lock(job);
-    let _guard = lock.lock().await;
+    let _guard = state.lock_job(job).await?;
     let mut tx = state.store.begin().await?;
     tx.close_round(
         job,
@@ -446,6 +481,7 @@ async fn close_round(
             commit_tx,
             manifest_hash,
             train_loss,
+            led_by: state.config.replica.clone(),
         },
     )
     .await?;
@@ -562,7 +598,7 @@ fn spawn_evaluation(state: Arc<AppState>, info: Arc<JobInfo>, round: u64, flat: 
 async fn backfill_evaluations(state: &Arc<AppState>) -> Result<()> {
     for r in state.store.unevaluated_rounds().await? {
         let (job, round) = (r.job_id, r.round);
-        let Some(info) = state.job_info(job) else {
+        let Ok(info) = state.job(job).await else {
             continue;
         };
         let bytes = state.blob(r.checkpoint_hash).await?;

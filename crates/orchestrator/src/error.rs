@@ -63,6 +63,10 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// This replica's term as leader ended (another replica holds the
+    /// lease now): the write of the old term was refused.
+    #[error("deposed: {0}")]
+    Deposed(String),
 }
 
 impl Error {

@@ -94,5 +94,7 @@ pub async fn check(state: &AppState) -> Health {
         last_block,
         chain,
         database,
+        replica: state.config.replica.clone(),
+        leading: state.leadership.leading(),
     }
 }

@@ -14,6 +14,7 @@
 //! - [`auth`]: signed requests, nonces, the rate limit, the role cache.
 //! - [`scheduler`]: the pure state machine of leases and rounds ([`scheduler::tick`]).
 //! - [`driver`]: the async loop applying the scheduler's actions to the store and the chain.
+//! - [`leader`]: the election that lets one replica at a time run the driver.
 //! - [`watcher`]: contract events into the store, exactly once.
 //! - [`rounds`]: θ₀, aggregation with the job's rule and outer optimizer, evaluation.
 //! - [`guard`]: the checks on a reported delta (known hash, norm, loss probe).
@@ -44,6 +45,7 @@ pub mod error;
 pub mod graph;
 pub mod guard;
 pub mod health;
+pub mod leader;
 pub mod replay;
 pub mod reputation;
 pub mod rounds;
@@ -78,6 +80,7 @@ pub struct Orchestrator {
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     driver: Option<JoinHandle<()>>,
+    campaign: Option<JoinHandle<()>>,
 }
 
 /// Opens the state, binds the listener and starts the server and driver.
@@ -97,14 +100,16 @@ pub async fn start(config: Config) -> Result<Orchestrator> {
             let _ = server_rx.wait_for(|stop| *stop).await;
         },
     ));
+    let campaign = tokio::spawn(leader::campaign(state.clone(), rx.clone()));
     let driver = tokio::spawn(driver::run(state.clone(), rx));
-    tracing::info!(%addr, leader = %state.address, contract = %state.config.contract, "orchestrator listening");
+    tracing::info!(%addr, leader = %state.address, contract = %state.config.contract, replica = %state.config.replica, "orchestrator listening");
     Ok(Orchestrator {
         addr,
         state,
         stop,
         server: Some(server),
         driver: Some(driver),
+        campaign: Some(campaign),
     })
 }
 
@@ -132,6 +137,11 @@ impl Orchestrator {
         self.state.address
     }
 
+    /// Whether this replica leads now (runs the chain watcher and driver).
+    pub fn leading(&self) -> bool {
+        self.state.leadership.leading()
+    }
+
     /// The shared state (for tests and embedding).
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
@@ -147,6 +157,10 @@ impl Orchestrator {
         if let Some(driver) = self.driver.take() {
             driver.await?;
         }
+        // Gives the lease up once the driver has stopped.
+        if let Some(campaign) = self.campaign.take() {
+            campaign.await?;
+        }
         self.state.flush().await?;
         self.state.store.close().await;
         Ok(())
@@ -160,6 +174,9 @@ impl Drop for Orchestrator {
         }
         if let Some(driver) = self.driver.take() {
             driver.abort();
+        }
+        if let Some(campaign) = self.campaign.take() {
+            campaign.abort();
         }
     }
 }

@@ -109,6 +109,17 @@ impl JobInfo {
     }
 }
 
+/// A job of the database resolved; a spec that no longer resolves is an
+/// inconsistency (it was checked when the job started).
+fn resolve_stored(row: crate::store::jobs::StoredSpec) -> Result<JobInfo> {
+    let job_id = crate::store::to_u64(row.job_id);
+    let spec = JobSpec::from_toml(&row.spec)
+        .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
+    let quorum = u32::try_from(row.quorum).unwrap_or(0);
+    JobInfo::resolve(job_id, spec, quorum, row.secret)
+        .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))
+}
+
 /// Refuses a rule that cannot work with the updates a round of `spec` is
 /// built from (`krum:100` with 4 shards): every round would fall back to
 /// the mean, which is not what the owner asked for.
@@ -142,6 +153,31 @@ pub fn blob_limit(model: Model) -> usize {
     model.decode_limits().max_bytes
 }
 
+/// A lock held in this process and, on PostgreSQL, across replicas; released
+/// when dropped.
+#[derive(Debug)]
+pub struct Exclusive {
+    // Dropped first: the database lock goes before the local one, so the
+    // next local holder does not wait on it.
+    _db: Option<crate::store::HeldLock>,
+    _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Exclusive {
+    async fn take(
+        local: Arc<tokio::sync::Mutex<()>>,
+        store: &Store,
+        key: i64,
+    ) -> Result<Exclusive> {
+        let local = local.lock_owned().await;
+        let db = store.hold(key).await?;
+        Ok(Exclusive {
+            _db: db,
+            _local: local,
+        })
+    }
+}
+
 /// Shared state of the service.
 pub struct AppState {
     /// The configuration.
@@ -162,10 +198,13 @@ pub struct AppState {
     pub decision_timeout: u64,
     /// Unix second the service started (older request timestamps are refused).
     pub started_at: u64,
-    /// Nonces seen.
+    /// Nonces seen (SQLite: in memory; PostgreSQL: in the database, which
+    /// every replica shares).
     pub nonces: NonceStore,
-    /// Per-address rate limit.
+    /// Per-address rate limit (in memory or in the database, as nonces).
     pub rate: RateLimiter,
+    /// This replica's part in the leader election.
+    pub leadership: crate::leader::Leadership,
     /// On-chain roles.
     pub roles: RoleCache,
     /// Message counts for `/graph`, flushed to SQLite every tick.
@@ -176,8 +215,8 @@ pub struct AppState {
     pub max_blob_bytes: usize,
     /// Wakes the driver early (a report or vote arrived).
     pub wake: Notify,
-    /// Serialises validation assignments.
-    pub assign_lock: tokio::sync::Mutex<()>,
+    /// Serialises validation assignments in this process ([`AppState::lock_assignments`]).
+    assign_lock: Arc<tokio::sync::Mutex<()>>,
     /// The last view of the chain, for `/healthz` and outage answers.
     pub chain_seen: crate::health::ChainSeen,
     jobs: Mutex<HashMap<u64, Arc<JobInfo>>>,
@@ -257,9 +296,10 @@ impl AppState {
             graph: GraphBuffer::default(),
             chain_seen: crate::health::ChainSeen::default(),
             nonces: NonceStore::default(),
+            leadership: crate::leader::Leadership::new(&config.replica),
             started_at: now_secs(),
             wake: Notify::new(),
-            assign_lock: tokio::sync::Mutex::new(()),
+            assign_lock: Arc::default(),
             jobs: Mutex::default(),
             job_locks: Mutex::default(),
             datasets: Mutex::default(),
@@ -280,7 +320,16 @@ impl AppState {
         Ok(Arc::new(state))
     }
 
+    /// Whether nonces and rate buckets live in the database, shared by
+    /// every replica (PostgreSQL), rather than in this process (SQLite).
+    pub fn shared_admission(&self) -> bool {
+        self.store.backend() == crate::store::Backend::Postgres
+    }
+
     async fn load_nonces(&self) -> Result<()> {
+        if self.shared_admission() {
+            return Ok(());
+        }
         let now = now_secs();
         for (address, nonce, expires_at) in self.store.take_nonces(now).await? {
             self.nonces.insert(address, &nonce, expires_at, now);
@@ -290,13 +339,7 @@ impl AppState {
 
     async fn load_jobs(&self) -> Result<()> {
         for row in self.store.stored_specs().await? {
-            let job_id = crate::store::to_u64(row.job_id);
-            let spec = JobSpec::from_toml(&row.spec)
-                .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
-            let quorum = u32::try_from(row.quorum).unwrap_or(0);
-            let info = JobInfo::resolve(job_id, spec, quorum, row.secret)
-                .map_err(|e| Error::Inconsistent(format!("stored spec of job {job_id}: {e}")))?;
-            self.put_job(Arc::new(info));
+            self.put_job(Arc::new(resolve_stored(row)?));
         }
         Ok(())
     }
@@ -319,9 +362,15 @@ impl AppState {
     }
 
     /// A job with its spec resolved, or 404 `unknown_job` / 409 when it has
-    /// no usable spec.
+    /// no usable spec. A job this replica has not seen yet (another
+    /// replica's driver started it) is read from the database.
     pub async fn job(&self, job_id: u64) -> Result<Arc<JobInfo>> {
         if let Some(info) = self.job_info(job_id) {
+            return Ok(info);
+        }
+        if let Some(row) = self.store.stored_spec(job_id).await? {
+            let info = Arc::new(resolve_stored(row)?);
+            self.put_job(info.clone());
             return Ok(info);
         }
         match self.store.job_status(job_id).await? {
@@ -351,14 +400,27 @@ impl AppState {
             .map(|(status, _)| status))
     }
 
-    /// The lock serialising lease decisions and round changes of one job.
-    pub fn job_lock(&self, job_id: u64) -> Arc<tokio::sync::Mutex<()>> {
-        self.job_locks
+    /// Takes the lock serialising lease decisions and round changes of one
+    /// job: in this process, and across replicas through the database.
+    pub async fn lock_job(&self, job_id: u64) -> Result<Exclusive> {
+        let local = self
+            .job_locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(job_id)
             .or_default()
-            .clone()
+            .clone();
+        Exclusive::take(local, &self.store, crate::store::job_lock_key(job_id)).await
+    }
+
+    /// Takes the lock serialising validation assignments (across replicas too).
+    pub async fn lock_assignments(&self) -> Result<Exclusive> {
+        Exclusive::take(
+            self.assign_lock.clone(),
+            &self.store,
+            crate::store::ASSIGN_LOCK,
+        )
+        .await
     }
 
     /// The compute pool for evaluation.
@@ -453,9 +515,12 @@ impl AppState {
         Ok(info.space.full_weights(frozen.as_deref(), flat)?)
     }
 
-    /// Writes buffered counters and live nonces to the store.
+    /// Writes buffered counters and (SQLite) live nonces to the store.
     pub async fn flush(&self) -> Result<()> {
         crate::graph::flush(self).await?;
+        if self.shared_admission() {
+            return Ok(());
+        }
         let live = self.nonces.live(now_secs());
         self.store.save_nonces(&live).await
     }

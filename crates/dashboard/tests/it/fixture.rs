@@ -347,6 +347,7 @@ fn open_round(t: u64, now: u64) -> RoundInfo {
         closed_at: None,
         commit_tx: None,
         manifest_hash: None,
+        led_by: None,
     }
 }
 

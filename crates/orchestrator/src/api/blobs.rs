@@ -176,7 +176,7 @@ async fn put_data(st: &Arc<AppState>, hash: B256, req: Request) -> Result<Respon
         .unwrap_or_else(|| parts.uri.path());
     // The signature covers the body's hash, which must be the blob's name;
     // the bytes are checked against it as they arrive.
-    let address = authenticate_hashed(st, parts.method.as_str(), path, auth, hash)?;
+    let address = authenticate_hashed(st, parts.method.as_str(), path, auth, hash).await?;
     st.graph.record(
         Node::Peer(address, NodeKind::Owner),
         Node::Orchestrator,

@@ -84,8 +84,7 @@ pub async fn lease(
     if status != Some(JobStatus::Active) {
         return Ok(LeaseOutcome::Nothing);
     }
-    let lock = state.job_lock(req.job_id);
-    let _guard = lock.lock().await;
+    let _guard = state.lock_job(req.job_id).await?;
     let Some(mut js) = super::jobs::job_state(state, &info).await? else {
         return Ok(LeaseOutcome::Nothing);
     };

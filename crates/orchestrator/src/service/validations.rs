@@ -22,10 +22,10 @@ pub async fn next(
     if let Some(job) = req.job_id {
         state.job(job).await?;
     }
-    let _guard = state.assign_lock.lock().await;
+    let _guard = state.lock_assignments().await?;
     let mut candidates = Vec::new();
     for c in state.store.checkable(validator, req.job_id).await? {
-        let Some(info) = state.job_info(c.job_id) else {
+        let Ok(info) = state.job(c.job_id).await else {
             continue;
         };
         let (voters, leading) = tally(&c.votes);

@@ -236,6 +236,18 @@ impl Store {
         .await?)
     }
 
+    /// The stored spec of one job, as [`Store::stored_specs`] lists them.
+    pub async fn stored_spec(&self, job_id: u64) -> Result<Option<StoredSpec>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, spec, quorum, secret FROM jobs
+             WHERE job_id = $1 AND spec IS NOT NULL AND status != $2",
+        )
+        .bind(to_db(job_id))
+        .bind(JobStatus::Invalid.as_str())
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
     /// Jobs in `status`, by id; pending jobs only once their next spec try is due at `now`.
     pub async fn jobs_in(&self, status: JobStatus, now: u64) -> Result<Vec<u64>> {
         let ids: Vec<i64> = sqlx::query_scalar(
@@ -269,33 +281,36 @@ impl Store {
 
     /// Counts a failed look for the spec blob; the next is due at `next_try`.
     pub async fn spec_missing(&self, job_id: u64, attempts: u32, next_try: u64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET spec_attempts = $1, next_spec_try = $2 WHERE job_id = $3")
+        self.write_one(
+sqlx::query("UPDATE jobs SET spec_attempts = $1, next_spec_try = $2 WHERE job_id = $3")
             .bind(i64::from(attempts))
             .bind(to_db(next_try))
-            .bind(to_db(job_id))
-            .execute(&self.write)
-            .await?;
+            .bind(to_db(job_id)),
+        )
+        .await?;
         Ok(())
     }
 
     /// Marks the job invalid with `reason`.
     pub async fn mark_invalid(&self, job_id: u64, reason: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = $1, reason = $2 WHERE job_id = $3")
+        self.write_one(
+sqlx::query("UPDATE jobs SET status = $1, reason = $2 WHERE job_id = $3")
             .bind(JobStatus::Invalid.as_str())
             .bind(reason)
-            .bind(to_db(job_id))
-            .execute(&self.write)
-            .await?;
+            .bind(to_db(job_id)),
+        )
+        .await?;
         Ok(())
     }
 
     /// Sets the job's status.
     pub async fn set_job_status(&self, job_id: u64, status: JobStatus) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = $1 WHERE job_id = $2")
+        self.write_one(
+sqlx::query("UPDATE jobs SET status = $1 WHERE job_id = $2")
             .bind(status.as_str())
-            .bind(to_db(job_id))
-            .execute(&self.write)
-            .await?;
+            .bind(to_db(job_id)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -311,12 +326,13 @@ impl Store {
 
     /// Stores the chain's remaining deposit and slashes credited to the job.
     pub async fn set_job_totals(&self, job_id: u64, remaining: U256, slashed: U256) -> Result<()> {
-        sqlx::query("UPDATE jobs SET remaining_wei = $1, slashed_wei = $2 WHERE job_id = $3")
+        self.write_one(
+sqlx::query("UPDATE jobs SET remaining_wei = $1, slashed_wei = $2 WHERE job_id = $3")
             .bind(remaining.to_string())
             .bind(slashed.to_string())
-            .bind(to_db(job_id))
-            .execute(&self.write)
-            .await?;
+            .bind(to_db(job_id)),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! - [`participants`]: everyone heard of, their money, counts and points.
 //! - [`nonces`]: nonces of signed requests kept across a clean restart.
 //! - [`graph`]: the `/graph` counters.
+//! - [`leadership`]: which replica leads, and the fencing token of its term.
 //!
 //! Two backends behind one implementation of these methods, through sqlx's
 //! `Any` driver: the SQL is the dialect SQLite and PostgreSQL share
@@ -32,9 +33,17 @@
 //!   (replica) runs them; reads never wait for it.
 //!
 //! Every state change is one transaction.
+//!
+//! **Fencing.** The chain watcher and the round driver run only on the
+//! leading replica, inside [`fenced`] with the token of its term. Every
+//! write transaction begun there re-reads the lease's token right after
+//! taking the write lock and is refused ([`Error::Deposed`]) when another
+//! term has begun, so a leader that was paused past its lease (a long GC,
+//! a stopped VM) cannot write once a successor has taken over.
 
 pub mod graph;
 pub mod jobs;
+pub mod leadership;
 pub mod meta;
 pub mod nonces;
 pub mod participants;
@@ -55,9 +64,42 @@ use crate::error::{Error, Result};
 /// holds (`pg_advisory_xact_lock`): ASCII "funetun" as a number.
 pub const WRITE_LOCK: i64 = 0x0066_756e_6574_756e;
 
+/// The PostgreSQL advisory lock of validation assignments ([`Store::hold`]).
+pub const ASSIGN_LOCK: i64 = 0x4100_0000_0000_0000;
+
+/// The PostgreSQL advisory lock of job `job`'s lease decisions and round
+/// changes ([`Store::hold`]).
+pub fn job_lock_key(job: u64) -> i64 {
+    0x4a00_0000_0000_0000 | to_db(job & 0x00ff_ffff_ffff_ffff)
+}
+
+/// A lock held across replicas until dropped (an open PostgreSQL
+/// transaction holding a transaction-scoped advisory lock; dropping it
+/// rolls the transaction back, which releases the lock).
+#[derive(Debug)]
+pub struct HeldLock {
+    _tx: Transaction<'static, Any>,
+}
+
 /// How long a request waits for a database connection before it is
 /// answered `503 database_unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    /// The fencing token of the leader's term the current task runs in.
+    static FENCE: i64;
+}
+
+/// Runs `work` as part of the leader's term `token`: every write
+/// transaction it begins checks that the term has not ended.
+pub async fn fenced<F: std::future::Future>(token: i64, work: F) -> F::Output {
+    FENCE.scope(token, work).await
+}
+
+/// The token of the term the current task runs in, if any.
+pub fn current_term() -> Option<i64> {
+    FENCE.try_with(|t| *t).ok()
+}
 
 /// Which database engine a [`Store`] runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,8 +207,10 @@ impl Store {
     async fn open_postgres(url: &str) -> Result<Store> {
         let options = AnyConnectOptions::from_str(url)
             .map_err(|e| Error::Config(format!("database URL `{}`: {e}", redact(url))))?;
+        // Enough for the readers and writers of the API and the driver, and
+        // one connection per job whose lease decision holds its lock.
         let pool = AnyPoolOptions::new()
-            .max_connections(8)
+            .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
@@ -184,8 +228,18 @@ impl Store {
         self.backend
     }
 
-    /// Starts a write transaction.
+    /// Starts a write transaction; inside a leader's term ([`fenced`]),
+    /// one that is refused when the term has ended.
     pub async fn begin(&self) -> Result<StoreTx> {
+        let mut tx = self.begin_unfenced().await?;
+        if let Some(token) = current_term() {
+            tx.check_fence(token).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Starts a write transaction whatever the term (the election itself).
+    async fn begin_unfenced(&self) -> Result<StoreTx> {
         let mut tx = self.write.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -194,6 +248,34 @@ impl Store {
                 .await?;
         }
         Ok(StoreTx { tx })
+    }
+
+    /// On PostgreSQL, waits for and holds the advisory lock `key`, which
+    /// every replica's holders of the same key exclude each other by; on
+    /// SQLite (one process, whose callers also hold an in-process lock)
+    /// nothing.
+    pub async fn hold(&self, key: i64) -> Result<Option<HeldLock>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut tx = self.write.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(Some(HeldLock { _tx: tx }))
+    }
+
+    /// Runs one statement as a write transaction of its own (fenced like
+    /// any other); returns the rows it changed.
+    async fn write_one<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let done = query.execute(tx.conn()).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// Closes both pools.

@@ -65,6 +65,7 @@ struct RawRoundInfo {
     closed_at: Option<i64>,
     commit_tx: Option<String>,
     manifest_hash: Option<String>,
+    led_by: Option<String>,
     leased: i64,
     submitted: i64,
     replayed: i64,
@@ -99,6 +100,8 @@ pub struct RoundClose {
     pub manifest_hash: B256,
     /// Mean reported training loss of the inputs.
     pub train_loss: Option<f64>,
+    /// The replica whose term closed it.
+    pub led_by: String,
 }
 
 impl Store {
@@ -129,14 +132,15 @@ impl Store {
 
     /// Moves an open round's deadline.
     pub async fn extend_round(&self, job_id: u64, round: u64, deadline: u64) -> Result<()> {
-        sqlx::query(
+        self.write_one(
+sqlx::query(
             "UPDATE rounds SET deadline = $1 WHERE job_id = $2 AND round = $3 AND status = $4",
         )
         .bind(to_db(deadline))
         .bind(to_db(job_id))
         .bind(to_db(round))
-        .bind(RoundStatus::Open.as_str())
-        .execute(&self.write)
+        .bind(RoundStatus::Open.as_str()),
+        )
         .await?;
         Ok(())
     }
@@ -226,6 +230,7 @@ impl Store {
         let rows: Vec<RawRoundInfo> = sqlx::query_as(
             "SELECT r.round, r.status, r.base_hash, r.checkpoint_hash, r.test_loss, r.test_accuracy,
                     r.sample, r.train_loss, r.opened_at, r.closed_at, r.commit_tx, r.manifest_hash,
+                    r.led_by,
                     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = r.job_id AND t.round = r.round) AS leased,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round) AS submitted,
                     (SELECT COUNT(*) FROM updates u WHERE u.job_id = r.job_id AND u.round = r.round AND u.replay = 1) AS replayed,
@@ -260,6 +265,7 @@ impl Store {
                     closed_at: r.closed_at.map(to_u64),
                     commit_tx: r.commit_tx.as_deref().map(parse_hash).transpose()?,
                     manifest_hash: r.manifest_hash.as_deref().map(parse_hash).transpose()?,
+                    led_by: r.led_by,
                 })
             })
             .collect()
@@ -335,8 +341,8 @@ impl StoreTx {
     pub async fn close_round(&mut self, job_id: u64, round: u64, close: &RoundClose) -> Result<()> {
         sqlx::query(
             "UPDATE rounds SET status = $1, checkpoint_hash = $2, outer_state = $3, manifest_hash = $4,
-             closed_at = $5, commit_tx = COALESCE($6, commit_tx), train_loss = $7
-             WHERE job_id = $8 AND round = $9",
+             closed_at = $5, commit_tx = COALESCE($6, commit_tx), train_loss = $7, led_by = $8
+             WHERE job_id = $9 AND round = $10",
         )
         .bind(RoundStatus::Closed.as_str())
         .bind(hash_text(close.checkpoint_hash))
@@ -345,6 +351,7 @@ impl StoreTx {
         .bind(to_db(close.closed_at))
         .bind(close.commit_tx.map(hash_text))
         .bind(close.train_loss)
+        .bind(&close.led_by)
         .bind(to_db(job_id))
         .bind(to_db(round))
         .execute(self.conn())
