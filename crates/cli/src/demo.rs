@@ -784,7 +784,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
             "--replicas {n}: run 1 to 8 orchestrator replicas"
         );
         anyhow::ensure!(
-            args.db.as_deref().is_some_and(|db| !db.starts_with("sqlite:")),
+            args.db
+                .as_deref()
+                .is_some_and(|db| !db.starts_with("sqlite:")),
             "--replicas needs --db postgres://…: replicas share one PostgreSQL database \
              (`scripts/services.sh up DIR` starts a throw-away one)"
         );

@@ -240,8 +240,7 @@ async fn measure_api(
     };
     let dir = tempfile::tempdir()?;
     let prepared =
-        funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres, replicas)
-            .await?;
+        funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres, replicas).await?;
     let urls: Vec<String> = prepared.replicas.iter().map(|o| o.url()).collect();
     let keys: Vec<String> = prepared.trainers.iter().map(crate::keys::key_hex).collect();
     let exe = std::env::current_exe().context("locating this binary")?;

@@ -238,7 +238,13 @@ impl Client {
         loop {
             let at = self.current() % self.bases.len();
             let result = self
-                .send_to(at, method.clone(), path_and_query, body.clone(), content_type)
+                .send_to(
+                    at,
+                    method.clone(),
+                    path_and_query,
+                    body.clone(),
+                    content_type,
+                )
                 .await;
             tries -= 1;
             let result = self.after(at, result);

@@ -49,7 +49,10 @@ pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         // Another replica may have sent transactions with the leader's key.
         state.ledger.forget_nonce().await;
         crate::store::fenced(token, lead(&state, token, &mut shutdown, &mut term)).await;
-        tracing::info!(term = token, "the term ended; the driver waits to lead again");
+        tracing::info!(
+            term = token,
+            "the term ended; the driver waits to lead again"
+        );
     }
 }
 

@@ -108,7 +108,11 @@ pub async fn campaign(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>)
                 seize = false;
                 renewed = Instant::now();
                 if me.term() != Some(token) {
-                    tracing::info!(replica = me.name(), term = token, "leading: this replica runs the chain watcher and the round driver");
+                    tracing::info!(
+                        replica = me.name(),
+                        term = token,
+                        "leading: this replica runs the chain watcher and the round driver"
+                    );
                     me.set(Some(token));
                 }
             }

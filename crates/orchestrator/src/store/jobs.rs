@@ -282,10 +282,10 @@ impl Store {
     /// Counts a failed look for the spec blob; the next is due at `next_try`.
     pub async fn spec_missing(&self, job_id: u64, attempts: u32, next_try: u64) -> Result<()> {
         self.write_one(
-sqlx::query("UPDATE jobs SET spec_attempts = $1, next_spec_try = $2 WHERE job_id = $3")
-            .bind(i64::from(attempts))
-            .bind(to_db(next_try))
-            .bind(to_db(job_id)),
+            sqlx::query("UPDATE jobs SET spec_attempts = $1, next_spec_try = $2 WHERE job_id = $3")
+                .bind(i64::from(attempts))
+                .bind(to_db(next_try))
+                .bind(to_db(job_id)),
         )
         .await?;
         Ok(())
@@ -294,10 +294,10 @@ sqlx::query("UPDATE jobs SET spec_attempts = $1, next_spec_try = $2 WHERE job_id
     /// Marks the job invalid with `reason`.
     pub async fn mark_invalid(&self, job_id: u64, reason: &str) -> Result<()> {
         self.write_one(
-sqlx::query("UPDATE jobs SET status = $1, reason = $2 WHERE job_id = $3")
-            .bind(JobStatus::Invalid.as_str())
-            .bind(reason)
-            .bind(to_db(job_id)),
+            sqlx::query("UPDATE jobs SET status = $1, reason = $2 WHERE job_id = $3")
+                .bind(JobStatus::Invalid.as_str())
+                .bind(reason)
+                .bind(to_db(job_id)),
         )
         .await?;
         Ok(())
@@ -306,9 +306,9 @@ sqlx::query("UPDATE jobs SET status = $1, reason = $2 WHERE job_id = $3")
     /// Sets the job's status.
     pub async fn set_job_status(&self, job_id: u64, status: JobStatus) -> Result<()> {
         self.write_one(
-sqlx::query("UPDATE jobs SET status = $1 WHERE job_id = $2")
-            .bind(status.as_str())
-            .bind(to_db(job_id)),
+            sqlx::query("UPDATE jobs SET status = $1 WHERE job_id = $2")
+                .bind(status.as_str())
+                .bind(to_db(job_id)),
         )
         .await?;
         Ok(())
@@ -327,10 +327,10 @@ sqlx::query("UPDATE jobs SET status = $1 WHERE job_id = $2")
     /// Stores the chain's remaining deposit and slashes credited to the job.
     pub async fn set_job_totals(&self, job_id: u64, remaining: U256, slashed: U256) -> Result<()> {
         self.write_one(
-sqlx::query("UPDATE jobs SET remaining_wei = $1, slashed_wei = $2 WHERE job_id = $3")
-            .bind(remaining.to_string())
-            .bind(slashed.to_string())
-            .bind(to_db(job_id)),
+            sqlx::query("UPDATE jobs SET remaining_wei = $1, slashed_wei = $2 WHERE job_id = $3")
+                .bind(remaining.to_string())
+                .bind(slashed.to_string())
+                .bind(to_db(job_id)),
         )
         .await?;
         Ok(())

@@ -133,13 +133,13 @@ impl Store {
     /// Moves an open round's deadline.
     pub async fn extend_round(&self, job_id: u64, round: u64, deadline: u64) -> Result<()> {
         self.write_one(
-sqlx::query(
-            "UPDATE rounds SET deadline = $1 WHERE job_id = $2 AND round = $3 AND status = $4",
-        )
-        .bind(to_db(deadline))
-        .bind(to_db(job_id))
-        .bind(to_db(round))
-        .bind(RoundStatus::Open.as_str()),
+            sqlx::query(
+                "UPDATE rounds SET deadline = $1 WHERE job_id = $2 AND round = $3 AND status = $4",
+            )
+            .bind(to_db(deadline))
+            .bind(to_db(job_id))
+            .bind(to_db(round))
+            .bind(RoundStatus::Open.as_str()),
         )
         .await?;
         Ok(())

@@ -9,6 +9,7 @@ mod handlers;
 mod holes;
 mod outage;
 mod pg_outage;
+mod replicas;
 mod restart;
 mod s3;
 mod schema;
