@@ -133,6 +133,9 @@ pub struct Store {
     read: AnyPool,
     /// Writes: SQLite's single writer, or PostgreSQL's one pool.
     write: AnyPool,
+    /// PostgreSQL: the connections that record nonces and rate buckets,
+    /// with `synchronous_commit` off ([`nonces`]).
+    admit: Option<AnyPool>,
     backend: Backend,
 }
 
@@ -200,6 +203,7 @@ impl Store {
         Ok(Store {
             read,
             write,
+            admit: None,
             backend: Backend::Sqlite,
         })
     }
@@ -212,13 +216,27 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         // Replicas starting together migrate one at a time.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // One statement per signed request records its nonce: committed
+        // without waiting for the WAL flush (`nonces` says why that is safe).
+        let admit = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = off").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
         Ok(Store {
             read: pool.clone(),
             write: pool,
+            admit: Some(admit),
             backend: Backend::Postgres,
         })
     }
@@ -278,10 +296,13 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Closes both pools.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+        if let Some(admit) = &self.admit {
+            admit.close().await;
+        }
     }
 }
 

@@ -1,5 +1,16 @@
 //! The `nonces` table: nonces of signed requests still inside the timestamp
-//! window, saved on a clean shutdown and loaded (then cleared) on start.
+//! window. SQLite (one process, nonces in memory): saved on a clean
+//! shutdown and loaded (then cleared) on start. PostgreSQL (replicas):
+//! recorded by every request, with the `rate_buckets`, in one statement
+//! ([`Store::admit`]).
+//!
+//! That statement commits with `synchronous_commit` off: it does not wait
+//! for the WAL flush, which would cost a disk sync per request. PostgreSQL
+//! applies such commits in order and loses at most the last fraction of a
+//! second of them if the server itself crashes; a request whose nonce was
+//! lost that way could be replayed once, within its timestamp window, and
+//! every mutating endpoint is idempotent, so the replay changes nothing
+//! (the same reasoning as a SQLite orchestrator's nonces after a crash).
 
 use alloy_primitives::Address;
 
@@ -114,7 +125,7 @@ impl Store {
         .bind(bucket.rate)
         .bind(to_db(now_ms))
         .bind(to_db(now))
-        .fetch_one(&self.write)
+        .fetch_one(self.admit.as_ref().unwrap_or(&self.write))
         .await?;
         Ok(match (allowed, fresh) {
             (0, _) => Admission::RateLimited,
