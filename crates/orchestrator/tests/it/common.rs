@@ -293,7 +293,8 @@ pub async fn train_one(client: &Client, ledger: &Ledger, job: u64, data: &Datase
     {
         Ok(Some(task)) => task,
         Ok(None) => return None,
-        Err(e) if e.code() == Some("job_closed") => return None,
+        // Not started yet (the leader's driver has not seen it), or over.
+        Err(e) if matches!(e.code(), Some("job_not_started" | "job_closed")) => return None,
         Err(e) => panic!("lease: {e}"),
     };
     let base = client.get_blob(task.base_hash).await.unwrap();

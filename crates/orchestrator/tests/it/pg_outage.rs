@@ -1,8 +1,10 @@
-//! PostgreSQL stopped for 20 s under a running job: every request that needs
-//! the database is answered 503 `database_unavailable` in the API's JSON
-//! shape, `/healthz` names the database, and when the server comes back on
-//! its data directory the orchestrator recovers without a restart, the job
-//! goes on and nothing stored before the outage is lost.
+//! PostgreSQL stopped for 20 s under a running job served by two replicas:
+//! every request that needs the database is answered 503
+//! `database_unavailable` in the API's JSON shape by either replica (a
+//! client given both tries both), `/healthz` names the database, and when
+//! the server comes back on its data directory the replicas recover without
+//! a restart, one of them leads again, the job goes on and nothing stored
+//! before the outage is lost.
 //!
 //! The test runs its own throw-away cluster (`scripts/services.sh`), since
 //! it stops it; the test command's PostgreSQL pass runs it.
@@ -44,8 +46,14 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     let env = Env::new().await;
     let mut config = env.config();
     config.db_url = fresh_postgres_database(&server, "outage").await.unwrap();
-    let orchestrator = funetun_orchestrator::start(config).await.unwrap();
-    let url = orchestrator.url();
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let mut config = config.clone();
+        config.replica = name.into();
+        replicas.push(funetun_orchestrator::start(config).await.unwrap());
+    }
+    let urls: Vec<String> = replicas.iter().map(|o| o.url()).collect();
+    let url = urls[0].clone();
     let owner = Client::new(&url, Some(env.keys[0].clone()));
     owner
         .put_spec(tiny_spec(0.0).to_toml().into_bytes())
@@ -62,13 +70,16 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     // The server stops: reads, signed writes and health all say so.
     services("down", &svc, "");
     let stopped = tokio::time::Instant::now();
-    let (status, body) = status_and_body(&format!("{url}/v1/jobs")).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("database_unavailable")),
-        "{body}"
-    );
-    let second = Client::new(&url, Some(env.keys[3].clone()));
+    for url in &urls {
+        let (status, body) = status_and_body(&format!("{url}/v1/jobs")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("database_unavailable")),
+            "{url}: {body}"
+        );
+    }
+    // A trainer that knows both replicas tries both, and is told why.
+    let second = Client::new(&urls.join(","), Some(env.keys[3].clone()));
     match second.lease_task(&crate::common::lease_request(job)).await {
         Err(ClientError::Api { status, code, .. }) => {
             assert_eq!((status, code.as_str()), (503, "database_unavailable"));
@@ -82,16 +93,18 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
 
     // It comes back on its data directory and port.
     services("up", &svc, "postgres");
-    loop {
-        let (status, health) = status_and_body(&format!("{url}/healthz")).await;
-        if status == 200 {
-            break;
+    for url in &urls {
+        loop {
+            let (status, health) = status_and_body(&format!("{url}/healthz")).await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline + OUTAGE,
+                "{url}: health never recovered: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline + OUTAGE,
-            "health never recovered: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // What was stored before is there; the job takes the second update and
@@ -102,6 +115,15 @@ async fn a_postgres_outage_is_answered_503_and_the_job_goes_on_after_it() {
     let deadline = tokio::time::Instant::now() + GUARD;
     train_until_leased(&second, &env.ledger(3), job, &data, deadline).await;
     wait_first_round_closed(&owner, job, deadline).await;
-    orchestrator.shutdown().await.unwrap();
+    // The round was closed by a leader elected after the outage; one leads.
+    let mut leading = 0;
+    for url in &urls {
+        let (_, health) = status_and_body(&format!("{url}/healthz")).await;
+        leading += usize::from(health["leading"] == true);
+    }
+    assert_eq!(leading, 1, "one replica leads after the outage");
+    for replica in replicas {
+        replica.shutdown().await.unwrap();
+    }
     drop(cluster);
 }
