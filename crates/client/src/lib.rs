@@ -184,16 +184,12 @@ impl Client {
 
     /// The base URL of the replica the client talks to now.
     pub fn base_url(&self) -> &str {
-        &self.bases[self.current() % self.bases.len()]
+        &self.bases[self.current()]
     }
 
-    /// Every replica's base URL, as given.
-    pub fn base_urls(&self) -> &[String] {
-        &self.bases
-    }
-
+    /// The index of the replica the client talks to now.
     fn current(&self) -> usize {
-        self.current.load(std::sync::atomic::Ordering::Relaxed)
+        self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()
     }
 
     /// Moves on from replica `from` to the next (unless another request
@@ -236,7 +232,7 @@ impl Client {
     ) -> Result<(StatusCode, Vec<u8>)> {
         let mut tries = self.bases.len();
         loop {
-            let at = self.current() % self.bases.len();
+            let at = self.current();
             let result = self
                 .send_to(
                     at,
@@ -248,7 +244,7 @@ impl Client {
                 .await;
             tries -= 1;
             let result = self.after(at, result);
-            if tries == 0 || self.current() % self.bases.len() == at {
+            if tries == 0 || self.current() == at {
                 return result;
             }
         }
@@ -381,7 +377,7 @@ impl Client {
     /// request's signature covers; the server stores the bytes only if
     /// they hash to it.
     pub async fn put_data_file(&self, path: &std::path::Path, hash: B256, len: u64) -> Result<()> {
-        let at = self.current() % self.bases.len();
+        let at = self.current();
         let result = self.put_data_file_to(at, path, hash, len).await;
         self.after(at, result)
     }
@@ -442,14 +438,14 @@ impl Client {
         hash: B256,
         writer: funetun_core::blobs::BlobWriter,
     ) -> Result<u64> {
-        let at = self.current() % self.bases.len();
+        let at = self.current();
         let result = self.download_blob_from(at, hash, writer).await;
         self.after(at, result)
     }
 
-    /// `result` of a request to replica `at` that cannot be sent again
-    /// from here (a streamed body): moves on to the next replica when that
-    /// one was unavailable, so the caller's retry goes there.
+    /// Passes on `result` of a request to replica `at`, first moving on to
+    /// the next replica when that one was unavailable (so the next attempt,
+    /// here or the caller's retry of a streamed body, goes there).
     fn after<T>(&self, at: usize, result: Result<T>) -> Result<T> {
         let unavailable = match &result {
             Err(ClientError::Transport { .. }) => true,
