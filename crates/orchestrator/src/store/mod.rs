@@ -174,6 +174,7 @@ impl Store {
         let pool = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
+                .test_before_acquire(false)
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -215,6 +216,7 @@ impl Store {
         // one connection per job whose lease decision holds its lock.
         let pool = AnyPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
@@ -224,6 +226,7 @@ impl Store {
         // without waiting for the WAL flush (`nonces` says why that is safe).
         let admit = AnyPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _| {
                 Box::pin(async move {
