@@ -325,7 +325,7 @@ mod tests {
     fn recovery_agrees_with_the_pure_rust_curve_on_low_and_high_s() {
         let signer = key();
         for i in 0..32u32 {
-            let prehash = keccak256(&i.to_be_bytes());
+            let prehash = keccak256(i.to_be_bytes());
             let signature = signer.sign_hash_sync(&prehash).unwrap();
             // The same signature with s mirrored to the upper half and the
             // parity flipped: one that Ethereum refuses in transactions but
@@ -342,7 +342,7 @@ mod tests {
                 assert_eq!(recover_address(&sig, &prehash).unwrap(), expected);
             }
             // A different message recovers to some other address, on both.
-            let other = keccak256(&(i + 1000).to_be_bytes());
+            let other = keccak256((i + 1000).to_be_bytes());
             assert_eq!(
                 recover_address(&signature, &other).unwrap(),
                 signature.recover_address_from_prehash(&other).unwrap()
