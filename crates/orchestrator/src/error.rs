@@ -150,7 +150,7 @@ impl Error {
 /// statement failed: the pool is closed or timed out, the connection broke,
 /// or PostgreSQL reports a connection exception (SQLSTATE class 08) or a
 /// shutdown (57P01 admin, 57P02 crash, 57P03 cannot connect now).
-fn db_unreachable(e: &sqlx::Error) -> bool {
+pub(crate) fn db_unreachable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(db) => db

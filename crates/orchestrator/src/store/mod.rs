@@ -52,6 +52,7 @@ pub mod tasks;
 pub mod updates;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -133,9 +134,8 @@ pub struct Store {
     read: AnyPool,
     /// Writes: SQLite's single writer, or PostgreSQL's one pool.
     write: AnyPool,
-    /// PostgreSQL: the connections that record nonces and rate buckets,
-    /// with `synchronous_commit` off ([`nonces`]).
-    admit: Option<AnyPool>,
+    /// PostgreSQL: the shared check of signed requests ([`nonces`]).
+    admit: Option<Arc<nonces::Admitter>>,
     backend: Backend,
 }
 
@@ -222,24 +222,12 @@ impl Store {
             .await?;
         // Replicas starting together migrate one at a time.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        // One statement per signed request records its nonce: committed
-        // without waiting for the WAL flush (`nonces` says why that is safe).
-        let admit = AnyPoolOptions::new()
-            .max_connections(8)
-            .test_before_acquire(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("SET synchronous_commit = off").await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
+        // Nonces and rate buckets: the batching admitter's own connections.
+        let admit = nonces::Admitter::start(url)?;
         Ok(Store {
             read: pool.clone(),
             write: pool,
-            admit: Some(admit),
+            admit: Some(Arc::new(admit)),
             backend: Backend::Postgres,
         })
     }

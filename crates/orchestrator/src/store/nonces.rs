@@ -12,10 +12,18 @@
 //! every mutating endpoint is idempotent, so the replay changes nothing
 //! (the same reasoning as a SQLite orchestrator's nonces after a crash).
 
-use alloy_primitives::Address;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::str::FromStr;
+use std::sync::Arc;
 
-use super::{Store, to_db, to_u64};
-use crate::error::Result;
+use alloy_primitives::Address;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Executor};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{ACQUIRE_TIMEOUT, Store, to_db, to_u64};
+use crate::error::{Error, Result};
 use crate::util::{addr_text, parse_addr};
 
 #[derive(sqlx::FromRow)]
@@ -74,7 +82,7 @@ pub enum Admission {
 }
 
 /// A token bucket's limits.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bucket {
     /// Tokens added per second.
     pub rate: f64,
@@ -84,11 +92,12 @@ pub struct Bucket {
 
 impl Store {
     /// The rate limit and the nonce check of one signed request, against
-    /// state every replica shares (PostgreSQL only), in one statement: take
-    /// a token from `address`'s bucket (refilled at `bucket.rate` since its
-    /// last use, on the replica's millisecond clock `now_ms`), then, if one
-    /// was left, record `nonce` until `expires_at` unless it is recorded
-    /// and still live at `now`.
+    /// state every replica shares (PostgreSQL only): take a token from
+    /// `address`'s bucket (refilled at `bucket.rate` since its last use, on
+    /// the replica's millisecond clock `now_ms`), then, if one was left,
+    /// record `nonce` until `expires_at` unless it is recorded and still
+    /// live at `now`. Requests that arrive together share one statement
+    /// ([`Admitter`]).
     pub async fn admit(
         &self,
         address: Address,
@@ -98,40 +107,24 @@ impl Store {
         now_ms: u64,
         bucket: Bucket,
     ) -> Result<Admission> {
-        let (allowed, fresh): (i64, i64) = sqlx::query_as(
-            "WITH r AS (
-               INSERT INTO rate_buckets AS b (address, tokens, at_ms)
-               VALUES ($1, CAST($4 AS DOUBLE PRECISION) - 1, $6)
-               ON CONFLICT (address) DO UPDATE SET
-                 tokens = LEAST(CAST($4 AS DOUBLE PRECISION),
-                                b.tokens + GREATEST($6 - b.at_ms, 0) * CAST($5 AS DOUBLE PRECISION) / 1000.0) - 1,
-                 at_ms = GREATEST(b.at_ms, $6)
-               WHERE LEAST(CAST($4 AS DOUBLE PRECISION),
-                           b.tokens + GREATEST($6 - b.at_ms, 0) * CAST($5 AS DOUBLE PRECISION) / 1000.0) >= 1
-               RETURNING 1
-             ), n AS (
-               INSERT INTO nonces (address, nonce, expires_at)
-               SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM r)
-               ON CONFLICT (address, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-               WHERE nonces.expires_at <= $7
-               RETURNING 1
-             )
-             SELECT (SELECT COUNT(*) FROM r), (SELECT COUNT(*) FROM n)",
-        )
-        .bind(addr_text(address))
-        .bind(nonce)
-        .bind(to_db(expires_at))
-        .bind(bucket.burst)
-        .bind(bucket.rate)
-        .bind(to_db(now_ms))
-        .bind(to_db(now))
-        .fetch_one(self.admit.as_ref().unwrap_or(&self.write))
-        .await?;
-        Ok(match (allowed, fresh) {
-            (0, _) => Admission::RateLimited,
-            (_, 0) => Admission::Replayed,
-            _ => Admission::Admitted,
-        })
+        let Some(admitter) = &self.admit else {
+            return Err(Error::Config(
+                "shared admission needs PostgreSQL; a SQLite orchestrator checks requests in memory"
+                    .into(),
+            ));
+        };
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            address: addr_text(address),
+            nonce: nonce.to_string(),
+            expires_at: to_db(expires_at),
+            now: to_db(now),
+            now_ms: to_db(now_ms),
+            bucket,
+            reply,
+        };
+        admitter.send(pending).await?;
+        Ok(answer.await.map_err(|_| sqlx::Error::PoolClosed)??)
     }
 
     /// Deletes nonces that expired by `now` and buckets idle for an hour
@@ -147,4 +140,249 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A signed request waiting for the shared check.
+struct Pending {
+    address: String,
+    nonce: String,
+    expires_at: i64,
+    now: i64,
+    now_ms: i64,
+    bucket: Bucket,
+    reply: oneshot::Sender<std::result::Result<Admission, sqlx::Error>>,
+}
+
+/// Most requests one statement checks.
+const MAX_BATCH: usize = 64;
+
+/// Statements in flight at once, each on a connection of its own.
+const WORKERS: usize = 2;
+
+/// The shared check of signed requests on PostgreSQL, many per statement
+/// (group commit): while its workers' statements run, the requests that
+/// arrive queue, and the next free worker checks all of them at once. A
+/// request that finds a worker idle goes at once; under load, one round
+/// trip and one commit serve many requests.
+///
+/// Each worker holds a connection of its own, outside the pools (no
+/// per-statement pool checks), with `synchronous_commit` off ([`nonces`](self)
+/// says why that is safe). A connection that fails is dropped and opened
+/// again for the next batch.
+#[derive(Debug)]
+pub(super) struct Admitter {
+    queue: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
+    workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the workers take requests from.
+struct Intake {
+    queue: mpsc::Receiver<Pending>,
+    /// Requests held over: a statement takes one request per address (its
+    /// bucket row changes once per statement) and one bucket setting.
+    held: VecDeque<Pending>,
+}
+
+impl Admitter {
+    /// Starts the workers for the database at `url`.
+    pub(super) fn start(url: &str) -> Result<Admitter> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("database URL: {e}")))?;
+        let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
+        let intake = Arc::new(Mutex::new(Intake {
+            queue: rx,
+            held: VecDeque::new(),
+        }));
+        let workers = (0..WORKERS)
+            .map(|_| tokio::spawn(work(options.clone(), intake.clone())))
+            .collect();
+        Ok(Admitter {
+            queue: std::sync::Mutex::new(Some(queue)),
+            workers: std::sync::Mutex::new(workers),
+        })
+    }
+
+    async fn send(&self, pending: Pending) -> Result<()> {
+        let queue = self
+            .queue
+            .lock()
+            .map_err(|_| Error::Inconsistent("the admission queue's lock was poisoned".into()))?
+            .clone()
+            .ok_or(sqlx::Error::PoolClosed)?;
+        queue
+            .send(pending)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        Ok(())
+    }
+
+    /// Stops taking requests, lets the workers answer what is queued and
+    /// close their connections.
+    pub(super) async fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        let workers = self
+            .workers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+}
+
+impl Intake {
+    /// The next batch: waits for a first request, then takes what else has
+    /// queued, up to [`MAX_BATCH`], one per address. `None` once closed.
+    async fn next_batch(&mut self) -> Option<Vec<Pending>> {
+        if self.held.is_empty() {
+            let first = self.queue.recv().await?;
+            self.held.push_back(first);
+        }
+        while self.held.len() < MAX_BATCH {
+            match self.queue.try_recv() {
+                Ok(p) => self.held.push_back(p),
+                Err(_) => break,
+            }
+        }
+        let bucket = self.held.front()?.bucket;
+        let mut batch = Vec::with_capacity(self.held.len());
+        let mut later = VecDeque::new();
+        let mut addresses = HashSet::new();
+        while let Some(p) = self.held.pop_front() {
+            if batch.len() < MAX_BATCH && p.bucket == bucket && addresses.insert(p.address.clone())
+            {
+                batch.push(p);
+            } else {
+                later.push_back(p);
+            }
+        }
+        self.held = later;
+        Some(batch)
+    }
+}
+
+async fn work(options: PgConnectOptions, intake: Arc<Mutex<Intake>>) {
+    let mut conn: Option<PgConnection> = None;
+    loop {
+        let Some(batch) = intake.lock().await.next_batch().await else {
+            break;
+        };
+        if conn.is_none() {
+            match connect(&options).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    answer_all(batch, &e);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(e) = check(c, batch).await {
+            tracing::warn!(error = %e, "the shared admission statement failed; reconnecting");
+            conn = None;
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+}
+
+async fn connect(options: &PgConnectOptions) -> std::result::Result<PgConnection, sqlx::Error> {
+    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    conn.execute("SET synchronous_commit = off").await?;
+    Ok(conn)
+}
+
+/// Answers every request of a batch that could not be checked, with a copy
+/// of `e` that keeps its kind: out of reach (answered 503) or not.
+fn answer_all(batch: Vec<Pending>, e: &sqlx::Error) {
+    for p in batch {
+        let copy = if crate::error::db_unreachable(e) {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                e.to_string(),
+            ))
+        } else {
+            sqlx::Error::Protocol(e.to_string())
+        };
+        let _ = p.reply.send(Err(copy));
+    }
+}
+
+/// One statement for `batch` (distinct addresses, one bucket setting): per
+/// request, take a token from its address's bucket, then record its nonce
+/// if a token was left; answers every request. The error, if the statement
+/// failed (every request was answered with it).
+async fn check(
+    conn: &mut PgConnection,
+    mut batch: Vec<Pending>,
+) -> std::result::Result<(), sqlx::Error> {
+    // Rows are locked in address order in every statement, so two
+    // statements never wait for each other in a cycle.
+    batch.sort_by(|a, b| a.address.cmp(&b.address));
+    let Some(bucket) = batch.first().map(|p| p.bucket) else {
+        return Ok(());
+    };
+    let now = batch.iter().map(|p| p.now).max().unwrap_or(0);
+    let now_ms = batch.iter().map(|p| p.now_ms).max().unwrap_or(0);
+    let rows: std::result::Result<Vec<(String, bool, bool)>, sqlx::Error> = sqlx::query_as(
+        r#"WITH req AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(address, nonce, expires_at)
+           ), r AS (
+             INSERT INTO rate_buckets AS b (address, tokens, at_ms)
+             SELECT address, $4::float8 - 1, $6::bigint FROM req ORDER BY address COLLATE "C"
+             ON CONFLICT (address) DO UPDATE SET
+               tokens = LEAST($4::float8, b.tokens + GREATEST($6::bigint - b.at_ms, 0) * $5::float8 / 1000.0) - 1,
+               at_ms = GREATEST(b.at_ms, $6::bigint)
+             WHERE LEAST($4::float8, b.tokens + GREATEST($6::bigint - b.at_ms, 0) * $5::float8 / 1000.0) >= 1
+             RETURNING b.address
+           ), n AS (
+             INSERT INTO nonces (address, nonce, expires_at)
+             SELECT req.address, req.nonce, req.expires_at FROM req JOIN r ON r.address = req.address
+             ORDER BY req.address COLLATE "C"
+             ON CONFLICT (address, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+             WHERE nonces.expires_at <= $7::bigint
+             RETURNING nonces.address
+           )
+           SELECT req.address,
+                  EXISTS (SELECT 1 FROM r WHERE r.address = req.address),
+                  EXISTS (SELECT 1 FROM n WHERE n.address = req.address)
+           FROM req"#,
+    )
+    .bind(batch.iter().map(|p| p.address.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|p| p.nonce.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+    .bind(bucket.burst)
+    .bind(bucket.rate)
+    .bind(now_ms)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            answer_all(batch, &e);
+            return Err(e);
+        }
+    };
+    let found: HashMap<String, (bool, bool)> =
+        rows.into_iter().map(|(a, r, n)| (a, (r, n))).collect();
+    for p in batch {
+        let answer = match found.get(&p.address) {
+            Some((false, _)) => Ok(Admission::RateLimited),
+            Some((true, false)) => Ok(Admission::Replayed),
+            Some((true, true)) => Ok(Admission::Admitted),
+            None => Err(sqlx::Error::Protocol(format!(
+                "the admission statement returned no row for {}",
+                p.address
+            ))),
+        };
+        let _ = p.reply.send(answer);
+    }
+    Ok(())
 }
