@@ -54,6 +54,103 @@ async fn one_holder_at_a_time_and_a_new_term_fences_the_old_one_out() {
     store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: the test command's PostgreSQL pass runs it"]
+async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
+    use funetun_orchestrator::store::nonces::{Admission, Bucket};
+    assert!(
+        std::env::var(POSTGRES_VAR).is_ok(),
+        "set {POSTGRES_VAR} to a PostgreSQL server URL (scripts/services.sh up DIR prints one)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = db_url(dir.path()).await;
+    // Two stores on one database: two replicas' admitters.
+    let stores = [
+        Store::open(&url).await.unwrap(),
+        Store::open(&url).await.unwrap(),
+    ];
+    let now = funetun_orchestrator::util::now_secs();
+    let now_ms = now * 1000;
+    let roomy = Bucket {
+        rate: 1000.0,
+        burst: 1000.0,
+    };
+    let address = |i: u8| alloy_primitives::Address::repeat_byte(i + 1);
+
+    // 20 addresses, each sending nonce `a` twice (once per replica) and
+    // nonce `b` once, all at the same moment: per address exactly one `a`
+    // is admitted and the other is a replay, and `b` is admitted.
+    let mut calls = Vec::new();
+    for i in 0..20u8 {
+        for (n, nonce) in ["nonce-a-000", "nonce-a-000", "nonce-b-000"]
+            .into_iter()
+            .enumerate()
+        {
+            let store = stores[n % 2].clone();
+            calls.push(tokio::spawn(async move {
+                let answer = store
+                    .admit(address(i), nonce, now + 60, now, now_ms, roomy)
+                    .await
+                    .unwrap();
+                (i, nonce, answer)
+            }));
+        }
+    }
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    for i in 0..20u8 {
+        let of = |nonce: &str| {
+            answers
+                .iter()
+                .filter(|(j, n, _)| *j == i && *n == nonce)
+                .map(|(_, _, a)| *a)
+                .collect::<Vec<_>>()
+        };
+        let mut a = of("nonce-a-000");
+        a.sort_by_key(|x| format!("{x:?}"));
+        assert_eq!(a, [Admission::Admitted, Admission::Replayed], "address {i}");
+        assert_eq!(of("nonce-b-000"), [Admission::Admitted], "address {i}");
+    }
+
+    // A bucket of 3 with next to no refill: of 8 fresh nonces sent at once
+    // through both replicas, exactly 3 are admitted, the rest rate-limited.
+    let tight = Bucket {
+        rate: 0.001,
+        burst: 3.0,
+    };
+    let who = address(100);
+    let mut calls = Vec::new();
+    for k in 0..8 {
+        let store = stores[k % 2].clone();
+        calls.push(tokio::spawn(async move {
+            store
+                .admit(who, &format!("tight-{k:04}"), now + 60, now, now_ms, tight)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut admitted = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Admission::Admitted => admitted += 1,
+            Admission::RateLimited => {}
+            Admission::Replayed => panic!("a fresh nonce was called a replay"),
+        }
+    }
+    assert_eq!(admitted, 3);
+
+    // A closed store refuses, and says the database is out of reach.
+    stores[0].close().await;
+    let err = stores[0]
+        .admit(who, "after-close-1", now + 60, now, now_ms, roomy)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    stores[1].close().await;
+}
+
 /// The leading replica, waiting up to `within` for one to lead.
 async fn leader_of(urls: &[&str], within: Duration) -> (usize, Duration) {
     let start = Instant::now();
