@@ -1,8 +1,8 @@
 //! The `nonces` table: nonces of signed requests still inside the timestamp
 //! window. SQLite (one process, nonces in memory): saved on a clean
 //! shutdown and loaded (then cleared) on start. PostgreSQL (replicas):
-//! recorded by every request, with the `rate_buckets`, in one statement
-//! ([`Store::admit`]).
+//! recorded by every request, with the `rate_buckets`, by one statement
+//! for all the requests that arrive together ([`Store::admit`] through the batching `Admitter`).
 //!
 //! That statement commits with `synchronous_commit` off: it does not wait
 //! for the WAL flush, which would cost a disk sync per request. PostgreSQL
@@ -97,7 +97,7 @@ impl Store {
     /// the replica's millisecond clock `now_ms`), then, if one was left,
     /// record `nonce` until `expires_at` unless it is recorded and still
     /// live at `now`. Requests that arrive together share one statement
-    /// ([`Admitter`]).
+    /// (the batching `Admitter`).
     pub async fn admit(
         &self,
         address: Address,
