@@ -2,7 +2,8 @@
 //! window. SQLite (one process, nonces in memory): saved on a clean
 //! shutdown and loaded (then cleared) on start. PostgreSQL (replicas):
 //! recorded by every request, with the `rate_buckets`, by one statement
-//! for all the requests that arrive together ([`Store::admit`] through the batching `Admitter`).
+//! for all the requests that arrive together ([`Store::admit`], through
+//! the batching `Admitter`).
 //!
 //! That statement commits with `synchronous_commit` off: it does not wait
 //! for the WAL flush, which would cost a disk sync per request. PostgreSQL
