@@ -21,7 +21,6 @@
 //! reuse are the server's business.
 
 use alloy_primitives::{Address, Signature, eip191_hash_message};
-use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use secp256k1::{Message, Secp256k1, SecretKey, SignOnly, VerifyOnly};
@@ -196,17 +195,18 @@ static SIGNER: std::sync::LazyLock<Secp256k1<SignOnly>> =
 
 /// `signer`'s signature of `prehash` made by libsecp256k1: the very bytes
 /// alloy's pure-Rust signer makes (RFC 6979 nonces, low `s`), in a fraction
-/// of the time. `None` only if the key does not convert, which a valid
-/// signer's key always does.
-fn sign_prehash(signer: &PrivateKeySigner, prehash: &Hash) -> Option<Signature> {
-    let key = SecretKey::from_byte_array(signer.to_bytes().0).ok()?;
+/// of the time.
+fn sign_prehash(signer: &PrivateKeySigner, prehash: &Hash) -> Signature {
+    // A signer's key is a valid secp256k1 scalar, which is all this checks.
+    let key = SecretKey::from_byte_array(signer.to_bytes().0)
+        .expect("a local secp256k1 key is a valid secret key");
     let signature = SIGNER.sign_ecdsa_recoverable(Message::from_digest(prehash.0), &key);
     let (parity, compact) = signature.serialize_compact();
-    Some(Signature::new(
+    Signature::new(
         alloy_primitives::U256::from_be_slice(&compact[..32]),
         alloy_primitives::U256::from_be_slice(&compact[32..]),
         parity == RecoveryId::One,
-    ))
+    )
 }
 
 fn valid_nonce(nonce: &str) -> bool {
@@ -271,11 +271,7 @@ pub fn sign_hashed_request(
 ) -> RequestAuth {
     let message = hashed_signing_message(method, path_and_query, body_hash, timestamp, nonce);
     let prehash = eip191_hash_message(message.as_bytes());
-    let signature = sign_prehash(signer, &prehash).unwrap_or_else(|| {
-        signer
-            .sign_hash_sync(&prehash)
-            .expect("a local secp256k1 key always signs")
-    });
+    let signature = sign_prehash(signer, &prehash);
     RequestAuth {
         address: signer.address(),
         timestamp,
@@ -287,6 +283,7 @@ pub fn sign_hashed_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_signer::SignerSync;
 
     fn key() -> PrivateKeySigner {
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -374,7 +371,7 @@ mod tests {
         for i in 0..32u32 {
             let prehash = keccak256(i.to_be_bytes());
             assert_eq!(
-                sign_prehash(&signer, &prehash).unwrap(),
+                sign_prehash(&signer, &prehash),
                 signer.sign_hash_sync(&prehash).unwrap()
             );
         }

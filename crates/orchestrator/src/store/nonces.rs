@@ -302,14 +302,16 @@ async fn connect(options: &PgConnectOptions) -> std::result::Result<PgConnection
 /// Answers every request of a batch that could not be checked, with a copy
 /// of `e` that keeps its kind: out of reach (answered 503) or not.
 fn answer_all(batch: Vec<Pending>, e: &sqlx::Error) {
+    let unreachable = crate::error::db_unreachable(e);
+    let detail = e.to_string();
     for p in batch {
-        let copy = if crate::error::db_unreachable(e) {
+        let copy = if unreachable {
             sqlx::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
-                e.to_string(),
+                detail.clone(),
             ))
         } else {
-            sqlx::Error::Protocol(e.to_string())
+            sqlx::Error::Protocol(detail.clone())
         };
         let _ = p.reply.send(Err(copy));
     }

@@ -58,10 +58,7 @@ async fn one_holder_at_a_time_and_a_new_term_fences_the_old_one_out() {
 #[ignore = "needs PostgreSQL: the test command's PostgreSQL pass runs it"]
 async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
     use funetun_orchestrator::store::nonces::{Admission, Bucket};
-    assert!(
-        std::env::var(POSTGRES_VAR).is_ok(),
-        "set {POSTGRES_VAR} to a PostgreSQL server URL (scripts/services.sh up DIR prints one)"
-    );
+    require_postgres();
     let dir = tempfile::tempdir().unwrap();
     let url = db_url(dir.path()).await;
     // Two stores on one database: two replicas' admitters.
@@ -151,6 +148,14 @@ async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
     stores[1].close().await;
 }
 
+/// Fails the test, saying what to set, unless a PostgreSQL server is given.
+fn require_postgres() {
+    assert!(
+        std::env::var(POSTGRES_VAR).is_ok(),
+        "set {POSTGRES_VAR} to a PostgreSQL server URL (scripts/services.sh up DIR prints one)"
+    );
+}
+
 /// The leading replica, waiting up to `within` for one to lead.
 async fn leader_of(urls: &[&str], within: Duration) -> (usize, Duration) {
     let start = Instant::now();
@@ -190,10 +195,7 @@ async fn send_signed(url: &str, headers: &[(String, String)], body: &[u8]) -> u1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: the test command's PostgreSQL pass runs it"]
 async fn two_replicas_share_nonces_and_the_survivor_finishes_the_job_after_the_leader_dies() {
-    assert!(
-        std::env::var(POSTGRES_VAR).is_ok(),
-        "set {POSTGRES_VAR} to a PostgreSQL server URL (scripts/services.sh up DIR prints one)"
-    );
+    require_postgres();
     let env = Env::new().await;
     let mut replicas = Vec::new();
     for name in ["a", "b"] {
