@@ -335,9 +335,13 @@ pub async fn fresh_postgres_database(server: &str, prefix: &str) -> Result<Strin
         .execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
     admin.close().await?;
-    let (base, _) = server.split_once('?').unwrap_or((server, ""));
+    // The query (a socket directory, `sslmode`, …) stays with the new name.
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server, String::new()),
+    };
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    Ok(format!("{base}/{name}"))
+    Ok(format!("{base}/{name}{query}"))
 }
 
 /// `url` with any password replaced by `***`, for messages and logs.
