@@ -16,6 +16,13 @@ if ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add clippy
 fi
 
+# The WebAssembly target, for the example tasks (examples/tasks, built by
+# scripts/build-tasks.sh; the test command checks the shipped modules).
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  log "installing the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
 # The pinned Solidity compiler (solc-js) and anvil, for the contract artifact check and the
 # contract tests that run against a real anvil (contracts/package-lock.json pins both).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

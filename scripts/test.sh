@@ -16,6 +16,8 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/funetun/target}"
 
 cargo fmt --all -- --check
+# The example tasks the binary ships are what their source builds to.
+bash scripts/build-tasks.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 

@@ -20,6 +20,7 @@ mod orchestrator;
 mod output;
 mod participant;
 mod task;
+mod tasks;
 mod train;
 mod upload;
 mod verify;
@@ -97,6 +98,10 @@ enum Command {
     /// Mean next-token loss of a Hugging Face model directory (gpt2 or
     /// llama) on a text file, computed by Funetun's engine.
     Eval(eval::EvalArgs),
+    /// Generic WebAssembly tasks: run one locally in the sandbox, write an
+    /// example module.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
 }
 
 /// The long-running roles' default log filter: what they do, in a line per
@@ -149,6 +154,7 @@ fn main() {
         Command::VerifyChain(args) => verify::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Tasks(cmd) => tasks::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

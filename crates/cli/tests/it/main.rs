@@ -13,6 +13,7 @@ mod owner_data;
 mod postgres;
 mod readme;
 mod stale;
+mod tasks;
 mod text;
 mod trainer_restart;
 mod verify;
