@@ -13,7 +13,11 @@ fn example(dir: &Path, name: &str) -> std::path::PathBuf {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     out
 }
 
@@ -33,7 +37,11 @@ fn the_pi_example_runs_and_gives_the_same_digest_twice() {
     let pi = example(dir.path(), "pi");
     let input = r#"{"samples": 100000, "seed": 7}"#;
     let first = run_local(&pi, input, &[]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let first = last_json(&first);
     let estimate = first["output"]["pi"].as_f64().expect("an output with pi");
     assert!((estimate - std::f64::consts::PI).abs() < 0.05, "{first}");
@@ -55,7 +63,11 @@ fn the_pi_example_runs_and_gives_the_same_digest_twice() {
 fn failures_are_classes_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let pi = example(dir.path(), "pi");
-    let starved = run_local(&pi, r#"{"samples": 100000000, "seed": 1}"#, &["--fuel", "100000"]);
+    let starved = run_local(
+        &pi,
+        r#"{"samples": 100000000, "seed": 1}"#,
+        &["--fuel", "100000"],
+    );
     assert_eq!(starved.status.code(), Some(2));
     assert_eq!(last_json(&starved)["error"], "fuel");
 
@@ -93,6 +105,10 @@ fn the_rounding_validator_judges_from_the_command_line() {
         r#"{"values": 1000, "seed": 3, "order": "backward"}"#,
         &["--validator-wasm", validator.to_str().unwrap()],
     );
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     assert_eq!(last_json(&done)["valid"], true);
 }
