@@ -604,6 +604,51 @@ impl Client {
         self.get(&format!("/v1/tasks/{task_id}")).await
     }
 
+    /// `PUT /v1/blobs/{hash}?kind=data` of bytes in memory (a task or
+    /// validator module). Returns their hash.
+    pub async fn put_data(&self, bytes: Vec<u8>) -> Result<B256> {
+        let hash = keccak256(&bytes);
+        self.send_raw(
+            Method::PUT,
+            &format!("/v1/blobs/{hash}?kind=data"),
+            bytes,
+            "application/octet-stream",
+        )
+        .await?;
+        Ok(hash)
+    }
+
+    /// `POST /v1/compute/tasks`: submits a generic task; its persistent id.
+    pub async fn submit_compute_task(
+        &self,
+        task: &funetun_core::compute::TaskSubmission,
+    ) -> Result<funetun_core::compute::TaskSubmitted> {
+        self.post("/v1/compute/tasks", task).await
+    }
+
+    /// `GET /v1/compute/tasks/{id}`: a generic task, its replicas and result.
+    pub async fn compute_task(&self, task_id: B256) -> Result<funetun_core::compute::ComputeTaskInfo> {
+        self.get(&format!("/v1/compute/tasks/{task_id}")).await
+    }
+
+    /// `POST /v1/compute/leases`: a replica to run, or `None`.
+    pub async fn lease_replica(&self) -> Result<Option<funetun_core::compute::ReplicaLease>> {
+        self.json(
+            Method::POST,
+            "/v1/compute/leases",
+            Some(&funetun_core::compute::ReplicaRequest::default()),
+        )
+        .await
+    }
+
+    /// `POST /v1/compute/results`: reports a replica's result.
+    pub async fn report_replica(
+        &self,
+        report: &funetun_core::compute::ReplicaReport,
+    ) -> Result<funetun_core::compute::ReplicaAck> {
+        self.post("/v1/compute/results", report).await
+    }
+
     /// `GET /v1/participants`.
     pub async fn participants(&self) -> Result<Vec<ParticipantInfo>> {
         self.get("/v1/participants").await

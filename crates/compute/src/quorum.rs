@@ -16,66 +16,10 @@
 //!    `max_total_results` replicas were issued; else issue as many more as
 //!    the largest agreeing group lacks (at least one).
 
-use serde::{Deserialize, Serialize};
+pub use funetun_core::compute::Redundancy;
 
 use crate::sandbox::{Outcome, Sandbox};
 use crate::validator::Validator;
-
-/// How many replicas a task takes (BOINC's work-unit fields).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Redundancy {
-    /// Agreeing results needed for a canonical one.
-    pub min_quorum: u32,
-    /// Replicas issued at first.
-    pub target_nresults: u32,
-    /// Failures (error results) tolerated before the task is given up,
-    /// unless they form a quorum.
-    pub max_error_results: u32,
-    /// Most replicas ever issued.
-    pub max_total_results: u32,
-}
-
-impl Default for Redundancy {
-    /// Two agreeing results of two issued, up to six in all.
-    fn default() -> Self {
-        Redundancy {
-            min_quorum: 2,
-            target_nresults: 2,
-            max_error_results: 3,
-            max_total_results: 6,
-        }
-    }
-}
-
-impl Redundancy {
-    /// Checks the settings can be met; the message names the field and
-    /// the fix.
-    pub fn check(&self) -> Result<(), String> {
-        if self.min_quorum == 0 {
-            return Err("min_quorum must be at least 1".into());
-        }
-        if self.target_nresults < self.min_quorum {
-            return Err(format!(
-                "target_nresults ({}) is below min_quorum ({}): a quorum needs that many replicas; \
-                 raise target_nresults",
-                self.target_nresults, self.min_quorum
-            ));
-        }
-        if self.max_total_results < self.target_nresults {
-            return Err(format!(
-                "max_total_results ({}) is below target_nresults ({}); raise max_total_results",
-                self.max_total_results, self.target_nresults
-            ));
-        }
-        if self.max_total_results > 64 {
-            return Err(format!(
-                "max_total_results ({}) is over 64; a task runs at most 64 replicas",
-                self.max_total_results
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// What to do with a task now.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -197,6 +197,63 @@ impl Outcome {
         keccak256(&bytes)
     }
 
+    /// The outcome as a worker reports it: the output's exact bytes as
+    /// text, or the failure's class and detail.
+    pub fn to_run_result(&self) -> funetun_core::compute::RunResult {
+        let (output, error, detail) = match &self.result {
+            // The sandbox accepts only UTF-8 output.
+            Ok(bytes) => (Some(String::from_utf8_lossy(bytes).into_owned()), None, None),
+            Err(f) => (None, Some(f.class.as_str().to_string()), Some(f.detail.clone())),
+        };
+        funetun_core::compute::RunResult {
+            output,
+            error,
+            detail,
+            fuel_used: self.fuel_used,
+        }
+    }
+
+    /// A reported result back as an outcome; an error names what is wrong
+    /// with the report (both or neither of output and error, an unknown
+    /// class, an output over `max_output` bytes or not JSON).
+    pub fn from_run_result(
+        r: &funetun_core::compute::RunResult,
+        max_output: usize,
+    ) -> std::result::Result<Outcome, String> {
+        let result = match (&r.output, &r.error) {
+            (Some(output), None) => {
+                if output.len() > max_output {
+                    return Err(format!(
+                        "the output is {} bytes; the task allows {max_output}",
+                        output.len()
+                    ));
+                }
+                serde_json::from_str::<serde::de::IgnoredAny>(output)
+                    .map_err(|e| format!("the output is not JSON: {e}"))?;
+                Ok(output.as_bytes().to_vec())
+            }
+            (None, Some(class)) => {
+                let class = FailureClass::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == class)
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown failure class `{class}`; one of {}",
+                            FailureClass::ALL.map(|c| c.as_str()).join(", ")
+                        )
+                    })?;
+                let mut detail = r.detail.clone().unwrap_or_default();
+                detail.truncate(detail.floor_char_boundary(1024));
+                Err(Failure::new(class, detail))
+            }
+            _ => return Err("give exactly one of `output` and `error`".into()),
+        };
+        Ok(Outcome {
+            result,
+            fuel_used: r.fuel_used,
+        })
+    }
+
     /// The outcome as JSON: `{"ok": true, "output": …, "fuel_used": N}` or
     /// `{"ok": false, "error": CLASS, "detail": …, "fuel_used": N}`.
     pub fn to_json(&self) -> serde_json::Value {

@@ -19,6 +19,8 @@
 //!   write-once) behind the orchestrator's store and participants' caches.
 //! - [`sync`]: how a job's rounds synchronise (`sync`, `stale:S`) and the
 //!   manifest of what each checkpoint was built from.
+//! - [`compute`]: generic verified compute's wire types (tasks, replicas,
+//!   redundancy settings).
 //! - [`amount`]: ether amounts with units, and wei as decimal JSON strings.
 //! - [`error`]: the crate's error type.
 
@@ -26,6 +28,7 @@ pub mod amount;
 pub mod api;
 pub mod auth;
 pub mod blobs;
+pub mod compute;
 pub mod encoding;
 pub mod error;
 pub mod hash;

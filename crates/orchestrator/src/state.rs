@@ -225,6 +225,8 @@ pub struct AppState {
     frozen: Mutex<HashMap<u64, Arc<TensorSet>>>,
     compute: Arc<Compute>,
     exec: Exec,
+    /// The sandbox generic tasks' validators run in.
+    pub wasm: crate::service::compute::Wasm,
 }
 
 impl std::fmt::Debug for AppState {
@@ -314,6 +316,7 @@ impl AppState {
             max_blob_bytes,
             compute,
             exec,
+            wasm: crate::service::compute::Wasm::new()?,
         };
         state.load_nonces().await?;
         state.load_jobs().await?;

@@ -7,6 +7,7 @@
 //! - [`meta`]: key/value settings (the last processed block, leader, contract).
 //! - [`jobs`]: jobs led here, their summaries and life cycle.
 //! - [`tasks`]: task leases.
+//! - [`compute`]: generic WebAssembly tasks and their replicas.
 //! - [`updates`]: reported updates, the chain's view of them, votes,
 //!   validation assignments and reports.
 //! - [`rounds`]: rounds, their fixed inputs and metrics.
@@ -41,6 +42,7 @@
 //! term has begun, so a leader that was paused past its lease (a long GC,
 //! a stopped VM) cannot write once a successor has taken over.
 
+pub mod compute;
 pub mod graph;
 pub mod jobs;
 pub mod leadership;

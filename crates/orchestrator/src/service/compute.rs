@@ -1,0 +1,462 @@
+//! Generic verified compute (docs/tasks.md): owners submit WebAssembly
+//! tasks, workers lease replicas and report results, and BOINC's
+//! redundancy rule ([`funetun_compute::decide`]) picks the canonical result,
+//! running the owner's validator in the orchestrator's own sandbox.
+//!
+//! Every step is one write transaction, so replicas of the orchestrator on
+//! one PostgreSQL database agree on who runs what: leasing a replica,
+//! reporting one (which settles the task in the same transaction), and
+//! lapsing leases that ran out (after which their tasks are settled too).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloy_primitives::{Address, B256};
+use funetun_compute::{Input, Limits, Outcome, Program, Sandbox, Validator, Verdict, decide};
+use funetun_core::compute::{
+    ComputeStatus, ReplicaAck, ReplicaLease, ReplicaReport, ReplicaStatus, RunResult,
+    TaskSubmission, TaskSubmitted,
+};
+use funetun_core::keccak256;
+
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::StoreTx;
+use crate::store::compute::{ComputeTask, NewComputeTask};
+use crate::util::now_secs;
+
+/// Most bytes of a task or validator module.
+pub const MAX_MODULE_BYTES: usize = 32 << 20;
+
+/// Most fuel a task may ask for per replica (ten times the default).
+pub const MAX_FUEL: u64 = 10 * Limits::TASK.fuel;
+
+/// How long a worker holds a replica before it goes to someone else.
+pub const REPLICA_LEASE_SECS: u64 = 600;
+
+/// The orchestrator's sandbox, with the modules it compiled (the owners'
+/// validators, checked submissions) kept by hash.
+#[derive(Debug)]
+pub struct Wasm {
+    sandbox: Sandbox,
+    programs: Mutex<HashMap<B256, Program>>,
+    validators: Mutex<HashMap<B256, Validator>>,
+}
+
+impl Wasm {
+    /// A fresh sandbox.
+    pub fn new() -> Result<Wasm> {
+        let sandbox = Sandbox::new()
+            .map_err(|e| Error::Config(format!("cannot start the WebAssembly sandbox: {e}")))?;
+        Ok(Wasm {
+            sandbox,
+            programs: Mutex::default(),
+            validators: Mutex::default(),
+        })
+    }
+}
+
+async fn module_bytes(st: &AppState, hash: B256, what: &str) -> Result<bytes::Bytes> {
+    let Some(bytes) = st.blobs.get(hash).await? else {
+        return Err(Error::bad_request(
+            "missing_blob",
+            format!(
+                "the {what} module {hash} is not stored here; upload it first \
+                 (PUT /v1/blobs/{hash}?kind=data, which `funetun tasks submit` does)"
+            ),
+        ));
+    };
+    if bytes.len() > MAX_MODULE_BYTES {
+        return Err(Error::bad_request(
+            "module_too_large",
+            format!(
+                "the {what} module is {} bytes; a module may have at most {MAX_MODULE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The task module `hash`, compiled and checked (400 `invalid_module`).
+async fn program(st: &std::sync::Arc<AppState>, hash: B256) -> Result<Program> {
+    if let Some(p) = st.wasm.programs.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        return Ok(p.clone());
+    }
+    let bytes = module_bytes(st, hash, "task").await?;
+    let state = st.clone();
+    let program = tokio::task::spawn_blocking(move || state.wasm.sandbox.compile(&bytes))
+        .await?
+        .map_err(|f| Error::bad_request("invalid_module", f.detail))?;
+    st.wasm
+        .programs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(hash, program.clone());
+    Ok(program)
+}
+
+/// The validator of module `hash` (none: byte equality), compiled and
+/// checked (400 `bad_validator`).
+async fn validator(st: &std::sync::Arc<AppState>, hash: Option<B256>) -> Result<Validator> {
+    let Some(hash) = hash else {
+        return Ok(Validator::exact());
+    };
+    if let Some(v) = st.wasm.validators.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        return Ok(v.clone());
+    }
+    let bytes = module_bytes(st, hash, "validator").await?;
+    let state = st.clone();
+    let validator =
+        tokio::task::spawn_blocking(move || Validator::from_wasm(&state.wasm.sandbox, &bytes))
+            .await?
+            .map_err(|f| Error::bad_request("bad_validator", f.detail))?;
+    st.wasm
+        .validators
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(hash, validator.clone());
+    Ok(validator)
+}
+
+/// Checks and stores `owner`'s task; returns its persistent id. Nothing is
+/// stored for a submission that fails a check.
+pub async fn submit(
+    st: &std::sync::Arc<AppState>,
+    owner: Address,
+    body: &TaskSubmission,
+) -> Result<TaskSubmitted> {
+    Input::new(body.input.as_bytes().to_vec())
+        .map_err(|e| Error::bad_request("bad_input", e.to_string()))?;
+    body.redundancy
+        .check()
+        .map_err(|e| Error::bad_request("bad_redundancy", e))?;
+    let fuel = body.fuel.unwrap_or(Limits::TASK.fuel);
+    if fuel == 0 || fuel > MAX_FUEL {
+        return Err(Error::bad_request(
+            "bad_fuel",
+            format!("fuel {fuel} is out of range; give 1 to {MAX_FUEL} (default {})", Limits::TASK.fuel),
+        ));
+    }
+    program(st, body.module).await?;
+    validator(st, body.validator).await?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = now_secs();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut seed = Vec::with_capacity(128 + body.input.len());
+    seed.extend_from_slice(b"funetun-compute-task/1\0");
+    seed.extend_from_slice(st.address.as_slice());
+    seed.extend_from_slice(owner.as_slice());
+    seed.extend_from_slice(body.module.as_slice());
+    seed.extend_from_slice(&nanos.to_be_bytes());
+    seed.extend_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    seed.extend_from_slice(body.input.as_bytes());
+    let task_id = keccak256(&seed);
+    let mut tx = st.store.begin().await?;
+    tx.insert_compute_task(&NewComputeTask {
+        task_id,
+        owner,
+        module: body.module,
+        validator: body.validator,
+        input: &body.input,
+        redundancy: body.redundancy,
+        fuel,
+        created_at: now,
+    })
+    .await?;
+    tx.commit().await?;
+    tracing::info!(%task_id, %owner, module = %body.module, "compute task submitted");
+    Ok(TaskSubmitted { task_id })
+}
+
+/// A task by id, or 404 `unknown_task`.
+pub async fn task(st: &AppState, task_id: B256) -> Result<ComputeTask> {
+    st.store.compute_task(task_id).await?.ok_or_else(|| {
+        Error::not_found(
+            "unknown_task",
+            format!("no compute task {task_id} was submitted here"),
+        )
+    })
+}
+
+fn lease_of(task: &ComputeTask, replica: u32, expires_at: u64) -> ReplicaLease {
+    ReplicaLease {
+        task_id: task.info.task_id,
+        replica,
+        module: task.info.module,
+        input: task.info.input.clone(),
+        fuel: task.info.fuel,
+        memory_bytes: Limits::TASK.memory_bytes as u64,
+        output_bytes: Limits::TASK.output_bytes as u64,
+        expires_at,
+    }
+}
+
+/// Leases `worker` a replica: the live one it holds, else one of the
+/// oldest open task that wants one and has none with it; none when there
+/// is nothing to run.
+pub async fn lease(st: &std::sync::Arc<AppState>, worker: Address) -> Result<Option<ReplicaLease>> {
+    let now = now_secs();
+    lapse(st, now).await?;
+    let mut tx = st.store.begin().await?;
+    if let Some((task_id, replica)) = tx.held_replica(worker).await?
+        && let Some(task) = tx.compute_task(task_id).await?
+    {
+        let expires = task
+            .expiries
+            .iter()
+            .find(|(r, _)| *r == replica)
+            .map_or(now, |(_, e)| *e);
+        tx.rollback().await?;
+        return Ok(Some(lease_of(&task, replica, expires)));
+    }
+    let Some(task_id) = tx.next_compute_task(worker).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let Some(task) = tx.compute_task(task_id).await? else {
+        return Err(Error::Inconsistent(format!("task {task_id} vanished")));
+    };
+    let replica = task.info.replicas.len() as u32;
+    let expires_at = now + REPLICA_LEASE_SECS;
+    tx.insert_replica(task_id, replica, worker, now, expires_at)
+        .await?;
+    tx.commit().await?;
+    tracing::debug!(%task_id, replica, %worker, "replica leased");
+    Ok(Some(lease_of(&task, replica, expires_at)))
+}
+
+/// Marks lapsed leases and settles their tasks (which may issue more
+/// replicas or give the task up).
+pub async fn lapse(st: &std::sync::Arc<AppState>, now: u64) -> Result<()> {
+    let mut tx = st.store.begin().await?;
+    let lapsed = tx.lapse_replicas(now).await?;
+    tx.commit().await?;
+    for task_id in lapsed {
+        let mut tx = st.store.begin().await?;
+        settle(st, &mut tx, task_id, now).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Accepts `worker`'s result for a replica it was leased and settles the
+/// task.
+pub async fn report(
+    st: &std::sync::Arc<AppState>,
+    worker: Address,
+    body: &ReplicaReport,
+) -> Result<ReplicaAck> {
+    let now = now_secs();
+    let outcome = Outcome::from_run_result(&body.result, Limits::TASK.output_bytes)
+        .map_err(|e| Error::bad_request("bad_result", e))?;
+    let mut tx = st.store.begin().await?;
+    let task = tx.compute_task(body.task_id).await?.ok_or_else(|| {
+        Error::not_found(
+            "unknown_task",
+            format!("no compute task {} was submitted here", body.task_id),
+        )
+    })?;
+    let replica = task
+        .info
+        .replicas
+        .iter()
+        .find(|r| r.replica == body.replica)
+        .ok_or_else(|| {
+            Error::not_found(
+                "unknown_replica",
+                format!("task {} has no replica {}", body.task_id, body.replica),
+            )
+        })?;
+    if replica.worker != worker {
+        return Err(Error::forbidden(
+            "not_your_replica",
+            format!(
+                "replica {} of task {} was leased to {}, not to {worker}",
+                body.replica, body.task_id, replica.worker
+            ),
+        ));
+    }
+    if !matches!(replica.status, ReplicaStatus::Leased | ReplicaStatus::Lapsed) {
+        return Err(Error::conflict(
+            "already_reported",
+            format!("replica {} of task {} was reported already", body.replica, body.task_id),
+        ));
+    }
+    let mut result = body.result.clone();
+    if let Err(f) = &outcome.result {
+        result.detail = Some(f.detail.clone());
+    }
+    tx.report_replica(body.task_id, body.replica, &result, outcome.digest(), now)
+        .await?;
+    let (status, replica_status) = settle(st, &mut tx, body.task_id, now).await?;
+    let replica_status = replica_status
+        .into_iter()
+        .find(|(r, _)| *r == body.replica)
+        .map_or(ReplicaStatus::Reported, |(_, s)| s);
+    tx.commit().await?;
+    st.wake.notify_one();
+    Ok(ReplicaAck {
+        status,
+        replica_status,
+    })
+}
+
+/// Applies the redundancy rule to task `task_id` inside `tx`; returns the
+/// task's status and every replica's, as they stand after it.
+async fn settle(
+    st: &std::sync::Arc<AppState>,
+    tx: &mut StoreTx,
+    task_id: B256,
+    now: u64,
+) -> Result<(ComputeStatus, Vec<(u32, ReplicaStatus)>)> {
+    let Some(task) = tx.compute_task(task_id).await? else {
+        return Err(Error::Inconsistent(format!("task {task_id} vanished")));
+    };
+    let statuses = |task: &ComputeTask| {
+        task.info
+            .replicas
+            .iter()
+            .map(|r| (r.replica, r.status))
+            .collect::<Vec<_>>()
+    };
+    let validator = validator(st, task.info.validator).await?;
+    // Results in hand, in issue order; the ones still to judge.
+    let mut numbers = Vec::new();
+    let mut outcomes = Vec::new();
+    for (replica, result) in &task.results {
+        let status = task.info.replicas[*replica as usize].status;
+        if task.info.status == ComputeStatus::Open && status != ReplicaStatus::Reported {
+            continue;
+        }
+        numbers.push(*replica);
+        outcomes.push(
+            Outcome::from_run_result(result, usize::MAX)
+                .map_err(|e| Error::Inconsistent(format!("stored result of {task_id}: {e}")))?,
+        );
+    }
+    let mut after = statuses(&task);
+    let set = |after: &mut Vec<(u32, ReplicaStatus)>, replica: u32, s: ReplicaStatus| {
+        if let Some(x) = after.iter_mut().find(|(r, _)| *r == replica) {
+            x.1 = s;
+        }
+    };
+    match task.info.status {
+        ComputeStatus::Done => {
+            // A late report: judged against the canonical result.
+            let Some(canonical) = &task.info.result else {
+                return Ok((task.info.status, after));
+            };
+            let canonical = Outcome::from_run_result(canonical, usize::MAX)
+                .map_err(|e| Error::Inconsistent(format!("stored result of {task_id}: {e}")))?;
+            for (replica, outcome) in numbers.iter().zip(outcomes) {
+                if task.info.replicas[*replica as usize].status != ReplicaStatus::Reported {
+                    continue;
+                }
+                let v = validator.clone();
+                let c = canonical.clone();
+                let state = st.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    v.init_valid(&state.wasm.sandbox, &outcome)
+                        && v.compare_valid(&state.wasm.sandbox, &c, &outcome)
+                })
+                .await?;
+                let s = if ok { ReplicaStatus::Valid } else { ReplicaStatus::Invalid };
+                tx.set_replica_status(task_id, *replica, s).await?;
+                set(&mut after, *replica, s);
+            }
+            return Ok((task.info.status, after));
+        }
+        ComputeStatus::Failed => {
+            for replica in numbers {
+                if task.info.replicas[replica as usize].status == ReplicaStatus::Reported {
+                    tx.set_replica_status(task_id, replica, ReplicaStatus::Undecided)
+                        .await?;
+                    set(&mut after, replica, ReplicaStatus::Undecided);
+                }
+            }
+            return Ok((task.info.status, after));
+        }
+        ComputeStatus::Open => {}
+    }
+    let live = task
+        .info
+        .replicas
+        .iter()
+        .filter(|r| r.status == ReplicaStatus::Leased)
+        .count() as u32;
+    let unleased = task.wanted.saturating_sub(task.info.replicas.len() as u32);
+    let redundancy = task.info.redundancy;
+    let state = st.clone();
+    let judged = outcomes.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        decide(
+            &redundancy,
+            &judged,
+            live + unleased,
+            task.wanted,
+            &state.wasm.sandbox,
+            &validator,
+        )
+    })
+    .await?;
+    let status = match verdict {
+        Verdict::Canonical {
+            canonical,
+            valid,
+            invalid,
+        } => {
+            tx.decide_compute_task(task_id, Ok(&task.results_of(numbers[canonical])), now)
+                .await?;
+            for i in valid {
+                tx.set_replica_status(task_id, numbers[i], ReplicaStatus::Valid)
+                    .await?;
+                set(&mut after, numbers[i], ReplicaStatus::Valid);
+            }
+            for i in invalid {
+                tx.set_replica_status(task_id, numbers[i], ReplicaStatus::Invalid)
+                    .await?;
+                set(&mut after, numbers[i], ReplicaStatus::Invalid);
+            }
+            tracing::info!(%task_id, results = outcomes.len(), "compute task decided");
+            ComputeStatus::Done
+        }
+        Verdict::Wait => ComputeStatus::Open,
+        Verdict::More(n) => {
+            let wanted = (task.wanted + n).min(redundancy.max_total_results);
+            tx.set_wanted(task_id, wanted).await?;
+            tracing::info!(%task_id, wanted, "replicas disagree or lapsed: issuing more");
+            ComputeStatus::Open
+        }
+        Verdict::GiveUp(reason) => {
+            tx.decide_compute_task(task_id, Err(&reason), now).await?;
+            for replica in numbers {
+                tx.set_replica_status(task_id, replica, ReplicaStatus::Undecided)
+                    .await?;
+                set(&mut after, replica, ReplicaStatus::Undecided);
+            }
+            tracing::warn!(%task_id, %reason, "compute task failed");
+            ComputeStatus::Failed
+        }
+    };
+    Ok((status, after))
+}
+
+impl ComputeTask {
+    /// The reported result of replica `replica`.
+    fn results_of(&self, replica: u32) -> RunResult {
+        self.results
+            .iter()
+            .find(|(r, _)| *r == replica)
+            .map(|(_, x)| x.clone())
+            .unwrap_or(RunResult {
+                output: None,
+                error: None,
+                detail: None,
+                fuel_used: 0,
+            })
+    }
+}

@@ -1,0 +1,370 @@
+//! The `compute_tasks` and `compute_replicas` tables: generic WebAssembly
+//! tasks and the replicas workers run (docs/tasks.md).
+
+use alloy_primitives::{Address, B256};
+use funetun_core::compute::{
+    ComputeStatus, ComputeTaskInfo, Redundancy, ReplicaInfo, ReplicaStatus, RunResult,
+};
+
+use super::{Store, StoreTx, to_db, to_u64};
+use crate::error::{Error, Result};
+use crate::util::{addr_text, hash_text, parse_addr, parse_hash};
+
+/// A task as stored, with its replicas in issue order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputeTask {
+    /// What the API shows.
+    pub info: ComputeTaskInfo,
+    /// Replicas issued so far (lapsed ones included).
+    pub wanted: u32,
+    /// Every replica's reported result, by replica number.
+    pub results: Vec<(u32, RunResult)>,
+    /// Unix second each live lease lapses, by replica number.
+    pub expiries: Vec<(u32, u64)>,
+}
+
+/// A task to store.
+#[derive(Debug)]
+pub struct NewComputeTask<'a> {
+    /// The persistent id.
+    pub task_id: B256,
+    /// Who submitted it.
+    pub owner: Address,
+    /// The module.
+    pub module: B256,
+    /// The validator module.
+    pub validator: Option<B256>,
+    /// The input (checked JSON).
+    pub input: &'a str,
+    /// Redundancy (checked).
+    pub redundancy: Redundancy,
+    /// Fuel per replica.
+    pub fuel: u64,
+    /// Unix second of the submission.
+    pub created_at: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawTask {
+    task_id: String,
+    owner: String,
+    module: String,
+    validator: Option<String>,
+    input: String,
+    min_quorum: i64,
+    target_nresults: i64,
+    max_error_results: i64,
+    max_total_results: i64,
+    fuel: i64,
+    wanted: i64,
+    status: String,
+    result: Option<String>,
+    reason: Option<String>,
+    created_at: i64,
+    decided_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawReplica {
+    replica: i64,
+    worker: String,
+    status: String,
+    expires_at: i64,
+    result: Option<String>,
+    digest: Option<String>,
+}
+
+const TASK_COLUMNS: &str = "task_id, owner, module, validator, input, min_quorum, target_nresults, \
+     max_error_results, max_total_results, fuel, wanted, status, result, reason, created_at, decided_at";
+
+const REPLICA_COLUMNS: &str = "replica, worker, status, expires_at, result, digest";
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn parse_result(s: &str) -> Result<RunResult> {
+    serde_json::from_str(s).map_err(|e| Error::Inconsistent(format!("stored task result: {e}")))
+}
+
+fn assemble(raw: RawTask, replicas: Vec<RawReplica>) -> Result<ComputeTask> {
+    let status = ComputeStatus::parse(&raw.status)
+        .ok_or_else(|| Error::Inconsistent(format!("stored task status `{}`", raw.status)))?;
+    let mut infos = Vec::with_capacity(replicas.len());
+    let mut results = Vec::new();
+    let mut expiries = Vec::new();
+    for r in replicas {
+        let replica = count(r.replica);
+        let rs = ReplicaStatus::parse(&r.status)
+            .ok_or_else(|| Error::Inconsistent(format!("stored replica status `{}`", r.status)))?;
+        let result = r.result.as_deref().map(parse_result).transpose()?;
+        if rs == ReplicaStatus::Leased {
+            expiries.push((replica, to_u64(r.expires_at)));
+        }
+        infos.push(ReplicaInfo {
+            replica,
+            worker: parse_addr(&r.worker)?,
+            status: rs,
+            digest: r.digest.as_deref().map(parse_hash).transpose()?,
+            error: result.as_ref().and_then(|x| x.error.clone()),
+        });
+        if let Some(result) = result {
+            results.push((replica, result));
+        }
+    }
+    Ok(ComputeTask {
+        info: ComputeTaskInfo {
+            task_id: parse_hash(&raw.task_id)?,
+            owner: parse_addr(&raw.owner)?,
+            module: parse_hash(&raw.module)?,
+            validator: raw.validator.as_deref().map(parse_hash).transpose()?,
+            input: raw.input,
+            redundancy: Redundancy {
+                min_quorum: count(raw.min_quorum),
+                target_nresults: count(raw.target_nresults),
+                max_error_results: count(raw.max_error_results),
+                max_total_results: count(raw.max_total_results),
+            },
+            fuel: to_u64(raw.fuel),
+            status,
+            result: raw.result.as_deref().map(parse_result).transpose()?,
+            reason: raw.reason,
+            created_at: to_u64(raw.created_at),
+            decided_at: raw.decided_at.map(to_u64),
+            replicas: infos,
+        },
+        wanted: count(raw.wanted),
+        results,
+        expiries,
+    })
+}
+
+async fn read_task<'c, E>(conn: E, task_id: B256) -> Result<Option<RawTask>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM compute_tasks WHERE task_id = $1"
+    ))
+    .bind(hash_text(task_id))
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn read_replicas<'c, E>(conn: E, task_id: B256) -> Result<Vec<RawReplica>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REPLICA_COLUMNS} FROM compute_replicas WHERE task_id = $1 ORDER BY replica"
+    ))
+    .bind(hash_text(task_id))
+    .fetch_all(conn)
+    .await?)
+}
+
+impl Store {
+    /// The task `task_id` and its replicas.
+    pub async fn compute_task(&self, task_id: B256) -> Result<Option<ComputeTask>> {
+        let Some(raw) = read_task(&self.read, task_id).await? else {
+            return Ok(None);
+        };
+        let replicas = read_replicas(&self.read, task_id).await?;
+        assemble(raw, replicas).map(Some)
+    }
+}
+
+impl StoreTx {
+    /// Stores a new task with `target_nresults` replicas wanted.
+    pub async fn insert_compute_task(&mut self, t: &NewComputeTask<'_>) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO compute_tasks ({TASK_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, NULL)"
+        ))
+        .bind(hash_text(t.task_id))
+        .bind(addr_text(t.owner))
+        .bind(hash_text(t.module))
+        .bind(t.validator.map(hash_text))
+        .bind(t.input)
+        .bind(i64::from(t.redundancy.min_quorum))
+        .bind(i64::from(t.redundancy.target_nresults))
+        .bind(i64::from(t.redundancy.max_error_results))
+        .bind(i64::from(t.redundancy.max_total_results))
+        .bind(to_db(t.fuel))
+        .bind(i64::from(t.redundancy.target_nresults))
+        .bind(ComputeStatus::Open.as_str())
+        .bind(to_db(t.created_at))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The task `task_id` as this transaction sees it.
+    pub async fn compute_task(&mut self, task_id: B256) -> Result<Option<ComputeTask>> {
+        let Some(raw) = read_task(self.conn(), task_id).await? else {
+            return Ok(None);
+        };
+        let replicas = read_replicas(self.conn(), task_id).await?;
+        assemble(raw, replicas).map(Some)
+    }
+
+    /// Marks leases that ran out by `now` lapsed; returns their tasks.
+    pub async fn lapse_replicas(&mut self, now: u64) -> Result<Vec<B256>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE compute_replicas SET status = $1 WHERE status = $2 AND expires_at <= $3
+             RETURNING task_id",
+        )
+        .bind(ReplicaStatus::Lapsed.as_str())
+        .bind(ReplicaStatus::Leased.as_str())
+        .bind(to_db(now))
+        .fetch_all(self.conn())
+        .await?;
+        let mut ids = ids
+            .iter()
+            .map(|s| parse_hash(s))
+            .collect::<Result<Vec<_>>>()?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The live replica `worker` holds, if any: (task, replica).
+    pub async fn held_replica(&mut self, worker: Address) -> Result<Option<(B256, u32)>> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT task_id, replica FROM compute_replicas WHERE worker = $1 AND status = $2
+             ORDER BY leased_at LIMIT 1",
+        )
+        .bind(addr_text(worker))
+        .bind(ReplicaStatus::Leased.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|(t, r)| Ok((parse_hash(&t)?, count(r)))).transpose()
+    }
+
+    /// The oldest open task that wants another replica and has none with
+    /// `worker`.
+    pub async fn next_compute_task(&mut self, worker: Address) -> Result<Option<B256>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT t.task_id FROM compute_tasks t
+             WHERE t.status = $1
+               AND (SELECT COUNT(*) FROM compute_replicas r WHERE r.task_id = t.task_id) < t.wanted
+               AND NOT EXISTS (SELECT 1 FROM compute_replicas r
+                               WHERE r.task_id = t.task_id AND r.worker = $2)
+             ORDER BY t.created_at, t.task_id LIMIT 1",
+        )
+        .bind(ComputeStatus::Open.as_str())
+        .bind(addr_text(worker))
+        .fetch_optional(self.conn())
+        .await?;
+        id.as_deref().map(parse_hash).transpose()
+    }
+
+    /// Issues replica `replica` of `task_id` to `worker` until `expires_at`.
+    pub async fn insert_replica(
+        &mut self,
+        task_id: B256,
+        replica: u32,
+        worker: Address,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO compute_replicas
+               (task_id, replica, worker, status, leased_at, expires_at, result, digest, reported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, NULL)",
+        )
+        .bind(hash_text(task_id))
+        .bind(i64::from(replica))
+        .bind(addr_text(worker))
+        .bind(ReplicaStatus::Leased.as_str())
+        .bind(to_db(now))
+        .bind(to_db(expires_at))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a replica's reported result and digest.
+    pub async fn report_replica(
+        &mut self,
+        task_id: B256,
+        replica: u32,
+        result: &RunResult,
+        digest: B256,
+        now: u64,
+    ) -> Result<()> {
+        let json = serde_json::to_string(result)
+            .map_err(|e| Error::Inconsistent(format!("a run result as JSON: {e}")))?;
+        sqlx::query(
+            "UPDATE compute_replicas SET status = $1, result = $2, digest = $3, reported_at = $4
+             WHERE task_id = $5 AND replica = $6",
+        )
+        .bind(ReplicaStatus::Reported.as_str())
+        .bind(json)
+        .bind(hash_text(digest))
+        .bind(to_db(now))
+        .bind(hash_text(task_id))
+        .bind(i64::from(replica))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Sets replica `replica`'s status.
+    pub async fn set_replica_status(
+        &mut self,
+        task_id: B256,
+        replica: u32,
+        status: ReplicaStatus,
+    ) -> Result<()> {
+        sqlx::query("UPDATE compute_replicas SET status = $1 WHERE task_id = $2 AND replica = $3")
+            .bind(status.as_str())
+            .bind(hash_text(task_id))
+            .bind(i64::from(replica))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Raises the replicas a task wants to `wanted`.
+    pub async fn set_wanted(&mut self, task_id: B256, wanted: u32) -> Result<()> {
+        sqlx::query("UPDATE compute_tasks SET wanted = $1 WHERE task_id = $2")
+            .bind(i64::from(wanted))
+            .bind(hash_text(task_id))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Decides a task: `done` with its canonical result, or `failed` with
+    /// the reason.
+    pub async fn decide_compute_task(
+        &mut self,
+        task_id: B256,
+        outcome: std::result::Result<&RunResult, &str>,
+        now: u64,
+    ) -> Result<()> {
+        let (status, result, reason) = match outcome {
+            Ok(r) => (
+                ComputeStatus::Done,
+                Some(serde_json::to_string(r).map_err(|e| {
+                    Error::Inconsistent(format!("a run result as JSON: {e}"))
+                })?),
+                None,
+            ),
+            Err(reason) => (ComputeStatus::Failed, None, Some(reason.to_string())),
+        };
+        sqlx::query(
+            "UPDATE compute_tasks SET status = $1, result = $2, reason = $3, decided_at = $4
+             WHERE task_id = $5",
+        )
+        .bind(status.as_str())
+        .bind(result)
+        .bind(reason)
+        .bind(to_db(now))
+        .bind(hash_text(task_id))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
