@@ -24,6 +24,7 @@ mod tasks;
 mod train;
 mod upload;
 mod verify;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -102,6 +103,9 @@ enum Command {
     /// example module.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
+    /// Run generic WebAssembly tasks for an orchestrator (a registered
+    /// trainer's key): lease a replica, run it in the sandbox, report.
+    Worker(worker::WorkerArgs),
 }
 
 /// The long-running roles' default log filter: what they do, in a line per
@@ -120,6 +124,7 @@ fn main() {
             | Command::Validator(_)
             | Command::Challenger(_)
             | Command::Orchestrator(_)
+            | Command::Worker(_)
             | Command::Demo(_)
     );
     let filter = match (&cli.log, cli.quiet || !long_running) {
@@ -155,6 +160,7 @@ fn main() {
         Command::Generate(args) => generate::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Tasks(cmd) => tasks::run(cmd),
+        Command::Worker(args) => worker::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,14 +1,19 @@
 //! `funetun tasks`: generic WebAssembly tasks. `run-local` runs one in the
 //! sandbox a worker uses, on this machine — what a task author tries before
-//! paying for replicas; `example` writes a module shipped in the binary.
+//! paying for replicas; `example` writes a module shipped in the binary;
+//! `submit`, `status` and `result` talk to an orchestrator, by the task's
+//! persistent id, from any machine.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use alloy_primitives::B256;
 use anyhow::{Context as _, bail};
+use funetun_client::Client;
 use funetun_compute::examples::{EXAMPLES, example};
-use funetun_compute::{Input, Limits, Sandbox, Validator};
+use funetun_compute::{Input, Limits, Redundancy, Sandbox, Validator};
+use funetun_core::compute::{ComputeStatus, ComputeTaskInfo, TaskSubmission};
 
 use crate::output::print_json;
 
@@ -23,6 +28,95 @@ pub enum TasksCommand {
     /// Write an example module shipped in this binary (no toolchain
     /// needed); without a name, list them.
     Example(ExampleArgs),
+    /// Submit a task to an orchestrator: uploads the module (and the
+    /// validator module), prints the task's persistent id.
+    Submit(SubmitArgs),
+    /// Where a task stands: its replicas, who ran them, their verdicts.
+    Status(StatusArgs),
+    /// A task's canonical result: its output (exit 0), or its failure
+    /// class or why no quorum was reached (exit 2); exit 3 while it is
+    /// still open (without --wait).
+    Result(ResultArgs),
+}
+
+/// Where the orchestrator is.
+#[derive(Debug, clap::Args)]
+pub struct OrchestratorArg {
+    /// Base URL of the orchestrator (replicas' URLs separated by commas).
+    #[arg(
+        long,
+        env = "FUNETUN_ORCHESTRATOR",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    orchestrator: String,
+}
+
+/// Arguments of `funetun tasks submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    at: OrchestratorArg,
+    #[command(flatten)]
+    key: crate::keys::KeyArgs,
+    /// The task's module (.wasm).
+    #[arg(long)]
+    wasm: PathBuf,
+    /// The input: JSON text, or @FILE.
+    #[arg(long)]
+    input: String,
+    /// A module exporting `init_valid` and/or `compare_valid` (default:
+    /// results must be equal byte for byte).
+    #[arg(long)]
+    validator_wasm: Option<PathBuf>,
+    /// Agreeing results needed.
+    #[arg(long, default_value_t = Redundancy::default().min_quorum)]
+    min_quorum: u32,
+    /// Replicas issued at first (default: --min-quorum).
+    #[arg(long)]
+    target_nresults: Option<u32>,
+    /// Failures tolerated without a quorum before the task is given up.
+    #[arg(long, default_value_t = Redundancy::default().max_error_results)]
+    max_error_results: u32,
+    /// Most replicas ever issued.
+    #[arg(long, default_value_t = Redundancy::default().max_total_results)]
+    max_total_results: u32,
+    /// Fuel per replica (default: the orchestrator's, 10^10).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Print one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `funetun tasks status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The task id `submit` printed.
+    id: B256,
+    #[command(flatten)]
+    at: OrchestratorArg,
+    /// Print the whole record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `funetun tasks result`.
+#[derive(Debug, clap::Args)]
+pub struct ResultArgs {
+    /// The task id `submit` printed.
+    id: B256,
+    #[command(flatten)]
+    at: OrchestratorArg,
+    /// Wait until the task is decided (asking again with exponential
+    /// back-off, from 0.25 s up to 10 s).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this many seconds (exit 3).
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
+    /// Print one JSON line: the status and the canonical result.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `funetun tasks run-local`.
@@ -67,6 +161,9 @@ pub fn run(cmd: TasksCommand) -> anyhow::Result<()> {
     match cmd {
         TasksCommand::RunLocal(args) => run_local(args),
         TasksCommand::Example(args) => write_example(args),
+        TasksCommand::Submit(args) => submit(args),
+        TasksCommand::Status(args) => status(args),
+        TasksCommand::Result(args) => result(args),
     }
 }
 
@@ -74,14 +171,19 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("could not read the module {}", path.display()))
 }
 
-fn run_local(args: RunLocalArgs) -> anyhow::Result<()> {
-    let text = match args.input.strip_prefix('@') {
+/// `--input`: JSON text or @FILE, checked.
+fn read_input(arg: &str) -> anyhow::Result<Input> {
+    let text = match arg.strip_prefix('@') {
         Some(file) => {
             std::fs::read(file).with_context(|| format!("could not read the input file {file}"))?
         }
-        None => args.input.clone().into_bytes(),
+        None => arg.as_bytes().to_vec(),
     };
-    let input = Input::new(text).context("--input takes JSON text or @FILE holding JSON")?;
+    Input::new(text).context("--input takes JSON text or @FILE holding JSON")
+}
+
+fn run_local(args: RunLocalArgs) -> anyhow::Result<()> {
+    let input = read_input(&args.input)?;
     let wasm = read_module(&args.wasm)?;
     let limits = Limits {
         fuel: args.fuel,
@@ -179,4 +281,161 @@ fn write_example(args: ExampleArgs) -> anyhow::Result<()> {
         if e.input.is_empty() { "{}" } else { e.input }
     );
     Ok(())
+}
+
+fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let input = read_input(&args.input)?;
+    let input = String::from_utf8(input.as_bytes().to_vec()).context("the input is not UTF-8")?;
+    let redundancy = Redundancy {
+        min_quorum: args.min_quorum,
+        target_nresults: args.target_nresults.unwrap_or(args.min_quorum),
+        max_error_results: args.max_error_results,
+        max_total_results: args.max_total_results,
+    };
+    redundancy
+        .check()
+        .map_err(|e| anyhow::anyhow!("the redundancy settings cannot be met: {e}"))?;
+    let wasm = read_module(&args.wasm)?;
+    // Checked here first, so a module that cannot run is not uploaded.
+    let sandbox = Sandbox::new().map_err(|e| anyhow::anyhow!("the sandbox did not start: {e}"))?;
+    sandbox
+        .compile(&wasm)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.wasm.display()))?;
+    let validator = match &args.validator_wasm {
+        Some(path) => {
+            let bytes = read_module(path)?;
+            Validator::from_wasm(&sandbox, &bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(bytes)
+        }
+        None => None,
+    };
+    let client = Client::new(&args.at.orchestrator, Some(args.key.signer()?));
+    crate::chain::runtime()?.block_on(async {
+        let module = client
+            .put_data(wasm)
+            .await
+            .context("uploading the module")?;
+        let validator = match validator {
+            Some(bytes) => Some(
+                client
+                    .put_data(bytes)
+                    .await
+                    .context("uploading the validator module")?,
+            ),
+            None => None,
+        };
+        let submitted = client
+            .submit_compute_task(&TaskSubmission {
+                module,
+                input,
+                validator,
+                redundancy,
+                fuel: args.fuel,
+            })
+            .await
+            .context("submitting the task")?;
+        if args.json {
+            print_json(&serde_json::json!({
+                "task_id": submitted.task_id,
+                "module": module,
+                "validator": validator,
+            }))?;
+        } else {
+            println!("{}", submitted.task_id);
+            eprintln!(
+                "submitted; follow it with `funetun tasks status {id}`, read it with \
+                 `funetun tasks result {id} --wait`",
+                id = submitted.task_id
+            );
+        }
+        Ok(())
+    })
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.at.orchestrator, None);
+    let info = crate::chain::runtime()?.block_on(client.compute_task(args.id))?;
+    if args.json {
+        return print_json(&info);
+    }
+    let r = info.redundancy;
+    println!(
+        "task {}: {} (quorum {} of {} issued at first, at most {}; {} failures tolerated)",
+        info.task_id,
+        info.status.as_str(),
+        r.min_quorum,
+        r.target_nresults,
+        r.max_total_results,
+        r.max_error_results
+    );
+    println!("  owner {}, module {}", info.owner, info.module);
+    for rep in &info.replicas {
+        println!(
+            "  replica {:>2}  {}  {:<9}  {}",
+            rep.replica,
+            rep.worker,
+            rep.status.as_str(),
+            match (&rep.error, &rep.digest) {
+                (Some(class), _) => format!("failed ({class})"),
+                (None, Some(d)) => format!("digest {d}"),
+                (None, None) => String::new(),
+            }
+        );
+    }
+    if let Some(reason) = &info.reason {
+        println!("  no quorum: {reason}");
+    }
+    Ok(())
+}
+
+fn result(args: ResultArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.at.orchestrator, None);
+    let info: ComputeTaskInfo = crate::chain::runtime()?.block_on(async {
+        let deadline = Instant::now() + std::time::Duration::from_secs(args.timeout_secs);
+        let mut delay = std::time::Duration::from_millis(250);
+        loop {
+            let info = client.compute_task(args.id).await?;
+            if info.status != ComputeStatus::Open || !args.wait || Instant::now() >= deadline {
+                return anyhow::Ok(info);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 3 / 2).min(std::time::Duration::from_secs(10));
+        }
+    })?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "task_id": info.task_id,
+            "status": info.status,
+            "result": info.result,
+            "reason": info.reason,
+        }))?;
+    } else {
+        match (&info.status, &info.result) {
+            (ComputeStatus::Done, Some(r)) => match (&r.output, &r.error) {
+                (Some(output), _) => println!("{output}"),
+                (None, error) => println!(
+                    "failed ({}): {}",
+                    error.as_deref().unwrap_or("?"),
+                    r.detail.as_deref().unwrap_or("")
+                ),
+            },
+            (ComputeStatus::Failed, _) => println!(
+                "no quorum: {}",
+                info.reason
+                    .as_deref()
+                    .unwrap_or("the redundancy limits were reached")
+            ),
+            _ => eprintln!(
+                "task {} is still open ({} replicas so far); pass --wait to wait for it",
+                info.task_id,
+                info.replicas.len()
+            ),
+        }
+    }
+    match (&info.status, &info.result) {
+        (ComputeStatus::Done, Some(r)) if r.output.is_some() => Ok(()),
+        (ComputeStatus::Open, _) => std::process::exit(3),
+        _ => std::process::exit(2),
+    }
 }

@@ -627,7 +627,10 @@ impl Client {
     }
 
     /// `GET /v1/compute/tasks/{id}`: a generic task, its replicas and result.
-    pub async fn compute_task(&self, task_id: B256) -> Result<funetun_core::compute::ComputeTaskInfo> {
+    pub async fn compute_task(
+        &self,
+        task_id: B256,
+    ) -> Result<funetun_core::compute::ComputeTaskInfo> {
         self.get(&format!("/v1/compute/tasks/{task_id}")).await
     }
 

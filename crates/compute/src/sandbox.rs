@@ -202,8 +202,16 @@ impl Outcome {
     pub fn to_run_result(&self) -> funetun_core::compute::RunResult {
         let (output, error, detail) = match &self.result {
             // The sandbox accepts only UTF-8 output.
-            Ok(bytes) => (Some(String::from_utf8_lossy(bytes).into_owned()), None, None),
-            Err(f) => (None, Some(f.class.as_str().to_string()), Some(f.detail.clone())),
+            Ok(bytes) => (
+                Some(String::from_utf8_lossy(bytes).into_owned()),
+                None,
+                None,
+            ),
+            Err(f) => (
+                None,
+                Some(f.class.as_str().to_string()),
+                Some(f.detail.clone()),
+            ),
         };
         funetun_core::compute::RunResult {
             output,

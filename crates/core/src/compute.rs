@@ -118,9 +118,13 @@ impl ComputeStatus {
 
     /// Parses [`ComputeStatus::as_str`]'s form.
     pub fn parse(s: &str) -> Option<ComputeStatus> {
-        [ComputeStatus::Open, ComputeStatus::Done, ComputeStatus::Failed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            ComputeStatus::Open,
+            ComputeStatus::Done,
+            ComputeStatus::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

@@ -81,7 +81,13 @@ async fn module_bytes(st: &AppState, hash: B256, what: &str) -> Result<bytes::By
 
 /// The task module `hash`, compiled and checked (400 `invalid_module`).
 async fn program(st: &std::sync::Arc<AppState>, hash: B256) -> Result<Program> {
-    if let Some(p) = st.wasm.programs.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+    if let Some(p) = st
+        .wasm
+        .programs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&hash)
+    {
         return Ok(p.clone());
     }
     let bytes = module_bytes(st, hash, "task").await?;
@@ -103,7 +109,13 @@ async fn validator(st: &std::sync::Arc<AppState>, hash: Option<B256>) -> Result<
     let Some(hash) = hash else {
         return Ok(Validator::exact());
     };
-    if let Some(v) = st.wasm.validators.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+    if let Some(v) = st
+        .wasm
+        .validators
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&hash)
+    {
         return Ok(v.clone());
     }
     let bytes = module_bytes(st, hash, "validator").await?;
@@ -136,7 +148,10 @@ pub async fn submit(
     if fuel == 0 || fuel > MAX_FUEL {
         return Err(Error::bad_request(
             "bad_fuel",
-            format!("fuel {fuel} is out of range; give 1 to {MAX_FUEL} (default {})", Limits::TASK.fuel),
+            format!(
+                "fuel {fuel} is out of range; give 1 to {MAX_FUEL} (default {})",
+                Limits::TASK.fuel
+            ),
         ));
     }
     program(st, body.module).await?;
@@ -280,10 +295,16 @@ pub async fn report(
             ),
         ));
     }
-    if !matches!(replica.status, ReplicaStatus::Leased | ReplicaStatus::Lapsed) {
+    if !matches!(
+        replica.status,
+        ReplicaStatus::Leased | ReplicaStatus::Lapsed
+    ) {
         return Err(Error::conflict(
             "already_reported",
-            format!("replica {} of task {} was reported already", body.replica, body.task_id),
+            format!(
+                "replica {} of task {} was reported already",
+                body.replica, body.task_id
+            ),
         ));
     }
     let mut result = body.result.clone();
@@ -364,7 +385,11 @@ async fn settle(
                         && v.compare_valid(&state.wasm.sandbox, &c, &outcome)
                 })
                 .await?;
-                let s = if ok { ReplicaStatus::Valid } else { ReplicaStatus::Invalid };
+                let s = if ok {
+                    ReplicaStatus::Valid
+                } else {
+                    ReplicaStatus::Invalid
+                };
                 tx.set_replica_status(task_id, *replica, s).await?;
                 set(&mut after, *replica, s);
             }

@@ -238,7 +238,8 @@ impl StoreTx {
         .bind(ReplicaStatus::Leased.as_str())
         .fetch_optional(self.conn())
         .await?;
-        row.map(|(t, r)| Ok((parse_hash(&t)?, count(r)))).transpose()
+        row.map(|(t, r)| Ok((parse_hash(&t)?, count(r))))
+            .transpose()
     }
 
     /// The oldest open task that wants another replica and has none with
@@ -347,9 +348,10 @@ impl StoreTx {
         let (status, result, reason) = match outcome {
             Ok(r) => (
                 ComputeStatus::Done,
-                Some(serde_json::to_string(r).map_err(|e| {
-                    Error::Inconsistent(format!("a run result as JSON: {e}"))
-                })?),
+                Some(
+                    serde_json::to_string(r)
+                        .map_err(|e| Error::Inconsistent(format!("a run result as JSON: {e}")))?,
+                ),
                 None,
             ),
             Err(reason) => (ComputeStatus::Failed, None, Some(reason.to_string())),

@@ -3,6 +3,7 @@
 //! blobs in a directory (or an S3 bucket: `common::S3_VAR`) and real HTTP.
 
 mod common;
+mod compute;
 mod flow;
 mod fuzz;
 mod handlers;

@@ -1,0 +1,274 @@
+//! Generic WebAssembly tasks through the orchestrator over real HTTP:
+//! owners submit, registered trainers run replicas in the sandbox, and the
+//! redundancy rule picks the canonical result.
+
+use funetun_client::{Client, ClientError};
+use funetun_compute::examples::example;
+use funetun_compute::{Input, Limits, Outcome, Sandbox};
+use funetun_core::compute::{
+    ComputeStatus, Redundancy, ReplicaLease, ReplicaReport, ReplicaStatus, RunResult,
+    TaskSubmission,
+};
+
+use crate::common::Env;
+
+/// What an honest worker does with a lease.
+fn run_honestly(sandbox: &Sandbox, wasm: &[u8], lease: &ReplicaLease) -> Outcome {
+    let limits = Limits {
+        fuel: lease.fuel,
+        memory_bytes: lease.memory_bytes as usize,
+        output_bytes: lease.output_bytes as usize,
+    };
+    let input = Input::new(lease.input.as_bytes().to_vec()).unwrap();
+    match sandbox.compile(wasm) {
+        Ok(p) => sandbox.run(&p, &input, &limits),
+        Err(f) => Outcome {
+            result: Err(f),
+            fuel_used: 0,
+        },
+    }
+}
+
+async fn honest_turn(
+    worker: &Client,
+    sandbox: &Sandbox,
+    wasm: &[u8],
+) -> (ReplicaLease, ReplicaStatus) {
+    let lease = worker
+        .lease_replica()
+        .await
+        .unwrap()
+        .expect("a replica to run");
+    // The module comes from the orchestrator, checked against its hash.
+    let fetched = worker.get_blob(lease.module).await.unwrap();
+    assert_eq!(fetched, wasm);
+    let outcome = run_honestly(sandbox, &fetched, &lease);
+    let ack = worker
+        .report_replica(&ReplicaReport {
+            task_id: lease.task_id,
+            replica: lease.replica,
+            result: outcome.to_run_result(),
+        })
+        .await
+        .unwrap();
+    (lease, ack.replica_status)
+}
+
+fn code(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Api { status, code, .. } => (status, code),
+        other => panic!("not an API refusal: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_agrees_a_wrong_worker_is_outvoted_and_hostile_tasks_end_as_results() {
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    for i in [2, 3, 4] {
+        env.register_trainer(i).await;
+    }
+    let workers: Vec<Client> = [2, 3, 4]
+        .iter()
+        .map(|&i| Client::new(&orch.url(), Some(env.keys[i].clone())))
+        .collect();
+    let sandbox = Sandbox::new().unwrap();
+    let pi = example("pi").unwrap().wasm;
+    let module = owner.put_data(pi.to_vec()).await.unwrap();
+    let submit = |input: &str| TaskSubmission {
+        module,
+        input: input.to_string(),
+        validator: None,
+        redundancy: Redundancy::default(),
+        fuel: None,
+    };
+
+    // Two honest workers agree bit for bit: the task is done, both paid.
+    let id = owner
+        .submit_compute_task(&submit(r#"{"samples": 20000, "seed": 7}"#))
+        .await
+        .unwrap()
+        .task_id;
+    let (first, _) = honest_turn(&workers[0], &sandbox, pi).await;
+    assert_eq!(first.task_id, id);
+    // A worker never gets two replicas of one task.
+    assert_eq!(workers[0].lease_replica().await.unwrap(), None);
+    let (_, status) = honest_turn(&workers[1], &sandbox, pi).await;
+    assert_eq!(status, ReplicaStatus::Valid);
+    let info = owner.compute_task(id).await.unwrap();
+    assert_eq!(info.status, ComputeStatus::Done);
+    let local = run_honestly(&sandbox, pi, &first).to_run_result();
+    assert_eq!(info.result.as_ref().unwrap().output, local.output);
+    assert!(
+        info.replicas
+            .iter()
+            .all(|r| r.status == ReplicaStatus::Valid)
+    );
+    assert_eq!(info.replicas[0].digest, info.replicas[1].digest);
+
+    // A wrong result: no quorum of two, a third replica is issued, and the
+    // wrong one is outvoted.
+    let id = owner
+        .submit_compute_task(&submit(r#"{"samples": 1000, "seed": 1}"#))
+        .await
+        .unwrap()
+        .task_id;
+    let wrong = workers[2].lease_replica().await.unwrap().unwrap();
+    let ack = workers[2]
+        .report_replica(&ReplicaReport {
+            task_id: wrong.task_id,
+            replica: wrong.replica,
+            result: RunResult {
+                output: Some(r#"{"pi":3.0}"#.into()),
+                error: None,
+                detail: None,
+                fuel_used: 1,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(ack.status, ComputeStatus::Open);
+    honest_turn(&workers[0], &sandbox, pi).await;
+    assert_eq!(
+        owner.compute_task(id).await.unwrap().status,
+        ComputeStatus::Open
+    );
+    let (_, status) = honest_turn(&workers[1], &sandbox, pi).await;
+    assert_eq!(status, ReplicaStatus::Valid);
+    let info = owner.compute_task(id).await.unwrap();
+    assert_eq!(info.status, ComputeStatus::Done);
+    let by_worker = |i: usize| {
+        info.replicas
+            .iter()
+            .find(|r| r.worker == env.keys[i].address())
+            .unwrap()
+            .status
+    };
+    assert_eq!(by_worker(4), ReplicaStatus::Invalid);
+    assert_eq!(by_worker(2), ReplicaStatus::Valid);
+    assert_eq!(by_worker(3), ReplicaStatus::Valid);
+    // Reporting twice is refused.
+    let again = workers[2]
+        .report_replica(&ReplicaReport {
+            task_id: wrong.task_id,
+            replica: wrong.replica,
+            result: local.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(again), (409, "already_reported".into()));
+
+    // A hostile module (an endless loop) ends as a `fuel` result that the
+    // quorum agrees on.
+    let endless = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "funetun_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "run") (param i32 i32) (result i64) (loop br 0) i64.const 0))"#,
+    )
+    .unwrap();
+    let hostile = owner.put_data(endless.clone()).await.unwrap();
+    let id = owner
+        .submit_compute_task(&TaskSubmission {
+            module: hostile,
+            fuel: Some(1_000_000),
+            ..submit("{}")
+        })
+        .await
+        .unwrap()
+        .task_id;
+    honest_turn(&workers[0], &sandbox, &endless).await;
+    honest_turn(&workers[1], &sandbox, &endless).await;
+    let info = owner.compute_task(id).await.unwrap();
+    assert_eq!(info.status, ComputeStatus::Done);
+    assert_eq!(info.result.unwrap().error.as_deref(), Some("fuel"));
+
+    // Nothing left to run.
+    assert_eq!(workers[2].lease_replica().await.unwrap(), None);
+    orch.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submissions_and_strangers_are_refused() {
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    let module = owner
+        .put_data(example("pi").unwrap().wasm.to_vec())
+        .await
+        .unwrap();
+    let good = TaskSubmission {
+        module,
+        input: "{}".into(),
+        validator: None,
+        redundancy: Redundancy::default(),
+        fuel: None,
+    };
+    let garbage = owner.put_data(b"not a module".to_vec()).await.unwrap();
+    let cases = [
+        (
+            TaskSubmission {
+                input: "{not json".into(),
+                ..good.clone()
+            },
+            "bad_input",
+        ),
+        (
+            TaskSubmission {
+                module: garbage,
+                ..good.clone()
+            },
+            "invalid_module",
+        ),
+        (
+            TaskSubmission {
+                module: funetun_core::keccak256(b"never uploaded"),
+                ..good.clone()
+            },
+            "missing_blob",
+        ),
+        (
+            TaskSubmission {
+                redundancy: Redundancy {
+                    min_quorum: 3,
+                    target_nresults: 2,
+                    ..Redundancy::default()
+                },
+                ..good.clone()
+            },
+            "bad_redundancy",
+        ),
+        (
+            TaskSubmission {
+                validator: Some(module),
+                ..good.clone()
+            },
+            "bad_validator",
+        ),
+        (
+            TaskSubmission {
+                fuel: Some(0),
+                ..good.clone()
+            },
+            "bad_fuel",
+        ),
+    ];
+    for (submission, expected) in cases {
+        let e = owner.submit_compute_task(&submission).await.unwrap_err();
+        assert_eq!(code(e), (400, expected.to_string()));
+    }
+    // None of them left a task behind for a worker.
+    env.register_trainer(2).await;
+    let worker = Client::new(&orch.url(), Some(env.keys[2].clone()));
+    assert_eq!(worker.lease_replica().await.unwrap(), None);
+    // An unregistered address gets no work.
+    let stranger = Client::new(&orch.url(), Some(env.keys[5].clone()));
+    assert_eq!(code(stranger.lease_replica().await.unwrap_err()).0, 403);
+    // An unknown id is a 404 with its own code.
+    let e = owner
+        .compute_task(funetun_core::keccak256(b"no such task"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (404, "unknown_task".into()));
+    orch.shutdown().await.unwrap();
+}
