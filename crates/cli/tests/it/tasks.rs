@@ -112,3 +112,130 @@ fn the_rounding_validator_judges_from_the_command_line() {
     );
     assert_eq!(last_json(&done)["valid"], true);
 }
+
+/// Submitted from one process, run by two `funetun worker` processes, and
+/// read by id from others after the submitter exited: the canonical
+/// output is what `run-local` gives on this machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_another() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pi = example(dir.path(), "pi");
+    let input = r#"{"samples": 50000, "seed": 11}"#;
+    let (chain, keys, owner) = crate::chain_with_contract().await;
+    let mut config =
+        funetun_orchestrator::Config::new(chain.rpc_url(), owner.contract(), keys[1].clone());
+    config.db_url = format!("sqlite://{}", dir.path().join("orchestrator.db").display());
+    config.blobs = funetun_orchestrator::blobs::BlobLocation::Dir(dir.path().join("blobs"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.poll_interval = Duration::from_millis(50);
+    config.offline = true;
+    let orchestrator = funetun_orchestrator::start(config).await.unwrap();
+    let url = orchestrator.url();
+    for i in [2, 3] {
+        owner
+            .with_signer(keys[i].clone())
+            .register_trainer(funetun_chain::ContractParams::default().min_stake)
+            .await
+            .unwrap();
+    }
+    let cli = |key: Option<usize>| {
+        let mut cmd = funetun();
+        cmd.env("FUNETUN_ORCHESTRATOR", &url)
+            .env_remove("FUNETUN_KEY");
+        if let Some(i) = key {
+            cmd.env("FUNETUN_KEY", crate::key_hex(&keys[i]));
+        }
+        cmd
+    };
+
+    // Settings that cannot be met are refused before anything is sent.
+    let refused = cli(Some(0))
+        .args(["tasks", "submit", "--input", input, "--min-quorum", "3"])
+        .args(["--target-nresults", "2", "--wasm"])
+        .arg(&pi)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("target_nresults"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let submitted = cli(Some(0))
+        .args(["tasks", "submit", "--json", "--input", input, "--wasm"])
+        .arg(&pi)
+        .output()
+        .unwrap();
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = last_json(&submitted)["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Open until workers run it: `result` without --wait exits 3.
+    let open = cli(None).args(["tasks", "result", &id]).output().unwrap();
+    assert_eq!(open.status.code(), Some(3));
+
+    let workers: Vec<_> = [2, 3]
+        .iter()
+        .map(|&i| {
+            let mut cmd = tokio::process::Command::from(cli(Some(i)));
+            cmd.args(["worker", "--max-tasks", "1", "--poll-secs", "0.05"])
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut w in workers {
+        let status = tokio::time::timeout(Duration::from_secs(120), w.wait())
+            .await
+            .expect("a worker ran one replica and stopped")
+            .unwrap();
+        assert!(status.success());
+    }
+
+    let waited = tokio::task::spawn_blocking({
+        let mut cmd = cli(None);
+        let id = id.clone();
+        move || {
+            cmd.args(["tasks", "result", &id, "--wait", "--json"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let result = last_json(&waited);
+    assert_eq!(result["status"], "done");
+    let local = last_json(&run_local(&pi, input, &[]));
+    let output: serde_json::Value =
+        serde_json::from_str(result["result"]["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output, local["output"]);
+    assert_eq!(result["result"]["fuel_used"], local["fuel_used"]);
+
+    let status = cli(None)
+        .args(["tasks", "status", &id, "--json"])
+        .output()
+        .unwrap();
+    let status = last_json(&status);
+    let replicas = status["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2);
+    for r in replicas {
+        assert_eq!(r["status"], "valid");
+        assert_eq!(r["digest"], local["result_digest"]);
+    }
+    orchestrator.shutdown().await.unwrap();
+}
