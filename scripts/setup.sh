@@ -86,3 +86,8 @@ bash benches/torch/setup.sh >&2
 # schemathesis in $HOME/.cache/funetun/venv-fuzz, for the API fuzz test
 # (crates/orchestrator/tests/it/fuzz.rs, which fails under CI=true without it).
 bash tests/fuzz/setup.sh >&2
+
+# eth-account, httpx and pytest in $HOME/.cache/funetun/venv-client, for the Python
+# client's tests (python/tests, run by crates/cli/tests/it/tasks.rs, which fails under
+# CI=true without it).
+bash python/setup.sh >&2

@@ -61,14 +61,25 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             match lease {
                 Ok(Some(lease)) => {
                     let outcome = run_lease(&client, &sandbox, &mut programs, &lease).await?;
-                    let ack = client
-                        .report_replica(&ReplicaReport {
-                            task_id: lease.task_id,
-                            replica: lease.replica,
-                            result: outcome.to_run_result(),
-                        })
-                        .await
-                        .with_context(|| format!("reporting task {}", lease.task_id))?;
+                    let report = ReplicaReport {
+                        task_id: lease.task_id,
+                        replica: lease.replica,
+                        result: outcome.to_run_result(),
+                    };
+                    let mut attempt = 0;
+                    let ack = loop {
+                        match client.report_replica(&report).await {
+                            Err(e) if e.is_transient() && attempt < 5 => {
+                                attempt += 1;
+                                tracing::warn!(error = %e, attempt, "reporting failed; trying again");
+                                tokio::time::sleep(poll * 4).await;
+                            }
+                            other => {
+                                break other
+                                    .with_context(|| format!("reporting task {}", lease.task_id))?;
+                            }
+                        }
+                    };
                     done += 1;
                     tracing::info!(
                         task = %lease.task_id,
@@ -89,6 +100,12 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                         break;
                     }
                     tokio::time::sleep(poll).await;
+                }
+                Err(e) if !e.is_transient() => {
+                    return Err(anyhow::Error::new(e).context(
+                        "the orchestrator refused this worker (a worker is a registered trainer: \
+                         run `funetun trainer` once with this key, or registerTrainer with the minimum stake)",
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "asking for work failed; trying again");

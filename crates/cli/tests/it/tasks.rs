@@ -123,23 +123,8 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
     let dir = tempfile::tempdir().unwrap();
     let pi = example(dir.path(), "pi");
     let input = r#"{"samples": 50000, "seed": 11}"#;
-    let (chain, keys, owner) = crate::chain_with_contract().await;
-    let mut config =
-        funetun_orchestrator::Config::new(chain.rpc_url(), owner.contract(), keys[1].clone());
-    config.db_url = format!("sqlite://{}", dir.path().join("orchestrator.db").display());
-    config.blobs = funetun_orchestrator::blobs::BlobLocation::Dir(dir.path().join("blobs"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.poll_interval = Duration::from_millis(50);
-    config.offline = true;
-    let orchestrator = funetun_orchestrator::start(config).await.unwrap();
+    let (_chain, keys, orchestrator) = market(&dir).await;
     let url = orchestrator.url();
-    for i in [2, 3] {
-        owner
-            .with_signer(keys[i].clone())
-            .register_trainer(funetun_chain::ContractParams::default().min_stake)
-            .await
-            .unwrap();
-    }
     let cli = |key: Option<usize>| {
         let mut cmd = funetun();
         cmd.env("FUNETUN_ORCHESTRATOR", &url)
@@ -238,4 +223,122 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
         assert_eq!(r["digest"], local["result_digest"]);
     }
     orchestrator.shutdown().await.unwrap();
+}
+
+/// A chain, its contract and an orchestrator with state in `dir`, with dev
+/// accounts 2 and 3 registered as trainers (who may run tasks).
+async fn market(
+    dir: &tempfile::TempDir,
+) -> (
+    funetun_chain::DevChain,
+    Vec<alloy_signer_local::PrivateKeySigner>,
+    funetun_orchestrator::Orchestrator,
+) {
+    use std::time::Duration;
+    let (chain, keys, owner) = crate::chain_with_contract().await;
+    let mut config =
+        funetun_orchestrator::Config::new(chain.rpc_url(), owner.contract(), keys[1].clone());
+    config.db_url = format!("sqlite://{}", dir.path().join("orchestrator.db").display());
+    config.blobs = funetun_orchestrator::blobs::BlobLocation::Dir(dir.path().join("blobs"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.poll_interval = Duration::from_millis(50);
+    config.offline = true;
+    let orchestrator = funetun_orchestrator::start(config).await.unwrap();
+    for i in [2, 3] {
+        owner
+            .with_signer(keys[i].clone())
+            .register_trainer(funetun_chain::ContractParams::default().min_stake)
+            .await
+            .unwrap();
+    }
+    (chain, keys, orchestrator)
+}
+
+/// The Python client's environment (`python/setup.sh`), if it was set up.
+fn client_python() -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(std::env::var_os("HOME")?)
+        .join(".cache/funetun/venv-client/bin/python");
+    path.is_file().then_some(path)
+}
+
+/// The Python client's pytest suite (python/tests) against this
+/// orchestrator and two `funetun worker` processes; the package also
+/// builds as a wheel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
+    let Some(python) = client_python() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Python client's environment is missing: run `bash python/setup.sh` \
+             (scripts/setup.sh does)"
+        );
+        eprintln!("skipped: no Python client environment; run `bash python/setup.sh`");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["pi", "rounding", "rounding-valid"] {
+        example(dir.path(), name);
+    }
+    let (_chain, keys, orchestrator) = market(&dir).await;
+    let url = orchestrator.url();
+    let workers: Vec<_> = [2, 3]
+        .iter()
+        .map(|&i| {
+            let mut cmd = tokio::process::Command::from(funetun());
+            cmd.args(["worker", "--poll-secs", "0.05", "--orchestrator", &url])
+                .env("FUNETUN_KEY", crate::key_hex(&keys[i]))
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let pytest = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "python/tests"])
+        .current_dir(&root)
+        .env("PYTHONPATH", root.join("python/src"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("FUNETUN_TEST_URL", &url)
+        .env("FUNETUN_TEST_KEY", crate::key_hex(&keys[0]))
+        .env("FUNETUN_TEST_MODULES", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&pytest.stdout),
+        String::from_utf8_lossy(&pytest.stderr)
+    );
+    assert!(pytest.status.success(), "pytest failed:\n{report}");
+    assert!(report.contains("4 passed"), "{report}");
+    drop(workers);
+    orchestrator.shutdown().await.unwrap();
+
+    // pip-installable: the package builds as a wheel (from a copy, since
+    // setuptools writes its build files next to the sources).
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("src/funetun")).unwrap();
+    for file in ["pyproject.toml", "README.md", "src/funetun/__init__.py", "src/funetun/client.py"] {
+        std::fs::copy(root.join("python").join(file), pkg.join(file)).unwrap();
+    }
+    let wheel = std::process::Command::new(&python)
+        .args(["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w"])
+        .arg(dir.path().join("wheel"))
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert!(
+        wheel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wheel.stderr)
+    );
+    let built: Vec<_> = std::fs::read_dir(dir.path().join("wheel"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        built.iter().any(|n| n.starts_with("funetun-0.1.0") && n.ends_with(".whl")),
+        "{built:?}"
+    );
 }
