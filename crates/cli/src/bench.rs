@@ -52,6 +52,14 @@ pub enum BenchCommand {
     /// The load process of `bench api`.
     #[command(hide = true)]
     ApiClient(crate::orchestrator::ApiClientArgs),
+    /// Tiny generic WebAssembly tasks dispatched through an orchestrator
+    /// with quorum 2 (submit, two leases, two reports each), beside signed
+    /// training leases per second in the same run; prints
+    /// {"tasks_per_sec","lease_requests_per_sec","ratio_requests_to_leases",…}.
+    Tasks(crate::orchestrator::TasksBenchArgs),
+    /// The load process of `bench tasks`.
+    #[command(hide = true)]
+    TasksClient(crate::orchestrator::TasksClientArgs),
 }
 
 /// Arguments of `funetun bench lora`.
@@ -181,6 +189,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Demo(args) => crate::demo::bench(*args),
         BenchCommand::Sync(args) => crate::demo::bench_sync(*args),
         BenchCommand::ApiClient(args) => crate::orchestrator::api_client(args),
+        BenchCommand::Tasks(args) => crate::orchestrator::bench_tasks(args),
+        BenchCommand::TasksClient(args) => crate::orchestrator::tasks_client(args),
         BenchCommand::Chain(args) => {
             let rt = runtime()?;
             let r = rt.block_on(funetun_chain::bench::chain_throughput(

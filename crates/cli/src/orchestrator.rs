@@ -307,3 +307,128 @@ pub fn api_client(args: ApiClientArgs) -> anyhow::Result<()> {
     ))?;
     print_json(&report)
 }
+
+/// Arguments of `funetun bench tasks`.
+#[derive(Debug, clap::Args)]
+pub struct TasksBenchArgs {
+    /// Tiny tasks to dispatch (the `pi` example on 16 samples, quorum 2).
+    #[arg(long, default_value_t = 2000)]
+    pub tasks: usize,
+    /// Workers (registered trainers, at most 8).
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Seconds of the training lease measurement beside it.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Print one JSON object as the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of the load process `funetun bench tasks-client`.
+#[derive(Debug, clap::Args)]
+pub struct TasksClientArgs {
+    /// The orchestrator's URL.
+    #[arg(long)]
+    pub url: String,
+    /// Tasks to dispatch.
+    #[arg(long)]
+    pub tasks: usize,
+    /// The owner's key, then the workers' keys, separated by commas.
+    #[arg(long, env = "FUNETUN_BENCH_KEYS", hide_env_values = true)]
+    pub keys: String,
+}
+
+/// `funetun bench tasks`: tiny generic tasks dispatched through an
+/// orchestrator (SQLite) with quorum 2, beside signed training leases per
+/// second on a fresh orchestrator of the same kind in the same run.
+pub fn bench_tasks(args: TasksBenchArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let leases = measure_api(
+            &ApiBenchArgs {
+                connections: 8,
+                trainers: 8,
+                seconds: args.seconds,
+                postgres: None,
+                json: false,
+            },
+            None,
+            1,
+        )
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let prepared =
+            funetun_orchestrator::bench::prepare(dir.path(), args.workers.clamp(2, 8), None, 1)
+                .await?;
+        let owner = prepared.chain.accounts()[0].signer();
+        let keys: Vec<String> = std::iter::once(&owner)
+            .chain(&prepared.trainers)
+            .map(crate::keys::key_hex)
+            .collect();
+        let exe = std::env::current_exe().context("locating this binary")?;
+        let output = tokio::process::Command::new(exe)
+            .args(["bench", "tasks-client", "--url", &prepared.replicas[0].url()])
+            .args(["--tasks", &args.tasks.to_string()])
+            .env("FUNETUN_BENCH_KEYS", keys.join(","))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .context("starting the load process")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "the load process failed ({})",
+            output.status
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .context("the load process printed no report")?;
+        let report: serde_json::Value = serde_json::from_str(line)?;
+        for replica in prepared.replicas {
+            replica.shutdown().await?;
+        }
+        prepared.chain.stop().await?;
+        let tasks_per_sec = report["tasks_per_sec"].as_f64().unwrap_or(0.0);
+        let requests_per_sec = report["requests_per_sec"].as_f64().unwrap_or(0.0);
+        let lease_rate = leases["requests_per_sec"].as_f64().unwrap_or(0.0);
+        let ratio = requests_per_sec / lease_rate.max(f64::MIN_POSITIVE);
+        eprintln!(
+            "generic tasks, quorum 2, {} workers: {tasks_per_sec:.0} tasks/s ({} tasks in {:.2} s, \
+             {requests_per_sec:.0} signed requests/s, {} wrong); training leases {lease_rate:.0}/s; \
+             requests against leases in this run: {ratio:.2}x",
+            report["workers"],
+            report["tasks"],
+            report["seconds"].as_f64().unwrap_or(0.0),
+            report["wrong"],
+        );
+        if args.json {
+            print_json(&serde_json::json!({
+                "dispatch": report,
+                "leases": leases,
+                "tasks_per_sec": tasks_per_sec,
+                "lease_requests_per_sec": lease_rate,
+                "ratio_requests_to_leases": ratio,
+            }))?;
+        }
+        Ok(())
+    })
+}
+
+/// The load process of `funetun bench tasks`.
+pub fn tasks_client(args: TasksClientArgs) -> anyhow::Result<()> {
+    let mut keys = args
+        .keys
+        .split(',')
+        .filter(|k| !k.trim().is_empty())
+        .map(funetun_chain::keys::parse_key)
+        .collect::<Result<Vec<_>, _>>()
+        .context("--keys")?;
+    anyhow::ensure!(keys.len() >= 3, "--keys: the owner's and at least two workers'");
+    let owner = keys.remove(0);
+    let report = runtime()?.block_on(funetun_orchestrator::bench::dispatch(
+        &args.url, owner, &keys, args.tasks,
+    ))?;
+    print_json(&report)
+}

@@ -246,3 +246,150 @@ pub async fn fire(
         seconds,
     })
 }
+
+/// What [`dispatch`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchReport {
+    /// Tasks submitted and decided.
+    pub tasks: u64,
+    /// Replicas per task (the quorum).
+    pub quorum: u32,
+    /// Workers.
+    pub workers: usize,
+    /// Seconds from the first submission until every task was decided.
+    pub seconds: f64,
+    /// Tasks decided per second.
+    pub tasks_per_sec: f64,
+    /// Signed requests per second (a submission, and a lease and a report
+    /// per replica).
+    pub requests_per_sec: f64,
+    /// Tasks whose canonical result differs from the local run's (0).
+    pub wrong: u64,
+}
+
+/// Submits `tasks` tiny tasks (the `pi` example on 16 samples) with quorum
+/// 2 from `owner` while `workers` (registered trainers) lease, run in the
+/// sandbox and report replicas until every task is decided.
+pub async fn dispatch(
+    url: &str,
+    owner: PrivateKeySigner,
+    workers: &[PrivateKeySigner],
+    tasks: usize,
+) -> Result<DispatchReport> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use funetun_compute::{Input, Limits, Sandbox};
+    use funetun_core::compute::{ComputeStatus, Redundancy, ReplicaReport, TaskSubmission};
+
+    if workers.len() < 2 {
+        return Err(Error::Config("quorum 2 needs at least 2 workers".into()));
+    }
+    let pi = funetun_compute::examples::example("pi")
+        .ok_or_else(|| Error::Config("the pi example is not shipped".into()))?
+        .wasm;
+    let sandbox = Arc::new(
+        Sandbox::new().map_err(|e| Error::Config(format!("the sandbox did not start: {e}")))?,
+    );
+    let program = sandbox
+        .compile(pi)
+        .map_err(|e| Error::Config(format!("the pi example: {e}")))?;
+    let input = r#"{"samples": 16, "seed": 1}"#;
+    let expected = sandbox
+        .run(
+            &program,
+            &Input::new(input.as_bytes().to_vec()).map_err(|e| Error::Config(e.to_string()))?,
+            &Limits::TASK,
+        )
+        .to_run_result();
+    let owner = Client::new(url, Some(owner));
+    let module = owner.put_data(pi.to_vec()).await.map_err(client_error)?;
+    let submission = TaskSubmission {
+        module,
+        input: input.to_string(),
+        validator: None,
+        redundancy: Redundancy {
+            min_quorum: 2,
+            target_nresults: 2,
+            ..Redundancy::default()
+        },
+        fuel: None,
+    };
+    let decided = Arc::new(AtomicU64::new(0));
+    let requests = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    // Four submitters share the tasks.
+    let submitters = 4usize;
+    for s in 0..submitters {
+        let owner = owner.clone();
+        let submission = submission.clone();
+        let requests = requests.clone();
+        let count = tasks / submitters + usize::from(s < tasks % submitters);
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                ids.push(owner.submit_compute_task(&submission).await?.task_id);
+                requests.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, funetun_client::ClientError>(ids)
+        }));
+    }
+    let mut worker_handles = Vec::new();
+    for key in workers {
+        let client = Client::new(url, Some(key.clone()));
+        let (sandbox, program) = (sandbox.clone(), program.clone());
+        let (decided, requests) = (decided.clone(), requests.clone());
+        let total = tasks as u64;
+        worker_handles.push(tokio::spawn(async move {
+            while decided.load(Ordering::Relaxed) < total {
+                let Some(lease) = client.lease_replica().await.map_err(client_error)? else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                requests.fetch_add(1, Ordering::Relaxed);
+                let input = Input::new(lease.input.into_bytes())
+                    .map_err(|e| Error::Inconsistent(format!("a leased input: {e}")))?;
+                let outcome = sandbox.run(&program, &input, &Limits::TASK);
+                let ack = client
+                    .report_replica(&ReplicaReport {
+                        task_id: lease.task_id,
+                        replica: lease.replica,
+                        result: outcome.to_run_result(),
+                    })
+                    .await
+                    .map_err(client_error)?;
+                requests.fetch_add(1, Ordering::Relaxed);
+                if ack.status == ComputeStatus::Done {
+                    decided.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    let mut ids = Vec::with_capacity(tasks);
+    for h in handles {
+        ids.extend(h.await?.map_err(client_error)?);
+    }
+    for h in worker_handles {
+        h.await??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let mut wrong = 0u64;
+    for id in ids.iter().step_by((tasks / 100).max(1)) {
+        let info = owner.compute_task(*id).await.map_err(client_error)?;
+        if info.result.as_ref().map(|r| &r.output) != Some(&expected.output) {
+            wrong += 1;
+        }
+    }
+    let n = requests.load(Ordering::Relaxed);
+    Ok(DispatchReport {
+        tasks: tasks as u64,
+        quorum: 2,
+        workers: workers.len(),
+        seconds,
+        tasks_per_sec: tasks as f64 / seconds,
+        requests_per_sec: n as f64 / seconds,
+        wrong,
+    })
+}

@@ -58,6 +58,9 @@ pub struct Config {
     /// every fifth of it, and a replica takes over a lease that lapsed, so
     /// a dead leader is replaced within about this time plus a renewal.
     pub leader_ttl: Duration,
+    /// How long a worker holds a replica of a generic task before it goes
+    /// to someone else (docs/tasks.md).
+    pub replica_lease: Duration,
 }
 
 /// Limits on signed requests.
@@ -114,6 +117,7 @@ impl Config {
             http: funetun_serve::Limits::default(),
             replica: format!("replica-{}", std::process::id()),
             leader_ttl: Duration::from_secs(5),
+            replica_lease: Duration::from_secs(600),
         }
     }
 }

@@ -32,9 +32,6 @@ pub const MAX_MODULE_BYTES: usize = 32 << 20;
 /// Most fuel a task may ask for per replica (ten times the default).
 pub const MAX_FUEL: u64 = 10 * Limits::TASK.fuel;
 
-/// How long a worker holds a replica before it goes to someone else.
-pub const REPLICA_LEASE_SECS: u64 = 600;
-
 /// The orchestrator's sandbox, with the modules it compiled (the owners'
 /// validators, checked submissions) kept by hash.
 #[derive(Debug)]
@@ -42,6 +39,9 @@ pub struct Wasm {
     sandbox: Sandbox,
     programs: Mutex<HashMap<B256, Program>>,
     validators: Mutex<HashMap<B256, Validator>>,
+    /// The unix second leases were last checked for lapses (at most once a
+    /// second, not at every lease).
+    lapses_checked: AtomicU64,
 }
 
 impl Wasm {
@@ -53,6 +53,7 @@ impl Wasm {
             sandbox,
             programs: Mutex::default(),
             validators: Mutex::default(),
+            lapses_checked: AtomicU64::new(0),
         })
     }
 }
@@ -215,7 +216,9 @@ fn lease_of(task: &ComputeTask, replica: u32, expires_at: u64) -> ReplicaLease {
 /// is nothing to run.
 pub async fn lease(st: &std::sync::Arc<AppState>, worker: Address) -> Result<Option<ReplicaLease>> {
     let now = now_secs();
-    lapse(st, now).await?;
+    if st.wasm.lapses_checked.swap(now, Ordering::Relaxed) < now {
+        lapse(st, now).await?;
+    }
     let mut tx = st.store.begin().await?;
     if let Some((task_id, replica)) = tx.held_replica(worker).await?
         && let Some(task) = tx.compute_task(task_id).await?
@@ -236,7 +239,7 @@ pub async fn lease(st: &std::sync::Arc<AppState>, worker: Address) -> Result<Opt
         return Err(Error::Inconsistent(format!("task {task_id} vanished")));
     };
     let replica = task.info.replicas.len() as u32;
-    let expires_at = now + REPLICA_LEASE_SECS;
+    let expires_at = now + st.config.replica_lease.as_secs().max(1);
     tx.insert_replica(task_id, replica, worker, now, expires_at)
         .await?;
     tx.commit().await?;

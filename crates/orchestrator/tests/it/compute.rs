@@ -272,3 +272,54 @@ async fn bad_submissions_and_strangers_are_refused() {
     assert_eq!(code(e), (404, "unknown_task".into()));
     orch.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_replica_is_issued_again_and_its_late_report_judged() {
+    let env = Env::new().await;
+    let mut config = env.config();
+    config.replica_lease = std::time::Duration::from_secs(1);
+    let orch = funetun_orchestrator::start(config).await.unwrap();
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    for i in [2, 3, 4] {
+        env.register_trainer(i).await;
+    }
+    let w = |i: usize| Client::new(&orch.url(), Some(env.keys[i].clone()));
+    let sandbox = Sandbox::new().unwrap();
+    let pi = example("pi").unwrap().wasm;
+    let module = owner.put_data(pi.to_vec()).await.unwrap();
+    let id = owner
+        .submit_compute_task(&TaskSubmission {
+            module,
+            input: r#"{"samples": 500, "seed": 2}"#.into(),
+            validator: None,
+            redundancy: Redundancy::default(),
+            fuel: None,
+        })
+        .await
+        .unwrap()
+        .task_id;
+    // Worker 2 takes a replica and goes silent; worker 3 reports.
+    let silent = w(2).lease_replica().await.unwrap().unwrap();
+    honest_turn(&w(3), &sandbox, pi).await;
+    assert_eq!(w(4).lease_replica().await.unwrap(), None);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The lapse is noticed, a third replica issued, and the quorum reached.
+    let (lease, status) = honest_turn(&w(4), &sandbox, pi).await;
+    assert_eq!((lease.task_id, lease.replica), (id, 2));
+    assert_eq!(status, ReplicaStatus::Valid);
+    let info = owner.compute_task(id).await.unwrap();
+    assert_eq!(info.status, ComputeStatus::Done);
+    assert_eq!(info.replicas[0].status, ReplicaStatus::Lapsed);
+    // The silent worker's late report is still taken, judged against the
+    // canonical result.
+    let ack = w(2)
+        .report_replica(&ReplicaReport {
+            task_id: id,
+            replica: silent.replica,
+            result: run_honestly(&sandbox, pi, &silent).to_run_result(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ack.replica_status, ReplicaStatus::Valid);
+    orch.shutdown().await.unwrap();
+}
