@@ -80,6 +80,10 @@ pub struct SubmitArgs {
     /// Most replicas ever issued.
     #[arg(long, default_value_t = Redundancy::default().max_total_results)]
     max_total_results: u32,
+    /// Adaptive replication: run the task once when its first worker has
+    /// a clean record (spot checks aside); new workers are always checked.
+    #[arg(long)]
+    adaptive: bool,
     /// Fuel per replica (default: the orchestrator's, 10^10).
     #[arg(long)]
     fuel: Option<u64>,
@@ -291,6 +295,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         target_nresults: args.target_nresults.unwrap_or(args.min_quorum),
         max_error_results: args.max_error_results,
         max_total_results: args.max_total_results,
+        adaptive: args.adaptive,
     };
     redundancy
         .check()

@@ -22,6 +22,11 @@ pub struct Redundancy {
     pub max_error_results: u32,
     /// Most replicas ever issued.
     pub max_total_results: u32,
+    /// Adaptive replication (BOINC's): a task whose first replica goes to
+    /// a worker with a clean record (docs/tasks.md) is run once, except
+    /// for random spot checks; new workers' replicas are always checked.
+    #[serde(default)]
+    pub adaptive: bool,
 }
 
 impl Default for Redundancy {
@@ -32,6 +37,7 @@ impl Default for Redundancy {
             target_nresults: 2,
             max_error_results: 3,
             max_total_results: 6,
+            adaptive: false,
         }
     }
 }
@@ -225,6 +231,10 @@ pub struct ComputeTaskInfo {
     pub input: String,
     /// Redundancy settings.
     pub redundancy: Redundancy,
+    /// Whether adaptive replication ran this task once (its first worker
+    /// had a clean record and no spot check was drawn).
+    #[serde(default)]
+    pub adapted: bool,
     /// Fuel per replica.
     pub fuel: u64,
     /// Where it stands.

@@ -61,6 +61,12 @@ pub struct Config {
     /// How long a worker holds a replica of a generic task before it goes
     /// to someone else (docs/tasks.md).
     pub replica_lease: Duration,
+    /// Adaptive replication: valid results in a row (since the last invalid
+    /// one) that make a worker's record clean.
+    pub trust_streak: u64,
+    /// Adaptive replication: the chance that a clean worker's task is
+    /// replicated anyway (a spot check).
+    pub spot_check: f64,
 }
 
 /// Limits on signed requests.
@@ -118,6 +124,8 @@ impl Config {
             replica: format!("replica-{}", std::process::id()),
             leader_ttl: Duration::from_secs(5),
             replica_lease: Duration::from_secs(600),
+            trust_streak: 10,
+            spot_check: 0.1,
         }
     }
 }

@@ -54,12 +54,14 @@ class Redundancy:
     """BOINC's redundancy settings: ``min_quorum`` agreeing results of
     ``target_nresults`` replicas issued at first, at most
     ``max_total_results`` in all, giving up after ``max_error_results``
-    failures without a quorum."""
+    failures without a quorum. ``adaptive`` runs the task once when its
+    first worker has a clean record (random spot checks aside)."""
 
     min_quorum: int = 2
     target_nresults: int = 2
     max_error_results: int = 3
     max_total_results: int = 6
+    adaptive: bool = False
 
     @classmethod
     def of(cls, value: Union["Redundancy", dict, int, None]) -> "Redundancy":

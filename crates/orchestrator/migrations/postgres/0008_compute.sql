@@ -3,7 +3,9 @@
 -- Generic verified compute: WebAssembly tasks (docs/tasks.md).
 -- A task, known by its persistent id; `wanted` is how many replicas it has
 -- been given so far (target_nresults, raised when replicas disagree or
--- lapse); `result` is the canonical run's RunResult as JSON.
+-- lapse); `adaptive` is the owner's choice of adaptive replication and
+-- `adapted` whether it ran the task once; `result` is the canonical run's
+-- RunResult as JSON.
 CREATE TABLE compute_tasks (
     task_id           TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     owner             TEXT COLLATE "C" NOT NULL,
@@ -14,6 +16,8 @@ CREATE TABLE compute_tasks (
     target_nresults   BIGINT NOT NULL,
     max_error_results BIGINT NOT NULL,
     max_total_results BIGINT NOT NULL,
+    adaptive          BIGINT NOT NULL,
+    adapted           BIGINT NOT NULL,
     fuel              BIGINT NOT NULL,
     wanted            BIGINT NOT NULL,
     status            TEXT COLLATE "C" NOT NULL,

@@ -1,7 +1,9 @@
 -- Generic verified compute: WebAssembly tasks (docs/tasks.md).
 -- A task, known by its persistent id; `wanted` is how many replicas it has
 -- been given so far (target_nresults, raised when replicas disagree or
--- lapse); `result` is the canonical run's RunResult as JSON.
+-- lapse); `adaptive` is the owner's choice of adaptive replication and
+-- `adapted` whether it ran the task once; `result` is the canonical run's
+-- RunResult as JSON.
 CREATE TABLE compute_tasks (
     task_id           TEXT PRIMARY KEY NOT NULL,
     owner             TEXT NOT NULL,
@@ -12,6 +14,8 @@ CREATE TABLE compute_tasks (
     target_nresults   INTEGER NOT NULL,
     max_error_results INTEGER NOT NULL,
     max_total_results INTEGER NOT NULL,
+    adaptive          INTEGER NOT NULL,
+    adapted           INTEGER NOT NULL,
     fuel              INTEGER NOT NULL,
     wanted            INTEGER NOT NULL,
     status            TEXT NOT NULL,

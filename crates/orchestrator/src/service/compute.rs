@@ -239,12 +239,31 @@ pub async fn lease(st: &std::sync::Arc<AppState>, worker: Address) -> Result<Opt
         return Err(Error::Inconsistent(format!("task {task_id} vanished")));
     };
     let replica = task.info.replicas.len() as u32;
+    let r = task.info.redundancy;
+    if r.adaptive && r.min_quorum > 1 && replica == 0 {
+        let streak = tx.valid_streak(worker).await?;
+        if streak >= st.config.trust_streak && !draw(st.config.spot_check) {
+            tx.adapt(task_id).await?;
+            tracing::debug!(%task_id, %worker, streak, "a clean record: the task runs once");
+        }
+    }
     let expires_at = now + st.config.replica_lease.as_secs().max(1);
     tx.insert_replica(task_id, replica, worker, now, expires_at)
         .await?;
     tx.commit().await?;
     tracing::debug!(%task_id, replica, %worker, "replica leased");
     Ok(Some(lease_of(&task, replica, expires_at)))
+}
+
+/// True with probability `p` (the operating system's randomness).
+fn draw(p: f64) -> bool {
+    use rand_core::TryRngCore as _;
+    let mut bytes = [0u8; 8];
+    if rand_core::OsRng.try_fill_bytes(&mut bytes).is_err() {
+        // Without randomness, check: the safe side.
+        return true;
+    }
+    (u64::from_le_bytes(bytes) as f64 / u64::MAX as f64) < p
 }
 
 /// Marks lapsed leases and settles their tasks (which may issue more
@@ -417,7 +436,16 @@ async fn settle(
         .filter(|r| r.status == ReplicaStatus::Leased)
         .count() as u32;
     let unleased = task.wanted.saturating_sub(task.info.replicas.len() as u32);
-    let redundancy = task.info.redundancy;
+    // A task adaptive replication runs once is decided by one result.
+    let redundancy = if task.info.adapted {
+        funetun_core::compute::Redundancy {
+            min_quorum: 1,
+            target_nresults: 1,
+            ..task.info.redundancy
+        }
+    } else {
+        task.info.redundancy
+    };
     let state = st.clone();
     let judged = outcomes.clone();
     let verdict = tokio::task::spawn_blocking(move || {

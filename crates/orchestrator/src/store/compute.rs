@@ -55,6 +55,8 @@ struct RawTask {
     target_nresults: i64,
     max_error_results: i64,
     max_total_results: i64,
+    adaptive: i64,
+    adapted: i64,
     fuel: i64,
     wanted: i64,
     status: String,
@@ -75,7 +77,7 @@ struct RawReplica {
 }
 
 const TASK_COLUMNS: &str = "task_id, owner, module, validator, input, min_quorum, target_nresults, \
-     max_error_results, max_total_results, fuel, wanted, status, result, reason, created_at, decided_at";
+     max_error_results, max_total_results, adaptive, adapted, fuel, wanted, status, result, reason, created_at, decided_at";
 
 const REPLICA_COLUMNS: &str = "replica, worker, status, expires_at, result, digest";
 
@@ -124,7 +126,9 @@ fn assemble(raw: RawTask, replicas: Vec<RawReplica>) -> Result<ComputeTask> {
                 target_nresults: count(raw.target_nresults),
                 max_error_results: count(raw.max_error_results),
                 max_total_results: count(raw.max_total_results),
+                adaptive: raw.adaptive != 0,
             },
+            adapted: raw.adapted != 0,
             fuel: to_u64(raw.fuel),
             status,
             result: raw.result.as_deref().map(parse_result).transpose()?,
@@ -179,7 +183,7 @@ impl StoreTx {
     pub async fn insert_compute_task(&mut self, t: &NewComputeTask<'_>) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO compute_tasks ({TASK_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, NULL, NULL, $14, NULL)"
         ))
         .bind(hash_text(t.task_id))
         .bind(addr_text(t.owner))
@@ -190,6 +194,7 @@ impl StoreTx {
         .bind(i64::from(t.redundancy.target_nresults))
         .bind(i64::from(t.redundancy.max_error_results))
         .bind(i64::from(t.redundancy.max_total_results))
+        .bind(i64::from(t.redundancy.adaptive))
         .bind(to_db(t.fuel))
         .bind(i64::from(t.redundancy.target_nresults))
         .bind(ComputeStatus::Open.as_str())
@@ -325,6 +330,31 @@ impl StoreTx {
             .execute(self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Runs task `task_id` once (adaptive replication): one replica wanted,
+    /// a quorum of one.
+    pub async fn adapt(&mut self, task_id: B256) -> Result<()> {
+        sqlx::query("UPDATE compute_tasks SET adapted = 1, wanted = 1 WHERE task_id = $1")
+            .bind(hash_text(task_id))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// `worker`'s clean record: its valid replicas since its last invalid one.
+    pub async fn valid_streak(&mut self, worker: Address) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM compute_replicas
+             WHERE worker = $1 AND status = $2 AND reported_at > COALESCE(
+               (SELECT MAX(reported_at) FROM compute_replicas WHERE worker = $1 AND status = $3), -1)",
+        )
+        .bind(addr_text(worker))
+        .bind(ReplicaStatus::Valid.as_str())
+        .bind(ReplicaStatus::Invalid.as_str())
+        .fetch_one(self.conn())
+        .await?;
+        Ok(to_u64(n))
     }
 
     /// Raises the replicas a task wants to `wanted`.

@@ -323,3 +323,61 @@ async fn a_lapsed_replica_is_issued_again_and_its_late_report_judged() {
     assert_eq!(ack.replica_status, ReplicaStatus::Valid);
     orch.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_replication_runs_a_clean_workers_task_once_and_never_a_new_workers() {
+    let env = Env::new().await;
+    let mut config = env.config();
+    config.trust_streak = 3;
+    config.spot_check = 0.0;
+    let orch = funetun_orchestrator::start(config).await.unwrap();
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    for i in [2, 3, 4] {
+        env.register_trainer(i).await;
+    }
+    let w = |i: usize| Client::new(&orch.url(), Some(env.keys[i].clone()));
+    let sandbox = Sandbox::new().unwrap();
+    let pi = example("pi").unwrap().wasm;
+    let module = owner.put_data(pi.to_vec()).await.unwrap();
+    let submit = |seed: u32, adaptive: bool| {
+        let owner = owner.clone();
+        async move {
+            owner
+                .submit_compute_task(&TaskSubmission {
+                    module,
+                    input: format!(r#"{{"samples": 200, "seed": {seed}}}"#),
+                    validator: None,
+                    redundancy: Redundancy {
+                        adaptive,
+                        ..Redundancy::default()
+                    },
+                    fuel: None,
+                })
+                .await
+                .unwrap()
+                .task_id
+        }
+    };
+    // Workers 2 and 3 build clean records of three valid results each.
+    for seed in 0..3 {
+        submit(seed, false).await;
+        honest_turn(&w(2), &sandbox, pi).await;
+        honest_turn(&w(3), &sandbox, pi).await;
+    }
+    // A new worker's replica is always checked by a second one.
+    let checked = submit(10, true).await;
+    honest_turn(&w(4), &sandbox, pi).await;
+    assert_eq!(owner.compute_task(checked).await.unwrap().status, ComputeStatus::Open);
+    honest_turn(&w(2), &sandbox, pi).await;
+    let info = owner.compute_task(checked).await.unwrap();
+    assert_eq!((info.status, info.adapted, info.replicas.len()), (ComputeStatus::Done, false, 2));
+    // A clean worker's task runs once.
+    let once = submit(11, true).await;
+    let (lease, status) = honest_turn(&w(3), &sandbox, pi).await;
+    assert_eq!(lease.task_id, once);
+    assert_eq!(status, ReplicaStatus::Valid);
+    let info = owner.compute_task(once).await.unwrap();
+    assert_eq!((info.status, info.adapted, info.replicas.len()), (ComputeStatus::Done, true, 1));
+    assert_eq!(w(2).lease_replica().await.unwrap(), None);
+    orch.shutdown().await.unwrap();
+}
