@@ -425,7 +425,10 @@ pub fn tasks_client(args: TasksClientArgs) -> anyhow::Result<()> {
         .map(funetun_chain::keys::parse_key)
         .collect::<Result<Vec<_>, _>>()
         .context("--keys")?;
-    anyhow::ensure!(keys.len() >= 3, "--keys: the owner's and at least two workers'");
+    anyhow::ensure!(
+        keys.len() >= 3,
+        "--keys: the owner's and at least two workers'"
+    );
     let owner = keys.remove(0);
     let report = runtime()?.block_on(funetun_orchestrator::bench::dispatch(
         &args.url, owner, &keys, args.tasks,

@@ -295,7 +295,14 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
         .collect();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let pytest = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "python/tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "python/tests",
+        ])
         .current_dir(&root)
         .env("PYTHONPATH", root.join("python/src"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -319,11 +326,24 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
     // setuptools writes its build files next to the sources).
     let pkg = dir.path().join("pkg");
     std::fs::create_dir_all(pkg.join("src/funetun")).unwrap();
-    for file in ["pyproject.toml", "README.md", "src/funetun/__init__.py", "src/funetun/client.py"] {
+    for file in [
+        "pyproject.toml",
+        "README.md",
+        "src/funetun/__init__.py",
+        "src/funetun/client.py",
+    ] {
         std::fs::copy(root.join("python").join(file), pkg.join(file)).unwrap();
     }
     let wheel = std::process::Command::new(&python)
-        .args(["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w"])
+        .args([
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+        ])
         .arg(dir.path().join("wheel"))
         .arg(&pkg)
         .output()
@@ -338,7 +358,9 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        built.iter().any(|n| n.starts_with("funetun-0.1.0") && n.ends_with(".whl")),
+        built
+            .iter()
+            .any(|n| n.starts_with("funetun-0.1.0") && n.ends_with(".whl")),
         "{built:?}"
     );
 }

@@ -99,6 +99,7 @@ fn the_limits_end_a_task_without_a_quorum() {
         target_nresults: 2,
         max_error_results: 1,
         max_total_results: 4,
+        adaptive: false,
     };
     let failures = [failed(FailureClass::Fuel), failed(FailureClass::Trap)];
     assert!(matches!(

@@ -367,17 +367,26 @@ async fn adaptive_replication_runs_a_clean_workers_task_once_and_never_a_new_wor
     // A new worker's replica is always checked by a second one.
     let checked = submit(10, true).await;
     honest_turn(&w(4), &sandbox, pi).await;
-    assert_eq!(owner.compute_task(checked).await.unwrap().status, ComputeStatus::Open);
+    assert_eq!(
+        owner.compute_task(checked).await.unwrap().status,
+        ComputeStatus::Open
+    );
     honest_turn(&w(2), &sandbox, pi).await;
     let info = owner.compute_task(checked).await.unwrap();
-    assert_eq!((info.status, info.adapted, info.replicas.len()), (ComputeStatus::Done, false, 2));
+    assert_eq!(
+        (info.status, info.adapted, info.replicas.len()),
+        (ComputeStatus::Done, false, 2)
+    );
     // A clean worker's task runs once.
     let once = submit(11, true).await;
     let (lease, status) = honest_turn(&w(3), &sandbox, pi).await;
     assert_eq!(lease.task_id, once);
     assert_eq!(status, ReplicaStatus::Valid);
     let info = owner.compute_task(once).await.unwrap();
-    assert_eq!((info.status, info.adapted, info.replicas.len()), (ComputeStatus::Done, true, 1));
+    assert_eq!(
+        (info.status, info.adapted, info.replicas.len()),
+        (ComputeStatus::Done, true, 1)
+    );
     assert_eq!(w(2).lease_replica().await.unwrap(), None);
     orch.shutdown().await.unwrap();
 }
