@@ -26,7 +26,7 @@ CREATE TABLE compute_tasks (
     created_at        BIGINT NOT NULL,
     decided_at        BIGINT
 );
-CREATE INDEX compute_tasks_status ON compute_tasks (status, created_at);
+CREATE INDEX compute_tasks_status ON compute_tasks (status, created_at, task_id);
 -- One run of a task by one worker (never two replicas of a task to the
 -- same worker).
 CREATE TABLE compute_replicas (

@@ -24,7 +24,7 @@ CREATE TABLE compute_tasks (
     created_at        INTEGER NOT NULL,
     decided_at        INTEGER
 );
-CREATE INDEX compute_tasks_status ON compute_tasks (status, created_at);
+CREATE INDEX compute_tasks_status ON compute_tasks (status, created_at, task_id);
 -- One run of a task by one worker (never two replicas of a task to the
 -- same worker).
 CREATE TABLE compute_replicas (
