@@ -243,9 +243,8 @@ async fn measure_api(
         funetun_orchestrator::bench::prepare(dir.path(), args.trainers, postgres, replicas).await?;
     let urls: Vec<String> = prepared.replicas.iter().map(|o| o.url()).collect();
     let keys: Vec<String> = prepared.trainers.iter().map(crate::keys::key_hex).collect();
-    let exe = std::env::current_exe().context("locating this binary")?;
-    let output = tokio::process::Command::new(exe)
-        .args([
+    let report = load_process(
+        &[
             "bench",
             "api-client",
             "--url",
@@ -256,7 +255,31 @@ async fn measure_api(
             &args.connections.to_string(),
             "--seconds",
             &args.seconds.to_string(),
-        ])
+        ],
+        &keys,
+    )
+    .await?;
+    eprintln!(
+        "{backend}: signed lease requests: {:.0}/s over {} connections, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        report["requests_per_sec"].as_f64().unwrap_or(0.0),
+        report["connections"],
+        report["p50_ms"].as_f64().unwrap_or(0.0),
+        report["p99_ms"].as_f64().unwrap_or(0.0),
+        report["errors"],
+    );
+    for replica in prepared.replicas {
+        replica.shutdown().await?;
+    }
+    prepared.chain.stop().await?;
+    Ok(report)
+}
+
+/// Runs this binary with `args` as a load process (signing with `keys`,
+/// passed in FUNETUN_BENCH_KEYS) and returns the JSON report it prints last.
+async fn load_process(args: &[&str], keys: &[String]) -> anyhow::Result<serde_json::Value> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let output = tokio::process::Command::new(exe)
+        .args(args)
         .env("FUNETUN_BENCH_KEYS", keys.join(","))
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -273,20 +296,7 @@ async fn measure_api(
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
         .context("the load process printed no report")?;
-    let report: serde_json::Value = serde_json::from_str(line)?;
-    eprintln!(
-        "{backend}: signed lease requests: {:.0}/s over {} connections, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-        report["requests_per_sec"].as_f64().unwrap_or(0.0),
-        report["connections"],
-        report["p50_ms"].as_f64().unwrap_or(0.0),
-        report["p99_ms"].as_f64().unwrap_or(0.0),
-        report["errors"],
-    );
-    for replica in prepared.replicas {
-        replica.shutdown().await?;
-    }
-    prepared.chain.stop().await?;
-    Ok(report)
+    Ok(serde_json::from_str(line)?)
 }
 
 /// The load process of `funetun bench api`.
@@ -365,27 +375,13 @@ pub fn bench_tasks(args: TasksBenchArgs) -> anyhow::Result<()> {
             .chain(&prepared.trainers)
             .map(crate::keys::key_hex)
             .collect();
-        let exe = std::env::current_exe().context("locating this binary")?;
-        let output = tokio::process::Command::new(exe)
-            .args(["bench", "tasks-client", "--url", &prepared.replicas[0].url()])
-            .args(["--tasks", &args.tasks.to_string()])
-            .env("FUNETUN_BENCH_KEYS", keys.join(","))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .await
-            .context("starting the load process")?;
-        anyhow::ensure!(
-            output.status.success(),
-            "the load process failed ({})",
-            output.status
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .context("the load process printed no report")?;
-        let report: serde_json::Value = serde_json::from_str(line)?;
+        let url = prepared.replicas[0].url();
+        let tasks = args.tasks.to_string();
+        let report = load_process(
+            &["bench", "tasks-client", "--url", &url, "--tasks", &tasks],
+            &keys,
+        )
+        .await?;
         for replica in prepared.replicas {
             replica.shutdown().await?;
         }

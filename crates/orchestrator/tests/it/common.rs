@@ -362,6 +362,21 @@ pub async fn wait_status(client: &Client, job: u64, status: JobStatus) {
     panic!("job {job} never reached status {status}");
 }
 
+/// The job's rounds once every closed one has its test metrics: a closed
+/// round's checkpoint is evaluated in the background, so a job can finish
+/// before the last round's metrics are stored.
+pub async fn evaluated_rounds(client: &Client, job: u64) -> Vec<funetun_core::api::RoundInfo> {
+    let mut rounds = client.rounds(job).await.unwrap();
+    for _ in 0..1200 {
+        if rounds.iter().all(|r| r.test_accuracy.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rounds = client.rounds(job).await.unwrap();
+    }
+    rounds
+}
+
 /// Runs `scripts/services.sh CMD DIR` (with `service` for `up`): its
 /// stdout, the `NAME=value` lines.
 pub fn services(cmd: &str, dir: &std::path::Path, service: &str) -> String {

@@ -8,7 +8,9 @@ use funetun_client::Client;
 use funetun_core::keccak256;
 use funetun_core::protocol::{JobStatus, NodeKind, Role, RoundStatus, UpdateStatus};
 
-use crate::common::{Env, synthetic, tiny_spec, trainer_turn, validator_turn, wait_status};
+use crate::common::{
+    Env, evaluated_rounds, synthetic, tiny_spec, trainer_turn, validator_turn, wait_status,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_trainers_and_a_validator_finish_two_rounds() {
@@ -66,16 +68,7 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
     let detail = owner.job(job).await.unwrap();
     assert_eq!(detail.summary.round, 2);
     assert_eq!(detail.spec, spec);
-    // A closed round's checkpoint is evaluated in the background, so the
-    // job can finish before the last round's test metrics are stored.
-    let mut rounds = owner.rounds(job).await.unwrap();
-    for _ in 0..1200 {
-        if rounds.iter().all(|r| r.test_accuracy.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        rounds = owner.rounds(job).await.unwrap();
-    }
+    let rounds = evaluated_rounds(&owner, job).await;
     assert_eq!(rounds.len(), 2);
     for r in &rounds {
         assert_eq!(r.status, RoundStatus::Closed);
@@ -202,16 +195,7 @@ async fn a_lost_trainer_does_not_hold_rounds_to_their_deadline() {
         trainer_turn(&survivor, &ledger, job, &data).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A closed round's checkpoint is evaluated in the background, so the
-    // job can finish before the last round's test metrics are stored.
-    let mut rounds = owner.rounds(job).await.unwrap();
-    for _ in 0..1200 {
-        if rounds.iter().all(|r| r.test_accuracy.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        rounds = owner.rounds(job).await.unwrap();
-    }
+    let rounds = evaluated_rounds(&owner, job).await;
     assert_eq!(rounds.len(), 2);
     for r in &rounds {
         assert_eq!(r.status, RoundStatus::Closed);
