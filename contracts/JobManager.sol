@@ -57,6 +57,8 @@ contract JobManager {
 
     /// @notice Largest quorum a job may ask for.
     uint8 public constant MAX_QUORUM = 15;
+    /// @notice Most results one compute task's settlement may pay or slash.
+    uint8 private constant MAX_TASK_RESULTS = 32;
 
     uint256 private constant BPS = 10_000;
     uint256 private constant VALID_BIT = 1 << 160;
@@ -112,6 +114,7 @@ contract JobManager {
         uint128 deposited;
         uint128 slashedIn;
         uint128 withdrawn;
+        uint64 expiresAt;
     }
 
     /// @notice A job as returned by `getJob`.
@@ -131,6 +134,7 @@ contract JobManager {
         uint32 challengeWindow;
         uint8 quorum;
         uint8 status;
+        uint64 expiresAt;
     }
 
     /// @notice An update as returned by `getUpdate`.
@@ -164,6 +168,9 @@ contract JobManager {
     mapping(uint256 => mapping(uint256 => uint256[])) private _votes;
     mapping(uint256 => mapping(uint256 => address)) private _challengers;
     mapping(address => uint256) private _accounts;
+
+    /// @dev Compute tasks a batch settled (`settleComputeTask`), by batch and task id.
+    mapping(uint256 => mapping(bytes32 => bool)) private _settledTasks;
 
     /// @notice Checkpoint hash of a job's round (round 0 is the initial model).
     mapping(uint256 => mapping(uint256 => bytes32)) public checkpointHash;
@@ -225,6 +232,22 @@ contract JobManager {
     event BonusAwarded(uint256 indexed jobId, uint256 indexed index, uint256 amount);
     /// @notice An account withdrew its credit.
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice A task batch was created with `deposit` locked until `expiresAt`.
+    event TaskBatchCreated(
+        uint256 indexed batchId,
+        address indexed owner,
+        address indexed leader,
+        bytes32 specHash,
+        uint256 deposit,
+        uint256 resultReward,
+        uint64 expiresAt
+    );
+    /// @notice The leader settled compute task `taskId` of a batch: `paid` results in the
+    /// canonical class (whose output hashes to `resultHash`) were credited the result reward
+    /// each, `slashed` results outside it cost their workers `slashedWei` in all.
+    event TaskSettled(
+        uint256 indexed batchId, bytes32 indexed taskId, bytes32 resultHash, uint256 paid, uint256 slashedWei
+    );
     /// @notice An update challenged or objected to reached no quorum by its decision timeout: the
     /// trainer is released unpaid and unslashed, its reserved reward returns to the deposit, the
     /// challenger is credited its bond back and the stored voters are released without penalty.
@@ -311,6 +334,18 @@ contract JobManager {
     error NoBonus(uint256 jobId);
     /// @notice The job's unreserved deposit cannot pay this.
     error InsufficientDeposit(uint256 remaining, uint256 needed);
+    /// @notice The id names a task batch, not a training job.
+    error NotTrainingJob(uint256 jobId);
+    /// @notice The id names a training job, not a task batch.
+    error NotTaskBatch(uint256 jobId);
+    /// @notice The task was settled already.
+    error TaskAlreadySettled(uint256 batchId, bytes32 taskId);
+    /// @notice The batch pays results until `expiresAt`; its unused deposit is withdrawable after.
+    error BatchNotExpired(uint256 expiresAt);
+    /// @notice The batch expired at `expiresAt`; it settles no more tasks.
+    error BatchExpired(uint256 expiresAt);
+    /// @notice A settlement names a worker twice, or more workers than `MAX_TASK_RESULTS`.
+    error BadSettlement();
 
     // ------------------------------------------------------------------ modifiers
 
@@ -397,7 +432,8 @@ contract JobManager {
             specHash: specHash,
             deposited: uint128(msg.value),
             slashedIn: 0,
-            withdrawn: 0
+            withdrawn: 0,
+            expiresAt: 0
         });
         emit JobCreated(
             jobId,
@@ -428,6 +464,7 @@ contract JobManager {
         if (status == JOB_NONE) revert JobNotFound(jobId);
         JobInfo storage info = _jobInfo[jobId];
         if (msg.sender != info.leader) revert NotLeader(jobId);
+        if (info.rounds == 0) revert NotTrainingJob(jobId);
         uint256 checkpoints = (j >> 208) & MASK32;
         if (round != checkpoints || round > info.rounds) revert WrongRound(checkpoints, round);
         if (hash == bytes32(0) || (round > 0 && manifest == bytes32(0))) revert ZeroHash();
@@ -449,6 +486,7 @@ contract JobManager {
         if (status == JOB_NONE) revert JobNotFound(jobId);
         JobInfo storage info = _jobInfo[jobId];
         if (msg.sender != info.owner) revert NotJobOwner(jobId);
+        if (info.rounds == 0 && block.timestamp < info.expiresAt) revert BatchNotExpired(info.expiresAt);
         uint256 amount = j & MASK96;
         bool closing = status == JOB_ACTIVE;
         if (!closing && amount == 0) revert NothingToWithdraw();
@@ -459,6 +497,90 @@ contract JobManager {
         if (closing) emit JobClosed(jobId, CLOSED_BY_OWNER);
         emit FundsWithdrawn(jobId, msg.sender, amount);
         if (amount != 0) _send(msg.sender, amount);
+    }
+
+    // -------------------------------------------------------------- task batches
+
+    /// @notice Creates a task batch and locks `msg.value` to pay the results of generic compute
+    /// tasks (docs/tasks.md). A batch shares the job ids, the deposit books and
+    /// `withdrawUnusedFunds` with training jobs; it has no rounds (`getJob(..).rounds == 0`).
+    /// Its leader settles each task once the task's redundancy quorum has decided
+    /// (`settleComputeTask`). The owner may take back the unused deposit only once the batch
+    /// expired, so a worker's pay cannot be withdrawn from under it.
+    /// @param specHash keccak256 of what the batch is for (not read by the contract; nonzero).
+    /// @param leader The orchestrator that decides the batch's tasks and settles them.
+    /// @param resultReward Paid per result in a task's canonical class (positive, < 2^80).
+    /// @param duration Seconds from now until the batch expires.
+    /// @return batchId The batch's id (a job id).
+    function createTaskBatch(bytes32 specHash, address leader, uint256 resultReward, uint32 duration)
+        external
+        payable
+        returns (uint256 batchId)
+    {
+        if (specHash == bytes32(0)) revert ZeroHash();
+        if (leader == address(0)) revert ZeroAddress();
+        if (resultReward == 0 || resultReward > MASK80) revert InvalidReward();
+        if (msg.value < resultReward) revert DepositTooSmall(msg.value, resultReward);
+        if (msg.value > MASK96) revert AmountTooLarge();
+        uint64 expiresAt = uint64(block.timestamp + duration);
+        batchId = ++jobCount;
+        _jobCore[batchId] = msg.value | (resultReward << 96) | (uint256(JOB_ACTIVE) << 248);
+        _jobInfo[batchId] = JobInfo({
+            owner: msg.sender,
+            rounds: 0,
+            validationReward: 0,
+            leader: leader,
+            bonusReward: 0,
+            specHash: specHash,
+            deposited: uint128(msg.value),
+            slashedIn: 0,
+            withdrawn: 0,
+            expiresAt: expiresAt
+        });
+        emit TaskBatchCreated(batchId, msg.sender, leader, specHash, msg.value, resultReward, expiresAt);
+    }
+
+    /// @notice The leader settles a compute task of a batch once its quorum decided: each of
+    /// `paid` (the workers whose results are in the canonical class) is credited the batch's
+    /// result reward from the deposit; each of `slashed` (results outside the class) loses
+    /// `TRAINER_SLASH_BPS` of its stake to the deposit. Each task settles once, before the
+    /// batch expires; the result itself is public at the leader, `resultHash` commits to it.
+    /// @param batchId The batch.
+    /// @param taskId The task's persistent id.
+    /// @param resultHash keccak256 of the canonical result (zero when nobody is paid).
+    /// @param paid Workers paid, distinct, each at most once per task.
+    /// @param slashed Workers slashed, distinct and not among `paid`.
+    function settleComputeTask(
+        uint256 batchId,
+        bytes32 taskId,
+        bytes32 resultHash,
+        address[] calldata paid,
+        address[] calldata slashed
+    ) external {
+        uint256 j = _jobCore[batchId];
+        if (j >> 248 == JOB_NONE) revert JobNotFound(batchId);
+        JobInfo storage info = _jobInfo[batchId];
+        if (msg.sender != info.leader) revert NotLeader(batchId);
+        if (info.rounds != 0) revert NotTaskBatch(batchId);
+        if (block.timestamp >= info.expiresAt) revert BatchExpired(info.expiresAt);
+        if (taskId == bytes32(0) || (paid.length != 0 && resultHash == bytes32(0))) revert ZeroHash();
+        _checkDistinct(paid, slashed);
+        mapping(bytes32 => bool) storage settled = _settledTasks[batchId];
+        if (settled[taskId]) revert TaskAlreadySettled(batchId, taskId);
+        settled[taskId] = true;
+
+        uint256 slashedWei = _slashAll(batchId, slashed);
+        _payAll(batchId, j, paid, slashedWei);
+        if (slashedWei != 0) info.slashedIn += uint128(slashedWei);
+        emit TaskSettled(batchId, taskId, resultHash, paid.length, slashedWei);
+    }
+
+    /// @notice Whether task `taskId` of batch `batchId` was settled.
+    /// @param batchId The batch.
+    /// @param taskId The task's persistent id.
+    /// @return True once `settleComputeTask` ran for it.
+    function taskSettled(uint256 batchId, bytes32 taskId) external view returns (bool) {
+        return _settledTasks[batchId][taskId];
     }
 
     // ------------------------------------------------------------------ accounts
@@ -695,7 +817,8 @@ contract JobManager {
             checkpoints: uint32(j >> 208),
             challengeWindow: uint32(j >> 176),
             quorum: uint8((j >> 240) & 0x7f),
-            status: uint8(j >> 248)
+            status: uint8(j >> 248),
+            expiresAt: info.expiresAt
         });
     }
 
@@ -948,6 +1071,45 @@ contract JobManager {
                 _accounts[voter] = v;
                 if (share != 0) emit Credited(voter, jobId, share);
             }
+        }
+    }
+
+    /// @dev Reverts `BadSettlement` unless the workers of a settlement are at most
+    /// `MAX_TASK_RESULTS` and pairwise distinct.
+    function _checkDistinct(address[] calldata paid, address[] calldata slashed) private pure {
+        uint256 n = paid.length + slashed.length;
+        if (n > MAX_TASK_RESULTS) revert BadSettlement();
+        for (uint256 i = 1; i < n; ++i) {
+            address a = i < paid.length ? paid[i] : slashed[i - paid.length];
+            for (uint256 k = 0; k < i; ++k) {
+                if (a == (k < paid.length ? paid[k] : slashed[k - paid.length])) revert BadSettlement();
+            }
+        }
+    }
+
+    /// @dev Credits each of `paid` the batch's result reward from its deposit (core word `j`),
+    /// to which `slashedWei` was just added.
+    function _payAll(uint256 batchId, uint256 j, address[] calldata paid, uint256 slashedWei) private {
+        uint256 reward = (j >> 96) & MASK80;
+        uint256 cost = reward * paid.length;
+        uint256 remaining = (j & MASK96) + slashedWei;
+        if (remaining < cost) revert InsufficientDeposit(remaining, cost);
+        for (uint256 i = 0; i < paid.length; ++i) {
+            _credit(paid[i], reward);
+            emit Credited(paid[i], batchId, reward);
+        }
+        if (remaining - cost > MASK96) revert AmountTooLarge();
+        _jobCore[batchId] = (j & ~MASK96) | (remaining - cost);
+    }
+
+    /// @dev Takes `TRAINER_SLASH_BPS` of each worker's stake; returns the total.
+    function _slashAll(uint256 batchId, address[] calldata slashed) private returns (uint256 total) {
+        for (uint256 i = 0; i < slashed.length; ++i) {
+            uint256 t = _accounts[slashed[i]];
+            uint256 slash = (t & MASK96) * TRAINER_SLASH_BPS / BPS;
+            _accounts[slashed[i]] = t - slash;
+            total += slash;
+            emit Slashed(slashed[i], batchId, slash);
         }
     }
 

@@ -274,6 +274,46 @@ fn words(error: &E) -> (&'static str, String) {
                 format_eth(e.needed)
             ),
         ),
+        E::NotTrainingJob(e) => (
+            "NotTrainingJob",
+            format!(
+                "{} is a task batch, not a training job; it has no rounds or checkpoints",
+                e.jobId
+            ),
+        ),
+        E::NotTaskBatch(e) => (
+            "NotTaskBatch",
+            format!(
+                "{} is a training job, not a task batch; create a batch with `funetun tasks \
+                 submit --deposit …`",
+                e.jobId
+            ),
+        ),
+        E::TaskAlreadySettled(e) => (
+            "TaskAlreadySettled",
+            format!(
+                "task {} of batch {} was paid and slashed already",
+                e.taskId, e.batchId
+            ),
+        ),
+        E::BatchNotExpired(e) => (
+            "BatchNotExpired",
+            format!(
+                "the batch pays results until {}; its unused deposit can be withdrawn after that",
+                when(e.expiresAt.saturating_to())
+            ),
+        ),
+        E::BatchExpired(e) => (
+            "BatchExpired",
+            format!(
+                "the batch expired at {}; it settles no more tasks (submit new ones to a new batch)",
+                when(e.expiresAt.saturating_to())
+            ),
+        ),
+        E::BadSettlement(_) => (
+            "BadSettlement",
+            "a task settlement named a worker twice or more than 32 workers".into(),
+        ),
     }
 }
 

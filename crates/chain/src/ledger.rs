@@ -495,6 +495,66 @@ impl<P: Provider + Clone> Ledger<P> {
         .await
     }
 
+    /// `createTaskBatch`: locks `deposit` to pay `result_reward` per canonical
+    /// result of generic compute tasks led by `leader`, until `duration`
+    /// seconds from now; returns the batch id.
+    pub async fn create_task_batch(
+        &self,
+        spec_hash: B256,
+        leader: Address,
+        result_reward: U256,
+        duration: u32,
+        deposit: U256,
+    ) -> Result<(U256, TxOutcome)> {
+        let call = JobManager::createTaskBatchCall {
+            specHash: spec_hash,
+            leader,
+            resultReward: result_reward,
+            duration,
+        };
+        let outcome = self.send(call.abi_encode(), deposit).await?;
+        let id = outcome
+            .events
+            .iter()
+            .find_map(|e| match &e.event {
+                JobManager::JobManagerEvents::TaskBatchCreated(c) => Some(c.batchId),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                ChainError::Unexpected("createTaskBatch emitted no TaskBatchCreated".into())
+            })?;
+        Ok((id, outcome))
+    }
+
+    /// `settleComputeTask`: the leader pays the workers of a compute task's
+    /// canonical class (`paid`) and slashes those outside it (`slashed`).
+    pub async fn settle_compute_task(
+        &self,
+        batch_id: U256,
+        task_id: B256,
+        result_hash: B256,
+        paid: Vec<Address>,
+        slashed: Vec<Address>,
+    ) -> Result<TxOutcome> {
+        let call = JobManager::settleComputeTaskCall {
+            batchId: batch_id,
+            taskId: task_id,
+            resultHash: result_hash,
+            paid,
+            slashed,
+        };
+        self.send(call.abi_encode(), U256::ZERO).await
+    }
+
+    /// Whether task `task_id` of batch `batch_id` was settled on-chain.
+    pub async fn task_settled(&self, batch_id: U256, task_id: B256) -> Result<bool> {
+        self.view(JobManager::taskSettledCall {
+            batchId: batch_id,
+            taskId: task_id,
+        })
+        .await
+    }
+
     /// `withdrawUnusedFunds`: the owner closes the job and takes the unreserved deposit.
     pub async fn withdraw_unused_funds(&self, job_id: U256) -> Result<TxOutcome> {
         self.send(

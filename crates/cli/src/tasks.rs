@@ -8,11 +8,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, U256};
 use anyhow::{Context as _, bail};
+use funetun_chain::{Ledger, LedgerConfig};
 use funetun_client::Client;
 use funetun_compute::examples::{EXAMPLES, example};
 use funetun_compute::{Input, Limits, Redundancy, Sandbox, Validator};
+use funetun_core::amount::{format_eth, parse_amount};
 use funetun_core::compute::{ComputeStatus, ComputeTaskInfo, TaskSubmission};
 
 use crate::output::print_json;
@@ -87,6 +89,28 @@ pub struct SubmitArgs {
     /// Fuel per replica (default: the orchestrator's, 10^10).
     #[arg(long)]
     fuel: Option<u64>,
+    /// Fund a new task batch on the contract with this deposit (e.g.
+    /// `0.01eth`), after every local check passed; results in the task's
+    /// canonical class are paid from it, results outside it slashed. The
+    /// batch id is printed, for --batch. Without --deposit or --batch the
+    /// task runs unpaid.
+    #[arg(long, conflicts_with = "batch")]
+    deposit: Option<String>,
+    /// What the new batch pays per result (default: the deposit divided by
+    /// --max-total-results, so it pays this task's results at least).
+    #[arg(long, requires = "deposit")]
+    reward: Option<String>,
+    /// How long the new batch pays results, in hours; its unused deposit
+    /// can be withdrawn after (`funetun job withdraw BATCH`).
+    #[arg(long, default_value_t = 24, requires = "deposit")]
+    batch_hours: u32,
+    /// Fund the task from an existing batch of yours (an id an earlier
+    /// --deposit printed).
+    #[arg(long)]
+    batch: Option<u64>,
+    /// Ethereum JSON-RPC endpoint (for --deposit).
+    #[arg(long, env = "FUNETUN_RPC", default_value = "http://127.0.0.1:8545")]
+    rpc: String,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -315,8 +339,70 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let client = Client::new(&args.at.orchestrator, Some(args.key.signer()?));
+    let deposit = args
+        .deposit
+        .as_deref()
+        .map(|d| parse_amount(d).map_err(|e| anyhow::anyhow!("--deposit: {e}")))
+        .transpose()?;
+    let reward = match (deposit, args.reward.as_deref()) {
+        (_, Some(r)) => Some(parse_amount(r).map_err(|e| anyhow::anyhow!("--reward: {e}"))?),
+        (Some(d), None) => Some(d / U256::from(redundancy.max_total_results.max(1))),
+        (None, None) => None,
+    };
+    if let (Some(deposit), Some(reward)) = (deposit, reward) {
+        anyhow::ensure!(!reward.is_zero(), "--reward must be positive");
+        let most = reward * U256::from(redundancy.max_total_results);
+        anyhow::ensure!(
+            deposit >= most,
+            "--deposit {} cannot pay this task's {} results at most (--max-total-results) of \
+             {} each ({}); deposit more or lower --reward",
+            format_eth(deposit),
+            redundancy.max_total_results,
+            format_eth(reward),
+            format_eth(most)
+        );
+    }
+    let key = args.key.signer()?;
+    let client = Client::new(&args.at.orchestrator, Some(key.clone()));
     crate::chain::runtime()?.block_on(async {
+        let batch = match (deposit, reward) {
+            (Some(deposit), Some(reward)) => {
+                let info = client
+                    .info()
+                    .await
+                    .context("asking the orchestrator for its contract and address")?;
+                let ledger =
+                    Ledger::connect(&args.rpc, info.contract, key, LedgerConfig::default()).await?;
+                let spec = funetun_core::keccak256(
+                    format!(
+                        "funetun task batch for module {}",
+                        funetun_core::keccak256(&wasm)
+                    )
+                    .as_bytes(),
+                );
+                let (id, outcome) = ledger
+                    .create_task_batch(
+                        spec,
+                        info.leader,
+                        reward,
+                        args.batch_hours.saturating_mul(3600),
+                        deposit,
+                    )
+                    .await
+                    .context("funding the task batch")?;
+                let id: u64 = id.saturating_to();
+                eprintln!(
+                    "batch {id} funded: {} deposit, {} per result, for {} h (tx {}); fund more \
+                     tasks from it with --batch {id}",
+                    format_eth(deposit),
+                    format_eth(reward),
+                    args.batch_hours,
+                    outcome.tx_hash
+                );
+                Some(id)
+            }
+            _ => args.batch,
+        };
         let module = client
             .put_data(wasm)
             .await
@@ -337,6 +423,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
                 validator,
                 redundancy,
                 fuel: args.fuel,
+                batch,
             })
             .await
             .context("submitting the task")?;
@@ -345,6 +432,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
                 "task_id": submitted.task_id,
                 "module": module,
                 "validator": validator,
+                "batch": batch,
             }))?;
         } else {
             println!("{}", submitted.task_id);
@@ -390,6 +478,13 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     if let Some(reason) = &info.reason {
         println!("  no quorum: {reason}");
+    }
+    if let Some(batch) = info.batch {
+        match (info.settled, info.settlement) {
+            (true, Some(tx)) => println!("  paid from batch {batch}: settled on-chain (tx {tx})"),
+            (true, None) => println!("  paid from batch {batch}: nothing owed on-chain"),
+            (false, _) => println!("  paid from batch {batch}: not settled on-chain yet"),
+        }
     }
     Ok(())
 }

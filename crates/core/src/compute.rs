@@ -91,6 +91,11 @@ pub struct TaskSubmission {
     /// Fuel per replica; none takes the orchestrator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// The on-chain task batch whose deposit pays the task's results
+    /// (`createTaskBatch`: its owner must be the submitter, its leader this
+    /// orchestrator); none runs the task unpaid, and nobody is slashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
 }
 
 /// The answer to a submission.
@@ -252,6 +257,16 @@ pub struct ComputeTaskInfo {
     pub decided_at: Option<u64>,
     /// Its replicas, in issue order.
     pub replicas: Vec<ReplicaInfo>,
+    /// The task batch that pays it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+    /// Whether its money is settled on-chain: `settleComputeTask` paid the valid
+    /// replicas and slashed the invalid ones, or nothing was owed.
+    #[serde(default)]
+    pub settled: bool,
+    /// The `settleComputeTask` transaction, once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<B256>,
 }
 
 /// `POST /v1/compute/leases`: a worker asks for a replica to run.

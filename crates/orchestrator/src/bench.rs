@@ -305,6 +305,7 @@ pub async fn dispatch(
     let owner = Client::new(url, Some(owner));
     let module = owner.put_data(pi.to_vec()).await.map_err(client_error)?;
     let submission = TaskSubmission {
+        batch: None,
         module,
         input: input.to_string(),
         validator: None,

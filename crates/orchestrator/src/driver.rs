@@ -107,6 +107,9 @@ pub async fn step(state: &Arc<AppState>) -> Result<()> {
             tracing::warn!(job, error = %e, "job step failed; retrying");
         }
     }
+    if let Err(e) = crate::service::compute::settle_on_chain(state).await {
+        tracing::warn!(error = %e, "cannot settle compute tasks on-chain; retrying");
+    }
     finalize_stragglers(state, now).await
 }
 

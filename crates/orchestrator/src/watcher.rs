@@ -277,6 +277,20 @@ async fn apply(
         E::Credited(e) => {
             tx.credit(e.account, e.amount, false).await?;
         }
+        E::TaskBatchCreated(e) => {
+            if e.leader == state.address {
+                tx.add_roles(e.owner, ROLE_OWNER, None).await?;
+                g.record(
+                    Node::Peer(e.owner, NodeKind::Owner),
+                    Node::Contract,
+                    "createTaskBatch",
+                    now,
+                );
+            }
+        }
+        // A settlement's pay and slashes come with their own `Credited` and
+        // `Slashed` events; the task's record is the store's.
+        E::TaskSettled(_) => {}
         E::BonusAwarded(e) => {
             let Some((job, _)) = ours(tx, e.jobId).await? else {
                 return Ok(());

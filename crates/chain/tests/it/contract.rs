@@ -37,6 +37,8 @@ on_both_chains!(
     bonuses,
     reentrancy_and_refused_payments,
     gas_per_accepted_update,
+    task_batches,
+    gas_per_accepted_result,
 );
 
 async fn deploy_and_params(env: &Env) {
@@ -1205,5 +1207,213 @@ async fn gas_per_accepted_update(env: &Env) {
     assert!(
         total <= 110_000,
         "gas per accepted update with a paid validator {total} > 110k"
+    );
+}
+
+async fn task_batches(env: &Env) {
+    register_all(env).await;
+    let (owner, leader) = (env.ledger(0), env.ledger(1));
+    let reward = eth(1);
+    // Bad batches are refused and nothing is locked.
+    assert!(matches!(
+        revert(
+            owner
+                .create_task_batch(B256::ZERO, env.addr(1), reward, 60, eth(5))
+                .await
+        ),
+        E::ZeroHash(_)
+    ));
+    assert!(matches!(
+        revert(
+            owner
+                .create_task_batch(h("b"), Address::ZERO, reward, 60, eth(5))
+                .await
+        ),
+        E::ZeroAddress(_)
+    ));
+    assert!(matches!(
+        revert(
+            owner
+                .create_task_batch(h("b"), env.addr(1), U256::ZERO, 60, eth(5))
+                .await
+        ),
+        E::InvalidReward(_)
+    ));
+    assert!(matches!(
+        revert(
+            owner
+                .create_task_batch(h("b"), env.addr(1), eth(6), 60, eth(5))
+                .await
+        ),
+        E::DepositTooSmall(_)
+    ));
+    assert_eq!(owner.job_count().await.unwrap(), U256::ZERO);
+
+    let (id, out) = owner
+        .create_task_batch(h("batch"), env.addr(1), reward, 600, eth(5))
+        .await
+        .unwrap();
+    assert!(out.events.iter().any(|e| matches!(&e.event,
+        Ev::TaskBatchCreated(c) if c.batchId == id && c.resultReward == reward && c.deposit == eth(5))));
+    let view = owner.job(id).await.unwrap();
+    assert_eq!((view.rounds, view.status), (0, job_status::ACTIVE));
+    assert_eq!(view.remaining, eth(5));
+    assert!(view.expiresAt > 0);
+    // A batch is not a training job, and a training job is not a batch.
+    assert!(matches!(
+        revert(leader.commit_checkpoint(id, 0, h("c"), B256::ZERO).await),
+        E::NotTrainingJob(_)
+    ));
+    assert!(matches!(
+        revert(env.ledger(2).submit_update(id, 0, 0, h("d")).await),
+        E::WrongRound(_)
+    ));
+    let job = env.open_job(&env.job(1, 10)).await;
+    assert!(matches!(
+        revert(
+            leader
+                .settle_compute_task(job, h("t"), h("r"), vec![env.addr(2)], vec![])
+                .await
+        ),
+        E::NotTaskBatch(_)
+    ));
+
+    // Two agree, one is outvoted: two results paid, the third worker slashed into the deposit.
+    let (w2, w3, w4) = (env.addr(2), env.addr(3), env.addr(4));
+    assert!(matches!(
+        revert(
+            env.ledger(2)
+                .settle_compute_task(id, h("t1"), h("r"), vec![w2, w3], vec![])
+                .await
+        ),
+        E::NotLeader(_)
+    ));
+    assert!(matches!(
+        revert(
+            leader
+                .settle_compute_task(id, h("t1"), h("r"), vec![w2, w3], vec![w2])
+                .await
+        ),
+        E::BadSettlement(_)
+    ));
+    assert!(matches!(
+        revert(
+            leader
+                .settle_compute_task(id, h("t1"), B256::ZERO, vec![w2], vec![])
+                .await
+        ),
+        E::ZeroHash(_)
+    ));
+    let stake4 = owner.account(w4).await.unwrap().stake;
+    let out = leader
+        .settle_compute_task(id, h("t1"), h("r"), vec![w2, w3], vec![w4])
+        .await
+        .unwrap();
+    let slash = stake4 * U256::from(env.params.trainer_slash_bps) / U256::from(10_000);
+    assert!(out.events.iter().any(|e| matches!(&e.event,
+        Ev::TaskSettled(t) if t.taskId == h("t1") && t.paid == U256::from(2) && t.slashedWei == slash)));
+    assert_eq!(owner.account(w2).await.unwrap().credit, reward);
+    assert_eq!(owner.account(w3).await.unwrap().credit, reward);
+    assert_eq!(owner.account(w4).await.unwrap().stake, stake4 - slash);
+    assert!(owner.task_settled(id, h("t1")).await.unwrap());
+    assert!(!owner.task_settled(id, h("t2")).await.unwrap());
+    let view = owner.job(id).await.unwrap();
+    assert_eq!(view.remaining, eth(5) - reward * U256::from(2) + slash);
+    assert_eq!(view.slashedIn, slash);
+    assert!(matches!(
+        revert(
+            leader
+                .settle_compute_task(id, h("t1"), h("r"), vec![w2], vec![])
+                .await
+        ),
+        E::TaskAlreadySettled(_)
+    ));
+    // A task nobody agreed on settles with nobody paid; one the deposit cannot cover is refused whole.
+    leader
+        .settle_compute_task(id, h("t2"), B256::ZERO, vec![], vec![])
+        .await
+        .unwrap();
+    let (small, _) = owner
+        .create_task_batch(h("small"), env.addr(1), reward, 600, reward)
+        .await
+        .unwrap();
+    let before = owner.job(small).await.unwrap();
+    assert!(matches!(
+        revert(
+            leader
+                .settle_compute_task(small, h("t3"), h("r"), vec![w2, w3], vec![])
+                .await
+        ),
+        E::InsufficientDeposit(_)
+    ));
+    assert_eq!(owner.job(small).await.unwrap(), before);
+    assert!(!owner.task_settled(small, h("t3")).await.unwrap());
+    let before = owner.job(id).await.unwrap();
+
+    // The owner cannot take the deposit from under the workers before the batch expires.
+    assert!(matches!(
+        revert(owner.withdraw_unused_funds(id).await),
+        E::BatchNotExpired(_)
+    ));
+    env.warp(601).await;
+    assert!(matches!(
+        revert(
+            leader
+                .settle_compute_task(id, h("t4"), h("r"), vec![w2], vec![])
+                .await
+        ),
+        E::BatchExpired(_)
+    ));
+    let balance = env.balance(owner.address()).await;
+    let out = owner.withdraw_unused_funds(id).await.unwrap();
+    assert_eq!(
+        env.balance(owner.address()).await,
+        balance + before.remaining - out.fee()
+    );
+    let view = owner.job(id).await.unwrap();
+    assert_eq!(view.status, job_status::CLOSED);
+    // deposited + slashedIn == paid + remaining + withdrawn
+    assert_eq!(
+        view.deposited + view.slashedIn,
+        reward * U256::from(2) + view.remaining + view.withdrawn
+    );
+    // The workers take their pay out.
+    let balance = env.balance(w2).await;
+    let out = env.ledger(2).withdraw().await.unwrap();
+    assert_eq!(env.balance(w2).await, balance + reward - out.fee());
+}
+
+async fn gas_per_accepted_result(env: &Env) {
+    register_all(env).await;
+    let (id, _) = env
+        .ledger(0)
+        .create_task_batch(h("batch"), env.addr(1), eth(1), 3_600, eth(50))
+        .await
+        .unwrap();
+    let workers = [env.addr(2), env.addr(3)];
+    let mut gas = Vec::new();
+    for task in 0..3 {
+        let out = env
+            .ledger(1)
+            .settle_compute_task(
+                id,
+                h(&format!("task {task}")),
+                h("result"),
+                workers.to_vec(),
+                vec![],
+            )
+            .await
+            .unwrap();
+        gas.push(out.gas_used);
+    }
+    // The first settlement pays the workers' cold credit slots; later ones are the steady state.
+    let per_result = gas[2] / 2;
+    eprintln!(
+        "{:?}: settleComputeTask quorum 2: first {} gas, steady {} gas = {per_result} per accepted result",
+        env.kind, gas[0], gas[2]
+    );
+    assert!(
+        per_result <= 42_000,
+        "gas per accepted result {per_result} > 42k"
     );
 }

@@ -1,6 +1,7 @@
-//! Property test: random sequences of contract actions on both chains; after every action the
-//! job's books balance (deposited + slashed-in == paid + reserved + remaining + withdrawn) and
-//! the contract holds exactly the Ether it owes (stakes + credits + job funds + bonds).
+//! Property test: random sequences of contract actions on both chains, on a training job and a
+//! task batch side by side; after every action each one's books balance (deposited + slashed-in
+//! == paid + reserved + remaining + withdrawn) and the contract holds exactly the Ether it owes
+//! (stakes + credits + job and batch funds + bonds).
 
 use alloy::primitives::{Address, U256};
 use funetun_chain::JobManager::JobManagerEvents as Ev;
@@ -25,6 +26,10 @@ enum Action {
     WithdrawUnused,
     Bonus(usize),
     Leave(usize),
+    /// The leader settles task `.0` of the batch, paying the trainers in mask `.1` and
+    /// slashing those in mask `.2`.
+    Settle(u8, u8, u8),
+    WithdrawBatch,
 }
 
 const TRAINERS: [usize; 3] = [2, 3, 4];
@@ -43,6 +48,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::WithdrawUnused),
         1 => (0..3usize).prop_map(Action::Bonus),
         1 => (0..8usize).prop_map(Action::Leave),
+        3 => (0..4u8, 0..8u8, 0..8u8).prop_map(|(t, p, s)| Action::Settle(t, p, s)),
+        1 => Just(Action::WithdrawBatch),
     ]
 }
 
@@ -52,6 +59,8 @@ struct Model {
     reward: U256,
     paid: U256,
     submitted: Vec<U256>,
+    batch: U256,
+    batch_paid: U256,
 }
 
 async fn check(env: &Env, m: &Model) -> Result<(), TestCaseError> {
@@ -72,7 +81,12 @@ async fn check(env: &Env, m: &Model) -> Result<(), TestCaseError> {
         job.deposited + job.slashedIn,
         m.paid + reserved + job.remaining + job.withdrawn
     );
-    let mut owed = job.remaining + reserved + bonds;
+    let batch = l.job(m.batch).await.unwrap();
+    prop_assert_eq!(
+        batch.deposited + batch.slashedIn,
+        m.batch_paid + batch.remaining + batch.withdrawn
+    );
+    let mut owed = job.remaining + reserved + bonds + batch.remaining;
     for i in EVERYONE {
         let a = l.account(env.addr(i)).await.unwrap();
         owed += a.stake + a.credit;
@@ -99,7 +113,15 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
         ..env.job(2, 9)
     };
     let job = env.open_job(&spec).await;
+    // A batch that pays 1 milli-eth per result and expires after six warps.
+    let (batch, _) = env
+        .ledger(0)
+        .create_task_batch(h("batch"), env.addr(1), eth(1), 3_600, eth(5))
+        .await
+        .unwrap();
     let mut m = Model {
+        batch,
+        batch_paid: U256::ZERO,
         job,
         round: 0,
         reward: spec.base_reward,
@@ -156,6 +178,24 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
             Action::WithdrawUnused => env.ledger(0).withdraw_unused_funds(job).await,
             Action::Bonus(t) => env.ledger(1).award_bonus(job, index_of(*t, m.round)).await,
             Action::Leave(i) => env.ledger(EVERYONE[*i]).request_leave().await,
+            Action::Settle(task, paid, slashed) => {
+                let pick = |mask: u8| {
+                    (0..3)
+                        .filter(|b| mask >> b & 1 == 1)
+                        .map(|b| env.addr(TRAINERS[b]))
+                        .collect::<Vec<_>>()
+                };
+                env.ledger(1)
+                    .settle_compute_task(
+                        batch,
+                        h(&format!("task {task}")),
+                        h("result"),
+                        pick(*paid),
+                        pick(*slashed),
+                    )
+                    .await
+            }
+            Action::WithdrawBatch => env.ledger(0).withdraw_unused_funds(batch).await,
         };
         match result {
             Ok(outcome) => {
@@ -168,6 +208,7 @@ async fn run_case(kind: Kind, actions: Vec<Action>) -> Result<(), TestCaseError>
                             }
                         }
                         Ev::BonusAwarded(b) => m.paid += b.amount,
+                        Ev::TaskSettled(t) => m.batch_paid += t.paid * eth(1),
                         _ => {}
                     }
                 }

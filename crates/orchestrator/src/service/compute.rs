@@ -157,6 +157,16 @@ pub async fn submit(
     }
     program(st, body.module).await?;
     validator(st, body.validator).await?;
+    // A funded task holds back its most results' pay from the batch's
+    // deposit until it is settled; the batch's lock serialises the check
+    // and the insert across submissions (and replicas).
+    let _batch_lock = match body.batch {
+        Some(batch) => Some(st.lock_job(batch).await?),
+        None => None,
+    };
+    if let Some(batch) = body.batch {
+        check_batch(st, owner, batch, &body.redundancy).await?;
+    }
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let now = now_secs();
     let nanos = std::time::SystemTime::now()
@@ -181,11 +191,154 @@ pub async fn submit(
         redundancy: body.redundancy,
         fuel,
         created_at: now,
+        batch: body.batch,
     })
     .await?;
     tx.commit().await?;
     tracing::info!(%task_id, %owner, module = %body.module, "compute task submitted");
     Ok(TaskSubmitted { task_id })
+}
+
+/// Checks that `owner` may fund a task with `redundancy` from batch
+/// `batch`: a task batch this orchestrator leads, `owner`'s, active, with
+/// time left to run the task and an unreserved deposit that covers its
+/// most results. Called with the batch's lock held.
+async fn check_batch(
+    st: &AppState,
+    owner: Address,
+    batch: u64,
+    redundancy: &funetun_core::compute::Redundancy,
+) -> Result<()> {
+    use funetun_chain::bindings::job_status;
+    let view = st.ledger.job(alloy_primitives::U256::from(batch)).await?;
+    let refuse = |code, detail: String| Err(Error::bad_request(code, detail));
+    if view.status == job_status::NONE {
+        return refuse(
+            "unknown_batch",
+            format!("there is no job or task batch {batch} on the contract"),
+        );
+    }
+    if view.rounds != 0 {
+        return refuse(
+            "not_a_batch",
+            format!("{batch} is a training job, not a task batch (createTaskBatch)"),
+        );
+    }
+    if view.leader != st.address {
+        return refuse(
+            "not_our_batch",
+            format!(
+                "batch {batch} names {} as its leader, not this orchestrator ({}); submit the \
+                 task there",
+                view.leader, st.address
+            ),
+        );
+    }
+    if view.owner != owner {
+        return refuse(
+            "not_your_batch",
+            format!("batch {batch} belongs to {}, not to {owner}", view.owner),
+        );
+    }
+    if view.status != job_status::ACTIVE {
+        return refuse(
+            "batch_closed",
+            format!("batch {batch} is closed: its owner withdrew its deposit"),
+        );
+    }
+    let left = view.expiresAt.saturating_sub(now_secs());
+    let needed = st.config.replica_lease.as_secs() + 60;
+    if left < needed {
+        return refuse(
+            "batch_expiring",
+            format!(
+                "batch {batch} expires in {left} s, too soon to run a task (replicas may take \
+                 {needed} s); fund a new batch"
+            ),
+        );
+    }
+    let mut tx = st.store.begin().await?;
+    let held = tx.batch_reserve(batch).await?;
+    tx.rollback().await?;
+    let results = held + u64::from(redundancy.max_total_results);
+    let needed = view.baseReward * alloy_primitives::U256::from(results);
+    if view.remaining < needed {
+        return refuse(
+            "deposit_exhausted",
+            format!(
+                "batch {batch} has {} wei left; its open tasks and this one may be paid for \
+                 {results} results of {} wei (max_total_results each); fund a new batch",
+                view.remaining, view.baseReward
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Pays and slashes on-chain the decided tasks of task batches (a step of
+/// the driver, while this replica leads): `settleComputeTask` credits the workers
+/// of valid replicas the batch's reward and slashes those of invalid ones.
+/// A task waits while a replica is still out (it is judged once it reports
+/// or lapses). Reads the chain first, so a crash between the transaction
+/// and the store's record never settles a task twice.
+pub async fn settle_on_chain(st: &AppState) -> Result<()> {
+    use funetun_chain::JobManager::JobManagerErrors as E;
+    for task_id in st.store.unsettled_compute_tasks(64).await? {
+        let Some(task) = st.store.compute_task(task_id).await? else {
+            continue;
+        };
+        let Some(batch) = task.info.batch else {
+            continue;
+        };
+        let replicas = &task.info.replicas;
+        if replicas.iter().any(|r| r.status == ReplicaStatus::Leased) {
+            continue;
+        }
+        let workers = |s: ReplicaStatus| {
+            replicas
+                .iter()
+                .filter(|r| r.status == s)
+                .map(|r| r.worker)
+                .collect::<Vec<_>>()
+        };
+        let (paid, slashed) = (
+            workers(ReplicaStatus::Valid),
+            workers(ReplicaStatus::Invalid),
+        );
+        let id = alloy_primitives::U256::from(batch);
+        let mut sent = None;
+        if (!paid.is_empty() || !slashed.is_empty()) && !st.ledger.task_settled(id, task_id).await?
+        {
+            let result_hash = match &task.info.result {
+                Some(r) => Outcome::from_run_result(r, usize::MAX)
+                    .map_err(|e| Error::Inconsistent(format!("stored result of {task_id}: {e}")))?
+                    .digest(),
+                None => B256::ZERO,
+            };
+            let (n_paid, n_slashed) = (paid.len(), slashed.len());
+            match st
+                .ledger
+                .settle_compute_task(id, task_id, result_hash, paid, slashed)
+                .await
+            {
+                Ok(outcome) => {
+                    tracing::info!(%task_id, batch, paid = n_paid, slashed = n_slashed, tx = %outcome.tx_hash, "compute task settled on-chain");
+                    sent = Some(outcome.tx_hash);
+                }
+                Err(e) => match e.contract_error() {
+                    Some(E::TaskAlreadySettled(_)) => {}
+                    Some(E::BatchExpired(_)) => {
+                        tracing::warn!(%task_id, batch, "the batch expired before the task was settled; its workers go unpaid");
+                    }
+                    _ => return Err(e.into()),
+                },
+            }
+        }
+        let mut tx = st.store.begin().await?;
+        tx.mark_settled(task_id, sent).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// A task by id, or 404 `unknown_task`.

@@ -42,6 +42,8 @@ pub struct NewComputeTask<'a> {
     pub fuel: u64,
     /// Unix second of the submission.
     pub created_at: u64,
+    /// The task batch that pays it.
+    pub batch: Option<u64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -64,6 +66,9 @@ struct RawTask {
     reason: Option<String>,
     created_at: i64,
     decided_at: Option<i64>,
+    batch_id: Option<i64>,
+    settled: i64,
+    settle_tx: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -77,7 +82,8 @@ struct RawReplica {
 }
 
 const TASK_COLUMNS: &str = "task_id, owner, module, validator, input, min_quorum, target_nresults, \
-     max_error_results, max_total_results, adaptive, adapted, fuel, wanted, status, result, reason, created_at, decided_at";
+     max_error_results, max_total_results, adaptive, adapted, fuel, wanted, status, result, reason, created_at, decided_at, \
+     batch_id, settled, settle_tx";
 
 const REPLICA_COLUMNS: &str = "replica, worker, status, expires_at, result, digest";
 
@@ -136,6 +142,9 @@ fn assemble(raw: RawTask, replicas: Vec<RawReplica>) -> Result<ComputeTask> {
             created_at: to_u64(raw.created_at),
             decided_at: raw.decided_at.map(to_u64),
             replicas: infos,
+            batch: raw.batch_id.map(to_u64),
+            settled: raw.settled != 0,
+            settlement: raw.settle_tx.as_deref().map(parse_hash).transpose()?,
         },
         wanted: count(raw.wanted),
         results,
@@ -168,6 +177,21 @@ where
 }
 
 impl Store {
+    /// Decided tasks of a batch whose money is not settled on-chain yet,
+    /// oldest first (at most `limit`).
+    pub async fn unsettled_compute_tasks(&self, limit: u32) -> Result<Vec<B256>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT task_id FROM compute_tasks
+             WHERE batch_id IS NOT NULL AND settled = 0 AND status <> $1
+             ORDER BY decided_at, task_id LIMIT $2",
+        )
+        .bind(ComputeStatus::Open.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        ids.iter().map(|s| parse_hash(s)).collect()
+    }
+
     /// The task `task_id` and its replicas.
     pub async fn compute_task(&self, task_id: B256) -> Result<Option<ComputeTask>> {
         let Some(raw) = read_task(&self.read, task_id).await? else {
@@ -183,7 +207,8 @@ impl StoreTx {
     pub async fn insert_compute_task(&mut self, t: &NewComputeTask<'_>) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO compute_tasks ({TASK_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, NULL, NULL, $14, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, NULL, NULL, $14, NULL,
+                     $15, $16, NULL)"
         ))
         .bind(hash_text(t.task_id))
         .bind(addr_text(t.owner))
@@ -199,8 +224,37 @@ impl StoreTx {
         .bind(i64::from(t.redundancy.target_nresults))
         .bind(ComputeStatus::Open.as_str())
         .bind(to_db(t.created_at))
+        .bind(t.batch.map(to_db))
+        // An unpaid task owes nothing on-chain.
+        .bind(i64::from(t.batch.is_none()))
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Results the unsettled tasks of batch `batch` may still be paid for
+    /// (each task's `max_total_results`): what they hold back of its deposit.
+    pub async fn batch_reserve(&mut self, batch: u64) -> Result<u64> {
+        // PostgreSQL sums BIGINT to NUMERIC: cast back.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(max_total_results), 0) AS BIGINT) FROM compute_tasks
+             WHERE batch_id = $1 AND settled = 0",
+        )
+        .bind(to_db(batch))
+        .fetch_one(self.conn())
+        .await?;
+        Ok(to_u64(n))
+    }
+
+    /// Records that task `task_id`'s money is settled on-chain, by
+    /// transaction `tx` (none when nothing was owed or the chain already
+    /// held it).
+    pub async fn mark_settled(&mut self, task_id: B256, tx: Option<B256>) -> Result<()> {
+        sqlx::query("UPDATE compute_tasks SET settled = 1, settle_tx = $1 WHERE task_id = $2")
+            .bind(tx.map(hash_text))
+            .bind(hash_text(task_id))
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

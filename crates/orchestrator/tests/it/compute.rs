@@ -82,6 +82,7 @@ async fn a_quorum_agrees_a_wrong_worker_is_outvoted_and_hostile_tasks_end_as_res
         validator: None,
         redundancy: Redundancy::default(),
         fuel: None,
+        batch: None,
     };
 
     // Two honest workers agree bit for bit: the task is done, both paid.
@@ -203,6 +204,7 @@ async fn bad_submissions_and_strangers_are_refused() {
         validator: None,
         redundancy: Redundancy::default(),
         fuel: None,
+        batch: None,
     };
     let garbage = owner.put_data(b"not a module".to_vec()).await.unwrap();
     let cases = [
@@ -277,7 +279,9 @@ async fn bad_submissions_and_strangers_are_refused() {
 async fn a_lapsed_replica_is_issued_again_and_its_late_report_judged() {
     let env = Env::new().await;
     let mut config = env.config();
-    config.replica_lease = std::time::Duration::from_secs(1);
+    // Leases run out on whole seconds: three leave the worker at least two
+    // to ask for another replica before the first lapses.
+    config.replica_lease = std::time::Duration::from_secs(3);
     let orch = funetun_orchestrator::start(config).await.unwrap();
     let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
     for i in [2, 3, 4] {
@@ -294,6 +298,7 @@ async fn a_lapsed_replica_is_issued_again_and_its_late_report_judged() {
             validator: None,
             redundancy: Redundancy::default(),
             fuel: None,
+            batch: None,
         })
         .await
         .unwrap()
@@ -302,7 +307,7 @@ async fn a_lapsed_replica_is_issued_again_and_its_late_report_judged() {
     let silent = w(2).lease_replica().await.unwrap().unwrap();
     honest_turn(&w(3), &sandbox, pi).await;
     assert_eq!(w(4).lease_replica().await.unwrap(), None);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     // The lapse is noticed, a third replica issued, and the quorum reached.
     let (lease, status) = honest_turn(&w(4), &sandbox, pi).await;
     assert_eq!((lease.task_id, lease.replica), (id, 2));
@@ -352,6 +357,7 @@ async fn adaptive_replication_runs_a_clean_workers_task_once_and_never_a_new_wor
                         ..Redundancy::default()
                     },
                     fuel: None,
+                    batch: None,
                 })
                 .await
                 .unwrap()
@@ -388,5 +394,134 @@ async fn adaptive_replication_runs_a_clean_workers_task_once_and_never_a_new_wor
         (ComputeStatus::Done, true, 1)
     );
     assert_eq!(w(2).lease_replica().await.unwrap(), None);
+    orch.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funded_task_pays_its_canonical_class_and_slashes_the_outvoted_on_chain() {
+    use alloy_primitives::U256;
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    for i in [2, 3, 4] {
+        env.register_trainer(i).await;
+    }
+    let w = |i: usize| Client::new(&orch.url(), Some(env.keys[i].clone()));
+    let sandbox = Sandbox::new().unwrap();
+    let pi = example("pi").unwrap().wasm;
+    let module = owner.put_data(pi.to_vec()).await.unwrap();
+    let reward = U256::from(10u64).pow(U256::from(15u64));
+    let redundancy = Redundancy::default();
+    let per_task = reward * U256::from(redundancy.max_total_results);
+    let batch = |owner: usize, leader, secs, deposit| {
+        let ledger = env.ledger(owner);
+        async move {
+            let (id, _) = ledger
+                .create_task_batch(
+                    funetun_core::keccak256(b"pi batch"),
+                    leader,
+                    reward,
+                    secs,
+                    deposit,
+                )
+                .await
+                .unwrap();
+            id.saturating_to::<u64>()
+        }
+    };
+    // Room for one task's most results.
+    let funded = batch(0, env.leader(), 3_600, per_task).await;
+    let submit = |seed: u32, batch: Option<u64>| TaskSubmission {
+        module,
+        input: format!(r#"{{"samples": 2000, "seed": {seed}}}"#),
+        validator: None,
+        redundancy,
+        fuel: None,
+        batch,
+    };
+
+    // Batches that cannot fund the task are refused, and nothing is stored.
+    let strangers = batch(5, env.leader(), 3_600, per_task).await;
+    let elsewhere = batch(0, env.keys[5].address(), 3_600, per_task).await;
+    let expiring = batch(0, env.leader(), 60, per_task).await;
+    for (batch, expected) in [
+        (999, "unknown_batch"),
+        (strangers, "not_your_batch"),
+        (elsewhere, "not_our_batch"),
+        (expiring, "batch_expiring"),
+    ] {
+        let err = owner
+            .submit_compute_task(&submit(1, Some(batch)))
+            .await
+            .unwrap_err();
+        assert_eq!(code(err), (400, expected.to_string()), "batch {batch}");
+    }
+    let a = owner
+        .submit_compute_task(&submit(1, Some(funded)))
+        .await
+        .unwrap()
+        .task_id;
+    // The task holds back the whole deposit: a second is refused.
+    let err = owner
+        .submit_compute_task(&submit(2, Some(funded)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), (400, "deposit_exhausted".to_string()));
+
+    // Worker 4 lies first; workers 2 and 3 agree and outvote it.
+    let wrong = w(4).lease_replica().await.unwrap().unwrap();
+    assert_eq!(wrong.task_id, a);
+    w(4).report_replica(&ReplicaReport {
+        task_id: a,
+        replica: wrong.replica,
+        result: RunResult {
+            output: Some(r#"{"pi":3.0}"#.into()),
+            error: None,
+            detail: None,
+            fuel_used: 1,
+        },
+    })
+    .await
+    .unwrap();
+    honest_turn(&w(2), &sandbox, pi).await;
+    honest_turn(&w(3), &sandbox, pi).await;
+
+    // The driver settles the decided task on-chain.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let info = loop {
+        let info = owner.compute_task(a).await.unwrap();
+        if info.settled {
+            break info;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {info:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(info.status, ComputeStatus::Done);
+    assert_eq!(info.batch, Some(funded));
+    assert!(info.settlement.is_some());
+    let chain = env.ledger(0);
+    assert!(chain.task_settled(U256::from(funded), a).await.unwrap());
+    let stake = funetun_chain::ContractParams::default().min_stake;
+    let slash = stake * U256::from(funetun_chain::ContractParams::default().trainer_slash_bps)
+        / U256::from(10_000u64);
+    for i in [2, 3] {
+        let account = chain.account(env.keys[i].address()).await.unwrap();
+        assert_eq!(
+            (account.credit, account.stake),
+            (reward, stake),
+            "worker {i}"
+        );
+    }
+    let liar = chain.account(env.keys[4].address()).await.unwrap();
+    assert_eq!((liar.credit, liar.stake), (U256::ZERO, stake - slash));
+    let view = chain.job(U256::from(funded)).await.unwrap();
+    assert_eq!(view.remaining, per_task - reward * U256::from(2) + slash);
+    // An unfunded task owes nothing.
+    let free = owner.submit_compute_task(&submit(9, None)).await.unwrap();
+    let info = owner.compute_task(free.task_id).await.unwrap();
+    assert!(info.settled && info.batch.is_none());
     orch.shutdown().await.unwrap();
 }
