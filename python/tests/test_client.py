@@ -109,6 +109,10 @@ def test_bad_submissions_are_refused_with_their_codes():
     e = run(refused(redundancy={"min_quorum": 3, "target_nresults": 2}))
     assert (e.status, e.code) == (400, "bad_redundancy")
     assert run(refused(init_valid=MODULES / "pi.wasm")).code == "bad_validator"
+    # A batch that does not exist on the contract funds nothing.
+    assert run(refused(batch=999_999)).code == "unknown_batch"
+    with pytest.raises(ValueError):
+        funetun.Connection(URL).create_task({}, b"", batch=0)
     with pytest.raises(TypeError):
         funetun.Connection(URL).create_task([1, 2], b"")
     with pytest.raises(ValueError):

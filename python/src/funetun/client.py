@@ -165,15 +165,20 @@ class Connection:
     def create_task(self, kwargs: dict, wasm: Wasm, *, init_valid: Optional[Wasm] = None,
                     compare_valid: Optional[Wasm] = None,
                     redundancy: Union[Redundancy, dict, int, None] = None,
-                    fuel: Optional[int] = None) -> "StagedTask":
+                    fuel: Optional[int] = None,
+                    batch: Optional[int] = None) -> "StagedTask":
         """Stages a task: ``kwargs`` (a JSON-serialisable dict) is its input,
         ``wasm`` its module (bytes or a path). ``init_valid`` and
         ``compare_valid`` name the validator module exporting those
         functions (one module: give it as either or both); without one,
-        replicas must agree byte for byte. Nothing is sent until
-        :meth:`StagedTask.submit`."""
+        replicas must agree byte for byte. ``batch`` is a task batch of
+        yours on the contract (``funetun tasks submit --deposit`` funds one
+        and prints its id) that pays the results; without it the task runs
+        unpaid. Nothing is sent until :meth:`StagedTask.submit`."""
         if not isinstance(kwargs, dict):
             raise TypeError("kwargs is a dict (the task's JSON input)")
+        if batch is not None and (not isinstance(batch, int) or batch <= 0):
+            raise ValueError(f"batch is a positive task batch id, not {batch!r}")
         validator = None
         given = [v for v in (init_valid, compare_valid) if v is not None]
         if given:
@@ -183,7 +188,7 @@ class Connection:
                                  "module; give the same module for both")
             validator = modules.pop()
         return StagedTask(self, json.dumps(kwargs, separators=(",", ":")), _module_bytes(wasm),
-                          validator, Redundancy.of(redundancy), fuel)
+                          validator, Redundancy.of(redundancy), fuel, batch)
 
     def restore_task(self, task_id: str) -> "SubmittedTask":
         """The task ``task_id`` (submitted by any process, anywhere), to read
@@ -201,13 +206,15 @@ class StagedTask:
     """A task not submitted yet."""
 
     def __init__(self, conn: Connection, input_json: str, wasm: bytes,
-                 validator: Optional[bytes], redundancy: Redundancy, fuel: Optional[int]):
+                 validator: Optional[bytes], redundancy: Redundancy, fuel: Optional[int],
+                 batch: Optional[int] = None):
         self._conn = conn
         self.input = input_json
         self.wasm = wasm
         self.validator = validator
         self.redundancy = redundancy
         self.fuel = fuel
+        self.batch = batch
 
     async def submit(self) -> "SubmittedTask":
         """Uploads the modules and submits the task; the orchestrator checks
@@ -220,6 +227,8 @@ class StagedTask:
             body["validator"] = await self._conn.upload_module(self.validator)
         if self.fuel is not None:
             body["fuel"] = self.fuel
+        if self.batch is not None:
+            body["batch"] = self.batch
         response = await self._conn._send("POST", "/v1/compute/tasks",
                                           json.dumps(body).encode(), signed=True)
         return SubmittedTask(self._conn, response.json()["task_id"])
