@@ -208,6 +208,10 @@ pub enum Preset {
     /// character's speeches, then a LoRA fine-tune of it on them
     /// (docs/fine-tuning.md).
     Finetune,
+    /// Generic WebAssembly tasks through the market: a funded task batch,
+    /// workers (one reporting made-up outputs) and hostile modules
+    /// (docs/tasks.md).
+    Tasks,
 }
 
 impl DemoArgs {
@@ -618,12 +622,12 @@ fn choose_dataset(args: &DemoArgs) -> anyhow::Result<DatasetName> {
     }
 }
 
-struct Children {
-    procs: Vec<(String, Child)>,
+pub(crate) struct Children {
+    pub(crate) procs: Vec<(String, Child)>,
 }
 
 impl Children {
-    fn spawn(&mut self, name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<()> {
+    pub(crate) fn spawn(&mut self, name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<()> {
         let file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = file.try_clone()?;
@@ -638,7 +642,7 @@ impl Children {
     }
 
     /// Waits up to `grace` for every child to exit on its own, then kills the rest.
-    fn finish(&mut self, grace: Duration) {
+    pub(crate) fn finish(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
         for (name, child) in &mut self.procs {
             loop {
@@ -677,7 +681,7 @@ impl Children {
     }
 
     /// The first child that exited with an error, if any.
-    fn failed(&mut self) -> Option<String> {
+    pub(crate) fn failed(&mut self) -> Option<String> {
         self.procs
             .iter_mut()
             .find_map(|(name, child)| match child.try_wait() {
@@ -700,7 +704,7 @@ impl Drop for Children {
 
 /// Funded accounts of the embedded chain: owner, orchestrator and up to 14
 /// participants.
-const DEMO_ACCOUNTS: usize = 16;
+pub(crate) const DEMO_ACCOUNTS: usize = 16;
 
 /// A participant process of the demo.
 struct DemoParticipant {
@@ -736,6 +740,9 @@ fn last_json_value(log: &Path, field: &str) -> Option<serde_json::Value> {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.preset == Some(Preset::Finetune) {
         return crate::finetune::run(args);
+    }
+    if args.preset == Some(Preset::Tasks) {
+        return crate::demo_tasks::run(args);
     }
     let runtime = crate::chain::runtime()?;
     let summary = runtime.block_on(run_demo(&args))?;

@@ -11,6 +11,7 @@ mod bench_blobs;
 mod bench_text;
 mod chain;
 mod demo;
+mod demo_tasks;
 mod eval;
 mod finetune;
 mod generate;

@@ -37,6 +37,18 @@ pub struct WorkerArgs {
     /// Seconds between asks when there is no work.
     #[arg(long, default_value_t = 0.5)]
     poll_secs: f64,
+    /// Cheat, for drills and the demo: `wrong-output` runs each replica and
+    /// reports a made-up output instead (honest replicas outvote it, and a
+    /// funded task slashes this worker's stake).
+    #[arg(long, value_enum, value_name = "ATTACK")]
+    attack: Option<WorkerAttack>,
+}
+
+/// How a cheating worker cheats (`funetun worker --attack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerAttack {
+    /// Report `{"forged": true}` for every replica.
+    WrongOutput,
 }
 
 /// Runs `funetun worker`.
@@ -61,10 +73,19 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             match lease {
                 Ok(Some(lease)) => {
                     let outcome = run_lease(&client, &sandbox, &mut programs, &lease).await?;
+                    let mut result = outcome.to_run_result();
+                    if args.attack == Some(WorkerAttack::WrongOutput) {
+                        result = funetun_core::compute::RunResult {
+                            output: Some(r#"{"forged":true}"#.into()),
+                            error: None,
+                            detail: None,
+                            fuel_used: outcome.fuel_used,
+                        };
+                    }
                     let report = ReplicaReport {
                         task_id: lease.task_id,
                         replica: lease.replica,
-                        result: outcome.to_run_result(),
+                        result,
                     };
                     let mut attempt = 0;
                     let ack = loop {

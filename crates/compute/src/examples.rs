@@ -17,7 +17,7 @@ pub struct Example {
 }
 
 /// Every shipped example.
-pub const EXAMPLES: [Example; 3] = [
+pub const EXAMPLES: [Example; 4] = [
     Example {
         name: "pi",
         about: "Monte-Carlo π: {\"samples\": N, \"seed\": S} → {\"samples\", \"inside\", \"pi\"}",
@@ -30,6 +30,13 @@ pub const EXAMPLES: [Example; 3] = [
                 {\"values\": N, \"seed\": S, \"order\": \"forward\"|\"backward\"|\"pairwise\"} → {\"sum\", \"order\"}",
         input: r#"{"values": 100000, "seed": 7, "order": "pairwise"}"#,
         wasm: include_bytes!("../tasks/rounding.wasm"),
+    },
+    Example {
+        name: "hostile",
+        about: "a hostile task for drills: {\"attack\": \"loop\"|\"memory\"|\"output\"} spins \
+                forever, hoards memory or answers 2 MiB; each ends as a failure class",
+        input: r#"{"attack": "loop"}"#,
+        wasm: include_bytes!("../tasks/hostile.wasm"),
     },
     Example {
         name: "rounding-valid",

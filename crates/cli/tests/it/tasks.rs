@@ -123,11 +123,13 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
     let dir = tempfile::tempdir().unwrap();
     let pi = example(dir.path(), "pi");
     let input = r#"{"samples": 50000, "seed": 11}"#;
-    let (_chain, keys, orchestrator) = market(&dir).await;
+    let (chain, keys, orchestrator, reader) = market(&dir).await;
     let url = orchestrator.url();
+    let rpc = chain.rpc_url();
     let cli = |key: Option<usize>| {
         let mut cmd = funetun();
         cmd.env("FUNETUN_ORCHESTRATOR", &url)
+            .env("FUNETUN_RPC", &rpc)
             .env_remove("FUNETUN_KEY");
         if let Some(i) = key {
             cmd.env("FUNETUN_KEY", crate::key_hex(&keys[i]));
@@ -149,9 +151,30 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
         String::from_utf8_lossy(&refused.stderr)
     );
 
+    // A deposit that cannot pay the task's most results is refused before
+    // anything is funded.
+    let refused = cli(Some(0))
+        .args(["tasks", "submit", "--input", input, "--wasm"])
+        .arg(&pi)
+        .args(["--deposit", "0.001eth", "--reward", "0.001eth"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot pay"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        reader.job_count().await.unwrap(),
+        alloy_primitives::U256::ZERO
+    );
+
+    // Funded: a batch of 0.012 ETH pays 0.002 ETH per result.
     let submitted = cli(Some(0))
         .args(["tasks", "submit", "--json", "--input", input, "--wasm"])
         .arg(&pi)
+        .args(["--deposit", "0.012eth"])
         .output()
         .unwrap();
     assert!(
@@ -222,17 +245,46 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
         assert_eq!(r["status"], "valid");
         assert_eq!(r["digest"], local["result_digest"]);
     }
+    // The leader pays both workers from the batch.
+    let batch = last_json(&submitted)["batch"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cli(None)
+            .args(["tasks", "status", &id, "--json"])
+            .output()
+            .unwrap();
+        let status = last_json(&status);
+        if status["settled"] == true {
+            assert_eq!(status["batch"], batch);
+            assert!(status["settlement"].is_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never settled: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reward = alloy_primitives::U256::from(2_000_000_000_000_000u64);
+    for i in [2, 3] {
+        assert_eq!(
+            reader.account(keys[i].address()).await.unwrap().credit,
+            reward
+        );
+    }
     orchestrator.shutdown().await.unwrap();
 }
 
 /// A chain, its contract and an orchestrator with state in `dir`, with dev
-/// accounts 2 and 3 registered as trainers (who may run tasks).
+/// accounts 2 and 3 registered as trainers (who may run tasks); the last is
+/// the contract as its deployer sees it.
 async fn market(
     dir: &tempfile::TempDir,
 ) -> (
     funetun_chain::DevChain,
     Vec<alloy_signer_local::PrivateKeySigner>,
     funetun_orchestrator::Orchestrator,
+    funetun_chain::Ledger,
 ) {
     use std::time::Duration;
     let (chain, keys, owner) = crate::chain_with_contract().await;
@@ -251,7 +303,7 @@ async fn market(
             .await
             .unwrap();
     }
-    (chain, keys, orchestrator)
+    (chain, keys, orchestrator, owner)
 }
 
 /// The Python client's environment (`python/setup.sh`), if it was set up.
@@ -279,7 +331,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
     for name in ["pi", "rounding", "rounding-valid"] {
         example(dir.path(), name);
     }
-    let (_chain, keys, orchestrator) = market(&dir).await;
+    let (_chain, keys, orchestrator, _owner) = market(&dir).await;
     let url = orchestrator.url();
     let workers: Vec<_> = [2, 3]
         .iter()
@@ -363,4 +415,53 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
             .any(|n| n.starts_with("funetun-0.1.0") && n.ends_with(".whl")),
         "{built:?}"
     );
+}
+
+#[test]
+fn the_tasks_demo_pays_the_honest_slashes_the_liar_and_contains_hostile_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = funetun()
+        .args(["demo", "--preset", "tasks", "--json", "--out"])
+        .arg(dir.path().join("demo"))
+        .env_remove("FUNETUN_JSON")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = last_json(&out);
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    let wei = |v: &serde_json::Value| v.as_str().unwrap().parse::<u128>().unwrap();
+    assert_eq!(n("tasks_completed"), n("tasks_submitted"), "{s}");
+    assert_eq!(n("tasks_failed"), 0);
+    assert!(n("wrong_results_rejected") >= 1, "{s}");
+    assert_eq!(n("wrong_results_accepted"), 0);
+    assert!(s["hostile_contained"].as_bool().unwrap(), "{s}");
+    let classes: Vec<&str> = s["hostile"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["fuel", "memory", "output_size"]);
+    // Every agreed result was paid to an honest worker, and only the liar lost stake.
+    let workers = s["workers"].as_array().unwrap();
+    let paid: u128 = workers.iter().map(|w| wei(&w["credit_wei"])).sum();
+    assert_eq!(paid, wei(&s["paid_wei"]));
+    assert_eq!(
+        paid,
+        u128::from(n("results_agreed")) * 1_000_000_000_000_000
+    );
+    for w in workers {
+        let liar = w["wrong_outputs"].as_bool().unwrap();
+        assert_eq!(wei(&w["slashed_wei"]) > 0, liar, "{w}");
+        assert_eq!(wei(&w["credit_wei"]) == 0, liar, "{w}");
+    }
+    assert_eq!(
+        workers.iter().map(|w| wei(&w["slashed_wei"])).sum::<u128>(),
+        wei(&s["slashed_wei"])
+    );
+    assert!(n("gas_per_accepted_result") > 0);
 }

@@ -137,3 +137,32 @@ fn failures_of_a_class_are_one_result() {
     let fuel = run_wat(&module(1, "(loop br 0) i64.const 0"), "{}", &SMALL);
     assert_ne!(a.digest(), fuel.digest());
 }
+
+#[test]
+fn the_shipped_hostile_example_ends_in_each_class() {
+    let sandbox = Sandbox::new().unwrap();
+    let hostile = funetun_compute::examples::example("hostile").unwrap();
+    let program = sandbox.compile(hostile.wasm).unwrap();
+    let limits = funetun_compute::Limits {
+        fuel: 50_000_000,
+        memory_bytes: 64 << 20,
+        output_bytes: 1 << 20,
+    };
+    for (attack, expected) in [
+        ("loop", FailureClass::Fuel),
+        ("memory", FailureClass::Memory),
+        ("output", FailureClass::OutputSize),
+    ] {
+        let input = Input::new(format!(r#"{{"attack": "{attack}"}}"#).into_bytes()).unwrap();
+        let outcome = sandbox.run(&program, &input, &limits);
+        let failure = outcome.result.expect_err(attack);
+        assert_eq!(failure.class, expected, "{attack}: {}", failure.detail);
+    }
+    let input = Input::new(br#"{"attack": "none"}"#.to_vec()).unwrap();
+    let output = sandbox.run(&program, &input, &limits).result.unwrap();
+    assert!(
+        String::from_utf8(output)
+            .unwrap()
+            .contains("unknown attack")
+    );
+}
