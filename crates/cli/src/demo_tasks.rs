@@ -202,9 +202,9 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
     config.listen = args.listen;
     config.offline = true;
     config.poll_interval = Duration::from_millis(50);
-    // The cheating worker is refused once slashed below the minimum stake,
-    // perhaps holding a lease: it lapses after 10 s here (600 s by default)
-    // and the replica goes to an honest worker.
+    // A lease lapses after 10 s here (600 s by default), should a worker
+    // stop without reporting; the cheating worker's leases lapse at once when
+    // a slash leaves it below the minimum stake.
     config.replica_lease = Duration::from_secs(10);
     let orchestrator = funetun_orchestrator::start(config)
         .await

@@ -280,8 +280,10 @@ async fn check_batch(
 /// of valid replicas the batch's reward and slashes those of invalid ones.
 /// A task waits while a replica is still out (it is judged once it reports
 /// or lapses). Reads the chain first, so a crash between the transaction
-/// and the store's record never settles a task twice.
-pub async fn settle_on_chain(st: &AppState) -> Result<()> {
+/// and the store's record never settles a task twice. A worker a slash
+/// leaves below the minimum stake may no longer report: its live leases
+/// lapse at once, so its tasks go to others without waiting out the lease.
+pub async fn settle_on_chain(st: &std::sync::Arc<AppState>) -> Result<()> {
     use funetun_chain::JobManager::JobManagerErrors as E;
     for task_id in st.store.unsettled_compute_tasks(64).await? {
         let Some(task) = st.store.compute_task(task_id).await? else {
@@ -305,6 +307,7 @@ pub async fn settle_on_chain(st: &AppState) -> Result<()> {
             workers(ReplicaStatus::Valid),
             workers(ReplicaStatus::Invalid),
         );
+        let punished = slashed.clone();
         let id = alloy_primitives::U256::from(batch);
         let mut sent = None;
         if (!paid.is_empty() || !slashed.is_empty()) && !st.ledger.task_settled(id, task_id).await?
@@ -324,6 +327,9 @@ pub async fn settle_on_chain(st: &AppState) -> Result<()> {
                 Ok(outcome) => {
                     tracing::info!(%task_id, batch, paid = n_paid, slashed = n_slashed, tx = %outcome.tx_hash, "compute task settled on-chain");
                     sent = Some(outcome.tx_hash);
+                    for worker in punished {
+                        release_if_unstaked(st, worker).await?;
+                    }
                 }
                 Err(e) => match e.contract_error() {
                     Some(E::TaskAlreadySettled(_)) => {}
@@ -338,6 +344,27 @@ pub async fn settle_on_chain(st: &AppState) -> Result<()> {
         tx.mark_settled(task_id, sent).await?;
         tx.commit().await?;
     }
+    Ok(())
+}
+
+/// Lapses `worker`'s live leases when its stake fell below the minimum,
+/// and settles their tasks (which issues replicas to other workers).
+async fn release_if_unstaked(st: &std::sync::Arc<AppState>, worker: Address) -> Result<()> {
+    let account = st.ledger.account(worker).await?;
+    if alloy_primitives::U256::from(account.stake) >= st.min_stake {
+        return Ok(());
+    }
+    st.roles.invalidate(worker);
+    let now = now_secs();
+    let mut tx = st.store.begin().await?;
+    let tasks = tx.lapse_worker_replicas(worker).await?;
+    tx.commit().await?;
+    for task_id in &tasks {
+        let mut tx = st.store.begin().await?;
+        settle(st, &mut tx, *task_id, now).await?;
+        tx.commit().await?;
+    }
+    tracing::info!(%worker, leases = tasks.len(), "a slash left the worker below the minimum stake: its leases lapsed");
     Ok(())
 }
 

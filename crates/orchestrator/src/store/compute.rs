@@ -287,6 +287,21 @@ impl StoreTx {
         Ok(ids)
     }
 
+    /// Marks every live lease of `worker` lapsed (it may no longer work);
+    /// returns their tasks.
+    pub async fn lapse_worker_replicas(&mut self, worker: Address) -> Result<Vec<B256>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE compute_replicas SET status = $1 WHERE worker = $2 AND status = $3
+             RETURNING task_id",
+        )
+        .bind(ReplicaStatus::Lapsed.as_str())
+        .bind(addr_text(worker))
+        .bind(ReplicaStatus::Leased.as_str())
+        .fetch_all(self.conn())
+        .await?;
+        ids.iter().map(|s| parse_hash(s)).collect()
+    }
+
     /// The live replica `worker` holds, if any: (task, replica).
     pub async fn held_replica(&mut self, worker: Address) -> Result<Option<(B256, u32)>> {
         let row: Option<(String, i64)> = sqlx::query_as(

@@ -483,8 +483,20 @@ async fn a_funded_task_pays_its_canonical_class_and_slashes_the_outvoted_on_chai
     })
     .await
     .unwrap();
-    honest_turn(&w(2), &sandbox, pi).await;
-    honest_turn(&w(3), &sandbox, pi).await;
+    // The liar also takes a replica of an unpaid task, and holds it.
+    let b = owner
+        .submit_compute_task(&submit(5, None))
+        .await
+        .unwrap()
+        .task_id;
+    let held = w(4).lease_replica().await.unwrap().unwrap();
+    assert_eq!(held.task_id, b);
+    for turn in 0..4 {
+        if owner.compute_task(a).await.unwrap().status == ComputeStatus::Done {
+            break;
+        }
+        honest_turn(&w(2 + turn % 2), &sandbox, pi).await;
+    }
 
     // The driver settles the decided task on-chain.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -519,6 +531,16 @@ async fn a_funded_task_pays_its_canonical_class_and_slashes_the_outvoted_on_chai
     assert_eq!((liar.credit, liar.stake), (U256::ZERO, stake - slash));
     let view = chain.job(U256::from(funded)).await.unwrap();
     assert_eq!(view.remaining, per_task - reward * U256::from(2) + slash);
+    // The slash left the liar below the minimum stake: its lease of the
+    // other task lapsed at once, not after the lease's 10 minutes.
+    let info = owner.compute_task(b).await.unwrap();
+    let r = info
+        .replicas
+        .iter()
+        .find(|r| r.worker == env.keys[4].address())
+        .unwrap();
+    assert_eq!(r.status, ReplicaStatus::Lapsed);
+    assert!(w(4).lease_replica().await.is_err());
     // An unfunded task owes nothing.
     let free = owner.submit_compute_task(&submit(9, None)).await.unwrap();
     let info = owner.compute_task(free.task_id).await.unwrap();
