@@ -40,7 +40,8 @@ async fn warp(rpc_url: &str, seconds: u64) -> Result<()> {
 /// the gas each used (receipt `gasUsed`, including the 21,000 base), plus
 /// `accepted_update_total` = submitUpdate + deciding validateUpdate with one validator
 /// (paid the default validation reward); `accepted_update_total_unpaid_validator` is the same
-/// on a job without a validation reward.
+/// on a job without a validation reward; `accepted_result_total` is half of a compute task's
+/// settlement with two agreeing results (`settleComputeTask`).
 pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     let chain = DevChain::start(DevChainConfig::default()).await?;
     let url = chain.rpc_url();
@@ -177,6 +178,44 @@ pub async fn gas_report() -> Result<BTreeMap<String, u64>> {
     gas.insert(
         "accepted_update_total_unpaid_validator".into(),
         submit.gas_used + accept.gas_used,
+    );
+
+    // A task batch: a task with two agreeing results settled, then one with
+    // a third, outvoted result slashed (the workers' credit words are warm
+    // from the training payouts above, as a settled market's are).
+    let (batch, out) = owner
+        .create_task_batch(
+            keccak256(b"batch"),
+            leader.address(),
+            milli(1),
+            3_600,
+            milli(20),
+        )
+        .await?;
+    gas.insert("createTaskBatch".into(), out.gas_used);
+    let settled = leader
+        .settle_compute_task(
+            batch,
+            keccak256(b"task 1"),
+            keccak256(b"result"),
+            vec![t1.address(), t2.address()],
+            vec![],
+        )
+        .await?;
+    gas.insert("settleComputeTask_quorum2".into(), settled.gas_used);
+    gas.insert("accepted_result_total".into(), settled.gas_used / 2);
+    gas.insert(
+        "settleComputeTask_quorum2_one_slashed".into(),
+        leader
+            .settle_compute_task(
+                batch,
+                keccak256(b"task 2"),
+                keccak256(b"result"),
+                vec![t1.address(), t2.address()],
+                vec![t3.address()],
+            )
+            .await?
+            .gas_used,
     );
 
     gas.insert("withdraw".into(), t1.withdraw().await?.gas_used);

@@ -753,6 +753,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's chain: embedded unless --rpc names one; its URL and the
+/// keys of its first `funded` dev accounts.
+pub(crate) async fn demo_chain(
+    args: &DemoArgs,
+    funded: usize,
+) -> anyhow::Result<(Option<DevChain>, String, Vec<PrivateKeySigner>)> {
+    let (chain, rpc_url) = match &args.rpc {
+        Some(url) => (None, url.clone()),
+        None => {
+            let chain = DevChain::start(DevChainConfig {
+                accounts: DEMO_ACCOUNTS,
+                ..DevChainConfig::default()
+            })
+            .await
+            .context("starting the embedded chain")?;
+            let url = chain.rpc_url();
+            (Some(chain), url)
+        }
+    };
+    let accounts = dev_accounts(funded)
+        .into_iter()
+        .map(|a| a.signer())
+        .collect();
+    Ok((chain, rpc_url, accounts))
+}
+
 /// The demo, returning its summary (also used by `funetun bench demo`).
 pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let started = Instant::now();
@@ -823,24 +849,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     // the participants' logs, not between the progress bars.
     crate::output::log_to_file(&out.join("logs").join("orchestrator.log"))?;
 
-    // The chain: embedded unless --rpc names one.
-    let (chain, rpc_url) = match &args.rpc {
-        Some(url) => (None, url.clone()),
-        None => {
-            let chain = DevChain::start(DevChainConfig {
-                accounts: DEMO_ACCOUNTS,
-                ..DevChainConfig::default()
-            })
-            .await
-            .context("starting the embedded chain")?;
-            let url = chain.rpc_url();
-            (Some(chain), url)
-        }
-    };
-    let accounts: Vec<PrivateKeySigner> = dev_accounts(funded)
-        .into_iter()
-        .map(|a| a.signer())
-        .collect();
+    let (chain, rpc_url, accounts) = demo_chain(args, funded).await?;
     let owner_key = accounts[0].clone();
     let leader_key = accounts[1].clone();
     let (owner, _deployment) = Ledger::deploy(

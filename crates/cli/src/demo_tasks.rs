@@ -10,11 +10,10 @@
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, U256};
-use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context as _;
 use funetun_chain::JobManager::JobManagerEvents;
 use funetun_chain::ledger::http_provider;
-use funetun_chain::{ContractParams, DevChain, DevChainConfig, Ledger, LedgerConfig, dev_accounts};
+use funetun_chain::{ContractParams, Ledger, LedgerConfig};
 use funetun_client::Client;
 use funetun_compute::examples::example;
 use funetun_core::amount::format_eth;
@@ -168,23 +167,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
         .with_context(|| format!("creating {}", out.join("logs").display()))?;
     crate::output::log_to_file(&out.join("logs").join("orchestrator.log"))?;
 
-    let (_chain, rpc_url) = match &args.rpc {
-        Some(url) => (None, url.clone()),
-        None => {
-            let chain = DevChain::start(DevChainConfig {
-                accounts: DEMO_ACCOUNTS,
-                ..DevChainConfig::default()
-            })
-            .await
-            .context("starting the embedded chain")?;
-            let url = chain.rpc_url();
-            (Some(chain), url)
-        }
-    };
-    let accounts: Vec<PrivateKeySigner> = dev_accounts(funded)
-        .into_iter()
-        .map(|a| a.signer())
-        .collect();
+    let (_chain, rpc_url, accounts) = crate::demo::demo_chain(args, funded).await?;
     let params = ContractParams::default();
     let (owner, _) = Ledger::deploy(
         http_provider(&rpc_url)?,

@@ -31,6 +31,12 @@ impl Validator {
         Validator::default()
     }
 
+    /// Whether this is the default (byte equality, no module to run), so
+    /// judging with it costs no sandbox call.
+    pub fn is_exact(&self) -> bool {
+        self.module.is_none()
+    }
+
     /// The owner's module, compiled and checked: it must export `memory`,
     /// `funetun_alloc` and at least one of `init_valid(i32, i32) -> i32`
     /// and `compare_valid(i32, i32, i32, i32) -> i32`.

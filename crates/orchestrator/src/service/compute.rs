@@ -626,19 +626,31 @@ async fn settle(
     } else {
         task.info.redundancy
     };
-    let state = st.clone();
-    let judged = outcomes.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
+    // Byte equality runs here; an owner's validator in the blocking pool.
+    let verdict = if validator.is_exact() {
         decide(
             &redundancy,
-            &judged,
+            &outcomes,
             live + unleased,
             task.wanted,
-            &state.wasm.sandbox,
+            &st.wasm.sandbox,
             &validator,
         )
-    })
-    .await?;
+    } else {
+        let state = st.clone();
+        let judged = outcomes.clone();
+        tokio::task::spawn_blocking(move || {
+            decide(
+                &redundancy,
+                &judged,
+                live + unleased,
+                task.wanted,
+                &state.wasm.sandbox,
+                &validator,
+            )
+        })
+        .await?
+    };
     let status = match verdict {
         Verdict::Canonical {
             canonical,

@@ -54,6 +54,20 @@ async fn honest_turn(
     (lease, ack.replica_status)
 }
 
+/// What a lying worker reports for a lease: a made-up π.
+fn forged(lease: &ReplicaLease) -> ReplicaReport {
+    ReplicaReport {
+        task_id: lease.task_id,
+        replica: lease.replica,
+        result: RunResult {
+            output: Some(r#"{"pi":3.0}"#.into()),
+            error: None,
+            detail: None,
+            fuel_used: 1,
+        },
+    }
+}
+
 fn code(e: ClientError) -> (u16, String) {
     match e {
         ClientError::Api { status, code, .. } => (status, code),
@@ -116,19 +130,7 @@ async fn a_quorum_agrees_a_wrong_worker_is_outvoted_and_hostile_tasks_end_as_res
         .unwrap()
         .task_id;
     let wrong = workers[2].lease_replica().await.unwrap().unwrap();
-    let ack = workers[2]
-        .report_replica(&ReplicaReport {
-            task_id: wrong.task_id,
-            replica: wrong.replica,
-            result: RunResult {
-                output: Some(r#"{"pi":3.0}"#.into()),
-                error: None,
-                detail: None,
-                fuel_used: 1,
-            },
-        })
-        .await
-        .unwrap();
+    let ack = workers[2].report_replica(&forged(&wrong)).await.unwrap();
     assert_eq!(ack.status, ComputeStatus::Open);
     honest_turn(&workers[0], &sandbox, pi).await;
     assert_eq!(
@@ -471,18 +473,7 @@ async fn a_funded_task_pays_its_canonical_class_and_slashes_the_outvoted_on_chai
     // Worker 4 lies first; workers 2 and 3 agree and outvote it.
     let wrong = w(4).lease_replica().await.unwrap().unwrap();
     assert_eq!(wrong.task_id, a);
-    w(4).report_replica(&ReplicaReport {
-        task_id: a,
-        replica: wrong.replica,
-        result: RunResult {
-            output: Some(r#"{"pi":3.0}"#.into()),
-            error: None,
-            detail: None,
-            fuel_used: 1,
-        },
-    })
-    .await
-    .unwrap();
+    w(4).report_replica(&forged(&wrong)).await.unwrap();
     // The liar also takes a replica of an unpaid task, and holds it.
     let b = owner
         .submit_compute_task(&submit(5, None))
