@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context as _;
 use funetun_chain::JobManager::JobManagerEvents;
 use funetun_chain::ledger::http_provider;
@@ -256,29 +257,58 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
         args.trainers,
     );
 
-    // The workers, as processes of this binary.
+    // The workers, as processes of this binary: the cheating ones first,
+    // and the honest ones once a cheat holds a replica, so the demo always
+    // shows a made-up result outvoted.
     let exe = std::env::current_exe().context("finding the funetun binary")?;
     let mut children = Children { procs: Vec::new() };
     // A cheating worker stops once a slash takes its stake below the
     // minimum (the orchestrator refuses it): expected, so apart.
     let mut cheats = Children { procs: Vec::new() };
-    let mut liar_addresses = Vec::new();
-    for (i, key) in worker_keys.iter().enumerate() {
-        let liar = i >= args.trainers - liars;
+    let liar_addresses: Vec<Address> = worker_keys[args.trainers - liars..]
+        .iter()
+        .map(|k| k.address())
+        .collect();
+    let spawn = |i: usize, key: &PrivateKeySigner, group: &mut Children| {
+        let liar = liar_addresses.contains(&key.address());
         let name = format!("worker-{}", i + 1);
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["worker", "--orchestrator", &url, "--poll-secs", "0.05"])
             .env("FUNETUN_KEY", crate::keys::key_hex(key))
             .env("FUNETUN_LOG", "info")
             .env_remove("FUNETUN_JSON");
-        let log = out.join("logs").join(format!("{name}.log"));
         if liar {
             cmd.args(["--attack", "wrong-output"]);
-            liar_addresses.push(key.address());
-            cheats.spawn(&name, cmd, &log)?;
-        } else {
-            children.spawn(&name, cmd, &log)?;
         }
+        group.spawn(&name, cmd, &out.join("logs").join(format!("{name}.log")))
+    };
+    for (i, key) in worker_keys.iter().enumerate().skip(args.trainers - liars) {
+        spawn(i, key, &mut cheats)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'cheating: loop {
+        for (id, _) in &submitted {
+            let info = client.compute_task(*id).await?;
+            if info
+                .replicas
+                .iter()
+                .any(|r| liar_addresses.contains(&r.worker))
+            {
+                break 'cheating;
+            }
+        }
+        if let Some(failed) = cheats.failed() {
+            anyhow::bail!("{failed}; see {}", out.join("logs").display());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cheating worker leased nothing in 120 s; see {}",
+            out.join("logs").display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (i, key) in worker_keys.iter().enumerate().take(args.trainers - liars) {
+        spawn(i, key, &mut children)?;
     }
 
     // Until every task is decided and settled on-chain.
