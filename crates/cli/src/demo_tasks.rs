@@ -131,7 +131,15 @@ pub struct TasksSummary {
 
 /// Runs the tasks demo and prints its summary.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let summary = crate::chain::runtime()?.block_on(run_demo(&args))?;
+    // Ctrl-C or SIGTERM drops the demo, whose worker processes die with it.
+    let summary = crate::chain::runtime()?.block_on(async {
+        tokio::select! {
+            summary = run_demo(&args) => summary,
+            () = crate::chain::shutdown_signal() => {
+                anyhow::bail!("interrupted; the workers were stopped")
+            }
+        }
+    })?;
     if args.json {
         print_json(&summary)?;
     } else {
