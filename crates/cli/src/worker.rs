@@ -62,13 +62,17 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         let mut idle_since = Instant::now();
         let poll = Duration::from_secs_f64(args.poll_secs.clamp(0.01, 60.0));
         tracing::info!(worker = %client.address().unwrap_or_default(), "worker started");
+        // One signal stream for the whole run: a signal that arrives while
+        // the worker waits between asks still stops it.
+        let shutdown = crate::chain::shutdown_signal();
+        tokio::pin!(shutdown);
         loop {
             if args.max_tasks.is_some_and(|max| done >= max) {
                 break;
             }
             let lease = tokio::select! {
                 lease = client.lease_replica() => lease,
-                () = crate::chain::shutdown_signal() => break,
+                () = &mut shutdown => break,
             };
             match lease {
                 Ok(Some(lease)) => {
@@ -120,7 +124,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                     {
                         break;
                     }
-                    tokio::time::sleep(poll).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {}
+                        () = &mut shutdown => break,
+                    }
                 }
                 Err(e) if !e.is_transient() => {
                     return Err(anyhow::Error::new(e).context(
@@ -130,7 +137,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "asking for work failed; trying again");
-                    tokio::time::sleep(poll * 4).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(poll * 4) => {}
+                        () = &mut shutdown => break,
+                    }
                 }
             }
         }
