@@ -293,56 +293,42 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
     for (i, key) in worker_keys.iter().enumerate().skip(args.trainers - liars) {
         spawn(i, key, &mut cheats)?;
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    'cheating: loop {
-        for (id, _) in &submitted {
-            let info = client.compute_task(*id).await?;
-            if info
-                .replicas
+    let ids: Vec<B256> = submitted.iter().map(|(id, _)| *id).collect();
+    let logs = out.join("logs");
+    poll_tasks(
+        &client,
+        &ids,
+        &mut cheats,
+        120,
+        &logs,
+        "a cheating worker's lease",
+        |infos| {
+            infos
                 .iter()
+                .flat_map(|t| &t.replicas)
                 .any(|r| liar_addresses.contains(&r.worker))
-            {
-                break 'cheating;
-            }
-        }
-        if let Some(failed) = cheats.failed() {
-            anyhow::bail!("{failed}; see {}", out.join("logs").display());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the cheating worker leased nothing in 120 s; see {}",
-            out.join("logs").display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+    )
+    .await?;
     for (i, key) in worker_keys.iter().enumerate().take(args.trainers - liars) {
         spawn(i, key, &mut children)?;
     }
 
     // Until every task is decided and settled on-chain.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let infos: Vec<ComputeTaskInfo> = loop {
-        let mut infos = Vec::with_capacity(submitted.len());
-        for (id, _) in &submitted {
-            infos.push(client.compute_task(*id).await?);
-        }
-        let left = infos
-            .iter()
-            .filter(|t| t.status == ComputeStatus::Open || !t.settled)
-            .count();
-        if left == 0 {
-            break infos;
-        }
-        if let Some(failed) = children.failed() {
-            anyhow::bail!("{failed}; see {}", out.join("logs").display());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{left} tasks still open or unsettled after 600 s; see {}",
-            out.join("logs").display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let infos = poll_tasks(
+        &client,
+        &ids,
+        &mut children,
+        600,
+        &logs,
+        "every task settled",
+        |infos| {
+            infos
+                .iter()
+                .all(|t| t.status != ComputeStatus::Open && t.settled)
+        },
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     // The honest workers kept running through the hostile tasks.
     let honest_alive = children.failed().is_none();
@@ -430,6 +416,38 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
     }
     orchestrator.shutdown().await?;
     Ok(summary)
+}
+
+/// Asks for every task in `ids` until `done` holds of them; fails when a
+/// process of `group` exited with an error or after `limit_secs`.
+async fn poll_tasks(
+    client: &Client,
+    ids: &[B256],
+    group: &mut Children,
+    limit_secs: u64,
+    logs: &std::path::Path,
+    waiting_for: &str,
+    done: impl Fn(&[ComputeTaskInfo]) -> bool,
+) -> anyhow::Result<Vec<ComputeTaskInfo>> {
+    let deadline = Instant::now() + Duration::from_secs(limit_secs);
+    loop {
+        let mut infos = Vec::with_capacity(ids.len());
+        for id in ids {
+            infos.push(client.compute_task(*id).await?);
+        }
+        if done(&infos) {
+            return Ok(infos);
+        }
+        if let Some(failed) = group.failed() {
+            anyhow::bail!("{failed}; see {}", logs.display());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no {waiting_for} after {limit_secs} s; see {}",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn print_summary(s: &TasksSummary) {
