@@ -53,9 +53,9 @@ pub enum BenchCommand {
     #[command(hide = true)]
     ApiClient(crate::orchestrator::ApiClientArgs),
     /// Tiny generic WebAssembly tasks dispatched through an orchestrator
-    /// with quorum 2 (submit, two leases, two reports each), beside signed
+    /// with quorum 2 (bulk submissions, workers' exchanges), beside signed
     /// training leases per second in the same run; prints
-    /// {"tasks_per_sec","lease_requests_per_sec","ratio_requests_to_leases",…}.
+    /// {"tasks_per_sec","lease_requests_per_sec","ratio_tasks_to_leases",…}.
     Tasks(crate::orchestrator::TasksBenchArgs),
     /// The load process of `bench tasks`.
     #[command(hide = true)]

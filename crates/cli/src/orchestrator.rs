@@ -389,11 +389,11 @@ pub fn bench_tasks(args: TasksBenchArgs) -> anyhow::Result<()> {
         let tasks_per_sec = report["tasks_per_sec"].as_f64().unwrap_or(0.0);
         let requests_per_sec = report["requests_per_sec"].as_f64().unwrap_or(0.0);
         let lease_rate = leases["requests_per_sec"].as_f64().unwrap_or(0.0);
-        let ratio = requests_per_sec / lease_rate.max(f64::MIN_POSITIVE);
+        let ratio = tasks_per_sec / lease_rate.max(f64::MIN_POSITIVE);
         eprintln!(
             "generic tasks, quorum 2, {} workers: {tasks_per_sec:.0} tasks/s ({} tasks in {:.2} s, \
              {requests_per_sec:.0} signed requests/s, {} wrong); training leases {lease_rate:.0}/s; \
-             requests against leases in this run: {ratio:.2}x",
+             tasks against training leases in this run: {ratio:.2}x",
             report["workers"],
             report["tasks"],
             report["seconds"].as_f64().unwrap_or(0.0),
@@ -405,7 +405,7 @@ pub fn bench_tasks(args: TasksBenchArgs) -> anyhow::Result<()> {
                 "leases": leases,
                 "tasks_per_sec": tasks_per_sec,
                 "lease_requests_per_sec": lease_rate,
-                "ratio_requests_to_leases": ratio,
+                "ratio_tasks_to_leases": ratio,
             }))?;
         }
         Ok(())

@@ -626,6 +626,29 @@ impl Client {
         self.post("/v1/compute/tasks", task).await
     }
 
+    /// `POST /v1/compute/tasks/bulk`: submits many tasks, all or none;
+    /// their persistent ids in order.
+    pub async fn submit_compute_tasks(
+        &self,
+        tasks: &[funetun_core::compute::TaskSubmission],
+    ) -> Result<Vec<B256>> {
+        let body = funetun_core::compute::TaskBulk {
+            tasks: tasks.to_vec(),
+        };
+        let reply: funetun_core::compute::TasksSubmitted =
+            self.post("/v1/compute/tasks/bulk", &body).await?;
+        Ok(reply.task_ids)
+    }
+
+    /// `POST /v1/compute/exchange`: reports finished replicas and takes
+    /// more, up to `exchange.want` held.
+    pub async fn exchange_replicas(
+        &self,
+        exchange: &funetun_core::compute::Exchange,
+    ) -> Result<funetun_core::compute::ExchangeReply> {
+        self.post("/v1/compute/exchange", exchange).await
+    }
+
     /// `GET /v1/compute/tasks/{id}`: a generic task, its replicas and result.
     pub async fn compute_task(
         &self,

@@ -105,6 +105,25 @@ pub struct TaskSubmitted {
     pub task_id: B256,
 }
 
+/// Most tasks in one bulk submission, and most reports or leases in one
+/// exchange.
+pub const MAX_BATCH: usize = 256;
+
+/// `POST /v1/compute/tasks/bulk`: an owner submits many tasks at once, all
+/// or none (each checked as one submission).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskBulk {
+    /// The tasks, at most [`MAX_BATCH`].
+    pub tasks: Vec<TaskSubmission>,
+}
+
+/// The answer to a bulk submission: the persistent ids, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TasksSubmitted {
+    /// One id per submitted task.
+    pub task_ids: Vec<B256>,
+}
+
 /// Where a task stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,6 +322,30 @@ pub struct ReplicaReport {
     pub replica: u32,
     /// What the run gave.
     pub result: RunResult,
+}
+
+/// `POST /v1/compute/exchange`: a worker reports the replicas it finished
+/// and asks for more in one request, as a BOINC client's scheduler request
+/// does; one transaction on the orchestrator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Finished replicas (at most [`MAX_BATCH`]).
+    #[serde(default)]
+    pub reports: Vec<ReplicaReport>,
+    /// How many replicas the worker wants to hold after this exchange,
+    /// counting the live ones it holds already (at most [`MAX_BATCH`]).
+    #[serde(default)]
+    pub want: u32,
+}
+
+/// The answer to an exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeReply {
+    /// One per report, in order.
+    pub acks: Vec<ReplicaAck>,
+    /// The live replicas the worker holds, up to `want`: those it held
+    /// already (again) and new ones.
+    pub leases: Vec<ReplicaLease>,
 }
 
 /// The answer to a report: where the task stands now.

@@ -260,16 +260,22 @@ pub struct DispatchReport {
     pub seconds: f64,
     /// Tasks decided per second.
     pub tasks_per_sec: f64,
-    /// Signed requests per second (a submission, and a lease and a report
-    /// per replica).
+    /// Signed requests per second (bulk submissions and exchanges).
     pub requests_per_sec: f64,
     /// Tasks whose canonical result differs from the local run's (0).
     pub wrong: u64,
 }
 
+/// Tasks per bulk submission in [`dispatch`].
+const BULK: usize = 100;
+
+/// Replicas a [`dispatch`] worker holds at a time.
+const HELD: u32 = 16;
+
 /// Submits `tasks` tiny tasks (the `pi` example on 16 samples) with quorum
-/// 2 from `owner` while `workers` (registered trainers) lease, run in the
-/// sandbox and report replicas until every task is decided.
+/// 2 from `owner`, [`BULK`] to a request, while `workers` (registered
+/// trainers) exchange finished replicas for new ones, [`HELD`] at a time,
+/// and run them in the sandbox, until every task is decided.
 pub async fn dispatch(
     url: &str,
     owner: PrivateKeySigner,
@@ -280,7 +286,9 @@ pub async fn dispatch(
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use funetun_compute::{Input, Limits, Sandbox};
-    use funetun_core::compute::{ComputeStatus, Redundancy, ReplicaReport, TaskSubmission};
+    use funetun_core::compute::{
+        ComputeStatus, Exchange, Redundancy, ReplicaReport, TaskSubmission,
+    };
 
     if workers.len() < 2 {
         return Err(Error::Config("quorum 2 needs at least 2 workers".into()));
@@ -320,7 +328,7 @@ pub async fn dispatch(
     let requests = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut handles = Vec::new();
-    // Four submitters share the tasks.
+    // Four submitters share the tasks, BULK to a request.
     let submitters = 4usize;
     for s in 0..submitters {
         let owner = owner.clone();
@@ -329,9 +337,13 @@ pub async fn dispatch(
         let count = tasks / submitters + usize::from(s < tasks % submitters);
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::with_capacity(count);
-            for _ in 0..count {
-                ids.push(owner.submit_compute_task(&submission).await?.task_id);
+            let mut left = count;
+            while left > 0 {
+                let n = left.min(BULK);
+                let bulk = vec![submission.clone(); n];
+                ids.extend(owner.submit_compute_tasks(&bulk).await?);
                 requests.fetch_add(1, Ordering::Relaxed);
+                left -= n;
             }
             Ok::<_, funetun_client::ClientError>(ids)
         }));
@@ -343,26 +355,37 @@ pub async fn dispatch(
         let (decided, requests) = (decided.clone(), requests.clone());
         let total = tasks as u64;
         worker_handles.push(tokio::spawn(async move {
+            // Each exchange reports what the last one leased and asks for
+            // as many again, as a BOINC client's scheduler request does.
+            let mut reports = Vec::new();
             while decided.load(Ordering::Relaxed) < total {
-                let Some(lease) = client.lease_replica().await.map_err(client_error)? else {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                };
-                requests.fetch_add(1, Ordering::Relaxed);
-                let input = Input::new(lease.input.into_bytes())
-                    .map_err(|e| Error::Inconsistent(format!("a leased input: {e}")))?;
-                let outcome = sandbox.run(&program, &input, &Limits::TASK);
-                let ack = client
-                    .report_replica(&ReplicaReport {
-                        task_id: lease.task_id,
-                        replica: lease.replica,
-                        result: outcome.to_run_result(),
+                let reply = client
+                    .exchange_replicas(&Exchange {
+                        reports: std::mem::take(&mut reports),
+                        want: HELD,
                     })
                     .await
                     .map_err(client_error)?;
                 requests.fetch_add(1, Ordering::Relaxed);
-                if ack.status == ComputeStatus::Done {
-                    decided.fetch_add(1, Ordering::Relaxed);
+                let done = reply
+                    .acks
+                    .iter()
+                    .filter(|a| a.status == ComputeStatus::Done)
+                    .count();
+                decided.fetch_add(done as u64, Ordering::Relaxed);
+                if reply.leases.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                for lease in reply.leases {
+                    let input = Input::new(lease.input.into_bytes())
+                        .map_err(|e| Error::Inconsistent(format!("a leased input: {e}")))?;
+                    let outcome = sandbox.run(&program, &input, &Limits::TASK);
+                    reports.push(ReplicaReport {
+                        task_id: lease.task_id,
+                        replica: lease.replica,
+                        result: outcome.to_run_result(),
+                    });
                 }
             }
             Ok::<_, Error>(())

@@ -1,6 +1,7 @@
 //! Generic verified compute (docs/tasks.md): `POST /v1/compute/tasks`,
-//! `GET /v1/compute/tasks/{id}`, `POST /v1/compute/leases` and `POST
-//! /v1/compute/results`.
+//! `POST /v1/compute/tasks/bulk`, `GET /v1/compute/tasks/{id}`, `POST
+//! /v1/compute/leases`, `POST /v1/compute/results` and `POST
+//! /v1/compute/exchange`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use funetun_core::compute::{
-    ComputeTaskInfo, ReplicaAck, ReplicaReport, ReplicaRequest, TaskSubmission, TaskSubmitted,
+    ComputeTaskInfo, Exchange, ExchangeReply, ReplicaAck, ReplicaReport, ReplicaRequest, TaskBulk,
+    TaskSubmission, TaskSubmitted, TasksSubmitted,
 };
 use funetun_core::protocol::NodeKind;
 
@@ -39,6 +41,22 @@ pub async fn submit_task(
         StatusCode::CREATED,
         Json(compute::submit(&st, address, &body).await?),
     ))
+}
+
+/// `POST /v1/compute/tasks/bulk`: many tasks in one request, stored all
+/// or none; 201 with their ids in order.
+pub async fn submit_tasks(
+    State(st): State<Arc<AppState>>,
+    Signed { address, body }: Signed<TaskBulk>,
+) -> Result<(StatusCode, Json<TasksSubmitted>)> {
+    st.graph.record(
+        Node::Peer(address, NodeKind::Owner),
+        Node::Orchestrator,
+        "computeTask",
+        now_secs(),
+    );
+    let task_ids = compute::submit_many(&st, address, &body.tasks).await?;
+    Ok((StatusCode::CREATED, Json(TasksSubmitted { task_ids })))
 }
 
 /// `GET /v1/compute/tasks/{id}`: a task, its replicas and its result
@@ -88,4 +106,20 @@ pub async fn report_result(
     );
     st.require_role(address, role::TRAINER).await?;
     Ok(Json(compute::report(&st, address, &body).await?))
+}
+
+/// `POST /v1/compute/exchange`: a worker reports finished replicas and
+/// takes more in one request.
+pub async fn exchange(
+    State(st): State<Arc<AppState>>,
+    Signed { address, body }: Signed<Exchange>,
+) -> Result<Json<ExchangeReply>> {
+    st.graph.record(
+        Node::Peer(address, NodeKind::Trainer),
+        Node::Orchestrator,
+        "computeExchange",
+        now_secs(),
+    );
+    st.require_role(address, role::TRAINER).await?;
+    Ok(Json(compute::exchange(&st, address, &body).await?))
 }

@@ -9,7 +9,8 @@
 //! - [`updates`]: `POST /v1/updates`.
 //! - [`validations`]: `POST /v1/validations/next`, `POST /v1/validations`.
 //! - [`compute`]: `POST /v1/compute/tasks`, `GET /v1/compute/tasks/{id}`,
-//!   `POST /v1/compute/leases`, `POST /v1/compute/results`.
+//!   `POST /v1/compute/leases`, `POST /v1/compute/results`, `POST
+//!   /v1/compute/tasks/bulk`, `POST /v1/compute/exchange`.
 //! - [`reads`]: jobs, rounds, updates, failures, participants, `/graph`, `/v1/info`, `/healthz`.
 
 pub mod blobs;
@@ -54,9 +55,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/validations", post(validations::report_validation))
         .route("/submit_validation", post(validations::report_validation))
         .route("/v1/compute/tasks", post(compute::submit_task))
+        .route("/v1/compute/tasks/bulk", post(compute::submit_tasks))
         .route("/v1/compute/tasks/{id}", get(compute::get_task))
         .route("/v1/compute/leases", post(compute::lease_replica))
         .route("/v1/compute/results", post(compute::report_result))
+        .route("/v1/compute/exchange", post(compute::exchange))
         .route("/v1/jobs", get(reads::list_jobs))
         .route("/v1/jobs/{id}", get(reads::get_job))
         .route("/v1/jobs/{id}/rounds", get(reads::job_rounds))

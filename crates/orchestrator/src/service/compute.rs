@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use alloy_primitives::{Address, B256};
 use funetun_compute::{Input, Limits, Outcome, Program, Sandbox, Validator, Verdict, decide};
 use funetun_core::compute::{
-    ComputeStatus, ReplicaAck, ReplicaLease, ReplicaReport, ReplicaStatus, RunResult,
-    TaskSubmission, TaskSubmitted,
+    ComputeStatus, Exchange, ExchangeReply, MAX_BATCH, ReplicaAck, ReplicaLease, ReplicaReport,
+    ReplicaStatus, RunResult, TaskSubmission, TaskSubmitted,
 };
 use funetun_core::keccak256;
 
@@ -140,6 +140,111 @@ pub async fn submit(
     owner: Address,
     body: &TaskSubmission,
 ) -> Result<TaskSubmitted> {
+    let mut ids = submit_many(st, owner, std::slice::from_ref(body)).await?;
+    let task_id = ids
+        .pop()
+        .ok_or_else(|| Error::Inconsistent("a submission without an id".into()))?;
+    Ok(TaskSubmitted { task_id })
+}
+
+/// Checks and stores `owner`'s tasks in one transaction, all or none;
+/// returns their persistent ids in order. A refusal names the first task
+/// that failed its checks.
+pub async fn submit_many(
+    st: &std::sync::Arc<AppState>,
+    owner: Address,
+    tasks: &[TaskSubmission],
+) -> Result<Vec<B256>> {
+    if tasks.is_empty() || tasks.len() > MAX_BATCH {
+        return Err(Error::bad_request(
+            "bad_batch_size",
+            format!(
+                "a bulk submission carries 1 to {MAX_BATCH} tasks; got {}",
+                tasks.len()
+            ),
+        ));
+    }
+    let mut fuels = Vec::with_capacity(tasks.len());
+    for (i, body) in tasks.iter().enumerate() {
+        fuels.push(check(st, body).await.map_err(|e| match e {
+            Error::Refused {
+                status,
+                code,
+                detail,
+            } if tasks.len() > 1 => Error::Refused {
+                status,
+                code,
+                detail: format!("task {i}: {detail}"),
+            },
+            e => e,
+        })?);
+    }
+    // A funded task holds back its most results' pay from the batch's
+    // deposit until it is settled; the batch's lock serialises the check
+    // and the insert across submissions (and replicas). Locks are taken
+    // in batch order, so two bulk submissions cannot wait on each other.
+    let mut batches: Vec<(u64, u64)> = Vec::new();
+    for body in tasks {
+        if let Some(batch) = body.batch {
+            let results = u64::from(body.redundancy.max_total_results);
+            match batches.iter_mut().find(|(b, _)| *b == batch) {
+                Some((_, n)) => *n += results,
+                None => batches.push((batch, results)),
+            }
+        }
+    }
+    batches.sort();
+    let mut locks = Vec::with_capacity(batches.len());
+    for (batch, results) in &batches {
+        locks.push(st.lock_job(*batch).await?);
+        check_batch(st, owner, *batch, *results).await?;
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = now_secs();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut ids = Vec::with_capacity(tasks.len());
+    let mut rows = Vec::with_capacity(tasks.len());
+    for (body, fuel) in tasks.iter().zip(fuels) {
+        let mut seed = Vec::with_capacity(128 + body.input.len());
+        seed.extend_from_slice(b"funetun-compute-task/1\0");
+        seed.extend_from_slice(st.address.as_slice());
+        seed.extend_from_slice(owner.as_slice());
+        seed.extend_from_slice(body.module.as_slice());
+        seed.extend_from_slice(&nanos.to_be_bytes());
+        seed.extend_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        seed.extend_from_slice(body.input.as_bytes());
+        let task_id = keccak256(&seed);
+        rows.push(NewComputeTask {
+            task_id,
+            owner,
+            module: body.module,
+            validator: body.validator,
+            input: &body.input,
+            redundancy: body.redundancy,
+            fuel,
+            created_at: now,
+            batch: body.batch,
+        });
+        ids.push(task_id);
+    }
+    let mut tx = st.store.begin().await?;
+    tx.insert_compute_tasks(&rows).await?;
+    tx.commit().await?;
+    drop(locks);
+    match ids.as_slice() {
+        [task_id] => {
+            tracing::info!(%task_id, %owner, module = %tasks[0].module, "compute task submitted")
+        }
+        _ => tracing::info!(tasks = ids.len(), %owner, "compute tasks submitted"),
+    }
+    Ok(ids)
+}
+
+/// Checks one submission (input, redundancy, fuel, modules); returns its
+/// fuel per replica.
+async fn check(st: &std::sync::Arc<AppState>, body: &TaskSubmission) -> Result<u64> {
     Input::new(body.input.as_bytes().to_vec())
         .map_err(|e| Error::bad_request("bad_input", e.to_string()))?;
     body.redundancy
@@ -157,58 +262,14 @@ pub async fn submit(
     }
     program(st, body.module).await?;
     validator(st, body.validator).await?;
-    // A funded task holds back its most results' pay from the batch's
-    // deposit until it is settled; the batch's lock serialises the check
-    // and the insert across submissions (and replicas).
-    let _batch_lock = match body.batch {
-        Some(batch) => Some(st.lock_job(batch).await?),
-        None => None,
-    };
-    if let Some(batch) = body.batch {
-        check_batch(st, owner, batch, &body.redundancy).await?;
-    }
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let now = now_secs();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut seed = Vec::with_capacity(128 + body.input.len());
-    seed.extend_from_slice(b"funetun-compute-task/1\0");
-    seed.extend_from_slice(st.address.as_slice());
-    seed.extend_from_slice(owner.as_slice());
-    seed.extend_from_slice(body.module.as_slice());
-    seed.extend_from_slice(&nanos.to_be_bytes());
-    seed.extend_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    seed.extend_from_slice(body.input.as_bytes());
-    let task_id = keccak256(&seed);
-    let mut tx = st.store.begin().await?;
-    tx.insert_compute_task(&NewComputeTask {
-        task_id,
-        owner,
-        module: body.module,
-        validator: body.validator,
-        input: &body.input,
-        redundancy: body.redundancy,
-        fuel,
-        created_at: now,
-        batch: body.batch,
-    })
-    .await?;
-    tx.commit().await?;
-    tracing::info!(%task_id, %owner, module = %body.module, "compute task submitted");
-    Ok(TaskSubmitted { task_id })
+    Ok(fuel)
 }
 
-/// Checks that `owner` may fund a task with `redundancy` from batch
-/// `batch`: a task batch this orchestrator leads, `owner`'s, active, with
-/// time left to run the task and an unreserved deposit that covers its
-/// most results. Called with the batch's lock held.
-async fn check_batch(
-    st: &AppState,
-    owner: Address,
-    batch: u64,
-    redundancy: &funetun_core::compute::Redundancy,
-) -> Result<()> {
+/// Checks that `owner` may fund tasks that may be paid for `results`
+/// results from batch `batch`: a task batch this orchestrator leads,
+/// `owner`'s, active, with time left to run them and an unreserved deposit
+/// that covers them. Called with the batch's lock held.
+async fn check_batch(st: &AppState, owner: Address, batch: u64, results: u64) -> Result<()> {
     use funetun_chain::bindings::job_status;
     let view = st.ledger.job(alloy_primitives::U256::from(batch)).await?;
     let refuse = |code, detail: String| Err(Error::bad_request(code, detail));
@@ -260,7 +321,7 @@ async fn check_batch(
     let mut tx = st.store.begin().await?;
     let held = tx.batch_reserve(batch).await?;
     tx.rollback().await?;
-    let results = held + u64::from(redundancy.max_total_results);
+    let results = held + results;
     let needed = view.baseReward * alloy_primitives::U256::from(results);
     if view.remaining < needed {
         return refuse(
@@ -395,44 +456,221 @@ fn lease_of(task: &ComputeTask, replica: u32, expires_at: u64) -> ReplicaLease {
 /// oldest open task that wants one and has none with it; none when there
 /// is nothing to run.
 pub async fn lease(st: &std::sync::Arc<AppState>, worker: Address) -> Result<Option<ReplicaLease>> {
+    let (_, leases) = trade(st, worker, &[], 1).await?;
+    Ok(leases.into_iter().next())
+}
+
+/// Accepts `worker`'s result for a replica it was leased and judges the
+/// task; 409 `already_reported` for a replica reported before.
+pub async fn report(
+    st: &std::sync::Arc<AppState>,
+    worker: Address,
+    body: &ReplicaReport,
+) -> Result<ReplicaAck> {
+    let (mut acks, _) = trade(st, worker, std::slice::from_ref(body), 0).await?;
+    match acks.pop() {
+        Some((ack, false)) => Ok(ack),
+        Some((_, true)) => Err(Error::conflict(
+            "already_reported",
+            format!(
+                "replica {} of task {} was reported already",
+                body.replica, body.task_id
+            ),
+        )),
+        None => Err(Error::Inconsistent("a report without an answer".into())),
+    }
+}
+
+/// Takes `worker`'s finished replicas and hands it more, up to `want` live
+/// ones, in one transaction (BOINC's scheduler request). A replica
+/// reported before is answered with where it stands, so a worker may
+/// resend an exchange whose answer it lost.
+pub async fn exchange(
+    st: &std::sync::Arc<AppState>,
+    worker: Address,
+    body: &Exchange,
+) -> Result<ExchangeReply> {
+    if body.reports.len() > MAX_BATCH || body.want as usize > MAX_BATCH {
+        return Err(Error::bad_request(
+            "batch_too_large",
+            format!(
+                "an exchange carries at most {MAX_BATCH} reports and wants at most {MAX_BATCH} \
+                 replicas; got {} and {}",
+                body.reports.len(),
+                body.want
+            ),
+        ));
+    }
+    let (acks, leases) = trade(st, worker, &body.reports, body.want).await?;
+    Ok(ExchangeReply {
+        acks: acks.into_iter().map(|(ack, _)| ack).collect(),
+        leases,
+    })
+}
+
+/// The one transaction behind [`lease`], [`report`] and [`exchange`]:
+/// loads the tasks the reports name, records and judges each report in
+/// memory and writes back what changed, then leases up to `want` live
+/// replicas. Each ack says whether its replica had been reported before.
+/// A report that names an unknown task or replica, or another worker's
+/// replica, refuses the whole request and nothing is written.
+async fn trade(
+    st: &std::sync::Arc<AppState>,
+    worker: Address,
+    reports: &[ReplicaReport],
+    want: u32,
+) -> Result<(Vec<(ReplicaAck, bool)>, Vec<ReplicaLease>)> {
     let now = now_secs();
-    if st.wasm.lapses_checked.swap(now, Ordering::Relaxed) < now {
+    let outcomes = reports
+        .iter()
+        .map(|r| {
+            Outcome::from_run_result(&r.result, Limits::TASK.output_bytes)
+                .map_err(|e| Error::bad_request("bad_result", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if want > 0 && st.wasm.lapses_checked.swap(now, Ordering::Relaxed) < now {
         lapse(st, now).await?;
     }
     let mut tx = st.store.begin().await?;
-    if let Some((task_id, replica)) = tx.held_replica(worker).await?
-        && let Some(task) = tx.compute_task(task_id).await?
-    {
-        let expires = task
-            .expiries
-            .iter()
-            .find(|(r, _)| *r == replica)
-            .map_or(now, |(_, e)| *e);
-        tx.rollback().await?;
-        return Ok(Some(lease_of(&task, replica, expires)));
+    let mut ids: Vec<B256> = reports.iter().map(|r| r.task_id).collect();
+    ids.sort();
+    ids.dedup();
+    let mut tasks: HashMap<B256, ComputeTask> = tx
+        .compute_tasks(&ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.info.task_id, t))
+        .collect();
+    let mut acks = Vec::with_capacity(reports.len());
+    for (body, outcome) in reports.iter().zip(outcomes) {
+        let task = tasks.get_mut(&body.task_id).ok_or_else(|| {
+            Error::not_found(
+                "unknown_task",
+                format!("no compute task {} was submitted here", body.task_id),
+            )
+        })?;
+        let replica = task.replica(body.replica).ok_or_else(|| {
+            Error::not_found(
+                "unknown_replica",
+                format!("task {} has no replica {}", body.task_id, body.replica),
+            )
+        })?;
+        if replica.worker != worker {
+            return Err(Error::forbidden(
+                "not_your_replica",
+                format!(
+                    "replica {} of task {} was leased to {}, not to {worker}",
+                    body.replica, body.task_id, replica.worker
+                ),
+            ));
+        }
+        if !matches!(
+            replica.status,
+            ReplicaStatus::Leased | ReplicaStatus::Lapsed
+        ) {
+            let ack = ReplicaAck {
+                status: task.info.status,
+                replica_status: replica.status,
+            };
+            acks.push((ack, true));
+            continue;
+        }
+        let mut result = body.result.clone();
+        if let Err(f) = &outcome.result {
+            result.detail = Some(f.detail.clone());
+        }
+        task.record(body.replica, result.clone(), outcome.digest());
+        let judged = judge(st, task, now).await?;
+        let replica_status = task
+            .replica(body.replica)
+            .map_or(ReplicaStatus::Reported, |r| r.status);
+        tx.report_replica(
+            body.task_id,
+            body.replica,
+            replica_status,
+            &result,
+            outcome.digest(),
+            now,
+        )
+        .await?;
+        write(&mut tx, body.task_id, &judged, Some(body.replica), now).await?;
+        acks.push((
+            ReplicaAck {
+                status: task.info.status,
+                replica_status,
+            },
+            false,
+        ));
     }
-    let Some(task_id) = tx.next_compute_task(worker).await? else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let Some(task) = tx.compute_task(task_id).await? else {
-        return Err(Error::Inconsistent(format!("task {task_id} vanished")));
-    };
-    let replica = task.info.replicas.len() as u32;
-    let r = task.info.redundancy;
-    if r.adaptive && r.min_quorum > 1 && replica == 0 {
-        let streak = tx.valid_streak(worker).await?;
-        if streak >= st.config.trust_streak && !draw(st.config.spot_check) {
-            tx.adapt(task_id).await?;
-            tracing::debug!(%task_id, %worker, streak, "a clean record: the task runs once");
+    let leases = issue(st, &mut tx, worker, want, now).await?;
+    tx.commit().await?;
+    if !reports.is_empty() {
+        st.wake.notify_one();
+    }
+    Ok((acks, leases))
+}
+
+/// Up to `want` live replicas for `worker` inside `tx`: those it holds
+/// (oldest first), then new ones of the oldest open tasks that want one
+/// and have none with it.
+async fn issue(
+    st: &AppState,
+    tx: &mut StoreTx,
+    worker: Address,
+    want: u32,
+    now: u64,
+) -> Result<Vec<ReplicaLease>> {
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    let want = want as usize;
+    let mut held = tx.held_replicas(worker).await?;
+    held.truncate(want);
+    let held_ids: Vec<B256> = held.iter().map(|(t, _)| *t).collect();
+    let held_tasks: HashMap<B256, ComputeTask> = tx
+        .compute_tasks(&held_ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.info.task_id, t))
+        .collect();
+    let mut leases = Vec::with_capacity(want);
+    for (task_id, replica) in held {
+        if let Some(task) = held_tasks.get(&task_id) {
+            let expires = task
+                .expiries
+                .iter()
+                .find(|(r, _)| *r == replica)
+                .map_or(now, |(_, e)| *e);
+            leases.push(lease_of(task, replica, expires));
         }
     }
+    if leases.len() >= want {
+        return Ok(leases);
+    }
+    let fresh = tx.open_compute_tasks(worker, want - leases.len()).await?;
+    let mut streak = None;
+    let mut issued = Vec::with_capacity(fresh.len());
     let expires_at = now + st.config.replica_lease.as_secs().max(1);
-    tx.insert_replica(task_id, replica, worker, now, expires_at)
-        .await?;
-    tx.commit().await?;
-    tracing::debug!(%task_id, replica, %worker, "replica leased");
-    Ok(Some(lease_of(&task, replica, expires_at)))
+    for task in fresh {
+        let task_id = task.info.task_id;
+        let replica = task.info.replicas.len() as u32;
+        let r = task.info.redundancy;
+        if r.adaptive && r.min_quorum > 1 && replica == 0 {
+            let streak = match streak {
+                Some(s) => s,
+                None => *streak.insert(tx.valid_streak(worker).await?),
+            };
+            if streak >= st.config.trust_streak && !draw(st.config.spot_check) {
+                tx.adapt(task_id).await?;
+                tracing::debug!(%task_id, %worker, streak, "a clean record: the task runs once");
+            }
+        }
+        tracing::debug!(%task_id, replica, %worker, "replica leased");
+        issued.push((task_id, replica));
+        leases.push(lease_of(&task, replica, expires_at));
+    }
+    tx.insert_replicas(&issued, worker, now, expires_at).await?;
+    Ok(leases)
 }
 
 /// True with probability `p` (the operating system's randomness).
@@ -460,92 +698,66 @@ pub async fn lapse(st: &std::sync::Arc<AppState>, now: u64) -> Result<()> {
     Ok(())
 }
 
-/// Accepts `worker`'s result for a replica it was leased and settles the
-/// task.
-pub async fn report(
-    st: &std::sync::Arc<AppState>,
-    worker: Address,
-    body: &ReplicaReport,
-) -> Result<ReplicaAck> {
-    let now = now_secs();
-    let outcome = Outcome::from_run_result(&body.result, Limits::TASK.output_bytes)
-        .map_err(|e| Error::bad_request("bad_result", e))?;
-    let mut tx = st.store.begin().await?;
-    let task = tx.compute_task(body.task_id).await?.ok_or_else(|| {
-        Error::not_found(
-            "unknown_task",
-            format!("no compute task {} was submitted here", body.task_id),
-        )
-    })?;
-    let replica = task
-        .info
-        .replicas
-        .iter()
-        .find(|r| r.replica == body.replica)
-        .ok_or_else(|| {
-            Error::not_found(
-                "unknown_replica",
-                format!("task {} has no replica {}", body.task_id, body.replica),
-            )
-        })?;
-    if replica.worker != worker {
-        return Err(Error::forbidden(
-            "not_your_replica",
-            format!(
-                "replica {} of task {} was leased to {}, not to {worker}",
-                body.replica, body.task_id, replica.worker
-            ),
-        ));
-    }
-    if !matches!(
-        replica.status,
-        ReplicaStatus::Leased | ReplicaStatus::Lapsed
-    ) {
-        return Err(Error::conflict(
-            "already_reported",
-            format!(
-                "replica {} of task {} was reported already",
-                body.replica, body.task_id
-            ),
-        ));
-    }
-    let mut result = body.result.clone();
-    if let Err(f) = &outcome.result {
-        result.detail = Some(f.detail.clone());
-    }
-    tx.report_replica(body.task_id, body.replica, &result, outcome.digest(), now)
-        .await?;
-    let (status, replica_status) = settle(st, &mut tx, body.task_id, now).await?;
-    let replica_status = replica_status
-        .into_iter()
-        .find(|(r, _)| *r == body.replica)
-        .map_or(ReplicaStatus::Reported, |(_, s)| s);
-    tx.commit().await?;
-    st.wake.notify_one();
-    Ok(ReplicaAck {
-        status,
-        replica_status,
-    })
-}
-
-/// Applies the redundancy rule to task `task_id` inside `tx`; returns the
-/// task's status and every replica's, as they stand after it.
+/// Loads task `task_id` inside `tx`, judges it and writes back what
+/// changed.
 async fn settle(
     st: &std::sync::Arc<AppState>,
     tx: &mut StoreTx,
     task_id: B256,
     now: u64,
-) -> Result<(ComputeStatus, Vec<(u32, ReplicaStatus)>)> {
-    let Some(task) = tx.compute_task(task_id).await? else {
+) -> Result<()> {
+    let Some(mut task) = tx.compute_task(task_id).await? else {
         return Err(Error::Inconsistent(format!("task {task_id} vanished")));
     };
-    let statuses = |task: &ComputeTask| {
-        task.info
-            .replicas
-            .iter()
-            .map(|r| (r.replica, r.status))
-            .collect::<Vec<_>>()
-    };
+    let judged = judge(st, &mut task, now).await?;
+    write(tx, task_id, &judged, None, now).await
+}
+
+/// What judging a task changed, to write back.
+#[derive(Debug, Default)]
+struct Judgement {
+    /// Replicas whose status changed, with the new one.
+    replicas: Vec<(u32, ReplicaStatus)>,
+    /// The decision this judgement made: the canonical result, or the
+    /// reason the task was given up.
+    decided: Option<std::result::Result<RunResult, String>>,
+    /// The replicas wanted, when this judgement raised it.
+    wanted: Option<u32>,
+}
+
+/// Writes `judged` for task `task_id`, leaving out replica `skip` (whose
+/// row the caller writes itself).
+async fn write(
+    tx: &mut StoreTx,
+    task_id: B256,
+    judged: &Judgement,
+    skip: Option<u32>,
+    now: u64,
+) -> Result<()> {
+    for (replica, status) in &judged.replicas {
+        if Some(*replica) != skip {
+            tx.set_replica_status(task_id, *replica, *status).await?;
+        }
+    }
+    if let Some(decided) = &judged.decided {
+        tx.decide_compute_task(task_id, decided.as_ref().map_err(String::as_str), now)
+            .await?;
+    }
+    if let Some(wanted) = judged.wanted {
+        tx.set_wanted(task_id, wanted).await?;
+    }
+    Ok(())
+}
+
+/// Applies the redundancy rule to `task` in memory: decides it, judges
+/// late reports against its canonical result or asks for more replicas;
+/// returns what changed, for [`write`].
+async fn judge(
+    st: &std::sync::Arc<AppState>,
+    task: &mut ComputeTask,
+    now: u64,
+) -> Result<Judgement> {
+    let task_id = task.info.task_id;
     let validator = validator(st, task.info.validator).await?;
     // Results in hand, in issue order; the ones still to judge.
     let mut numbers = Vec::new();
@@ -561,17 +773,16 @@ async fn settle(
                 .map_err(|e| Error::Inconsistent(format!("stored result of {task_id}: {e}")))?,
         );
     }
-    let mut after = statuses(&task);
-    let set = |after: &mut Vec<(u32, ReplicaStatus)>, replica: u32, s: ReplicaStatus| {
-        if let Some(x) = after.iter_mut().find(|(r, _)| *r == replica) {
-            x.1 = s;
-        }
+    let mut judged = Judgement::default();
+    let set = |task: &mut ComputeTask, judged: &mut Judgement, replica: u32, s: ReplicaStatus| {
+        task.info.replicas[replica as usize].status = s;
+        judged.replicas.push((replica, s));
     };
     match task.info.status {
         ComputeStatus::Done => {
             // A late report: judged against the canonical result.
             let Some(canonical) = &task.info.result else {
-                return Ok((task.info.status, after));
+                return Ok(judged);
             };
             let canonical = Outcome::from_run_result(canonical, usize::MAX)
                 .map_err(|e| Error::Inconsistent(format!("stored result of {task_id}: {e}")))?;
@@ -592,20 +803,17 @@ async fn settle(
                 } else {
                     ReplicaStatus::Invalid
                 };
-                tx.set_replica_status(task_id, *replica, s).await?;
-                set(&mut after, *replica, s);
+                set(task, &mut judged, *replica, s);
             }
-            return Ok((task.info.status, after));
+            return Ok(judged);
         }
         ComputeStatus::Failed => {
             for replica in numbers {
                 if task.info.replicas[replica as usize].status == ReplicaStatus::Reported {
-                    tx.set_replica_status(task_id, replica, ReplicaStatus::Undecided)
-                        .await?;
-                    set(&mut after, replica, ReplicaStatus::Undecided);
+                    set(task, &mut judged, replica, ReplicaStatus::Undecided);
                 }
             }
-            return Ok((task.info.status, after));
+            return Ok(judged);
         }
         ComputeStatus::Open => {}
     }
@@ -626,13 +834,14 @@ async fn settle(
     } else {
         task.info.redundancy
     };
+    let wanted = task.wanted;
     // Byte equality runs here; an owner's validator in the blocking pool.
     let verdict = if validator.is_exact() {
         decide(
             &redundancy,
             &outcomes,
             live + unleased,
-            task.wanted,
+            wanted,
             &st.wasm.sandbox,
             &validator,
         )
@@ -644,53 +853,51 @@ async fn settle(
                 &redundancy,
                 &judged,
                 live + unleased,
-                task.wanted,
+                wanted,
                 &state.wasm.sandbox,
                 &validator,
             )
         })
         .await?
     };
-    let status = match verdict {
+    match verdict {
         Verdict::Canonical {
             canonical,
             valid,
             invalid,
         } => {
-            tx.decide_compute_task(task_id, Ok(&task.results_of(numbers[canonical])), now)
-                .await?;
+            let result = task.results_of(numbers[canonical]);
+            task.info.status = ComputeStatus::Done;
+            task.info.result = Some(result.clone());
+            task.info.decided_at = Some(now);
+            judged.decided = Some(Ok(result));
             for i in valid {
-                tx.set_replica_status(task_id, numbers[i], ReplicaStatus::Valid)
-                    .await?;
-                set(&mut after, numbers[i], ReplicaStatus::Valid);
+                set(task, &mut judged, numbers[i], ReplicaStatus::Valid);
             }
             for i in invalid {
-                tx.set_replica_status(task_id, numbers[i], ReplicaStatus::Invalid)
-                    .await?;
-                set(&mut after, numbers[i], ReplicaStatus::Invalid);
+                set(task, &mut judged, numbers[i], ReplicaStatus::Invalid);
             }
             tracing::info!(%task_id, results = outcomes.len(), "compute task decided");
-            ComputeStatus::Done
         }
-        Verdict::Wait => ComputeStatus::Open,
+        Verdict::Wait => {}
         Verdict::More(n) => {
             let wanted = (task.wanted + n).min(redundancy.max_total_results);
-            tx.set_wanted(task_id, wanted).await?;
+            task.wanted = wanted;
+            judged.wanted = Some(wanted);
             tracing::info!(%task_id, wanted, "replicas disagree or lapsed: issuing more");
-            ComputeStatus::Open
         }
         Verdict::GiveUp(reason) => {
-            tx.decide_compute_task(task_id, Err(&reason), now).await?;
+            task.info.status = ComputeStatus::Failed;
+            task.info.reason = Some(reason.clone());
+            task.info.decided_at = Some(now);
             for replica in numbers {
-                tx.set_replica_status(task_id, replica, ReplicaStatus::Undecided)
-                    .await?;
-                set(&mut after, replica, ReplicaStatus::Undecided);
+                set(task, &mut judged, replica, ReplicaStatus::Undecided);
             }
             tracing::warn!(%task_id, %reason, "compute task failed");
-            ComputeStatus::Failed
+            judged.decided = Some(Err(reason));
         }
-    };
-    Ok((status, after))
+    }
+    Ok(judged)
 }
 
 impl ComputeTask {
@@ -706,5 +913,23 @@ impl ComputeTask {
                 detail: None,
                 fuel_used: 0,
             })
+    }
+
+    /// Replica `replica`, if issued.
+    fn replica(&self, replica: u32) -> Option<&funetun_core::compute::ReplicaInfo> {
+        self.info.replicas.iter().find(|r| r.replica == replica)
+    }
+
+    /// Records replica `replica`'s reported result in memory.
+    fn record(&mut self, replica: u32, result: RunResult, digest: B256) {
+        if let Some(r) = self.info.replicas.iter_mut().find(|r| r.replica == replica) {
+            r.status = ReplicaStatus::Reported;
+            r.digest = Some(digest);
+            r.error = result.error.clone();
+        }
+        self.expiries.retain(|(r, _)| *r != replica);
+        self.results.retain(|(r, _)| *r != replica);
+        self.results.push((replica, result));
+        self.results.sort_by_key(|(r, _)| *r);
     }
 }

@@ -81,6 +81,14 @@ struct RawReplica {
     digest: Option<String>,
 }
 
+/// A replica row with its task's id.
+#[derive(sqlx::FromRow)]
+struct TaskReplica {
+    task_id: String,
+    #[sqlx(flatten)]
+    replica: RawReplica,
+}
+
 const TASK_COLUMNS: &str = "task_id, owner, module, validator, input, min_quorum, target_nresults, \
      max_error_results, max_total_results, adaptive, adapted, fuel, wanted, status, result, reason, created_at, decided_at, \
      batch_id, settled, settle_tx";
@@ -89,6 +97,19 @@ const REPLICA_COLUMNS: &str = "replica, worker, status, expires_at, result, dige
 
 fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
+}
+
+/// Most values bound to one statement here. The backends allow tens of
+/// thousands, but the SQLite driver finds each `$n` by name, in time that
+/// grows with the square of their number: a few hundred is the sweet spot.
+const MAX_BOUND: usize = 256;
+
+/// `$first, $first+1, …` for `n` bound values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn parse_result(s: &str) -> Result<RunResult> {
@@ -203,32 +224,61 @@ impl Store {
 }
 
 impl StoreTx {
-    /// Stores a new task with `target_nresults` replicas wanted.
-    pub async fn insert_compute_task(&mut self, t: &NewComputeTask<'_>) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO compute_tasks ({TASK_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, NULL, NULL, $14, NULL,
-                     $15, $16, NULL)"
-        ))
-        .bind(hash_text(t.task_id))
-        .bind(addr_text(t.owner))
-        .bind(hash_text(t.module))
-        .bind(t.validator.map(hash_text))
-        .bind(t.input)
-        .bind(i64::from(t.redundancy.min_quorum))
-        .bind(i64::from(t.redundancy.target_nresults))
-        .bind(i64::from(t.redundancy.max_error_results))
-        .bind(i64::from(t.redundancy.max_total_results))
-        .bind(i64::from(t.redundancy.adaptive))
-        .bind(to_db(t.fuel))
-        .bind(i64::from(t.redundancy.target_nresults))
-        .bind(ComputeStatus::Open.as_str())
-        .bind(to_db(t.created_at))
-        .bind(t.batch.map(to_db))
-        // An unpaid task owes nothing on-chain.
-        .bind(i64::from(t.batch.is_none()))
-        .execute(self.conn())
-        .await?;
+    /// Stores new tasks, each with `target_nresults` replicas wanted,
+    /// [`MAX_BOUND`] values to a statement.
+    pub async fn insert_compute_tasks(&mut self, tasks: &[NewComputeTask<'_>]) -> Result<()> {
+        const VALUES: usize = 16;
+        for chunk in tasks.chunks(MAX_BOUND / VALUES) {
+            let rows = (0..chunk.len())
+                .map(|i| {
+                    let p = |k: usize| format!("${}", i * VALUES + k);
+                    format!(
+                        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, NULL, NULL, {}, \
+                         NULL, {}, {}, NULL)",
+                        p(1),
+                        p(2),
+                        p(3),
+                        p(4),
+                        p(5),
+                        p(6),
+                        p(7),
+                        p(8),
+                        p(9),
+                        p(10),
+                        p(11),
+                        p(12),
+                        p(13),
+                        p(14),
+                        p(15),
+                        p(16)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO compute_tasks ({TASK_COLUMNS}) VALUES {rows}");
+            let mut query = sqlx::query(&sql);
+            for t in chunk {
+                query = query
+                    .bind(hash_text(t.task_id))
+                    .bind(addr_text(t.owner))
+                    .bind(hash_text(t.module))
+                    .bind(t.validator.map(hash_text))
+                    .bind(t.input)
+                    .bind(i64::from(t.redundancy.min_quorum))
+                    .bind(i64::from(t.redundancy.target_nresults))
+                    .bind(i64::from(t.redundancy.max_error_results))
+                    .bind(i64::from(t.redundancy.max_total_results))
+                    .bind(i64::from(t.redundancy.adaptive))
+                    .bind(to_db(t.fuel))
+                    .bind(i64::from(t.redundancy.target_nresults))
+                    .bind(ComputeStatus::Open.as_str())
+                    .bind(to_db(t.created_at))
+                    .bind(t.batch.map(to_db))
+                    // An unpaid task owes nothing on-chain.
+                    .bind(i64::from(t.batch.is_none()));
+            }
+            query.execute(self.conn()).await?;
+        }
         Ok(())
     }
 
@@ -302,68 +352,137 @@ impl StoreTx {
         ids.iter().map(|s| parse_hash(s)).collect()
     }
 
-    /// The live replica `worker` holds, if any: (task, replica).
-    pub async fn held_replica(&mut self, worker: Address) -> Result<Option<(B256, u32)>> {
-        let row: Option<(String, i64)> = sqlx::query_as(
+    /// The live replicas `worker` holds, oldest first: (task, replica).
+    pub async fn held_replicas(&mut self, worker: Address) -> Result<Vec<(B256, u32)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT task_id, replica FROM compute_replicas WHERE worker = $1 AND status = $2
-             ORDER BY leased_at LIMIT 1",
+             ORDER BY leased_at, task_id, replica",
         )
         .bind(addr_text(worker))
         .bind(ReplicaStatus::Leased.as_str())
-        .fetch_optional(self.conn())
+        .fetch_all(self.conn())
         .await?;
-        row.map(|(t, r)| Ok((parse_hash(&t)?, count(r))))
-            .transpose()
+        rows.into_iter()
+            .map(|(t, r)| Ok((parse_hash(&t)?, count(r))))
+            .collect()
     }
 
-    /// The oldest open task that wants another replica and has none with
-    /// `worker`.
-    pub async fn next_compute_task(&mut self, worker: Address) -> Result<Option<B256>> {
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT t.task_id FROM compute_tasks t
+    /// The `limit` oldest open tasks that want another replica and have
+    /// none with `worker`, with their replicas.
+    pub async fn open_compute_tasks(
+        &mut self,
+        worker: Address,
+        limit: usize,
+    ) -> Result<Vec<ComputeTask>> {
+        let raw: Vec<RawTask> = sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM compute_tasks t
              WHERE t.status = $1
                AND (SELECT COUNT(*) FROM compute_replicas r WHERE r.task_id = t.task_id) < t.wanted
                AND NOT EXISTS (SELECT 1 FROM compute_replicas r
                                WHERE r.task_id = t.task_id AND r.worker = $2)
-             ORDER BY t.created_at, t.task_id LIMIT 1",
-        )
+             ORDER BY t.created_at, t.task_id LIMIT $3"
+        ))
         .bind(ComputeStatus::Open.as_str())
         .bind(addr_text(worker))
-        .fetch_optional(self.conn())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.conn())
         .await?;
-        id.as_deref().map(parse_hash).transpose()
+        self.with_replicas(raw).await
     }
 
-    /// Issues replica `replica` of `task_id` to `worker` until `expires_at`.
-    pub async fn insert_replica(
+    /// The tasks `ids` that exist, with their replicas (two statements
+    /// however many).
+    pub async fn compute_tasks(&mut self, ids: &[B256]) -> Result<Vec<ComputeTask>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM compute_tasks WHERE task_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query_as::<_, RawTask>(&sql);
+        for id in ids {
+            query = query.bind(hash_text(*id));
+        }
+        let raw = query.fetch_all(self.conn()).await?;
+        self.with_replicas(raw).await
+    }
+
+    /// Reads the replicas of `raw`'s tasks in one statement and assembles
+    /// each task.
+    async fn with_replicas(&mut self, raw: Vec<RawTask>) -> Result<Vec<ComputeTask>> {
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT task_id, {REPLICA_COLUMNS} FROM compute_replicas WHERE task_id IN ({})
+             ORDER BY task_id, replica",
+            placeholders(1, raw.len())
+        );
+        let mut query = sqlx::query_as::<_, TaskReplica>(&sql);
+        for t in &raw {
+            query = query.bind(t.task_id.clone());
+        }
+        let mut by_task: std::collections::HashMap<String, Vec<RawReplica>> =
+            std::collections::HashMap::new();
+        for row in query.fetch_all(self.conn()).await? {
+            by_task.entry(row.task_id).or_default().push(row.replica);
+        }
+        raw.into_iter()
+            .map(|t| {
+                let replicas = by_task.remove(&t.task_id).unwrap_or_default();
+                assemble(t, replicas)
+            })
+            .collect()
+    }
+
+    /// Issues `worker` the replicas `issued` (task, replica number) until
+    /// `expires_at`, in one statement.
+    pub async fn insert_replicas(
         &mut self,
-        task_id: B256,
-        replica: u32,
+        issued: &[(B256, u32)],
         worker: Address,
         now: u64,
         expires_at: u64,
     ) -> Result<()> {
-        sqlx::query(
+        if issued.is_empty() {
+            return Ok(());
+        }
+        // Worker, status, times once; task and replica per row.
+        let rows = (0..issued.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, $1, $2, $3, $4, NULL, NULL, NULL)",
+                    5 + 2 * i,
+                    6 + 2 * i
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO compute_replicas
                (task_id, replica, worker, status, leased_at, expires_at, result, digest, reported_at)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, NULL)",
-        )
-        .bind(hash_text(task_id))
-        .bind(i64::from(replica))
-        .bind(addr_text(worker))
-        .bind(ReplicaStatus::Leased.as_str())
-        .bind(to_db(now))
-        .bind(to_db(expires_at))
-        .execute(self.conn())
-        .await?;
+             VALUES {rows}"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(addr_text(worker))
+            .bind(ReplicaStatus::Leased.as_str())
+            .bind(to_db(now))
+            .bind(to_db(expires_at));
+        for (task_id, replica) in issued {
+            query = query.bind(hash_text(*task_id)).bind(i64::from(*replica));
+        }
+        query.execute(self.conn()).await?;
         Ok(())
     }
 
-    /// Stores a replica's reported result and digest.
+    /// Stores a replica's reported result and digest, with its status
+    /// once judged.
     pub async fn report_replica(
         &mut self,
         task_id: B256,
         replica: u32,
+        status: ReplicaStatus,
         result: &RunResult,
         digest: B256,
         now: u64,
@@ -374,7 +493,7 @@ impl StoreTx {
             "UPDATE compute_replicas SET status = $1, result = $2, digest = $3, reported_at = $4
              WHERE task_id = $5 AND replica = $6",
         )
-        .bind(ReplicaStatus::Reported.as_str())
+        .bind(status.as_str())
         .bind(json)
         .bind(hash_text(digest))
         .bind(to_db(now))

@@ -6,7 +6,7 @@ use funetun_client::{Client, ClientError};
 use funetun_compute::examples::example;
 use funetun_compute::{Input, Limits, Outcome, Sandbox};
 use funetun_core::compute::{
-    ComputeStatus, Redundancy, ReplicaLease, ReplicaReport, ReplicaStatus, RunResult,
+    ComputeStatus, Exchange, Redundancy, ReplicaLease, ReplicaReport, ReplicaStatus, RunResult,
     TaskSubmission,
 };
 
@@ -537,4 +537,165 @@ async fn a_funded_task_pays_its_canonical_class_and_slashes_the_outvoted_on_chai
     let info = owner.compute_task(free.task_id).await.unwrap();
     assert!(info.settled && info.batch.is_none());
     orch.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_submissions_are_all_or_none_and_exchanges_report_and_lease_together() {
+    let env = Env::new().await;
+    let orch = funetun_orchestrator::start(env.config()).await.unwrap();
+    let owner = Client::new(&orch.url(), Some(env.keys[0].clone()));
+    for i in [2, 3] {
+        env.register_trainer(i).await;
+    }
+    let w = |i: usize| Client::new(&orch.url(), Some(env.keys[i].clone()));
+    let sandbox = Sandbox::new().unwrap();
+    let pi = example("pi").unwrap().wasm;
+    let module = owner.put_data(pi.to_vec()).await.unwrap();
+    let submit = |seed: u64| TaskSubmission {
+        module,
+        input: format!(r#"{{"samples": 500, "seed": {seed}}}"#),
+        validator: None,
+        redundancy: Redundancy::default(),
+        fuel: None,
+        batch: None,
+    };
+    let exchange = |reports: Vec<ReplicaReport>, want: u32| Exchange { reports, want };
+
+    // One bad task refuses the whole bulk, naming it; nothing is stored.
+    let mut bad = submit(2);
+    bad.input = "not json".into();
+    let e = owner
+        .submit_compute_tasks(&[submit(1), bad, submit(3)])
+        .await
+        .unwrap_err();
+    let ClientError::Api {
+        status,
+        code: refused,
+        detail,
+        ..
+    } = e
+    else {
+        panic!("not a refusal")
+    };
+    assert_eq!((status, refused.as_str()), (400, "bad_input"));
+    assert!(detail.starts_with("task 1:"), "{detail}");
+    assert!(
+        w(2).exchange_replicas(&exchange(vec![], 8))
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
+    let e = owner.submit_compute_tasks(&[]).await.unwrap_err();
+    assert_eq!(code(e), (400, "bad_batch_size".to_string()));
+
+    // Three good ones are stored together, in order.
+    let ids = owner
+        .submit_compute_tasks(&[submit(1), submit(2), submit(3)])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    for (id, seed) in ids.iter().zip(1..) {
+        let info = owner.compute_task(*id).await.unwrap();
+        assert_eq!(info.input, submit(seed).input);
+    }
+
+    // A worker asks to hold two: it gets two; asking again gives the same
+    // two back, not more.
+    let held = w(2).exchange_replicas(&exchange(vec![], 2)).await.unwrap();
+    assert_eq!(held.leases.len(), 2);
+    let again = w(2).exchange_replicas(&exchange(vec![], 2)).await.unwrap();
+    assert_eq!(again.leases, held.leases);
+    let other = w(3).exchange_replicas(&exchange(vec![], 8)).await.unwrap();
+    assert_eq!(other.leases.len(), 3, "one replica of each task");
+
+    let run = |lease: &ReplicaLease| ReplicaReport {
+        task_id: lease.task_id,
+        replica: lease.replica,
+        result: run_honestly(&sandbox, pi, lease).to_run_result(),
+    };
+    // Reporting another worker's replica refuses the whole exchange, and
+    // the good report in it is not written either.
+    let mixed = exchange(vec![run(&held.leases[0]), run(&other.leases[1])], 0);
+    let e = w(2).exchange_replicas(&mixed).await.unwrap_err();
+    assert_eq!(code(e), (403, "not_your_replica".to_string()));
+    let info = owner.compute_task(held.leases[0].task_id).await.unwrap();
+    assert!(
+        info.replicas
+            .iter()
+            .all(|r| r.status == ReplicaStatus::Leased)
+    );
+
+    // The first worker reports its two and takes the third task.
+    let reports: Vec<ReplicaReport> = held.leases.iter().map(run).collect();
+    let reply = w(2)
+        .exchange_replicas(&exchange(reports.clone(), 1))
+        .await
+        .unwrap();
+    assert!(reply.acks.iter().all(|a| a.status == ComputeStatus::Open
+        && a.replica_status == ReplicaStatus::Reported));
+    assert_eq!(reply.leases.len(), 1);
+    let third = ids
+        .iter()
+        .find(|id| held.leases.iter().all(|l| l.task_id != **id))
+        .unwrap();
+    assert_eq!(reply.leases[0].task_id, *third);
+    // The second reports all three: two tasks are decided by its reports.
+    let reply = w(3)
+        .exchange_replicas(&exchange(other.leases.iter().map(run).collect(), 0))
+        .await
+        .unwrap();
+    let done = reply
+        .acks
+        .iter()
+        .filter(|a| a.status == ComputeStatus::Done && a.replica_status == ReplicaStatus::Valid)
+        .count();
+    assert_eq!(done, 2);
+    // A resent exchange is answered with where its replicas stand now.
+    let resent = w(2).exchange_replicas(&exchange(reports, 0)).await.unwrap();
+    assert!(
+        resent
+            .acks
+            .iter()
+            .all(|a| a.status == ComputeStatus::Done && a.replica_status == ReplicaStatus::Valid)
+    );
+    // The single-report form still refuses a resent report.
+    let e = w(2)
+        .report_replica(&run(&held.leases[0]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (409, "already_reported".to_string()));
+    // The last replica decides the last task.
+    let last = w(2)
+        .exchange_replicas(&exchange(vec![run(&reply_lease(&w(2)).await)], 0))
+        .await
+        .unwrap();
+    assert_eq!(last.acks[0].status, ComputeStatus::Done);
+    for id in ids {
+        assert_eq!(
+            owner.compute_task(id).await.unwrap().status,
+            ComputeStatus::Done
+        );
+    }
+    // Too much at once is refused.
+    let e = w(2)
+        .exchange_replicas(&exchange(vec![], 10_000))
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (400, "batch_too_large".to_string()));
+    orch.shutdown().await.unwrap();
+}
+
+/// The one live replica `worker` holds.
+async fn reply_lease(worker: &Client) -> ReplicaLease {
+    let mut held = worker
+        .exchange_replicas(&Exchange {
+            reports: vec![],
+            want: 1,
+        })
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(held.len(), 1);
+    held.remove(0)
 }
