@@ -21,7 +21,7 @@ RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$root/exam
   --manifest-path examples/tasks/Cargo.toml --target-dir "$target"
 
 status=0
-for name in hostile pi rounding rounding_valid; do
+for name in drill hostile pi rounding rounding_valid; do
   built="$target/wasm32-unknown-unknown/release/$name.wasm"
   shipped="crates/compute/tasks/$name.wasm"
   if [ "${1:-}" = "--check" ]; then

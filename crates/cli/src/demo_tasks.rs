@@ -84,6 +84,9 @@ pub struct TasksWorker {
     pub credit_wei: String,
     /// What it lost of its stake, in wei.
     pub slashed_wei: String,
+    /// Its effective compute in ut (`0.4·D + 0.6·T`, docs/reputation.md):
+    /// here the drills it ran on joining whose results agreed.
+    pub effective_compute_ut: f64,
 }
 
 /// One hostile task in the summary.
@@ -330,6 +333,29 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
     )
     .await?;
     let seconds = started.elapsed().as_secs_f64();
+    // Every worker drilled on joining; wait until each honest one's drill
+    // agreed with another's (a liar's never does).
+    let honest: Vec<Address> = worker_keys
+        .iter()
+        .map(PrivateKeySigner::address)
+        .filter(|a| !liar_addresses.contains(a))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let people = loop {
+        let people = client.participants().await?;
+        let drilled = honest
+            .iter()
+            .all(|a| people.iter().any(|p| p.address == *a && p.reputation > 0.0));
+        if drilled {
+            break people;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the honest workers' drills did not agree within 60 s; see {}",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // The honest workers kept running through the hostile tasks.
     let honest_alive = children.failed().is_none();
     children.finish(Duration::ZERO);
@@ -412,6 +438,10 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
             invalid: count(ReplicaStatus::Invalid),
             credit_wei: account.credit.to_string(),
             slashed_wei: params.min_stake.saturating_sub(account.stake).to_string(),
+            effective_compute_ut: people
+                .iter()
+                .find(|p| p.address == address)
+                .map_or(0.0, |p| p.reputation),
         });
     }
     orchestrator.shutdown().await?;
@@ -477,13 +507,14 @@ fn print_summary(s: &TasksSummary) {
     );
     for w in &s.workers {
         println!(
-            "  worker {}{}: {} valid, {} invalid, credit {}, slashed {}",
+            "  worker {}{}: {} valid, {} invalid, credit {}, slashed {}, effective compute {:.6} ut",
             w.address,
             if w.wrong_outputs { " (cheats)" } else { "" },
             w.valid,
             w.invalid,
             wei(&w.credit_wei),
-            wei(&w.slashed_wei)
+            wei(&w.slashed_wei),
+            w.effective_compute_ut
         );
     }
 }

@@ -218,7 +218,7 @@ pub struct AccountArgs {
     address: Option<Address>,
     #[command(flatten)]
     key: KeyArgs,
-    /// Also show the orchestrator's record of the account (reputation,
+    /// Also show the orchestrator's record of the account (effective compute,
     /// accepted and rejected updates, votes).
     #[arg(long, env = "FUNETUN_ORCHESTRATOR")]
     orchestrator: Option<String>,
@@ -472,7 +472,7 @@ fn print_account(r: &AccountReport) {
     eprintln!("  platform  {} (this machine)", r.platform);
     if let Some(p) = &r.orchestrator {
         eprintln!(
-            "  record    reputation {:.1}, {} accepted, {} rejected, {} votes; earned {}, slashed {}",
+            "  record    effective compute {:.4} ut, {} accepted, {} rejected, {} votes; earned {}, slashed {}",
             p.reputation,
             p.accepted,
             p.rejected,

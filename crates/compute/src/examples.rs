@@ -17,7 +17,7 @@ pub struct Example {
 }
 
 /// Every shipped example.
-pub const EXAMPLES: [Example; 4] = [
+pub const EXAMPLES: [Example; 5] = [
     Example {
         name: "pi",
         about: "Monte-Carlo π: {\"samples\": N, \"seed\": S} → {\"samples\", \"inside\", \"pi\"}",
@@ -30,6 +30,13 @@ pub const EXAMPLES: [Example; 4] = [
                 {\"values\": N, \"seed\": S, \"order\": \"forward\"|\"backward\"|\"pairwise\"} → {\"sum\", \"order\"}",
         input: r#"{"values": 100000, "seed": 7, "order": "pairwise"}"#,
         wasm: include_bytes!("../tasks/rounding.wasm"),
+    },
+    Example {
+        name: "drill",
+        about: "the drilling kernel: {\"n\": N, \"rounds\": R, \"seed\": S} → {\"ops\": 2·N³·R, \"checksum\"}, \
+                R seeded N×N f32 matrix products (docs/tasks.md, \"Drilling\")",
+        input: r#"{"n": 64, "rounds": 100, "seed": 7}"#,
+        wasm: include_bytes!("../tasks/drill.wasm"),
     },
     Example {
         name: "hostile",

@@ -560,7 +560,9 @@ pub struct ParticipantInfo {
     pub rejected: u64,
     /// Votes reported.
     pub validations: u64,
-    /// Effective compute points (decaying), see docs/reputation.md.
+    /// Effective compute `0.4·D + 0.6·T` in ut (1/200 of a day of a 1
+    /// GFLOPS machine), decaying with a weekly half-life; see
+    /// docs/reputation.md.
     pub reputation: f64,
     /// Declared capacity of its last lease.
     pub capacity: Option<Capacity>,

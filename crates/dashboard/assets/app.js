@@ -550,7 +550,7 @@
       return h('p', { class: 'empty', 'data-testid': 'participants-empty' }, 'No participants yet.');
     }
     return h('table', { class: 'table', 'data-testid': 'participants-table' },
-      h('thead', {}, h('tr', {}, ['address', 'roles', 'stake', 'credit', 'earned', 'slashed', 'accepted', 'rejected', 'votes', 'reputation', 'capacity', 'last seen'].map((c) => h('th', {}, c)))),
+      h('thead', {}, h('tr', {}, ['address', 'roles', 'stake', 'credit', 'earned', 'slashed', 'accepted', 'rejected', 'votes', 'effective compute (ut)', 'capacity', 'last seen'].map((c) => h('th', {}, c)))),
       h('tbody', {}, [...people].sort((a, b) => (b.reputation || 0) - (a.reputation || 0) || String(a.address).localeCompare(String(b.address))).map((p) =>
         h('tr', { 'data-testid': 'participant-row', 'data-address': p.address, 'data-roles': (p.roles || []).join(' ') },
           h('td', {}, code(p.address)),
@@ -562,7 +562,7 @@
           h('td', { class: 'num', 'data-field': 'accepted' }, p.accepted),
           h('td', { class: 'num', 'data-field': 'rejected' }, p.rejected),
           h('td', { class: 'num' }, p.validations),
-          h('td', { class: 'num', 'data-field': 'reputation' }, num(p.reputation, 2)),
+          h('td', { class: 'num', 'data-field': 'reputation' }, num(p.reputation, 4)),
           h('td', {}, p.capacity || '—'),
           h('td', { class: now - p.last_seen > IDLE_SECS ? 'idle-text' : '' }, ago(p.last_seen, now))))));
   }

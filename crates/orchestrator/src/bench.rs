@@ -75,6 +75,9 @@ pub async fn prepare(
     config.poll_interval = Duration::from_millis(50);
     config.auth.rate_per_sec = 1e9;
     config.auth.rate_burst = 1e9;
+    // The load measures dispatch; a drill per worker is a one-time cost
+    // that the dispatch load's workers (which run only `pi`) cannot run.
+    config.drill_every = None;
     let replicas = if postgres.is_some() {
         replicas.max(1)
     } else {

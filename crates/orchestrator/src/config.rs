@@ -9,6 +9,10 @@ use alloy_signer_local::PrivateKeySigner;
 
 use crate::blobs::BlobLocation;
 
+/// Rounds of a default drill: 2·64³·200 ≈ 1.05·10⁸ operations, about
+/// 2.4·10⁻⁴ ut and a fraction of a second in the sandbox.
+pub const DRILL_ROUNDS: u32 = 200;
+
 /// How the orchestrator runs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -67,6 +71,12 @@ pub struct Config {
     /// Adaptive replication: the chance that a clean worker's task is
     /// replicated anyway (a spot check).
     pub spot_check: f64,
+    /// How often a worker drills (docs/tasks.md, "Drilling"): on joining,
+    /// and again once its last drill is this old; none turns drilling off.
+    pub drill_every: Option<Duration>,
+    /// The size of a drill: rounds of the `drill` kernel's 64×64 matrix
+    /// product (2·64³ operations each).
+    pub drill_rounds: u32,
 }
 
 /// Limits on signed requests.
@@ -126,6 +136,8 @@ impl Config {
             replica_lease: Duration::from_secs(600),
             trust_streak: 10,
             spot_check: 0.1,
+            drill_every: Some(Duration::from_secs(24 * 3600)),
+            drill_rounds: DRILL_ROUNDS,
         }
     }
 }

@@ -65,7 +65,8 @@ pub fn task_steps(spec: &JobSpec, capacity: Capacity, record: &TrainerRecord) ->
     if record.slashed_recently() {
         return spec.steps.div_ceil(4).max(1);
     }
-    let proven = record.reputation >= L_REPUTATION_TASKS * f64::from(spec.steps);
+    let task = f64::from(spec.steps) * crate::reputation::step_ut(spec);
+    let proven = record.reputation >= L_REPUTATION_TASKS * task;
     let capacity = match capacity {
         Capacity::L if !proven => Capacity::M,
         c => c,
@@ -158,7 +159,7 @@ mod tests {
             steps.div_ceil(4)
         );
         let mut proven = record(10, 0, 10);
-        proven.reputation = 4.0 * f64::from(steps);
+        proven.reputation = 4.0 * f64::from(steps) * crate::reputation::step_ut(&spec);
         assert_eq!(task_steps(&spec, Capacity::L, &proven), 2 * steps);
     }
 }

@@ -1,14 +1,36 @@
-//! Reputation: effective compute points per participant (docs/reputation.md).
+//! Reputation: effective compute per participant, in MatrixAI's unit
+//! (docs/reputation.md).
 //!
-//! Two kinds of points: training points T (local steps of accepted updates)
-//! and drilling points D (steps a validator replayed). Every point decays
-//! exponentially with a half-life (a week by default), so reputation tracks
-//! recent work. A participant's reputation is `0.4·D + 0.6·T`, both decayed
-//! to the moment asked.
+//! Two kinds of points, both in ut (1 ut = 1/200 of a day of a 1 GFLOPS
+//! reference machine, [`UT_OPS`] operations): training T (the operations
+//! of accepted updates' steps) and drilling D (drills the worker's result
+//! agreed on, and steps a validator replayed). Every point decays
+//! exponentially with a half-life (a week by default), so reputation
+//! tracks recent work. A participant's effective compute is `0.4·D +
+//! 0.6·T`, both decayed to the moment asked.
 //!
 //! A decayed sum needs no history: each kind is stored as (value, time of
 //! value); adding `p` points at `now` stores `value·2^(−(now−t)/h) + p` at
 //! `now`.
+
+use funetun_core::JobSpec;
+use funetun_ml::Architecture as _;
+
+/// Operations in one ut: 1/200 of a day of a machine doing 10⁹ a second.
+pub const UT_OPS: f64 = 1e9 * 86_400.0 / 200.0;
+
+/// `ops` operations in ut.
+pub fn ut(ops: f64) -> f64 {
+    ops / UT_OPS
+}
+
+/// One training step of `spec` in ut: its batch's samples times the
+/// model's operations per sample (0 for a spec without a model).
+pub fn step_ut(spec: &JobSpec) -> f64 {
+    spec.model().map_or(0.0, |model| {
+        ut(f64::from(spec.batch) * model.training_ops_per_sample())
+    })
+}
 
 /// Weight of drilling (validation) points in the total.
 pub const DRILL_WEIGHT: f64 = 0.4;
@@ -54,6 +76,23 @@ impl Decay {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_training_step_counts_its_operations_in_ut() {
+        // 1 ut is 4.32·10¹¹ operations.
+        assert_eq!(UT_OPS, 4.32e11);
+        let mut spec = JobSpec {
+            batch: 64,
+            ..JobSpec::default()
+        };
+        // The MLP: 784·256 + 256·10 multiply-adds, six operations each.
+        let mlp = 64.0 * 6.0 * (784.0 * 256.0 + 2560.0);
+        assert!((step_ut(&spec) - mlp / UT_OPS).abs() < 1e-15);
+        // The CNN reuses its convolution weights at every position: far
+        // more operations than parameters.
+        spec.model = funetun_core::protocol::ModelKind::Cnn;
+        assert!(step_ut(&spec) > 15.0 * mlp / UT_OPS);
+    }
 
     #[test]
     fn points_halve_after_one_half_life() {

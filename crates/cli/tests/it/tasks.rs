@@ -123,7 +123,8 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
     let dir = tempfile::tempdir().unwrap();
     let pi = example(dir.path(), "pi");
     let input = r#"{"samples": 50000, "seed": 11}"#;
-    let (chain, keys, orchestrator, reader) = market(&dir).await;
+    // Without drills: each worker runs exactly the one replica it is given.
+    let (chain, keys, orchestrator, reader) = market(&dir, false).await;
     let url = orchestrator.url();
     let rpc = chain.rpc_url();
     let cli = |key: Option<usize>| {
@@ -278,8 +279,11 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
 /// A chain, its contract and an orchestrator with state in `dir`, with dev
 /// accounts 2 and 3 registered as trainers (who may run tasks); the last is
 /// the contract as its deployer sees it.
+/// A chain, its keys, an orchestrator (drilling its workers when `drills`)
+/// and the owner's ledger.
 async fn market(
     dir: &tempfile::TempDir,
+    drills: bool,
 ) -> (
     funetun_chain::DevChain,
     Vec<alloy_signer_local::PrivateKeySigner>,
@@ -295,6 +299,9 @@ async fn market(
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.poll_interval = Duration::from_millis(50);
     config.offline = true;
+    if !drills {
+        config.drill_every = None;
+    }
     let orchestrator = funetun_orchestrator::start(config).await.unwrap();
     for i in [2, 3] {
         owner
@@ -331,7 +338,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
     for name in ["pi", "rounding", "rounding-valid"] {
         example(dir.path(), name);
     }
-    let (_chain, keys, orchestrator, _owner) = market(&dir).await;
+    let (_chain, keys, orchestrator, _owner) = market(&dir, true).await;
     let url = orchestrator.url();
     let workers: Vec<_> = [2, 3]
         .iter()
@@ -371,6 +378,26 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
     );
     assert!(pytest.status.success(), "pytest failed:\n{report}");
     assert!(report.contains("4 passed"), "{report}");
+    // The worker processes drilled on joining, checked each other's drill
+    // and earned effective compute for it (docs/tasks.md, "Drilling").
+    let client = funetun_client::Client::new(&url, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let people = client.participants().await.unwrap();
+        let drilled = [2, 3].iter().all(|&i| {
+            people
+                .iter()
+                .any(|p| p.address == keys[i].address() && p.reputation > 0.0)
+        });
+        if drilled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers earned no drilling points: {people:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     drop(workers);
     orchestrator.shutdown().await.unwrap();
 
@@ -458,6 +485,10 @@ fn the_tasks_demo_pays_the_honest_slashes_the_liar_and_contains_hostile_modules(
         let liar = w["wrong_outputs"].as_bool().unwrap();
         assert_eq!(wei(&w["slashed_wei"]) > 0, liar, "{w}");
         assert_eq!(wei(&w["credit_wei"]) == 0, liar, "{w}");
+        // Honest drills agreed and earned effective compute; the liar's
+        // made-up drill earned nothing.
+        let compute = w["effective_compute_ut"].as_f64().unwrap();
+        assert_eq!(compute > 0.0, !liar, "{w}");
     }
     assert_eq!(
         workers.iter().map(|w| wei(&w["slashed_wei"])).sum::<u128>(),

@@ -40,6 +40,14 @@ pub trait Architecture: Copy {
     /// Number of scalar parameters.
     fn num_params(self) -> usize;
 
+    /// Arithmetic operations of one training step on one sample (one
+    /// image, or one sequence of `context` tokens): a multiply-add is two,
+    /// and the backward pass costs twice the forward. Image models count
+    /// their layers' multiply-adds (a convolution's weights are used at
+    /// every position); transformers take the usual estimate of
+    /// `6·N + 12·n_layer·d_model·context` per token.
+    fn training_ops_per_sample(self) -> f64;
+
     /// The decoder's limits for this model's weights: no file larger than
     /// the model's canonical tensor file, no more tensors than it has.
     fn decode_limits(self) -> DecodeLimits {
@@ -153,6 +161,19 @@ impl Architecture for Model {
             .iter()
             .map(|(_, s)| s.iter().product::<usize>())
             .sum()
+    }
+
+    fn training_ops_per_sample(self) -> f64 {
+        let multiply_adds = match self {
+            Model::Mlp => 784 * 256 + 256 * 10,
+            // conv1 24²·5²·32, conv2 8²·(5²·32)·64, fc1 1024·128, fc2 128·10.
+            Model::Cnn => 24 * 24 * 25 * 32 + 8 * 8 * 800 * 64 + 1024 * 128 + 128 * 10,
+            Model::Gpt(c) | Model::Llama(c) => {
+                let per_token = 6 * self.num_params() + 12 * c.n_layer * c.d_model * c.context;
+                return (per_token * c.context) as f64;
+            }
+        };
+        6.0 * multiply_adds as f64
     }
 }
 

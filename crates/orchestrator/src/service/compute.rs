@@ -24,10 +24,14 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::StoreTx;
 use crate::store::compute::{ComputeTask, NewComputeTask};
+use crate::store::participants::Points;
 use crate::util::now_secs;
 
 /// Most bytes of a task or validator module.
 pub const MAX_MODULE_BYTES: usize = 32 << 20;
+
+/// The side of a drill's matrices.
+pub const DRILL_N: u32 = 64;
 
 /// Most fuel a task may ask for per replica (ten times the default).
 pub const MAX_FUEL: u64 = 10 * Limits::TASK.fuel;
@@ -42,6 +46,9 @@ pub struct Wasm {
     /// The unix second leases were last checked for lapses (at most once a
     /// second, not at every lease).
     lapses_checked: AtomicU64,
+    /// When each worker last drilled, as far as this process knows (the
+    /// store is asked when this does not say "recently").
+    drilled: Mutex<HashMap<Address, u64>>,
 }
 
 impl Wasm {
@@ -54,6 +61,7 @@ impl Wasm {
             programs: Mutex::default(),
             validators: Mutex::default(),
             lapses_checked: AtomicU64::new(0),
+            drilled: Mutex::default(),
         })
     }
 }
@@ -226,6 +234,7 @@ pub async fn submit_many(
             fuel,
             created_at: now,
             batch: body.batch,
+            drill_ops: 0,
         });
         ids.push(task_id);
     }
@@ -593,7 +602,7 @@ async fn trade(
             now,
         )
         .await?;
-        write(&mut tx, body.task_id, &judged, Some(body.replica), now).await?;
+        write(st, &mut tx, task, &judged, Some(body.replica), now).await?;
         acks.push((
             ReplicaAck {
                 status: task.info.status,
@@ -644,13 +653,32 @@ async fn issue(
             leases.push(lease_of(task, replica, expires));
         }
     }
+    let expires_at = now + st.config.replica_lease.as_secs().max(1);
+    if leases.len() < want
+        && let Some(lease) = drill(st, tx, worker, now, expires_at).await?
+    {
+        leases.push(lease);
+    }
     if leases.len() >= want {
         return Ok(leases);
     }
-    let fresh = tx.open_compute_tasks(worker, want - leases.len()).await?;
+    // Other workers' drills first, so a drill is decided while it is news.
+    let mut fresh = tx
+        .open_compute_tasks(worker, want - leases.len(), true)
+        .await?;
+    if fresh.len() < want - leases.len() {
+        let ids: Vec<B256> = fresh.iter().map(|t| t.info.task_id).collect();
+        let more = tx
+            .open_compute_tasks(worker, want - leases.len(), false)
+            .await?;
+        fresh.extend(
+            more.into_iter()
+                .filter(|t| !ids.contains(&t.info.task_id))
+                .take(want - leases.len() - ids.len()),
+        );
+    }
     let mut streak = None;
     let mut issued = Vec::with_capacity(fresh.len());
-    let expires_at = now + st.config.replica_lease.as_secs().max(1);
     for task in fresh {
         let task_id = task.info.task_id;
         let replica = task.info.replicas.len() as u32;
@@ -671,6 +699,100 @@ async fn issue(
     }
     tx.insert_replicas(&issued, worker, now, expires_at).await?;
     Ok(leases)
+}
+
+/// A drill for `worker` inside `tx` when it is due one (docs/tasks.md,
+/// "Drilling"): on joining, and once its last drill is
+/// `Config::drill_every` old. The drill is a task of the orchestrator's
+/// own, the shipped `drill` kernel on a fresh seed, replicated like any
+/// other; its first replica goes to `worker` at once.
+async fn drill(
+    st: &AppState,
+    tx: &mut StoreTx,
+    worker: Address,
+    now: u64,
+    expires_at: u64,
+) -> Result<Option<ReplicaLease>> {
+    let Some(every) = st.config.drill_every else {
+        return Ok(None);
+    };
+    let since = now.saturating_sub(every.as_secs());
+    let recent = |at: u64| at > since || since == 0;
+    let known = st
+        .wasm
+        .drilled
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&worker)
+        .copied();
+    if known.is_some_and(recent) {
+        return Ok(None);
+    }
+    if let Some(at) = tx.last_drill(worker).await?
+        && recent(at)
+    {
+        st.wasm
+            .drilled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(worker, at);
+        return Ok(None);
+    }
+    let kernel = funetun_compute::examples::example("drill")
+        .ok_or_else(|| Error::Config("the drill kernel is not shipped".into()))?;
+    let module = keccak256(kernel.wasm);
+    if !st.blobs.contains(module).await? {
+        st.blobs
+            .put(module, bytes::Bytes::from_static(kernel.wasm))
+            .await?;
+    }
+    let rounds = st.config.drill_rounds.max(1);
+    let seed = {
+        use rand_core::TryRngCore as _;
+        let mut bytes = [0u8; 8];
+        rand_core::OsRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|e| Error::Config(format!("no randomness for a drill's seed: {e}")))?;
+        u64::from_le_bytes(bytes)
+    };
+    let input = format!(r#"{{"n": {DRILL_N}, "rounds": {rounds}, "seed": {seed}}}"#);
+    let ops = 2 * u64::from(DRILL_N).pow(3) * u64::from(rounds);
+    let mut id_seed = b"funetun-drill/1\0".to_vec();
+    id_seed.extend_from_slice(st.address.as_slice());
+    id_seed.extend_from_slice(worker.as_slice());
+    id_seed.extend_from_slice(input.as_bytes());
+    let task_id = keccak256(&id_seed);
+    tx.insert_compute_tasks(&[NewComputeTask {
+        task_id,
+        owner: st.address,
+        module,
+        validator: None,
+        input: &input,
+        redundancy: funetun_core::compute::Redundancy::default(),
+        fuel: Limits::TASK.fuel,
+        created_at: now,
+        batch: None,
+        drill_ops: ops,
+    }])
+    .await?;
+    tx.insert_replicas(&[(task_id, 0)], worker, now, expires_at)
+        .await?;
+    st.wasm
+        .drilled
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(worker, now);
+    tracing::info!(%task_id, %worker, ops, "drill issued");
+    Ok(Some(ReplicaLease {
+        task_id,
+        replica: 0,
+        module,
+        input,
+        fuel: Limits::TASK.fuel,
+        memory_bytes: Limits::TASK.memory_bytes as u64,
+        output_bytes: Limits::TASK.output_bytes as u64,
+        expires_at,
+    }))
 }
 
 /// True with probability `p` (the operating system's randomness).
@@ -710,7 +832,7 @@ async fn settle(
         return Err(Error::Inconsistent(format!("task {task_id} vanished")));
     };
     let judged = judge(st, &mut task, now).await?;
-    write(tx, task_id, &judged, None, now).await
+    write(st, tx, &task, &judged, None, now).await
 }
 
 /// What judging a task changed, to write back.
@@ -725,18 +847,32 @@ struct Judgement {
     wanted: Option<u32>,
 }
 
-/// Writes `judged` for task `task_id`, leaving out replica `skip` (whose
-/// row the caller writes itself).
+/// Writes `judged` for `task`, leaving out replica `skip` (whose row the
+/// caller writes itself). A drill's valid replicas earn their workers its
+/// operations as drilling points (docs/reputation.md), when its canonical
+/// result is an output: agreeing on a failure proves no work.
 async fn write(
+    st: &AppState,
     tx: &mut StoreTx,
-    task_id: B256,
+    task: &ComputeTask,
     judged: &Judgement,
     skip: Option<u32>,
     now: u64,
 ) -> Result<()> {
+    let task_id = task.info.task_id;
     for (replica, status) in &judged.replicas {
         if Some(*replica) != skip {
             tx.set_replica_status(task_id, *replica, *status).await?;
+        }
+        if *status == ReplicaStatus::Valid
+            && task.drill_ops > 0
+            && task.info.result.as_ref().is_some_and(|r| r.error.is_none())
+            && let Some(r) = task.replica(*replica)
+        {
+            let points = crate::reputation::ut(task.drill_ops as f64);
+            tx.add_points(&st.decay, r.worker, Points::Drill, points, now)
+                .await?;
+            tracing::info!(%task_id, worker = %r.worker, ut = points, "drill agreed: drilling points");
         }
     }
     if let Some(decided) = &judged.decided {

@@ -125,11 +125,13 @@ pub async fn report(
         .await?;
     if new {
         tx.count_validation(validator).await?;
-        let points = if info.spec.validation.mode == ValidationMode::Replay {
+        // A replay redoes the task's steps; a spot check about one.
+        let replayed = if info.spec.validation.mode == ValidationMode::Replay {
             steps as f64
         } else {
             1.0
         };
+        let points = replayed * crate::reputation::step_ut(&info.spec);
         tx.add_points(&state.decay, validator, Points::Drill, points, now)
             .await?;
     }

@@ -21,6 +21,8 @@ pub struct ComputeTask {
     pub results: Vec<(u32, RunResult)>,
     /// Unix second each live lease lapses, by replica number.
     pub expiries: Vec<(u32, u64)>,
+    /// A drill's known operation count; 0 for an owner's task.
+    pub drill_ops: u64,
 }
 
 /// A task to store.
@@ -44,6 +46,8 @@ pub struct NewComputeTask<'a> {
     pub created_at: u64,
     /// The task batch that pays it.
     pub batch: Option<u64>,
+    /// A drill's known operation count; 0 for an owner's task.
+    pub drill_ops: u64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -69,6 +73,7 @@ struct RawTask {
     batch_id: Option<i64>,
     settled: i64,
     settle_tx: Option<String>,
+    drill_ops: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -91,7 +96,7 @@ struct TaskReplica {
 
 const TASK_COLUMNS: &str = "task_id, owner, module, validator, input, min_quorum, target_nresults, \
      max_error_results, max_total_results, adaptive, adapted, fuel, wanted, status, result, reason, created_at, decided_at, \
-     batch_id, settled, settle_tx";
+     batch_id, settled, settle_tx, drill_ops";
 
 const REPLICA_COLUMNS: &str = "replica, worker, status, expires_at, result, digest";
 
@@ -170,6 +175,7 @@ fn assemble(raw: RawTask, replicas: Vec<RawReplica>) -> Result<ComputeTask> {
         wanted: count(raw.wanted),
         results,
         expiries,
+        drill_ops: to_u64(raw.drill_ops),
     })
 }
 
@@ -227,31 +233,31 @@ impl StoreTx {
     /// Stores new tasks, each with `target_nresults` replicas wanted,
     /// [`MAX_BOUND`] values to a statement.
     pub async fn insert_compute_tasks(&mut self, tasks: &[NewComputeTask<'_>]) -> Result<()> {
-        const VALUES: usize = 16;
-        for chunk in tasks.chunks(MAX_BOUND / VALUES) {
+        // Columns a new task starts with fixed; every other one is bound.
+        let fixed = |column: &str| match column {
+            "adapted" => Some("0"),
+            "result" | "reason" | "decided_at" | "settle_tx" => Some("NULL"),
+            _ => None,
+        };
+        let columns: Vec<&str> = TASK_COLUMNS.split(',').map(str::trim).collect();
+        let values = columns.iter().filter(|c| fixed(c).is_none()).count();
+        for chunk in tasks.chunks(MAX_BOUND / values) {
+            let mut next = 0;
             let rows = (0..chunk.len())
-                .map(|i| {
-                    let p = |k: usize| format!("${}", i * VALUES + k);
-                    format!(
-                        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, NULL, NULL, {}, \
-                         NULL, {}, {}, NULL)",
-                        p(1),
-                        p(2),
-                        p(3),
-                        p(4),
-                        p(5),
-                        p(6),
-                        p(7),
-                        p(8),
-                        p(9),
-                        p(10),
-                        p(11),
-                        p(12),
-                        p(13),
-                        p(14),
-                        p(15),
-                        p(16)
-                    )
+                .map(|_| {
+                    let row: Vec<String> = columns
+                        .iter()
+                        .map(|c| {
+                            fixed(c).map_or_else(
+                                || {
+                                    next += 1;
+                                    format!("${next}")
+                                },
+                                str::to_string,
+                            )
+                        })
+                        .collect();
+                    format!("({})", row.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -275,7 +281,8 @@ impl StoreTx {
                     .bind(to_db(t.created_at))
                     .bind(t.batch.map(to_db))
                     // An unpaid task owes nothing on-chain.
-                    .bind(i64::from(t.batch.is_none()));
+                    .bind(i64::from(t.batch.is_none()))
+                    .bind(to_db(t.drill_ops));
             }
             query.execute(self.conn()).await?;
         }
@@ -368,15 +375,17 @@ impl StoreTx {
     }
 
     /// The `limit` oldest open tasks that want another replica and have
-    /// none with `worker`, with their replicas.
+    /// none with `worker`, with their replicas; only drills when `drills`.
     pub async fn open_compute_tasks(
         &mut self,
         worker: Address,
         limit: usize,
+        drills: bool,
     ) -> Result<Vec<ComputeTask>> {
+        let only = if drills { "AND t.drill_ops > 0" } else { "" };
         let raw: Vec<RawTask> = sqlx::query_as(&format!(
             "SELECT {TASK_COLUMNS} FROM compute_tasks t
-             WHERE t.status = $1
+             WHERE t.status = $1 {only}
                AND (SELECT COUNT(*) FROM compute_replicas r WHERE r.task_id = t.task_id) < t.wanted
                AND NOT EXISTS (SELECT 1 FROM compute_replicas r
                                WHERE r.task_id = t.task_id AND r.worker = $2)
@@ -388,6 +397,18 @@ impl StoreTx {
         .fetch_all(self.conn())
         .await?;
         self.with_replicas(raw).await
+    }
+
+    /// The unix second `worker` was last leased a replica of a drill.
+    pub async fn last_drill(&mut self, worker: Address) -> Result<Option<u64>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(r.leased_at) FROM compute_replicas r JOIN compute_tasks t
+             ON t.task_id = r.task_id WHERE r.worker = $1 AND t.drill_ops > 0",
+        )
+        .bind(addr_text(worker))
+        .fetch_one(self.conn())
+        .await?;
+        Ok(at.map(to_u64))
     }
 
     /// The tasks `ids` that exist, with their replicas (two statements

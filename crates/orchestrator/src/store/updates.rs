@@ -935,9 +935,10 @@ impl StoreTx {
         index: U256,
         now: u64,
     ) -> Result<()> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT u.trainer, u.steps FROM updates u JOIN chain_updates c
+        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT u.trainer, u.steps, j.spec FROM updates u JOIN chain_updates c
              ON c.job_id = u.job_id AND c.update_index = u.update_index
+             JOIN jobs j ON j.job_id = u.job_id
              WHERE u.job_id = $1 AND u.update_index = $2 AND u.credited = 0 AND c.status = $3",
         )
         .bind(to_db(job_id))
@@ -945,14 +946,18 @@ impl StoreTx {
         .bind(UpdateStatus::Accepted.as_str())
         .fetch_optional(self.conn())
         .await?;
-        let Some((trainer, steps)) = row else {
+        let Some((trainer, steps, spec)) = row else {
             return Ok(());
         };
+        // Training points are the steps' operations in ut.
+        let step_ut = spec
+            .and_then(|s| funetun_core::JobSpec::from_toml(&s).ok())
+            .map_or(0.0, |spec| crate::reputation::step_ut(&spec));
         self.add_points(
             decay,
             parse_addr(&trainer)?,
             super::participants::Points::Train,
-            steps as f64,
+            steps as f64 * step_ut,
             now,
         )
         .await?;

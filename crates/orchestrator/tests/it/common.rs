@@ -118,6 +118,9 @@ impl Env {
         c.listen = "127.0.0.1:0".parse().unwrap();
         c.poll_interval = Duration::from_millis(50);
         c.offline = true;
+        // Drills would come first in every worker's leases; drilling has
+        // its own test (compute::workers_drill_on_joining_…).
+        c.drill_every = None;
         c
     }
 

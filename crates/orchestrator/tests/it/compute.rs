@@ -699,3 +699,105 @@ async fn reply_lease(worker: &Client) -> ReplicaLease {
     assert_eq!(held.len(), 1);
     held.remove(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_drill_on_joining_and_agreeing_drills_earn_drilling_points() {
+    let env = Env::new().await;
+    let mut config = env.config();
+    config.drill_every = Some(std::time::Duration::from_secs(3600));
+    config.drill_rounds = 5;
+    let orch = funetun_orchestrator::start(config).await.unwrap();
+    for i in [2, 3, 4] {
+        env.register_trainer(i).await;
+    }
+    let w = |i: usize| Client::new(&orch.url(), Some(env.keys[i].clone()));
+    let sandbox = Sandbox::new().unwrap();
+    let kernel = example("drill").unwrap().wasm;
+    let ask = |i: usize, reports: Vec<ReplicaReport>, want: u32| {
+        let worker = w(i);
+        async move {
+            worker
+                .exchange_replicas(&Exchange { reports, want })
+                .await
+                .unwrap()
+        }
+    };
+    let run = |lease: &ReplicaLease| {
+        let outcome = run_honestly(&sandbox, kernel, lease);
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        ReplicaReport {
+            task_id: lease.task_id,
+            replica: lease.replica,
+            result: outcome.to_run_result(),
+        }
+    };
+
+    // A joining worker's first lease is its own drill: the shipped kernel,
+    // stored here for it to fetch.
+    let first = ask(2, vec![], 2).await.leases;
+    assert_eq!(first.len(), 1, "nothing else to run");
+    assert_eq!(first[0].module, funetun_core::keccak256(kernel));
+    assert_eq!(w(2).get_blob(first[0].module).await.unwrap(), kernel);
+    assert!(
+        first[0].input.contains(r#""rounds": 5"#),
+        "{}",
+        first[0].input
+    );
+    // The next worker gets its own drill and a second replica of the first.
+    let second = ask(3, vec![], 2).await.leases;
+    assert_eq!(second.len(), 2);
+    assert!(second.iter().any(|l| l.task_id == first[0].task_id));
+
+    // Both report honestly: both drills agree, each worker earns two.
+    ask(2, vec![run(&first[0])], 0).await;
+    let mine = ask(2, vec![], 2).await.leases;
+    assert_eq!(mine.len(), 1, "the other worker's drill, and no new one");
+    ask(2, vec![run(&mine[0])], 0).await;
+    let reply = ask(3, second.iter().map(run).collect(), 0).await;
+    assert!(
+        reply
+            .acks
+            .iter()
+            .all(|a| a.status == ComputeStatus::Done && a.replica_status == ReplicaStatus::Valid)
+    );
+    let drill_ut = funetun_orchestrator::reputation::ut((2 * 64 * 64 * 64 * 5) as f64);
+    let reputation = |people: &[funetun_core::api::ParticipantInfo], i: usize| {
+        people
+            .iter()
+            .find(|p| p.address == env.keys[i].address())
+            .map_or(0.0, |p| p.reputation)
+    };
+    let people = w(2).participants().await.unwrap();
+    for i in [2, 3] {
+        let expected = 0.4 * 2.0 * drill_ut;
+        let got = reputation(&people, i);
+        assert!(
+            (got - expected).abs() < 1e-3 * expected,
+            "worker {i}: {got} ut, expected {expected}"
+        );
+    }
+    // Within the period nobody drills again.
+    assert!(ask(2, vec![], 4).await.leases.is_empty());
+
+    // A worker whose drill result is wrong is outvoted and earns nothing.
+    let liar = ask(4, vec![], 1).await.leases;
+    assert_eq!(liar.len(), 1);
+    let ack = ask(4, vec![forged(&liar[0])], 0).await.acks;
+    assert_eq!(ack[0].status, ComputeStatus::Open);
+    let checked = ask(2, vec![], 1).await.leases;
+    assert_eq!(checked[0].task_id, liar[0].task_id);
+    ask(2, vec![run(&checked[0])], 0).await;
+    // One against one: a third replica decides.
+    let third = ask(3, vec![], 1).await.leases;
+    assert_eq!(third[0].task_id, liar[0].task_id);
+    let ack = ask(3, vec![run(&third[0])], 0).await.acks;
+    assert_eq!(
+        (ack[0].status, ack[0].replica_status),
+        (ComputeStatus::Done, ReplicaStatus::Valid)
+    );
+    let people = w(2).participants().await.unwrap();
+    assert_eq!(reputation(&people, 4), 0.0);
+    let expected = 0.4 * 3.0 * drill_ut;
+    assert!((reputation(&people, 2) - expected).abs() < 1e-3 * expected);
+    orch.shutdown().await.unwrap();
+}

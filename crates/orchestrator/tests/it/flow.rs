@@ -99,6 +99,10 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
         assert_eq!(u.paid_wei, spec.base_reward_wei().unwrap());
     }
     let participants = owner.participants().await.unwrap();
+    // One step of this job in ut (docs/reputation.md): batch × the model's
+    // operations per sample.
+    let step = funetun_orchestrator::reputation::step_ut(&spec);
+    assert!(step > 0.0);
     for i in [2, 3] {
         let p = participants
             .iter()
@@ -110,8 +114,14 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
             p.earned_wei,
             spec.base_reward_wei().unwrap() * U256::from(2u64)
         );
-        // 2 accepted updates of 3 steps, barely decayed: 0.6 · 6.
-        assert!((p.reputation - 3.6).abs() < 0.01, "{}", p.reputation);
+        // 2 accepted updates of 3 steps, barely decayed: 0.6 · 6 steps'
+        // operations, in ut.
+        let expected = 0.6 * 6.0 * step;
+        assert!(
+            (p.reputation - expected).abs() < 1e-3 * expected,
+            "{} ut, expected {expected}",
+            p.reputation
+        );
     }
     let v = participants
         .iter()
@@ -125,7 +135,13 @@ async fn two_trainers_and_a_validator_finish_two_rounds() {
     let detail = owner.job(job).await.unwrap();
     assert_eq!(detail.validation_reward_wei, reward);
     assert_eq!(detail.validators_paid_wei, v.earned_wei);
-    assert!((v.reputation - 0.4 * 12.0).abs() < 0.01, "{}", v.reputation);
+    // It replayed the four updates' 12 steps.
+    let expected = 0.4 * 12.0 * step;
+    assert!(
+        (v.reputation - expected).abs() < 1e-3 * expected,
+        "{} ut, expected {expected}",
+        v.reputation
+    );
 
     let graph = owner.graph().await.unwrap();
     for label in [
