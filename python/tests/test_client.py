@@ -4,7 +4,8 @@ started by crates/cli/tests/it/tasks.rs, which passes:
 - FUNETUN_TEST_URL: the orchestrator;
 - FUNETUN_TEST_KEY: a key that may submit (hex);
 - FUNETUN_TEST_MODULES: a directory holding pi.wasm, rounding.wasm and
-  rounding-valid.wasm (`funetun tasks example`).
+  rounding-valid.wasm (`funetun tasks example`);
+- FUNETUN_TEST_RPC: the chain's JSON-RPC, where FUNETUN_TEST_KEY has ether.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ import funetun
 URL = os.environ.get("FUNETUN_TEST_URL")
 KEY = os.environ.get("FUNETUN_TEST_KEY")
 MODULES = Path(os.environ.get("FUNETUN_TEST_MODULES", "."))
+RPC = os.environ.get("FUNETUN_TEST_RPC")
 
 pytestmark = pytest.mark.skipif(
     not URL, reason="needs an orchestrator: run through crates/cli/tests/it/tasks.rs"
@@ -95,6 +97,30 @@ def test_a_task_out_of_fuel_fails_with_its_class():
     with pytest.raises(funetun.TaskFailed) as failed:
         run(go())
     assert failed.value.error == "fuel"
+
+
+def test_a_batch_funded_from_python_pays_its_tasks():
+    async def go():
+        async with await funetun.connect(URL, key=KEY) as conn:
+            with pytest.raises(ValueError):
+                await conn.fund_batch(RPC, 10**15, 2 * 10**15)
+            batch = await conn.fund_batch(RPC, 12 * 10**15, 10**15, hours=2)
+            task = await conn.create_task({"samples": 3000, "seed": 5}, MODULES / "pi.wasm",
+                                          batch=batch).submit()
+            result = await task.result(timeout=120)
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:
+                info = await task.status()
+                if info["settled"] or asyncio.get_running_loop().time() > deadline:
+                    return batch, result, info
+                await asyncio.sleep(0.2)
+
+    batch, result, info = run(go())
+    assert batch >= 1
+    assert result["samples"] == 3000
+    assert info["batch"] == batch
+    # The leader paid both agreeing results on-chain.
+    assert info["settled"] and info["settlement"].startswith("0x")
 
 
 def test_bad_submissions_are_refused_with_their_codes():

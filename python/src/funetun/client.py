@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import eth_abi
 import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 #: The tag every signed request's message starts with.
 DOMAIN_TAG = "funetun-request-v1"
@@ -93,6 +94,34 @@ def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
 
+#: ``createTaskBatch(bytes32,address,uint256,uint32)``'s selector.
+_CREATE_TASK_BATCH = keccak(b"createTaskBatch(bytes32,address,uint256,uint32)")[:4]
+
+#: The topic of the contract's ``TaskBatchCreated`` event.
+_TASK_BATCH_CREATED = keccak(
+    b"TaskBatchCreated(uint256,address,address,bytes32,uint256,uint256,uint64)")
+
+
+class _Rpc:
+    """Ethereum JSON-RPC over the connection's HTTP client."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str):
+        self._http = http
+        self._url = url
+        self._id = 0
+
+    async def call(self, method: str, params: list) -> Any:
+        self._id += 1
+        response = await self._http.post(
+            self._url, json={"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        response.raise_for_status()
+        body = response.json()
+        if body.get("error"):
+            err = body["error"]
+            raise FunetunError(0, "chain_error", f"{method}: {err.get('message', err)}")
+        return body.get("result")
+
+
 class Connection:
     """A connection to one orchestrator, signing with one key (or none:
     then it can only read)."""
@@ -153,6 +182,60 @@ class Connection:
     async def info(self) -> dict:
         """``GET /v1/info``: the leader, contract and chain this orchestrator serves."""
         return (await self._send("GET", "/v1/info")).json()
+
+    async def fund_batch(self, rpc_url: str, deposit_wei: int, reward_wei: int, *,
+                         hours: int = 24, label: str = "funetun task batch",
+                         timeout: float = 120.0) -> int:
+        """Funds a task batch on the contract this orchestrator serves
+        (``createTaskBatch``, led by it): ``deposit_wei`` locked, each
+        result in a task's canonical class paid ``reward_wei``, for
+        ``hours``. Signs the transaction with this connection's key, sends
+        it to ``rpc_url`` (the chain's JSON-RPC) and returns the batch id
+        once it is mined; tasks name it with ``create_task(..., batch=N)``.
+        The deposit must cover at least one result."""
+        if self._account is None:
+            raise FunetunError(0, "no_key", "funding a batch needs a key: pass key= to funetun.connect")
+        if reward_wei <= 0 or deposit_wei < reward_wei:
+            raise ValueError("the reward must be positive and the deposit at least one reward")
+        if not 1 <= hours < 2**32 // 3600:
+            raise ValueError("hours must be between 1 and 1193046")
+        info = await self.info()
+        contract = to_checksum_address(info["contract"])
+        data = _CREATE_TASK_BATCH + eth_abi.encode(
+            ["bytes32", "address", "uint256", "uint32"],
+            [keccak(label.encode()), to_checksum_address(info["leader"]), reward_wei,
+             hours * 3600],
+        )
+        rpc = _Rpc(self._http, rpc_url)
+        sender = self._account.address
+        call = {"from": sender, "to": contract, "value": hex(deposit_wei),
+                "data": _hex(data)}
+        gas = int(await rpc.call("eth_estimateGas", [call]), 16)
+        tx = {
+            "chainId": int(await rpc.call("eth_chainId", []), 16),
+            "nonce": int(await rpc.call("eth_getTransactionCount", [sender, "pending"]), 16),
+            "to": contract,
+            "value": deposit_wei,
+            "data": data,
+            "gas": gas + gas // 5,
+            "gasPrice": int(await rpc.call("eth_gasPrice", []), 16),
+        }
+        signed = self._account.sign_transaction(tx)
+        tx_hash = await rpc.call("eth_sendRawTransaction", [_hex(bytes(signed.raw_transaction))])
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = await rpc.call("eth_getTransactionReceipt", [tx_hash])
+            if receipt is not None:
+                break
+            if time.monotonic() > deadline:
+                raise FunetunError(0, "not_mined", f"transaction {tx_hash} was not mined in {timeout} s")
+            await asyncio.sleep(0.2)
+        if int(receipt["status"], 16) != 1:
+            raise FunetunError(0, "reverted", f"createTaskBatch reverted (transaction {tx_hash})")
+        for log in receipt["logs"]:
+            if log["topics"] and log["topics"][0] == _hex(_TASK_BATCH_CREATED):
+                return int(log["topics"][1], 16)
+        raise FunetunError(0, "no_event", f"transaction {tx_hash} created no task batch")
 
     async def upload_module(self, wasm: Wasm) -> str:
         """Uploads a WebAssembly module as a blob; returns its keccak256."""

@@ -338,7 +338,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
     for name in ["pi", "rounding", "rounding-valid"] {
         example(dir.path(), name);
     }
-    let (_chain, keys, orchestrator, _owner) = market(&dir, true).await;
+    let (chain, keys, orchestrator, _owner) = market(&dir, true).await;
     let url = orchestrator.url();
     let workers: Vec<_> = [2, 3]
         .iter()
@@ -367,6 +367,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("FUNETUN_TEST_URL", &url)
         .env("FUNETUN_TEST_KEY", crate::key_hex(&keys[0]))
+        .env("FUNETUN_TEST_RPC", chain.rpc_url())
         .env("FUNETUN_TEST_MODULES", dir.path())
         .output()
         .await
@@ -377,7 +378,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
         String::from_utf8_lossy(&pytest.stderr)
     );
     assert!(pytest.status.success(), "pytest failed:\n{report}");
-    assert!(report.contains("4 passed"), "{report}");
+    assert!(report.contains("5 passed"), "{report}");
     // The worker processes drilled on joining, checked each other's drill
     // and earned effective compute for it (docs/tasks.md, "Drilling").
     let client = funetun_client::Client::new(&url, None);
