@@ -52,6 +52,18 @@ pub struct Wasm {
 }
 
 impl Wasm {
+    /// When `worker` last drilled, as far as this process knows.
+    fn drilled_at(&self, worker: Address) -> Option<u64> {
+        let drilled = self.drilled.lock().unwrap_or_else(|e| e.into_inner());
+        drilled.get(&worker).copied()
+    }
+
+    /// Records that `worker` drilled at `at`.
+    fn drilled(&self, worker: Address, at: u64) {
+        let mut drilled = self.drilled.lock().unwrap_or_else(|e| e.into_inner());
+        drilled.insert(worker, at);
+    }
+
     /// A fresh sandbox.
     pub fn new() -> Result<Wasm> {
         let sandbox = Sandbox::new()
@@ -718,24 +730,13 @@ async fn drill(
     };
     let since = now.saturating_sub(every.as_secs());
     let recent = |at: u64| at > since || since == 0;
-    let known = st
-        .wasm
-        .drilled
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&worker)
-        .copied();
-    if known.is_some_and(recent) {
+    if st.wasm.drilled_at(worker).is_some_and(recent) {
         return Ok(None);
     }
     if let Some(at) = tx.last_drill(worker).await?
         && recent(at)
     {
-        st.wasm
-            .drilled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(worker, at);
+        st.wasm.drilled(worker, at);
         return Ok(None);
     }
     let kernel = funetun_compute::examples::example("drill")
@@ -747,14 +748,8 @@ async fn drill(
             .await?;
     }
     let rounds = st.config.drill_rounds.max(1);
-    let seed = {
-        use rand_core::TryRngCore as _;
-        let mut bytes = [0u8; 8];
-        rand_core::OsRng
-            .try_fill_bytes(&mut bytes)
-            .map_err(|e| Error::Config(format!("no randomness for a drill's seed: {e}")))?;
-        u64::from_le_bytes(bytes)
-    };
+    let seed =
+        random_u64().ok_or_else(|| Error::Config("no randomness for a drill's seed".into()))?;
     let input = format!(r#"{{"n": {DRILL_N}, "rounds": {rounds}, "seed": {seed}}}"#);
     let ops = 2 * u64::from(DRILL_N).pow(3) * u64::from(rounds);
     let mut id_seed = b"funetun-drill/1\0".to_vec();
@@ -777,11 +772,7 @@ async fn drill(
     .await?;
     tx.insert_replicas(&[(task_id, 0)], worker, now, expires_at)
         .await?;
-    st.wasm
-        .drilled
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(worker, now);
+    st.wasm.drilled(worker, now);
     tracing::info!(%task_id, %worker, ops, "drill issued");
     Ok(Some(ReplicaLease {
         task_id,
@@ -795,15 +786,18 @@ async fn drill(
     }))
 }
 
-/// True with probability `p` (the operating system's randomness).
-fn draw(p: f64) -> bool {
+/// A random word from the operating system; none when it has none.
+fn random_u64() -> Option<u64> {
     use rand_core::TryRngCore as _;
     let mut bytes = [0u8; 8];
-    if rand_core::OsRng.try_fill_bytes(&mut bytes).is_err() {
-        // Without randomness, check: the safe side.
-        return true;
-    }
-    (u64::from_le_bytes(bytes) as f64 / u64::MAX as f64) < p
+    rand_core::OsRng.try_fill_bytes(&mut bytes).ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// True with probability `p` (the operating system's randomness).
+fn draw(p: f64) -> bool {
+    // Without randomness, check: the safe side.
+    random_u64().is_none_or(|x| (x as f64 / u64::MAX as f64) < p)
 }
 
 /// Marks lapsed leases and settles their tasks (which may issue more
