@@ -16,12 +16,16 @@ fi
 
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 target=${FUNETUN_TASKS_TARGET:-$HOME/.cache/funetun/target-tasks}
-RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$root/examples/tasks=/tasks" \
+# The last matching prefix wins: the checkout (`sweep` builds funetun-ml from
+# crates/), then the more specific ones.
+# SIMD128 is deterministic (fixed-width lanes, no fused multiply-add; the
+# sandbox refuses relaxed SIMD), and `sweep`'s matrix products use it.
+RUSTFLAGS="-Ctarget-feature=+simd128 --remap-path-prefix=$root=/funetun --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$root/examples/tasks=/tasks" \
   cargo build --quiet --release --locked --target wasm32-unknown-unknown \
   --manifest-path examples/tasks/Cargo.toml --target-dir "$target"
 
 status=0
-for name in drill hostile pi rounding rounding_valid; do
+for name in drill hostile pi rounding rounding_valid sweep; do
   built="$target/wasm32-unknown-unknown/release/$name.wasm"
   shipped="crates/compute/tasks/$name.wasm"
   if [ "${1:-}" = "--check" ]; then

@@ -57,6 +57,10 @@ pub enum BenchCommand {
     /// training leases per second in the same run; prints
     /// {"tasks_per_sec","lease_requests_per_sec","ratio_tasks_to_leases",…}.
     Tasks(crate::orchestrator::TasksBenchArgs),
+    /// One MLP training step inside the WebAssembly sandbox (the `sweep`
+    /// example: funetun-ml compiled to wasm32) against the native engine
+    /// on one thread; prints {"wasm_step_ms","native_step_ms","ratio",…}.
+    Sandbox(crate::bench_sandbox::SandboxBenchArgs),
     /// The load process of `bench tasks`.
     #[command(hide = true)]
     TasksClient(crate::orchestrator::TasksClientArgs),
@@ -190,6 +194,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sync(args) => crate::demo::bench_sync(*args),
         BenchCommand::ApiClient(args) => crate::orchestrator::api_client(args),
         BenchCommand::Tasks(args) => crate::orchestrator::bench_tasks(args),
+        BenchCommand::Sandbox(args) => crate::bench_sandbox::run(args),
         BenchCommand::TasksClient(args) => crate::orchestrator::tasks_client(args),
         BenchCommand::Chain(args) => {
             let rt = runtime()?;

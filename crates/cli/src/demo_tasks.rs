@@ -3,8 +3,9 @@
 //! and an orchestrator in this process; `funetun worker` processes, the last
 //! of which reports made-up outputs; the owner funds a task batch and
 //! submits the shipped examples — `pi`, `rounding` judged by its tolerant
-//! validator, and `hostile` (an endless loop, a memory bomb, a 2 MiB
-//! answer). The summary counts what was agreed, rejected, paid and slashed,
+//! validator, `sweep` (three learning rates of the MLP, trained by
+//! funetun-ml compiled to WebAssembly) and `hostile` (an endless loop, a
+//! memory bomb, a 2 MiB answer). The summary counts what was agreed, rejected, paid and slashed,
 //! read back from the orchestrator and the chain.
 
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ const RESULT_REWARD_WEI: u64 = 1_000_000_000_000_000;
 /// Fuel of the hostile tasks' replicas (the endless loop burns all of it).
 const HOSTILE_FUEL: u64 = 200_000_000;
 
+/// The learning rates of the demo's sweep.
+const SWEEP_LRS: [f32; 3] = [0.01, 0.05, 0.5];
+
 /// A task the demo submits.
 struct DemoTask {
     kind: &'static str,
@@ -55,6 +59,14 @@ fn tasks() -> Vec<DemoTask> {
             kind: "rounding",
             input: format!(r#"{{"values": 50000, "seed": 3, "order": "{order}"}}"#),
             validator: true,
+            fuel: None,
+        });
+    }
+    for lr in SWEEP_LRS {
+        tasks.push(DemoTask {
+            kind: "sweep",
+            input: format!(r#"{{"lr": {lr}, "optimizer": "momentum", "steps": 40, "seed": 1}}"#),
+            validator: false,
             fuel: None,
         });
     }
@@ -98,6 +110,15 @@ pub struct HostileTask {
     pub class: Option<String>,
 }
 
+/// One point of the sweep in the summary: the canonical result.
+#[derive(Debug, Serialize)]
+pub struct SweepPoint {
+    /// The learning rate.
+    pub lr: f64,
+    /// Test accuracy of the MLP the quorum agreed on (none: no output).
+    pub val_accuracy: Option<f64>,
+}
+
 /// What `funetun demo --preset tasks --json` prints.
 #[derive(Debug, Serialize)]
 pub struct TasksSummary {
@@ -124,6 +145,8 @@ pub struct TasksSummary {
     pub hostile_contained: bool,
     /// The hostile tasks.
     pub hostile: Vec<HostileTask>,
+    /// The sweep's points, as agreed.
+    pub sweep: Vec<SweepPoint>,
     /// Gas of the settlements per paid result.
     pub gas_per_accepted_result: u64,
     /// The workers.
@@ -373,6 +396,7 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
         slashed_wei: String::new(),
         hostile_contained: honest_alive,
         hostile: Vec::new(),
+        sweep: Vec::new(),
         gas_per_accepted_result: 0,
         workers: Vec::new(),
         seconds,
@@ -390,6 +414,16 @@ pub async fn run_demo(args: &DemoArgs) -> anyhow::Result<TasksSummary> {
                 (ReplicaStatus::Invalid, true) => summary.wrong_results_rejected += 1,
                 _ => {}
             }
+        }
+        if task.kind == "sweep" {
+            let field = |text: &str, name: &str| -> Option<f64> {
+                serde_json::from_str::<serde_json::Value>(text).ok()?[name].as_f64()
+            };
+            let output = info.result.as_ref().and_then(|r| r.output.as_deref());
+            summary.sweep.push(SweepPoint {
+                lr: field(&task.input, "lr").unwrap_or_default(),
+                val_accuracy: output.and_then(|o| field(o, "val_accuracy")),
+            });
         }
         if task.kind == "hostile" {
             let class = info.result.as_ref().and_then(|r| r.error.clone());
@@ -500,6 +534,12 @@ fn print_summary(s: &TasksSummary) {
             h.input,
             h.class.as_deref().unwrap_or("no agreed failure class")
         );
+    }
+    for p in &s.sweep {
+        match p.val_accuracy {
+            Some(a) => println!("sweep lr {}: test accuracy {a:.3}", p.lr),
+            None => println!("sweep lr {}: no agreed output", p.lr),
+        }
     }
     println!(
         "hostile tasks contained: {}",

@@ -8,6 +8,7 @@ mod args;
 mod audit;
 mod bench;
 mod bench_blobs;
+mod bench_sandbox;
 mod bench_text;
 mod chain;
 mod demo;

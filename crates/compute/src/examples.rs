@@ -17,7 +17,7 @@ pub struct Example {
 }
 
 /// Every shipped example.
-pub const EXAMPLES: [Example; 5] = [
+pub const EXAMPLES: [Example; 6] = [
     Example {
         name: "pi",
         about: "Monte-Carlo π: {\"samples\": N, \"seed\": S} → {\"samples\", \"inside\", \"pi\"}",
@@ -30,6 +30,15 @@ pub const EXAMPLES: [Example; 5] = [
                 {\"values\": N, \"seed\": S, \"order\": \"forward\"|\"backward\"|\"pairwise\"} → {\"sum\", \"order\"}",
         input: r#"{"values": 100000, "seed": 7, "order": "pairwise"}"#,
         wasm: include_bytes!("../tasks/rounding.wasm"),
+    },
+    Example {
+        name: "sweep",
+        about: "one point of a hyper-parameter sweep: trains the MLP with funetun-ml (compiled \
+                to WebAssembly) on the synthetic set, {\"lr\": X, \"optimizer\", \"batch\", \
+                \"steps\", \"seed\", \"data_seed\", \"train\", \"test\"} → the settings, \
+                \"val_accuracy\", \"val_loss\", \"train_loss_before\", \"train_loss_after\"",
+        input: r#"{"lr": 0.05, "optimizer": "momentum", "seed": 1}"#,
+        wasm: include_bytes!("../tasks/sweep.wasm"),
     },
     Example {
         name: "drill",

@@ -14,7 +14,7 @@
 //! - [`protocol`]: the protocol's words (statuses, validation modes, model
 //!   and data set identifiers, roles) as enums parsed once at the edge.
 //! - [`auth`]: the signed-request format (EIP-191 over method, path, body
-//!   hash, timestamp and nonce).
+//!   hash, timestamp and nonce); the `signing` feature, on by default.
 //! - [`blobs`]: the content-addressed blob directory (checked, atomic,
 //!   write-once) behind the orchestrator's store and participants' caches.
 //! - [`sync`]: how a job's rounds synchronise (`sync`, `stale:S`) and the
@@ -26,6 +26,7 @@
 
 pub mod amount;
 pub mod api;
+#[cfg(feature = "signing")]
 pub mod auth;
 pub mod blobs;
 pub mod compute;

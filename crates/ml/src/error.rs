@@ -53,6 +53,7 @@ pub enum Error {
     },
     /// The candle reference implementation failed.
     #[error("candle: {0}")]
+    #[cfg(feature = "host")]
     Candle(#[from] candle_core::Error),
 }
 

@@ -23,7 +23,8 @@
 //! - [`task`]: [`task_spec`], an orchestrator's task read as a [`TaskSpec`].
 //! - [`recipe`]: named configurations' optimisation (nanoGPT's `baby`).
 //! - [`reference`]: the same networks in candle, the oracle for the engine's
-//!   gradients and the baseline of the training benchmark.
+//!   gradients and the baseline of the training benchmark (the `host`
+//!   feature, on by default; without it the crate builds for WebAssembly).
 //! - [`platform`]: the platform class under which results are bit-exact.
 //! - [`rng`]: seeded randomness.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
@@ -38,6 +39,7 @@ pub mod model;
 pub mod optim;
 pub mod platform;
 pub mod recipe;
+#[cfg(feature = "host")]
 pub mod reference;
 pub mod rng;
 pub mod space;

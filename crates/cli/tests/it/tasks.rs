@@ -474,6 +474,16 @@ fn the_tasks_demo_pays_the_honest_slashes_the_liar_and_contains_hostile_modules(
         .map(|h| h["class"].as_str().unwrap())
         .collect();
     assert_eq!(classes, ["fuel", "memory", "output_size"]);
+    // The sweep's points: the MLP trained by funetun-ml inside the sandbox,
+    // agreed bit for bit; a good learning rate learns the synthetic set.
+    let sweep = s["sweep"].as_array().unwrap();
+    assert_eq!(sweep.len(), 3, "{s}");
+    let accuracy = |p: &serde_json::Value| p["val_accuracy"].as_f64().unwrap();
+    assert!(
+        sweep.iter().all(|p| (0.0..=1.0).contains(&accuracy(p))),
+        "{s}"
+    );
+    assert!(sweep.iter().map(accuracy).fold(0.0, f64::max) > 0.8, "{s}");
     // Every agreed result was paid to an honest worker, and only the liar lost stake.
     let workers = s["workers"].as_array().unwrap();
     let paid: u128 = workers.iter().map(|w| wei(&w["credit_wei"])).sum();

@@ -121,3 +121,33 @@ fn a_validator_that_fails_answers_no() {
     .unwrap();
     assert!(Validator::from_wasm(&sandbox, &neither).is_err());
 }
+
+#[test]
+fn sweep_trains_the_mlp_in_the_sandbox_the_same_bits_every_time() {
+    let input = example("sweep").unwrap().input;
+    let a = run_example(&Sandbox::new().unwrap(), "sweep", input);
+    let b = run_example(&Sandbox::new().unwrap(), "sweep", input);
+    assert_eq!(a, b);
+    assert!(a.fuel_used < Limits::TASK.fuel, "{}", a.fuel_used);
+    let out: serde_json::Value = serde_json::from_slice(a.result.as_ref().unwrap()).unwrap();
+    // 60 steps of the MLP on the synthetic set: well past chance (0.1).
+    let accuracy = out["val_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.8, "{out}");
+    assert!(out["train_loss_after"].as_f64().unwrap() < out["train_loss_before"].as_f64().unwrap());
+    assert_eq!(out["steps"], 60);
+    // Another learning rate is another point of the sweep.
+    let sandbox = Sandbox::new().unwrap();
+    let c = run_example(
+        &sandbox,
+        "sweep",
+        r#"{"lr": 0.2, "optimizer": "momentum", "seed": 1}"#,
+    );
+    assert_ne!(a.digest(), c.digest());
+    // A setting the engine refuses is the task's answer, naming it.
+    let refused = run_example(&sandbox, "sweep", r#"{"lr": 0.1, "optimizer": "rmsprop"}"#);
+    let out: serde_json::Value = serde_json::from_slice(&refused.result.unwrap()).unwrap();
+    assert!(out["error"].as_str().unwrap().contains("rmsprop"), "{out}");
+    let refused = run_example(&sandbox, "sweep", r#"{"lr": 0.1, "steps": 100000}"#);
+    let out: serde_json::Value = serde_json::from_slice(&refused.result.unwrap()).unwrap();
+    assert!(out["error"].as_str().unwrap().contains("steps"), "{out}");
+}

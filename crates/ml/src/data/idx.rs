@@ -3,7 +3,6 @@
 //! Header integers are big-endian u32: magic (`0x0803` for images,
 //! `0x0801` for labels), count, then rows and columns for images.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -11,6 +10,7 @@ use crate::error::{Error, Result};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Decompressed files larger than this are refused (MNIST's largest is 47 MB).
+#[cfg_attr(not(feature = "host"), allow(dead_code))]
 const MAX_FILE_BYTES: u64 = 512 << 20;
 
 /// Images from an IDX file: `count` images of `rows × cols` u8 pixels.
@@ -34,24 +34,42 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     };
     let raw = std::fs::read(path).map_err(io)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::BadDataFile {
-                path: path.to_path_buf(),
-                problem: format!("corrupt or truncated gzip data: {e}"),
-            })?;
-        if out.len() as u64 > MAX_FILE_BYTES {
-            return Err(Error::BadDataFile {
-                path: path.to_path_buf(),
-                problem: format!("decompresses to more than {MAX_FILE_BYTES} bytes"),
-            });
-        }
-        Ok(out)
+        gunzip(&raw, path)
     } else {
         Ok(raw)
     }
+}
+
+/// Unpacks gzip data read from `path`, at most [`MAX_FILE_BYTES`] of it.
+#[cfg(feature = "host")]
+fn gunzip(raw: &[u8], path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(raw)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::BadDataFile {
+            path: path.to_path_buf(),
+            problem: format!("corrupt or truncated gzip data: {e}"),
+        })?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::BadDataFile {
+            path: path.to_path_buf(),
+            problem: format!("decompresses to more than {MAX_FILE_BYTES} bytes"),
+        });
+    }
+    Ok(out)
+}
+
+/// Without the `host` feature there is no gzip reader.
+#[cfg(not(feature = "host"))]
+fn gunzip(_: &[u8], path: &Path) -> Result<Vec<u8>> {
+    Err(Error::BadDataFile {
+        path: path.to_path_buf(),
+        problem: "gzip data, and this build reads plain files only (the `host` feature \
+                  of funetun-ml reads gzip); unpack it with `gunzip`"
+            .into(),
+    })
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {

@@ -2,8 +2,10 @@
 //! then the per-user cache, and finally a download from the usual public
 //! mirrors, checked against the known SHA-256 of every file.
 
+#[cfg(feature = "host")]
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "host")]
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -33,6 +35,7 @@ pub const TEXT_FILE: &str = "input.txt";
 
 struct Source {
     subdir: &'static str,
+    #[cfg_attr(not(feature = "host"), allow(dead_code))]
     mirrors: &'static [&'static str],
     /// Each file as downloaded, with its SHA-256.
     files: &'static [(&'static str, &'static str)],
@@ -149,6 +152,9 @@ fn source(name: &DatasetName) -> Option<Source> {
 
 /// The per-user cache directory for data sets.
 pub fn cache_dir() -> Option<PathBuf> {
+    #[cfg(not(feature = "host"))]
+    return None;
+    #[cfg(feature = "host")]
     dirs::cache_dir().map(|d| d.join("funetun").join("data"))
 }
 
@@ -241,6 +247,14 @@ pub fn locate(name: &DatasetName, options: &LoadOptions<'_>) -> Result<PathBuf> 
     Ok(dir)
 }
 
+#[cfg(not(feature = "host"))]
+fn download_all(_: &Source, _: &Path, _: &LoadOptions<'_>) -> Result<()> {
+    Err(Error::DataUnavailable(
+        "this build does not download (the `host` feature of funetun-ml does)".into(),
+    ))
+}
+
+#[cfg(feature = "host")]
 fn download_all(src: &Source, dir: &Path, options: &LoadOptions<'_>) -> Result<()> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -279,6 +293,7 @@ fn download_all(src: &Source, dir: &Path, options: &LoadOptions<'_>) -> Result<(
 
 /// Downloads `url` to a temporary file, checks its SHA-256 and renames it
 /// into place, so a half-downloaded file is never mistaken for a good one.
+#[cfg(feature = "host")]
 fn fetch_verified(
     client: &reqwest::blocking::Client,
     url: &str,

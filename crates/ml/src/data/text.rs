@@ -20,12 +20,19 @@
 //! split is the `context` tokens starting at token `i`, and its targets are
 //! the same window shifted by one.
 
+#[cfg(feature = "host")]
 use std::fmt;
+#[cfg(feature = "host")]
 use std::sync::Arc;
 
 use funetun_core::protocol::Tokenizer;
 
 use crate::error::{Error, Result};
+
+/// Why a build without the `host` feature reads no `tokenizer.json`.
+#[cfg(not(feature = "host"))]
+const NO_TOKENIZERS: &str = "this build has no `tokenizers` library (the `host` feature of \
+                             funetun-ml has); use the `char` or `byte` tokenizer";
 
 /// Share of a corpus's tokens in the training split.
 pub const TRAIN_FRACTION: f64 = 0.9;
@@ -41,10 +48,12 @@ enum Kind {
     Byte,
     /// The token of each character is its index here.
     Char(Vec<char>),
+    #[cfg(feature = "host")]
     Hf(Arc<HfTokenizer>),
 }
 
 /// A parsed `tokenizer.json`, compared by its canonical JSON.
+#[cfg(feature = "host")]
 struct HfTokenizer {
     tokenizer: tokenizers::Tokenizer,
     /// The tokenizer as the `tokenizers` crate writes it back.
@@ -53,14 +62,17 @@ struct HfTokenizer {
     size: usize,
 }
 
+#[cfg(feature = "host")]
 impl PartialEq for HfTokenizer {
     fn eq(&self, other: &Self) -> bool {
         self.json == other.json
     }
 }
 
+#[cfg(feature = "host")]
 impl Eq for HfTokenizer {}
 
+#[cfg(feature = "host")]
 impl HfTokenizer {
     /// The first visible character of `text` that the tokenizer turns
     /// into no token at all when alone, with its byte offset. (A dropped
@@ -79,6 +91,7 @@ impl HfTokenizer {
     }
 }
 
+#[cfg(feature = "host")]
 impl fmt::Debug for HfTokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HfTokenizer")
@@ -116,6 +129,7 @@ impl Vocab {
     /// Its size is one more than its largest id, counting added tokens
     /// (the vocabulary size with added tokens when the ids are
     /// contiguous, as they are in every tokenizer `transformers` saves).
+    #[cfg(feature = "host")]
     pub fn from_hf_json(json: &[u8]) -> Result<Self> {
         let tokenizer = tokenizers::Tokenizer::from_bytes(json).map_err(|e| {
             Error::invalid(
@@ -163,6 +177,7 @@ impl Vocab {
     ///   the bytes' characters in that mapping (id = byte value), no
     ///   merges, and the byte-level decoder;
     /// - a Hugging Face tokenizer: its own JSON.
+    #[cfg(feature = "host")]
     pub fn to_hf_json(&self) -> Result<Vec<u8>> {
         use tokenizers::decoders::fuse::Fuse;
         use tokenizers::models::bpe::BPE;
@@ -199,12 +214,25 @@ impl Vocab {
         Ok(tokenizer.to_string(true).map_err(failed)?.into_bytes())
     }
 
+    /// Without the `host` feature there is no `tokenizers` library.
+    #[cfg(not(feature = "host"))]
+    pub fn from_hf_json(_json: &[u8]) -> Result<Self> {
+        Err(Error::invalid("tokenizer.json", NO_TOKENIZERS.to_string()))
+    }
+
+    /// Without the `host` feature there is no `tokenizers` library.
+    #[cfg(not(feature = "host"))]
+    pub fn to_hf_json(&self) -> Result<Vec<u8>> {
+        Err(Error::invalid("tokenizer", NO_TOKENIZERS.to_string()))
+    }
+
     /// The built-in tokenizer (`char` or `byte`); `None` for a Hugging
     /// Face tokenizer.
     pub fn tokenizer(&self) -> Option<Tokenizer> {
         match self.kind {
             Kind::Byte => Some(Tokenizer::Byte),
             Kind::Char(_) => Some(Tokenizer::Char),
+            #[cfg(feature = "host")]
             Kind::Hf(_) => None,
         }
     }
@@ -215,6 +243,7 @@ impl Vocab {
         match self.kind {
             Kind::Byte => "byte",
             Kind::Char(_) => "char",
+            #[cfg(feature = "host")]
             Kind::Hf(_) => "Hugging Face",
         }
     }
@@ -224,6 +253,7 @@ impl Vocab {
         match &self.kind {
             Kind::Byte => 256,
             Kind::Char(chars) => chars.len(),
+            #[cfg(feature = "host")]
             Kind::Hf(hf) => hf.size,
         }
     }
@@ -233,7 +263,7 @@ impl Vocab {
     pub fn chars(&self) -> &[char] {
         match &self.kind {
             Kind::Char(chars) => chars,
-            Kind::Byte | Kind::Hf(_) => &[],
+            _ => &[],
         }
     }
 
@@ -253,6 +283,7 @@ impl Vocab {
                     })
                 })
                 .collect(),
+            #[cfg(feature = "host")]
             Kind::Hf(hf) => {
                 let encoding = hf.tokenizer.encode(text, false).map_err(|e| {
                     Error::invalid(
@@ -284,7 +315,7 @@ impl Vocab {
     pub fn encode_corpus_checked(&self, corpus: &[u8], name: &str) -> Result<Vec<u32>> {
         let text = match self.kind {
             Kind::Byte => return Ok(self.encode_corpus(corpus)),
-            Kind::Char(_) | Kind::Hf(_) => std::str::from_utf8(corpus).map_err(|e| {
+            _ => std::str::from_utf8(corpus).map_err(|e| {
                 Error::invalid(
                     "data set",
                     format!(
@@ -328,6 +359,7 @@ impl Vocab {
                 .chars()
                 .map(|c| chars.binary_search(&c).unwrap_or(0) as u32)
                 .collect(),
+            #[cfg(feature = "host")]
             Kind::Hf(_) => self
                 .encode(&String::from_utf8_lossy(corpus))
                 .unwrap_or_default(),
@@ -346,6 +378,7 @@ impl Vocab {
                 .iter()
                 .map(|&t| chars.get(t as usize).copied().unwrap_or('\u{fffd}'))
                 .collect(),
+            #[cfg(feature = "host")]
             Kind::Hf(hf) => hf
                 .tokenizer
                 .decode(tokens, false)
@@ -358,6 +391,7 @@ impl Vocab {
 /// cover: one a tokenizer without an unknown token dropped. Whitespace and
 /// control characters are exempt (pre-tokenizers and normalisers may
 /// rightly drop them).
+#[cfg(feature = "host")]
 fn dropped(text: &str, offsets: &[(usize, usize)]) -> Option<(usize, char)> {
     let mut starts = vec![0i64; text.len() + 1];
     for &(start, end) in offsets {
@@ -377,6 +411,7 @@ fn dropped(text: &str, offsets: &[(usize, usize)]) -> Option<(usize, char)> {
 }
 
 /// Neither whitespace nor a control character.
+#[cfg(feature = "host")]
 fn visible(c: char) -> bool {
     !(c.is_whitespace() || c.is_control())
 }
@@ -384,6 +419,7 @@ fn visible(c: char) -> bool {
 /// GPT-2's printable stand-in for byte `b` (`bytes_to_unicode` in OpenAI's
 /// `encoder.py`): printable Latin-1 bytes are themselves, the other 68 map
 /// to U+0100 onwards in byte order.
+#[cfg(feature = "host")]
 fn byte_char(b: u8) -> char {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
     if printable(b) {

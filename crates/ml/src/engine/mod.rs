@@ -30,13 +30,19 @@ use crate::model::Model;
 pub use llama::ROPE_THETA;
 
 /// A thread pool sized for one training job, used by every kernel of it.
+///
+/// On WebAssembly (a sandboxed task has no threads) it is the calling
+/// thread alone: one thread, no pool, and every kernel takes its serial
+/// path, whose bytes are the same as on any thread count.
 pub struct Compute {
     threads: usize,
+    #[cfg(not(target_family = "wasm"))]
     pool: rayon::ThreadPool,
 }
 
 impl Compute {
     /// A pool of `threads` threads (at least one).
+    #[cfg(not(target_family = "wasm"))]
     pub fn new(threads: usize) -> crate::Result<Self> {
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -49,6 +55,12 @@ impl Compute {
         Ok(Self { threads, pool })
     }
 
+    /// The calling thread alone, whatever `threads` asks.
+    #[cfg(target_family = "wasm")]
+    pub fn new(_threads: usize) -> crate::Result<Self> {
+        Ok(Self { threads: 1 })
+    }
+
     /// Number of threads.
     pub fn threads(&self) -> usize {
         self.threads
@@ -56,7 +68,10 @@ impl Compute {
 
     /// Runs `f` inside the pool, so kernels it calls use these threads.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(f)
+        #[cfg(not(target_family = "wasm"))]
+        return self.pool.install(f);
+        #[cfg(target_family = "wasm")]
+        f()
     }
 
     pub(crate) fn par(&self) -> Par {
