@@ -155,6 +155,16 @@ class Model(nn.Module):
         return self.lm_head(self.norm_f(x))
 
 
+def adamw(params):
+    """nanoGPT's AdamW: lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on 2-D
+    parameters only."""
+    decay = [q for q in params if q.dim() >= 2]
+    no_decay = [q for q in params if q.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=1e-3, betas=(0.9, 0.99))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=["gpt", "llama"], default="gpt")
@@ -180,11 +190,7 @@ def main():
     model = Model(a).train()
     params = list(model.parameters())  # de-duplicated: the tied embedding counts once
     n_params = sum(q.numel() for q in params)
-    decay = [q for q in params if q.dim() >= 2]
-    no_decay = [q for q in params if q.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99))
+    opt = adamw(params)
     gen = torch.Generator().manual_seed(a.seed)
 
     def step():
