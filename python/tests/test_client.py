@@ -3,8 +3,8 @@ started by crates/cli/tests/it/tasks.rs, which passes:
 
 - FUNETUN_TEST_URL: the orchestrator;
 - FUNETUN_TEST_KEY: a key that may submit (hex);
-- FUNETUN_TEST_MODULES: a directory holding pi.wasm, rounding.wasm and
-  rounding-valid.wasm (`funetun tasks example`);
+- FUNETUN_TEST_MODULES: a directory holding pi.wasm, rounding.wasm,
+  rounding-valid.wasm and sweep.wasm (`funetun tasks example`);
 - FUNETUN_TEST_RPC: the chain's JSON-RPC, where FUNETUN_TEST_KEY has ether.
 """
 
@@ -84,6 +84,32 @@ def test_an_owners_validator_accepts_results_within_its_tolerance():
     assert result["order"] == "pairwise"
     assert info["validator"] is not None
     assert info["redundancy"]["max_total_results"] == 4
+
+
+def test_a_learning_rate_sweep_runs_as_concurrent_tasks():
+    # Each point trains the MLP with Funetun's engine compiled to
+    # WebAssembly, on two workers that must agree bit for bit.
+    async def go():
+        async with await funetun.connect(URL, key=KEY) as conn:
+            staged = [
+                conn.create_task({"lr": lr, "optimizer": "momentum", "steps": 20, "seed": 1},
+                                 MODULES / "sweep.wasm")
+                for lr in (0.01, 0.1)
+            ]
+            tasks = await asyncio.gather(*(s.submit() for s in staged))
+            results = await asyncio.gather(*(t.result(timeout=300) for t in tasks))
+            infos = await asyncio.gather(*(t.status() for t in tasks))
+            return results, infos
+
+    results, infos = run(go())
+    assert [r["lr"] for r in results] == [0.01, 0.1]
+    assert all(r["steps"] == 20 for r in results)
+    assert all(0.1 < r["val_accuracy"] <= 1.0 for r in results), results
+    assert all(r["train_loss_after"] < r["train_loss_before"] for r in results), results
+    assert results[0]["val_accuracy"] != results[1]["val_accuracy"]
+    for info in infos:
+        assert info["status"] == "done"
+        assert [r["status"] for r in info["replicas"]] == ["valid", "valid"]
 
 
 def test_a_task_out_of_fuel_fails_with_its_class():

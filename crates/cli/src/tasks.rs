@@ -176,7 +176,8 @@ pub struct RunLocalArgs {
 /// Arguments of `funetun tasks example`.
 #[derive(Debug, clap::Args)]
 pub struct ExampleArgs {
-    /// The example (pi, rounding, rounding-valid); none lists them.
+    /// The example (pi, rounding, rounding-valid, sweep, drill, hostile);
+    /// none lists them.
     name: Option<String>,
     /// Where to write the module (default: NAME.wasm here). An existing
     /// file is left alone.

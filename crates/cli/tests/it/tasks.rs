@@ -335,7 +335,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    for name in ["pi", "rounding", "rounding-valid"] {
+    for name in ["pi", "rounding", "rounding-valid", "sweep"] {
         example(dir.path(), name);
     }
     let (chain, keys, orchestrator, _owner) = market(&dir, true).await;
@@ -378,7 +378,7 @@ async fn the_python_client_passes_its_tests_against_a_real_orchestrator() {
         String::from_utf8_lossy(&pytest.stderr)
     );
     assert!(pytest.status.success(), "pytest failed:\n{report}");
-    assert!(report.contains("5 passed"), "{report}");
+    assert!(report.contains("6 passed"), "{report}");
     // The worker processes drilled on joining, checked each other's drill
     // and earned effective compute for it (docs/tasks.md, "Drilling").
     let client = funetun_client::Client::new(&url, None);
