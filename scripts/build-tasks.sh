@@ -29,8 +29,9 @@ cp -a crates/core crates/ml "$src/crates/"
 cp -a examples/tasks "$src/examples/"
 # SIMD128 is deterministic (fixed-width lanes, no fused multiply-add; the
 # sandbox refuses relaxed SIMD), and `sweep`'s matrix products use it. The
-# last matching prefix wins: the copy, then the more specific ones.
-RUSTFLAGS="-Ctarget-feature=+simd128 --remap-path-prefix=$src=/funetun --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$src/examples/tasks=/tasks" \
+# last matching prefix wins: the copy, then the more specific ones. Warnings
+# are errors, so funetun-ml without its `host` feature stays clean.
+RUSTFLAGS="-Dwarnings -Ctarget-feature=+simd128 --remap-path-prefix=$src=/funetun --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$src/examples/tasks=/tasks" \
   cargo build --quiet --release --locked --target wasm32-unknown-unknown \
   --manifest-path "$src/examples/tasks/Cargo.toml" --target-dir "$target"
 
