@@ -9,6 +9,7 @@
 //!   context windows.
 //! - [`sampler`]: shards and the seeded order in which a task sees samples.
 
+mod hf_tokenizer;
 pub mod idx;
 pub mod locate;
 pub mod sampler;

@@ -20,19 +20,12 @@
 //! split is the `context` tokens starting at token `i`, and its targets are
 //! the same window shifted by one.
 
-#[cfg(feature = "host")]
-use std::fmt;
-#[cfg(feature = "host")]
 use std::sync::Arc;
 
 use funetun_core::protocol::Tokenizer;
 
+use super::hf_tokenizer::{HfTokenizer, bpe_json};
 use crate::error::{Error, Result};
-
-/// Why a build without the `host` feature reads no `tokenizer.json`.
-#[cfg(not(feature = "host"))]
-const NO_TOKENIZERS: &str = "this build has no `tokenizers` library (the `host` feature of \
-                             funetun-ml has); use the `char` or `byte` tokenizer";
 
 /// Share of a corpus's tokens in the training split.
 pub const TRAIN_FRACTION: f64 = 0.9;
@@ -48,56 +41,7 @@ enum Kind {
     Byte,
     /// The token of each character is its index here.
     Char(Vec<char>),
-    #[cfg(feature = "host")]
     Hf(Arc<HfTokenizer>),
-}
-
-/// A parsed `tokenizer.json`, compared by its canonical JSON.
-#[cfg(feature = "host")]
-struct HfTokenizer {
-    tokenizer: tokenizers::Tokenizer,
-    /// The tokenizer as the `tokenizers` crate writes it back.
-    json: String,
-    /// One more than the largest id.
-    size: usize,
-}
-
-#[cfg(feature = "host")]
-impl PartialEq for HfTokenizer {
-    fn eq(&self, other: &Self) -> bool {
-        self.json == other.json
-    }
-}
-
-#[cfg(feature = "host")]
-impl Eq for HfTokenizer {}
-
-#[cfg(feature = "host")]
-impl HfTokenizer {
-    /// The first visible character of `text` that the tokenizer turns
-    /// into no token at all when alone, with its byte offset. (A dropped
-    /// character shifts the offsets after it, so the gap in the offsets
-    /// does not say which one it was.)
-    fn untokenizable(&self, text: &str) -> Option<(usize, char)> {
-        let mut tried = std::collections::HashSet::new();
-        text.char_indices().find(|&(_, c)| {
-            visible(c)
-                && tried.insert(c)
-                && self
-                    .tokenizer
-                    .encode(c.encode_utf8(&mut [0; 4]) as &str, false)
-                    .map_or(true, |e| e.get_ids().is_empty())
-        })
-    }
-}
-
-#[cfg(feature = "host")]
-impl fmt::Debug for HfTokenizer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HfTokenizer")
-            .field("size", &self.size)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Vocab {
@@ -129,39 +73,9 @@ impl Vocab {
     /// Its size is one more than its largest id, counting added tokens
     /// (the vocabulary size with added tokens when the ids are
     /// contiguous, as they are in every tokenizer `transformers` saves).
-    #[cfg(feature = "host")]
     pub fn from_hf_json(json: &[u8]) -> Result<Self> {
-        let tokenizer = tokenizers::Tokenizer::from_bytes(json).map_err(|e| {
-            Error::invalid(
-                "tokenizer.json",
-                format!(
-                    "not a tokenizer the `tokenizers` library reads: {e}; \
-                     save it with `tokenizer.save_pretrained(dir)` (a fast tokenizer)"
-                ),
-            )
-        })?;
-        let size = tokenizer
-            .get_vocab(true)
-            .values()
-            .map(|&id| id as usize + 1)
-            .max()
-            .unwrap_or(0)
-            .max(tokenizer.get_vocab_size(true));
-        if size == 0 {
-            return Err(Error::invalid(
-                "tokenizer.json",
-                "the tokenizer has no tokens".to_string(),
-            ));
-        }
-        let json = tokenizer.to_string(false).map_err(|e| {
-            Error::invalid("tokenizer.json", format!("cannot be written back: {e}"))
-        })?;
         Ok(Self {
-            kind: Kind::Hf(Arc::new(HfTokenizer {
-                tokenizer,
-                json,
-                size,
-            })),
+            kind: Kind::Hf(Arc::new(HfTokenizer::parse(json)?)),
         })
     }
 
@@ -177,53 +91,13 @@ impl Vocab {
     ///   the bytes' characters in that mapping (id = byte value), no
     ///   merges, and the byte-level decoder;
     /// - a Hugging Face tokenizer: its own JSON.
-    #[cfg(feature = "host")]
     pub fn to_hf_json(&self) -> Result<Vec<u8>> {
-        use tokenizers::decoders::fuse::Fuse;
-        use tokenizers::models::bpe::BPE;
-        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-
-        let failed = |e: tokenizers::Error| {
-            Error::invalid("tokenizer", format!("cannot build the tokenizer.json: {e}"))
-        };
         let tokens: Vec<String> = match &self.kind {
-            Kind::Hf(hf) => return Ok(hf.json.clone().into_bytes()),
+            Kind::Hf(hf) => return Ok(hf.json().as_bytes().to_vec()),
             Kind::Char(chars) => chars.iter().map(char::to_string).collect(),
             Kind::Byte => (0..=255u8).map(|b| byte_char(b).to_string()).collect(),
         };
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .into_iter()
-            .enumerate()
-            .map(|(id, t)| (t, id as u32))
-            .collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, Vec::new())
-            .build()
-            .map_err(failed)?;
-        let mut tokenizer = tokenizers::Tokenizer::new(bpe);
-        match self.kind {
-            Kind::Byte => {
-                let level = ByteLevel::new(false, false, false);
-                tokenizer.with_pre_tokenizer(Some(level));
-                tokenizer.with_decoder(Some(level));
-            }
-            _ => {
-                tokenizer.with_decoder(Some(Fuse::new()));
-            }
-        }
-        Ok(tokenizer.to_string(true).map_err(failed)?.into_bytes())
-    }
-
-    /// Without the `host` feature there is no `tokenizers` library.
-    #[cfg(not(feature = "host"))]
-    pub fn from_hf_json(_json: &[u8]) -> Result<Self> {
-        Err(Error::invalid("tokenizer.json", NO_TOKENIZERS.to_string()))
-    }
-
-    /// Without the `host` feature there is no `tokenizers` library.
-    #[cfg(not(feature = "host"))]
-    pub fn to_hf_json(&self) -> Result<Vec<u8>> {
-        Err(Error::invalid("tokenizer", NO_TOKENIZERS.to_string()))
+        bpe_json(tokens, matches!(self.kind, Kind::Byte))
     }
 
     /// The built-in tokenizer (`char` or `byte`); `None` for a Hugging
@@ -232,7 +106,6 @@ impl Vocab {
         match self.kind {
             Kind::Byte => Some(Tokenizer::Byte),
             Kind::Char(_) => Some(Tokenizer::Char),
-            #[cfg(feature = "host")]
             Kind::Hf(_) => None,
         }
     }
@@ -243,7 +116,6 @@ impl Vocab {
         match self.kind {
             Kind::Byte => "byte",
             Kind::Char(_) => "char",
-            #[cfg(feature = "host")]
             Kind::Hf(_) => "Hugging Face",
         }
     }
@@ -253,8 +125,7 @@ impl Vocab {
         match &self.kind {
             Kind::Byte => 256,
             Kind::Char(chars) => chars.len(),
-            #[cfg(feature = "host")]
-            Kind::Hf(hf) => hf.size,
+            Kind::Hf(hf) => hf.size(),
         }
     }
 
@@ -263,7 +134,7 @@ impl Vocab {
     pub fn chars(&self) -> &[char] {
         match &self.kind {
             Kind::Char(chars) => chars,
-            _ => &[],
+            Kind::Byte | Kind::Hf(_) => &[],
         }
     }
 
@@ -283,30 +154,7 @@ impl Vocab {
                     })
                 })
                 .collect(),
-            #[cfg(feature = "host")]
-            Kind::Hf(hf) => {
-                let encoding = hf.tokenizer.encode(text, false).map_err(|e| {
-                    Error::invalid(
-                        "text",
-                        format!(
-                            "the tokenizer cannot encode it: {e}; use the tokenizer the \
-                             model was trained with, or remove what it cannot read"
-                        ),
-                    )
-                })?;
-                if let Some(first_gap) = dropped(text, encoding.get_offsets()) {
-                    let (at, c) = hf.untokenizable(text).unwrap_or(first_gap);
-                    return Err(Error::invalid(
-                        "text",
-                        format!(
-                            "the tokenizer has no token for the character {c:?} (at byte {at}) \
-                             and no unknown token, so it would silently drop it; remove the \
-                             character, or use a tokenizer that covers the text"
-                        ),
-                    ));
-                }
-                Ok(encoding.get_ids().to_vec())
-            }
+            Kind::Hf(hf) => hf.encode(text),
         }
     }
 
@@ -315,7 +163,7 @@ impl Vocab {
     pub fn encode_corpus_checked(&self, corpus: &[u8], name: &str) -> Result<Vec<u32>> {
         let text = match self.kind {
             Kind::Byte => return Ok(self.encode_corpus(corpus)),
-            _ => std::str::from_utf8(corpus).map_err(|e| {
+            Kind::Char(_) | Kind::Hf(_) => std::str::from_utf8(corpus).map_err(|e| {
                 Error::invalid(
                     "data set",
                     format!(
@@ -359,7 +207,6 @@ impl Vocab {
                 .chars()
                 .map(|c| chars.binary_search(&c).unwrap_or(0) as u32)
                 .collect(),
-            #[cfg(feature = "host")]
             Kind::Hf(_) => self
                 .encode(&String::from_utf8_lossy(corpus))
                 .unwrap_or_default(),
@@ -378,48 +225,14 @@ impl Vocab {
                 .iter()
                 .map(|&t| chars.get(t as usize).copied().unwrap_or('\u{fffd}'))
                 .collect(),
-            #[cfg(feature = "host")]
-            Kind::Hf(hf) => hf
-                .tokenizer
-                .decode(tokens, false)
-                .unwrap_or_else(|_| "\u{fffd}".to_string()),
+            Kind::Hf(hf) => hf.decode(tokens),
         }
     }
-}
-
-/// The first visible character of `text` that no token's byte `offsets`
-/// cover: one a tokenizer without an unknown token dropped. Whitespace and
-/// control characters are exempt (pre-tokenizers and normalisers may
-/// rightly drop them).
-#[cfg(feature = "host")]
-fn dropped(text: &str, offsets: &[(usize, usize)]) -> Option<(usize, char)> {
-    let mut starts = vec![0i64; text.len() + 1];
-    for &(start, end) in offsets {
-        if start < end && end <= text.len() {
-            starts[start] += 1;
-            starts[end] -= 1;
-        }
-    }
-    let mut depth = 0;
-    let mut covering = Vec::with_capacity(text.len());
-    for d in &starts[..text.len()] {
-        depth += d;
-        covering.push(depth > 0);
-    }
-    text.char_indices()
-        .find(|&(at, c)| visible(c) && !covering[at..at + c.len_utf8()].iter().any(|&b| b))
-}
-
-/// Neither whitespace nor a control character.
-#[cfg(feature = "host")]
-fn visible(c: char) -> bool {
-    !(c.is_whitespace() || c.is_control())
 }
 
 /// GPT-2's printable stand-in for byte `b` (`bytes_to_unicode` in OpenAI's
 /// `encoder.py`): printable Latin-1 bytes are themselves, the other 68 map
 /// to U+0100 onwards in byte order.
-#[cfg(feature = "host")]
 fn byte_char(b: u8) -> char {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
     if printable(b) {
