@@ -276,9 +276,6 @@ async fn a_task_submitted_by_one_process_is_run_by_workers_and_read_by_id_from_a
     orchestrator.shutdown().await.unwrap();
 }
 
-/// A chain, its contract and an orchestrator with state in `dir`, with dev
-/// accounts 2 and 3 registered as trainers (who may run tasks); the last is
-/// the contract as its deployer sees it.
 /// A chain, its keys, an orchestrator (drilling its workers when `drills`)
 /// and the owner's ledger.
 async fn market(

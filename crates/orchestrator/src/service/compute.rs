@@ -679,15 +679,11 @@ async fn issue(
         .open_compute_tasks(worker, want - leases.len(), true)
         .await?;
     if fresh.len() < want - leases.len() {
-        let ids: Vec<B256> = fresh.iter().map(|t| t.info.task_id).collect();
+        // Short, so every drill this worker may take is already in `fresh`.
         let more = tx
-            .open_compute_tasks(worker, want - leases.len(), false)
+            .open_compute_tasks(worker, want - leases.len() - fresh.len(), false)
             .await?;
-        fresh.extend(
-            more.into_iter()
-                .filter(|t| !ids.contains(&t.info.task_id))
-                .take(want - leases.len() - ids.len()),
-        );
+        fresh.extend(more);
     }
     let mut streak = None;
     let mut issued = Vec::with_capacity(fresh.len());
@@ -854,16 +850,18 @@ async fn write(
     now: u64,
 ) -> Result<()> {
     let task_id = task.info.task_id;
+    // A drill decided with an output credits its canonical class.
+    let drill_points = (task.drill_ops > 0
+        && task.info.result.as_ref().is_some_and(|r| r.error.is_none()))
+    .then(|| crate::reputation::ut(task.drill_ops as f64));
     for (replica, status) in &judged.replicas {
         if Some(*replica) != skip {
             tx.set_replica_status(task_id, *replica, *status).await?;
         }
         if *status == ReplicaStatus::Valid
-            && task.drill_ops > 0
-            && task.info.result.as_ref().is_some_and(|r| r.error.is_none())
+            && let Some(points) = drill_points
             && let Some(r) = task.replica(*replica)
         {
-            let points = crate::reputation::ut(task.drill_ops as f64);
             tx.add_points(&st.decay, r.worker, Points::Drill, points, now)
                 .await?;
             tracing::info!(%task_id, worker = %r.worker, ut = points, "drill agreed: drilling points");

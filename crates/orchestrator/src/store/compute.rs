@@ -375,14 +375,19 @@ impl StoreTx {
     }
 
     /// The `limit` oldest open tasks that want another replica and have
-    /// none with `worker`, with their replicas; only drills when `drills`.
+    /// none with `worker`, with their replicas: only drills when `drills`,
+    /// else no drills.
     pub async fn open_compute_tasks(
         &mut self,
         worker: Address,
         limit: usize,
         drills: bool,
     ) -> Result<Vec<ComputeTask>> {
-        let only = if drills { "AND t.drill_ops > 0" } else { "" };
+        let only = if drills {
+            "AND t.drill_ops > 0"
+        } else {
+            "AND t.drill_ops = 0"
+        };
         let raw: Vec<RawTask> = sqlx::query_as(&format!(
             "SELECT {TASK_COLUMNS} FROM compute_tasks t
              WHERE t.status = $1 {only}
