@@ -33,13 +33,15 @@ use alloy_primitives::{Address, U256};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use funetun_core::api::LeaseRequest;
 use funetun_core::auth::{AuthError, RequestAuth};
 use serde::de::DeserializeOwned;
 
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::nonces::{Admission, Bucket};
+use crate::store::nonces::{Admission, Bucket, Check, LeaseProbe};
+use crate::store::tasks::TaskRow;
 use crate::util::now_secs;
 
 const SHARDS: usize = 16;
@@ -291,6 +293,24 @@ pub async fn authenticate_hashed(
     auth: std::result::Result<RequestAuth, AuthError>,
     body_hash: alloy_primitives::B256,
 ) -> Result<Address> {
+    let (address, _) = admit(state, method, path_and_query, auth, body_hash, None).await?;
+    Ok(address)
+}
+
+/// What [`admit`] read besides admitting: `None` when it read no lease (no
+/// probe, or a SQLite orchestrator), else the signer's live lease if any.
+type ReadLease = Option<Option<TaskRow>>;
+
+/// [`authenticate_hashed`], reading the live lease `probe` asks about in
+/// the same statement as the shared check where there is one.
+async fn admit(
+    state: &AppState,
+    method: &str,
+    path_and_query: &str,
+    auth: std::result::Result<RequestAuth, AuthError>,
+    body_hash: alloy_primitives::B256,
+    probe: Option<LeaseProbe>,
+) -> Result<(Address, ReadLease)> {
     let auth = auth.map_err(auth_error)?;
     auth.verify_hashed(method, path_and_query, body_hash)
         .map_err(auth_error)?;
@@ -307,18 +327,42 @@ pub async fn authenticate_hashed(
         ));
     }
     let expires = auth.timestamp.max(now) + window + 1;
+    let mut read = None;
     let admission = if state.shared_admission() {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let bucket = Bucket {
-            rate: cfg.rate_per_sec,
-            burst: cfg.rate_burst,
+        let check = Check {
+            address: auth.address,
+            nonce: &auth.nonce,
+            expires_at: expires,
+            now,
+            now_ms,
+            bucket: Bucket {
+                rate: cfg.rate_per_sec,
+                burst: cfg.rate_burst,
+            },
         };
-        state
-            .store
-            .admit(auth.address, &auth.nonce, expires, now, now_ms, bucket)
-            .await?
+        match probe {
+            Some(probe) => {
+                let (admission, task) = state.store.admit_lease(check, probe).await?;
+                read = Some(task);
+                admission
+            }
+            None => {
+                state
+                    .store
+                    .admit(
+                        check.address,
+                        check.nonce,
+                        check.expires_at,
+                        now,
+                        now_ms,
+                        check.bucket,
+                    )
+                    .await?
+            }
+        }
     } else {
         if auth.timestamp < state.started_at {
             return Err(Error::unauthorized(
@@ -338,7 +382,7 @@ pub async fn authenticate_hashed(
         }
     };
     match admission {
-        Admission::Admitted => Ok(auth.address),
+        Admission::Admitted => Ok((auth.address, read)),
         Admission::RateLimited => Err(Error::refused(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -384,6 +428,18 @@ pub struct Signed<T> {
 }
 
 async fn signed_bytes(state: &Arc<AppState>, req: Request, limit: usize) -> Result<SignedBytes> {
+    let (signed, _) = signed_bytes_probing(state, req, limit, |_| None).await?;
+    Ok(signed)
+}
+
+/// [`signed_bytes`], reading the live lease `probe` names (from the body)
+/// with the shared check.
+async fn signed_bytes_probing(
+    state: &Arc<AppState>,
+    req: Request,
+    limit: usize,
+    probe: impl FnOnce(&[u8]) -> Option<LeaseProbe>,
+) -> Result<(SignedBytes, ReadLease)> {
     let (parts, body) = req.into_parts();
     let auth =
         RequestAuth::from_headers(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()));
@@ -405,8 +461,10 @@ async fn signed_bytes(state: &Arc<AppState>, req: Request, limit: usize) -> Resu
         return Err(too_large(limit));
     }
     let bytes = read_body(body, limit).await?;
-    let address = authenticate(state, parts.method.as_str(), path, auth, &bytes).await?;
-    Ok(SignedBytes { address, bytes })
+    let probe = probe(&bytes);
+    let hash = funetun_core::keccak256(&bytes);
+    let (address, read) = admit(state, parts.method.as_str(), path, auth, hash, probe).await?;
+    Ok((SignedBytes { address, bytes }, read))
 }
 
 impl FromRequest<Arc<AppState>> for SignedBytes {
@@ -431,6 +489,58 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Signed<T> {
             )
         })?;
         Ok(Signed { address, body })
+    }
+}
+
+/// A signed lease request (`POST /v1/tasks`): the signer, the request and,
+/// where requests are checked in a shared database, the signer's live lease
+/// read by the same statement as the check ([`Store::admit_lease`]), so
+/// that handing back a held lease, the common answer, costs one round trip.
+///
+/// [`Store::admit_lease`]: crate::store::Store::admit_lease
+#[derive(Debug)]
+pub struct SignedLease {
+    /// Who signed.
+    pub address: Address,
+    /// The request.
+    pub body: LeaseRequest,
+    /// `None`: not read (SQLite); `Some(None)`: the signer holds no live
+    /// lease of the job other than `body.holding`.
+    pub live: Option<Option<TaskRow>>,
+}
+
+impl FromRequest<Arc<AppState>> for SignedLease {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self> {
+        let limit = state.config.auth.max_json_bytes;
+        // The body is parsed before the check only to name the lease; an
+        // unsigned or replayed request is refused as such before its JSON.
+        let mut parsed = None;
+        let (SignedBytes { address, .. }, live) =
+            signed_bytes_probing(state, req, limit, |bytes| {
+                let request = serde_json::from_slice::<LeaseRequest>(bytes);
+                let probe = request.as_ref().ok().map(|r| LeaseProbe {
+                    job_id: r.job_id,
+                    except: r.holding,
+                });
+                parsed = Some(request);
+                probe
+            })
+            .await?;
+        let body = parsed
+            .ok_or_else(|| Error::Inconsistent("the lease request was not read".into()))?
+            .map_err(|e| {
+                Error::bad_request(
+                    "bad_json",
+                    format!("the body is not the expected JSON: {e}"),
+                )
+            })?;
+        Ok(SignedLease {
+            address,
+            body,
+            live,
+        })
     }
 }
 

@@ -8,10 +8,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use funetun_core::api::{FailureAck, FailureReport, LeaseRequest, Task};
+use funetun_core::api::{FailureAck, FailureReport, Task};
 
 use super::PathParam;
-use crate::auth::{Signed, role};
+use crate::auth::{Signed, SignedLease, role};
 use crate::error::Result;
 use crate::graph::Node;
 use crate::service::tasks::{LeaseOutcome, lease, report_failure, task, task_of};
@@ -21,7 +21,11 @@ use crate::util::now_secs;
 /// `POST /v1/tasks`: leases a task, hands back a live one, or 204.
 pub async fn lease_task(
     State(st): State<Arc<AppState>>,
-    Signed { address, body }: Signed<LeaseRequest>,
+    SignedLease {
+        address,
+        body,
+        live,
+    }: SignedLease,
 ) -> Result<Response> {
     let now = now_secs();
     st.graph.record(
@@ -31,7 +35,7 @@ pub async fn lease_task(
         now,
     );
     st.require_role(address, role::TRAINER).await?;
-    Ok(match lease(&st, address, &body, now).await? {
+    Ok(match lease(&st, address, &body, live, now).await? {
         LeaseOutcome::Task(task) => Json(*task).into_response(),
         LeaseOutcome::Nothing => StatusCode::NO_CONTENT.into_response(),
     })

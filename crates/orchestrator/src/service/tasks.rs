@@ -55,11 +55,14 @@ pub async fn task(state: &AppState, task_id: u64) -> Result<TaskRow> {
     })
 }
 
-/// Leases a task of `req.job_id` to `trainer`, hands back its live one, or nothing.
+/// Leases a task of `req.job_id` to `trainer`, hands back its live one, or
+/// nothing. `read`: the trainer's live lease other than `req.holding` where
+/// the request's admission already read it (`None`: not read).
 pub async fn lease(
     state: &AppState,
     trainer: Address,
     req: &LeaseRequest,
+    read: Option<Option<TaskRow>>,
     now: u64,
 ) -> Result<LeaseOutcome> {
     let info = state.job(req.job_id).await?;
@@ -67,11 +70,18 @@ pub async fn lease(
     // trainer holds a live lease of the open round and reported nothing yet
     // (a `stale:S` trainer's finished task it is `holding` aside).
     let holding = req.holding.filter(|_| !info.spec.sync.is_sync());
-    if let Some(task) = state
-        .store
-        .live_lease(req.job_id, trainer, holding, now)
-        .await?
-    {
+    let live = match read {
+        // What was read excepted `req.holding`, which is what is asked
+        // unless a `sync` job ignores the `holding`.
+        Some(live) if holding == req.holding => live,
+        _ => {
+            state
+                .store
+                .live_lease(req.job_id, trainer, holding, now)
+                .await?
+        }
+    };
+    if let Some(task) = live {
         return Ok(LeaseOutcome::Task(Box::new(task_of(&info, &task))));
     }
     let status = state.job_status(req.job_id).await?;

@@ -3,7 +3,8 @@
 //! shutdown and loaded (then cleared) on start. PostgreSQL (replicas):
 //! recorded by every request, with the `rate_buckets`, by one statement
 //! for all the requests that arrive together ([`Store::admit`], through
-//! the batching `Admitter`).
+//! the batching `Admitter`); for a lease request the same statement reads
+//! the signer's live lease ([`Store::admit_lease`]).
 //!
 //! That statement commits with `synchronous_commit` off: it does not wait
 //! for the WAL flush, which would cost a disk sync per request. PostgreSQL
@@ -15,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use alloy_primitives::Address;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -23,6 +24,7 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::tasks::{RawTask, TaskRow, live_lease_query};
 use super::{ACQUIRE_TIMEOUT, Store, to_db, to_u64};
 use crate::error::{Error, Result};
 use crate::util::{addr_text, parse_addr};
@@ -108,6 +110,36 @@ impl Store {
         now_ms: u64,
         bucket: Bucket,
     ) -> Result<Admission> {
+        let check = Check {
+            address,
+            nonce,
+            expires_at,
+            now,
+            now_ms,
+            bucket,
+        };
+        Ok(self.admit_with(check, None).await?.0)
+    }
+
+    /// [`Store::admit`] for a lease request, which also reads, in the same
+    /// statement, the live lease [`Store::live_lease`] would hand back to
+    /// the signer: the hot path of `POST /v1/tasks` (a trainer asking
+    /// again for the task it holds) then costs one round trip to the
+    /// database instead of two. The lease is read whatever the admission
+    /// says; the caller uses it only if the request was admitted.
+    pub async fn admit_lease(
+        &self,
+        check: Check<'_>,
+        probe: LeaseProbe,
+    ) -> Result<(Admission, Option<TaskRow>)> {
+        self.admit_with(check, Some(probe)).await
+    }
+
+    async fn admit_with(
+        &self,
+        check: Check<'_>,
+        probe: Option<LeaseProbe>,
+    ) -> Result<(Admission, Option<TaskRow>)> {
         let Some(admitter) = &self.admit else {
             return Err(Error::Config(
                 "shared admission needs PostgreSQL; a SQLite orchestrator checks requests in memory"
@@ -116,16 +148,18 @@ impl Store {
         };
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            address: addr_text(address),
-            nonce: nonce.to_string(),
-            expires_at: to_db(expires_at),
-            now: to_db(now),
-            now_ms: to_db(now_ms),
-            bucket,
+            address: addr_text(check.address),
+            nonce: check.nonce.to_string(),
+            expires_at: to_db(check.expires_at),
+            now: to_db(check.now),
+            now_ms: to_db(check.now_ms),
+            bucket: check.bucket,
+            probe: probe.map(|p| (to_db(p.job_id), p.except.map_or(-1, to_db))),
             reply,
         };
         admitter.send(pending).await?;
-        Ok(answer.await.map_err(|_| sqlx::Error::PoolClosed)??)
+        let (admission, task) = answer.await.map_err(|_| sqlx::Error::PoolClosed)??;
+        Ok((admission, task.map(RawTask::typed).transpose()?))
     }
 
     /// Deletes nonces that expired by `now` and buckets idle for an hour
@@ -143,6 +177,38 @@ impl Store {
     }
 }
 
+/// One signed request's shared check: who signed, its nonce and when the
+/// nonce may be forgotten, the replica's clock, the signer's bucket.
+#[derive(Clone, Copy, Debug)]
+pub struct Check<'a> {
+    /// The signer.
+    pub address: Address,
+    /// The request's nonce.
+    pub nonce: &'a str,
+    /// Unix second after which the nonce cannot be replayed anyway.
+    pub expires_at: u64,
+    /// The replica's clock, in seconds.
+    pub now: u64,
+    /// The replica's clock, in milliseconds (the bucket's refill).
+    pub now_ms: u64,
+    /// The bucket's limits.
+    pub bucket: Bucket,
+}
+
+/// The live lease a lease request asks about ([`Store::admit_lease`]): the
+/// signer's in `job_id`, other than the task `except`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseProbe {
+    /// The job.
+    pub job_id: u64,
+    /// A task not to hand back (a `stale:S` trainer's `holding`).
+    pub except: Option<u64>,
+}
+
+/// What a request's check answers: the admission and, for a lease request,
+/// the live lease found.
+type Answer = std::result::Result<(Admission, Option<RawTask>), sqlx::Error>;
+
 /// A signed request waiting for the shared check.
 struct Pending {
     address: String,
@@ -151,7 +217,9 @@ struct Pending {
     now: i64,
     now_ms: i64,
     bucket: Bucket,
-    reply: oneshot::Sender<std::result::Result<Admission, sqlx::Error>>,
+    /// A lease request's job and the task not to hand back (-1: none).
+    probe: Option<(i64, i64)>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// Most requests one statement checks.
@@ -296,6 +364,11 @@ async fn connect(options: &PgConnectOptions) -> std::result::Result<PgConnection
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
     conn.execute("SET synchronous_commit = off").await?;
+    // The admission statement's plan does not depend on its parameters
+    // (arrays of requests); PostgreSQL would otherwise plan it again for
+    // every batch, which costs more than running it.
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+        .await?;
     Ok(conn)
 }
 
@@ -317,25 +390,55 @@ fn answer_all(batch: Vec<Pending>, e: &sqlx::Error) {
     }
 }
 
-/// One statement for `batch` (distinct addresses, one bucket setting): per
-/// request, take a token from its address's bucket, then record its nonce
-/// if a token was left; answers every request. The error, if the statement
-/// failed (every request was answered with it).
-async fn check(
-    conn: &mut PgConnection,
-    mut batch: Vec<Pending>,
-) -> std::result::Result<(), sqlx::Error> {
-    // Rows are locked in address order in every statement, so two
-    // statements never wait for each other in a cycle.
-    batch.sort_by(|a, b| a.address.cmp(&b.address));
-    let Some(bucket) = batch.first().map(|p| p.bucket) else {
-        return Ok(());
-    };
-    let now = batch.iter().map(|p| p.now).max().unwrap_or(0);
-    let now_ms = batch.iter().map(|p| p.now_ms).max().unwrap_or(0);
-    let rows: std::result::Result<Vec<(String, bool, bool)>, sqlx::Error> = sqlx::query_as(
+/// A row of the admission statement: the request's address, whether its
+/// bucket had a token, whether its nonce was fresh, and a lease request's
+/// live lease (every column null when there is none or it asked for none).
+#[derive(sqlx::FromRow)]
+struct Checked {
+    address: String,
+    token: bool,
+    fresh: bool,
+    task_id: Option<i64>,
+    job_id: Option<i64>,
+    round: Option<i64>,
+    shard: Option<i64>,
+    trainer: Option<String>,
+    steps: Option<i64>,
+    seed: Option<i64>,
+    base_hash: Option<String>,
+    expires_at: Option<i64>,
+}
+
+impl Checked {
+    fn answer(self) -> (Admission, Option<RawTask>) {
+        let admission = match (self.token, self.fresh) {
+            (false, _) => Admission::RateLimited,
+            (true, false) => Admission::Replayed,
+            (true, true) => Admission::Admitted,
+        };
+        let task = (|| {
+            Some(RawTask {
+                task_id: self.task_id?,
+                job_id: self.job_id?,
+                round: self.round?,
+                shard: self.shard?,
+                trainer: self.trainer?,
+                steps: self.steps?,
+                seed: self.seed?,
+                base_hash: self.base_hash?,
+                expires_at: self.expires_at?,
+            })
+        })();
+        (admission, task)
+    }
+}
+
+/// The admission statement ([`check`]), made once.
+static ADMISSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
         r#"WITH req AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(address, nonce, expires_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $8::bigint[], $9::bigint[])
+               AS t(address, nonce, expires_at, probe_job, probe_except)
            ), r AS (
              INSERT INTO rate_buckets AS b (address, tokens, at_ms)
              SELECT address, $4::float8 - 1, $6::bigint FROM req ORDER BY address COLLATE "C"
@@ -353,19 +456,57 @@ async fn check(
              RETURNING nonces.address
            )
            SELECT req.address,
-                  EXISTS (SELECT 1 FROM r WHERE r.address = req.address),
-                  EXISTS (SELECT 1 FROM n WHERE n.address = req.address)
-           FROM req"#,
+                  EXISTS (SELECT 1 FROM r WHERE r.address = req.address) AS token,
+                  EXISTS (SELECT 1 FROM n WHERE n.address = req.address) AS fresh,
+                  l.*
+           FROM req LEFT JOIN LATERAL (
+             {live} AND t.job_id = req.probe_job AND t.trainer = req.address
+               AND t.expires_at > $7::bigint AND t.task_id != req.probe_except
+             ORDER BY t.task_id DESC LIMIT 1
+           ) l ON req.probe_job IS NOT NULL"#,
+        live = live_lease_query()
     )
-    .bind(batch.iter().map(|p| p.address.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|p| p.nonce.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|p| p.expires_at).collect::<Vec<_>>())
-    .bind(bucket.burst)
-    .bind(bucket.rate)
-    .bind(now_ms)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await;
+});
+
+/// One statement for `batch` (distinct addresses, one bucket setting): per
+/// request, take a token from its address's bucket, then record its nonce
+/// if a token was left, and read a lease request's live lease (the query of
+/// [`Store::live_lease`], for the signer); answers every request. The
+/// error, if the statement failed (every request was answered with it).
+async fn check(
+    conn: &mut PgConnection,
+    mut batch: Vec<Pending>,
+) -> std::result::Result<(), sqlx::Error> {
+    // Rows are locked in address order in every statement, so two
+    // statements never wait for each other in a cycle.
+    batch.sort_by(|a, b| a.address.cmp(&b.address));
+    let Some(bucket) = batch.first().map(|p| p.bucket) else {
+        return Ok(());
+    };
+    let now = batch.iter().map(|p| p.now).max().unwrap_or(0);
+    let now_ms = batch.iter().map(|p| p.now_ms).max().unwrap_or(0);
+    let rows: std::result::Result<Vec<Checked>, sqlx::Error> = sqlx::query_as(ADMISSION.as_str())
+        .bind(batch.iter().map(|p| p.address.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.nonce.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+        .bind(bucket.burst)
+        .bind(bucket.rate)
+        .bind(now_ms)
+        .bind(now)
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.probe.map(|(job, _)| job))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.probe.map_or(-1, |(_, except)| except))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *conn)
+        .await;
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
@@ -373,13 +514,11 @@ async fn check(
             return Err(e);
         }
     };
-    let found: HashMap<String, (bool, bool)> =
-        rows.into_iter().map(|(a, r, n)| (a, (r, n))).collect();
+    let mut found: HashMap<String, Checked> =
+        rows.into_iter().map(|c| (c.address.clone(), c)).collect();
     for p in batch {
-        let answer = match found.get(&p.address) {
-            Some((false, _)) => Ok(Admission::RateLimited),
-            Some((true, false)) => Ok(Admission::Replayed),
-            Some((true, true)) => Ok(Admission::Admitted),
+        let answer = match found.remove(&p.address) {
+            Some(checked) => Ok(checked.answer()),
             None => Err(sqlx::Error::Protocol(format!(
                 "the admission statement returned no row for {}",
                 p.address

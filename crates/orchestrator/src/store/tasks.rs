@@ -35,21 +35,22 @@ pub struct TaskRow {
     pub expires_at: u64,
 }
 
+/// A `tasks` row as stored.
 #[derive(sqlx::FromRow)]
-struct RawTask {
-    task_id: i64,
-    job_id: i64,
-    round: i64,
-    shard: i64,
-    trainer: String,
-    steps: i64,
-    seed: i64,
-    base_hash: String,
-    expires_at: i64,
+pub(super) struct RawTask {
+    pub(super) task_id: i64,
+    pub(super) job_id: i64,
+    pub(super) round: i64,
+    pub(super) shard: i64,
+    pub(super) trainer: String,
+    pub(super) steps: i64,
+    pub(super) seed: i64,
+    pub(super) base_hash: String,
+    pub(super) expires_at: i64,
 }
 
 impl RawTask {
-    fn typed(self) -> Result<TaskRow> {
+    pub(super) fn typed(self) -> Result<TaskRow> {
         Ok(TaskRow {
             task_id: to_u64(self.task_id),
             job_id: to_u64(self.job_id),
@@ -66,6 +67,22 @@ impl RawTask {
 
 const TASK_COLUMNS: &str =
     "t.task_id, t.job_id, t.round, t.shard, t.trainer, t.steps, t.seed, t.base_hash, t.expires_at";
+
+/// The live-lease query without the job, the trainer, the clock and the
+/// task excepted: `SELECT` the columns of a task of its job's current
+/// round, the round open, the job active, neither submitted nor with an
+/// update stored. Shared by [`Store::live_lease`] and the admission
+/// statement, which reads a lease in the same round trip.
+pub(super) fn live_lease_query() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.submitted = 0
+           AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = '{active}')
+           AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = '{open}')
+           AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = t.job_id AND u.round = t.round AND u.trainer = t.trainer)",
+        active = JobStatus::Active.as_str(),
+        open = RoundStatus::Open.as_str(),
+    )
+}
 
 /// A lease to store.
 #[derive(Debug)]
@@ -148,19 +165,14 @@ impl Store {
         now: u64,
     ) -> Result<Option<TaskRow>> {
         let raw: Option<RawTask> = sqlx::query_as(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.job_id = $1 AND t.trainer = $2
-               AND t.submitted = 0 AND t.expires_at > $3 AND t.task_id != $4
-               AND t.round = (SELECT j.round FROM jobs j WHERE j.job_id = t.job_id AND j.status = $5)
-               AND EXISTS (SELECT 1 FROM rounds r WHERE r.job_id = t.job_id AND r.round = t.round AND r.status = $6)
-               AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.job_id = t.job_id AND u.round = t.round AND u.trainer = t.trainer)
-             ORDER BY t.task_id DESC LIMIT 1"
+            "{} AND t.job_id = $1 AND t.trainer = $2 AND t.expires_at > $3 AND t.task_id != $4
+             ORDER BY t.task_id DESC LIMIT 1",
+            live_lease_query()
         ))
         .bind(to_db(job_id))
         .bind(addr_text(trainer))
         .bind(to_db(now))
         .bind(except.map_or(-1, to_db))
-        .bind(JobStatus::Active.as_str())
-        .bind(RoundStatus::Open.as_str())
         .fetch_optional(&self.read)
         .await?;
         raw.map(RawTask::typed).transpose()

@@ -15,6 +15,7 @@ use funetun_core::api::{
 };
 use funetun_core::auth::sign_request;
 use funetun_core::protocol::{JobStatus, Role, RoundStatus, UpdateStatus, ValidationMode};
+use funetun_core::sync::SyncPolicy;
 use funetun_core::{JobSpec, encode, keccak256};
 use funetun_ml::{Architecture as _, Model};
 use funetun_orchestrator::{AppState, Config, app, driver};
@@ -292,10 +293,40 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
     let (_, again): (_, Task) =
         call_json(&f.app, post(&f.env.keys[2], "/get_task", lease_body(f.job))).await;
     assert_eq!(again, task);
+    // A `sync` job ignores `holding`: the held lease is handed back.
+    let holding = json!({ "job_id": f.job, "capacity": "M", "holding": task.task_id });
+    let (_, again): (_, Task) = call_json(&f.app, post(&f.env.keys[2], "/v1/tasks", holding)).await;
+    assert_eq!(again, task);
     // The only shard is taken: nothing for another trainer.
     let (status, body) = call(&f.app, post(&f.env.keys[3], "/v1/tasks", lease_body(f.job))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(body.is_empty());
+    // Under `stale:S` a trainer `holding` its finished task is not handed it
+    // back but gets the next shard; asked again, that one.
+    let stale = fixture_with(
+        JobSpec {
+            sync: SyncPolicy::Stale { max: 1 },
+            ..tiny_spec(1.0)
+        },
+        |_| {},
+    )
+    .await;
+    let (_, first): (_, Task) = call_json(
+        &stale.app,
+        post(&stale.env.keys[2], "/v1/tasks", lease_body(stale.job)),
+    )
+    .await;
+    let holding = json!({ "job_id": stale.job, "capacity": "M", "holding": first.task_id });
+    let (_, next): (_, Task) = call_json(
+        &stale.app,
+        post(&stale.env.keys[2], "/v1/tasks", holding.clone()),
+    )
+    .await;
+    assert_ne!(next.task_id, first.task_id);
+    assert_ne!(next.shard, first.shard);
+    let (_, next_again): (_, Task) =
+        call_json(&stale.app, post(&stale.env.keys[2], "/v1/tasks", holding)).await;
+    assert_eq!(next_again, next);
     // Capacity L needs a reputation of four full tasks (docs/reputation.md):
     // a new trainer declaring L gets the M task, one declaring S half of it.
     let f2 = fixture().await;
