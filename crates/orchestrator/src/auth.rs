@@ -349,19 +349,7 @@ async fn admit(
                 read = Some(task);
                 admission
             }
-            None => {
-                state
-                    .store
-                    .admit(
-                        check.address,
-                        check.nonce,
-                        check.expires_at,
-                        now,
-                        now_ms,
-                        check.bucket,
-                    )
-                    .await?
-            }
+            None => state.store.admit(check).await?,
         }
     } else {
         if auth.timestamp < state.started_at {
@@ -482,14 +470,17 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Signed<T> {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self> {
         let limit = state.config.auth.max_json_bytes;
         let SignedBytes { address, bytes } = signed_bytes(state, req, limit).await?;
-        let body = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::bad_request(
-                "bad_json",
-                format!("the body is not the expected JSON: {e}"),
-            )
-        })?;
+        let body = serde_json::from_slice(&bytes).map_err(bad_json)?;
         Ok(Signed { address, body })
     }
+}
+
+/// 400 `bad_json`: a signed body that is not the JSON its endpoint takes.
+fn bad_json(e: serde_json::Error) -> Error {
+    Error::bad_request(
+        "bad_json",
+        format!("the body is not the expected JSON: {e}"),
+    )
 }
 
 /// A signed lease request (`POST /v1/tasks`): the signer, the request and,
@@ -530,12 +521,7 @@ impl FromRequest<Arc<AppState>> for SignedLease {
             .await?;
         let body = parsed
             .ok_or_else(|| Error::Inconsistent("the lease request was not read".into()))?
-            .map_err(|e| {
-                Error::bad_request(
-                    "bad_json",
-                    format!("the body is not the expected JSON: {e}"),
-                )
-            })?;
+            .map_err(bad_json)?;
         Ok(SignedLease {
             address,
             body,

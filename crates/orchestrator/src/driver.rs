@@ -255,6 +255,7 @@ async fn start_job(state: &Arc<AppState>, job: u64) -> Result<()> {
     tx.open_round(job, 0, hash, now, now + info.spec.round_timeout_secs)
         .await?;
     tx.commit().await?;
+    state.preload_dataset(&info.dataset);
     state.put_job(info);
     tracing::info!(job, checkpoint = %hash, tx = ?tx_hash, "job started: checkpoint 0 committed, round 0 open");
     Ok(())

@@ -178,6 +178,10 @@ impl Exclusive {
     }
 }
 
+/// A data set's place in [`AppState`]'s cache: locked while it loads,
+/// `None` until then.
+type DatasetSlot = Arc<Mutex<Option<Arc<Dataset>>>>;
+
 /// Shared state of the service.
 pub struct AppState {
     /// The configuration.
@@ -221,7 +225,9 @@ pub struct AppState {
     pub chain_seen: crate::health::ChainSeen,
     jobs: Mutex<HashMap<u64, Arc<JobInfo>>>,
     job_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
-    datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+    /// One slot per data set, locked while it loads so that concurrent
+    /// callers (the start-up preload, the first report's probe) load it once.
+    datasets: Mutex<HashMap<String, DatasetSlot>>,
     frozen: Mutex<HashMap<u64, Arc<TensorSet>>>,
     compute: Arc<Compute>,
     exec: Exec,
@@ -438,13 +444,15 @@ impl AppState {
 
     /// Loads (once) and returns a data set. Blocking: call from a blocking task.
     pub fn dataset_blocking(&self, name: &DatasetName) -> Result<Arc<Dataset>> {
-        let key = name.to_string();
-        if let Some(d) = self
+        let slot = self
             .datasets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
         }
         let options = LoadOptions {
@@ -469,11 +477,20 @@ impl AppState {
             })?
         };
         let data = Arc::new(data);
-        self.datasets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, data.clone());
+        *slot = Some(data.clone());
         Ok(data)
+    }
+
+    /// Starts loading `name` in the background (a job just started), so
+    /// that the first report's loss probe and the first checkpoint's
+    /// evaluation find it in memory rather than wait for it. A failure is
+    /// only logged: the first real use reports it.
+    pub fn preload_dataset(self: &Arc<Self>, name: &DatasetName) {
+        let (state, name) = (self.clone(), name.clone());
+        tokio::task::spawn_blocking(move || match state.dataset_blocking(&name) {
+            Ok(_) => tracing::debug!(dataset = %name, "data set preloaded"),
+            Err(e) => tracing::debug!(dataset = %name, error = %e, "data set not preloaded"),
+        });
     }
 
     /// A LoRA job's frozen model (its spec's `init`), decoded once; `None`

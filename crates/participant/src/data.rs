@@ -8,7 +8,8 @@ use funetun_client::Client;
 use funetun_ml::{Dataset, DatasetName, LoadOptions};
 
 use crate::blobs::BlobCache;
-use tracing::info;
+use tokio::sync::OnceCell;
+use tracing::{debug, info};
 
 use crate::error::{Error, Result};
 
@@ -21,11 +22,19 @@ pub struct DataConfig {
     pub download: bool,
 }
 
+/// A data set's place in the cache: empty until its one load finishes.
+type Slot = Arc<OnceCell<Arc<Dataset>>>;
+
+/// How long [`Datasets::preload`] waits for its job to start.
+pub const PRELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Data sets loaded once per process, by name.
 #[derive(Clone, Default)]
 pub struct Datasets {
     config: DataConfig,
-    loaded: Arc<Mutex<HashMap<DatasetName, Arc<Dataset>>>>,
+    /// One cell per data set: concurrent callers (a preload and the first
+    /// task) wait for the same load.
+    loaded: Arc<Mutex<HashMap<DatasetName, Slot>>>,
 }
 
 impl Datasets {
@@ -55,9 +64,54 @@ impl Datasets {
                 dir.display()
             )));
         }
-        if let Some(d) = self.loaded.lock().expect("dataset cache lock").get(name) {
-            return Ok(d.clone());
-        }
+        let cell = self
+            .loaded
+            .lock()
+            .expect("dataset cache lock")
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.load(name, blobs, client))
+            .await
+            .cloned()
+    }
+
+    /// Starts loading `job`'s data set in the background, so that its
+    /// first task or check finds it in memory. A job the orchestrator does
+    /// not know or has not started yet is asked for again every 100 ms for
+    /// up to [`PRELOAD_WAIT`]. Failures are only logged: the first real use
+    /// reports them.
+    pub fn preload(&self, job: u64, blobs: &BlobCache, client: &Client) {
+        let (this, blobs, client) = (self.clone(), blobs.clone(), client.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let detail = loop {
+                match client.job(job).await {
+                    Ok(detail) => break detail,
+                    Err(e)
+                        if matches!(e.code(), Some("unknown_job" | "spec_unavailable"))
+                            && started.elapsed() < PRELOAD_WAIT =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        debug!(job, error = %e, "data set not preloaded");
+                        return;
+                    }
+                }
+            };
+            if let Err(e) = this.get(&detail.spec.dataset, &blobs, &client).await {
+                debug!(job, error = %e, "data set not preloaded");
+            }
+        });
+    }
+
+    async fn load(
+        &self,
+        name: &DatasetName,
+        blobs: &BlobCache,
+        client: &Client,
+    ) -> Result<Arc<Dataset>> {
         for hash in name.blobs() {
             blobs.ensure(client, hash).await?;
         }
@@ -94,10 +148,6 @@ impl Datasets {
             test = data.test.len(),
             "data set loaded"
         );
-        self.loaded
-            .lock()
-            .expect("dataset cache lock")
-            .insert(name.clone(), data.clone());
         Ok(data)
     }
 }
@@ -105,6 +155,26 @@ impl Datasets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_one_load() {
+        let cache = tempfile::tempdir().unwrap();
+        let blobs = BlobCache::open(cache.path()).unwrap();
+        let client = Client::new("http://127.0.0.1:9", None);
+        let datasets = Datasets::new(DataConfig::default());
+        let name = DatasetName::Synthetic(7);
+        let (a, b) = tokio::join!(
+            datasets.get(&name, &blobs, &client),
+            datasets.get(&name, &blobs, &client)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        // One load: both callers hold the same data set, and so does a
+        // later caller.
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = datasets.get(&name, &blobs, &client).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &c));
+        assert!(!a.train.is_empty());
+    }
 
     #[tokio::test]
     async fn a_path_named_by_a_job_is_never_opened() {

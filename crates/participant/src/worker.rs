@@ -106,6 +106,13 @@ impl Workbench {
         self.datasets.get(name, &self.blobs, &self.me.client).await
     }
 
+    /// Starts loading `job`'s data set in the background (a participant
+    /// told its job loads the data while it registers and leases, not
+    /// after).
+    pub fn preload(&self, job: u64) {
+        self.datasets.preload(job, &self.blobs, &self.me.client);
+    }
+
     /// What `task` (read as `spec`) starts from: its base checkpoint and,
     /// for a LoRA job, the frozen model (kept decoded between tasks).
     pub async fn start(&self, task: &Task, spec: &TaskSpec) -> Result<Start> {

@@ -188,6 +188,10 @@ struct Trainer {
     /// Why the trainer stopped on its own: validators rejected its update of
     /// the one job it works on.
     stopped_by: Option<String>,
+    /// `stale:S`: the job and round whose checkpoint this trainer's first
+    /// update was trained on and submitted in; it leases again once the
+    /// round has closed ([`Trainer::first_update_goes_first`]).
+    after_first: Option<(u64, u64)>,
 }
 
 /// Runs a trainer until `shutdown` completes, the job is over (with
@@ -209,6 +213,9 @@ pub async fn run(
     else {
         return Ok(TrainerReport::default());
     };
+    if let Some(job) = config.job_id {
+        bench.preload(job);
+    }
     let address = bench.address();
     let journal = Journal::open(journal_path(&config.cache_dir, address))?;
     let mut trainer = Trainer {
@@ -227,6 +234,7 @@ pub async fn run(
         verdict_cursor: 0,
         undecided: Vec::new(),
         stopped_by: None,
+        after_first: None,
         config,
     };
     let poll = trainer.config.poll;
@@ -331,16 +339,20 @@ impl Trainer {
             self.finish_held().await?;
             return Ok(Some(true));
         }
+        if self.first_update_goes_first(job.job_id).await? {
+            if self.held.is_some() {
+                self.finish_held().await?;
+            } else {
+                self.wait_for_next_round().await;
+            }
+            return Ok(Some(true));
+        }
         if let Some(held) = &self.held
             && self.held_waits_for_its_round(&held.task).await?
         {
             // A task leased now would train on the checkpoint the held one
             // was trained on, which the next round supersedes: wait for it.
-            let started = std::time::Instant::now();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let waited = started.elapsed().as_secs_f64();
-            self.report.busy_seconds += waited;
-            self.report.wait_seconds += waited;
+            self.wait_for_next_round().await;
             return Ok(Some(true));
         }
         let lease = LeaseRequest {
@@ -825,6 +837,53 @@ impl Trainer {
             }
             _ => false,
         })
+    }
+
+    /// One 100 ms pause before asking again for a round to open, counted
+    /// as waiting (busy, not work).
+    async fn wait_for_next_round(&mut self) {
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waited = started.elapsed().as_secs_f64();
+        self.report.busy_seconds += waited;
+        self.report.wait_seconds += waited;
+    }
+
+    /// `stale:S`: whether this trainer's first update of `job` goes
+    /// through before it leases again. The first update of a trainer new
+    /// to the job is replayed by validators (probation) before the round
+    /// holding it can close, so that round is long; a task leased meanwhile
+    /// would be trained from the same checkpoint — in round 0 the random
+    /// start — and merged a round late at half weight, gaining little
+    /// (docs/sync.md, measured). So a trainer holding its first update,
+    /// trained on the open round's checkpoint, submits and reports it at
+    /// once and waits for the next checkpoint before it leases. An update
+    /// whose round already closed (a slow trainer's) does not wait.
+    async fn first_update_goes_first(&mut self, job: u64) -> Result<bool> {
+        if let Some(held) = &self.held {
+            let first = held.task.job_id == job
+                && !self.journal().entries.keys().any(|&(j, _, _)| j == job);
+            if !first {
+                return Ok(false);
+            }
+            let round = held.task.round;
+            let fresh = self
+                .open_round(job)
+                .await?
+                .is_some_and(|open| open <= round);
+            if fresh {
+                self.after_first = Some((job, round));
+            }
+            return Ok(fresh);
+        }
+        let Some((j, round)) = self.after_first else {
+            return Ok(false);
+        };
+        if j != job || self.open_round(job).await?.is_none_or(|open| open > round) {
+            self.after_first = None;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// The job's open round as the chain has it; `None` once it is not

@@ -108,6 +108,9 @@ pub async fn run(
     else {
         return Ok(ValidatorReport::default());
     };
+    if let Some(job) = config.job_id {
+        bench.preload(job);
+    }
     let mut v = Validator {
         voter: config.voter(),
         report: ValidatorReport {

@@ -353,9 +353,13 @@ async fn restarted_trainer_without_a_journal_finds_its_submission_on_chain() {
     restart_after_a_lost_report(true).await;
 }
 
-/// SIGTERM to a pipelined `stale:2` trainer holding its second update (the
-/// first reported, the second trained on the same checkpoint and waiting
-/// for the next round): it submits the held update before it exits.
+/// SIGTERM to a pipelined `stale:2` trainer holding an update trained on
+/// the open round's checkpoint after it submitted in that round: it submits
+/// the held update in the next round before it exits. Its first update goes
+/// through alone (the trainer waits for checkpoint 1 before it leases
+/// again); the second, trained on checkpoint 1 and reported in round 1, is
+/// the one trained alongside the third, which is in hand when the signal
+/// comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
     let mut spec = spec();
@@ -373,10 +377,10 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
         .spawn()
         .unwrap();
     let pid = trainer.id().expect("running").to_string();
-    // The first update reported: the second task was leased (naming the
-    // first as held) and trained alongside, so it is in hand from now on.
+    // The second update reported: the third task was leased (naming the
+    // second as held) and trained alongside, so it is in hand from now on.
     let started = std::time::Instant::now();
-    while !log_of(&log).contains("submitted in round") {
+    while log_of(&log).matches("submitted in round").count() < 2 {
         assert!(
             started.elapsed() < HANG_GUARD,
             "the trainer never reported:\n{}",
@@ -406,21 +410,28 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
     );
     assert_eq!(text.matches(&said).count(), 1, "said once: {text}");
     let report = crate::last_json(&out);
-    assert_eq!(report["submitted"], 2, "{report}\n{text}");
+    assert_eq!(report["submitted"], 3, "{report}\n{text}");
     assert_eq!(report["dropped"], 0, "{report}");
-    assert_eq!(report["steps"], 2 * u64::from(STEPS), "{report}");
+    assert_eq!(report["steps"], 3 * u64::from(STEPS), "{report}");
 
-    // Both on-chain, one per round, and both reported: the second was
-    // trained on checkpoint 0 and went into round 1.
+    // All on-chain, one per round, and all reported: the first two were
+    // trained on their own round's checkpoint (the second waited for
+    // checkpoint 1), the one in hand on checkpoint 1, and went into round 2.
     let submissions = env.submissions().await;
     let rounds: Vec<u64> = submissions.keys().map(|(r, _)| *r).collect();
-    assert_eq!(rounds, vec![0, 1], "{submissions:?}");
+    assert_eq!(rounds, vec![0, 1, 2], "{submissions:?}");
     assert!(submissions.keys().all(|(_, t)| *t == me));
     let client = Client::new(&env.orchestrator.url(), None);
     let updates = client.updates(JOB).await.unwrap();
-    assert_eq!(updates.len(), 2, "{updates:?}");
-    let second = updates.iter().find(|u| u.round == 1).expect("round 1");
-    assert_eq!(second.base_round, 0, "{second:?}");
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    let base = |round: u64| {
+        updates
+            .iter()
+            .find(|u| u.round == round)
+            .unwrap_or_else(|| panic!("round {round}: {updates:?}"))
+            .base_round
+    };
+    assert_eq!((base(0), base(1), base(2)), (0, 1, 1), "{updates:?}");
 }
 
 /// Runs an honest trainer whose first update a validator rejects (quorum 1,

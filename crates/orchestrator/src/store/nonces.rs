@@ -94,30 +94,14 @@ pub struct Bucket {
 }
 
 impl Store {
-    /// The rate limit and the nonce check of one signed request, against
-    /// state every replica shares (PostgreSQL only): take a token from
-    /// `address`'s bucket (refilled at `bucket.rate` since its last use, on
-    /// the replica's millisecond clock `now_ms`), then, if one was left,
-    /// record `nonce` until `expires_at` unless it is recorded and still
-    /// live at `now`. Requests that arrive together share one statement
-    /// (the batching `Admitter`).
-    pub async fn admit(
-        &self,
-        address: Address,
-        nonce: &str,
-        expires_at: u64,
-        now: u64,
-        now_ms: u64,
-        bucket: Bucket,
-    ) -> Result<Admission> {
-        let check = Check {
-            address,
-            nonce,
-            expires_at,
-            now,
-            now_ms,
-            bucket,
-        };
+    /// The rate limit and the nonce check of one signed request
+    /// ([`Check`]), against state every replica shares (PostgreSQL only):
+    /// take a token from the signer's bucket (refilled at `bucket.rate`
+    /// since its last use, on the replica's millisecond clock `now_ms`),
+    /// then, if one was left, record the nonce until `expires_at` unless it
+    /// is recorded and still live at `now`. Requests that arrive together
+    /// share one statement (the batching `Admitter`).
+    pub async fn admit(&self, check: Check<'_>) -> Result<Admission> {
         Ok(self.admit_with(check, None).await?.0)
     }
 

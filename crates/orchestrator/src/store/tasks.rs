@@ -1,6 +1,7 @@
 //! The `tasks` table: task leases.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use alloy_primitives::{Address, B256};
 use funetun_core::api::FailureInfo;
@@ -164,17 +165,20 @@ impl Store {
         except: Option<u64>,
         now: u64,
     ) -> Result<Option<TaskRow>> {
-        let raw: Option<RawTask> = sqlx::query_as(&format!(
-            "{} AND t.job_id = $1 AND t.trainer = $2 AND t.expires_at > $3 AND t.task_id != $4
-             ORDER BY t.task_id DESC LIMIT 1",
-            live_lease_query()
-        ))
-        .bind(to_db(job_id))
-        .bind(addr_text(trainer))
-        .bind(to_db(now))
-        .bind(except.map_or(-1, to_db))
-        .fetch_optional(&self.read)
-        .await?;
+        static LIVE_LEASE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "{} AND t.job_id = $1 AND t.trainer = $2 AND t.expires_at > $3 AND t.task_id != $4
+                 ORDER BY t.task_id DESC LIMIT 1",
+                live_lease_query()
+            )
+        });
+        let raw: Option<RawTask> = sqlx::query_as(LIVE_LEASE.as_str())
+            .bind(to_db(job_id))
+            .bind(addr_text(trainer))
+            .bind(to_db(now))
+            .bind(except.map_or(-1, to_db))
+            .fetch_optional(&self.read)
+            .await?;
         raw.map(RawTask::typed).transpose()
     }
 

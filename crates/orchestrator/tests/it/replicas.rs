@@ -57,7 +57,7 @@ async fn one_holder_at_a_time_and_a_new_term_fences_the_old_one_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: the test command's PostgreSQL pass runs it"]
 async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
-    use funetun_orchestrator::store::nonces::{Admission, Bucket};
+    use funetun_orchestrator::store::nonces::{Admission, Bucket, Check};
     require_postgres();
     let dir = tempfile::tempdir().unwrap();
     let url = db_url(dir.path()).await;
@@ -86,7 +86,14 @@ async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
             let store = stores[n % 2].clone();
             calls.push(tokio::spawn(async move {
                 let answer = store
-                    .admit(address(i), nonce, now + 60, now, now_ms, roomy)
+                    .admit(Check {
+                        address: address(i),
+                        nonce,
+                        expires_at: now + 60,
+                        now,
+                        now_ms,
+                        bucket: roomy,
+                    })
                     .await
                     .unwrap();
                 (i, nonce, answer)
@@ -123,7 +130,14 @@ async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
         let store = stores[k % 2].clone();
         calls.push(tokio::spawn(async move {
             store
-                .admit(who, &format!("tight-{k:04}"), now + 60, now, now_ms, tight)
+                .admit(Check {
+                    address: who,
+                    nonce: &format!("tight-{k:04}"),
+                    expires_at: now + 60,
+                    now,
+                    now_ms,
+                    bucket: tight,
+                })
                 .await
                 .unwrap()
         }));
@@ -141,7 +155,14 @@ async fn requests_checked_together_get_the_answers_one_at_a_time_would() {
     // A closed store refuses, and says the database is out of reach.
     stores[0].close().await;
     let err = stores[0]
-        .admit(who, "after-close-1", now + 60, now, now_ms, roomy)
+        .admit(Check {
+            address: who,
+            nonce: "after-close-1",
+            expires_at: now + 60,
+            now,
+            now_ms,
+            bucket: roomy,
+        })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
