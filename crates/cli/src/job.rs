@@ -156,6 +156,8 @@ pub fn check_spec_names(spec: &JobSpec) -> anyhow::Result<()> {
     outer
         .check_params()
         .map_err(|e| anyhow::anyhow!("job spec: `outer_optimizer` {e}"))?;
+    funetun_orchestrator::state::outer_fits_sync(&outer, spec)
+        .map_err(|e| anyhow::anyhow!("job spec: {e}"))?;
     if let Some(lora) = &spec.lora {
         funetun_ml::Space::new(spec.model()?, Some(lora))
             .map_err(|e| anyhow::anyhow!("job spec: {e}"))?;

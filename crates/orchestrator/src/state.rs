@@ -91,6 +91,7 @@ impl JobInfo {
         outer
             .check_params()
             .map_err(|e| format!("outer_optimizer: {e}"))?;
+        outer_fits_sync(&outer, &spec)?;
         let space = Space::new(model, spec.lora.as_ref()).map_err(|e| e.to_string())?;
         let max_blob_bytes = space.decode_limits().max_bytes;
         Ok(JobInfo {
@@ -132,6 +133,28 @@ pub fn rule_fits_rounds(rule: &Rule, spec: &JobSpec) -> std::result::Result<(), 
             spec.aggregation
         )
     })
+}
+
+/// Refuses outer momentum under `stale:S`. A late update re-applies a
+/// direction that the checkpoints after its base already took, and momentum
+/// keeps re-applying it: the `shakespeare` preset with `nesterov:0.7,0.9`
+/// diverged under `stale:2` where plain averaging did not (docs/sync.md).
+pub fn outer_fits_sync(outer: &Outer, spec: &JobSpec) -> std::result::Result<(), String> {
+    let momentum = match outer {
+        _ if spec.sync.is_sync() => return Ok(()),
+        Outer::Sgd { .. } => 0.0,
+        Outer::Nesterov { momentum, .. } => *momentum,
+        Outer::Adam { beta1, .. } => *beta1,
+    };
+    if momentum == 0.0 {
+        return Ok(());
+    }
+    Err(format!(
+        "outer_optimizer: `{}` carries momentum ({momentum}), which the late updates of a \
+         `{}` job turn into overshoot (docs/sync.md); use outer_optimizer = \"sgd\" (or \
+         \"sgd:LR\"), a momentum of 0, or sync = \"sync\"",
+        spec.outer_optimizer, spec.sync
+    ))
 }
 
 impl JobInfo {
@@ -552,5 +575,32 @@ impl AppState {
             .get(hash)
             .await?
             .ok_or_else(|| Error::Inconsistent(format!("blob {hash} is missing from the store")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outer_momentum_is_refused_under_stale_rounds_only() {
+        let fits = |outer: &str, sync: &str| {
+            let spec = JobSpec {
+                outer_optimizer: outer.into(),
+                sync: sync.parse().unwrap(),
+                ..JobSpec::default()
+            };
+            outer_fits_sync(&outer.parse().unwrap(), &spec)
+        };
+        assert!(fits("nesterov:0.7,0.9", "sync").is_ok());
+        assert!(fits("sgd", "stale:2").is_ok());
+        assert!(fits("sgd:0.8", "stale:2").is_ok());
+        assert!(fits("nesterov:0.7,0", "stale:2").is_ok());
+        for outer in ["nesterov:0.7,0.9", "adam:1e-3,0.9,0.99,1e-8"] {
+            let e = fits(outer, "stale:2").unwrap_err();
+            assert!(e.starts_with("outer_optimizer:"), "{e}");
+            assert!(e.contains(outer) && e.contains("stale:2"), "{e}");
+            assert!(e.contains("outer_optimizer = \"sgd\""), "{e}");
+        }
     }
 }

@@ -119,7 +119,7 @@ pub struct TrainerReport {
     /// submitting, reporting): wall time minus this is idle time.
     pub busy_seconds: f64,
     /// Of `busy_seconds`, seconds a finished `stale:S` update waited for a
-    /// round it could be submitted in (one per trainer per round).
+    /// round it could be submitted in (one per trainer and slot per round).
     pub wait_seconds: f64,
     /// Seconds between its first task and the end of the job without a
     /// task (no lease available): what a synchronous round's barrier costs.
@@ -614,9 +614,8 @@ impl Trainer {
     async fn prepare(&self, task: &Task) -> Result<Prepared> {
         let spec = task_spec(task)?;
         let already = if !task.sync.is_sync() {
-            // One submission per trainer per round: this trainer may have
-            // submitted another task in the task's round. Only the journal
-            // knows whether this task was submitted.
+            // A `stale:S` task may have been submitted in a later round
+            // than its own: only the journal knows whether this task was.
             let entry = self
                 .journal()
                 .entries
@@ -789,10 +788,11 @@ impl Trainer {
     }
 
     /// The round a finished `stale:S` task is submitted in: the open one,
-    /// once this trainer has not yet submitted in it (one update per
-    /// trainer per round on-chain), and at most S rounds after the task's;
-    /// with the seconds it waited. `Err(why)` when it is too late: the
-    /// update is dropped unsubmitted, so it is neither paid nor slashed.
+    /// unless this trainer already has an update on the task's slot there
+    /// (the chain takes one per trainer, slot and round), and at most S
+    /// rounds after the task's; with the seconds it waited. `Err(why)` when
+    /// it is too late: the update is dropped unsubmitted, so it is neither
+    /// paid nor slashed.
     async fn stale_round(&self, task: &Task) -> Result<(std::result::Result<u64, String>, f64)> {
         let bound = u64::from(task.sync.max_staleness());
         let started = std::time::Instant::now();
@@ -808,13 +808,14 @@ impl Trainer {
                     task.round
                 ));
             }
-            if !self.submitted_any_in(task.job_id, open, task.slot).await? {
+            if !self.slot_taken(task.job_id, open, task.slot).await? {
                 break Ok(open);
             }
             if !waited {
                 debug!(
                     round = open,
-                    "already submitted in this round; waiting for the next"
+                    slot = task.slot,
+                    "this slot is taken in this round; waiting for the next"
                 );
                 waited = true;
             }
@@ -824,16 +825,16 @@ impl Trainer {
     }
 
     /// Whether a held `stale:S` task must wait before the next lease: its
-    /// base is still the open round's checkpoint and this trainer has
-    /// submitted in that round, so the held update goes into the next
-    /// round, and a task leased now would be trained on the same
-    /// checkpoint. Training it would only produce a second update that is
-    /// stale by the time it can be submitted; the trainer waits for the
+    /// base is still the open round's checkpoint and its slot is taken in
+    /// that round (a task leased in an earlier round on the same slot
+    /// number went in there), so the held update goes into the next round,
+    /// and a task leased now would be trained on the same checkpoint only
+    /// to be stale when it could be submitted: the trainer waits for the
     /// next checkpoint instead.
     async fn held_waits_for_its_round(&self, held: &Task) -> Result<bool> {
         Ok(match self.open_round(held.job_id).await? {
             Some(open) if held.round >= open => {
-                self.submitted_any_in(held.job_id, open, held.slot).await?
+                self.slot_taken(held.job_id, open, held.slot).await?
             }
             _ => false,
         })
@@ -907,16 +908,11 @@ impl Trainer {
         Ok(update.status != update_status::NONE)
     }
 
-    /// `stale:S`: whether this trainer submitted anything in `round`: its
-    /// journal on any slot, or the chain on `slot`. A `stale:S` trainer
-    /// submits at most once per round, so two of its tasks are never
-    /// trained on the same checkpoint only to wait for each other.
-    async fn submitted_any_in(&self, job_id: u64, round: u64, slot: u32) -> Result<bool> {
-        let journaled = self
-            .journal()
-            .entries
-            .keys()
-            .any(|&(j, r, _)| j == job_id && r == round);
+    /// `stale:S`: whether this trainer has an update on `slot` of `round`,
+    /// by its journal or by the chain. A trainer may submit several updates
+    /// in one round, each on the slot of its own task.
+    async fn slot_taken(&self, job_id: u64, round: u64, slot: u32) -> Result<bool> {
+        let journaled = self.journal().entries.contains_key(&(job_id, round, slot));
         Ok(journaled || self.submitted_in(job_id, round, slot).await?)
     }
 

@@ -104,3 +104,22 @@ fn manifests(dir: &Path) -> Vec<Value> {
         .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
         .collect()
 }
+
+/// A `stale:S` spec with outer momentum is refused before anything is sent,
+/// naming the field and the fix.
+#[test]
+fn outer_momentum_under_stale_rounds_is_refused_before_anything_is_sent() {
+    for outer in ["nesterov:0.7,0.9", "adam:1e-3,0.9,0.99,1e-8"] {
+        let err = crate::text::create_with(&format!(
+            "sync = \"stale:2\"\nbuffer = 2\nouter_optimizer = \"{outer}\"\n"
+        ));
+        assert!(
+            err.contains("outer_optimizer") && err.contains("outer_optimizer = \"sgd\""),
+            "{outer}: {err}"
+        );
+        assert!(
+            !err.contains("error sending request"),
+            "it tried the network: {err}"
+        );
+    }
+}

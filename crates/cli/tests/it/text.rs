@@ -66,7 +66,7 @@ fn text_tasks_give_the_same_delta_in_separate_processes_at_1_and_2_threads() {
 
 /// `job create` with `spec`, against an address where nothing listens: a
 /// spec error must stop it before any connection is tried.
-fn create_with(spec: &str) -> String {
+pub(crate) fn create_with(spec: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("job.toml");
     std::fs::write(&path, spec).unwrap();

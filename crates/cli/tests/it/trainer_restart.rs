@@ -353,13 +353,10 @@ async fn restarted_trainer_without_a_journal_finds_its_submission_on_chain() {
     restart_after_a_lost_report(true).await;
 }
 
-/// SIGTERM to a pipelined `stale:2` trainer holding an update trained on
-/// the open round's checkpoint after it submitted in that round: it submits
-/// the held update in the next round before it exits. Its first update goes
-/// through alone (the trainer waits for checkpoint 1 before it leases
-/// again); the second, trained on checkpoint 1 and reported in round 1, is
-/// the one trained alongside the third, which is in hand when the signal
-/// comes.
+/// SIGTERM to a pipelined `stale:2` trainer after its second report, while
+/// it trains its next task alongside: it submits the update in hand before
+/// it exits, so nothing it trained is lost. Its first update goes through
+/// alone (the trainer waits for checkpoint 1 before it leases again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
     let mut spec = spec();
@@ -409,29 +406,40 @@ async fn a_stopped_stale_trainer_submits_the_update_in_hand() {
         "{text}"
     );
     assert_eq!(text.matches(&said).count(), 1, "said once: {text}");
+    // Nothing trained was lost: every task trained went on-chain, the
+    // one in hand included (the pipeline may have got past the second
+    // report's task before the signal landed).
     let report = crate::last_json(&out);
-    assert_eq!(report["submitted"], 3, "{report}\n{text}");
+    let submitted = report["submitted"].as_u64().unwrap();
+    assert!(submitted >= 3, "{report}\n{text}");
     assert_eq!(report["dropped"], 0, "{report}");
-    assert_eq!(report["steps"], 3 * u64::from(STEPS), "{report}");
+    assert_eq!(report["steps"], submitted * u64::from(STEPS), "{report}");
 
-    // All on-chain, one per round, and all reported: the first two were
-    // trained on their own round's checkpoint (the second waited for
-    // checkpoint 1), the one in hand on checkpoint 1, and went into round 2.
+    // All on-chain and all reported: the first trained on checkpoint 0 and
+    // submitted alone in round 0 (the trainer then waited for checkpoint
+    // 1); every later one in the round open when it was done — its base's,
+    // or a later one within the bound.
     let submissions = env.submissions().await;
-    let rounds: Vec<u64> = submissions.keys().map(|(r, _)| *r).collect();
-    assert_eq!(rounds, vec![0, 1, 2], "{submissions:?}");
     assert!(submissions.keys().all(|(_, t)| *t == me));
+    let on_chain: usize = submissions.values().map(Vec::len).sum();
+    assert_eq!(on_chain as u64, submitted, "{submissions:?}");
+    assert_eq!(submissions[&(0, me)].len(), 1, "{submissions:?}");
     let client = Client::new(&env.orchestrator.url(), None);
-    let updates = client.updates(JOB).await.unwrap();
-    assert_eq!(updates.len(), 3, "{updates:?}");
-    let base = |round: u64| {
-        updates
-            .iter()
-            .find(|u| u.round == round)
-            .unwrap_or_else(|| panic!("round {round}: {updates:?}"))
-            .base_round
-    };
-    assert_eq!((base(0), base(1), base(2)), (0, 1, 1), "{updates:?}");
+    let mut updates = client.updates(JOB).await.unwrap();
+    assert_eq!(updates.len() as u64, submitted, "{updates:?}");
+    updates.sort_by_key(|u| u.task_id);
+    assert_eq!(
+        (updates[0].base_round, updates[0].round),
+        (0, 0),
+        "{updates:?}"
+    );
+    for u in &updates[1..] {
+        assert!(u.base_round >= 1, "{updates:?}");
+        assert!(
+            (u.base_round..=u.base_round + 2).contains(&u.round),
+            "{updates:?}"
+        );
+    }
 }
 
 /// Runs an honest trainer whose first update a validator rejects (quorum 1,

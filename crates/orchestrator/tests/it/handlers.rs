@@ -306,6 +306,8 @@ async fn leases_are_handed_out_per_shard_and_handed_back() {
     let stale = fixture_with(
         JobSpec {
             sync: SyncPolicy::Stale { max: 1 },
+            // Outer momentum is refused under `stale:S`.
+            outer_optimizer: "sgd".into(),
             ..tiny_spec(1.0)
         },
         |_| {},
