@@ -1571,15 +1571,15 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
     // Staleness of every merged update, by trainer, and the updates each
     // round merged, from the manifests.
     let mut staleness: BTreeMap<Address, Vec<u64>> = BTreeMap::new();
-    let mut merged_per_round = BTreeMap::new();
-    for (checkpoint, hash) in ledger
+    let mut merged_per_round = Vec::new();
+    for (_, hash) in ledger
         .checkpoint_manifests(U256::from(job_id), 0)
         .await?
         .into_iter()
         .filter(|(r, _)| *r > 0)
     {
         let m = funetun_core::sync::Manifest::from_bytes(&client.get_blob(hash).await?)?;
-        merged_per_round.insert(checkpoint, m.inputs.len() as u64);
+        merged_per_round.push(m.inputs.len() as u64);
         for input in m.inputs {
             staleness
                 .entry(input.trainer)
@@ -1675,7 +1675,7 @@ async fn summarize(input: SummaryInput<'_>) -> anyhow::Result<DemoSummary> {
             .map(|r| r.test_accuracy.unwrap_or(0.0))
             .collect(),
         round_seconds,
-        merged_per_round: merged_per_round.into_values().collect(),
+        merged_per_round,
         sync: spec.sync,
         updates_accepted: updates
             .iter()
