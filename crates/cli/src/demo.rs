@@ -1967,13 +1967,25 @@ fn print_summary(s: &DemoSummary, rounds: &[RoundInfo]) {
 /// What `funetun bench demo` prints.
 #[derive(Debug, Serialize)]
 pub struct DemoBench {
-    /// The demo's training time (job creation to final checkpoint).
+    /// The demo's training time (job creation to the final checkpoint,
+    /// committed and evaluated).
     pub demo_seconds: f64,
     /// The same tasks, trained one after another in this process with every
-    /// core, merged by the mean, without chain, HTTP or validation.
+    /// core and merged by the job's rule, without chain, HTTP or validation,
+    /// then the final weights evaluated on the test split (as the demo's
+    /// clock ends with the final checkpoint's evaluation).
     pub local_seconds: f64,
     /// demo / local.
     pub ratio: f64,
+    /// CPU seconds (user + system) the demo spent: this process (chain,
+    /// orchestrator, evaluations) and every participant process.
+    pub demo_cpu_seconds: Option<f64>,
+    /// CPU seconds of the local run.
+    pub local_cpu_seconds: Option<f64>,
+    /// demo CPU seconds / cores / local seconds: the ratio the demo could
+    /// not beat on this machine however well its work overlapped (its
+    /// training, checks, evaluations and services all on these cores).
+    pub cpu_floor_ratio: Option<f64>,
     /// The demo's whole wall time, start-up and summary included.
     pub demo_wall_seconds: f64,
     /// Test accuracy the demo reached.
@@ -1987,17 +1999,32 @@ pub struct DemoBench {
 /// Runs `funetun bench demo`.
 pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = crate::chain::runtime()?;
+    let cpu = crate::train::cpu_seconds;
+    let before = cpu();
     let summary = runtime.block_on(run_demo(&args))?;
+    // The participants have exited and were reaped: their CPU time is in
+    // the children's account.
+    let after_demo = cpu();
     let spec: JobSpec = {
         let text = std::fs::read(args.out.join("job.toml"))?;
         JobSpec::from_bytes(&text)?
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (local_seconds, local_accuracy) = local_run(&spec, &args, threads)?;
+    let after_local = cpu();
+    let demo_cpu_seconds = before
+        .zip(after_demo)
+        .map(|((s0, c0), (s1, c1))| (s1 - s0) + (c1 - c0));
+    let local_cpu_seconds = after_demo
+        .zip(after_local)
+        .map(|((s0, _), (s1, _))| s1 - s0);
     let report = DemoBench {
         demo_seconds: summary.training_seconds,
         local_seconds,
         ratio: summary.training_seconds / local_seconds,
+        demo_cpu_seconds,
+        local_cpu_seconds,
+        cpu_floor_ratio: demo_cpu_seconds.map(|c| c / threads as f64 / local_seconds),
         demo_wall_seconds: summary.wall_seconds,
         demo_accuracy: summary.test_accuracy,
         local_accuracy,
@@ -2011,6 +2038,17 @@ pub fn bench(args: DemoArgs) -> anyhow::Result<()> {
         report.local_accuracy * 100.0,
         report.ratio
     );
+    if let (Some(demo), Some(local), Some(floor)) = (
+        report.demo_cpu_seconds,
+        report.local_cpu_seconds,
+        report.cpu_floor_ratio,
+    ) {
+        eprintln!(
+            "CPU: demo {demo:.1} s vs local {local:.1} s; on {threads} cores the demo cannot \
+             take less than {:.2} s, a ratio of {floor:.2}",
+            demo / threads as f64
+        );
+    }
     print_json(&report)
 }
 
@@ -2188,7 +2226,8 @@ pub fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Trains the spec's tasks (every shard, every round, the task seeds the
-/// orchestrator uses) one after another and merges them by the spec's rule.
+/// orchestrator uses) one after another, merges them by the spec's rule and
+/// evaluates the result; returns the seconds all that took and the accuracy.
 fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<(f64, f64)> {
     let model = spec.model()?;
     let name = spec.dataset.clone();
@@ -2236,7 +2275,6 @@ fn local_run(spec: &JobSpec, args: &DemoArgs, threads: usize) -> anyhow::Result<
             .collect();
         theta = theta.from_flat_like(&flat)?;
     }
-    let seconds = started.elapsed().as_secs_f64();
     let eval = funetun_ml::evaluate(model, &theta.to_flat(), &data, &data.test, None, &compute)?;
-    Ok((seconds, eval.accuracy))
+    Ok((started.elapsed().as_secs_f64(), eval.accuracy))
 }

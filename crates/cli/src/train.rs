@@ -354,3 +354,62 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// CPU time (user + system) so far, in seconds, of this process (`.0`) and
+/// of its children that were waited for (`.1`), from Linux
+/// `/proc/self/stat` (in ticks of the fixed `USER_HZ`, 1/100 s); `None`
+/// elsewhere.
+pub fn cpu_seconds() -> Option<(f64, f64)> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the
+    // state, field 3; utime, stime, cutime and cstime are fields 14 to 17.
+    let fields: Vec<u64> = stat
+        .rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [utime, stime, cutime, cstime] = fields[..] else {
+        return None;
+    };
+    Some((
+        (utime + stime) as f64 / USER_HZ,
+        (cutime + cstime) as f64 / USER_HZ,
+    ))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::cpu_seconds;
+
+    #[test]
+    fn cpu_seconds_count_this_process_and_its_reaped_children() {
+        let (self0, children0) = cpu_seconds().expect("/proc/self/stat is readable");
+        // Arithmetic here until the count moves by 0.2 s (it must, within
+        // a minute), and a third of a second or so in a child.
+        let started = std::time::Instant::now();
+        let mut x = 1u64;
+        while cpu_seconds().expect("readable").0 - self0 < 0.2 {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "own CPU time did not move from {self0}"
+            );
+        }
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("sh runs");
+        assert!(status.success());
+        let (_, children1) = cpu_seconds().expect("/proc/self/stat is readable");
+        assert!(
+            children1 - children0 >= 0.05,
+            "children's CPU {children0} → {children1}"
+        );
+    }
+}
